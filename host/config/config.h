@@ -1,0 +1,149 @@
+/* Config tree (YAML -> nodes with file:line:column marks), ${VAR} expansion,
+ * and the host's typed configuration built from it.  Errors are collected,
+ * never fatal on the first one, so `notifd --check` can print them all. */
+#ifndef ND_CONFIG_H
+#define ND_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- error list -------------------------------------------------------- */
+typedef struct nd_errors {
+  char **msgs;
+  size_t n, cap;
+} nd_errors;
+
+void nd_errors_init(nd_errors *e);
+/* Appends "file:line:col: message" (line/col 1-based; 0 omits them). */
+void nd_errors_add(nd_errors *e, const char *file, int line, int col,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Joins all messages, one per line, into buf (truncating safely). */
+void nd_errors_format(const nd_errors *e, char *buf, size_t len);
+void nd_errors_free(nd_errors *e);
+
+/* ---- node tree --------------------------------------------------------- */
+typedef enum { ND_CFG_SCALAR = 1, ND_CFG_MAP, ND_CFG_SEQ } nd_cfg_kind;
+
+typedef struct nd_cfg_node nd_cfg_node;
+struct nd_cfg_node {
+  nd_cfg_kind kind;
+  const char *file;   /* shared, owned by the tree */
+  int line, col;      /* 1-based position of the value */
+  int key_line, key_col; /* position of the map key naming this node */
+  int quoted;         /* scalar was quoted: never a number/bool/null */
+  int is_null;        /* plain ~, null, Null, NULL or empty */
+  char *str;          /* scalar text after ${VAR} expansion */
+  char *key;          /* key under which it sits in its parent map, or NULL */
+  size_t n;           /* map entries / seq items */
+  nd_cfg_node **items;/* children; for maps each child's `key` is set */
+  int used;           /* set by lookups; unread keys are "unknown" */
+};
+
+typedef struct nd_cfg_tree {
+  nd_cfg_node *root;  /* a map (or NULL for an empty document) */
+  char *file;
+} nd_cfg_tree;
+
+/* Parses YAML text; `name` is the file name used in marks.  Anchors and
+ * aliases are rejected; duplicate keys are errors; ${VAR} and
+ * ${VAR:-default} are expanded in scalars (an unset ${VAR} without default
+ * is an error).  Returns 0, or -1 with errors added. */
+int nd_cfg_parse(const char *text, size_t len, const char *name,
+                 nd_cfg_tree *out, nd_errors *errs);
+int nd_cfg_parse_file(const char *path, nd_cfg_tree *out, nd_errors *errs);
+void nd_cfg_tree_free(nd_cfg_tree *t);
+
+/* Child of a map by key (marks it used), or NULL. */
+nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key);
+/* Dotted path lookup ("a.b.c") through maps, marking each step used. */
+nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted);
+
+/* Typed reads of a scalar node: 0 on success; on a type error add
+ * "file:line:col: key 'k': expected <type>, got '<text>'" and return -1. */
+int nd_cfg_as_string(nd_cfg_node *n, nd_errors *e, const char **out);
+int nd_cfg_as_int(nd_cfg_node *n, nd_errors *e, int64_t *out);
+int nd_cfg_as_double(nd_cfg_node *n, nd_errors *e, double *out);
+int nd_cfg_as_bool(nd_cfg_node *n, nd_errors *e, int *out);
+int nd_cfg_as_duration_ms(nd_cfg_node *n, nd_errors *e, int64_t *out);
+
+/* Go time.ParseDuration syntax -> milliseconds (rounded down);
+ * a bare integer is milliseconds.  0 on success, -1 if malformed. */
+int nd_parse_duration_ms(const char *s, int64_t *out);
+/* Go strconv.ParseBool set plus yes/no/on/off. */
+int nd_parse_bool(const char *s, int *out);
+
+/* Adds "unknown key" errors for every map key under `n` never marked used,
+ * with its key's file:line:column and full dotted path (prefix + key). */
+void nd_cfg_report_unused(nd_cfg_node *n, const char *prefix, nd_errors *e);
+
+/* ---- the host's configuration ----------------------------------------- */
+#define ND_AUTH_POLICY_MAX 3
+
+typedef struct nd_retry_cfg {
+  int32_t max_attempts;
+  int64_t initial_interval_ms, max_interval_ms;
+  double multiplier, jitter;
+} nd_retry_cfg;
+
+typedef struct nd_plugin_cfg {
+  char *name;
+  char *path;          /* explicit .so path or NULL */
+  int builtin;         /* provided by notifd_host_add_builtin */
+  nd_cfg_node *config; /* the `config:` subtree (may be NULL) */
+  int line, col;       /* position of the entry, for messages */
+} nd_plugin_cfg;
+
+typedef struct nd_config {
+  nd_cfg_tree tree;
+
+  char *listen_address;   int listen_port;     /* listen.address/port */
+  char *admin_address;    int admin_port;      /* admin.*; port -1 = off */
+  char *data_dir;
+  int log_level;          /* NOTIFD_LOG_* */
+  int log_json;           /* logging.format: json (1) or logfmt (0) */
+
+  /* http */
+  uint64_t http_max_body;           /* default 1 MiB */
+  uint32_t http_max_header_bytes;   /* default 16 KiB */
+  uint32_t http_max_connections;    /* default 100000 */
+  int64_t http_keepalive_ms;        /* idle keep-alive, default 60 s */
+  int64_t http_request_timeout_ms;  /* read a whole request, default 30 s */
+  char *static_dir;                 /* http.static_dir or NULL */
+  int64_t shutdown_deadline_ms;     /* default 10 s */
+
+  /* auth */
+  char *jwt_secret;
+  char *internal_token;
+
+  /* websocket */
+  int64_t ws_ping_interval_ms;      /* 25 s */
+  int64_t ws_pong_timeout_ms;       /* 10 s */
+  int64_t ws_handshake_timeout_ms;  /* 10 s */
+  uint64_t ws_max_message;          /* 64 KiB */
+  uint64_t ws_max_queue_bytes;      /* 1 MiB */
+  uint32_t ws_max_queue_frames;     /* 1024 */
+  uint32_t ws_max_connections;      /* 100000 */
+  uint32_t ws_max_per_key;          /* 64 */
+  char **ws_allowed_origins;        /* NULL-terminated, NULL = allow all */
+
+  uint32_t workers;                 /* worker pool threads, default 4 */
+  char **plugin_dirs;               /* NULL-terminated search dirs */
+
+  /* backends: NULL/0 = embedded */
+  nd_cfg_node *kafka;               /* backends.kafka subtree or NULL */
+  nd_cfg_node *redis;               /* backends.redis subtree or NULL */
+  nd_cfg_node *mongodb;             /* backends.mongodb subtree or NULL */
+  nd_cfg_node *bus_cfg;             /* bus subtree or NULL */
+  nd_cfg_node *kv_cfg;              /* kv subtree or NULL */
+  nd_retry_cfg retry;               /* bus.retry defaults */
+
+  nd_plugin_cfg *plugins;
+  size_t nplugins;
+} nd_config;
+
+/* Builds the host config from a parsed tree (takes ownership of the tree,
+ * also on failure).  Every problem is added to `errs`; returns -1 if any. */
+int nd_config_load(nd_cfg_tree *tree, nd_config *out, nd_errors *errs);
+void nd_config_free(nd_config *c);
+
+#endif

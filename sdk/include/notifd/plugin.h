@@ -1,0 +1,394 @@
+/*
+ * notifd plugin SDK, ABI v1.
+ *
+ * A plugin is a shared object exporting exactly one symbol,
+ * notifd_plugin_entry_v1(), which returns a static description of the
+ * plugin (notifd_plugin_def).  The host then calls, on its loop thread:
+ *
+ *     entry -> init -> start -> ... -> stop -> destroy
+ *
+ * `init` receives the host API table (notifd_api) and an opaque handle for
+ * this plugin instance (notifd_plugin).  Everything a plugin registers -
+ * HTTP routes, websocket channels, bus consumers, timers, metrics - must be
+ * registered inside `init`; the host owns those registrations and drops them
+ * itself at stop.  A plugin keeps no mutable globals: the host library may be
+ * created twice in one process, so keep state in the pointer `init` returns.
+ *
+ * Rules that hold for every function below unless its comment says otherwise:
+ *  - Threads: call it on the loop thread only (inside a callback).  Only
+ *    notifd_api.post() and notifd_api.log() may be called from any thread.
+ *  - Errors: it returns 0 on success or a negative NOTIFD_E* code.  A call
+ *    that fails never invokes its callback.
+ *  - Ownership: pointer arguments are borrowed for the duration of the call
+ *    and copied if the host keeps them.  Pointers the host returns are
+ *    borrowed and valid for the duration of the callback that produced them
+ *    (or as the comment states).
+ *  - Callbacks run on the loop thread.
+ *
+ * ABI evolution: notifd_api is append-only; new functions go at the end and
+ * bump NOTIFD_ABI_MINOR.  A plugin states the minor it needs in its def; the
+ * host refuses a plugin that needs a newer minor or another major.  Every
+ * struct a plugin hands to the host begins with a uint32_t `size` and the
+ * host reads only what that size covers, so old plugins keep working.
+ */
+#ifndef NOTIFD_PLUGIN_H
+#define NOTIFD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NOTIFD_ABI_MAJOR 1
+#define NOTIFD_ABI_MINOR 0
+
+/* The one exported entry symbol; the ABI major is part of its name. */
+#define NOTIFD_PLUGIN_ENTRY_SYMBOL "notifd_plugin_entry_v1"
+
+#if defined(__GNUC__)
+#define NOTIFD_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define NOTIFD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define NOTIFD_PLUGIN_EXPORT
+#define NOTIFD_PRINTF(a, b)
+#endif
+
+/* ---- error codes (negative returns) ------------------------------------ */
+#define NOTIFD_OK          0
+#define NOTIFD_EINVAL    (-22)  /* bad argument or wrong config type */
+#define NOTIFD_ENOMEM    (-12)
+#define NOTIFD_ENOENT     (-2)  /* no such key / route / topic */
+#define NOTIFD_EEXIST    (-17)  /* duplicate registration */
+#define NOTIFD_ESTATE   (-1001) /* wrong lifecycle phase (e.g. register after init) */
+#define NOTIFD_EBACKEND (-1002) /* backend (Kafka, Redis, SQLite...) failed */
+#define NOTIFD_EBADJSON (-1003) /* body is not valid JSON */
+#define NOTIFD_ETOOBIG  (-1004) /* over a configured size limit */
+#define NOTIFD_ECLOSED  (-1005) /* connection or host already closed */
+#define NOTIFD_ETIMEDOUT (-110)
+#define NOTIFD_ENOTSUP   (-95)  /* feature not available in this build/backend */
+
+/* ---- log levels -------------------------------------------------------- */
+#define NOTIFD_LOG_ERROR 0
+#define NOTIFD_LOG_WARN  1
+#define NOTIFD_LOG_INFO  2
+#define NOTIFD_LOG_DEBUG 3
+
+/* ---- auth policies for routes and websocket channels ------------------- */
+#define NOTIFD_AUTH_NONE     0 /* trusted network, seed-compatible default */
+#define NOTIFD_AUTH_TOKEN    1 /* HS256 JWT: Authorization: Bearer or ?token= */
+#define NOTIFD_AUTH_INTERNAL 2 /* shared secret header X-Notifd-Internal-Token */
+
+/* ---- opaque handles ---------------------------------------------------- */
+typedef struct notifd_plugin     notifd_plugin;     /* this plugin instance */
+typedef struct notifd_req        notifd_req;        /* one HTTP request */
+typedef struct notifd_ws_channel notifd_ws_channel; /* a registered channel */
+typedef struct notifd_ws_conn    notifd_ws_conn;    /* one websocket */
+typedef struct notifd_consumer   notifd_consumer;   /* a bus consumer */
+typedef struct notifd_bus_msg    notifd_bus_msg;    /* one consumed record */
+typedef struct notifd_timer      notifd_timer;
+typedef struct notifd_metric     notifd_metric;
+typedef struct notifd_http_resp  notifd_http_resp;  /* outgoing call's reply */
+
+/* ---- callback types ---------------------------------------------------- */
+
+/* Handles one HTTP request.  The handler answers with one of the respond
+ * functions now or later (asynchronously); `req` stays valid until it has
+ * been answered, even if the client goes away meanwhile. */
+typedef void (*notifd_http_handler)(notifd_req *req, void *ud);
+
+/* Websocket upgrade check, run before the 101 response with the request's
+ * accessors usable.  Return 0 to accept, or an HTTP status (400, 403, ...)
+ * to refuse; `reason` (optional, may be left NULL) becomes the JSON error
+ * message and must be a static string or live until the call returns. */
+typedef int32_t (*notifd_ws_upgrade_cb)(notifd_req *req, const char **reason,
+                                        void *ud);
+typedef void (*notifd_ws_open_cb)(notifd_ws_conn *c, void *ud);
+/* One complete (reassembled) message; `is_text` 1 for text frames. */
+typedef void (*notifd_ws_message_cb)(notifd_ws_conn *c, const void *data,
+                                     size_t len, int32_t is_text, void *ud);
+/* The connection is gone; `c` is valid only during this call. */
+typedef void (*notifd_ws_close_cb)(notifd_ws_conn *c, int32_t code, void *ud);
+
+/* One consumed record.  Finish it exactly once, now or later, with
+ * bus_ack, bus_retry or bus_drop.  `m` stays valid until finished. */
+typedef void (*notifd_bus_handler)(notifd_bus_msg *m, void *ud);
+/* Retries ran out; called before the record is dead-lettered and committed.
+ * `m` is valid only during this call and must not be finished. */
+typedef void (*notifd_bus_exhausted_cb)(notifd_bus_msg *m, const char *error,
+                                        void *ud);
+/* A produce finished: status 0 = durably accepted by the bus, or < 0. */
+typedef void (*notifd_produce_cb)(int32_t status, void *ud);
+
+/* kv result: 1 = yes (claimed / exists), 0 = no, < 0 = backend error (only
+ * reported under the fail-closed policy; fail-open reports success). */
+typedef void (*notifd_kv_cb)(int32_t result, void *ud);
+
+typedef void (*notifd_timer_cb)(notifd_timer *t, void *ud);
+typedef void (*notifd_post_cb)(void *ud);
+/* Runs on a host worker thread: may block (libmongoc, file I/O). */
+typedef void (*notifd_work_cb)(void *ud);
+/* Runs on the loop after the work finished. */
+typedef void (*notifd_work_done_cb)(void *ud);
+
+/* Outgoing HTTP call finished.  `resp` is NULL on transport error or
+ * timeout (`status` is then negative), else borrowed for this call. */
+typedef void (*notifd_http_client_cb)(int32_t status, notifd_http_resp *resp,
+                                      void *ud);
+
+/* ---- option structs (each starts with its own size) -------------------- */
+
+typedef struct notifd_route_opts {
+  uint32_t size;           /* sizeof(notifd_route_opts) */
+  uint32_t auth;           /* NOTIFD_AUTH_* */
+  uint64_t max_body;       /* bytes, 0 = host default (http.max_body) */
+} notifd_route_opts;
+
+typedef struct notifd_ws_channel_opts {
+  uint32_t size;                   /* sizeof(notifd_ws_channel_opts) */
+  uint32_t auth;                   /* NOTIFD_AUTH_* */
+  const char *path;                /* e.g. "/chat/subscribe-websocket" */
+  const char *key_param;           /* query parameter that routes: "stream_id" */
+  const char *const *required_params; /* NULL-terminated, or NULL */
+  /* For NOTIFD_AUTH_TOKEN: query parameters one of which the token's `sub`
+   * must equal (NULL-terminated; NULL means key_param). */
+  const char *const *subject_params;
+  notifd_ws_upgrade_cb on_upgrade; /* optional */
+  notifd_ws_open_cb on_open;       /* optional */
+  notifd_ws_message_cb on_message; /* optional; absent = client data ignored */
+  notifd_ws_close_cb on_close;     /* optional */
+  void *ud;
+} notifd_ws_channel_opts;
+
+typedef struct notifd_consumer_opts {
+  uint32_t size;                   /* sizeof(notifd_consumer_opts) */
+  uint32_t reserved;
+  const char *const *topics;       /* NULL-terminated */
+  const char *group;               /* consumer group id */
+  notifd_bus_handler handler;
+  void *ud;
+  /* Retry policy; 0 / NULL fields take the host's bus.retry defaults. */
+  int32_t max_attempts;            /* total attempts, >= 1; -1 = host default */
+  int32_t reserved2;
+  int64_t initial_interval_ms;
+  int64_t max_interval_ms;
+  double multiplier;
+  double jitter;                   /* 0..1, fraction of the wait randomised */
+  const char *dead_letter_topic;   /* NULL = "<topic>.dlq" */
+  notifd_bus_exhausted_cb on_exhausted; /* optional */
+  int32_t start_from_latest;       /* 1 = new group starts at the end */
+  int32_t reserved3;
+} notifd_consumer_opts;
+
+typedef struct notifd_http_client_req {
+  uint32_t size;                   /* sizeof(notifd_http_client_req) */
+  uint32_t internal_auth;          /* 1 = add the internal token header */
+  const char *method;              /* "POST" */
+  const char *url;                 /* absolute; "local:/path" = this process */
+  const char *const *headers;      /* NULL-terminated "Name: value" lines */
+  const void *body;
+  size_t body_len;
+  int64_t timeout_ms;              /* 0 = 2000 */
+} notifd_http_client_req;
+
+/* ---- the host API table ------------------------------------------------ */
+
+typedef struct notifd_api {
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  uint32_t size;                   /* sizeof(notifd_api) of the host */
+  uint32_t reserved;
+
+  /* -- identity, logging, features -- */
+  /* Host version string, e.g. "0.1.0"; static. */
+  const char *(*host_version)(void);
+  /* Thread-safe.  One log line tagged with the plugin's name. */
+  void (*log)(notifd_plugin *p, int32_t level, const char *fmt, ...)
+      NOTIFD_PRINTF(3, 4);
+  /* Optional extension by name, or NULL when the host lacks it. */
+  void *(*get_feature)(notifd_plugin *p, const char *name);
+  /* The name this plugin was loaded as (config `name`); valid for the
+   * plugin's lifetime. */
+  const char *(*plugin_name)(notifd_plugin *p);
+  /* Absolute data directory (created by the host); plugin lifetime. */
+  const char *(*data_dir)(notifd_plugin *p);
+
+  /* -- per-plugin configuration (the plugin's `config:` subtree) --
+   * `key` is a dotted path ("forward.timeout").  Absent keys give `def`
+   * and return 0.  A present key of the wrong type is recorded as a
+   * config error with file:line:column and NOTIFD_EINVAL is returned.
+   * Keys never read during init are reported as unknown keys.  Strings
+   * returned are owned by the host and live as long as the plugin. */
+  int (*config_string)(notifd_plugin *p, const char *key, const char *def,
+                       const char **out);
+  int (*config_int)(notifd_plugin *p, const char *key, int64_t def,
+                    int64_t *out);
+  int (*config_double)(notifd_plugin *p, const char *key, double def,
+                       double *out);
+  int (*config_bool)(notifd_plugin *p, const char *key, int32_t def,
+                     int32_t *out);
+  /* Go-style durations ("300ms", "1m30s") or integers (milliseconds). */
+  int (*config_duration_ms)(notifd_plugin *p, const char *key, int64_t def,
+                            int64_t *out);
+  /* Length of a sequence (0 when absent); element i as a string. */
+  int (*config_list_len)(notifd_plugin *p, const char *key, size_t *out);
+  int (*config_list_string)(notifd_plugin *p, const char *key, size_t i,
+                            const char **out);
+  /* Value of a host backend setting, e.g. ("mongodb", "uri"); *out = NULL
+   * when that backend is not configured (embedded mode). */
+  int (*backend_string)(notifd_plugin *p, const char *backend,
+                        const char *key, const char **out);
+
+  /* -- HTTP routes --
+   * `pattern` is a path with `{name}` segments: "/chat/messages/{id}".
+   * `opts` may be NULL (auth none, default body limit). Init only. */
+  int (*http_route)(notifd_plugin *p, const char *method, const char *pattern,
+                    notifd_http_handler h, void *ud,
+                    const notifd_route_opts *opts);
+  const char *(*req_method)(notifd_req *r);
+  const char *(*req_path)(notifd_req *r);             /* without query */
+  const char *(*req_param)(notifd_req *r, const char *name); /* {name} */
+  const char *(*req_query)(notifd_req *r, const char *name); /* decoded */
+  const char *(*req_header)(notifd_req *r, const char *name);
+  const void *(*req_body)(notifd_req *r, size_t *len);
+  /* Parses the body once; the result is owned by the request (borrowed).
+   * On malformed JSON returns NULL after answering 400 {"error": "..."}
+   * itself, so the handler just returns. */
+  json_t *(*req_json_or_400)(notifd_req *r);
+  /* The token's `sub` when the route's auth is NOTIFD_AUTH_TOKEN. */
+  const char *(*req_auth_subject)(notifd_req *r);
+  /* Adds a response header; call before responding. */
+  int (*resp_header)(notifd_req *r, const char *name, const char *value);
+  /* Answers with a copy of `body`. `req` is invalid afterwards. */
+  int (*respond)(notifd_req *r, int32_t status, const char *content_type,
+                 const void *body, size_t len);
+  /* Answers with `body` serialized (borrowed; compact, keys as inserted). */
+  int (*respond_json)(notifd_req *r, int32_t status, const json_t *body);
+  /* Answers {"error": msg}. */
+  int (*respond_error)(notifd_req *r, int32_t status, const char *msg);
+
+  /* -- websocket channels -- */
+  int (*ws_channel)(notifd_plugin *p, const notifd_ws_channel_opts *opts,
+                    notifd_ws_channel **out);
+  /* Queues one text frame (encoded once) to every connection of `key`.
+   * delivered/failed may be NULL.  Slow consumers over their outbound
+   * limit are closed and counted as failed. */
+  int (*ws_publish)(notifd_ws_channel *ch, const char *key, const void *data,
+                    size_t len, uint32_t *delivered, uint32_t *failed);
+  /* Closes every connection of `key`; returns the count closed (>= 0). */
+  int (*ws_close_key)(notifd_ws_channel *ch, const char *key, int32_t code,
+                      const char *reason);
+  int (*ws_send)(notifd_ws_conn *c, const void *data, size_t len,
+                 int32_t is_text);
+  int (*ws_close)(notifd_ws_conn *c, int32_t code, const char *reason);
+  const char *(*ws_conn_key)(notifd_ws_conn *c);
+  const char *(*ws_conn_param)(notifd_ws_conn *c, const char *name);
+  void (*ws_conn_set_data)(notifd_ws_conn *c, void *data);
+  void *(*ws_conn_data)(notifd_ws_conn *c);
+  /* Number of open connections for `key` on this process. */
+  uint32_t (*ws_key_count)(notifd_ws_channel *ch, const char *key);
+
+  /* -- bus (Kafka or embedded) -- */
+  int (*bus_consume)(notifd_plugin *p, const notifd_consumer_opts *opts,
+                     notifd_consumer **out);
+  /* Copies everything; `headers` is NULL-terminated name,value,... pairs. */
+  int (*bus_produce)(notifd_plugin *p, const char *topic, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     const char *const *headers, notifd_produce_cb cb,
+                     void *ud);
+  const char *(*msg_topic)(notifd_bus_msg *m);
+  int32_t (*msg_partition)(notifd_bus_msg *m);
+  int64_t (*msg_offset)(notifd_bus_msg *m);
+  /* NULL with *len = 0 for a null key / value (tombstone). */
+  const void *(*msg_key)(notifd_bus_msg *m, size_t *len);
+  const void *(*msg_value)(notifd_bus_msg *m, size_t *len);
+  const void *(*msg_header)(notifd_bus_msg *m, const char *name, size_t *len);
+  int64_t (*msg_timestamp_ms)(notifd_bus_msg *m);
+  int32_t (*msg_attempt)(notifd_bus_msg *m); /* 1 for the first delivery */
+  int (*bus_ack)(notifd_bus_msg *m);
+  /* Redelivers after the consumer's backoff; `error` is kept for the
+   * dead-letter headers when attempts run out. */
+  int (*bus_retry)(notifd_bus_msg *m, const char *error);
+  /* Gives up now: counted, dead-lettered with `reason`, committed. */
+  int (*bus_drop)(notifd_bus_msg *m, const char *reason);
+
+  /* -- kv / dedupe (Redis or embedded); keys get the host's prefix -- */
+  int (*kv_claim)(notifd_plugin *p, const char *key, int64_t ttl_ms,
+                  notifd_kv_cb cb, void *ud);
+  int (*kv_mark)(notifd_plugin *p, const char *key, int64_t ttl_ms,
+                 notifd_kv_cb cb, void *ud);
+  int (*kv_exists)(notifd_plugin *p, const char *key, notifd_kv_cb cb,
+                   void *ud);
+
+  /* -- outgoing HTTP (libcurl multi on the loop, or in-process) -- */
+  int (*http_call)(notifd_plugin *p, const notifd_http_client_req *req,
+                   notifd_http_client_cb cb, void *ud);
+  const void *(*http_resp_body)(notifd_http_resp *r, size_t *len);
+  const char *(*http_resp_header)(notifd_http_resp *r, const char *name);
+
+  /* -- timers, cross-thread post, worker pool -- */
+  /* First fire after `after_ms`, then every `repeat_ms` (0 = once).
+   * Stopped automatically at plugin stop. */
+  int (*timer_start)(notifd_plugin *p, int64_t after_ms, int64_t repeat_ms,
+                     notifd_timer_cb cb, void *ud, notifd_timer **out);
+  void (*timer_stop)(notifd_timer *t);  /* frees `t`; safe inside its cb */
+  /* Thread-safe: runs `cb(ud)` on the loop thread soon.  Returns
+   * NOTIFD_ECLOSED once the host is stopping. */
+  int (*post)(notifd_plugin *p, notifd_post_cb cb, void *ud);
+  /* Runs `work(ud)` on a worker thread, then `done(ud)` on the loop. */
+  int (*work_submit)(notifd_plugin *p, notifd_work_cb work,
+                     notifd_work_done_cb done, void *ud);
+
+  /* -- metrics (Prometheus on the admin listener) --
+   * Names get no prefix; `labels` is NULL-terminated (or NULL).
+   * Registration during init; updates on the loop thread. */
+  int (*metric_counter)(notifd_plugin *p, const char *name, const char *help,
+                        const char *const *labels, notifd_metric **out);
+  int (*metric_gauge)(notifd_plugin *p, const char *name, const char *help,
+                      const char *const *labels, notifd_metric **out);
+  /* `buckets` ascending upper bounds (NULL = latency defaults, seconds). */
+  int (*metric_histogram)(notifd_plugin *p, const char *name,
+                          const char *help, const char *const *labels,
+                          const double *buckets, size_t nbuckets,
+                          notifd_metric **out);
+  /* `values` match the registered labels in order (NULL if none). */
+  void (*metric_add)(notifd_metric *m, const char *const *values, double v);
+  void (*metric_set)(notifd_metric *m, const char *const *values, double v);
+  void (*metric_observe)(notifd_metric *m, const char *const *values,
+                         double v);
+} notifd_api;
+
+/* ---- the plugin's own description ------------------------------------- */
+
+typedef struct notifd_plugin_def {
+  uint32_t size;              /* sizeof(notifd_plugin_def) */
+  uint32_t abi_major;         /* NOTIFD_ABI_MAJOR at build time */
+  uint32_t abi_minor;         /* lowest host minor this plugin needs */
+  uint32_t reserved;
+  const char *name;           /* role name, e.g. "chat_ws" */
+  const char *version;        /* plugin's own version string */
+  /* Register everything here; store the plugin's state in *state.
+   * Return < 0 to fail startup. */
+  int (*init)(notifd_plugin *p, const notifd_api *api, void **state);
+  /* After every plugin's init succeeded; may be NULL. */
+  int (*start)(void *state);
+  /* Reverse order at shutdown; cancel work, join own threads; may be NULL. */
+  void (*stop)(void *state);
+  /* Frees state; may be NULL. */
+  void (*destroy)(void *state);
+} notifd_plugin_def;
+
+typedef const notifd_plugin_def *(*notifd_plugin_entry_fn)(void);
+
+/* Declare in the plugin:  NOTIFD_PLUGIN_DEFINE(my_def)  */
+#define NOTIFD_PLUGIN_DEFINE(def)                                           \
+  NOTIFD_PLUGIN_EXPORT const notifd_plugin_def *notifd_plugin_entry_v1(     \
+      void);                                                                \
+  const notifd_plugin_def *notifd_plugin_entry_v1(void) { return &(def); }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NOTIFD_PLUGIN_H */
