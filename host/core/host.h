@@ -65,8 +65,11 @@ struct notifd_host {
 
   notifd_api api;              /* the table handed to plugins */
 
-  notifd_host_stopped_cb stop_cb;
+  notifd_host_stopped_cb stop_cb;   /* for stops requested by signal */
   void *stop_ud;
+  notifd_host_stopped_cb stopping_cb; /* the stop under way */
+  void *stopping_ud;
+  int bus_stopped;                  /* nd_bus_stop finished */
   struct event *stop_ev;       /* activated by request_stop */
   struct event *deadline_ev;   /* shutdown deadline */
   struct event *drain_ev;      /* polls in-flight work while stopping */

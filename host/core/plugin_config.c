@@ -1,0 +1,93 @@
+/* Typed getters over a plugin's `config:` subtree.  Lookups mark keys used,
+ * so whatever a plugin never reads is reported as an unknown key. */
+#include "core/plugin_config.h"
+
+#include <string.h>
+
+static nd_cfg_node *lookup(notifd_plugin *p, const char *key) {
+  if (!p || !key || !p->cfg || !p->cfg->config) return NULL;
+  if (p->cfg->config->kind != ND_CFG_MAP) return NULL;
+  return nd_cfg_path(p->cfg->config, key);
+}
+
+static int absent(const nd_cfg_node *n) { return !n || (n->kind == ND_CFG_SCALAR && n->is_null); }
+
+int nd_plugin_config_string(notifd_plugin *p, const char *key, const char *def, const char **out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  *out = def;
+  if (absent(n)) return 0;
+  return nd_cfg_as_string(n, &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}
+
+int nd_plugin_config_int(notifd_plugin *p, const char *key, int64_t def, int64_t *out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  *out = def;
+  if (absent(n)) return 0;
+  return nd_cfg_as_int(n, &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}
+
+int nd_plugin_config_double(notifd_plugin *p, const char *key, double def, double *out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  *out = def;
+  if (absent(n)) return 0;
+  return nd_cfg_as_double(n, &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}
+
+int nd_plugin_config_bool(notifd_plugin *p, const char *key, int32_t def, int32_t *out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  *out = def;
+  if (absent(n)) return 0;
+  int v = 0;
+  if (nd_cfg_as_bool(n, &p->host->errs, &v) < 0) return NOTIFD_EINVAL;
+  *out = v;
+  return 0;
+}
+
+int nd_plugin_config_duration_ms(notifd_plugin *p, const char *key, int64_t def, int64_t *out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  *out = def;
+  if (absent(n)) return 0;
+  return nd_cfg_as_duration_ms(n, &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}
+
+int nd_plugin_config_list_len(notifd_plugin *p, const char *key, size_t *out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  *out = 0;
+  if (absent(n)) return 0;
+  if (n->kind != ND_CFG_SEQ) {
+    nd_errors_add(&p->host->errs, n->file, n->line, n->col, "key '%s' of plugin '%s': expected a list",
+                  key, p->cfg->name);
+    return NOTIFD_EINVAL;
+  }
+  *out = n->n;
+  return 0;
+}
+
+int nd_plugin_config_list_string(notifd_plugin *p, const char *key, size_t i, const char **out) {
+  if (!out) return NOTIFD_EINVAL;
+  nd_cfg_node *n = lookup(p, key);
+  if (absent(n) || n->kind != ND_CFG_SEQ || i >= n->n) return NOTIFD_ENOENT;
+  n->items[i]->used = 1;
+  return nd_cfg_as_string(n->items[i], &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}
+
+int nd_plugin_backend_string(notifd_plugin *p, const char *backend, const char *key,
+                             const char **out) {
+  if (!p || !backend || !key || !out) return NOTIFD_EINVAL;
+  *out = NULL;
+  nd_config *c = &p->host->cfg;
+  nd_cfg_node *b = strcmp(backend, "kafka") == 0     ? c->kafka
+                   : strcmp(backend, "redis") == 0   ? c->redis
+                   : strcmp(backend, "mongodb") == 0 ? c->mongodb
+                                                     : NULL;
+  if (!b || b->kind != ND_CFG_MAP) return 0;
+  nd_cfg_node *n = nd_cfg_path(b, key);
+  if (absent(n)) return 0;
+  return nd_cfg_as_string(n, &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}

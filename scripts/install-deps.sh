@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages notifd needs, only when something is missing
+# (fast and idempotent).  Usage: scripts/install-deps.sh [build|test]
+set -euo pipefail
+
+build_pkgs=(build-essential pkg-config meson ninja-build
+  libevent-dev libyaml-dev libjansson-dev libsqlite3-dev libssl-dev
+  librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
+  libwebsockets-dev curl)
+test_pkgs=(check redis-server python3 python3-aiosmtpd python3-venv
+  openjdk-17-jre-headless maven nginx-light)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-build}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# openjdk/maven may come from elsewhere on a developer machine: accept any
+# java/mvn on PATH.
+filtered=()
+for p in "${missing[@]}"; do
+  case "$p" in
+    openjdk-*) command -v java >/dev/null 2>&1 && continue ;;
+    maven) command -v mvn >/dev/null 2>&1 && continue ;;
+  esac
+  filtered+=("$p")
+done
+[ ${#filtered[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${filtered[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null

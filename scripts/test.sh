@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's test command: install what is missing, build, run every test
+# suite, then again in an AddressSanitizer + UBSan build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
+
+status=0
+run_suite() {
+  local dir="$1"; shift
+  scripts/build.sh "$dir" "$@"
+  echo "=== meson test ($dir) ==="
+  if ! meson test -C "$dir" -v --num-processes 2 --print-errorlogs; then status=1; fi
+}
+
+run_suite build
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_odr_violation=0" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+if [ "$status" -ne 0 ]; then echo "TESTS FAILED" >&2; fi
+exit "$status"

@@ -1,0 +1,149 @@
+/* The notifd executable: CLI, --check, serving, SIGTERM shutdown. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nd_test.h"
+
+static char *dir;
+
+static void setup(void) { dir = nd_test_tmpdir(); }
+static void teardown(void) {
+  nd_test_rmrf(dir);
+  free(dir);
+}
+
+/* Runs notifd with args, returns exit code; *out gets combined output. */
+static int run_notifd(char **out, const char *a1, const char *a2, const char *a3) {
+  char log[512];
+  snprintf(log, sizeof log, "%s/out.log", dir);
+  char *argv[] = {ND_TEST_NOTIFD, (char *)a1, (char *)a2, (char *)a3, NULL};
+  pid_t pid = nd_test_spawn(argv, log);
+  int rc = nd_test_wait_exit(pid, 20000);
+  *out = nd_test_read_file(log);
+  return rc;
+}
+
+START_TEST(version_and_help) {
+  char *out;
+  ck_assert_int_eq(run_notifd(&out, "--version", NULL, NULL), 0);
+  ck_assert_msg(strstr(out, "notifd 0.1.0 (plugin ABI 1.0)"), "%s", out);
+  free(out);
+  ck_assert_int_eq(run_notifd(&out, "--help", NULL, NULL), 0);
+  ck_assert_msg(strstr(out, "--check"), "%s", out);
+  free(out);
+  ck_assert_int_eq(run_notifd(&out, "--bogus", NULL, NULL), 2);
+  free(out);
+}
+END_TEST
+
+START_TEST(check_reports_misspelt_key) {
+  char cfg[512];
+  snprintf(cfg, sizeof cfg, "%s/bad.yaml", dir);
+  nd_test_write_file(cfg,
+                     "listen:\n  address: 127.0.0.1\n  prot: 8080\n"
+                     "logging: {level: info}\n"
+                     "websocket:\n  ping_interval: soon\n");
+  char *out;
+  ck_assert_int_eq(run_notifd(&out, "--check", "-c", cfg), 1);
+  /* Every problem, each with file:line:column. */
+  char want[600];
+  snprintf(want, sizeof want, "%s:3:3: unknown key 'listen.prot'", cfg);
+  ck_assert_msg(strstr(out, want), "want '%s' in: %s", want, out);
+  snprintf(want, sizeof want, "%s:6:18", cfg);
+  ck_assert_msg(strstr(out, want) && strstr(out, "ping_interval"), "want '%s' in: %s", want, out);
+  free(out);
+}
+END_TEST
+
+START_TEST(check_ok_and_missing_file) {
+  char cfg[512];
+  snprintf(cfg, sizeof cfg, "%s/good.yaml", dir);
+  char yaml[1024];
+  snprintf(yaml, sizeof yaml,
+           "listen: {address: 127.0.0.1, port: 0}\ndata_dir: %s/data\n"
+           "plugins:\n  - name: tp_ok\n    path: %s/tp_ok.so\n",
+           dir, ND_TEST_PLUGIN_DIR);
+  nd_test_write_file(cfg, yaml);
+  char *out;
+  ck_assert_int_eq(run_notifd(&out, "--check", "-c", cfg), 0);
+  ck_assert_msg(strstr(out, "OK"), "%s", out);
+  free(out);
+  ck_assert_int_eq(run_notifd(&out, "-c", "/nonexistent/notifd.yaml", NULL), 1);
+  ck_assert_msg(strstr(out, "/nonexistent/notifd.yaml"), "%s", out);
+  free(out);
+}
+END_TEST
+
+typedef struct fetch {
+  char url[256];
+  long status;
+  char *body;
+} fetch;
+
+static void *fetch_main(void *arg) {
+  fetch *f = arg;
+  f->status = nd_test_http("GET", f->url, NULL, NULL, &f->body);
+  return NULL;
+}
+
+START_TEST(serve_and_sigterm) {
+  int port = nd_test_free_port(), admin = nd_test_free_port();
+  char cfg[512], log[512], yaml[1024], url[256];
+  snprintf(cfg, sizeof cfg, "%s/run.yaml", dir);
+  snprintf(log, sizeof log, "%s/run.log", dir);
+  snprintf(yaml, sizeof yaml,
+           "listen: {address: 127.0.0.1, port: %d}\nadmin: {address: 127.0.0.1, port: %d}\n"
+           "data_dir: %s/data\nshutdown: {deadline: 5s}\n"
+           "plugins:\n  - name: tp_ok\n    path: %s/tp_ok.so\n",
+           port, admin, dir, ND_TEST_PLUGIN_DIR);
+  nd_test_write_file(cfg, yaml);
+  char *argv[] = {ND_TEST_NOTIFD, "-c", cfg, NULL};
+  pid_t pid = nd_test_spawn(argv, log);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+  ck_assert_int_eq(nd_test_wait_ok(url, 10000), 0);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", admin);
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, NULL), 200);
+  char *body = NULL;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", admin);
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
+  ck_assert_msg(strstr(body, "notifd_build_info{version=\"0.1.0\",abi=\"1.0\"} 1"), "%s", body);
+  ck_assert_msg(strstr(body, "notifd_http_requests_total"), "%s", body);
+  free(body);
+
+  /* SIGTERM with a request in flight: it is answered, then exit 0. */
+  fetch f = {0};
+  snprintf(f.url, sizeof f.url, "http://127.0.0.1:%d/tp/slow?ms=400", port);
+  pthread_t t;
+  pthread_create(&t, NULL, fetch_main, &f);
+  usleep(150 * 1000);
+  kill(pid, SIGTERM);
+  ck_assert_int_eq(nd_test_wait_exit(pid, 8000), 0);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(f.status, 200);
+  free(f.body);
+  char *logtext = nd_test_read_file(log);
+  ck_assert_msg(strstr(logtext, "shutting down") && strstr(logtext, "notifd stopped"), "%s",
+                logtext);
+  free(logtext);
+  /* Nothing listens any more. */
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, NULL), -1);
+}
+END_TEST
+
+Suite *nd_test_suite(void) {
+  Suite *s = suite_create("daemon");
+  TCase *tc = tcase_create("daemon");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, version_and_help);
+  tcase_add_test(tc, check_reports_misspelt_key);
+  tcase_add_test(tc, check_ok_and_missing_file);
+  tcase_add_test(tc, serve_and_sigterm);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,175 @@
+/* Plugin loader: every refusal path with a real shared object, and a good
+ * plugin's SDK round trip. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nd_test.h"
+
+static char err[8192];
+
+/* Starts a host with one plugin entry; returns the host or NULL (err set). */
+static nd_test_host *start_with(const char *plugins_yaml) {
+  char yaml[4096];
+  snprintf(yaml, sizeof yaml,
+           "listen: {address: 127.0.0.1, port: 0}\n"
+           "admin: {address: 127.0.0.1, port: 0}\n"
+           "data_dir: /tmp/notifd-test-loader\n"
+           "logging: {level: error}\n"
+           "plugins:\n%s",
+           plugins_yaml);
+  err[0] = '\0';
+  return nd_test_host_start(yaml, NULL, err, sizeof err);
+}
+
+static void expect_refused(const char *name, const char *needle) {
+  char entry[512];
+  snprintf(entry, sizeof entry, "  - name: %s\n    path: %s/%s.so\n", name, ND_TEST_PLUGIN_DIR,
+           name);
+  nd_test_host *t = start_with(entry);
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, needle) != NULL, "expected '%s' in: %s", needle, err);
+  /* Every message names the plugin file and the config position. */
+  ck_assert_msg(strstr(err, name) != NULL, "plugin path missing in: %s", err);
+  ck_assert_msg(strstr(err, "test.yaml:") != NULL, "position missing in: %s", err);
+}
+
+START_TEST(major_mismatch) {
+  expect_refused("tp_major", "ABI major mismatch: plugin built for 2.0, host provides 1.0");
+}
+END_TEST
+
+START_TEST(newer_minor) { expect_refused("tp_minor", "needs ABI 1.1, host provides 1.0"); }
+END_TEST
+
+START_TEST(missing_symbol) { expect_refused("tp_nosym", "missing entry symbol notifd_plugin_entry_v1"); }
+END_TEST
+
+START_TEST(future_major_symbol) {
+  expect_refused("tp_v2only", "built for ABI major 2 (exports notifd_plugin_entry_v2)");
+}
+END_TEST
+
+START_TEST(init_failure) { expect_refused("tp_initfail", "init failed (-5)"); }
+END_TEST
+
+START_TEST(name_mismatch) { expect_refused("tp_name", "calls itself 'someone_else'"); }
+END_TEST
+
+START_TEST(not_found) {
+  nd_test_host *t = start_with("  - name: tp_nowhere\n");
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, "tp_nowhere.so not found") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(duplicate_name) {
+  char entry[1024];
+  snprintf(entry, sizeof entry,
+           "  - name: tp_ok\n    path: %s/tp_ok.so\n  - name: tp_ok\n    path: %s/tp_ok.so\n",
+           ND_TEST_PLUGIN_DIR, ND_TEST_PLUGIN_DIR);
+  nd_test_host *t = start_with(entry);
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, "tp_ok") && strstr(err, "duplicate"), "%s", err);
+}
+END_TEST
+
+START_TEST(duplicate_route) {
+  char entry[1024];
+  snprintf(entry, sizeof entry,
+           "  - name: tp_ok\n    path: %s/tp_ok.so\n  - name: tp_duproute\n    path: %s/tp_duproute.so\n",
+           ND_TEST_PLUGIN_DIR, ND_TEST_PLUGIN_DIR);
+  nd_test_host *t = start_with(entry);
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, "tp_duproute") && strstr(err, "init failed (-17)"), "%s", err);
+}
+END_TEST
+
+START_TEST(unknown_plugin_key) {
+  char entry[1024];
+  snprintf(entry, sizeof entry,
+           "  - name: tp_ok\n    path: %s/tp_ok.so\n    config:\n      greeting: hi\n      greting: typo\n",
+           ND_TEST_PLUGIN_DIR);
+  nd_test_host *t = start_with(entry);
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, "test.yaml:10:7") && strstr(err, "greting"), "%s", err);
+}
+END_TEST
+
+START_TEST(wrong_type_plugin_key) {
+  char entry[1024];
+  snprintf(entry, sizeof entry,
+           "  - name: tp_ok\n    path: %s/tp_ok.so\n    config:\n      limit: lots\n",
+           ND_TEST_PLUGIN_DIR);
+  nd_test_host *t = start_with(entry);
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, "test.yaml:9:14") && strstr(err, "limit"), "%s", err);
+}
+END_TEST
+
+START_TEST(good_plugin_round_trip) {
+  char entry[1024];
+  snprintf(entry, sizeof entry,
+           "  - name: tp_ok\n    path: %s/tp_ok.so\n    config:\n      greeting: hi there\n"
+           "      limit: 42\n      loud: true\n      tick: 10ms\n",
+           ND_TEST_PLUGIN_DIR);
+  nd_test_host *t = start_with(entry);
+  ck_assert_msg(t != NULL, "%s", err);
+  char url[256], *body = NULL;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/tp/hello?who=a%%20b", nd_test_host_port(t));
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
+  ck_assert_msg(strstr(body, "\"greeting\":\"hi there\"") && strstr(body, "\"who\":\"a b\"") &&
+                    strstr(body, "\"limit\":42") && strstr(body, "\"loud\":true"),
+                "%s", body);
+  free(body);
+
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/tp/items/x%%2Fy", nd_test_host_port(t));
+  ck_assert_int_eq(nd_test_http("POST", url, "{\"a\":[1,2]}", NULL, &body), 201);
+  ck_assert_msg(strstr(body, "\"id\":\"x/y\"") && strstr(body, "\"body\":{\"a\":[1,2]}"), "%s", body);
+  free(body);
+  ck_assert_int_eq(nd_test_http("POST", url, "{\"a\":", NULL, &body), 400);
+  ck_assert_msg(strstr(body, "\"error\"") != NULL, "%s", body);
+  free(body);
+
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/tp/work", nd_test_host_port(t));
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
+  ck_assert_str_eq(body, "{\"sum\":500500}");
+  free(body);
+
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/tp/post", nd_test_host_port(t));
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
+  ck_assert_str_eq(body, "{\"posted\":true}");
+  free(body);
+
+  /* The timer fired (10 ms period) and the plugin counted hits. */
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/tp/hello", nd_test_host_port(t));
+  nd_test_http("GET", url, NULL, NULL, &body);
+  ck_assert_msg(strstr(body, "\"ticks\":0") == NULL, "timer never fired: %s", body);
+  free(body);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", nd_test_host_admin_port(t));
+  ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
+  ck_assert_msg(strstr(body, "tp_ok_hits_total{route=\"hello\"} 2"), "%s", body);
+  free(body);
+  ck_assert_int_eq(nd_test_host_stop(t), 0);
+}
+END_TEST
+
+Suite *nd_test_suite(void) {
+  Suite *s = suite_create("loader");
+  TCase *tc = tcase_create("loader");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, major_mismatch);
+  tcase_add_test(tc, newer_minor);
+  tcase_add_test(tc, missing_symbol);
+  tcase_add_test(tc, future_major_symbol);
+  tcase_add_test(tc, init_failure);
+  tcase_add_test(tc, name_mismatch);
+  tcase_add_test(tc, not_found);
+  tcase_add_test(tc, duplicate_name);
+  tcase_add_test(tc, duplicate_route);
+  tcase_add_test(tc, unknown_plugin_key);
+  tcase_add_test(tc, wrong_type_plugin_key);
+  tcase_add_test(tc, good_plugin_round_trip);
+  suite_add_tcase(s, tc);
+  return s;
+}
