@@ -7,7 +7,7 @@ build_pkgs=(build-essential pkg-config meson ninja-build
   libevent-dev libyaml-dev libjansson-dev libsqlite3-dev libssl-dev
   librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
   libwebsockets-dev curl)
-test_pkgs=(check redis-server python3 python3-aiosmtpd python3-venv
+test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
   openjdk-17-jre-headless maven nginx-light)
 
 want=("${build_pkgs[@]}")

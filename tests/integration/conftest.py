@@ -1,0 +1,133 @@
+"""Shared fixtures for black-box tests: run the built notifd with a YAML
+config on free loopback ports and stop it by pid.
+
+Environment (set by meson): NOTIFD_BUILD_ROOT, NOTIFD_SOURCE_ROOT.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+BUILD = os.environ.get("NOTIFD_BUILD_ROOT", os.path.join(os.path.dirname(__file__), "../../build"))
+SOURCE = os.environ.get("NOTIFD_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "../.."))
+NOTIFD = os.path.join(BUILD, "host", "notifd")
+PLUGIN_DIR = os.path.join(BUILD, "plugins")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    """Returns (status, body_bytes, headers). Never raises on HTTP errors."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+class Notifd:
+    """One notifd process. `plugins_yaml` is the text under `plugins:`."""
+
+    def __init__(self, tmp_path, plugins_yaml="", extra_yaml="", env=None, name="notifd"):
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.dir = str(tmp_path)
+        self.data_dir = os.path.join(self.dir, f"{name}-data")
+        self.log_path = os.path.join(self.dir, f"{name}.log")
+        self.config_path = os.path.join(self.dir, f"{name}.yaml")
+        self.env = dict(os.environ, **(env or {}))
+        with open(self.config_path, "w") as f:
+            f.write(
+                f"listen: {{address: 127.0.0.1, port: {self.port}}}\n"
+                f"admin: {{address: 127.0.0.1, port: {self.admin_port}}}\n"
+                f"data_dir: {self.data_dir}\n"
+                f"plugin_dirs: [{PLUGIN_DIR}]\n"
+                f"logging: {{level: info}}\n"
+                f"shutdown: {{deadline: 5s}}\n"
+                f"{extra_yaml}\n"
+                f"plugins:\n{plugins_yaml if plugins_yaml else '  []'}\n"
+            )
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout=15):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([NOTIFD, "-c", self.config_path], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"notifd exited {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                if http("GET", self.url + "/healthz", timeout=1)[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("notifd did not become healthy:\n" + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def metrics(self):
+        return http("GET", f"http://127.0.0.1:{self.admin_port}/metrics")[1].decode()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.log.close()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def notifd_factory(tmp_path):
+    started = []
+
+    def make(plugins_yaml="", extra_yaml="", env=None, name="notifd", start=True):
+        n = Notifd(tmp_path, plugins_yaml, extra_yaml, env, name)
+        started.append(n)
+        return n.start() if start else n
+
+    yield make
+    for n in started:
+        try:
+            n.stop()
+        except Exception:
+            pass
