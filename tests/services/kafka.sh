@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# A real Apache Kafka broker for tests: KRaft combined broker+controller on
+# loopback, jars from Maven Central (kafka-pom.xml), small heap.
+#
+#   kafka.sh fetch              download the jars into the cache (idempotent)
+#   kafka.sh start DIR          start a broker with its state in DIR; prints
+#                               "127.0.0.1:PORT" once it accepts connections
+#   kafka.sh stop DIR           stop the broker started in DIR (by pid)
+#
+# Exit status 2 means "cannot run here" (no java/mvn, jars unobtainable); the
+# reason is on stderr so callers can report SKIPPED with it.
+# Cache: $NOTIFD_KAFKA_CACHE or ${XDG_CACHE_HOME:-$HOME/.cache}/notifd/kafka.
+set -u
+
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${NOTIFD_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/notifd/kafka}"
+libs="$cache/libs"
+
+die_skip() { echo "$*" >&2; exit 2; }
+
+fetch() {
+  command -v java >/dev/null 2>&1 || die_skip "java not found"
+  if [ -f "$libs/.complete" ] && cmp -s "$here/kafka-pom.xml" "$cache/pom.xml"; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die_skip "mvn not found and no cached Kafka jars"
+  mkdir -p "$cache" || die_skip "cannot create $cache"
+  # One fetch at a time (parallel test binaries may all ask at once).
+  exec 9>"$cache/.lock"
+  flock 9
+  if [ -f "$libs/.complete" ] && cmp -s "$here/kafka-pom.xml" "$cache/pom.xml"; then
+    return 0
+  fi
+  rm -rf "$libs.tmp"
+  cp "$here/kafka-pom.xml" "$cache/pom.xml.tmp"
+  if ! timeout 900 mvn -B -q -f "$cache/pom.xml.tmp" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$libs.tmp" >"$cache/mvn.log" 2>&1; then
+    die_skip "mvn could not fetch the Kafka jars (see $cache/mvn.log)"
+  fi
+  ls "$libs.tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die_skip "kafka jars missing after mvn"
+  rm -rf "$libs"
+  mv "$libs.tmp" "$libs"
+  mv "$cache/pom.xml.tmp" "$cache/pom.xml"
+  touch "$libs/.complete"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start() {
+  local dir="$1"
+  fetch || exit $?
+  mkdir -p "$dir/data" || exit 1
+  local port cport
+  port=$(free_port) && cport=$(free_port) || die_skip "no free port"
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.flush.interval.messages=1000000
+EOF
+  cat >"$dir/log4j.properties" <<EOF
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$dir/kafka.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+  local jopts=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+               -Djava.awt.headless=true -Dlog4j.configuration="file:$dir/log4j.properties")
+  local uuid
+  uuid=$(python3 -c 'import uuid,base64; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  if ! java "${jopts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$uuid" \
+        -c "$dir/server.properties" >"$dir/format.log" 2>&1; then
+    die_skip "kafka storage format failed (see $dir/format.log)"
+  fi
+  setsid java "${jopts[@]}" -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
+      >"$dir/stdout.log" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid" >"$dir/kafka.pid"
+  echo "127.0.0.1:$port" >"$dir/kafka.addr"
+  for _ in $(seq 1 600); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      die_skip "kafka exited during startup (see $dir/stdout.log, $dir/kafka.log)"
+    fi
+    if port_open "$port"; then
+      echo "127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null
+  die_skip "kafka did not listen within 60 s"
+}
+
+stop() {
+  local dir="$1" pid
+  [ -f "$dir/kafka.pid" ] || return 0
+  pid=$(cat "$dir/kafka.pid")
+  if kill -TERM "$pid" 2>/dev/null; then
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  rm -f "$dir/kafka.pid"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 1; }; start "$2" ;;
+  stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 1; }; stop "$2" ;;
+  *) echo "usage: $0 fetch | start DIR | stop DIR" >&2; exit 1 ;;
+esac

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A real redis-server for tests, on a free loopback port, state in DIR.
+#
+#   redis.sh start DIR [PORT]   prints "127.0.0.1:PORT" once it answers PING
+#   redis.sh stop DIR           stops the server started in DIR (by pid)
+#
+# Exit status 2 means "cannot run here" (no redis-server); reason on stderr.
+set -u
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start() {
+  local dir="$1" port="${2:-}"
+  command -v redis-server >/dev/null 2>&1 || { echo "redis-server not found" >&2; exit 2; }
+  mkdir -p "$dir" || exit 1
+  [ -n "$port" ] || port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
+      --daemonize no --logfile "$dir/redis.log" </dev/null >/dev/null 2>&1 &
+  local pid=$!
+  echo "$pid" >"$dir/redis.pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "redis-server exited (see $dir/redis.log)" >&2; exit 2; }
+    if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
+      echo "127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.05
+  done
+  kill -9 "$pid" 2>/dev/null
+  echo "redis-server did not answer within 5 s" >&2
+  exit 2
+}
+
+stop() {
+  local dir="$1" pid
+  [ -f "$dir/redis.pid" ] || return 0
+  pid=$(cat "$dir/redis.pid")
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  rm -f "$dir/redis.pid"
+}
+
+case "${1:-}" in
+  start) [ $# -ge 2 ] || { echo "usage: $0 start DIR [PORT]" >&2; exit 1; }; start "$2" "${3:-}" ;;
+  stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 1; }; stop "$2" ;;
+  *) echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 1 ;;
+esac
