@@ -1,0 +1,317 @@
+/* kv / dedupe store: embedded SQLite (claim/mark/exists, TTL, purge, key
+ * format) and a real redis-server (same, plus fail-open and fail-closed
+ * when Redis is down, reconnect, command timeout). */
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus_kv_test_util.h"
+#include "kv/kv.h"
+#include "kv/kv_internal.h"
+#include "nd_test.h"
+
+/* ---- results ---- */
+
+typedef struct res {
+  int32_t v[64];
+  int n;
+} res;
+
+static void on_result(int32_t r, void *ud) {
+  res *x = ud;
+  if (x->n < 64) x->v[x->n++] = r;
+}
+
+static int want;
+static int res_cond(void *a) { return ((res *)a)->n >= want; }
+
+/* Runs one operation to completion and returns its result. */
+static int32_t op(struct event_base *base, nd_kv *kv, int which, const char *key, int64_t ttl) {
+  res r = {0};
+  int rc = which == ND_KV_CLAIM ? nd_kv_claim(kv, key, ttl, on_result, &r)
+           : which == ND_KV_MARK ? nd_kv_mark(kv, key, ttl, on_result, &r)
+                                 : nd_kv_exists(kv, key, on_result, &r);
+  ck_assert_int_eq(rc, 0);
+  ck_assert_int_eq(r.n, 0); /* never answered inside the call */
+  want = 1;
+  ck_assert(run_until(base, res_cond, &r, 5000));
+  return r.v[0];
+}
+
+#define CLAIM(k, ttl) op(base, kv, ND_KV_CLAIM, k, ttl)
+#define MARK(k, ttl) op(base, kv, ND_KV_MARK, k, ttl)
+#define EXISTS(k) op(base, kv, ND_KV_EXISTS, k, 0)
+
+/* ---- embedded ---- */
+
+static int64_t count_rows(const char *dir, const char *where) {
+  char path[600], sql[256];
+  snprintf(path, sizeof path, "%s/kv.db", dir);
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM kv WHERE %s", where);
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+START_TEST(embedded_claim_mark_exists_ttl) {
+  char *dir = nd_test_tmpdir();
+  struct event_base *base = event_base_new();
+  notifd_host *h = thost_new(base, dir);
+  h->cfg.kv_cfg = tcfg_map();
+  tcfg_set(h->cfg.kv_cfg, "key_prefix", "chat");
+  tcfg_set(tcfg_add(h->cfg.kv_cfg, "embedded", tcfg_map()), "purge_interval", "100ms");
+  nd_kv *kv;
+  ck_assert_int_eq(nd_kv_open(h, &kv, &h->errs), 0);
+  ck_assert(nd_kv_ready(kv));
+  ck_assert_int_eq(CLAIM("m1", 0), 1);
+  ck_assert_int_eq(CLAIM("m1", 0), 0);
+  ck_assert_int_eq(EXISTS("m1"), 1);
+  ck_assert_int_eq(EXISTS("m2"), 0);
+  ck_assert_int_eq(MARK("m2", 60000), 1);
+  ck_assert_int_eq(EXISTS("m2"), 1);
+  ck_assert_int_eq(MARK("m2", 60000), 1); /* mark overwrites */
+  ck_assert_int_eq(count_rows(dir, "k = 'eventstore:chat:m1'"), 1);
+  /* expiry: invisible at once, purged later */
+  ck_assert_int_eq(CLAIM("short", 50), 1);
+  ck_assert_int_eq(CLAIM("short", 50), 0);
+  run_for(base, 120);
+  ck_assert_int_eq(EXISTS("short"), 0);
+  ck_assert_int_eq(CLAIM("short", 30), 1); /* an expired key can be claimed again */
+  run_for(base, 250);
+  ck_assert_int_eq(count_rows(dir, "k = 'eventstore:chat:short'"), 0);
+  ck_assert_int_eq(count_rows(dir, "k = 'eventstore:chat:m1'"), 1); /* no expiry */
+  /* a burst: many callbacks, one transaction */
+  res r = {0};
+  for (int i = 0; i < 50; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "b%d", i % 25);
+    ck_assert_int_eq(nd_kv_claim(kv, k, 0, on_result, &r), 0);
+  }
+  want = 50;
+  ck_assert(run_until(base, res_cond, &r, 5000));
+  int claimed = 0;
+  for (int i = 0; i < 50; i++) claimed += r.v[i];
+  ck_assert_int_eq(claimed, 25);
+  ck_assert_int_eq(nd_kv_claim(kv, NULL, 0, on_result, &r), NOTIFD_EINVAL);
+  ck_assert_int_eq(nd_kv_claim(kv, "x", -1, on_result, &r), NOTIFD_EINVAL);
+  /* free with callbacks pending: they are dropped */
+  res dropped = {0};
+  ck_assert_int_eq(nd_kv_claim(kv, "late", 0, on_result, &dropped), 0);
+  nd_kv_free(kv);
+  run_for(base, 20);
+  ck_assert_int_eq(dropped.n, 0);
+  thost_free(h);
+  event_base_free(base);
+  nd_test_rmrf(dir);
+  free(dir);
+}
+END_TEST
+
+/* ---- redis ---- */
+
+typedef struct redis_srv {
+  char dir[512];
+  int port;
+  pid_t pid;
+} redis_srv;
+
+static int redis_start(redis_srv *s, int port) {
+  if (!s->dir[0]) {
+    char *d = nd_test_tmpdir();
+    snprintf(s->dir, sizeof s->dir, "%s", d);
+    free(d);
+  }
+  char cmd[1200], line[128] = "";
+  if (port) snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s' %d", ND_SOURCE_ROOT, s->dir, port);
+  else snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s'", ND_SOURCE_ROOT, s->dir);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  if (!fgets(line, sizeof line, p)) line[0] = '\0';
+  int st = pclose(p);
+  if (st != 0 || !strchr(line, ':')) return -1;
+  s->port = atoi(strchr(line, ':') + 1);
+  char pidpath[600];
+  snprintf(pidpath, sizeof pidpath, "%s/redis.pid", s->dir);
+  char *pid = nd_test_read_file(pidpath);
+  s->pid = pid ? atoi(pid) : 0;
+  free(pid);
+  return 0;
+}
+
+static void redis_stop(redis_srv *s) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh stop '%s'", ND_SOURCE_ROOT, s->dir);
+  if (system(cmd) != 0) fprintf(stderr, "redis.sh stop failed\n");
+}
+
+static void redis_done(redis_srv *s) {
+  redis_stop(s);
+  nd_test_rmrf(s->dir);
+}
+
+static int have_redis(void) {
+  if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+    printf("SKIPPED: redis-server not installed\n");
+    return 0;
+  }
+  return 1;
+}
+
+static notifd_host *redis_host(struct event_base *base, int port, const char *policy) {
+  notifd_host *h = thost_new(base, NULL);
+  h->cfg.redis = tcfg_map();
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  tcfg_set(h->cfg.redis, "address", addr);
+  tcfg_set(h->cfg.redis, "key_prefix", "chat-persistence-change");
+  tcfg_set(h->cfg.redis, "command_timeout", "200ms");
+  tcfg_set(h->cfg.redis, "connect_timeout", "500ms");
+  if (policy) tcfg_set(h->cfg.redis, "policy", policy);
+  return h;
+}
+
+static int ready_cond(void *a) { return nd_kv_ready(a); }
+
+START_TEST(redis_claim_mark_exists_ttl) {
+  if (!have_redis()) return;
+  redis_srv s = {0};
+  ck_assert_int_eq(redis_start(&s, 0), 0);
+  struct event_base *base = event_base_new();
+  notifd_host *h = redis_host(base, s.port, NULL);
+  nd_kv *kv;
+  ck_assert_int_eq(nd_kv_open(h, &kv, &h->errs), 0);
+  ck_assert(run_until(base, ready_cond, kv, 5000));
+  ck_assert_int_eq(CLAIM("{\"id\":\"1\"}", 60000), 1);
+  ck_assert_int_eq(CLAIM("{\"id\":\"1\"}", 60000), 0);
+  ck_assert_int_eq(EXISTS("{\"id\":\"1\"}"), 1);
+  ck_assert_int_eq(EXISTS("nope"), 0);
+  ck_assert_int_eq(MARK("m", 0), 1);
+  /* the contract's key format, value "1", TTL set */
+  redisContext *rc = redisConnect("127.0.0.1", s.port);
+  ck_assert(rc && !rc->err);
+  redisReply *r = redisCommand(rc, "GET %s", "eventstore:chat-persistence-change:{\"id\":\"1\"}");
+  ck_assert(r && r->type == REDIS_REPLY_STRING);
+  ck_assert_str_eq(r->str, "1");
+  freeReplyObject(r);
+  r = redisCommand(rc, "PTTL %s", "eventstore:chat-persistence-change:{\"id\":\"1\"}");
+  ck_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer > 50000 && r->integer <= 60000);
+  freeReplyObject(r);
+  r = redisCommand(rc, "PTTL %s", "eventstore:chat-persistence-change:m");
+  ck_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == -1); /* ttl 0: no expiry */
+  freeReplyObject(r);
+  redisFree(rc);
+  /* expiry */
+  ck_assert_int_eq(CLAIM("short", 100), 1);
+  ck_assert_int_eq(CLAIM("short", 100), 0);
+  run_for(base, 250);
+  ck_assert_int_eq(CLAIM("short", 100), 1);
+  nd_kv_free(kv);
+  thost_free(h);
+  event_base_free(base);
+  redis_done(&s);
+}
+END_TEST
+
+static double failopen(nd_kv *kv, const char *opname) {
+  const char *l[] = {opname};
+  return kv->failopen ? nd_metric_value(kv->failopen, l) : -1;
+}
+
+START_TEST(redis_down_fail_open) {
+  int port = nd_test_free_port(); /* nothing listens there */
+  struct event_base *base = event_base_new();
+  notifd_host *h = redis_host(base, port, NULL);
+  nd_kv *kv;
+  ck_assert_int_eq(nd_kv_open(h, &kv, &h->errs), 0);
+  run_for(base, 50);
+  ck_assert(!nd_kv_ready(kv));
+  ck_assert_int_eq(CLAIM("k", 1000), 1);   /* process it */
+  ck_assert_int_eq(EXISTS("k"), 0);        /* not a duplicate */
+  ck_assert_int_eq(MARK("k", 1000), 1);
+  ck_assert(failopen(kv, "claim") == 1);
+  ck_assert(failopen(kv, "exists") == 1);
+  nd_kv_free(kv);
+  thost_free(h);
+  event_base_free(base);
+}
+END_TEST
+
+START_TEST(redis_down_fail_closed) {
+  int port = nd_test_free_port();
+  struct event_base *base = event_base_new();
+  notifd_host *h = redis_host(base, port, "fail-closed");
+  nd_kv *kv;
+  ck_assert_int_eq(nd_kv_open(h, &kv, &h->errs), 0);
+  ck_assert_int_eq(CLAIM("k", 1000), NOTIFD_EBACKEND); /* the caller retries later */
+  ck_assert_int_eq(EXISTS("k"), NOTIFD_EBACKEND);
+  ck_assert(failopen(kv, "claim") == 0);
+  nd_kv_free(kv);
+  thost_free(h);
+  /* a bad policy is a config error */
+  h = redis_host(base, port, "maybe");
+  ck_assert_int_lt(nd_kv_open(h, &kv, &h->errs), 0);
+  ck_assert_uint_ge(h->errs.n, 1);
+  thost_free(h);
+  event_base_free(base);
+}
+END_TEST
+
+static int not_ready_cond(void *a) { return !nd_kv_ready(a); }
+
+START_TEST(redis_restart_reconnects_and_timeouts) {
+  if (!have_redis()) return;
+  redis_srv s = {0};
+  ck_assert_int_eq(redis_start(&s, 0), 0);
+  struct event_base *base = event_base_new();
+  notifd_host *h = redis_host(base, s.port, NULL);
+  nd_kv *kv;
+  ck_assert_int_eq(nd_kv_open(h, &kv, &h->errs), 0);
+  ck_assert(run_until(base, ready_cond, kv, 5000));
+  ck_assert_int_eq(CLAIM("a", 0), 1);
+  /* hung server: the command times out and the policy answers */
+  kill(s.pid, SIGSTOP);
+  int64_t t0 = nd_now_ms();
+  ck_assert_int_eq(CLAIM("b", 0), 1);
+  int64_t waited = nd_now_ms() - t0;
+  ck_assert_int_ge(waited, 150);
+  ck_assert_int_lt(waited, 2000);
+  kill(s.pid, SIGCONT);
+  /* server goes away and comes back on the same port */
+  redis_stop(&s);
+  ck_assert(run_until(base, not_ready_cond, kv, 5000));
+  ck_assert_int_eq(EXISTS("a"), 0); /* fail-open while down */
+  ck_assert_int_eq(redis_start(&s, s.port), 0);
+  ck_assert(run_until(base, ready_cond, kv, 10000));
+  ck_assert_int_eq(CLAIM("c", 0), 1);
+  ck_assert_int_eq(CLAIM("c", 0), 0);
+  nd_kv_free(kv);
+  thost_free(h);
+  event_base_free(base);
+  redis_done(&s);
+}
+END_TEST
+
+Suite *nd_test_suite(void) {
+  Suite *s = suite_create("kv");
+  TCase *tc = tcase_create("embedded");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, embedded_claim_mark_exists_ttl);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("redis");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, redis_claim_mark_exists_ttl);
+  tcase_add_test(tc, redis_down_fail_open);
+  tcase_add_test(tc, redis_down_fail_closed);
+  tcase_add_test(tc, redis_restart_reconnects_and_timeouts);
+  suite_add_tcase(s, tc);
+  return s;
+}
