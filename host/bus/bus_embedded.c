@@ -25,12 +25,20 @@
  * process split the partitions; two processes consuming the same group from
  * one file both get every record (use distinct groups, or Kafka).
  *
+ * Checkpoints: a WAL checkpoint fsyncs, which would stall the loop for
+ * milliseconds; automatic checkpoints are off and a small thread with its
+ * own connection runs PASSIVE checkpoints (they never block the writer)
+ * every bus.embedded.checkpoint_interval (200ms).
+ *
  * Retention (periodic): records older than retention.max_age, and beyond the
  * newest retention.max_records of a partition, are deleted whether or not a
  * group has consumed them (as Kafka does); a group that falls that far
  * behind skips them. */
+#include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +79,12 @@ typedef struct emb {
   int cursors_dirty;
   int in_flush;
   nd_buf scratch;
+  /* background checkpointer */
+  int64_t checkpoint_ms;
+  pthread_t ckpt;
+  int ckpt_started, ckpt_stop;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
 } emb;
 
 static emb *E(nd_bus *b) { return b->impl; }
@@ -595,6 +609,41 @@ static int add_timer(struct event *ev, int64_t ms) {
   return event_add(ev, &tv);
 }
 
+/* ---- background checkpoints ---- */
+
+static void *checkpoint_main(void *arg) {
+  emb *e = arg;
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(e->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+      SQLITE_OK) {
+    ND_ERROR("bus", "embedded bus: checkpoint connection failed; WAL will grow");
+    sqlite3_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, 1000);
+  pthread_mutex_lock(&e->mu);
+  while (!e->ckpt_stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += e->checkpoint_ms / 1000;
+    ts.tv_nsec += (e->checkpoint_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    while (!e->ckpt_stop && pthread_cond_timedwait(&e->cv, &e->mu, &ts) != ETIMEDOUT) {
+    }
+    if (e->ckpt_stop) break;
+    pthread_mutex_unlock(&e->mu);
+    int log = 0, done = 0;
+    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    pthread_mutex_lock(&e->mu);
+  }
+  pthread_mutex_unlock(&e->mu);
+  sqlite3_close(db);
+  return NULL;
+}
+
 /* ---- lifecycle ---- */
 
 static int64_t initial_cursor(emb *e, notifd_consumer *c, nd_bus_stream *s, int *found) {
@@ -707,6 +756,15 @@ static void emb_stream_free(nd_bus_stream *s) {
 static void emb_free(nd_bus *b) {
   emb *e = E(b);
   if (!e) return;
+  if (e->ckpt_started) {
+    pthread_mutex_lock(&e->mu);
+    e->ckpt_stop = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->ckpt, NULL);
+  }
+  pthread_mutex_destroy(&e->mu);
+  pthread_cond_destroy(&e->cv);
   nd_bus_record *r = e->pend_head;
   while (r) {
     nd_bus_record *n = r->next;
@@ -772,6 +830,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
   bad |= nd_bus_cfg_dur(emb_cfg, "poll_interval", 100, &e->poll_ms, errs) < 0;
   bad |= nd_bus_cfg_int(emb_cfg, "fetch_batch", 256, &e->fetch_batch, errs) < 0;
   bad |= nd_bus_cfg_int(emb_cfg, "batch_max", 4096, &e->batch_max, errs) < 0;
+  bad |= nd_bus_cfg_dur(emb_cfg, "checkpoint_interval", 200, &e->checkpoint_ms, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "max_age", 168LL * 3600 * 1000, &e->max_age_ms, errs) < 0;
   bad |= nd_bus_cfg_int(ret, "max_records", 0, &e->max_records, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "interval", 60000, &e->trim_ms, errs) < 0;
@@ -788,6 +847,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
     return -1;
   }
   if (e->poll_ms < 1) e->poll_ms = 1;
+  if (e->checkpoint_ms < 10) e->checkpoint_ms = 10;
   if (e->fetch_batch < 1) e->fetch_batch = 1;
   if (e->batch_max < 1) e->batch_max = 1;
   if (e->trim_ms < 10) e->trim_ms = 10;
@@ -811,6 +871,12 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
   b->impl = e;
   b->ops = &nd_bus_embedded_ops;
   nd_buf_init(&e->scratch);
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&e->cv, &ca);
+  pthread_condattr_destroy(&ca);
   if (read_config(e, b->host->cfg.bus_cfg, errs) < 0) {
     emb_free(b);
     return NOTIFD_EINVAL;
@@ -826,7 +892,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
   sqlite3_busy_timeout(e->db, 5000);
   char pragmas[160];
   snprintf(pragmas, sizeof pragmas,
-           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=0;",
            e->sync_full ? "FULL" : "NORMAL");
   if (exec_sql(e, pragmas) < 0 || exec_sql(e, schema) < 0 ||
       prepare(e,
@@ -863,5 +929,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
     return NOTIFD_ENOMEM;
   }
   if (e->max_age_ms > 0 || e->max_records > 0) add_timer(e->trim_ev, e->trim_ms);
+  if (pthread_create(&e->ckpt, NULL, checkpoint_main, e) == 0) e->ckpt_started = 1;
+  else exec_sql(e, "PRAGMA wal_autocheckpoint=1000"); /* no thread: checkpoint inline */
   return 0;
 }
