@@ -46,7 +46,7 @@ typedef struct ctl {
   notifd_host *host;
   nd_bus *bus;
   int status;        /* exit code */
-  int done;
+  int done, config_loaded;
   int64_t count, max_count, idle_ms;
   struct event *idle_ev, *sigint_ev, *sigterm_ev;
 } ctl;
@@ -71,54 +71,81 @@ static int mkdir_p(const char *dir) {
   return rc;
 }
 
-/* Loads the config (a file, or YAML synthesised from the flags). */
+static nd_cfg_node *cfg_node(nd_cfg_kind kind, const char *key, const char *str) {
+  nd_cfg_node *n = calloc(1, sizeof *n);
+  if (!n) return NULL;
+  n->kind = kind;
+  n->file = "<command line>";
+  n->key = key ? strdup(key) : NULL;
+  n->str = str ? strdup(str) : NULL;
+  if ((key && !n->key) || (str && !n->str)) {
+    free(n->key);
+    free(n->str);
+    free(n);
+    return NULL;
+  }
+  return n;
+}
+
+static void cfg_node_free(nd_cfg_node *n) {
+  if (!n) return;
+  for (size_t i = 0; i < n->n; i++) cfg_node_free(n->items[i]);
+  free(n->items);
+  free(n->key);
+  free(n->str);
+  free(n);
+}
+
+static void print_errors(const nd_errors *errs, const char *what) {
+  char buf[4096];
+  nd_errors_format(errs, buf, sizeof buf);
+  fprintf(stderr, "notifd bus: %s%s%s\n", what, buf[0] ? ": " : "", buf);
+}
+
+/* The host the bus reads: from a config file, or from --brokers /
+ * --data-dir alone (nodes built here, no config file needed). */
 static int load_host(ctl *c, const char *config, const char *brokers, const char *data_dir) {
-  nd_errors errs;
-  nd_errors_init(&errs);
-  nd_cfg_tree tree = {0};
-  int rc;
-  if (config) {
-    rc = nd_cfg_parse_file(config, &tree, &errs);
-  } else {
-    nd_buf y;
-    nd_buf_init(&y);
-    if (brokers) nd_buf_printf(&y, "backends:\n  kafka:\n    brokers: \"%s\"\n", brokers);
-    if (data_dir) nd_buf_printf(&y, "data_dir: \"%s\"\n", data_dir);
-    rc = y.oom ? -1 : nd_cfg_parse(y.data, y.len, "<command line>", &tree, &errs);
-    nd_buf_free(&y);
-  }
   notifd_host *h = calloc(1, sizeof *h);
-  if (rc < 0 || !h) {
-    char buf[4096];
-    nd_errors_format(&errs, buf, sizeof buf);
-    fprintf(stderr, "notifd bus: %s\n", buf[0] ? buf : "out of memory");
-    nd_cfg_tree_free(&tree);
-    nd_errors_free(&errs);
-    free(h);
-    return -1;
-  }
+  if (!h) return -1;
   nd_errors_init(&h->errs);
-  if (nd_config_load(&tree, &h->cfg, &errs) < 0) {
-    char buf[4096];
-    nd_errors_format(&errs, buf, sizeof buf);
-    fprintf(stderr, "notifd bus: %s\n", buf);
-    nd_config_free(&h->cfg);
-    nd_errors_free(&errs);
-    free(h);
-    return -1;
-  }
-  nd_errors_free(&errs);
   h->base = c->base;
   c->host = h;
+  if (config) {
+    nd_cfg_tree tree = {0};
+    if (nd_cfg_parse_file(config, &tree, &h->errs) < 0) {
+      nd_cfg_tree_free(&tree);
+      print_errors(&h->errs, config);
+      return -1;
+    }
+    c->config_loaded = 1;
+    if (nd_config_load(&tree, &h->cfg, &h->errs) < 0) {
+      print_errors(&h->errs, config);
+      return -1;
+    }
+  } else if (brokers) {
+    nd_cfg_node *k = cfg_node(ND_CFG_MAP, "kafka", NULL);
+    nd_cfg_node *b = cfg_node(ND_CFG_SCALAR, "brokers", brokers);
+    nd_cfg_node **items = malloc(sizeof *items);
+    if (!k || !b || !items) {
+      cfg_node_free(k);
+      cfg_node_free(b);
+      free(items);
+      return -1;
+    }
+    items[0] = b;
+    k->items = items;
+    k->n = 1;
+    h->cfg.kafka = k;
+  } else {
+    if (!(h->cfg.data_dir = strdup(data_dir))) return -1;
+  }
   if (!h->cfg.kafka && h->cfg.data_dir && mkdir_p(h->cfg.data_dir) < 0) {
     fprintf(stderr, "notifd bus: data_dir %s: %s\n", h->cfg.data_dir, strerror(errno));
     return -1;
   }
   h->phase = ND_PHASE_INIT; /* consumers may register */
   if (nd_bus_open(h, &c->bus, &h->errs) < 0) {
-    char buf[4096];
-    nd_errors_format(&h->errs, buf, sizeof buf);
-    fprintf(stderr, "notifd bus: cannot open the bus: %s\n", buf[0] ? buf : "backend failed");
+    print_errors(&h->errs, "cannot open the bus");
     return -1;
   }
   return 0;
@@ -127,10 +154,16 @@ static int load_host(ctl *c, const char *config, const char *brokers, const char
 static void free_host(ctl *c) {
   if (c->bus) nd_bus_free(c->bus);
   c->bus = NULL;
-  if (c->host) {
-    nd_config_free(&c->host->cfg);
-    nd_errors_free(&c->host->errs);
-    free(c->host);
+  notifd_host *h = c->host;
+  if (h) {
+    if (c->config_loaded) {
+      nd_config_free(&h->cfg);
+    } else {
+      cfg_node_free(h->cfg.kafka);
+      free(h->cfg.data_dir);
+    }
+    nd_errors_free(&h->errs);
+    free(h);
   }
   c->host = NULL;
 }
