@@ -182,7 +182,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bus_bench: cannot open the %s bus\n", backend);
     return 1;
   }
-  char topic[64], group[64];
+  char topic[64], group[80];
   snprintf(topic, sizeof topic, "bench-%ld-%lld", (long)getpid(), (long long)time(NULL));
   snprintf(group, sizeof group, "%s-g", topic);
   b.topic = topic;
