@@ -589,6 +589,77 @@ START_TEST(kafka_graceful_stop_commits) {
 }
 END_TEST
 
+
+typedef struct holder {
+  notifd_bus_msg *held;
+  int held_val;
+  int deliveries[16];
+  int acked[16];
+} holder;
+
+/* Holds the first record it gets; acks everything else. */
+static void hold_first_handler(notifd_bus_msg *m, void *ud) {
+  holder *h = ud;
+  int v = value_of(m);
+  if (v >= 0 && v < 16) h->deliveries[v]++;
+  if (!h->held && h->held_val < 0) {
+    h->held = m;
+    h->held_val = v;
+    return;
+  }
+  if (v >= 0 && v < 16) h->acked[v]++;
+  nd_bus_ack(m);
+}
+
+static holder *hold_a, *hold_b;
+static int redelivered_cond(void *a) {
+  (void)a;
+  int v = hold_a->held_val;
+  return v >= 0 && hold_a->deliveries[v] + hold_b->deliveries[v] >= 2 &&
+         hold_a->acked[1] + hold_b->acked[1] >= 1 && hold_a->acked[2] + hold_b->acked[2] >= 1;
+}
+
+START_TEST(kafka_revoke_orphans_in_flight) {
+  char topic[96], group[96];
+  unique(topic, sizeof topic, "revoke");
+  unique(group, sizeof group, "g-revoke");
+  const char *names[] = {topic, NULL};
+  create_topics(names, 1);
+  env a = {0}, b = {0};
+  holder ha = {.held_val = -1}, hb = {.held_val = 99};
+  hold_a = &ha;
+  hold_b = &hb;
+  tstate *t = tnew();
+  env_open(&a);
+  wait_c1 = consume(&a, topic, group, &ha, 1, hold_first_handler);
+  wait_c2 = NULL;
+  start(&a);
+  target = 1;
+  ck_assert(run_until(a.base, assigned_cond, NULL, 30000));
+  produce_n(&a, topic, 0, 3, 1, t);
+  /* A holds record 0, so records 1 and 2 wait behind it */
+  int64_t end = nd_now_ms() + 20000;
+  while (!ha.held && nd_now_ms() < end) run_for(a.base, 10);
+  ck_assert_ptr_nonnull(ha.held);
+  ck_assert_int_eq(ha.held_val, 0);
+  /* a second member joins: the partition is revoked from A mid-record */
+  b.base = a.base;
+  env_open(&b);
+  consume(&b, topic, group, &hb, 1, hold_first_handler);
+  start(&b);
+  ck_assert_msg(run_until(a.base, redelivered_cond, NULL, 40000),
+                "record 0 not redelivered after the revoke");
+  /* the orphan can still be finished; it commits nothing */
+  ck_assert_int_eq(nd_bus_ack(ha.held), 0);
+  ck_assert_int_eq(ha.acked[0] + hb.acked[0], 1);
+  env_close(&b);
+  b.base = NULL;
+  env_close(&a);
+  env_done(&a);
+  free(t);
+}
+END_TEST
+
 static void suite_add(Suite *s, const char *name, const TTest *tt, int timeout) {
   TCase *tc = tcase_create(name);
   tcase_set_timeout(tc, timeout);
@@ -604,5 +675,6 @@ Suite *nd_test_suite(void) {
   suite_add(s, "kill9", kafka_at_least_once_across_kill9, 180);
   suite_add(s, "split", kafka_two_members_split_partitions, 120);
   suite_add(s, "commit", kafka_graceful_stop_commits, 120);
+  suite_add(s, "revoke", kafka_revoke_orphans_in_flight, 120);
   return s;
 }
