@@ -1,6 +1,32 @@
 /* Bus core: backend choice, consumer registration, delivery with one record
  * in flight per partition, ack / retry / drop, dead letters, graceful stop,
- * metrics.  The backends only fetch, commit and produce. */
+ * metrics.  The backends only fetch, commit and produce.
+ *
+ * Configuration read here and by the backends (all optional):
+ *   bus.dead_letter_suffix     ".dlq"  (dead-letter topic = <topic><suffix>)
+ *   bus.max_buffered           1000    fetched records per partition before
+ *                                      the partition is paused (Kafka)
+ *   bus.partitions             4       embedded: partitions of a new topic
+ *   bus.embedded.path          <data_dir>/bus.db
+ *   bus.embedded.synchronous   normal | full
+ *   bus.embedded.poll_interval 100ms   notice other processes' writes
+ *   bus.embedded.fetch_batch   256     records read per partition at once
+ *   bus.embedded.batch_max     4096    records written per transaction
+ *   bus.embedded.checkpoint_interval 200ms
+ *   bus.retention.max_age      168h    embedded retention (0 = off)
+ *   bus.retention.max_records  0       per partition (0 = off)
+ *   bus.retention.interval     1m
+ *   bus.retry.*                        read by the config module (nd_retry_cfg)
+ *   backends.kafka.brokers     "h:p,h:p" or a list (required for Kafka)
+ *   backends.kafka.client_id   "notifd"
+ *   backends.kafka.properties           any librdkafka property, both roles
+ *   backends.kafka.producer_properties  producer only
+ *   backends.kafka.consumer_properties  consumers only
+ * Retry policy precedence per consumer: notifd_consumer_opts fields >
+ * environment (CHAT_PERSISTENCE_CHANGE_KAFKA_CONSUMER_INFO_MESSAGE_RETRY_*,
+ * then MESSAGE_RETRY_*: MAX_RETRIES, INITIAL_INTERVAL, MAX_INTERVAL,
+ * MULTIPLIER) > bus.retry > built-in (3 retries, 1s, 30s, x2, jitter 0.2);
+ * see bus_retry.c. */
 #include "bus/bus.h"
 
 #include <inttypes.h>
