@@ -846,7 +846,7 @@ START_TEST(stop_waits_for_handlers_in_flight) {
   t->stopped = 0;
   nd_bus_stop(e.b, on_stopped, t);
   struct event *later = evtimer_new(e.base, ack_held, t);
-  struct timeval tv = {0, 100 * 1000};
+  struct timeval tv = {0, 400 * 1000};
   evtimer_add(later, &tv);
   run_for(e.base, 50);
   ck_assert_int_eq(t->stopped, 0); /* still waiting for the handler */
