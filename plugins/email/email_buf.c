@@ -1,0 +1,168 @@
+/* Growable text buffer, random bytes, and address/text checks. */
+#include "email_buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+void ebuf_init(ebuf *b) { memset(b, 0, sizeof *b); }
+
+static int ebuf_reserve(ebuf *b, size_t extra) {
+  if (b->oom) return -1;
+  if (extra > SIZE_MAX / 2 - b->len) {
+    b->oom = 1;
+    return -1;
+  }
+  size_t need = b->len + extra + 1;
+  if (need <= b->cap) return 0;
+  size_t cap = b->cap ? b->cap : 128;
+  while (cap < need) cap *= 2;
+  char *d = realloc(b->data, cap);
+  if (!d) {
+    b->oom = 1;
+    return -1;
+  }
+  b->data = d;
+  b->cap = cap;
+  return 0;
+}
+
+int ebuf_append(ebuf *b, const void *p, size_t n) {
+  if (ebuf_reserve(b, n) < 0) return -1;
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+int ebuf_puts(ebuf *b, const char *s) { return ebuf_append(b, s, strlen(s)); }
+
+int ebuf_putc(ebuf *b, char c) { return ebuf_append(b, &c, 1); }
+
+int ebuf_printf(ebuf *b, const char *fmt, ...) {
+  va_list ap, ap2;
+  va_start(ap, fmt);
+  va_copy(ap2, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || ebuf_reserve(b, (size_t)n) < 0) {
+    va_end(ap2);
+    if (n < 0) b->oom = 1;
+    return -1;
+  }
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
+  va_end(ap2);
+  b->len += (size_t)n;
+  return 0;
+}
+
+char *ebuf_steal(ebuf *b, size_t *len) {
+  char *d = NULL;
+  if (!b->oom) {
+    d = b->data ? b->data : calloc(1, 1);
+    if (len) *len = b->data ? b->len : 0;
+    b->data = NULL;
+  }
+  ebuf_free(b);
+  return d;
+}
+
+void ebuf_free(ebuf *b) {
+  free(b->data);
+  ebuf_init(b);
+}
+
+char *email_strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+char *email_strndup(const char *s, size_t n) { return s ? strndup(s, n) : NULL; }
+
+void email_random(void *out, size_t n) {
+  unsigned char *p = out;
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = getrandom(p + got, n - got, 0);
+    if (r > 0) {
+      got += (size_t)r;
+    } else if (r < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;
+    }
+  }
+  if (got == n) return;
+  /* No getrandom (very old kernel): identifiers only need to be unique,
+   * not secret, so time, pid and address entropy are enough. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
+               (uint64_t)(uintptr_t)out;
+  for (; got < n; got++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p[got] = (unsigned char)x;
+  }
+}
+
+/* Length of the UTF-8 sequence at s (1..4) or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned min;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (n < len) return 0;
+  unsigned cp = c & (0x3F >> (len - 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+int email_utf8_printable(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    if (p[i] < 0x80) {
+      if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7F) return 0;
+      i++;
+      continue;
+    }
+    size_t l = utf8_seq(p + i, n - i);
+    if (!l) return 0;
+    i += l;
+  }
+  return 1;
+}
+
+int email_addr_valid(const char *s) {
+  if (!s) return 0;
+  const char *at = strrchr(s, '@');
+  size_t n = strlen(s);
+  if (!at || at == s || !at[1] || n > 254) return 0;
+  for (const char *p = s; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c <= 0x20 || c >= 0x7F || c == '<' || c == '>' || c == '"' || c == '(' || c == ')' ||
+        c == ',' || c == ';' || c == '\\' || c == '[' || c == ']')
+      return 0;
+  }
+  return 1;
+}

@@ -1,0 +1,215 @@
+/* Event types, their template fields, and builders from decoded inputs. */
+#include "email_event.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every type also gets these (filled in by the send job after lookup). */
+#define COMMON_FIELDS "recipient_id", "recipient_name", "recipient_email", "from_name"
+
+static const char *const chat_fields[] = {
+    "message_id", "content", "created_at", "stream_id", "sender_id",
+    "sender_name", "receiver_id", "receiver_name", COMMON_FIELDS, NULL};
+static const char *const purchase_fields[] = {
+    "order_id", "buyer_id", "shop_owner_id", "product_name", "amount",
+    "currency", "status", "purchased_at", COMMON_FIELDS, NULL};
+static const char *const payment_fields[] = {
+    "order_id", "amount", "currency", "due_date", "days_overdue", "message", COMMON_FIELDS, NULL};
+static const char *const shipping_fields[] = {
+    "order_id", "tracking_number", "status", "location", "estimated_delivery",
+    "updated_at", COMMON_FIELDS, NULL};
+
+static const char *const type_names[EMAIL_TYPE_COUNT] = {"chat", "purchase", "payment-reminder",
+                                                         "shipping-update"};
+static const char *const *const type_fields[EMAIL_TYPE_COUNT] = {chat_fields, purchase_fields,
+                                                                 payment_fields, shipping_fields};
+
+const char *email_type_name(int type) {
+  return type >= 0 && type < EMAIL_TYPE_COUNT ? type_names[type] : "other";
+}
+
+int email_type_from_name(const char *name) {
+  for (int i = 0; name && i < EMAIL_TYPE_COUNT; i++)
+    if (strcmp(name, type_names[i]) == 0) return i;
+  return -1;
+}
+
+const char *const *email_type_fields(int type) {
+  return type >= 0 && type < EMAIL_TYPE_COUNT ? type_fields[type] : NULL;
+}
+
+int email_field_index(int type, const char *name) {
+  const char *const *f = email_type_fields(type);
+  for (int i = 0; f && f[i]; i++)
+    if (strcmp(f[i], name) == 0) return i;
+  return -1;
+}
+
+void email_event_init(email_event *ev, int type) {
+  memset(ev, 0, sizeof *ev);
+  ev->type = type;
+}
+
+int email_event_set(email_event *ev, const char *name, const char *value) {
+  int i = email_field_index(ev->type, name);
+  if (i < 0 || i >= EMAIL_MAX_FIELDS) return -1;
+  char *v = strdup(value ? value : "");
+  if (!v) return -1;
+  free(ev->vals[i]);
+  ev->vals[i] = v;
+  return 0;
+}
+
+const char *email_event_get(const email_event *ev, const char *name) {
+  int i = email_field_index(ev->type, name);
+  return i >= 0 && ev->vals[i] ? ev->vals[i] : "";
+}
+
+void email_event_free(email_event *ev) {
+  free(ev->recipient_id);
+  free(ev->sender_id);
+  for (int i = 0; i < EMAIL_MAX_FIELDS; i++) free(ev->vals[i]);
+  memset(ev, 0, sizeof *ev);
+}
+
+static int set_time(email_event *ev, const char *name, const email_time *t) {
+  char buf[48];
+  email_time_format_plain(t, buf, sizeof buf);
+  return email_event_set(ev, name, buf);
+}
+
+static int set_amount(email_event *ev, double amount) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.2f", amount);
+  return email_event_set(ev, "amount", buf);
+}
+
+int email_event_from_chat(email_event *ev, const email_chat_msg *m) {
+  email_event_init(ev, EMAIL_CHAT);
+  ev->recipient_id = strdup(m->receiver_id ? m->receiver_id : "");
+  ev->sender_id = strdup(m->sender_id ? m->sender_id : "");
+  int bad = !ev->recipient_id || !ev->sender_id;
+  bad |= email_event_set(ev, "message_id", m->message_id) < 0;
+  bad |= email_event_set(ev, "content", m->content) < 0;
+  bad |= set_time(ev, "created_at", &m->created_at) < 0;
+  bad |= email_event_set(ev, "stream_id", m->stream_id) < 0;
+  bad |= email_event_set(ev, "sender_id", m->sender_id) < 0;
+  bad |= email_event_set(ev, "receiver_id", m->receiver_id) < 0;
+  /* sender_name / receiver_name come from the directory lookup. */
+  return bad ? -1 : 0;
+}
+
+int email_event_from_purchase(email_event *ev, const email_purchase *p) {
+  email_event_init(ev, EMAIL_PURCHASE);
+  /* The Go service mails the shop owner about the order. */
+  ev->recipient_id = strdup(p->shop_owner_id ? p->shop_owner_id : "");
+  int bad = !ev->recipient_id;
+  bad |= email_event_set(ev, "order_id", p->order_id) < 0;
+  bad |= email_event_set(ev, "buyer_id", p->buyer_id) < 0;
+  bad |= email_event_set(ev, "shop_owner_id", p->shop_owner_id) < 0;
+  bad |= email_event_set(ev, "product_name", p->product_name) < 0;
+  bad |= set_amount(ev, p->amount) < 0;
+  bad |= email_event_set(ev, "currency", p->currency) < 0;
+  bad |= email_event_set(ev, "status", p->status) < 0;
+  bad |= set_time(ev, "purchased_at", &p->purchased_at) < 0;
+  return bad ? -1 : 0;
+}
+
+/* Copies one payload member into a field, leniently: strings as they are,
+ * numbers in their shortest form, RFC 3339 times for *_at / *date / *delivery
+ * fields rendered like the purchase body; absent or null = "". */
+static int set_from_payload(email_event *ev, const json_t *payload, const char *name,
+                            int is_time) {
+  const json_t *v = json_object_get(payload, name);
+  char buf[64];
+  const char *s = "";
+  if (json_is_string(v)) {
+    s = json_string_value(v);
+    email_time t;
+    if (is_time && email_time_parse_rfc3339(s, &t) == 0) {
+      email_time_format_plain(&t, buf, sizeof buf);
+      s = buf;
+    }
+  } else if (json_is_integer(v)) {
+    snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+    s = buf;
+  } else if (json_is_real(v)) {
+    snprintf(buf, sizeof buf, "%.15g", json_real_value(v));
+    s = buf;
+  } else if (json_is_boolean(v)) {
+    s = json_is_true(v) ? "true" : "false";
+  }
+  return email_event_set(ev, name, s);
+}
+
+int email_event_from_notification(email_event *ev, const json_t *record, int *type_out,
+                                  const char **why) {
+  *type_out = -1;
+  email_event_init(ev, -1);
+  if (!json_is_object(record)) {
+    *why = "record is not a JSON object";
+    return -1;
+  }
+  const char *tname = json_string_value(json_object_get(record, "type"));
+  const char *user = json_string_value(json_object_get(record, "user_id"));
+  const json_t *payload = json_object_get(record, "payload");
+  if (!tname) {
+    *why = "record has no string \"type\"";
+    return -1;
+  }
+  int type = email_type_from_name(tname);
+  *type_out = type;
+  if (type < 0 || type == EMAIL_CHAT) return 1; /* chat mails come from the chat topic */
+  if (!user || !*user) {
+    *why = "record has no \"user_id\"";
+    return -1;
+  }
+  if (!json_is_object(payload)) {
+    *why = "record has no object \"payload\"";
+    return -1;
+  }
+  email_event_init(ev, type);
+  ev->recipient_id = strdup(user);
+  if (!ev->recipient_id) return -2;
+  const char *const *f = email_type_fields(type);
+  int bad = 0;
+  for (int i = 0; f[i] && !bad; i++) {
+    if (strncmp(f[i], "recipient_", 10) == 0 || strcmp(f[i], "from_name") == 0) continue;
+    if (strcmp(f[i], "amount") == 0) {
+      const json_t *a = json_object_get(payload, "amount");
+      bad |= json_is_number(a) ? set_amount(ev, json_number_value(a)) < 0
+                               : set_from_payload(ev, payload, "amount", 0) < 0;
+      continue;
+    }
+    size_t l = strlen(f[i]);
+    int is_time = (l > 3 && strcmp(f[i] + l - 3, "_at") == 0) || strcmp(f[i], "due_date") == 0 ||
+                  strcmp(f[i], "estimated_delivery") == 0;
+    bad |= set_from_payload(ev, payload, f[i], is_time) < 0;
+  }
+  if (bad) {
+    email_event_free(ev);
+    return -2;
+  }
+  return 0;
+}
+
+void email_chat_msg_free(email_chat_msg *m) {
+  free(m->message_id);
+  free(m->content);
+  free(m->stream_id);
+  free(m->sender_id);
+  free(m->receiver_id);
+  memset(m, 0, sizeof *m);
+}
+
+void email_purchase_free(email_purchase *p) {
+  free(p->order_id);
+  free(p->buyer_id);
+  free(p->shop_owner_id);
+  free(p->product_name);
+  free(p->currency);
+  free(p->status);
+  memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,67 @@
+/* What one email is about: its type, who receives it, and the named text
+ * fields its template may use ({{field}}).  The field names of each type are
+ * fixed here so that templates can be checked at startup. */
+#ifndef EMAIL_EVENT_H
+#define EMAIL_EVENT_H
+
+#include <jansson.h>
+
+#include "email_time.h"
+
+enum {
+  EMAIL_CHAT = 0,
+  EMAIL_PURCHASE,
+  EMAIL_PAYMENT_REMINDER,
+  EMAIL_SHIPPING_UPDATE,
+  EMAIL_TYPE_COUNT
+};
+
+#define EMAIL_MAX_FIELDS 16
+
+typedef struct email_event {
+  int type;              /* EMAIL_* */
+  char *recipient_id;    /* user_email.user_id of the recipient */
+  char *sender_id;       /* chat: looked up for {{sender_name}}; else NULL */
+  char *vals[EMAIL_MAX_FIELDS]; /* by index in email_type_fields(type) */
+} email_event;
+
+/* A chat message (contract 2.5, ChatMessage). */
+typedef struct email_chat_msg {
+  char *message_id, *content, *stream_id, *sender_id, *receiver_id;
+  email_time created_at;
+} email_chat_msg;
+
+/* A purchase update (contract 2.5, PurchaseUpdate). */
+typedef struct email_purchase {
+  char *order_id, *buyer_id, *shop_owner_id, *product_name, *currency, *status;
+  double amount;
+  email_time purchased_at;
+} email_purchase;
+
+/* "chat", "purchase", "payment-reminder", "shipping-update". */
+const char *email_type_name(int type);
+int email_type_from_name(const char *name); /* -1 when unknown */
+/* NULL-terminated field names of a type (static). */
+const char *const *email_type_fields(int type);
+int email_field_index(int type, const char *name); /* -1 when unknown */
+
+void email_event_init(email_event *ev, int type);
+/* Copies `value` (NULL = empty) into the named field: 0, or -1 on OOM or
+ * when the type has no such field. */
+int email_event_set(email_event *ev, const char *name, const char *value);
+const char *email_event_get(const email_event *ev, const char *name); /* "" if unset */
+void email_event_free(email_event *ev);
+
+/* Builders: 0, or -1 on OOM. */
+int email_event_from_chat(email_event *ev, const email_chat_msg *m);
+int email_event_from_purchase(email_event *ev, const email_purchase *p);
+/* A notifications-topic record body {"type","user_id","payload"}.
+ * Returns 0 ok, 1 for a type this plugin does not email (*type_out = -1
+ * or EMAIL_CHAT), -1 invalid (reason in *why, static), -2 OOM. */
+int email_event_from_notification(email_event *ev, const json_t *record, int *type_out,
+                                  const char **why);
+
+void email_chat_msg_free(email_chat_msg *m);
+void email_purchase_free(email_purchase *p);
+
+#endif
