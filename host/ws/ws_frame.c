@@ -98,8 +98,12 @@ static int start_frame(nd_ws_parser *p, nd_ws_event *ev) {
   if (len > SIZE_MAX - p->msg_len - 1) return fail(p, ev, ND_WS_CLOSE_TOO_BIG, "message too big");
   size_t need = p->msg_len + (size_t)len;
   if (need > p->msg_cap || !p->msg) {
-    /* Whole frame reserved at once: frames are bounded by max_message. */
-    size_t cap = need > 64 ? need : 64;
+    /* The whole frame is reserved at once (frames are bounded by
+     * max_message); doubling keeps many small fragments linear. */
+    size_t cap = p->msg_cap * 2 > need ? p->msg_cap * 2 : need;
+    if (cap < 64) cap = 64;
+    if (p->max_message && cap > p->max_message && need <= p->max_message)
+      cap = (size_t)p->max_message;
     uint8_t *m = realloc(p->msg, cap);
     if (!m) return fail(p, ev, ND_WS_CLOSE_INTERNAL, "out of memory");
     p->msg = m;

@@ -1,0 +1,387 @@
+/* One websocket connection: reading and dispatching frames, the outbound
+ * queue with its limits, the close handshake and teardown.  See
+ * ws_internal.h for the connection states. */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log/log.h"
+#include "util/buf.h"
+#include "ws/ws_internal.h"
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+const char *nd_ws_conn_peer(notifd_ws_conn *c, char *buf, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+  snprintf(buf, len, "?");
+  if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) return buf;
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  snprintf(buf, len, "%s:%d", host, port);
+  return buf;
+}
+
+notifd_ws_conn *nd_ws_conn_new(notifd_ws_channel *ch, struct bufferevent *bev,
+                               const char *const *values) {
+  size_t total = 0;
+  for (size_t i = 0; i < ch->nparams; i++) total += (values[i] ? strlen(values[i]) : 0) + 1;
+  notifd_ws_conn *c = calloc(1, sizeof *c);
+  char *params = malloc(total ? total : 1);
+  if (!c || !params) {
+    free(c);
+    free(params);
+    return NULL;
+  }
+  char *p = params;
+  for (size_t i = 0; i < ch->nparams; i++) {
+    size_t n = values[i] ? strlen(values[i]) : 0;
+    if (n) memcpy(p, values[i], n);
+    p[n] = '\0';
+    p += n + 1;
+  }
+  c->params = params;
+  c->ch = ch;
+  c->bev = bev;
+  c->state = ND_WS_OPEN;
+  const nd_config *cfg = &ch->hub->host->cfg;
+  nd_ws_parser_init(&c->parser, cfg->ws_max_message, 1);
+  return c;
+}
+
+void nd_ws_conn_discard(notifd_ws_conn *c) {
+  if (!c) return;
+  nd_ws_parser_free(&c->parser);
+  free(c->params);
+  free(c);
+}
+
+int nd_ws_conn_start(notifd_ws_conn *c) {
+  notifd_ws_channel *ch = c->ch;
+  nd_ws_hub *hub = ch->hub;
+  nd_ws_keyent *e = nd_ws_keymap_get(&ch->keys, c->params);
+  if (!e) return -1;
+  c->kent = e;
+  c->kprev = e->tail;
+  c->knext = NULL;
+  if (e->tail) e->tail->knext = c;
+  else e->head = c;
+  e->tail = c;
+  e->count++;
+  ch->nopen++;
+  c->next = hub->conns;
+  if (hub->conns) hub->conns->prev = c;
+  hub->conns = c;
+  hub->nconns++;
+
+  struct bufferevent *bev = c->bev;
+  bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
+  bufferevent_set_timeouts(bev, NULL, NULL);
+  bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  nd_ws_timer_set(hub, c, ND_WS_TL_PING);
+  nd_ws_metric_conns(ch);
+  return 0;
+}
+
+/* Leaves the key registry (publish stops counting it) and owes the plugin
+ * its on_close, run on the next loop turn. */
+static void detach(notifd_ws_conn *c, int code) {
+  nd_ws_keyent *e = c->kent;
+  if (!e) return;
+  notifd_ws_channel *ch = c->ch;
+  if (c->kprev) c->kprev->knext = c->knext;
+  else e->head = c->knext;
+  if (c->knext) c->knext->kprev = c->kprev;
+  else e->tail = c->kprev;
+  c->kprev = c->knext = NULL;
+  c->kent = NULL;
+  if (--e->count == 0) nd_ws_keymap_remove(&ch->keys, e);
+  ch->nopen--;
+  nd_ws_metric_conns(ch);
+  c->close_code = (uint16_t)code;
+  if (c->opened) {
+    c->close_pending = 1;
+    nd_ws_hub_defer(ch->hub, c);
+  }
+}
+
+/* Control frames and close frames bypass the queue accounting (but not
+ * the byte limit check done by their callers where it matters). */
+static int write_control(notifd_ws_conn *c, int opcode, const void *payload, size_t len) {
+  uint8_t frame[14 + 125];
+  size_t h = nd_ws_frame_header(frame, opcode, 1, len, NULL);
+  if (len) memcpy(frame + h, payload, len);
+  return bufferevent_write(c->bev, frame, h + len);
+}
+
+static void send_close_frame(notifd_ws_conn *c, int code, const char *reason) {
+  uint8_t pl[125];
+  size_t n = nd_ws_close_payload(pl, code, reason);
+  if (write_control(c, ND_WS_OP_CLOSE, pl, n) < 0)
+    ND_WARN("ws", "cannot queue a close frame");
+}
+
+/* Output drained in LINGER: shut our write side so the peer sees EOF,
+ * then wait for its EOF (or the grace timer). */
+static void linger_flushed(notifd_ws_conn *c) {
+  if (c->wr_shut) return;
+  c->wr_shut = 1;
+  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  if (fd >= 0) shutdown(fd, SHUT_WR);
+  bufferevent_disable(c->bev, EV_WRITE);
+}
+
+static void enter_linger(notifd_ws_conn *c) {
+  if (c->state == ND_WS_LINGER || c->state == ND_WS_DEAD) return;
+  if (c->state == ND_WS_OPEN) nd_ws_timer_set(c->ch->hub, c, ND_WS_TL_GRACE);
+  /* From CLOSE_SENT the grace deadline already runs. */
+  c->state = ND_WS_LINGER;
+  if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) linger_flushed(c);
+}
+
+void nd_ws_conn_close(notifd_ws_conn *c, int code, const char *reason) {
+  if (c->state != ND_WS_OPEN) return;
+  send_close_frame(c, code, reason);
+  c->state = ND_WS_CLOSE_SENT;
+  nd_ws_timer_set(c->ch->hub, c, ND_WS_TL_GRACE);
+  detach(c, code);
+}
+
+/* Protocol violation: close frame with `code`, then linger. */
+static void conn_fail(notifd_ws_conn *c, int code, const char *why) {
+  char peer[64];
+  ND_INFO("ws", "closing %s on %s: %s (close %d)", nd_ws_conn_peer(c, peer, sizeof peer),
+          c->ch->path, why, code);
+  if (c->state == ND_WS_OPEN) {
+    send_close_frame(c, code, why);
+    detach(c, code);
+  }
+  enter_linger(c);
+}
+
+void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why) {
+  if (c->state == ND_WS_DEAD) return;
+  nd_ws_hub *hub = c->ch->hub;
+  if (why) {
+    char peer[64];
+    ND_INFO("ws", "dropping %s on %s: %s", nd_ws_conn_peer(c, peer, sizeof peer), c->ch->path,
+            why);
+  }
+  detach(c, code);
+  c->state = ND_WS_DEAD;
+  nd_ws_timer_set(hub, c, ND_WS_TL_NONE);
+  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+  bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+  nd_ws_hub_unlink(hub, c);
+  nd_ws_hub_defer(hub, c);
+}
+
+void nd_ws_conn_destroy(notifd_ws_conn *c) {
+  if (c->bev) {
+    /* Queued frames reference c in their cleanup: release them now, before
+     * libevent possibly finalizes the bufferevent later. */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_unfreeze(out, 1);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+  }
+  nd_ws_parser_free(&c->parser);
+  free(c->params);
+  free(c);
+}
+
+void nd_ws_conn_send_ping(notifd_ws_conn *c) {
+  nd_ws_hub *hub = c->ch->hub;
+  if (c->state != ND_WS_OPEN) {
+    nd_ws_timer_set(hub, c, ND_WS_TL_NONE);
+    return;
+  }
+  if (write_control(c, ND_WS_OP_PING, NULL, 0) < 0) {
+    nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot queue a ping");
+    return;
+  }
+  nd_ws_timer_set(hub, c, hub->tl[ND_WS_TL_PONG].delay_ms > 0 ? ND_WS_TL_PONG : ND_WS_TL_PING);
+}
+
+/* ---- outbound queue ---------------------------------------------------- */
+
+static void frame_written(const void *data, size_t len, void *extra) {
+  (void)len;
+  notifd_ws_conn *c = extra;
+  c->q_frames--;
+  nd_ws_chunk_unref((uint8_t *)(uintptr_t)data);
+}
+
+static void slow_consumer(notifd_ws_conn *c, size_t queued) {
+  notifd_ws_channel *ch = c->ch;
+  char peer[64];
+  ND_WARN("ws", "slow consumer %s on %s key=%s: %zu bytes / %u frames queued, closing",
+          nd_ws_conn_peer(c, peer, sizeof peer), ch->path, c->params, queued, c->q_frames);
+  nd_ws_metric_add(ch->hub->m_slow, ch, 1);
+  nd_ws_conn_close(c, ND_WS_CLOSE_POLICY, "slow consumer: outbound queue limit reached");
+}
+
+int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
+  if (c->state != ND_WS_OPEN) return -1;
+  const nd_config *cfg = &c->ch->hub->host->cfg;
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  size_t queued = evbuffer_get_length(out);
+  if ((cfg->ws_max_queue_frames && c->q_frames >= cfg->ws_max_queue_frames) ||
+      (cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
+    slow_consumer(c, queued);
+    return -1;
+  }
+  /* The queued copy holds its own reference, dropped by frame_written. */
+  nd_ws_chunk_ref(frame);
+  c->q_frames++;
+  if (evbuffer_add_reference(out, frame, len, frame_written, c) < 0) {
+    c->q_frames--;
+    nd_ws_chunk_unref(frame);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- inbound ------------------------------------------------------------ */
+
+static void handle_event(notifd_ws_conn *c, const nd_ws_event *ev) {
+  notifd_ws_channel *ch = c->ch;
+  switch (ev->type) {
+  case ND_WS_EV_MESSAGE:
+    if (c->state == ND_WS_OPEN && ch->on_message)
+      ch->on_message(c, ev->data, ev->len, ev->is_text, ch->ud);
+    break;
+  case ND_WS_EV_PING:
+    if (c->state != ND_WS_OPEN) break;
+    {
+      const nd_config *cfg = &ch->hub->host->cfg;
+      size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+      if (cfg->ws_max_queue_bytes && queued + 2 + ev->len > cfg->ws_max_queue_bytes) {
+        slow_consumer(c, queued); /* pings faster than it reads our pongs */
+        break;
+      }
+      if (write_control(c, ND_WS_OP_PONG, ev->data, ev->len) < 0)
+        nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot queue a pong");
+    }
+    break;
+  case ND_WS_EV_PONG:
+    if (c->state == ND_WS_OPEN && c->tlist == ND_WS_TL_PONG)
+      nd_ws_timer_set(ch->hub, c, ND_WS_TL_PING);
+    break;
+  case ND_WS_EV_CLOSE:
+    if (c->state == ND_WS_OPEN) {
+      /* Echo the peer's code (an empty close is answered empty). */
+      uint8_t pl[2] = {(uint8_t)(ev->code >> 8), (uint8_t)ev->code};
+      write_control(c, ND_WS_OP_CLOSE, pl, ev->code == ND_WS_CLOSE_NO_STATUS ? 0 : 2);
+      detach(c, ev->code);
+    }
+    enter_linger(c);
+    break;
+  case ND_WS_EV_ERROR:
+    conn_fail(c, ev->code, ev->why);
+    break;
+  default: break;
+  }
+}
+
+static void conn_readcb(struct bufferevent *bev, void *arg) {
+  notifd_ws_conn *c = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  while (c->state != ND_WS_DEAD && evbuffer_get_length(in) > 0) {
+    if (c->state == ND_WS_LINGER) {
+      evbuffer_drain(in, evbuffer_get_length(in));
+      break;
+    }
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) break;
+    nd_ws_event ev;
+    size_t used = nd_ws_parse(&c->parser, v.iov_base, v.iov_len, &ev);
+    /* Handle before draining: the event may point into this chunk. */
+    if (ev.type != ND_WS_EV_NONE) handle_event(c, &ev);
+    if (c->state == ND_WS_DEAD) break;
+    evbuffer_drain(in, used);
+  }
+}
+
+static void conn_writecb(struct bufferevent *bev, void *arg) {
+  notifd_ws_conn *c = arg;
+  if (c->state == ND_WS_LINGER && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    linger_flushed(c);
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  notifd_ws_conn *c = arg;
+  if (what & BEV_EVENT_EOF) {
+    /* A peer that closed after the handshake, or one that just vanished. */
+    nd_ws_conn_abort(c, c->state == ND_WS_OPEN ? ND_WS_CLOSE_ABNORMAL : c->close_code,
+                     c->state == ND_WS_OPEN ? "peer closed the connection" : NULL);
+  } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+    nd_ws_conn_abort(c, c->state == ND_WS_OPEN ? ND_WS_CLOSE_ABNORMAL : c->close_code,
+                     c->state == ND_WS_OPEN ? "connection error" : NULL);
+  }
+}
+
+/* ---- API table functions ---------------------------------------------- */
+
+int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text) {
+  if (!c || (!data && len)) return NOTIFD_EINVAL;
+  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (is_text && !nd_utf8_valid(data, len)) return NOTIFD_EINVAL;
+  size_t flen = 0;
+  uint8_t *frame = nd_ws_chunk_new(is_text ? ND_WS_OP_TEXT : ND_WS_OP_BINARY, data, len, &flen);
+  if (!frame) return NOTIFD_ENOMEM;
+  int rc = nd_ws_conn_queue(c, frame, flen);
+  nd_ws_chunk_unref(frame);
+  if (rc < 0) return c->state == ND_WS_OPEN ? NOTIFD_ENOMEM : NOTIFD_ECLOSED;
+  nd_ws_hub *hub = c->ch->hub;
+  nd_ws_metric_add(hub->m_frames, c->ch, 1);
+  nd_ws_metric_add(hub->m_bytes, c->ch, (double)flen);
+  return 0;
+}
+
+int nd_ws_close(notifd_ws_conn *c, int32_t code, const char *reason) {
+  if (!c) return NOTIFD_EINVAL;
+  if (!nd_ws_close_code_valid(code)) return NOTIFD_EINVAL;
+  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  nd_ws_conn_close(c, code, reason);
+  return 0;
+}
+
+const char *nd_ws_conn_key(notifd_ws_conn *c) { return c ? c->params : NULL; }
+
+const char *nd_ws_conn_param(notifd_ws_conn *c, const char *name) {
+  if (!c || !name) return NULL;
+  const char *v = c->params;
+  for (size_t i = 0; i < c->ch->nparams; i++) {
+    if (strcmp(c->ch->param_names[i], name) == 0) return v;
+    v += strlen(v) + 1;
+  }
+  return NULL;
+}
+
+void nd_ws_conn_set_data(notifd_ws_conn *c, void *data) {
+  if (c) c->data = data;
+}
+
+void *nd_ws_conn_data(notifd_ws_conn *c) { return c ? c->data : NULL; }

@@ -1,0 +1,196 @@
+/* The websocket opening handshake (RFC 6455 section 4.2) on top of a
+ * request parsed by the HTTP server: protocol checks, the channel's
+ * parameters, Origin allow-list, auth policy, connection limits and the
+ * plugin's on_upgrade, then the 101 answer and the hand-over of the
+ * bufferevent.
+ *
+ * The time allowed to send the upgrade request (ws.handshake_timeout) is
+ * enforced by the HTTP server while it reads the request; once the 101 is
+ * written the connection is governed by the heartbeat. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth/auth.h"
+#include "http/http.h"
+#include "log/log.h"
+#include "ws/ws_internal.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MAX_PARAMS 32
+
+/* 1 if the comma-separated header value lists `token` (case-insensitive). */
+static int header_has_token(const char *v, const char *token) {
+  if (!v) return 0;
+  size_t tl = strlen(token);
+  while (*v) {
+    while (*v == ' ' || *v == '\t' || *v == ',') v++;
+    const char *s = v;
+    while (*v && *v != ',') v++;
+    const char *e = v;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0) return 1;
+  }
+  return 0;
+}
+
+static int b64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+/* Sec-WebSocket-Key must be base64 of 16 bytes: 22 characters and "==". */
+static int key_valid(const char *k, size_t n) {
+  if (n != 24 || k[22] != '=' || k[23] != '=') return 0;
+  for (size_t i = 0; i < 22; i++)
+    if (!b64_char(k[i])) return 0;
+  return 1;
+}
+
+/* Sec-WebSocket-Accept for a key (28 characters + NUL). */
+static int accept_value(const char *key, size_t n, char out[29]) {
+  char buf[24 + sizeof WS_GUID];
+  memcpy(buf, key, n);
+  memcpy(buf + n, WS_GUID, sizeof WS_GUID - 1);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  if (!EVP_Digest(buf, n + sizeof WS_GUID - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
+    return -1;
+  return EVP_EncodeBlock((unsigned char *)out, md, 20) == 28 ? 0 : -1;
+}
+
+static int origin_allowed(const nd_config *cfg, const char *origin) {
+  char **allow = cfg->ws_allowed_origins;
+  if (!allow) return 1;
+  /* Browsers always send Origin; a client without one is not a browser
+   * page and could claim any origin anyway. */
+  if (!origin) return 1;
+  for (size_t i = 0; allow[i]; i++)
+    if (strcmp(allow[i], "*") == 0 || strcasecmp(allow[i], origin) == 0) return 1;
+  return 0;
+}
+
+static int refuse(notifd_ws_channel *ch, const char *reason_label, int status, const char *why,
+                  const char **msg) {
+  nd_ws_metric_reject(ch, reason_label);
+  ND_DEBUG("ws", "upgrade on %s refused: %d %s", ch->path, status, why);
+  *msg = why;
+  return status;
+}
+
+int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *bev,
+                  const char **msg) {
+  static const char *dummy;
+  if (!msg) msg = &dummy;
+  *msg = NULL;
+  if (!ch || !req || !bev) {
+    *msg = "internal error";
+    return 500;
+  }
+  nd_ws_hub *hub = ch->hub;
+  const nd_config *cfg = &hub->host->cfg;
+
+  /* -- protocol -- */
+  const char *method = nd_req_method(req);
+  if (!method || strcmp(method, "GET") != 0)
+    return refuse(ch, "bad_request", 400, "websocket upgrade requires GET", msg);
+  if (!header_has_token(nd_req_header(req, "Upgrade"), "websocket") ||
+      !header_has_token(nd_req_header(req, "Connection"), "upgrade"))
+    return refuse(ch, "bad_request", 400,
+                  "websocket upgrade required (Upgrade: websocket, Connection: Upgrade)", msg);
+  const char *ver = nd_req_header(req, "Sec-WebSocket-Version");
+  if (!ver || strcmp(ver, "13") != 0) {
+    nd_resp_header(req, "Sec-WebSocket-Version", "13");
+    return refuse(ch, "version", 426, "unsupported websocket version (need 13)", msg);
+  }
+  const char *key = nd_req_header(req, "Sec-WebSocket-Key");
+  while (key && (*key == ' ' || *key == '\t')) key++;
+  size_t keylen = key ? strlen(key) : 0;
+  while (keylen && (key[keylen - 1] == ' ' || key[keylen - 1] == '\t')) keylen--;
+  if (!key || !key_valid(key, keylen))
+    return refuse(ch, "bad_request", 400, "missing or invalid Sec-WebSocket-Key", msg);
+
+  /* -- the channel's parameters -- */
+  const char *values[MAX_PARAMS];
+  if (ch->nparams > MAX_PARAMS) return refuse(ch, "params", 500, "too many channel parameters", msg);
+  for (size_t i = 0; i < ch->nparams; i++) {
+    values[i] = nd_req_query(req, ch->param_names[i]);
+    if (i < ch->nrequired && (!values[i] || !*values[i]))
+      return refuse(ch, "params", 400, ch->missing_msgs[i], msg);
+  }
+
+  /* -- origin, auth -- */
+  if (!origin_allowed(cfg, nd_req_header(req, "Origin")))
+    return refuse(ch, "origin", 403, "origin not allowed", msg);
+  if (ch->auth != NOTIFD_AUTH_NONE) {
+    const char *subjects[MAX_PARAMS + 1];
+    size_t ns = 0;
+    for (size_t i = 0; i < ch->nsubjects; i++) {
+      const char *v = values[ch->subject_idx[i]];
+      if (v && *v) subjects[ns++] = v;
+    }
+    subjects[ns] = NULL;
+    const char *why = NULL;
+    if (nd_auth_check(hub->host, ch->auth, req, subjects, &why) != 0)
+      return refuse(ch, "auth", 401, why ? why : "unauthorized", msg);
+  }
+
+  /* -- limits -- */
+  if (hub->shutting_down) return refuse(ch, "shutdown", 503, "server shutting down", msg);
+  if (cfg->ws_max_connections && hub->nconns >= cfg->ws_max_connections) {
+    ND_WARN("ws", "websocket connection limit (%u) reached on %s", cfg->ws_max_connections,
+            ch->path);
+    return refuse(ch, "limit_total", 503, "too many websocket connections", msg);
+  }
+  if (cfg->ws_max_per_key && nd_ws_key_count(ch, values[0]) >= cfg->ws_max_per_key) {
+    ND_INFO("ws", "per-key connection limit (%u) reached on %s key=%s", cfg->ws_max_per_key,
+            ch->path, values[0]);
+    return refuse(ch, "limit_key", 429, "too many connections for this key", msg);
+  }
+
+  /* -- the plugin's own check -- */
+  if (ch->on_upgrade) {
+    const char *reason = NULL;
+    int32_t st = ch->on_upgrade(req, &reason, ch->ud);
+    if (st != 0) {
+      if (st < 400 || st > 599) st = 403;
+      /* The plugin's reason only lives until its callback returned. */
+      snprintf(hub->msg, sizeof hub->msg, "%s", reason ? reason : "upgrade refused");
+      return refuse(ch, "plugin", st, hub->msg, msg);
+    }
+  }
+
+  /* -- accept -- */
+  char accept[29];
+  if (accept_value(key, keylen, accept) < 0)
+    return refuse(ch, "internal", 500, "cannot compute Sec-WebSocket-Accept", msg);
+  notifd_ws_conn *c = nd_ws_conn_new(ch, bev, values);
+  if (!c) return refuse(ch, "internal", 500, "out of memory", msg);
+  if (nd_ws_conn_start(c) < 0) {
+    nd_ws_conn_discard(c);
+    return refuse(ch, "internal", 500, "out of memory", msg);
+  }
+  /* From here on the bufferevent is ours, whatever happens. */
+  char resp[160];
+  int n = snprintf(resp, sizeof resp,
+                   "HTTP/1.1 101 Switching Protocols\r\n"
+                   "Upgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: %s\r\n\r\n",
+                   accept);
+  if (n < 0 || (size_t)n >= sizeof resp || bufferevent_write(bev, resp, (size_t)n) < 0) {
+    nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot write the 101 response");
+    return 0;
+  }
+  ND_DEBUG("ws", "open %s key=%s", ch->path, c->params);
+  c->opened = 1;
+  if (ch->on_open) ch->on_open(c, ch->ud);
+  /* Bytes the client sent right after its request are parsed on the next
+   * loop turn, once the HTTP layer has let go of the bufferevent. */
+  if (c->state != ND_WS_DEAD && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+    bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+  return 0;
+}
