@@ -23,6 +23,7 @@
 #include "nd_test.h"
 #include "ws/ws.h"
 #include "ws/ws_frame.h"
+#include "ws/ws_internal.h"
 
 #define SECRET "ws-test-secret"
 #define INTERNAL "internal-shared-token"
@@ -1061,8 +1062,95 @@ START_TEST(hub_free_with_open_connections) {
 }
 END_TEST
 
+/* ---- registry and channel registration (no sockets) --------------------- */
+
+START_TEST(keymap_many_keys) {
+  nd_ws_keymap m;
+  nd_ws_keymap_init(&m, 12345);
+  enum { N = 5000 };
+  nd_ws_keyent *ents[N];
+  char key[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(key, sizeof key, "stream-%d", i);
+    ents[i] = nd_ws_keymap_get(&m, key);
+    ck_assert_ptr_nonnull(ents[i]);
+    ck_assert_ptr_eq(nd_ws_keymap_get(&m, key), ents[i]); /* same entry again */
+  }
+  ck_assert_uint_eq(m.nkeys, N);
+  ck_assert_uint_ge(m.nbuckets, N); /* grew: chains stay short */
+  for (int i = 0; i < N; i += 2) nd_ws_keymap_remove(&m, ents[i]);
+  for (int i = 0; i < N; i++) {
+    snprintf(key, sizeof key, "stream-%d", i);
+    nd_ws_keyent *e = nd_ws_keymap_find(&m, key);
+    if (i % 2) ck_assert_ptr_eq(e, ents[i]);
+    else ck_assert_ptr_null(e);
+  }
+  ck_assert_ptr_null(nd_ws_keymap_find(&m, ""));
+  ck_assert_ptr_nonnull(nd_ws_keymap_get(&m, "")); /* the empty key is a key like any */
+  nd_ws_keymap_free(&m);
+}
+END_TEST
+
+/* An older plugin's shorter options struct: fields past its size are not read. */
+START_TEST(channel_opts_size_honoured) {
+  notifd_host *h = calloc(1, sizeof *h);
+  h->base = event_base_new();
+  set_defaults(&h->cfg);
+  h->ws = nd_ws_hub_new(h);
+  ck_assert_ptr_nonnull(h->ws);
+  notifd_ws_channel_opts o;
+  memset(&o, 0xAB, sizeof o); /* garbage everywhere past `size` */
+  o.size = (uint32_t)offsetof(notifd_ws_channel_opts, required_params);
+  o.auth = NOTIFD_AUTH_NONE;
+  o.path = "/old";
+  o.key_param = "user_id";
+  notifd_ws_channel *ch = NULL;
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &o, &ch), NOTIFD_ESTATE); /* not in init */
+  h->phase = ND_PHASE_INIT;
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &o, &ch), 0);
+  ck_assert_ptr_eq(nd_ws_channel_find(h->ws, "/old"), ch);
+  ck_assert_uint_eq(ch->nparams, 1);
+  ck_assert_ptr_null(ch->on_message);
+  ck_assert_ptr_null(ch->on_upgrade);
+  ck_assert_ptr_null(ch->ud);
+  /* Bad options. */
+  notifd_ws_channel *bad = (notifd_ws_channel *)1;
+  notifd_ws_channel_opts b = {sizeof b};
+  b.path = "no-slash";
+  b.key_param = "k";
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &b, &bad), NOTIFD_EINVAL);
+  b.path = "/x";
+  b.key_param = "";
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &b, &bad), NOTIFD_EINVAL);
+  b.key_param = "k";
+  b.auth = 7;
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &b, &bad), NOTIFD_EINVAL);
+  ck_assert_ptr_null(bad);
+  ck_assert_ptr_null(nd_ws_channel_find(h->ws, "/x"));
+  /* Publishing to a key nobody holds is fine; bad arguments are not. */
+  uint32_t d = 9, f = 9;
+  ck_assert_int_eq(nd_ws_publish(ch, "nobody", "{}", 2, &d, &f), 0);
+  ck_assert_uint_eq(d, 0);
+  ck_assert_uint_eq(f, 0);
+  ck_assert_int_eq(nd_ws_publish(ch, NULL, "{}", 2, &d, &f), NOTIFD_EINVAL);
+  ck_assert_int_eq(nd_ws_close_key(ch, "nobody", 1000, NULL), 0);
+  ck_assert_int_eq(nd_ws_close_key(ch, "nobody", 1005, NULL), NOTIFD_EINVAL);
+  ck_assert_uint_eq(nd_ws_key_count(ch, "nobody"), 0);
+  ck_assert_uint_eq(nd_ws_hub_count(h->ws), 0);
+  nd_ws_hub_free(h->ws);
+  /* Nothing left on the loop once the hub is gone. */
+  ck_assert_int_eq(event_base_loop(h->base, EVLOOP_NONBLOCK), 1);
+  event_base_free(h->base);
+  free(h);
+}
+END_TEST
+
 Suite *nd_test_suite(void) {
   Suite *s = suite_create("ws");
+  TCase *reg = tcase_create("registry");
+  tcase_add_test(reg, keymap_many_keys);
+  tcase_add_test(reg, channel_opts_size_honoured);
+  suite_add_tcase(s, reg);
   TCase *tc = tcase_create("e2e");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, subscribe_publish_receive);
