@@ -745,7 +745,7 @@ START_TEST(frame_in_same_packet_as_request) {
     ck_assert(fill(&c, 2000) > 0);
     end = memmem(c.buf, c.have, "\r\n\r\n", 4);
   }
-  ck_assert(memcmp(c.buf, "HTTP/1.1 101", 12) == 0);
+  ck_assert_msg(memcmp(c.buf, "HTTP/1.1 101", 12) == 0, "%.*s", (int)c.have, (char *)c.buf);
   consume(&c, (size_t)((uint8_t *)end - c.buf) + 4);
   ck_assert_int_eq(ws_recv(&c, &f, 2000), 1);
   ck_assert_str_eq((char *)f.data, "ping");
