@@ -1,0 +1,670 @@
+/* One HTTP/1.x connection: reads requests, hands them to the router (or
+ * the websocket layer), writes answers in request order, and manages
+ * keep-alive, timeouts and closing.
+ *
+ * I/O is done directly on the socket with a persistent read event: one
+ * recv() per readable event and, when an answer is ready, one sendmsg()
+ * of everything queued.  A write event is only added when the kernel
+ * buffer is full, so a keep-alive request costs a read and a write and no
+ * epoll_ctl.  Requests on a connection are handled one at a time; bytes of
+ * pipelined requests wait in the input buffer (bounded) until the previous
+ * one is answered, which keeps answers in order by construction. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "http/server_internal.h"
+#include "log/log.h"
+#include "ws/ws.h"
+
+#define READ_CHUNK 16384
+#define MAX_HEAD_LINES 128          /* request line + headers + empty line */
+#define PAUSE_INPUT (64 * 1024)     /* pipelined bytes kept while handling */
+#define SEND_IOV 32
+#define REF_BODY_MIN 16384          /* larger heap bodies are not copied */
+#define JSON_CT "application/json; charset=utf-8"
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void deliver(void *sink, notifd_req *r, nd_resp_view *v);
+static void flush(nd_conn *c);
+
+static void hold(nd_conn *c) { c->depth++; }
+
+static void really_free(nd_conn *c) {
+  if (c->in) evbuffer_free(c->in);
+  if (c->out) evbuffer_free(c->out);
+  nd_buf_free(&c->cbody);
+  free(c);
+}
+
+/* 1 while the connection is still open. */
+static int release(nd_conn *c) {
+  if (--c->depth == 0 && c->dead) {
+    really_free(c);
+    return 0;
+  }
+  return !c->dead;
+}
+
+static void set_timer(nd_conn *c, const struct timeval *tv) {
+  event_del(&c->tev);
+  if (tv) event_add(&c->tev, tv);
+}
+
+static void start_reading(nd_conn *c) {
+  if (!c->reading && !c->peer_eof && !c->dead && event_add(&c->rev, NULL) == 0) c->reading = 1;
+}
+
+static void stop_reading(nd_conn *c) {
+  if (c->reading) event_del(&c->rev);
+  c->reading = 0;
+}
+
+void nd_conn_accept(nd_http_server *s, evutil_socket_t fd) {
+  nd_conn *c = calloc(1, sizeof *c);
+  if (!c || !(c->in = evbuffer_new()) || !(c->out = evbuffer_new())) {
+    ND_WARN("http", "out of memory accepting a connection");
+    if (c) really_free(c);
+    evutil_closesocket(fd);
+    return;
+  }
+  c->srv = s;
+  c->fd = fd;
+  nd_buf_init(&c->cbody);
+  event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+  event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+  evtimer_assign(&c->tev, s->base, on_timer, c);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  start_reading(c);
+  if (!c->reading) {
+    ND_WARN("http", "cannot watch an accepted connection");
+    really_free(c);
+    evutil_closesocket(fd);
+    return;
+  }
+  set_timer(c, s->tv_keepalive);
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  nd_metric_add(s->metrics.connections, NULL, 1);
+}
+
+void nd_conn_close(nd_conn *c) {
+  if (c->dead) return;
+  c->dead = 1;
+  stop_reading(c);
+  event_del(&c->wev);
+  event_del(&c->tev);
+  c->writing = 0;
+  if (c->fd >= 0) evutil_closesocket(c->fd);
+  c->fd = -1;
+  notifd_req *r = c->req;
+  c->req = NULL;
+  if (r) {
+    if (r->dispatched || r->in_handler)
+      nd_req_detach(r); /* the handler still owns it; its answer is dropped */
+    else
+      nd_req_free(r);
+  }
+  nd_http_server_unlink_conn(c->srv, c);
+  if (c->depth == 0) really_free(c);
+}
+
+void nd_conn_stop(nd_conn *c) {
+  c->close_after = 1;
+  if (c->state != CONN_IDLE || evbuffer_get_length(c->in)) return;
+  if (evbuffer_get_length(c->out) == 0) {
+    nd_conn_close(c);
+  } else {
+    c->state = CONN_CLOSING;
+    set_timer(c, c->srv->tv_request);
+  }
+}
+
+void nd_conn_flush_once(nd_conn *c) {
+  if (c->dead || c->fd < 0 || evbuffer_get_length(c->out) == 0) return;
+  struct evbuffer_iovec v[SEND_IOV];
+  struct iovec iov[SEND_IOV];
+  int n = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
+  if (n > SEND_IOV) n = SEND_IOV;
+  for (int i = 0; i < n; i++) {
+    iov[i].iov_base = v[i].iov_base;
+    iov[i].iov_len = v[i].iov_len;
+  }
+  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+  ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w > 0) evbuffer_drain(c->out, (size_t)w);
+}
+
+/* ---- writing ----------------------------------------------------------- */
+static void finish_close(nd_conn *c) {
+  if (!c->must_close) {
+    nd_conn_close(c);
+    return;
+  }
+  /* Unread request bytes: closing now could turn into a reset that
+   * destroys the answer before the client reads it.  Shut our side and
+   * drain theirs for a moment instead. */
+  shutdown(c->fd, SHUT_WR);
+  c->state = CONN_LINGER;
+  set_timer(c, c->srv->tv_linger);
+  start_reading(c);
+}
+
+static void flush(nd_conn *c) {
+  while (!c->dead && evbuffer_get_length(c->out)) {
+    struct evbuffer_iovec v[SEND_IOV];
+    struct iovec iov[SEND_IOV];
+    int n = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
+    if (n > SEND_IOV) n = SEND_IOV;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+      iov[i].iov_base = v[i].iov_base;
+      iov[i].iov_len = v[i].iov_len;
+      total += v[i].iov_len;
+    }
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      nd_conn_close(c); /* peer gone: nothing more to say */
+      return;
+    }
+    if (w > 0) evbuffer_drain(c->out, (size_t)w);
+    if (w < 0 || ((size_t)w < total && evbuffer_get_length(c->out))) {
+      /* Kernel buffer full: wait for writability. */
+      if (!c->writing && event_add(&c->wev, NULL) == 0) c->writing = 1;
+      return;
+    }
+  }
+  if (c->dead) return;
+  if (c->writing) {
+    event_del(&c->wev);
+    c->writing = 0;
+  }
+  if (c->state == CONN_CLOSING) finish_close(c);
+}
+
+static int extra_has(const char *extra, size_t len, const char *name) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < len;) {
+    if (len - i > nl && strncasecmp(extra + i, name, nl) == 0 && extra[i + nl] == ':') return 1;
+    const char *e = memchr(extra + i, '\n', len - i);
+    if (!e) break;
+    i = (size_t)(e - extra) + 1;
+  }
+  return 0;
+}
+
+static void free_body(const void *data, size_t len, void *heap) {
+  (void)data;
+  (void)len;
+  free(heap);
+}
+
+/* Serializes one answer into the output buffer; 0 or -1 (OOM). */
+static int write_response(nd_conn *c, int minor, nd_resp_view *v, int keep) {
+  nd_http_server *s = c->srv;
+  int st = v->status;
+  int bodyless = st == 204 || st == 304 || st < 200;
+  char hb[1024];
+  int n = snprintf(hb, sizeof hb, "HTTP/1.1 %d %s\r\nDate: %s\r\n", st, nd_status_reason(st),
+                   nd_http_server_date(s));
+  if (v->content_type)
+    n += snprintf(hb + n, sizeof hb - (size_t)n, "Content-Type: %s\r\n", v->content_type);
+  else if (v->len && !extra_has(v->extra, v->extra_len, "Content-Type"))
+    n += snprintf(hb + n, sizeof hb - (size_t)n, "Content-Type: application/octet-stream\r\n");
+  if (!bodyless) n += snprintf(hb + n, sizeof hb - (size_t)n, "Content-Length: %zu\r\n", v->len);
+  if (n < 0 || (size_t)n >= sizeof hb) return -1; /* cannot happen: ctype <= 256 */
+  const char *tail = !keep ? "Connection: close\r\n\r\n"
+                     : minor == 0 ? "Connection: keep-alive\r\n\r\n"
+                                  : "\r\n";
+  if (evbuffer_add(c->out, hb, (size_t)n) < 0 ||
+      (v->extra_len && evbuffer_add(c->out, v->extra, v->extra_len) < 0) ||
+      evbuffer_add(c->out, tail, strlen(tail)) < 0)
+    return -1;
+  if (bodyless || c->head_only || !v->len) return 0;
+  if (v->body_heap && v->len >= REF_BODY_MIN) {
+    if (evbuffer_add_reference(c->out, v->body, v->len, free_body, v->body_heap) < 0) return -1;
+    v->body_heap = NULL;
+    return 0;
+  }
+  return evbuffer_add(c->out, v->body, v->len);
+}
+
+/* The answer to the current request (from nd_respond*). */
+static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
+  nd_conn *c = sink;
+  if (c->dead) return;
+  if (c->req == r) c->req = NULL;
+  nd_http_server *s = c->srv;
+  int keep = c->keep_alive && !c->must_close && !c->close_after && !c->peer_eof && !s->stopping;
+  hold(c);
+  if (write_response(c, r->minor, v, keep) < 0) {
+    ND_WARN("http", "out of memory writing a response; closing the connection");
+    nd_conn_close(c);
+    release(c);
+    return;
+  }
+  if (keep) {
+    c->state = CONN_IDLE;
+    set_timer(c, s->tv_keepalive);
+  } else {
+    c->state = CONN_CLOSING;
+    set_timer(c, s->tv_request); /* bound the time spent writing */
+  }
+  if (c->depth == 1) {
+    /* Answered later, outside our callbacks: write now, then look at
+     * pipelined requests from a fresh loop callback (never nested inside
+     * the code that answered). */
+    flush(c);
+    if (!c->dead && c->state == CONN_IDLE) {
+      start_reading(c);
+      if (evbuffer_get_length(c->in)) event_active(&c->rev, EV_READ, 1);
+    }
+  }
+  release(c);
+}
+
+/* Protocol error before a request object exists (or after it was
+ * discarded): answer and close. */
+static void conn_fail(nd_conn *c, int status, const char *why) {
+  nd_http_server *s = c->srv;
+  if (c->req) {
+    nd_req_free(c->req);
+    c->req = NULL;
+  }
+  c->must_close = 1;
+  if (!why) why = nd_status_reason(status);
+  char body[160];
+  /* `why` is one of our static ASCII messages: no escaping needed. */
+  int bl = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why);
+  if (bl < 0 || (size_t)bl >= sizeof body) bl = 0;
+  char st[4];
+  nd_status_digits(status, st);
+  const char *values[3] = {"invalid", "unknown", st};
+  nd_metric_add(s->metrics.requests, values, 1);
+  if (evbuffer_add_printf(c->out,
+                          "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: " JSON_CT
+                          "\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%.*s",
+                          status, nd_status_reason(status), nd_http_server_date(s), bl, bl,
+                          body) < 0) {
+    nd_conn_close(c);
+    return;
+  }
+  c->state = CONN_CLOSING;
+  set_timer(c, s->tv_request);
+}
+
+/* ---- reading requests -------------------------------------------------- */
+
+/* 1 with *head_len once the head is complete, 0 for more input, or an
+ * HTTP status (414, 431). */
+static int find_head(nd_conn *c, size_t *head_len) {
+  struct evbuffer *in = c->in;
+  size_t max = c->srv->max_header;
+  struct evbuffer_ptr p;
+  if (evbuffer_ptr_set(in, &p, c->scan_off, EVBUFFER_PTR_SET) < 0) return 0;
+  for (;;) {
+    size_t eol_len = 0;
+    struct evbuffer_ptr e = evbuffer_search_eol(in, &p, &eol_len, EVBUFFER_EOL_CRLF);
+    if (e.pos < 0) break;
+    size_t line_len = (size_t)e.pos - c->scan_off;
+    if (line_len == 0 && c->nlines == 0) {
+      /* RFC 9112 2.2: empty lines before a request line are ignored. */
+      evbuffer_drain(in, eol_len);
+      if (evbuffer_ptr_set(in, &p, 0, EVBUFFER_PTR_SET) < 0) return 0;
+      continue;
+    }
+    c->scan_off = (size_t)e.pos + eol_len;
+    c->nlines++;
+    if (c->scan_off > max) return c->nlines == 1 ? 414 : 431;
+    if (line_len == 0) {
+      *head_len = c->scan_off;
+      return 1;
+    }
+    if (c->nlines >= MAX_HEAD_LINES) return 431;
+    p = e;
+    if (evbuffer_ptr_set(in, &p, eol_len, EVBUFFER_PTR_ADD) < 0) return 0;
+  }
+  if (evbuffer_get_length(in) > max) return c->nlines == 0 ? 414 : 431;
+  return 0;
+}
+
+static const char *fail_reason(int status) {
+  switch (status) {
+  case 414: return "request line too long";
+  case 431: return "request header fields too large";
+  case 408: return "request timeout";
+  default: return NULL;
+  }
+}
+
+/* Answering before the body was read: the body's bytes must not be taken
+ * for the next request.  Drop them if they are all here, else close. */
+static void skip_body(nd_conn *c, const nd_head_info *info) {
+  if (info->chunked) {
+    c->must_close = 1;
+  } else if (info->has_cl && info->cl) {
+    if (evbuffer_get_length(c->in) >= info->cl)
+      evbuffer_drain(c->in, (size_t)info->cl);
+    else
+      c->must_close = 1;
+  }
+}
+
+static void dispatch(nd_conn *c) {
+  notifd_req *r = c->req;
+  c->state = CONN_HANDLING;
+  set_timer(c, NULL);
+  if (r->route)
+    nd_req_run_handler(r);
+  else if (!nd_static_serve(c->srv->statics, r))
+    nd_req_answer_routing(r, 404, NULL);
+}
+
+static void conn_upgrade(nd_conn *c, notifd_ws_channel *ch) {
+  notifd_req *r = c->req;
+  nd_http_server *s = c->srv;
+  stop_reading(c);
+  event_del(&c->wev);
+  c->writing = 0;
+  set_timer(c, NULL);
+  struct bufferevent *bev = bufferevent_socket_new(s->base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+  int rc = 503;
+  const char *msg = "out of memory";
+  if (bev) {
+    /* Answers still queued go first; bytes after the request are the
+     * websocket's.  A socket bufferevent keeps its input's end and its
+     * output's start frozen (only it may touch them): thaw for the move. */
+    struct evbuffer *bin = bufferevent_get_input(bev), *bout = bufferevent_get_output(bev);
+    evbuffer_unfreeze(bin, 0);
+    int moved = evbuffer_add_buffer(bout, c->out) == 0 && evbuffer_add_buffer(bin, c->in) == 0;
+    evbuffer_freeze(bin, 0);
+    if (moved) {
+      msg = NULL;
+      rc = nd_ws_upgrade(ch, r, bev, &msg);
+      if (rc == 0) {
+        c->req = NULL;
+        c->fd = -1; /* owned by the websocket layer now */
+        nd_req_free(r);
+        nd_conn_close(c);
+        return;
+      }
+    }
+    /* Refused: take everything back and answer normally. */
+    evbuffer_add_buffer(c->in, bin);
+    evbuffer_unfreeze(bout, 1);
+    evbuffer_add_buffer(c->out, bout);
+    evbuffer_freeze(bout, 1);
+    bufferevent_setfd(bev, -1); /* so freeing it does not close our socket */
+    bufferevent_free(bev);
+  }
+  start_reading(c);
+  if (rc < 200 || rc > 599) rc = 500;
+  nd_respond_error(r, rc, msg ? msg : "websocket upgrade refused");
+}
+
+static void start_request(nd_conn *c, size_t head_len) {
+  nd_http_server *s = c->srv;
+  size_t maxh = c->nlines;
+  notifd_req *r = nd_req_alloc(maxh, head_len);
+  if (!r) {
+    conn_fail(c, 503, "out of memory");
+    return;
+  }
+  evbuffer_remove(c->in, r->head, head_len);
+  r->head[head_len] = '\0';
+  c->scan_off = 0;
+  c->nlines = 0;
+  nd_head_info info;
+  int rc = nd_http_parse_head(r->head, head_len, r, r->hdrs, maxh, &info);
+  if (rc) {
+    nd_req_free(r);
+    conn_fail(c, rc, info.why);
+    return;
+  }
+  r->host = s->host;
+  r->metrics = &s->metrics;
+  r->srv = s;
+  r->deliver = deliver;
+  r->sink = c;
+  c->req = r;
+  c->head_only = r->method == ND_M_HEAD;
+  c->keep_alive = r->minor >= 1 ? !info.conn_close : info.conn_keepalive && !info.conn_close;
+  int has_body = info.chunked || (info.has_cl && info.cl > 0);
+
+  if (!s->is_admin && r->method == ND_M_GET && s->host && s->host->ws) {
+    notifd_ws_channel *ch = nd_ws_channel_find(s->host->ws, r->path);
+    if (ch) {
+      if (has_body) {
+        skip_body(c, &info);
+        if (c->must_close) {
+          nd_respond_error(r, 400, "websocket handshake with a body");
+          return;
+        }
+      }
+      conn_upgrade(c, ch);
+      return;
+    }
+  }
+
+  char allow[96];
+  int mrc = nd_router_match(s->router, nd_method_name(r->method), r->path, &r->match, allow,
+                            sizeof allow);
+  int is_static = mrc == 404 && s->statics && (r->method == ND_M_GET || r->method == ND_M_HEAD);
+  if (mrc == 0) {
+    r->route = r->match.route;
+    r->route_label = r->route->pattern;
+  } else if (is_static) {
+    r->route_label = "static";
+  } else {
+    skip_body(c, &info);
+    nd_req_answer_routing(r, mrc, allow);
+    return;
+  }
+  const char *why;
+  if (!nd_req_auth_ok(r, &why)) {
+    skip_body(c, &info);
+    nd_respond_error(r, 401, why);
+    return;
+  }
+  c->body_limit = r->route && r->route->max_body ? r->route->max_body : s->max_body;
+  if (info.has_cl && info.cl > c->body_limit) {
+    c->must_close = 1;
+    nd_respond_error(r, 413, "request body too large");
+    return;
+  }
+  if (!has_body) {
+    dispatch(c);
+    return;
+  }
+  if (info.expect_continue && (info.chunked || evbuffer_get_length(c->in) < info.cl))
+    evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  if (info.chunked) {
+    memset(&c->chunk, 0, sizeof c->chunk);
+    nd_buf_free(&c->cbody);
+    c->state = CONN_BODY_CHUNKED;
+  } else {
+    c->body_need = info.cl;
+    c->state = CONN_BODY_CL;
+  }
+}
+
+static void read_cl_body(nd_conn *c) {
+  notifd_req *r = c->req;
+  size_t need = (size_t)c->body_need;
+  r->body = malloc(need + 1);
+  if (!r->body) {
+    c->must_close = 1;
+    nd_respond_error(r, 503, "out of memory");
+    return;
+  }
+  evbuffer_remove(c->in, r->body, need);
+  r->body[need] = '\0';
+  r->body_len = need;
+  dispatch(c);
+}
+
+static void read_chunked_body(nd_conn *c, int rc) {
+  notifd_req *r = c->req;
+  if (rc == 1) {
+    size_t len = 0;
+    r->body = nd_buf_steal(&c->cbody, &len);
+    if (!r->body) {
+      c->must_close = 1;
+      nd_respond_error(r, 503, "out of memory");
+      return;
+    }
+    r->body_len = len;
+    dispatch(c);
+    return;
+  }
+  c->must_close = 1;
+  nd_buf_free(&c->cbody);
+  nd_respond_error(r, rc, rc == 413   ? "request body too large"
+                          : rc == 431 ? "request trailer fields too large"
+                          : rc == 503 ? "out of memory"
+                                      : "malformed chunked body");
+}
+
+/* Handles every complete request in the input, in order, as long as each
+ * is answered synchronously. */
+static void process(nd_conn *c) {
+  nd_http_server *s = c->srv;
+  while (!c->dead) {
+    switch (c->state) {
+    case CONN_IDLE:
+      if (evbuffer_get_length(c->in) == 0) return;
+      c->state = CONN_HEAD;
+      c->scan_off = 0;
+      c->nlines = 0;
+      set_timer(c, s->tv_request); /* whole-request deadline from here */
+      /* fallthrough */
+    case CONN_HEAD: {
+      size_t head_len = 0;
+      int rc = find_head(c, &head_len);
+      if (rc == 0) return;
+      if (rc != 1) {
+        conn_fail(c, rc, fail_reason(rc));
+        return;
+      }
+      start_request(c, head_len);
+      break;
+    }
+    case CONN_BODY_CL:
+      if (evbuffer_get_length(c->in) < c->body_need) return;
+      read_cl_body(c);
+      break;
+    case CONN_BODY_CHUNKED: {
+      int rc = nd_chunked_feed(&c->chunk, c->in, &c->cbody, c->body_limit, s->max_header);
+      if (rc == 0) return;
+      read_chunked_body(c, rc);
+      break;
+    }
+    default:
+      return;
+    }
+  }
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  nd_conn *c = arg;
+  hold(c);
+  struct evbuffer_iovec v;
+  int eof = 0;
+  if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1) {
+    nd_conn_close(c);
+    goto out;
+  }
+  ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+  if (n > 0) {
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(c->in, &v, 1);
+  } else if (n == 0) {
+    eof = 1;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    nd_conn_close(c);
+    goto out;
+  }
+  if (c->state == CONN_LINGER || c->state == CONN_CLOSING) {
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    if (eof && c->state == CONN_LINGER) nd_conn_close(c);
+    if (eof) {
+      c->peer_eof = 1;
+      stop_reading(c);
+    }
+    goto out;
+  }
+  process(c);
+  if (c->dead) goto out;
+  if (eof) {
+    c->peer_eof = 1;
+    stop_reading(c);
+    if (c->state == CONN_HANDLING) {
+      /* Maybe a half-close: the answer is still written when it comes
+       * (and dropped by the kernel if the client is really gone). */
+    } else if (c->state == CONN_IDLE && evbuffer_get_length(c->in) == 0 &&
+               evbuffer_get_length(c->out)) {
+      c->state = CONN_CLOSING;
+      set_timer(c, c->srv->tv_request);
+    } else if (c->state != CONN_CLOSING) {
+      nd_conn_close(c); /* idle, or an incomplete request: nothing to answer */
+      goto out;
+    }
+  }
+  flush(c);
+  if (!c->dead && c->state == CONN_HANDLING && evbuffer_get_length(c->in) > PAUSE_INPUT)
+    stop_reading(c); /* resumed when the answer comes */
+out:
+  release(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  nd_conn *c = arg;
+  hold(c);
+  flush(c);
+  release(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  nd_conn *c = arg;
+  hold(c);
+  switch (c->state) {
+  case CONN_HEAD:
+    conn_fail(c, 408, "request timeout");
+    flush(c);
+    break;
+  case CONN_BODY_CL:
+  case CONN_BODY_CHUNKED:
+    c->must_close = 1;
+    nd_respond_error(c->req, 408, "request timeout");
+    flush(c);
+    break;
+  case CONN_HANDLING:
+    break;
+  default: /* idle keep-alive, stalled write, or linger over */
+    nd_conn_close(c);
+    break;
+  }
+  release(c);
+}
