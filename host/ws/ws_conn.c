@@ -348,6 +348,10 @@ int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text)
   if (!c || (!data && len)) return NOTIFD_EINVAL;
   if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
   if (is_text && !nd_utf8_valid(data, len)) return NOTIFD_EINVAL;
+  /* A frame that could never fit the queue is the caller's problem, not
+   * the client's: refuse it without closing anything. */
+  const nd_config *cfg = &c->ch->hub->host->cfg;
+  if (cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes) return NOTIFD_ETOOBIG;
   size_t flen = 0;
   uint8_t *frame = nd_ws_chunk_new(is_text ? ND_WS_OP_TEXT : ND_WS_OP_BINARY, data, len, &flen);
   if (!frame) return NOTIFD_ENOMEM;
@@ -363,6 +367,7 @@ int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text)
 int nd_ws_close(notifd_ws_conn *c, int32_t code, const char *reason) {
   if (!c) return NOTIFD_EINVAL;
   if (!nd_ws_close_code_valid(code)) return NOTIFD_EINVAL;
+  if (reason && !nd_utf8_valid(reason, strlen(reason))) return NOTIFD_EINVAL;
   if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
   nd_ws_conn_close(c, code, reason);
   return 0;

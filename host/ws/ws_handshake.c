@@ -76,7 +76,7 @@ static int origin_allowed(const nd_config *cfg, const char *origin) {
 static int refuse(notifd_ws_channel *ch, const char *reason_label, int status, const char *why,
                   const char **msg) {
   nd_ws_metric_reject(ch, reason_label);
-  ND_DEBUG("ws", "upgrade on %s refused: %d %s", ch->path, status, why);
+  ND_INFO("ws", "upgrade on %s refused: %d %s", ch->path, status, why);
   *msg = why;
   return status;
 }
@@ -145,11 +145,8 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
             ch->path);
     return refuse(ch, "limit_total", 503, "too many websocket connections", msg);
   }
-  if (cfg->ws_max_per_key && nd_ws_key_count(ch, values[0]) >= cfg->ws_max_per_key) {
-    ND_INFO("ws", "per-key connection limit (%u) reached on %s key=%s", cfg->ws_max_per_key,
-            ch->path, values[0]);
+  if (cfg->ws_max_per_key && nd_ws_key_count(ch, values[0]) >= cfg->ws_max_per_key)
     return refuse(ch, "limit_key", 429, "too many connections for this key", msg);
-  }
 
   /* -- the plugin's own check -- */
   if (ch->on_upgrade) {

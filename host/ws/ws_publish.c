@@ -77,6 +77,7 @@ int nd_ws_publish(notifd_ws_channel *ch, const char *key, const void *data, size
 int nd_ws_close_key(notifd_ws_channel *ch, const char *key, int32_t code, const char *reason) {
   if (!ch || !key) return NOTIFD_EINVAL;
   if (!nd_ws_close_code_valid(code)) return NOTIFD_EINVAL;
+  if (reason && !nd_utf8_valid(reason, strlen(reason))) return NOTIFD_EINVAL;
   nd_ws_keyent *e = nd_ws_keymap_find(&ch->keys, key);
   if (!e) return 0;
   int n = 0;

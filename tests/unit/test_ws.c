@@ -69,6 +69,26 @@ static void on_echo(notifd_ws_conn *c, const void *data, size_t len, int32_t is_
     nd_ws_close(c, 4001, "asked to");
     return;
   }
+  if (len == 3 && memcmp(data, "api", 3) == 0) {
+    /* Argument checks of the connection API, answered as one text frame. */
+    int bad = 0;
+    size_t big = t->h->cfg.ws_max_queue_bytes + 1;
+    char *huge = calloc(1, big);
+    if (nd_ws_close(c, 1005, NULL) != NOTIFD_EINVAL) bad |= 1;
+    if (nd_ws_close(c, 1000, "\xff") != NOTIFD_EINVAL) bad |= 2;
+    if (nd_ws_send(c, "\xff", 1, 1) != NOTIFD_EINVAL) bad |= 4;
+    if (!huge || nd_ws_send(c, huge, big, 0) != NOTIFD_ETOOBIG) bad |= 8;
+    if (!nd_ws_conn_param(c, "k") || strcmp(nd_ws_conn_param(c, "k"), nd_ws_conn_key(c))) bad |= 16;
+    if (nd_ws_conn_param(c, "nope")) bad |= 32;
+    nd_ws_conn_set_data(c, huge);
+    if (nd_ws_conn_data(c) != huge) bad |= 64;
+    nd_ws_conn_set_data(c, NULL);
+    free(huge);
+    char out[32];
+    int n = snprintf(out, sizeof out, "api:%d", bad);
+    nd_ws_send(c, out, (size_t)n, 1);
+    return;
+  }
   nd_ws_send(c, data, len, is_text);
 }
 
@@ -682,6 +702,10 @@ START_TEST(echo_fragments_pings_and_protocol_errors) {
   ck_assert_int_eq(ws_recv(&c, &f, 2000), 1);
   ck_assert_int_eq(f.op, ND_WS_OP_BINARY);
   ck_assert_uint_eq(f.len, 2);
+  free(f.data);
+  ws_send(&c, ND_WS_OP_TEXT, 1, "api", 3);
+  ck_assert_int_eq(ws_recv(&c, &f, 2000), 1);
+  ck_assert_str_eq((char *)f.data, "api:0");
   free(f.data);
   /* The plugin closes from on_message. */
   ws_send(&c, ND_WS_OP_TEXT, 1, "close", 5);
