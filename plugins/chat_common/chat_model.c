@@ -1,0 +1,267 @@
+#include "chat_model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_json.h"
+#include "chat_stream_id.h"
+#include "chat_time.h"
+
+void chat_message_init(chat_message *m) {
+  memset(m, 0, sizeof *m);
+  m->created_at_ms = CHAT_TIME_ZERO_MS;
+}
+
+void chat_message_free(chat_message *m) {
+  free(m->message_id);
+  free(m->content);
+  free(m->stream_id);
+  free(m->sender_id);
+  free(m->receiver_id);
+  chat_message_init(m);
+}
+
+static int fill1(char **s) {
+  if (*s) return 0;
+  *s = calloc(1, 1);
+  return *s ? 0 : -1;
+}
+
+int chat_message_fill(chat_message *m) {
+  int bad = fill1(&m->message_id);
+  bad |= fill1(&m->content);
+  bad |= fill1(&m->stream_id);
+  bad |= fill1(&m->sender_id);
+  bad |= fill1(&m->receiver_id);
+  return bad ? -1 : 0;
+}
+
+static int dup1(char **dst, const char *src) {
+  if (!src) return 0;
+  *dst = strdup(src);
+  return *dst ? 0 : -1;
+}
+
+int chat_message_copy(chat_message *dst, const chat_message *src) {
+  chat_message_init(dst);
+  dst->created_at_ms = src->created_at_ms;
+  dst->id_is_oid = src->id_is_oid;
+  if (dup1(&dst->message_id, src->message_id) || dup1(&dst->content, src->content) ||
+      dup1(&dst->stream_id, src->stream_id) || dup1(&dst->sender_id, src->sender_id) ||
+      dup1(&dst->receiver_id, src->receiver_id)) {
+    chat_message_free(dst);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- binding ---- */
+
+enum { F_MESSAGE_ID, F_CONTENT, F_CREATED_AT, F_STREAM_ID, F_SENDER_ID, F_RECEIVER_ID, F_COUNT };
+
+typedef struct field_def {
+  const char *json;     /* wire name */
+  const char *go_path;  /* validator namespace */
+  const char *go_name;  /* validator field name */
+  int required;
+} field_def;
+
+static const field_def fields[F_COUNT] = {
+    {"message_id", "ChatMessage.MessageID", "MessageID", 0},
+    {"content", "ChatMessage.Content", "Content", 1},
+    {"created_at", "ChatMessage.CreatedAt", "CreatedAt", 0},
+    {"stream_id", "ChatMessage.ChatMetadata.StreamID", "StreamID", 1},
+    {"sender_id", "ChatMessage.ChatMetadata.SenderID", "SenderID", 1},
+    {"receiver_id", "ChatMessage.ChatMetadata.ReceiverID", "ReceiverID", 1},
+};
+
+static char **field_slot(chat_message *m, int f) {
+  switch (f) {
+  case F_MESSAGE_ID: return &m->message_id;
+  case F_CONTENT: return &m->content;
+  case F_STREAM_ID: return &m->stream_id;
+  case F_SENDER_ID: return &m->sender_id;
+  case F_RECEIVER_ID: return &m->receiver_id;
+  default: return NULL;
+  }
+}
+
+static int ascii_casecmp(const char *a, const char *b) {
+  for (;; a++, b++) {
+    unsigned ca = (unsigned char)*a, cb = (unsigned char)*b;
+    if (ca >= 'A' && ca <= 'Z') ca += 32;
+    if (cb >= 'A' && cb <= 'Z') cb += 32;
+    if (ca != cb) return 1;
+    if (!ca) return 0;
+  }
+}
+
+/* Go's exact match first, then a case-insensitive one. */
+static int find_field(const char *key) {
+  for (int f = 0; f < F_COUNT; f++)
+    if (strcmp(key, fields[f].json) == 0) return f;
+  for (int f = 0; f < F_COUNT; f++)
+    if (ascii_casecmp(key, fields[f].json) == 0) return f;
+  return -1;
+}
+
+static const char *go_kind(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: return "object";
+  case JSON_ARRAY: return "array";
+  case JSON_STRING: return "string";
+  case JSON_INTEGER:
+  case JSON_REAL: return "number";
+  case JSON_TRUE:
+  case JSON_FALSE: return "bool";
+  default: return "null";
+  }
+}
+
+int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err) {
+  chat_message_init(out);
+  if (json_is_null(body)) goto validate; /* Go: null into a struct is a no-op */
+  if (!json_is_object(body)) {
+    chat_buf_printf(err, "json: cannot unmarshal %s into Go value of type model.ChatMessage",
+                    go_kind(body));
+    return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+  }
+  const char *key;
+  json_t *v;
+  int type_error = 0;
+  json_object_foreach((json_t *)body, key, v) {
+    int f = find_field(key);
+    if (f < 0 || json_is_null(v)) continue;
+    if (!json_is_string(v)) {
+      if (!type_error) {
+        if (f == F_CREATED_AT)
+          chat_buf_puts(err, "Time.UnmarshalJSON: input is not a JSON string");
+        else
+          chat_buf_printf(err,
+                          "json: cannot unmarshal %s into Go struct field ChatMessage.%s of type "
+                          "string",
+                          go_kind(v), fields[f].json);
+      }
+      type_error = 1;
+      continue;
+    }
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (f == F_CREATED_AT) {
+      int64_t ms;
+      if (n != strlen(s) || chat_time_parse(s, &ms) < 0) {
+        if (!type_error)
+          chat_buf_printf(err, "parsing time \"%s\" as RFC 3339: invalid created_at", s);
+        type_error = 1;
+      } else {
+        out->created_at_ms = ms;
+      }
+      continue;
+    }
+    char **slot = field_slot(out, f);
+    char *copy = chat_strndup(s, n);
+    if (!copy) {
+      chat_message_free(out);
+      return CHAT_BIND_NOMEM;
+    }
+    free(*slot);
+    *slot = copy;
+  }
+  if (type_error) {
+    chat_message_free(out);
+    return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+  }
+validate:
+  if (chat_message_fill(out) < 0) {
+    chat_message_free(out);
+    return CHAT_BIND_NOMEM;
+  }
+  int first = 1;
+  for (int f = 0; f < F_COUNT; f++) {
+    char **slot = field_slot(out, f);
+    if (!fields[f].required || !slot || **slot) continue;
+    if (!first) chat_buf_putc(err, '\n');
+    first = 0;
+    chat_buf_printf(err, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
+                    fields[f].go_path, fields[f].go_name);
+  }
+  if (!first) {
+    chat_message_free(out);
+    return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+  }
+  return CHAT_BIND_OK;
+}
+
+/* ---- extra checks ---- */
+
+static int check_text(const char *name, const char *s, size_t limit, chat_buf *err) {
+  size_t n = strlen(s);
+  if (limit && n > limit) {
+    chat_buf_printf(err, "%s: too long (%zu bytes, limit %zu)", name, n, limit);
+    return -1;
+  }
+  if (!chat_utf8_valid(s, n)) {
+    chat_buf_printf(err, "%s: not valid UTF-8", name);
+    return -1;
+  }
+  return 0;
+}
+
+int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *err) {
+  const struct {
+    const char *name, *val;
+    size_t limit;
+  } checks[] = {
+      {"message_id", m->message_id, lim->max_id_bytes},
+      {"content", m->content, lim->max_content_bytes},
+      {"stream_id", m->stream_id, lim->max_id_bytes},
+      {"sender_id", m->sender_id, lim->max_id_bytes},
+      {"receiver_id", m->receiver_id, lim->max_id_bytes},
+  };
+  for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+    if (check_text(checks[i].name, checks[i].val ? checks[i].val : "", checks[i].limit, err) < 0)
+      return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+  /* Ids are routing keys and path segments: no control characters. */
+  const char *ids[] = {m->message_id, m->stream_id, m->sender_id, m->receiver_id};
+  const char *names[] = {"message_id", "stream_id", "sender_id", "receiver_id"};
+  for (size_t i = 0; i < 4; i++)
+    for (const unsigned char *p = (const unsigned char *)(ids[i] ? ids[i] : ""); *p; p++)
+      if (*p < 0x20 || *p == 0x7f) {
+        chat_buf_printf(err, "%s: contains a control character", names[i]);
+        return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+      }
+  if (lim->verify_stream_id) {
+    char want[CHAT_STREAM_ID_LEN + 1];
+    if (chat_stream_id(m->sender_id, strlen(m->sender_id), m->receiver_id,
+                       strlen(m->receiver_id), want) < 0)
+      return CHAT_BIND_NOMEM;
+    if (strcmp(want, m->stream_id) != 0) {
+      chat_buf_printf(err, "stream_id: does not match sender_id and receiver_id (expected %s)",
+                      want);
+      return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+    }
+  }
+  return CHAT_BIND_OK;
+}
+
+/* ---- output ---- */
+
+static void go_field(chat_buf *b, const char *name, const char *val, int comma) {
+  if (comma) chat_buf_putc(b, ',');
+  chat_json_key(b, name);
+  chat_json_str(b, val ? val : "", val ? strlen(val) : 0, CHAT_JSON_GO);
+}
+
+int chat_message_gojson(const chat_message *m, chat_buf *b) {
+  char when[CHAT_TIME_TEXT_MAX];
+  if (chat_time_format(m->created_at_ms, when) < 0) return -1;
+  chat_buf_putc(b, '{');
+  go_field(b, "message_id", m->message_id, 0);
+  go_field(b, "content", m->content, 1);
+  go_field(b, "created_at", when, 1);
+  go_field(b, "stream_id", m->stream_id, 1);
+  go_field(b, "sender_id", m->sender_id, 1);
+  go_field(b, "receiver_id", m->receiver_id, 1);
+  chat_buf_putc(b, '}');
+  return b->oom ? -1 : 0;
+}
