@@ -318,6 +318,7 @@ static void conn_readcb(struct bufferevent *bev, void *arg) {
     size_t used = nd_ws_parse(&c->parser, v.iov_base, v.iov_len, &ev);
     /* Handle before draining: the event may point into this chunk. */
     if (ev.type != ND_WS_EV_NONE) handle_event(c, &ev);
+    nd_ws_parser_release(&c->parser);
     if (c->state == ND_WS_DEAD) break;
     evbuffer_drain(in, used);
   }

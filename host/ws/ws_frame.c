@@ -23,6 +23,10 @@ static void reset_message(nd_ws_parser *p) {
 
 void nd_ws_parser_free(nd_ws_parser *p) { reset_message(p); }
 
+void nd_ws_parser_release(nd_ws_parser *p) {
+  if (p->delivered) reset_message(p);
+}
+
 void nd_ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t pos) {
   size_t i = 0;
   pos &= 3;

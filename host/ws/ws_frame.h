@@ -78,6 +78,11 @@ void nd_ws_parser_free(nd_ws_parser *p);
  * every later call reports the same error and consumes everything. */
 size_t nd_ws_parse(nd_ws_parser *p, const uint8_t *in, size_t n, nd_ws_event *ev);
 
+/* Frees a delivered message's buffer now rather than on the next call, so
+ * an idle connection holds no message memory (the event's data becomes
+ * invalid).  No-op unless a message was just delivered. */
+void nd_ws_parser_release(nd_ws_parser *p);
+
 /* Writes a frame header into out (up to 14 bytes); `mask` NULL for the
  * server's unmasked frames.  Returns the header length. */
 size_t nd_ws_frame_header(uint8_t out[14], int opcode, int fin, uint64_t len,

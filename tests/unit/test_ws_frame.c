@@ -78,6 +78,29 @@ START_TEST(small_masked_text) {
 }
 END_TEST
 
+/* A delivered message's buffer can be released at once; the parser then
+ * holds no message memory and goes on with the next frame. */
+START_TEST(release_after_message) {
+  uint8_t buf[64];
+  size_t n = frame(buf, ND_WS_OP_TEXT, 1, "one", 3, 0);
+  n += frame(buf + n, ND_WS_OP_TEXT, 1, "two", 3, 0);
+  nd_ws_parser p;
+  nd_ws_parser_init(&p, 1024, 1);
+  nd_ws_event ev;
+  size_t used = nd_ws_parse(&p, buf, n, &ev);
+  ck_assert_int_eq(ev.type, ND_WS_EV_MESSAGE);
+  ck_assert(memcmp(ev.data, "one", 3) == 0);
+  nd_ws_parser_release(&p);
+  ck_assert_ptr_null(p.msg);
+  ck_assert_uint_eq(p.msg_cap, 0);
+  nd_ws_parser_release(&p); /* harmless twice */
+  ck_assert_uint_eq(nd_ws_parse(&p, buf + used, n - used, &ev), n - used);
+  ck_assert_int_eq(ev.type, ND_WS_EV_MESSAGE);
+  ck_assert(memcmp(ev.data, "two", 3) == 0);
+  nd_ws_parser_free(&p);
+}
+END_TEST
+
 START_TEST(unmasked_client_frame_rejected) {
   uint8_t buf[64];
   size_t n = frame(buf, ND_WS_OP_TEXT, 1, "Hello", 5, 1);
@@ -366,6 +389,7 @@ Suite *nd_test_suite(void) {
   Suite *s = suite_create("ws_frame");
   TCase *tc = tcase_create("codec");
   tcase_add_test(tc, small_masked_text);
+  tcase_add_test(tc, release_after_message);
   tcase_add_test(tc, unmasked_client_frame_rejected);
   tcase_add_test(tc, length_boundaries);
   tcase_add_test(tc, fragmented_with_interleaved_ping);
