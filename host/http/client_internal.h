@@ -45,6 +45,7 @@ struct nd_httpc_call {
   notifd_req *req;              /* until answered */
   struct event step_ev;         /* start, then completion */
   struct event timeout_ev;
+  int started;                  /* routed (a handler may hold req) */
   int answered;
   int32_t status;
 };

@@ -41,6 +41,10 @@ static void detach_req(nd_httpc_call *call) {
   notifd_req *r = call->req;
   call->req = NULL;
   if (!r) return;
+  if (!call->started) {
+    nd_req_free(r); /* no handler has seen it */
+    return;
+  }
   /* The handler keeps it and may still answer: that answer is dropped. */
   nd_req_detach(r);
   r->metrics = NULL; /* they belong to the client, which may go first */
@@ -117,6 +121,7 @@ static void complete(local_call *lc) {
 static void start(local_call *lc) {
   nd_httpc_call *call = &lc->base;
   notifd_req *r = call->req;
+  call->started = 1;
   notifd_host *h = call->c->host;
   char allow[96];
   int rc = nd_router_match(h->router, nd_method_name(r->method), r->path, &r->match, allow,
