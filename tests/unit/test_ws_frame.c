@@ -385,6 +385,110 @@ START_TEST(mask_any_offset) {
 }
 END_TEST
 
+/* Deterministic xorshift, so a failure is reproducible. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+static uint32_t rnd(uint32_t n) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state % n);
+}
+
+/* Random binary messages, randomly fragmented with pings in between,
+ * fed in random pieces: every message comes out whole and in order. */
+START_TEST(random_fragmentation_roundtrip) {
+  enum { MSGS = 60 };
+  size_t cap = 1 << 20, n = 0;
+  uint8_t *stream = malloc(cap);
+  uint8_t *msgs[MSGS];
+  size_t lens[MSGS];
+  int pings = 0;
+  for (int m = 0; m < MSGS; m++) {
+    size_t len = rnd(4) == 0 ? rnd(70000) : rnd(300);
+    lens[m] = len;
+    msgs[m] = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) msgs[m][i] = (uint8_t)rnd(256);
+    size_t off = 0;
+    int first = 1;
+    do {
+      size_t part = len - off;
+      if (part > 1 && rnd(2)) part = rnd((uint32_t)part);
+      int fin = off + part == len;
+      ck_assert_uint_lt(n + part + 14 + 200, cap);
+      n += frame(stream + n, first ? ND_WS_OP_BINARY : ND_WS_OP_CONT, fin, msgs[m] + off, part, 0);
+      off += part;
+      first = 0;
+      if (!fin && rnd(3) == 0) {
+        n += frame(stream + n, ND_WS_OP_PING, 1, "x", 1, 0);
+        pings++;
+      }
+    } while (off < len);
+  }
+  nd_ws_parser p;
+  nd_ws_parser_init(&p, 1 << 20, 1);
+  int got = 0, got_pings = 0;
+  size_t off = 0;
+  while (off < n) {
+    size_t piece = 1 + rnd(3000);
+    if (piece > n - off) piece = n - off;
+    size_t used = 0;
+    while (used < piece) {
+      nd_ws_event ev;
+      size_t k = nd_ws_parse(&p, stream + off + used, piece - used, &ev);
+      used += k;
+      if (ev.type == ND_WS_EV_NONE) break;
+      ck_assert_int_ne(ev.type, ND_WS_EV_ERROR);
+      if (ev.type == ND_WS_EV_PING) {
+        got_pings++;
+        continue;
+      }
+      ck_assert_int_eq(ev.type, ND_WS_EV_MESSAGE);
+      ck_assert_int_lt(got, MSGS);
+      ck_assert_uint_eq(ev.len, lens[got]);
+      ck_assert(ev.len == 0 || memcmp(ev.data, msgs[got], ev.len) == 0);
+      got++;
+    }
+    off += piece;
+  }
+  ck_assert_int_eq(got, MSGS);
+  ck_assert_int_eq(got_pings, pings);
+  nd_ws_parser_free(&p);
+  for (int m = 0; m < MSGS; m++) free(msgs[m]);
+  free(stream);
+}
+END_TEST
+
+/* Arbitrary bytes never crash the parser, never make it consume more
+ * than it was given, and end in NONE, events or a sticky error. */
+START_TEST(garbage_input) {
+  uint8_t buf[512];
+  for (int round = 0; round < 3000; round++) {
+    size_t n = 1 + rnd(sizeof buf);
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd(256);
+    if (rnd(2)) buf[1] |= 0x80; /* masked more often than not */
+    nd_ws_parser p;
+    nd_ws_parser_init(&p, 4096, 1);
+    size_t off = 0;
+    int errors = 0;
+    while (off < n) {
+      nd_ws_event ev;
+      size_t k = nd_ws_parse(&p, buf + off, n - off, &ev);
+      ck_assert_uint_le(k, n - off);
+      if (ev.type == ND_WS_EV_ERROR) {
+        errors++;
+        ck_assert_uint_eq(k, n - off);
+        ck_assert(ev.code == 1002 || ev.code == 1007 || ev.code == 1009);
+      }
+      if (ev.type == ND_WS_EV_NONE) ck_assert_uint_eq(k, n - off);
+      if (k == 0 && ev.type == ND_WS_EV_NONE) break;
+      off += k;
+    }
+    ck_assert_int_le(errors, 1);
+    nd_ws_parser_free(&p);
+  }
+}
+END_TEST
+
 Suite *nd_test_suite(void) {
   Suite *s = suite_create("ws_frame");
   TCase *tc = tcase_create("codec");
@@ -400,6 +504,8 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, close_frames);
   tcase_add_test(tc, close_reason_truncated_on_char_boundary);
   tcase_add_test(tc, mask_any_offset);
+  tcase_add_test(tc, random_fragmentation_roundtrip);
+  tcase_add_test(tc, garbage_input);
   suite_add_tcase(s, tc);
   return s;
 }
