@@ -15,7 +15,7 @@
 
 #include "email.h"
 #include "email_buf.h"
-#include "email_change.h"
+#include "chat_debezium.h"
 
 #define RELEASE_TTL_MS 1
 enum { V_ACK, V_RETRY, V_DROP };
@@ -264,6 +264,15 @@ static char *dedupe_key(email_plugin *ep, notifd_bus_msg *m, const char *topic) 
   return ebuf_steal(&b, NULL);
 }
 
+/* A change record's document as a chat event (strings are copied). */
+static int event_from_change(email_event *ev, const chat_message *cm) {
+  email_chat_msg m = {.message_id = cm->message_id, .content = cm->content,
+                      .stream_id = cm->stream_id, .sender_id = cm->sender_id,
+                      .receiver_id = cm->receiver_id};
+  email_time_from_unix_ms(cm->created_at_ms, &m.created_at);
+  return email_event_from_chat(ev, &m);
+}
+
 /* Decodes a record into op->ev.  1 = mail it; 0 = finished here (acked or
  * dropped); -1 = out of memory (retried). */
 static int decode_record(email_plugin *ep, notifd_bus_msg *m, const char *topic, email_op *op) {
@@ -271,24 +280,24 @@ static int decode_record(email_plugin *ep, notifd_bus_msg *m, const char *topic,
   const void *val = ep->api->msg_value(m, &vlen);
   const char *why = "invalid record";
   if (ep->chat_topic && strcmp(topic, ep->chat_topic) == 0) {
-    email_chat_msg cm;
-    int rc = email_change_parse(val, vlen, &cm, &why);
-    if (rc == -2) return -1;
-    if (rc == 0) {
-      email_count(ep, ep->m_suppressed, EMAIL_CHAT, "not_insert");
-      ep->api->bus_ack(m);
-      return 0;
+    chat_change cc;
+    chat_change_parse(val, vlen, NULL, &cc);
+    int rc = 0;
+    switch (cc.kind) {
+      case CHAT_CHANGE_FORWARD: rc = event_from_change(&op->ev, &cc.msg) < 0 ? -1 : 1; break;
+      case CHAT_CHANGE_NOMEM: rc = -1; break;
+      case CHAT_CHANGE_DROP:
+        email_count(ep, ep->m_failed, EMAIL_CHAT, "invalid_record");
+        ep->api->log(ep->self, NOTIFD_LOG_WARN, "chat record %s@%lld dropped: %s", topic,
+                     (long long)ep->api->msg_offset(m), cc.detail);
+        ep->api->bus_drop(m, "invalid_record");
+        break;
+      default: /* updates, deletes, tombstones, heartbeats: nothing to mail */
+        email_count(ep, ep->m_suppressed, EMAIL_CHAT, "not_insert");
+        ep->api->bus_ack(m);
     }
-    if (rc < 0) {
-      email_count(ep, ep->m_failed, EMAIL_CHAT, "invalid_record");
-      ep->api->log(ep->self, NOTIFD_LOG_WARN, "chat record %s@%lld dropped: %s", topic,
-                   (long long)ep->api->msg_offset(m), why);
-      ep->api->bus_drop(m, "invalid_record");
-      return 0;
-    }
-    rc = email_event_from_chat(&op->ev, &cm);
-    email_chat_msg_free(&cm);
-    if (rc < 0) return -1;
+    chat_change_free(&cc);
+    if (rc <= 0) return rc;
   } else {
     json_t *rec = val && vlen ? json_loadb(val, vlen, 0, NULL) : NULL;
     int type = -1;

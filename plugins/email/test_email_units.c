@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "email_buf.h"
-#include "email_change.h"
 #include "email_event.h"
 #include "email_gojson.h"
 #include "email_mime.h"
@@ -133,42 +132,6 @@ START_TEST(bind_purchase_and_floats) {
   ck_assert_str_eq(f, "1e-7");
   email_go_float(123456789.125, f, sizeof f);
   ck_assert_str_eq(f, "123456789.125");
-}
-END_TEST
-
-/* ---- change records ---- */
-
-START_TEST(change_contract_example) {
-  const char *v =
-      "{\"before\":null,\"after\":\"{\\\"_id\\\":\\\"message_id_0\\\",\\\"content\\\":\\\"Hello\\\","
-      "\\\"created_at\\\":{\\\"$date\\\":{\\\"$numberLong\\\":\\\"1700000000123\\\"}},"
-      "\\\"stream_id\\\":\\\"1a80ecedf209e276\\\",\\\"sender_id\\\":\\\"sender-a\\\","
-      "\\\"receiver_id\\\":\\\" sender-b\\\"}\",\"op\":\"c\",\"ts_ms\":0}";
-  email_chat_msg m;
-  const char *why = NULL;
-  ck_assert_int_eq(email_change_parse(v, strlen(v), &m, &why), 1);
-  ck_assert_str_eq(m.message_id, "message_id_0");
-  ck_assert_str_eq(m.content, "Hello");
-  ck_assert_str_eq(m.receiver_id, " sender-b");
-  char out[64];
-  email_time_format_rfc3339(&m.created_at, out, sizeof out);
-  ck_assert_str_eq(out, "2023-11-14T22:13:20.123Z");
-  email_chat_msg_free(&m);
-  const char *oid = "{\"op\":\"c\",\"after\":\"{\\\"_id\\\":{\\\"$oid\\\":\\\"65a1b2c3d4e5f60718293a4b\\\"},"
-                    "\\\"created_at\\\":{\\\"$date\\\":\\\"2024-01-01T00:00:00Z\\\"}}\"}";
-  ck_assert_int_eq(email_change_parse(oid, strlen(oid), &m, &why), 1);
-  ck_assert_str_eq(m.message_id, "65a1b2c3d4e5f60718293a4b");
-  ck_assert_str_eq(m.content, "");
-  email_chat_msg_free(&m);
-  const char *upd = "{\"op\":\"u\",\"after\":\"{}\"}";
-  ck_assert_int_eq(email_change_parse(upd, strlen(upd), &m, &why), 0);
-  const char *obj = "{\"op\":\"c\",\"after\":{\"_id\":\"x\"}}";
-  ck_assert_int_eq(email_change_parse(obj, strlen(obj), &m, &why), -1);
-  ck_assert_int_eq(email_change_parse(NULL, 0, &m, &why), -1);
-  const char *nop = "{\"after\":\"{}\"}";
-  ck_assert_int_eq(email_change_parse(nop, strlen(nop), &m, &why), -1);
-  const char *baddate = "{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":true}}\"}";
-  ck_assert_int_eq(email_change_parse(baddate, strlen(baddate), &m, &why), -1);
 }
 END_TEST
 
@@ -372,7 +335,6 @@ static Suite *suite(void) {
   tcase_add_test(tc, bind_chat_valid_and_echo);
   tcase_add_test(tc, bind_chat_errors_like_gin);
   tcase_add_test(tc, bind_purchase_and_floats);
-  tcase_add_test(tc, change_contract_example);
   tcase_add_test(tc, notification_records);
   tcase_add_test(tc, template_render_and_escape);
   tcase_add_test(tc, template_errors_name_file_and_line);
