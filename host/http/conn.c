@@ -30,6 +30,7 @@
 #define READ_CHUNK 16384
 #define MAX_HEAD_LINES 128          /* request line + headers + empty line */
 #define PAUSE_INPUT (64 * 1024)     /* pipelined bytes kept while handling */
+#define PAUSE_OUTPUT (256 * 1024)   /* unsent answers before we stop reading */
 #define SEND_IOV 32
 #define REF_BODY_MIN 16384          /* larger heap bodies are not copied */
 #define JSON_CT "application/json; charset=utf-8"
@@ -196,7 +197,14 @@ static void flush(nd_conn *c) {
     event_del(&c->wev);
     c->writing = 0;
   }
-  if (c->state == CONN_CLOSING) finish_close(c);
+  if (c->state == CONN_CLOSING) {
+    finish_close(c);
+  } else if (c->state == CONN_IDLE && !c->reading && !c->peer_eof) {
+    /* Reading was paused for a client that did not read its answers:
+     * everything went out, so go on with what it sent meanwhile. */
+    start_reading(c);
+    if (evbuffer_get_length(c->in)) event_active(&c->rev, EV_READ, 1);
+  }
 }
 
 static int extra_has(const char *extra, size_t len, const char *name) {
@@ -271,11 +279,9 @@ static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
     /* Answered later, outside our callbacks: write now, then look at
      * pipelined requests from a fresh loop callback (never nested inside
      * the code that answered). */
-    flush(c);
-    if (!c->dead && c->state == CONN_IDLE) {
-      start_reading(c);
-      if (evbuffer_get_length(c->in)) event_active(&c->rev, EV_READ, 1);
-    }
+    flush(c); /* also resumes reading if it was paused */
+    if (!c->dead && c->state == CONN_IDLE && c->reading && evbuffer_get_length(c->in))
+      event_active(&c->rev, EV_READ, 1);
   }
   release(c);
 }
@@ -550,6 +556,14 @@ static void process(nd_conn *c) {
     switch (c->state) {
     case CONN_IDLE:
       if (evbuffer_get_length(c->in) == 0) return;
+      if (evbuffer_get_length(c->out) > PAUSE_OUTPUT) {
+        /* Pipelining client not reading its answers: wait for the output
+         * to drain (flush resumes us) instead of queueing more. */
+        ND_DEBUG("http", "client not reading its answers (%zu bytes queued): pausing",
+                 evbuffer_get_length(c->out));
+        stop_reading(c);
+        return;
+      }
       c->state = CONN_HEAD;
       c->scan_off = 0;
       c->nlines = 0;

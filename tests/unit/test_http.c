@@ -538,6 +538,63 @@ START_TEST(pipelining_in_order) {
 }
 END_TEST
 
+START_TEST(pipelining_flood) {
+  /* A client that pipelines far more than it reads: the server must stop
+   * reading (bounded output) and resume, answering everything in order. */
+  th *t = th_new(NULL);
+  enum { N = 60000 };
+  nd_buf req;
+  nd_buf_init(&req);
+  for (int i = 0; i < N; i++) nd_buf_printf(&req, "GET /item/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+  ck_assert(!req.oom);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096; /* so the kernel cannot absorb all the answers */
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  size_t sent = 0;
+  int64_t end = nd_now_ms() + 20000;
+  /* Phase 1: write everything without reading a byte. */
+  while (sent < req.len && nd_now_ms() < end) {
+    ssize_t w = send(fd, req.data + sent, req.len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0) sent += (size_t)w;
+    event_base_loop(t->base, EVLOOP_NONBLOCK);
+  }
+  pump(t, 50);
+  /* Phase 2: read everything. */
+  nd_buf in;
+  nd_buf_init(&in);
+  int next = 0;
+  size_t off = 0;
+  while (next < N && nd_now_ms() < end) {
+    if (sent < req.len) {
+      ssize_t w = send(fd, req.data + sent, req.len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w > 0) sent += (size_t)w;
+    }
+    event_base_loop(t->base, EVLOOP_NONBLOCK);
+    char chunk[65536];
+    ssize_t n = recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n > 0) nd_buf_append(&in, chunk, (size_t)n);
+    ck_assert(n != 0);
+    tresp r;
+    while (parse_resps(in.data + off, in.len - off, &r, 1, 0) == 1) {
+      char want[16];
+      int wl = snprintf(want, sizeof want, "%d", next);
+      ck_assert_msg(r.status == 200 && r.body_len == (size_t)wl && memcmp(r.body, want, (size_t)wl) == 0,
+                    "answer %d out of order: %.*s", next, (int)r.body_len, r.body);
+      off = (size_t)(r.body + r.body_len - in.data);
+      next++;
+    }
+  }
+  ck_assert_int_eq(next, N);
+  nd_buf_free(&in);
+  nd_buf_free(&req);
+  close(fd);
+  th_free(t);
+}
+END_TEST
+
 START_TEST(http10) {
   th *t = th_new(NULL);
   conv *cv = roundtrip(t, "GET /hello HTTP/1.0\r\n\r\n", 0, 1);
@@ -1031,6 +1088,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, server_default_body_limit);
   tcase_add_test(tc, chunked_body);
   tcase_add_test(tc, pipelining_in_order);
+  tcase_add_test(tc, pipelining_flood);
   tcase_add_test(tc, http10);
   tcase_add_test(tc, timeouts);
   tcase_add_test(tc, json_helpers);
