@@ -163,7 +163,8 @@ static int register_consumer(cfg_state *c) {
       .multiplier = mult,
       .jitter = jitter,
   };
-  int rc = ep->api->bus_consume(ep->self, &o, NULL);
+  notifd_consumer *consumer = NULL; /* owned by the host */
+  int rc = ep->api->bus_consume(ep->self, &o, &consumer);
   if (rc < 0) LOGE(ep, "cannot consume %s%s%s as group %s (%d)", topics[0], n > 1 ? ", " : "",
                    n > 1 ? topics[1] : "", ep->group, rc);
   return rc;

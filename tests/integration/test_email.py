@@ -1,0 +1,419 @@
+"""email plugin against a real SMTP server (Debian's python3-aiosmtpd on a
+loopback port, in this process), with records injected through the operator
+tool `notifd bus produce` on the embedded bus.
+
+Covers: chat change record -> exactly one email (subject, body, headers,
+MIME), redelivery -> still one, SMTP down -> retried then delivered,
+permanent 550 -> dead letter without retry, STARTTLS + AUTH with certificate
+verification, SMTPS, notifications topic, chat throttle, connection reuse,
+template errors caught by `notifd --check`, and the Go HTTP endpoints.
+"""
+import email
+import email.policy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import NOTIFD, SOURCE, free_port, http
+
+sys.path.insert(0, os.path.join(SOURCE, "tests", "services"))
+smtp_server = pytest.importorskip("smtp_server", reason="python3-aiosmtpd is not installed")
+SmtpServer, make_cert = smtp_server.SmtpServer, smtp_server.make_cert
+
+TOKEN = "email-test-internal-token"
+AUTH = {"X-Notifd-Internal-Token": TOKEN}
+TEMPLATES = os.path.join(SOURCE, "config", "templates")
+CHAT_TOPIC = "chat-persistence-change"
+
+
+def email_yaml(smtp_url, extra=""):
+    return (
+        "  - name: email\n"
+        "    config:\n"
+        f"      smtp_url: {smtp_url}\n"
+        "      from_address: noreply@example.com\n"
+        "      from_name: Notifd Tests\n"
+        f"      templates_dir: {TEMPLATES}\n"
+        "      timeout: 5s\n"
+        "      retry: {max_attempts: 60, initial_interval: 100ms, max_interval: 300ms, jitter: 0}\n"
+        + "".join(f"      {line}\n" for line in extra.splitlines() if line.strip())
+    )
+
+
+HOST_YAML = f"auth: {{internal_token: {TOKEN}}}\n"
+
+
+def start(notifd_factory, smtp_url, extra=""):
+    starttls = "" if "starttls" in extra or smtp_url.startswith("smtps") else "starttls: none\n"
+    return notifd_factory(plugins_yaml=email_yaml(smtp_url, starttls + extra), extra_yaml=HOST_YAML)
+
+
+def put_user(n, user_id, addr, name):
+    st, body, _ = http("PUT", f"{n.url}/email/users/{user_id}", {"email": addr, "name": name},
+                       headers=AUTH)
+    assert st == 200, body
+    assert json.loads(body) == {"user_id": user_id, "email": addr, "name": name}
+
+
+def produce(n, topic, value, key=None):
+    args = [NOTIFD, "bus", "produce", "-d", n.data_dir]
+    if key is not None:
+        args += ["-k", key]
+    args += [topic, value if isinstance(value, str) else json.dumps(value)]
+    r = subprocess.run(args, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def tail(n, topic, count=1, idle="8s"):
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t", idle,
+                        topic], capture_output=True, timeout=60)
+    return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
+
+
+def chat_record(msg_id, content, sender, receiver, stream="stream-1", op="c"):
+    doc = {"_id": msg_id, "content": content,
+           "created_at": {"$date": {"$numberLong": "1700000000000"}},
+           "stream_id": stream, "sender_id": sender, "receiver_id": receiver}
+    return json.dumps({"before": None, "after": json.dumps(doc), "op": op, "ts_ms": 1700000000001})
+
+
+def metric(n, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in n.metrics().splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def wait_until(pred, timeout=15, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def parse(msg):
+    return email.message_from_bytes(msg.data, policy=email.policy.default)
+
+
+@pytest.fixture
+def smtp():
+    servers = []
+
+    def make(**kw):
+        s = SmtpServer(**kw).start()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def test_chat_record_sends_one_email_with_headers_and_mime(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    put_user(n, "alice", "alice@example.com", "Zoë Sender")
+    put_user(n, "bob", "bob@example.com", "Bob Receiver")
+    content = "Hi Bob <b>&</b>\n.line starting with a dot\nünïcode ✓"
+    produce(n, CHAT_TOPIC, chat_record("m-1", content, "alice", "bob"), key="m-1")
+    msgs = srv.wait_for(1)
+    assert len(msgs) == 1
+    m = msgs[0]
+    assert m.mail_from == "noreply@example.com"
+    assert m.rcpt_tos == ["bob@example.com"]
+    assert b"\r\n" in m.data and b"\n" not in m.data.replace(b"\r\n", b"")
+    p = parse(m)
+    # The sender's name (not the receiver's), no double prefix; RFC 2047 decoded.
+    assert p["Subject"] == "You have a new chat message from Zoë Sender"
+    assert "=?UTF-8?" in m.data.decode().split("\r\n\r\n")[0]
+    assert p["From"].addresses[0].display_name == "Notifd Tests"
+    assert p["From"].addresses[0].addr_spec == "noreply@example.com"
+    assert p["To"].addresses[0].display_name == "Bob Receiver"
+    assert p["To"].addresses[0].addr_spec == "bob@example.com"
+    assert p["Date"].datetime is not None
+    assert re.fullmatch(r"<[0-9a-f]{32}@example\.com>", p["Message-ID"])
+    assert p["MIME-Version"] == "1.0"
+    assert p.get_content_type() == "multipart/alternative"
+    text = p.get_body(preferencelist=("plain",))
+    html = p.get_body(preferencelist=("html",))
+    assert text.get_content_charset() == "utf-8"
+    body = text.get_content()
+    assert content.replace("\n", "\r\n") in body.replace("\r\n", "\n").replace("\n", "\r\n")
+    assert ".line starting with a dot" in body  # dot-stuffing undone by the server
+    assert "Hi Bob Receiver," in body
+    assert "Hi Bob &lt;b&gt;&amp;&lt;/b&gt;" in html.get_content()
+    wait_until(lambda: metric(n, "email_sent_total", type="chat") == 1, what="sent metric")
+    time.sleep(0.5)
+    assert len(srv.messages) == 1
+
+
+def test_redelivered_record_still_one_email(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    put_user(n, "u1", "u1@example.com", "User One")
+    put_user(n, "u2", "u2@example.com", "User Two")
+    rec = chat_record("dup-1", "hello once", "u1", "u2")
+    produce(n, CHAT_TOPIC, rec, key="dup-1")
+    assert len(srv.wait_for(1)) == 1
+    produce(n, CHAT_TOPIC, rec, key="dup-1")  # the same record again (redelivery)
+    wait_until(lambda: metric(n, "email_suppressed_total", type="chat", reason="duplicate") == 1,
+               what="duplicate counted")
+    # A restart does not forget it either (the dedupe store is durable).
+    n.stop()
+    n2 = notifd_factory(plugins_yaml=email_yaml(f"smtp://127.0.0.1:{srv.port}", "starttls: none"),
+                        extra_yaml=HOST_YAML, name="again", start=False)
+    with open(n2.config_path) as f:  # reuse the first process's data directory
+        cfg = f.read().replace(f"data_dir: {n2.data_dir}\n", f"data_dir: {n.data_dir}\n", 1)
+    with open(n2.config_path, "w") as f:
+        f.write(cfg)
+    n2.data_dir = n.data_dir
+    n2.start()
+    produce(n2, CHAT_TOPIC, rec, key="dup-1")
+    wait_until(lambda: metric(n2, "email_suppressed_total", type="chat", reason="duplicate") == 1,
+               what="duplicate counted after restart")
+    time.sleep(0.3)
+    assert len(srv.messages) == 1
+
+
+def test_smtp_down_then_up_is_retried_then_delivered(notifd_factory, smtp):
+    port = free_port()  # nothing listens yet
+    n = start(notifd_factory, f"smtp://127.0.0.1:{port}")
+    put_user(n, "a", "a@example.com", "A")
+    put_user(n, "b", "b@example.com", "B")
+    produce(n, CHAT_TOPIC, chat_record("down-1", "are you there?", "a", "b"), key="down-1")
+    wait_until(lambda: metric(n, "email_failed_total", type="chat", reason="transport") >= 2,
+               what="transport failures")
+    assert metric(n, "notifd_bus_retried_total") >= 2
+    srv = smtp(port=port)
+    msgs = srv.wait_for(1)
+    assert len(msgs) == 1 and msgs[0].rcpt_tos == ["b@example.com"]
+    wait_until(lambda: metric(n, "email_sent_total", type="chat") == 1, what="sent metric")
+    time.sleep(0.5)
+    assert len(srv.messages) == 1
+    assert metric(n, "notifd_bus_dead_lettered_total") == 0
+
+
+def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
+    srv = smtp(reject={"gone@example.com": "550 5.1.1 No such user"})
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    put_user(n, "a", "a@example.com", "A")
+    put_user(n, "gone", "gone@example.com", "Gone")
+    produce(n, CHAT_TOPIC, chat_record("perm-1", "bounce me", "a", "gone"), key="perm-1")
+    dlq = tail(n, CHAT_TOPIC + ".dlq")
+    assert len(dlq) == 1
+    assert dlq[0]["key"] == "perm-1"
+    assert dlq[0]["headers"]["notifd-error"] == "smtp_permanent_550"
+    assert metric(n, "email_failed_total", type="chat", reason="smtp_550") == 1
+    time.sleep(1.0)  # a retry would have happened within 100-300 ms
+    assert srv.rcpt_attempts == ["gone@example.com"]
+    assert metric(n, "notifd_bus_retried_total") == 0
+    assert srv.messages == []
+    # The next record on the same partition is not held back.
+    put_user(n, "ok", "ok@example.com", "Ok")
+    produce(n, CHAT_TOPIC, chat_record("perm-2", "fine", "a", "ok"), key="perm-1")
+    assert len(srv.wait_for(1)) == 1
+
+
+def test_unknown_recipient_is_dropped_without_retry(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    produce(n, CHAT_TOPIC, chat_record("nouser-1", "x", "a", "nobody"), key="nouser-1")
+    dlq = tail(n, CHAT_TOPIC + ".dlq")
+    assert len(dlq) == 1 and dlq[0]["headers"]["notifd-error"] == "unknown_recipient"
+    assert metric(n, "email_failed_total", type="chat", reason="unknown_recipient") == 1
+    assert metric(n, "notifd_bus_retried_total") == 0
+
+
+def test_starttls_with_auth_and_verified_certificate(notifd_factory, smtp, tmp_path):
+    cert, key = make_cert(str(tmp_path))
+    srv = smtp(starttls=(cert, key), require_starttls=True, auth=("mailer", "s3cret"))
+    n = start(notifd_factory, f"smtp://localhost:{srv.port}",
+              f"starttls: required\nusername: mailer\npassword: s3cret\nca_file: {cert}")
+    put_user(n, "a", "a@example.com", "A")
+    put_user(n, "b", "b@example.com", "B")
+    produce(n, CHAT_TOPIC, chat_record("tls-1", "secret hello", "a", "b"), key="tls-1")
+    msgs = srv.wait_for(1)
+    assert len(msgs) == 1
+    assert msgs[0].tls and msgs[0].authenticated
+    assert "secret hello" in parse(msgs[0]).get_body(preferencelist=("plain",)).get_content()
+
+
+def test_starttls_required_refuses_a_server_without_it(notifd_factory, smtp):
+    srv = smtp()  # plain only
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "starttls: required")
+    put_user(n, "a", "a@example.com", "A")
+    put_user(n, "b", "b@example.com", "B")
+    produce(n, CHAT_TOPIC, chat_record("notls-1", "never in clear", "a", "b"), key="notls-1")
+    wait_until(lambda: metric(n, "email_failed_total", type="chat") >= 2, what="failures")
+    assert srv.messages == []
+
+
+def test_smtps_implicit_tls_with_insecure_skip_verify(notifd_factory, smtp, tmp_path):
+    cert, key = make_cert(str(tmp_path))
+    srv = smtp(implicit_tls=(cert, key))
+    n = start(notifd_factory, f"smtps://127.0.0.1:{srv.port}", "insecure_skip_verify: true")
+    put_user(n, "a", "a@example.com", "A")
+    put_user(n, "b", "b@example.com", "B")
+    produce(n, CHAT_TOPIC, chat_record("smtps-1", "over tls", "a", "b"), key="smtps-1")
+    msgs = srv.wait_for(1)
+    assert len(msgs) == 1 and msgs[0].tls
+
+
+def test_notifications_topic_and_connection_reuse(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "max_concurrent: 1")
+    put_user(n, "shop", "shop@example.com", "Shop Owner")
+    produce(n, "notifications", {"type": "purchase", "user_id": "shop", "payload": {
+        "order_id": "ORD-9", "buyer_id": "b", "shop_owner_id": "shop", "product_name": "Tea",
+        "amount": 12.5, "currency": "EUR", "status": "confirmed",
+        "purchased_at": "2024-05-06T07:08:09+02:00"}}, key="n-1")
+    produce(n, "notifications", {"type": "shipping-update", "user_id": "shop", "payload": {
+        "order_id": "ORD-9", "status": "shipped", "tracking_number": "TRK1"}}, key="n-2")
+    produce(n, "notifications", {"type": "payment-reminder", "user_id": "shop", "payload": {
+        "order_id": "ORD-9", "amount": 3, "currency": "EUR", "due_date": "2024-06-01T00:00:00Z",
+        "days_overdue": 2, "message": "please pay"}}, key="n-3")
+    produce(n, "notifications", {"type": "chat", "user_id": "shop", "payload": {}}, key="n-4")
+    msgs = srv.wait_for(3)
+    assert len(msgs) == 3
+    subjects = sorted(parse(m)["Subject"] for m in msgs)
+    assert subjects == ["New purchase order: Tea", "Payment reminder for order ORD-9",
+                        "Shipping update for order ORD-9: shipped"]
+    purchase = next(parse(m) for m in msgs if parse(m)["Subject"].startswith("New purchase"))
+    assert purchase.get_content().replace("\r\n", "\n").rstrip("\n") == (
+        "Order ID: ORD-9\nProduct: Tea\nAmount: EUR 12.50\nStatus: confirmed\n"
+        "Purchased: 2024-05-06 07:08:09")
+    # One SMTP connection carried all three mails.
+    assert len(srv.peers()) == 1
+    wait_until(lambda: metric(n, "email_suppressed_total", type="chat",
+                              reason="unsupported_type") == 1, what="chat type ignored")
+
+
+def test_chat_throttle_mails_first_message_of_a_conversation(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "chat_throttle: 10m")
+    put_user(n, "a", "a@example.com", "A")
+    put_user(n, "b", "b@example.com", "B")
+    produce(n, CHAT_TOPIC, chat_record("t-1", "first", "a", "b", stream="s-ab"), key="t-1")
+    produce(n, CHAT_TOPIC, chat_record("t-2", "second", "a", "b", stream="s-ab"), key="t-2")
+    produce(n, CHAT_TOPIC, chat_record("t-3", "other stream", "a", "b", stream="s-other"), key="t-3")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="chat", reason="throttled") == 1,
+               what="throttled")
+    msgs = srv.wait_for(2)
+    time.sleep(0.3)
+    assert len(srv.messages) == 2
+    bodies = [parse(m).get_body(preferencelist=("plain",)).get_content() for m in msgs]
+    # Records keyed by message id spread over partitions, so which of the two
+    # s-ab messages counts as first is the order they were handled in.
+    assert sum(("first" in b) or ("second" in b) for b in bodies) == 1
+    assert sum("other stream" in b for b in bodies) == 1
+
+
+def test_check_reports_template_errors(tmp_path):
+    tdir = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, tdir)
+    (tdir / "chat.tmpl").write_text("Subject: Hi {{sender_name}}\n\nHello\n{{no_such_field}}\n")
+    (tdir / "shipping-update.tmpl").unlink()
+    cfg = tmp_path / "check.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        f"plugin_dirs: [{os.path.join(os.environ.get('NOTIFD_BUILD_ROOT', ''), 'plugins')}]\n"
+        "plugins:\n"
+        "  - name: email\n"
+        "    config:\n"
+        "      smtp_url: smtp://127.0.0.1:25\n"
+        f"      templates_dir: {tdir}\n")
+    r = subprocess.run([NOTIFD, "--check", "-c", str(cfg)], capture_output=True, timeout=30)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 1, out
+    assert f"{tdir}/chat.tmpl:4: unknown field {{{{no_such_field}}}}" in out, out
+    assert f"{tdir}/shipping-update.tmpl: cannot open template" in out, out
+    # The shipped templates pass.
+    cfg.write_text(cfg.read_text().replace(str(tdir), TEMPLATES))
+    r = subprocess.run([NOTIFD, "--check", "-c", str(cfg)], capture_output=True, timeout=30)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+
+
+def test_go_http_endpoints(notifd_factory, smtp):
+    srv = smtp(reject={"user4@example.com": "550 5.1.1 No such user"})
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    for uid, addr, name in [("user-1", "user1@example.com", "User One"),
+                            ("user-2", "user2@example.com", "User Two"),
+                            ("user-4", "user4@example.com", "User Four"),
+                            ("shop-owner-2", "shopowner2@example.com", "Shop Owner Two")]:
+        put_user(n, uid, addr, name)
+    chat = {"content": "Test message content", "stream_id": "s", "sender_id": "user-1",
+            "receiver_id": "user-2"}
+    # Internal auth policy.
+    st, _, _ = http("POST", n.url + "/email/chat", chat)
+    assert st in (401, 403)
+    # Contract 12 item 17: 201 echo; the subject names the sender (bug fixed).
+    st, body, hdrs = http("POST", n.url + "/email/chat", chat, headers=AUTH)
+    assert st == 201, body
+    assert body == (b'{"message_id":"","content":"Test message content",'
+                    b'"created_at":"0001-01-01T00:00:00Z","stream_id":"s","sender_id":"user-1",'
+                    b'"receiver_id":"user-2"}')
+    assert hdrs["Content-Type"].startswith("application/json")
+    m = srv.wait_for(1)[0]
+    assert m.rcpt_tos == ["user2@example.com"]
+    assert parse(m)["Subject"] == "You have a new chat message from User One"
+    # Items 18 and 19: send failure and unknown recipient are 500.
+    st, body, _ = http("POST", n.url + "/email/chat", dict(chat, receiver_id="user-4"),
+                       headers=AUTH)
+    assert (st, json.loads(body)) == (500, {"error": "failed to send email"})
+    st, body, _ = http("POST", n.url + "/email/chat", dict(chat, receiver_id="user-6"),
+                       headers=AUTH)
+    assert (st, json.loads(body)) == (500, {"error": "failed to send email"})
+    # Validation: gin's messages.
+    st, body, _ = http("POST", n.url + "/email/chat", {"content": "x", "stream_id": "s"},
+                       headers=AUTH)
+    assert st == 400
+    assert json.loads(body)["error"] == (
+        "Key: 'ChatMessage.ChatMetadata.SenderID' Error:Field validation for 'SenderID' failed "
+        "on the 'required' tag\nKey: 'ChatMessage.ChatMetadata.ReceiverID' Error:Field "
+        "validation for 'ReceiverID' failed on the 'required' tag")
+    # Item 20: purchase email to the shop owner with the Go body.
+    purchase = {"order_id": "ORD-001", "buyer_id": "buyer-1", "shop_owner_id": "shop-owner-2",
+                "product_name": "Premium Coffee", "amount": 15.99, "currency": "USD",
+                "status": "confirmed", "purchased_at": "2024-05-06T07:08:09.25+02:00"}
+    st, body, _ = http("POST", n.url + "/email/purchased", purchase, headers=AUTH)
+    assert st == 201, body
+    assert json.loads(body) == purchase
+    assert b'"amount":15.99,' in body
+    m = srv.wait_for(2)[1]
+    p = parse(m)
+    assert m.rcpt_tos == ["shopowner2@example.com"]
+    assert p["Subject"] == "New purchase order: Premium Coffee"
+    assert p.get_content().replace("\r\n", "\n").rstrip("\n") == (
+        "Order ID: ORD-001\nProduct: Premium Coffee\nAmount: USD 15.99\nStatus: confirmed\n"
+        "Purchased: 2024-05-06 07:08:09")
+    # Item 22: unknown shop owner.
+    st, body, _ = http("POST", n.url + "/email/purchased",
+                       dict(purchase, shop_owner_id="shop-owner-nonexistent"), headers=AUTH)
+    assert (st, json.loads(body)) == (500, {"error": "failed to send email"})
+    st, body, _ = http("POST", n.url + "/email/purchased", dict(purchase, amount=0), headers=AUTH)
+    assert st == 400 and b"PurchaseUpdate.Amount" in body
+    # Directory route validation.
+    st, _, _ = http("PUT", n.url + "/email/users/x", {"email": "no-at-sign"}, headers=AUTH)
+    assert st == 400
+    st, _, _ = http("PUT", n.url + "/email/users/x", {"email": "a@b.c\r\nBcc: e@f.g"},
+                    headers=AUTH)
+    assert st == 400
+    assert metric(n, "email_sent_total", type="purchase") == 1
+    assert metric(n, "email_failed_total", type="chat", reason="smtp_550") == 1
+    assert metric(n, "email_failed_total", type="chat", reason="unknown_recipient") == 1
