@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/auth.h"
 #include "http/client_internal.h"
@@ -174,11 +175,21 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
   local_free(lc);
 }
 
-/* Builds the request: path, query and headers in one owned block. */
+static int has_header(const char *const *hdrs, const char *name) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; hdrs && hdrs[i]; i++)
+    if (strncasecmp(hdrs[i], name, nl) == 0 && hdrs[i][nl] == ':') return 1;
+  return 0;
+}
+
+/* Builds the request: path, query and headers in one owned block, with
+ * the headers a network call would carry (Content-Length, the JSON
+ * Content-Type default, the internal token). */
 static notifd_req *build_req(nd_httpc *c, const notifd_http_client_req *q, int method,
                              const char *token) {
   const char *target = q->url + 6;
-  size_t nh = 1 + (token ? 1 : 0);
+  int default_ct = q->body_len && !has_header(q->headers, "Content-Type");
+  size_t nh = 1 + (token ? 1 : 0) + (default_ct ? 1 : 0);
   for (size_t i = 0; q->headers && q->headers[i]; i++) nh++;
   nd_buf b;
   nd_buf_init(&b);
@@ -193,6 +204,7 @@ static notifd_req *build_req(nd_httpc *c, const notifd_http_client_req *q, int m
       return NULL;
     }
   if (token) add_hdr(&b, ND_INTERNAL_TOKEN_HEADER, token);
+  if (default_ct) add_hdr(&b, "Content-Type", "application/json");
   char cl[32];
   snprintf(cl, sizeof cl, "%zu", q->body_len);
   add_hdr(&b, "Content-Length", cl);

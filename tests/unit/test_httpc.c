@@ -366,6 +366,11 @@ START_TEST(local_dispatch) {
   ck_assert_str_eq(r.extra, "7");
   ck_assert_str_eq(r.ctype, "text/plain");
 
+  /* A body without Content-Type is JSON here too. */
+  ck_assert_int_eq(call(t, "POST", "local:/echo", "{}", NULL, 0, 0, &r), 0);
+  wait_done(t, &r, 1000);
+  ck_assert_str_eq(r.ctype, "application/json");
+
   ck_assert_int_eq(call(t, "GET", "local:/nope", NULL, NULL, 0, 0, &r), 0);
   wait_done(t, &r, 1000);
   ck_assert_int_eq(r.status, 404);
@@ -406,7 +411,7 @@ START_TEST(local_dispatch) {
                                       "notifd_http_requests_total", "", rl, NULL, 0, &m),
                    0);
   const char *v[] = {"/echo", "POST", "201"};
-  ck_assert(nd_metric_value(m, v) == 1);
+  ck_assert(nd_metric_value(m, v) == 2);
   th_free(t);
 }
 END_TEST
