@@ -1086,6 +1086,51 @@ START_TEST(static_files) {
 }
 END_TEST
 
+START_TEST(listen_errors_and_admin) {
+  char *top = tmpdir_new();
+  char p[512];
+  snprintf(p, sizeof p, "%s/file.txt", top);
+  write_file(p, "static");
+  static_root = top;
+  th *t = th_new(with_static);
+  /* The port is taken: an error naming the address, nothing listening. */
+  nd_http_server *dup = nd_http_server_new(t->h, t->h->router, 1);
+  nd_errors errs;
+  nd_errors_init(&errs);
+  ck_assert_int_lt(nd_http_server_listen(dup, "127.0.0.1", t->port, &errs), 0);
+  ck_assert_uint_eq(errs.n, 1);
+  char msg[512];
+  snprintf(msg, sizeof msg, "admin: cannot listen on 127.0.0.1:%d: ", t->port);
+  ck_assert_msg(strstr(errs.msgs[0], msg), "%s", errs.msgs[0]);
+  ck_assert_int_eq(nd_http_server_port(dup), -1);
+  ck_assert_int_lt(nd_http_server_listen(dup, "no-such-host.invalid", 0, &errs), 0);
+  ck_assert_uint_eq(errs.n, 2);
+  ck_assert_int_lt(nd_http_server_listen(dup, "127.0.0.1", 70000, &errs), 0);
+  /* An admin server on a free port serves routes but never static files. */
+  ck_assert_int_eq(nd_http_server_listen(dup, "127.0.0.1", 0, &errs), 0);
+  ck_assert_int_eq(nd_http_server_listen(dup, "127.0.0.1", 0, &errs), NOTIFD_ESTATE);
+  int public_port = t->port;
+  t->port = nd_http_server_port(dup);
+  conv *cv = roundtrip(t, "GET /file.txt HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 404);
+  free(cv);
+  cv = roundtrip(t, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 200);
+  free(cv);
+  t->port = public_port;
+  cv = roundtrip(t, "GET /file.txt HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 200);
+  char v[64];
+  ck_assert_str_eq(find_hdr(cv->r[0].head, "Content-Type", v, sizeof v), "text/plain; charset=utf-8");
+  free(cv);
+  nd_http_server_free(dup);
+  nd_errors_free(&errs);
+  th_free(t);
+  rm_tree(top);
+  free(top);
+}
+END_TEST
+
 Suite *nd_test_suite(void) {
   Suite *s = suite_create("http");
   TCase *tc = tcase_create("server");
@@ -1112,6 +1157,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, graceful_stop);
   tcase_add_test(tc, metrics_recorded);
   tcase_add_test(tc, static_files);
+  tcase_add_test(tc, listen_errors_and_admin);
   suite_add_tcase(s, tc);
   return s;
 }
