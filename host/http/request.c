@@ -151,6 +151,11 @@ json_t *nd_req_json_or_400(notifd_req *r) {
     char msg[JSON_ERROR_TEXT_LENGTH + 96];
     snprintf(msg, sizeof msg, "invalid JSON: %s at line %d column %d", err.text, err.line,
              err.column);
+    /* jansson quotes the offending input ("near '...'"): no control
+     * characters in the message, and never invalid UTF-8. */
+    int utf8 = nd_utf8_valid(msg, strlen(msg));
+    for (char *p = msg; *p; p++)
+      if ((unsigned char)*p < 0x20 || (!utf8 && (unsigned char)*p >= 0x80)) *p = '?';
     nd_respond_error(r, 400, msg);
   }
   return r->json;

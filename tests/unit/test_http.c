@@ -716,6 +716,12 @@ START_TEST(json_helpers) {
                     memmem(cv->r[0].body, cv->r[0].body_len, "0xff", 4),
                 "%.*s", (int)cv->r[0].body_len, cv->r[0].body);
   free(cv);
+  /* A bad token quoted by jansson stays a readable message. */
+  cv = roundtrip(t, "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n[\x01]", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 400);
+  ck_assert_msg(memmem(cv->r[0].body, cv->r[0].body_len, "invalid JSON: invalid token near '?'", 36),
+                "%.*s", (int)cv->r[0].body_len, cv->r[0].body);
+  free(cv);
   /* Duplicate keys are refused. */
   cv = roundtrip(t, "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"a\":1,\"a\":2}",
                  0, 0);
