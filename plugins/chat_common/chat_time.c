@@ -55,7 +55,14 @@ int chat_time_format(int64_t ms, char out[CHAT_TIME_TEXT_MAX]) {
     p += widths[f];
     *p++ = seps[f];
   }
-  *p = '\0';
+  /* Go's RFC3339Nano: trailing zero digits of the fraction are trimmed,
+   * and a whole second has no fraction at all. */
+  p--; /* at 'Z' */
+  char *end = p;
+  while (end[-1] == '0') end--;
+  if (end[-1] == '.') end--;
+  *end++ = 'Z';
+  *end = '\0';
   return 0;
 }
 

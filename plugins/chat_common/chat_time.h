@@ -14,8 +14,10 @@
 
 #define CHAT_TIME_TEXT_MAX 32
 
-/* "2006-01-02T15:04:05.000Z" (always UTC, always 3 fractional digits, so
- * the text sorts like the time).  Returns 0, or -1 when out of range. */
+/* RFC 3339 in UTC as Go's encoding/json writes a time.Time read from a
+ * BSON date: "2006-01-02T15:04:05.12Z" (at most 3 fractional digits,
+ * trailing zeros trimmed, none for a whole second; the same text the chat
+ * websocket frames carry).  Returns 0, or -1 when out of range. */
 int chat_time_format(int64_t ms, char out[CHAT_TIME_TEXT_MAX]);
 /* RFC 3339 / ISO 8601 as used by Go and Extended JSON: date 'T' time,
  * optional fraction (truncated to ms), and 'Z' or +hh:mm / +hhmm.  The

@@ -61,19 +61,25 @@ END_TEST
 START_TEST(time_format_and_parse) {
   char t[CHAT_TIME_TEXT_MAX];
   ck_assert_int_eq(chat_time_format(0, t), 0);
-  ck_assert_str_eq(t, "1970-01-01T00:00:00.000Z");
+  ck_assert_str_eq(t, "1970-01-01T00:00:00Z");
   ck_assert_int_eq(chat_time_format(-1, t), 0);
   ck_assert_str_eq(t, "1969-12-31T23:59:59.999Z");
   ck_assert_int_eq(chat_time_format(CHAT_TIME_ZERO_MS, t), 0);
-  ck_assert_str_eq(t, "0001-01-01T00:00:00.000Z");
+  ck_assert_str_eq(t, "0001-01-01T00:00:00Z");
   ck_assert_int_eq(chat_time_format(1783101585729LL, t), 0);
   ck_assert_str_eq(t, "2026-07-03T17:59:45.729Z");
   ck_assert_int_eq(chat_time_format(951782400000LL, t), 0); /* leap day 2000 */
-  ck_assert_str_eq(t, "2000-02-29T00:00:00.000Z");
+  ck_assert_str_eq(t, "2000-02-29T00:00:00Z");
+  ck_assert_int_eq(chat_time_format(1783101585720LL, t), 0);
+  ck_assert_str_eq(t, "2026-07-03T17:59:45.72Z");
+  ck_assert_int_eq(chat_time_format(1783101585700LL, t), 0);
+  ck_assert_str_eq(t, "2026-07-03T17:59:45.7Z");
+  ck_assert_int_eq(chat_time_format(1783101585009LL, t), 0);
+  ck_assert_str_eq(t, "2026-07-03T17:59:45.009Z");
   ck_assert_int_eq(chat_time_format(CHAT_TIME_MAX_MS, t), 0);
   ck_assert_str_eq(t, "9999-12-31T23:59:59.999Z");
   ck_assert_int_eq(chat_time_format(CHAT_TIME_MIN_MS, t), 0);
-  ck_assert_str_eq(t, "0000-01-01T00:00:00.000Z");
+  ck_assert_str_eq(t, "0000-01-01T00:00:00Z");
   ck_assert_int_eq(chat_time_format(CHAT_TIME_MAX_MS + 1, t), -1);
   ck_assert_int_eq(chat_time_format(CHAT_TIME_MIN_MS - 1, t), -1);
   ck_assert_int_eq(chat_time_format(INT64_MIN, t), -1);
@@ -285,7 +291,7 @@ START_TEST(go_json_output) {
   chat_buf_init(&b);
   ck_assert_int_eq(chat_message_gojson(&m, &b), 0);
   ck_assert_str_eq(b.data, "{\"message_id\":\"message_id_0\",\"content\":\"Hi \\u003cb\\u003e\\u0026"
-                           "\\u003c/b\\u003e \\\"q\\\"\",\"created_at\":\"0001-01-01T00:00:00.000Z\","
+                           "\\u003c/b\\u003e \\\"q\\\"\",\"created_at\":\"0001-01-01T00:00:00Z\","
                            "\"stream_id\":\"1a80ecedf209e276\",\"sender_id\":\"sender-a\","
                            "\"receiver_id\":\" sender-b\"}");
   /* The output is valid JSON that reads back to the same strings. */

@@ -1,0 +1,306 @@
+/* chat_persistence: stores chat messages and captures each store as a
+ * change record on the bus (see README.md in this directory).
+ *
+ * Config keys (all optional):
+ *   store                 auto | sqlite | mongodb   auto = mongodb when
+ *                         backends.mongodb.uri is set, else sqlite
+ *   store_path            <data_dir>/chat.db        SQLite file
+ *   sqlite_synchronous    full | normal             full survives power loss
+ *   collection            chat                      MongoDB collection
+ *                         (database: backends.mongodb.database, default
+ *                         "notifications")
+ *   change_topic          chat-persistence-change
+ *   relay                 auto | outbox | poll | none   auto = outbox for
+ *                         SQLite, poll for MongoDB; none with Debezium
+ *   relay_batch           256       changes per relay cycle
+ *   relay_delay           0         wait after a commit before publishing
+ *   relay_retry_interval  1s        backoff after a failed cycle
+ *   relay_poll_interval   500ms     poll mode: look for unpublished documents
+ *   verify_stream_id      true      stream_id must be ComputeStreamID(sender, receiver)
+ *   max_content_bytes     65536
+ *   max_id_bytes          256       message_id, stream_id, sender_id, receiver_id
+ *   history_default_limit 50
+ *   history_max_limit     200
+ *   auth                  none | token | internal   for every route; token:
+ *                         sender_id must be the token subject, history needs
+ *                         ?peer_id= and the caller must be a participant */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cp_internal.h"
+
+/* ---- worker jobs ---- */
+
+static void job_unlink(cp_job *j) {
+  cp_plugin *pl = j->pl;
+  if (j->prev) j->prev->next = j->next;
+  else if (pl->jobs == j) pl->jobs = j->next;
+  if (j->next) j->next->prev = j->prev;
+  j->prev = j->next = NULL;
+}
+
+static void job_work_tramp(void *ud) {
+  cp_job *j = ud;
+  j->work(j);
+}
+
+static void job_done_tramp(void *ud) {
+  cp_job *j = ud;
+  job_unlink(j);
+  j->done(j);
+}
+
+int cp_job_submit(cp_plugin *pl, cp_job *j) {
+  j->pl = pl;
+  j->prev = NULL;
+  j->next = pl->jobs;
+  if (pl->jobs) pl->jobs->prev = j;
+  pl->jobs = j;
+  int rc = pl->api->work_submit(pl->self, job_work_tramp, job_done_tramp, j);
+  if (rc < 0) job_unlink(j);
+  return rc;
+}
+
+int64_t cp_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+double cp_elapsed_s(int64_t t0_ns) { return (double)(cp_mono_ns() - t0_ns) / 1e9; }
+
+/* ---- MongoDB setup (ping + indexes), retried until it works ---- */
+
+typedef struct setup_job {
+  cp_job base;
+  int rc;
+  char err[256];
+} setup_job;
+
+static void setup_work(cp_job *j) {
+  setup_job *sj = (setup_job *)j;
+  sj->rc = cp_store_mongo_setup(j->pl->store, sj->err, sizeof sj->err);
+}
+
+static void setup_release(cp_job *j) { free(j); }
+static void setup_submit(cp_plugin *pl);
+
+static void on_setup_timer(notifd_timer *t, void *ud) {
+  cp_plugin *pl = ud;
+  pl->api->timer_stop(t);
+  pl->setup_timer = NULL;
+  setup_submit(pl);
+}
+
+static void setup_done(cp_job *j) {
+  setup_job *sj = (setup_job *)j;
+  cp_plugin *pl = j->pl;
+  if (sj->rc == 0) {
+    pl->mongo_ready = 1;
+    pl->api->log(pl->self, NOTIFD_LOG_INFO, "MongoDB reachable, indexes in place");
+  } else {
+    pl->api->log(pl->self, NOTIFD_LOG_WARN, "MongoDB setup failed (%s); retrying in 5s",
+                 sj->err);
+    if (pl->api->timer_start(pl->self, 5000, 0, on_setup_timer, pl, &pl->setup_timer) < 0)
+      pl->setup_timer = NULL;
+  }
+  free(sj);
+}
+
+static void setup_submit(cp_plugin *pl) {
+  setup_job *sj = calloc(1, sizeof *sj);
+  if (!sj) return;
+  sj->base.work = setup_work;
+  sj->base.done = setup_done;
+  sj->base.release = setup_release;
+  if (cp_job_submit(pl, &sj->base) < 0) free(sj);
+}
+
+/* ---- configuration ---- */
+
+static int cfg_fail(cp_plugin *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int cfg_fail(cp_plugin *pl, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  pl->api->log(pl->self, NOTIFD_LOG_ERROR, "config: %s", msg);
+  return NOTIFD_EINVAL;
+}
+
+static int read_config(cp_plugin *pl, const char **store_kind, const char **relay,
+                       const char **path, const char **sync, const char **coll) {
+  const notifd_api *api = pl->api;
+  notifd_plugin *p = pl->self;
+  const char *auth = NULL;
+  int bad = 0;
+  bad |= api->config_string(p, "store", "auto", store_kind) < 0;
+  bad |= api->config_string(p, "store_path", NULL, path) < 0;
+  bad |= api->config_string(p, "sqlite_synchronous", "full", sync) < 0;
+  bad |= api->config_string(p, "collection", "chat", coll) < 0;
+  bad |= api->config_string(p, "change_topic", "chat-persistence-change", &pl->change_topic) < 0;
+  bad |= api->config_string(p, "relay", "auto", relay) < 0;
+  bad |= api->config_int(p, "relay_batch", 256, &pl->relay_batch) < 0;
+  bad |= api->config_duration_ms(p, "relay_delay", 0, &pl->relay_delay_ms) < 0;
+  bad |= api->config_duration_ms(p, "relay_retry_interval", 1000, &pl->relay_retry_ms) < 0;
+  bad |= api->config_duration_ms(p, "relay_poll_interval", 500, &pl->relay_poll_ms) < 0;
+  bad |= api->config_bool(p, "verify_stream_id", 1, &pl->verify_stream_id) < 0;
+  bad |= api->config_int(p, "max_content_bytes", 65536, &pl->max_content_bytes) < 0;
+  bad |= api->config_int(p, "max_id_bytes", 256, &pl->max_id_bytes) < 0;
+  bad |= api->config_int(p, "history_default_limit", 50, &pl->history_default_limit) < 0;
+  bad |= api->config_int(p, "history_max_limit", 200, &pl->history_max_limit) < 0;
+  bad |= api->config_string(p, "auth", "none", &auth) < 0;
+  if (bad) return NOTIFD_EINVAL;
+  if (strcmp(auth, "none") == 0) pl->auth = NOTIFD_AUTH_NONE;
+  else if (strcmp(auth, "token") == 0) pl->auth = NOTIFD_AUTH_TOKEN;
+  else if (strcmp(auth, "internal") == 0) pl->auth = NOTIFD_AUTH_INTERNAL;
+  else return cfg_fail(pl, "auth: expected none, token or internal, got '%s'", auth);
+  if (strcmp(*sync, "full") != 0 && strcmp(*sync, "normal") != 0)
+    return cfg_fail(pl, "sqlite_synchronous: expected full or normal, got '%s'", *sync);
+  if (!*pl->change_topic) return cfg_fail(pl, "change_topic: must not be empty");
+  if (pl->relay_batch < 1 || pl->relay_batch > 100000)
+    return cfg_fail(pl, "relay_batch: must be between 1 and 100000");
+  if (pl->relay_retry_ms < 1 || pl->relay_poll_ms < 1 || pl->relay_delay_ms < 0)
+    return cfg_fail(pl, "relay intervals: must be positive");
+  if (pl->max_content_bytes < 1 || pl->max_content_bytes > 16 * 1024 * 1024)
+    return cfg_fail(pl, "max_content_bytes: must be between 1 and 16 MiB");
+  if (pl->max_id_bytes < 16 || pl->max_id_bytes > 4096)
+    return cfg_fail(pl, "max_id_bytes: must be between 16 and 4096");
+  if (pl->history_max_limit < 1 || pl->history_max_limit > 10000 ||
+      pl->history_default_limit < 1 || pl->history_default_limit > pl->history_max_limit)
+    return cfg_fail(pl, "history limits: need 1 <= default <= max <= 10000");
+  return 0;
+}
+
+static int open_store(cp_plugin *pl, const char *kind, const char *relay, const char *path,
+                      const char *sync, const char *coll) {
+  const notifd_api *api = pl->api;
+  const char *uri = NULL, *db = NULL;
+  if (api->backend_string(pl->self, "mongodb", "uri", &uri) < 0 ||
+      api->backend_string(pl->self, "mongodb", "database", &db) < 0)
+    return NOTIFD_EINVAL;
+  if (strcmp(kind, "auto") == 0) kind = uri ? "mongodb" : "sqlite";
+  if (strcmp(kind, "sqlite") == 0) pl->mongo = 0;
+  else if (strcmp(kind, "mongodb") == 0) pl->mongo = 1;
+  else return cfg_fail(pl, "store: expected auto, sqlite or mongodb, got '%s'", kind);
+  if (pl->mongo && !uri) return cfg_fail(pl, "store: mongodb needs backends.mongodb.uri");
+
+  if (strcmp(relay, "auto") == 0) pl->relay_mode = pl->mongo ? CP_RELAY_POLL : CP_RELAY_OUTBOX;
+  else if (strcmp(relay, "none") == 0) pl->relay_mode = CP_RELAY_NONE;
+  else if (strcmp(relay, "outbox") == 0 && !pl->mongo) pl->relay_mode = CP_RELAY_OUTBOX;
+  else if (strcmp(relay, "poll") == 0 && pl->mongo) pl->relay_mode = CP_RELAY_POLL;
+  else
+    return cfg_fail(pl, "relay: '%s' does not fit the store (sqlite: auto|outbox|none, "
+                        "mongodb: auto|poll|none)", relay);
+
+  char err[512];
+  int rc;
+  if (pl->mongo) {
+    cp_mongo_opts o = {uri, db ? db : "notifications", coll, pl->relay_mode == CP_RELAY_POLL};
+    rc = cp_store_mongo_open(&o, &pl->store, err, sizeof err);
+  } else {
+    char def[4096];
+    if (!path) {
+      snprintf(def, sizeof def, "%s/chat.db", api->data_dir(pl->self));
+      path = def;
+    }
+    cp_sqlite_opts o = {path, strcmp(sync, "full") == 0, pl->relay_mode == CP_RELAY_OUTBOX};
+    rc = cp_store_sqlite_open(&o, &pl->store, err, sizeof err);
+  }
+  if (rc < 0) {
+    api->log(pl->self, NOTIFD_LOG_ERROR, "cannot open the message store: %s", err);
+    return NOTIFD_EBACKEND;
+  }
+  api->log(pl->self, NOTIFD_LOG_INFO, "store %s, change capture %s to topic %s",
+           pl->store->ops->name,
+           pl->relay_mode == CP_RELAY_OUTBOX ? "by outbox relay"
+           : pl->relay_mode == CP_RELAY_POLL ? "by polling relay"
+                                             : "external (Debezium) or off",
+           pl->change_topic);
+  return 0;
+}
+
+static int register_metrics(cp_plugin *pl) {
+  const notifd_api *api = pl->api;
+  notifd_plugin *p = pl->self;
+  static const char *const result[] = {"result", NULL};
+  static const char *const op[] = {"op", NULL};
+  int rc = api->metric_counter(p, "chat_persistence_requests_total",
+                               "Store requests by result (created, existing, conflict, invalid, "
+                               "forbidden, error).",
+                               result, &pl->m.requests);
+  if (rc == 0)
+    rc = api->metric_histogram(p, "chat_persistence_store_seconds",
+                               "Store call latency by operation.", op, NULL, 0,
+                               &pl->m.store_seconds);
+  if (rc == 0)
+    rc = api->metric_counter(p, "chat_persistence_relay_published_total",
+                             "Change records the bus acknowledged.", NULL, &pl->m.published);
+  if (rc == 0)
+    rc = api->metric_counter(p, "chat_persistence_relay_publish_errors_total",
+                             "Change records the bus refused (published again later).", NULL,
+                             &pl->m.publish_errors);
+  if (rc == 0)
+    rc = api->metric_counter(p, "chat_persistence_relay_errors_total",
+                             "Relay store reads or confirmations that failed.", NULL,
+                             &pl->m.relay_errors);
+  return rc;
+}
+
+/* ---- lifecycle ---- */
+
+static int cp_init(notifd_plugin *p, const notifd_api *api, void **state) {
+  cp_plugin *pl = calloc(1, sizeof *pl);
+  if (!pl) return NOTIFD_ENOMEM;
+  *state = pl; /* destroy() frees it even when init fails below */
+  pl->self = p;
+  pl->api = api;
+  if (chat_oid_gen_init(&pl->oids) < 0) {
+    api->log(p, NOTIFD_LOG_ERROR, "no kernel random source for message ids");
+    return NOTIFD_EBACKEND;
+  }
+  const char *kind, *relay, *path, *sync, *coll;
+  int rc = read_config(pl, &kind, &relay, &path, &sync, &coll);
+  if (rc < 0) return rc;
+  if ((rc = open_store(pl, kind, relay, path, sync, coll)) < 0) return rc;
+  if ((rc = register_metrics(pl)) < 0) return rc;
+  if (pl->relay_mode != CP_RELAY_NONE && (rc = cp_relay_new(pl, &pl->relay)) < 0) return rc;
+  return cp_http_register(pl);
+}
+
+static int cp_start(void *state) {
+  cp_plugin *pl = state;
+  if (pl->mongo) setup_submit(pl);
+  if (pl->relay) cp_relay_start(pl->relay);
+  return 0;
+}
+
+static void cp_destroy(void *state) {
+  cp_plugin *pl = state;
+  if (!pl) return;
+  /* Jobs whose completion never ran: the host is gone, just release. */
+  while (pl->jobs) {
+    cp_job *j = pl->jobs;
+    job_unlink(j);
+    j->release(j);
+  }
+  cp_relay_free(pl->relay);
+  if (pl->store) pl->store->ops->close(pl->store);
+  free(pl);
+}
+
+static const notifd_plugin_def chat_persistence_def = {
+    .size = sizeof(notifd_plugin_def),
+    .abi_major = NOTIFD_ABI_MAJOR,
+    .abi_minor = 0,
+    .name = "chat_persistence",
+    .version = "1.0.0",
+    .init = cp_init,
+    .start = cp_start,
+    .destroy = cp_destroy,
+};
+NOTIFD_PLUGIN_DEFINE(chat_persistence_def)

@@ -1,0 +1,404 @@
+/* HTTP API of chat_persistence.
+ *
+ *   POST /chat/persist, POST /chat/messages      store a ChatMessage
+ *   GET  /chat/messages/{message_id}             one stored message
+ *   GET  /chat/streams/{stream_id}/messages      history, newest first
+ *
+ * Handlers validate on the loop and run the store on the worker pool; the
+ * request is answered from the job's completion. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_buf.h"
+#include "chat_extjson.h"
+#include "chat_json.h"
+#include "chat_model.h"
+#include "chat_stream_id.h"
+#include "chat_time.h"
+#include "cp_internal.h"
+
+#define JSON_CT "application/json; charset=utf-8"
+
+static void count(cp_plugin *pl, const char *result) {
+  const char *v[] = {result};
+  pl->api->metric_add(pl->m.requests, v, 1);
+}
+
+static void observe_store(cp_plugin *pl, const char *op, int64_t t0) {
+  const char *v[] = {op};
+  pl->api->metric_observe(pl->m.store_seconds, v, cp_elapsed_s(t0));
+}
+
+static void respond_message(cp_plugin *pl, notifd_req *req, int status, const chat_message *m) {
+  chat_buf b;
+  chat_buf_init(&b);
+  if (chat_message_gojson(m, &b) < 0) {
+    chat_buf_free(&b);
+    pl->api->respond_error(req, 500, "failed to serialize message");
+    return;
+  }
+  pl->api->respond(req, status, JSON_CT, b.data, b.len);
+  chat_buf_free(&b);
+}
+
+static void respond_bind_error(cp_plugin *pl, notifd_req *req, int rc, chat_buf *err) {
+  if (rc == CHAT_BIND_NOMEM || err->oom) {
+    count(pl, "error");
+    pl->api->respond_error(req, 500, "out of memory");
+  } else {
+    count(pl, "invalid");
+    pl->api->respond_error(req, 400, err->data ? err->data : "invalid message");
+  }
+}
+
+/* ---- POST ---- */
+
+typedef struct post_job {
+  cp_job base;
+  notifd_req *req;
+  chat_message msg;   /* the request; after the insert, what is stored */
+  chat_message want;  /* the request as sent, to judge an existing id */
+  int rc;
+  int64_t t0;
+  char err[256];
+} post_job;
+
+static void post_work(cp_job *j) {
+  post_job *pj = (post_job *)j;
+  cp_store *s = j->pl->store;
+  pj->rc = s->ops->insert(s, &pj->msg, pj->err, sizeof pj->err);
+}
+
+static void post_release(cp_job *j) {
+  post_job *pj = (post_job *)j;
+  chat_message_free(&pj->msg);
+  chat_message_free(&pj->want);
+  free(pj);
+}
+
+static int same_message(const chat_message *a, const chat_message *b) {
+  return strcmp(a->content, b->content) == 0 && strcmp(a->stream_id, b->stream_id) == 0 &&
+         strcmp(a->sender_id, b->sender_id) == 0 && strcmp(a->receiver_id, b->receiver_id) == 0;
+}
+
+static void post_done(cp_job *j) {
+  post_job *pj = (post_job *)j;
+  cp_plugin *pl = j->pl;
+  observe_store(pl, "insert", pj->t0);
+  if (pj->rc < 0) {
+    pl->api->log(pl->self, NOTIFD_LOG_ERROR, "storing message %s failed: %s", pj->msg.message_id,
+                 pj->err);
+    count(pl, "error");
+    pl->api->respond_error(pj->req, 500, "failed to save message");
+  } else if (pj->rc == 1) {
+    /* Idempotent retry of the same message; a different message under a
+     * taken id is a conflict, not an overwrite. */
+    if (same_message(&pj->msg, &pj->want)) {
+      count(pl, "existing");
+      respond_message(pl, pj->req, 200, &pj->msg);
+    } else {
+      count(pl, "conflict");
+      pl->api->respond_error(pj->req, 409, "message_id already exists with different content");
+    }
+  } else {
+    count(pl, "created");
+    char loc[600];
+    if (strlen(pj->msg.message_id) < 512 && strspn(pj->msg.message_id,
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~") ==
+        strlen(pj->msg.message_id)) {
+      snprintf(loc, sizeof loc, "/chat/messages/%s", pj->msg.message_id);
+      pl->api->resp_header(pj->req, "Location", loc);
+    }
+    respond_message(pl, pj->req, 201, &pj->msg);
+    if (pl->relay) cp_relay_kick(pl->relay);
+  }
+  post_release(j);
+}
+
+static void on_post(notifd_req *req, void *ud) {
+  cp_plugin *pl = ud;
+  const notifd_api *api = pl->api;
+  json_t *body = api->req_json_or_400(req);
+  if (!body) {
+    count(pl, "invalid");
+    return; /* answered 400 by the host */
+  }
+  post_job *pj = calloc(1, sizeof *pj);
+  if (!pj) {
+    count(pl, "error");
+    api->respond_error(req, 500, "out of memory");
+    return;
+  }
+  chat_message_init(&pj->want);
+  chat_buf err;
+  chat_buf_init(&err);
+  int rc = chat_message_bind(body, &pj->msg, &err);
+  if (rc == CHAT_BIND_OK) {
+    chat_limits lim = {(size_t)pl->max_content_bytes, (size_t)pl->max_id_bytes,
+                       pl->verify_stream_id};
+    rc = chat_message_check(&pj->msg, &lim, &err);
+  }
+  if (rc != CHAT_BIND_OK) {
+    respond_bind_error(pl, req, rc, &err);
+    chat_buf_free(&err);
+    post_release(&pj->base);
+    return;
+  }
+  chat_buf_free(&err);
+  const char *sub = api->req_auth_subject(req);
+  if (pl->auth == NOTIFD_AUTH_TOKEN && (!sub || strcmp(sub, pj->msg.sender_id) != 0)) {
+    count(pl, "forbidden");
+    api->respond_error(req, 403, "sender_id must be the authenticated user");
+    post_release(&pj->base);
+    return;
+  }
+  if (!*pj->msg.message_id) {
+    char oid[CHAT_OID_HEX_LEN + 1];
+    chat_oid_next(&pl->oids, chat_time_now_ms(), oid);
+    free(pj->msg.message_id);
+    pj->msg.message_id = strdup(oid);
+    pj->msg.id_is_oid = 1;
+  }
+  if (!pj->msg.message_id || chat_message_copy(&pj->want, &pj->msg) < 0) {
+    count(pl, "error");
+    api->respond_error(req, 500, "out of memory");
+    post_release(&pj->base);
+    return;
+  }
+  pj->req = req;
+  pj->t0 = cp_mono_ns();
+  pj->base.work = post_work;
+  pj->base.done = post_done;
+  pj->base.release = post_release;
+  if (cp_job_submit(pl, &pj->base) < 0) {
+    count(pl, "error");
+    api->respond_error(req, 503, "server is shutting down");
+    post_release(&pj->base);
+  }
+}
+
+/* ---- GET one message ---- */
+
+typedef struct get_job {
+  cp_job base;
+  notifd_req *req;
+  char *id;
+  char *subject; /* token auth: the caller must take part in the message */
+  chat_message msg;
+  int rc;
+  int64_t t0;
+  char err[256];
+} get_job;
+
+static void get_work(cp_job *j) {
+  get_job *gj = (get_job *)j;
+  cp_store *s = j->pl->store;
+  gj->rc = s->ops->get(s, gj->id, &gj->msg, gj->err, sizeof gj->err);
+}
+
+static void get_release(cp_job *j) {
+  get_job *gj = (get_job *)j;
+  chat_message_free(&gj->msg);
+  free(gj->id);
+  free(gj->subject);
+  free(gj);
+}
+
+static void get_done(cp_job *j) {
+  get_job *gj = (get_job *)j;
+  cp_plugin *pl = j->pl;
+  observe_store(pl, "get", gj->t0);
+  if (gj->rc < 0) {
+    pl->api->log(pl->self, NOTIFD_LOG_ERROR, "reading message %s failed: %s", gj->id, gj->err);
+    pl->api->respond_error(gj->req, 500, "failed to read message");
+  } else if (gj->rc == 0 || (gj->subject && strcmp(gj->subject, gj->msg.sender_id) != 0 &&
+                             strcmp(gj->subject, gj->msg.receiver_id) != 0)) {
+    pl->api->respond_error(gj->req, 404, "message not found");
+  } else {
+    respond_message(pl, gj->req, 200, &gj->msg);
+  }
+  get_release(j);
+}
+
+static void on_get_message(notifd_req *req, void *ud) {
+  cp_plugin *pl = ud;
+  const notifd_api *api = pl->api;
+  const char *id = api->req_param(req, "message_id");
+  if (!id || !*id || strlen(id) > (size_t)pl->max_id_bytes) {
+    api->respond_error(req, 404, "message not found");
+    return;
+  }
+  get_job *gj = calloc(1, sizeof *gj);
+  const char *sub = api->req_auth_subject(req);
+  if (gj) {
+    chat_message_init(&gj->msg);
+    gj->id = strdup(id);
+    if (pl->auth == NOTIFD_AUTH_TOKEN) gj->subject = strdup(sub ? sub : "");
+  }
+  if (!gj || !gj->id || (pl->auth == NOTIFD_AUTH_TOKEN && !gj->subject)) {
+    if (gj) get_release(&gj->base);
+    api->respond_error(req, 500, "out of memory");
+    return;
+  }
+  gj->req = req;
+  gj->t0 = cp_mono_ns();
+  gj->base.work = get_work;
+  gj->base.done = get_done;
+  gj->base.release = get_release;
+  if (cp_job_submit(pl, &gj->base) < 0) {
+    api->respond_error(req, 503, "server is shutting down");
+    get_release(&gj->base);
+  }
+}
+
+/* ---- GET history ---- */
+
+typedef struct hist_job {
+  cp_job base;
+  notifd_req *req;
+  char *stream_id;
+  cp_cursor before, after;
+  size_t limit;
+  cp_page page;
+  int rc;
+  int64_t t0;
+  char err[256];
+} hist_job;
+
+static void hist_work(cp_job *j) {
+  hist_job *hj = (hist_job *)j;
+  cp_store *s = j->pl->store;
+  hj->rc = s->ops->history(s, hj->stream_id, &hj->before, &hj->after, hj->limit, &hj->page,
+                           hj->err, sizeof hj->err);
+}
+
+static void hist_release(cp_job *j) {
+  hist_job *hj = (hist_job *)j;
+  free(hj->stream_id);
+  cp_cursor_free(&hj->before);
+  cp_cursor_free(&hj->after);
+  cp_page_free(&hj->page);
+  free(hj);
+}
+
+static void hist_done(cp_job *j) {
+  hist_job *hj = (hist_job *)j;
+  cp_plugin *pl = j->pl;
+  observe_store(pl, "history", hj->t0);
+  if (hj->rc < 0) {
+    pl->api->log(pl->self, NOTIFD_LOG_ERROR, "history of %s failed: %s", hj->stream_id, hj->err);
+    pl->api->respond_error(hj->req, 500, "failed to read history");
+    hist_release(j);
+    return;
+  }
+  chat_buf b;
+  chat_buf_init(&b);
+  chat_buf_puts(&b, "{\"messages\":[");
+  int bad = 0;
+  for (size_t i = 0; i < hj->page.n && !bad; i++) {
+    if (i) chat_buf_putc(&b, ',');
+    bad = chat_message_gojson(&hj->page.msgs[i], &b) < 0;
+  }
+  chat_buf_puts(&b, "],\"next_before\":");
+  if (hj->page.next.kind != CP_CUR_NONE) {
+    char *tok = cp_cursor_format(&hj->page.next);
+    if (tok) chat_json_str(&b, tok, strlen(tok), CHAT_JSON_GO);
+    else bad = 1;
+    free(tok);
+  } else {
+    chat_buf_puts(&b, "null");
+  }
+  chat_buf_putc(&b, '}');
+  if (bad || b.oom)
+    pl->api->respond_error(hj->req, 500, "failed to serialize history");
+  else
+    pl->api->respond(hj->req, 200, JSON_CT, b.data, b.len);
+  chat_buf_free(&b);
+  hist_release(j);
+}
+
+/* limit: default when absent, capped at the maximum; 0 if malformed. */
+static size_t parse_limit(cp_plugin *pl, const char *s) {
+  if (!s || !*s) return (size_t)pl->history_default_limit;
+  int64_t v;
+  if (chat_parse_int64(s, &v) < 0 || v < 1) return 0;
+  return v > pl->history_max_limit ? (size_t)pl->history_max_limit : (size_t)v;
+}
+
+static void on_history(notifd_req *req, void *ud) {
+  cp_plugin *pl = ud;
+  const notifd_api *api = pl->api;
+  const char *stream = api->req_param(req, "stream_id");
+  if (!stream || !*stream || strlen(stream) > (size_t)pl->max_id_bytes) {
+    api->respond_error(req, 400, "stream_id: required");
+    return;
+  }
+  if (pl->auth == NOTIFD_AUTH_TOKEN) {
+    const char *sub = api->req_auth_subject(req), *peer = api->req_query(req, "peer_id");
+    char want[CHAT_STREAM_ID_LEN + 1];
+    if (!peer || !*peer) {
+      api->respond_error(req, 400, "peer_id: required with token authentication");
+      return;
+    }
+    if (!sub || chat_stream_id(sub, strlen(sub), peer, strlen(peer), want) < 0 ||
+        strcmp(want, stream) != 0) {
+      api->respond_error(req, 403, "not a participant of this stream");
+      return;
+    }
+  }
+  size_t limit = parse_limit(pl, api->req_query(req, "limit"));
+  if (!limit) {
+    api->respond_error(req, 400, "limit: expected a positive integer");
+    return;
+  }
+  hist_job *hj = calloc(1, sizeof *hj);
+  if (!hj) {
+    api->respond_error(req, 500, "out of memory");
+    return;
+  }
+  const char *names[] = {"before", "after"};
+  cp_cursor *curs[] = {&hj->before, &hj->after};
+  for (int i = 0; i < 2; i++) {
+    const char *v = api->req_query(req, names[i]);
+    if (v && *v && cp_cursor_parse(v, curs[i]) < 0) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "%s: expected a cursor from next_before or an RFC 3339 time",
+               names[i]);
+      api->respond_error(req, 400, msg);
+      hist_release(&hj->base);
+      return;
+    }
+  }
+  hj->stream_id = strdup(stream);
+  if (!hj->stream_id) {
+    api->respond_error(req, 500, "out of memory");
+    hist_release(&hj->base);
+    return;
+  }
+  hj->limit = limit;
+  hj->req = req;
+  hj->t0 = cp_mono_ns();
+  hj->base.work = hist_work;
+  hj->base.done = hist_done;
+  hj->base.release = hist_release;
+  if (cp_job_submit(pl, &hj->base) < 0) {
+    api->respond_error(req, 503, "server is shutting down");
+    hist_release(&hj->base);
+  }
+}
+
+int cp_http_register(cp_plugin *pl) {
+  const notifd_api *api = pl->api;
+  /* Room for the content limit even if every byte arrives as \uXXXX. */
+  notifd_route_opts post = {sizeof post, pl->auth, (uint64_t)pl->max_content_bytes * 6 + 65536};
+  notifd_route_opts get = {sizeof get, pl->auth, 0};
+  int rc = api->http_route(pl->self, "POST", "/chat/persist", on_post, pl, &post);
+  if (rc == 0) rc = api->http_route(pl->self, "POST", "/chat/messages", on_post, pl, &post);
+  if (rc == 0)
+    rc = api->http_route(pl->self, "GET", "/chat/messages/{message_id}", on_get_message, pl, &get);
+  if (rc == 0)
+    rc = api->http_route(pl->self, "GET", "/chat/streams/{stream_id}/messages", on_history, pl,
+                         &get);
+  return rc;
+}

@@ -1,0 +1,79 @@
+/* chat_persistence internals: plugin state, worker jobs, HTTP handlers and
+ * the change relay. */
+#ifndef CP_INTERNAL_H
+#define CP_INTERNAL_H
+
+#include <notifd/plugin.h>
+#include <stdint.h>
+
+#include "chat_oid.h"
+#include "cp_store.h"
+
+enum { CP_RELAY_NONE = 0, CP_RELAY_OUTBOX, CP_RELAY_POLL };
+
+typedef struct cp_relay cp_relay;
+typedef struct cp_job cp_job;
+typedef struct cp_plugin cp_plugin;
+
+/* Blocking work for the host pool.  `work` runs on a worker thread and
+ * touches only the job and the store; `done` runs on the loop.  A job whose
+ * completion never ran (host torn down) is released with `release` at
+ * destroy. */
+struct cp_job {
+  cp_job *prev, *next;
+  cp_plugin *pl;
+  void (*work)(cp_job *j);
+  void (*done)(cp_job *j);
+  void (*release)(cp_job *j);
+};
+
+typedef struct cp_metrics {
+  notifd_metric *requests;      /* {result} */
+  notifd_metric *store_seconds; /* {op} */
+  notifd_metric *published;     /* relay: records acknowledged by the bus */
+  notifd_metric *publish_errors;
+  notifd_metric *relay_errors;  /* fetch / mark failures */
+} cp_metrics;
+
+struct cp_plugin {
+  notifd_plugin *self;
+  const notifd_api *api;
+  /* configuration (strings owned by the host) */
+  const char *change_topic;
+  int64_t max_content_bytes;
+  int64_t max_id_bytes;
+  int32_t verify_stream_id;
+  uint32_t auth;              /* NOTIFD_AUTH_* for every route */
+  int relay_mode;             /* CP_RELAY_* */
+  int64_t relay_batch;
+  int64_t relay_delay_ms;
+  int64_t relay_retry_ms;
+  int64_t relay_poll_ms;
+  int64_t history_default_limit, history_max_limit;
+  int mongo;                  /* store is MongoDB */
+  int mongo_ready;            /* indexes created, ping answered */
+  notifd_timer *setup_timer;
+
+  cp_store *store;
+  cp_relay *relay;
+  chat_oid_gen oids;          /* loop thread only */
+  cp_job *jobs;               /* submitted, completion not yet run */
+  cp_metrics m;
+};
+
+/* 0, or < 0 (the job was not queued; the caller still owns it). */
+int cp_job_submit(cp_plugin *pl, cp_job *j);
+
+int cp_http_register(cp_plugin *pl);
+
+int cp_relay_new(cp_plugin *pl, cp_relay **out);
+void cp_relay_start(cp_relay *r);
+/* A commit happened: publish soon. */
+void cp_relay_kick(cp_relay *r);
+void cp_relay_free(cp_relay *r);
+
+/* Seconds since `t0` (monotonic), for the store histogram. */
+double cp_elapsed_s(int64_t t0_ns);
+int64_t cp_mono_ns(void);
+
+#endif

@@ -1,0 +1,93 @@
+/* The message store behind chat_persistence: embedded SQLite (default) or
+ * MongoDB.  Every function here blocks and runs on a host worker thread;
+ * implementations serialise or pool internally, so calls may overlap. */
+#ifndef CP_STORE_H
+#define CP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat_model.h"
+
+typedef struct cp_store cp_store;
+
+/* A position in a stream's newest-first order (created_at, then a
+ * tie-breaker).  Clients see it as an opaque token (cp_cursor.c) or give
+ * a bare RFC 3339 time. */
+enum { CP_CUR_NONE = 0, CP_CUR_TIME, CP_CUR_SEQ, CP_CUR_STR_ID, CP_CUR_OID };
+typedef struct cp_cursor {
+  int kind;      /* CP_CUR_* */
+  int64_t ms;    /* created_at */
+  int64_t seq;   /* CP_CUR_SEQ: SQLite row sequence */
+  char *id;      /* CP_CUR_STR_ID / CP_CUR_OID: the _id (owned) */
+} cp_cursor;
+
+typedef struct cp_page {
+  chat_message *msgs; /* newest first */
+  size_t n;
+  cp_cursor next;     /* where the next older page starts; kind NONE = no more */
+} cp_page;
+
+/* One change record waiting for the relay: rendered key and value plus
+ * what the store needs to confirm it. */
+typedef struct cp_change {
+  int64_t seq;         /* SQLite outbox row */
+  char *doc_id;        /* MongoDB _id (owned) */
+  int doc_id_is_oid;
+  char *key, *value;   /* owned */
+  size_t key_len, value_len;
+  int32_t status;      /* filled by the relay: 0 = acknowledged by the bus */
+} cp_change;
+
+typedef struct cp_store_ops {
+  const char *name;
+  /* Stores `m` (message_id set; id_is_oid for server ids) with created_at =
+   * now, and the change record in the same transaction when capture is on.
+   * Returns 0 = inserted (m->created_at_ms set), 1 = the id existed (m is
+   * replaced by the stored message), < 0 = error (err filled). */
+  int (*insert)(cp_store *s, chat_message *m, char *err, size_t errlen);
+  /* 1 = found (out filled), 0 = absent, < 0 = error. */
+  int (*get)(cp_store *s, const char *id, chat_message *out, char *err, size_t errlen);
+  /* Messages of a stream strictly between `after` and `before` (either may
+   * be NONE), newest first, at most `limit`. < 0 = error. */
+  int (*history)(cp_store *s, const char *stream_id, const cp_cursor *before,
+                 const cp_cursor *after, size_t limit, cp_page *out, char *err, size_t errlen);
+  /* Up to `max` unpublished changes, oldest first.  NULL when the backend
+   * has no capture of its own (Debezium mode). */
+  int (*changes_fetch)(cp_store *s, size_t max, cp_change **out, size_t *n, char *err,
+                       size_t errlen);
+  /* Marks the changes with status 0 as published (deletes outbox rows). */
+  int (*changes_done)(cp_store *s, const cp_change *c, size_t n, char *err, size_t errlen);
+  void (*close)(cp_store *s);
+} cp_store_ops;
+
+struct cp_store {
+  const cp_store_ops *ops;
+};
+
+/* Opening happens on the loop at init (local file / no network I/O). */
+typedef struct cp_sqlite_opts {
+  const char *path;
+  int synchronous_full;  /* PRAGMA synchronous=FULL (else NORMAL) */
+  int capture;           /* write outbox rows */
+} cp_sqlite_opts;
+int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, size_t errlen);
+
+typedef struct cp_mongo_opts {
+  const char *uri, *database, *collection;
+  int capture;           /* built-in relay: documents carry _published */
+} cp_mongo_opts;
+int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_t errlen);
+/* Blocking (worker): ping, create indexes.  0 or < 0 with err. */
+int cp_store_mongo_setup(cp_store *s, char *err, size_t errlen);
+
+void cp_page_free(cp_page *p);
+void cp_cursor_free(cp_cursor *c);
+void cp_changes_free(cp_change *c, size_t n);
+
+/* Cursor tokens: base64url of "<kind>:<ms>:<tiebreak>".  Parsing also
+ * accepts a bare RFC 3339 time (CP_CUR_TIME).  0, or -1 if malformed. */
+int cp_cursor_parse(const char *text, cp_cursor *out);
+char *cp_cursor_format(const cp_cursor *c); /* malloc'd, NULL on OOM */
+
+#endif

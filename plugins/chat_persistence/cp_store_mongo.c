@@ -1,0 +1,484 @@
+/* MongoDB store through a libmongoc client pool (each call pops a client;
+ * runs on worker threads only).  Collection `chat` (configurable), the Go
+ * service's document shape:
+ *   {_id: string | ObjectId, content, created_at: Date, stream_id,
+ *    sender_id, receiver_id}
+ * plus `_published: false` when the built-in relay captures changes (it
+ * sets true once the bus acknowledged the record).  Indexes:
+ * {stream_id: 1, created_at: -1} for history, {_published: 1, created_at: 1}
+ * for the relay. */
+#include <mongoc/mongoc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_buf.h"
+#include "chat_extjson.h"
+#include "chat_oid.h"
+#include "chat_time.h"
+#include "cp_store.h"
+
+#define DUPLICATE_KEY 11000
+
+typedef struct mg_store {
+  cp_store base;
+  mongoc_client_pool_t *pool;
+  char *db, *coll;
+  int capture;
+} mg_store;
+
+static mongoc_collection_t *coll_pop(mg_store *s, mongoc_client_t **c) {
+  *c = mongoc_client_pool_pop(s->pool);
+  return mongoc_client_get_collection(*c, s->db, s->coll);
+}
+
+static void coll_push(mg_store *s, mongoc_client_t *c, mongoc_collection_t *coll) {
+  mongoc_collection_destroy(coll);
+  mongoc_client_pool_push(s->pool, c);
+}
+
+static void append_id(bson_t *b, const char *key, const char *id, int is_oid) {
+  if (is_oid) {
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, id);
+    BSON_APPEND_OID(b, key, &oid);
+  } else {
+    BSON_APPEND_UTF8(b, key, id);
+  }
+}
+
+static char *iter_dup_utf8(const bson_iter_t *it) {
+  uint32_t len = 0;
+  const char *s = bson_iter_utf8(it, &len);
+  return chat_strndup(s, len);
+}
+
+/* Reads a stored document; -1 on OOM. Missing or odd fields read as empty,
+ * as the Go driver's decoder would leave them. */
+static int doc_to_msg(const bson_t *doc, chat_message *m) {
+  chat_message_init(m);
+  bson_iter_t it;
+  if (bson_iter_init(&it, doc)) {
+    while (bson_iter_next(&it)) {
+      const char *k = bson_iter_key(&it);
+      char **slot = NULL;
+      if (strcmp(k, "_id") == 0) {
+        char num[32];
+        if (BSON_ITER_HOLDS_OID(&it)) {
+          char hex[25];
+          bson_oid_to_string(bson_iter_oid(&it), hex);
+          free(m->message_id);
+          m->message_id = strdup(hex);
+          m->id_is_oid = 1;
+        } else if (BSON_ITER_HOLDS_UTF8(&it)) {
+          free(m->message_id);
+          m->message_id = iter_dup_utf8(&it);
+        } else if (BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it)) {
+          snprintf(num, sizeof num, "%lld", (long long)bson_iter_as_int64(&it));
+          free(m->message_id);
+          m->message_id = strdup(num);
+        }
+        continue;
+      }
+      if (strcmp(k, "created_at") == 0) {
+        if (BSON_ITER_HOLDS_DATE_TIME(&it)) m->created_at_ms = bson_iter_date_time(&it);
+        continue;
+      }
+      if (strcmp(k, "content") == 0) slot = &m->content;
+      else if (strcmp(k, "stream_id") == 0) slot = &m->stream_id;
+      else if (strcmp(k, "sender_id") == 0) slot = &m->sender_id;
+      else if (strcmp(k, "receiver_id") == 0) slot = &m->receiver_id;
+      if (slot && BSON_ITER_HOLDS_UTF8(&it)) {
+        free(*slot);
+        *slot = iter_dup_utf8(&it);
+      }
+    }
+  }
+  if (chat_message_fill(m) < 0) {
+    chat_message_free(m);
+    return -1;
+  }
+  return 0;
+}
+
+/* The filter matching a message id: a 24-hex id may be an ObjectId or a
+ * client string. */
+static void id_filter(bson_t *f, const char *id) {
+  if (chat_oid_is_hex(id)) {
+    bson_t in, arr;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, id);
+    BSON_APPEND_DOCUMENT_BEGIN(f, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    BSON_APPEND_UTF8(&arr, "0", id);
+    BSON_APPEND_OID(&arr, "1", &oid);
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(f, &in);
+  } else {
+    BSON_APPEND_UTF8(f, "_id", id);
+  }
+}
+
+static int find_one(mg_store *s, const bson_t *filter, chat_message *out, char *err,
+                    size_t errlen) {
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = coll_pop(s, &c);
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  const bson_t *doc;
+  int rc = 0;
+  if (mongoc_cursor_next(cur, &doc)) {
+    rc = doc_to_msg(doc, out) == 0 ? 1 : -1;
+    if (rc < 0) snprintf(err, errlen, "out of memory");
+  }
+  bson_error_t be;
+  if (rc == 0 && mongoc_cursor_error(cur, &be)) {
+    snprintf(err, errlen, "mongodb find: %s", be.message);
+    rc = -1;
+  }
+  mongoc_cursor_destroy(cur);
+  bson_destroy(opts);
+  coll_push(s, c, coll);
+  return rc;
+}
+
+static int mg_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  m->created_at_ms = chat_time_now_ms();
+  bson_t doc = BSON_INITIALIZER;
+  append_id(&doc, "_id", m->message_id, m->id_is_oid);
+  BSON_APPEND_UTF8(&doc, "content", m->content);
+  BSON_APPEND_DATE_TIME(&doc, "created_at", m->created_at_ms);
+  BSON_APPEND_UTF8(&doc, "stream_id", m->stream_id);
+  BSON_APPEND_UTF8(&doc, "sender_id", m->sender_id);
+  BSON_APPEND_UTF8(&doc, "receiver_id", m->receiver_id);
+  if (s->capture) BSON_APPEND_BOOL(&doc, "_published", false);
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = coll_pop(s, &c);
+  bson_error_t be;
+  bool ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &be);
+  coll_push(s, c, coll);
+  bson_destroy(&doc);
+  if (ok) return 0;
+  if (be.code != DUPLICATE_KEY) {
+    snprintf(err, errlen, "mongodb insert: %s", be.message);
+    return -1;
+  }
+  bson_t filter = BSON_INITIALIZER;
+  append_id(&filter, "_id", m->message_id, m->id_is_oid);
+  chat_message stored;
+  int rc = find_one(s, &filter, &stored, err, errlen);
+  bson_destroy(&filter);
+  if (rc == 0) snprintf(err, errlen, "message %s: duplicate key but not found", m->message_id);
+  if (rc != 1) return -1;
+  chat_message_free(m);
+  *m = stored;
+  return 1;
+}
+
+static int mg_get(cp_store *bs, const char *id, chat_message *out, char *err, size_t errlen) {
+  bson_t filter = BSON_INITIALIZER;
+  id_filter(&filter, id);
+  int rc = find_one((mg_store *)bs, &filter, out, err, errlen);
+  bson_destroy(&filter);
+  return rc;
+}
+
+/* Appends to `or` (an array being built) the alternatives that place a
+ * document strictly on one side of cursor `c` in the order
+ * (created_at, _id) - descending for `older`, ascending otherwise.  BSON
+ * orders every ObjectId after every string, so mixed ids need a type arm. */
+static void side_of(bson_t *or, const cp_cursor *c, int older, int *idx) {
+  char key[16];
+  bson_t alt, cond;
+  const char *cmp = older ? "$lt" : "$gt";
+  snprintf(key, sizeof key, "%d", (*idx)++);
+  BSON_APPEND_DOCUMENT_BEGIN(or, key, &alt);
+  BSON_APPEND_DOCUMENT_BEGIN(&alt, "created_at", &cond);
+  BSON_APPEND_DATE_TIME(&cond, cmp, c->ms);
+  bson_append_document_end(&alt, &cond);
+  bson_append_document_end(or, &alt);
+  if (c->kind != CP_CUR_OID && c->kind != CP_CUR_STR_ID) return;
+  snprintf(key, sizeof key, "%d", (*idx)++);
+  BSON_APPEND_DOCUMENT_BEGIN(or, key, &alt);
+  BSON_APPEND_DATE_TIME(&alt, "created_at", c->ms);
+  BSON_APPEND_DOCUMENT_BEGIN(&alt, "_id", &cond);
+  if (c->kind == CP_CUR_OID) {
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, c->id);
+    BSON_APPEND_OID(&cond, cmp, &oid);
+  } else {
+    BSON_APPEND_UTF8(&cond, cmp, c->id);
+  }
+  bson_append_document_end(&alt, &cond);
+  bson_append_document_end(or, &alt);
+  /* older than an ObjectId: every string id in that millisecond too;
+   * newer than a string: every ObjectId in it. */
+  if ((older && c->kind == CP_CUR_OID) || (!older && c->kind == CP_CUR_STR_ID)) {
+    snprintf(key, sizeof key, "%d", (*idx)++);
+    BSON_APPEND_DOCUMENT_BEGIN(or, key, &alt);
+    BSON_APPEND_DATE_TIME(&alt, "created_at", c->ms);
+    BSON_APPEND_DOCUMENT_BEGIN(&alt, "_id", &cond);
+    BSON_APPEND_UTF8(&cond, "$type", older ? "string" : "objectId");
+    bson_append_document_end(&alt, &cond);
+    bson_append_document_end(or, &alt);
+  }
+}
+
+static void bound_clause(bson_t *and, const cp_cursor *c, int older, int *and_idx) {
+  if (!c || c->kind == CP_CUR_NONE) return;
+  char key[16];
+  bson_t clause, or;
+  int idx = 0;
+  snprintf(key, sizeof key, "%d", (*and_idx)++);
+  BSON_APPEND_DOCUMENT_BEGIN(and, key, &clause);
+  BSON_APPEND_ARRAY_BEGIN(&clause, "$or", &or);
+  side_of(&or, c, older, &idx);
+  bson_append_array_end(&clause, &or);
+  bson_append_document_end(and, &clause);
+}
+
+static int mg_history(cp_store *bs, const char *stream_id, const cp_cursor *before,
+                      const cp_cursor *after, size_t limit, cp_page *out, char *err,
+                      size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  memset(out, 0, sizeof *out);
+  out->msgs = calloc(limit + 1, sizeof *out->msgs);
+  if (!out->msgs) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  bson_t filter = BSON_INITIALIZER, and;
+  BSON_APPEND_UTF8(&filter, "stream_id", stream_id);
+  int and_idx = 0;
+  if ((before && before->kind) || (after && after->kind)) {
+    BSON_APPEND_ARRAY_BEGIN(&filter, "$and", &and);
+    bound_clause(&and, before, 1, &and_idx);
+    bound_clause(&and, after, 0, &and_idx);
+    bson_append_array_end(&filter, &and);
+  }
+  bson_t *opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(-1), "_id", BCON_INT32(-1), "}",
+                          "limit", BCON_INT64((int64_t)limit + 1));
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = coll_pop(s, &c);
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+  const bson_t *doc;
+  int result = 0;
+  while (out->n <= limit && mongoc_cursor_next(cur, &doc)) {
+    if (doc_to_msg(doc, &out->msgs[out->n]) < 0) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+      break;
+    }
+    out->n++;
+  }
+  bson_error_t be;
+  if (result == 0 && mongoc_cursor_error(cur, &be)) {
+    snprintf(err, errlen, "mongodb history: %s", be.message);
+    result = -1;
+  }
+  mongoc_cursor_destroy(cur);
+  coll_push(s, c, coll);
+  bson_destroy(opts);
+  bson_destroy(&filter);
+  if (result == 0 && out->n > limit) {
+    chat_message_free(&out->msgs[limit]);
+    out->n = limit;
+    const chat_message *last = &out->msgs[limit - 1];
+    out->next.kind = last->id_is_oid ? CP_CUR_OID : CP_CUR_STR_ID;
+    out->next.ms = last->created_at_ms;
+    out->next.id = strdup(last->message_id);
+    if (!out->next.id) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+    }
+  }
+  if (result < 0) cp_page_free(out);
+  return result;
+}
+
+static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *n, char *err,
+                            size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  *outp = NULL;
+  *n = 0;
+  cp_change *out = calloc(max ? max : 1, sizeof *out);
+  if (!out) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  bson_t *filter = BCON_NEW("_published", BCON_BOOL(false));
+  bson_t *opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(1), "_id", BCON_INT32(1), "}",
+                          "limit", BCON_INT64((int64_t)max));
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = coll_pop(s, &c);
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  const bson_t *doc;
+  int result = 0;
+  int64_t now = chat_time_now_ms();
+  while (*n < max && mongoc_cursor_next(cur, &doc)) {
+    chat_message m;
+    if (doc_to_msg(doc, &m) < 0) {
+      result = -1;
+      break;
+    }
+    cp_change *ch = &out[(*n)++];
+    chat_buf k, v;
+    chat_buf_init(&k);
+    chat_buf_init(&v);
+    ch->status = -1;
+    ch->doc_id_is_oid = m.id_is_oid;
+    ch->doc_id = strdup(m.message_id);
+    int bad = chat_doc_key(&m, &k) < 0 || chat_change_value(&m, now, &v) < 0;
+    ch->key = chat_buf_steal(&k, &ch->key_len);
+    ch->value = chat_buf_steal(&v, &ch->value_len);
+    chat_message_free(&m);
+    if (bad || !ch->doc_id || !ch->key || !ch->value) {
+      result = -1;
+      break;
+    }
+  }
+  if (result < 0) snprintf(err, errlen, "out of memory");
+  bson_error_t be;
+  if (result == 0 && mongoc_cursor_error(cur, &be)) {
+    snprintf(err, errlen, "mongodb relay fetch: %s", be.message);
+    result = -1;
+  }
+  mongoc_cursor_destroy(cur);
+  coll_push(s, c, coll);
+  bson_destroy(opts);
+  bson_destroy(filter);
+  if (result < 0) {
+    cp_changes_free(out, *n);
+    *n = 0;
+    return -1;
+  }
+  *outp = out;
+  return 0;
+}
+
+static int mg_changes_done(cp_store *bs, const cp_change *ch, size_t n, char *err,
+                           size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  bson_t filter = BSON_INITIALIZER, in, arr;
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ch[i].status != 0) continue;
+    char key[24];
+    snprintf(key, sizeof key, "%zu", k++);
+    append_id(&arr, key, ch[i].doc_id, ch[i].doc_id_is_oid);
+  }
+  bson_append_array_end(&in, &arr);
+  bson_append_document_end(&filter, &in);
+  int rc = 0;
+  if (k > 0) {
+    bson_t *update = BCON_NEW("$set", "{", "_published", BCON_BOOL(true), "}");
+    mongoc_client_t *c;
+    mongoc_collection_t *coll = coll_pop(s, &c);
+    bson_error_t be;
+    if (!mongoc_collection_update_many(coll, &filter, update, NULL, NULL, &be)) {
+      snprintf(err, errlen, "mongodb relay mark: %s", be.message);
+      rc = -1;
+    }
+    coll_push(s, c, coll);
+    bson_destroy(update);
+  }
+  bson_destroy(&filter);
+  return rc;
+}
+
+static void mg_close(cp_store *bs) {
+  mg_store *s = (mg_store *)bs;
+  if (!s) return;
+  if (s->pool) mongoc_client_pool_destroy(s->pool);
+  free(s->db);
+  free(s->coll);
+  free(s);
+}
+
+static const cp_store_ops mongo_ops = {
+    .name = "mongodb",
+    .insert = mg_insert,
+    .get = mg_get,
+    .history = mg_history,
+    .changes_fetch = mg_changes_fetch,
+    .changes_done = mg_changes_done,
+    .close = mg_close,
+};
+
+static const cp_store_ops mongo_ops_no_capture = {
+    .name = "mongodb",
+    .insert = mg_insert,
+    .get = mg_get,
+    .history = mg_history,
+    .close = mg_close,
+};
+
+int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_t errlen) {
+  *out = NULL;
+  mongoc_init(); /* once per process (pthread_once inside); never cleaned up here */
+  bson_error_t be;
+  mongoc_uri_t *uri = mongoc_uri_new_with_error(o->uri, &be);
+  if (!uri) {
+    snprintf(err, errlen, "backends.mongodb.uri: %s", be.message);
+    return -1;
+  }
+  /* Fail requests in seconds, not the driver's 30 s, when the server is down. */
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+  mg_store *s = calloc(1, sizeof *s);
+  if (!s) {
+    mongoc_uri_destroy(uri);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  s->base.ops = o->capture ? &mongo_ops : &mongo_ops_no_capture;
+  s->capture = o->capture;
+  s->pool = mongoc_client_pool_new(uri);
+  mongoc_uri_destroy(uri);
+  s->db = strdup(o->database);
+  s->coll = strdup(o->collection);
+  if (!s->pool || !s->db || !s->coll) {
+    mg_close(&s->base);
+    snprintf(err, errlen, "cannot create the MongoDB client pool");
+    return -1;
+  }
+  mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2);
+  mongoc_client_pool_set_appname(s->pool, "notifd-chat_persistence");
+  *out = &s->base;
+  return 0;
+}
+
+int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
+  bson_error_t be;
+  bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
+  bool ok = mongoc_client_command_simple(c, "admin", ping, NULL, NULL, &be);
+  bson_destroy(ping);
+  if (!ok) {
+    snprintf(err, errlen, "mongodb ping: %s", be.message);
+    mongoc_client_pool_push(s->pool, c);
+    return -1;
+  }
+  bson_t *cmd =
+      s->capture
+          ? BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[",
+                     "{", "key", "{", "stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1),
+                     "}", "name", BCON_UTF8("stream_id_1_created_at_-1"), "}",
+                     "{", "key", "{", "_published", BCON_INT32(1), "created_at", BCON_INT32(1),
+                     "}", "name", BCON_UTF8("_published_1_created_at_1"), "}", "]")
+          : BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[",
+                     "{", "key", "{", "stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1),
+                     "}", "name", BCON_UTF8("stream_id_1_created_at_-1"), "}", "]");
+  ok = mongoc_client_command_simple(c, s->db, cmd, NULL, NULL, &be);
+  bson_destroy(cmd);
+  mongoc_client_pool_push(s->pool, c);
+  if (!ok) {
+    snprintf(err, errlen, "mongodb createIndexes on %s.%s: %s", s->db, s->coll, be.message);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,393 @@
+/* Embedded store: one SQLite file in WAL mode.
+ *
+ *   messages(seq INTEGER PRIMARY KEY, message_id TEXT UNIQUE, id_oid,
+ *            content, created_at (ms), stream_id, sender_id, receiver_id)
+ *   index messages_by_stream(stream_id, created_at, seq)   -- history
+ *   outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB, value BLOB)
+ *
+ * The outbox row (the rendered change record) is written in the same
+ * transaction as the message, so a message is never stored without its
+ * change or the other way round; the relay deletes rows only after the bus
+ * acknowledged them.  One connection guarded by a mutex: calls come from
+ * several worker threads and SQLite writes serialise anyway. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_buf.h"
+#include "chat_extjson.h"
+#include "chat_time.h"
+#include "cp_store.h"
+
+typedef struct sq_store {
+  cp_store base;
+  sqlite3 *db;
+  pthread_mutex_t mu;
+  int capture;
+  sqlite3_stmt *ins, *get, *hist, *ob_ins, *ob_fetch, *ob_del, *begin, *commit, *rollback;
+} sq_store;
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS messages("
+    " seq INTEGER PRIMARY KEY,"
+    " message_id TEXT NOT NULL UNIQUE,"
+    " id_oid INTEGER NOT NULL DEFAULT 0,"
+    " content TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " stream_id TEXT NOT NULL,"
+    " sender_id TEXT NOT NULL,"
+    " receiver_id TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS messages_by_stream ON messages(stream_id, created_at, seq);"
+    "CREATE TABLE IF NOT EXISTS outbox("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " key BLOB NOT NULL,"
+    " value BLOB NOT NULL);";
+
+#define COLS "seq, message_id, id_oid, content, created_at, stream_id, sender_id, receiver_id"
+
+static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db) {
+  snprintf(err, errlen, "sqlite %s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return chat_strndup(t ? (const char *)t : "", t ? (size_t)sqlite3_column_bytes(st, i) : 0);
+}
+
+/* Reads one row of COLS into m; -1 on OOM. */
+static int row_to_msg(sqlite3_stmt *st, chat_message *m, int64_t *seq) {
+  chat_message_init(m);
+  if (seq) *seq = sqlite3_column_int64(st, 0);
+  m->message_id = col_dup(st, 1);
+  m->id_is_oid = sqlite3_column_int(st, 2);
+  m->content = col_dup(st, 3);
+  m->created_at_ms = sqlite3_column_int64(st, 4);
+  m->stream_id = col_dup(st, 5);
+  m->sender_id = col_dup(st, 6);
+  m->receiver_id = col_dup(st, 7);
+  if (!m->message_id || !m->content || !m->stream_id || !m->sender_id || !m->receiver_id) {
+    chat_message_free(m);
+    return -1;
+  }
+  return 0;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s) {
+  return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+static int step_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Caller holds mu.  1 found, 0 absent, -1 error. */
+static int get_locked(sq_store *s, const char *id, chat_message *out, char *err, size_t errlen) {
+  bind_text(s->get, 1, id);
+  int rc = sqlite3_step(s->get);
+  int result;
+  if (rc == SQLITE_ROW) {
+    result = row_to_msg(s->get, out, NULL) == 0 ? 1 : -1;
+    if (result < 0) snprintf(err, errlen, "out of memory");
+  } else if (rc == SQLITE_DONE) {
+    result = 0;
+  } else {
+    set_err(err, errlen, "get", s->db);
+    result = -1;
+  }
+  sqlite3_reset(s->get);
+  sqlite3_clear_bindings(s->get);
+  return result;
+}
+
+static int sq_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  chat_buf key, value;
+  chat_buf_init(&key);
+  chat_buf_init(&value);
+  int result = -1;
+  pthread_mutex_lock(&s->mu);
+  m->created_at_ms = chat_time_now_ms();
+  if (step_done(s->begin) < 0) {
+    set_err(err, errlen, "begin", s->db);
+    goto out;
+  }
+  bind_text(s->ins, 1, m->message_id);
+  sqlite3_bind_int(s->ins, 2, m->id_is_oid);
+  bind_text(s->ins, 3, m->content);
+  sqlite3_bind_int64(s->ins, 4, m->created_at_ms);
+  bind_text(s->ins, 5, m->stream_id);
+  bind_text(s->ins, 6, m->sender_id);
+  bind_text(s->ins, 7, m->receiver_id);
+  int ok = step_done(s->ins) == 0;
+  sqlite3_clear_bindings(s->ins);
+  if (!ok) {
+    set_err(err, errlen, "insert", s->db);
+    step_done(s->rollback);
+    goto out;
+  }
+  if (sqlite3_changes(s->db) == 0) { /* ON CONFLICT DO NOTHING: the id exists */
+    step_done(s->rollback);
+    chat_message stored;
+    int g = get_locked(s, m->message_id, &stored, err, errlen);
+    if (g == 1) {
+      chat_message_free(m);
+      *m = stored;
+      result = 1;
+    } else if (g == 0) {
+      snprintf(err, errlen, "message %s vanished during insert", m->message_id);
+    }
+    goto out;
+  }
+  if (s->capture) {
+    if (chat_doc_key(m, &key) < 0 || chat_change_value(m, m->created_at_ms, &value) < 0) {
+      snprintf(err, errlen, "out of memory rendering the change record");
+      step_done(s->rollback);
+      goto out;
+    }
+    sqlite3_bind_blob(s->ob_ins, 1, key.data, (int)key.len, SQLITE_STATIC);
+    sqlite3_bind_blob(s->ob_ins, 2, value.data, (int)value.len, SQLITE_STATIC);
+    ok = step_done(s->ob_ins) == 0;
+    sqlite3_clear_bindings(s->ob_ins);
+    if (!ok) {
+      set_err(err, errlen, "outbox insert", s->db);
+      step_done(s->rollback);
+      goto out;
+    }
+  }
+  if (step_done(s->commit) < 0) {
+    set_err(err, errlen, "commit", s->db);
+    step_done(s->rollback);
+    goto out;
+  }
+  result = 0;
+out:
+  pthread_mutex_unlock(&s->mu);
+  chat_buf_free(&key);
+  chat_buf_free(&value);
+  return result;
+}
+
+static int sq_get(cp_store *bs, const char *id, chat_message *out, char *err, size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  pthread_mutex_lock(&s->mu);
+  int rc = get_locked(s, id, out, err, errlen);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* Bounds as (created_at, seq) pairs: a time-only cursor excludes its whole
+ * millisecond on its own side. */
+static void bound(const cp_cursor *c, int upper, int64_t *ms, int64_t *seq) {
+  if (!c || c->kind == CP_CUR_NONE) {
+    *ms = upper ? INT64_MAX : INT64_MIN;
+    *seq = upper ? INT64_MAX : INT64_MIN;
+    return;
+  }
+  *ms = c->ms;
+  *seq = c->kind == CP_CUR_SEQ ? c->seq : (upper ? INT64_MIN : INT64_MAX);
+}
+
+static int sq_history(cp_store *bs, const char *stream_id, const cp_cursor *before,
+                      const cp_cursor *after, size_t limit, cp_page *out, char *err,
+                      size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  memset(out, 0, sizeof *out);
+  out->msgs = calloc(limit + 1, sizeof *out->msgs);
+  int64_t *seqs = calloc(limit + 1, sizeof *seqs);
+  if (!out->msgs || !seqs) {
+    free(seqs);
+    free(out->msgs);
+    out->msgs = NULL;
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int64_t bms, bseq, ams, aseq;
+  bound(before, 1, &bms, &bseq);
+  bound(after, 0, &ams, &aseq);
+  int result = 0;
+  pthread_mutex_lock(&s->mu);
+  bind_text(s->hist, 1, stream_id);
+  sqlite3_bind_int64(s->hist, 2, bms);
+  sqlite3_bind_int64(s->hist, 3, bseq);
+  sqlite3_bind_int64(s->hist, 4, ams);
+  sqlite3_bind_int64(s->hist, 5, aseq);
+  sqlite3_bind_int64(s->hist, 6, (sqlite3_int64)limit + 1);
+  int rc;
+  while ((rc = sqlite3_step(s->hist)) == SQLITE_ROW) {
+    if (row_to_msg(s->hist, &out->msgs[out->n], &seqs[out->n]) < 0) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+      break;
+    }
+    out->n++;
+  }
+  if (result == 0 && rc != SQLITE_DONE) {
+    set_err(err, errlen, "history", s->db);
+    result = -1;
+  }
+  sqlite3_reset(s->hist);
+  sqlite3_clear_bindings(s->hist);
+  pthread_mutex_unlock(&s->mu);
+  if (result == 0 && out->n > limit) { /* one more exists: the page ends before it */
+    chat_message_free(&out->msgs[limit]);
+    out->n = limit;
+    out->next.kind = CP_CUR_SEQ;
+    out->next.ms = out->msgs[limit - 1].created_at_ms;
+    out->next.seq = seqs[limit - 1];
+  }
+  free(seqs);
+  if (result < 0) cp_page_free(out);
+  return result;
+}
+
+static int sq_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *n, char *err,
+                            size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  *outp = NULL;
+  *n = 0;
+  cp_change *out = calloc(max ? max : 1, sizeof *out);
+  if (!out) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int result = 0, rc;
+  pthread_mutex_lock(&s->mu);
+  sqlite3_bind_int64(s->ob_fetch, 1, (sqlite3_int64)max);
+  while ((rc = sqlite3_step(s->ob_fetch)) == SQLITE_ROW) {
+    cp_change *c = &out[*n];
+    c->seq = sqlite3_column_int64(s->ob_fetch, 0);
+    c->key_len = (size_t)sqlite3_column_bytes(s->ob_fetch, 1);
+    c->key = chat_strndup(sqlite3_column_blob(s->ob_fetch, 1), c->key_len);
+    c->value_len = (size_t)sqlite3_column_bytes(s->ob_fetch, 2);
+    c->value = chat_strndup(sqlite3_column_blob(s->ob_fetch, 2), c->value_len);
+    c->status = -1;
+    (*n)++;
+    if (!c->key || !c->value) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+      break;
+    }
+  }
+  if (result == 0 && rc != SQLITE_DONE) {
+    set_err(err, errlen, "outbox fetch", s->db);
+    result = -1;
+  }
+  sqlite3_reset(s->ob_fetch);
+  pthread_mutex_unlock(&s->mu);
+  if (result < 0) {
+    cp_changes_free(out, *n);
+    *n = 0;
+    return -1;
+  }
+  *outp = out;
+  return 0;
+}
+
+static int sq_changes_done(cp_store *bs, const cp_change *c, size_t n, char *err, size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  int result = 0;
+  pthread_mutex_lock(&s->mu);
+  if (step_done(s->begin) < 0) {
+    set_err(err, errlen, "begin", s->db);
+    result = -1;
+  }
+  for (size_t i = 0; result == 0 && i < n; i++) {
+    if (c[i].status != 0) continue;
+    sqlite3_bind_int64(s->ob_del, 1, c[i].seq);
+    if (step_done(s->ob_del) < 0) {
+      set_err(err, errlen, "outbox delete", s->db);
+      result = -1;
+    }
+  }
+  if (result == 0 && step_done(s->commit) < 0) {
+    set_err(err, errlen, "commit", s->db);
+    result = -1;
+  }
+  if (result < 0) step_done(s->rollback);
+  pthread_mutex_unlock(&s->mu);
+  return result;
+}
+
+static void sq_close(cp_store *bs) {
+  sq_store *s = (sq_store *)bs;
+  if (!s) return;
+  sqlite3_stmt *sts[] = {s->ins,      s->get,    s->hist,  s->ob_ins,  s->ob_fetch,
+                         s->ob_del,   s->begin,  s->commit, s->rollback};
+  for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) sqlite3_finalize(sts[i]);
+  if (s->db) sqlite3_close(s->db);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+static const cp_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .insert = sq_insert,
+    .get = sq_get,
+    .history = sq_history,
+    .changes_fetch = sq_changes_fetch,
+    .changes_done = sq_changes_done,
+    .close = sq_close,
+};
+
+static int prep(sq_store *s, const char *sql, sqlite3_stmt **st) {
+  return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
+             ? 0
+             : -1;
+}
+
+int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, size_t errlen) {
+  *out = NULL;
+  sq_store *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  s->base.ops = &sqlite_ops;
+  s->capture = o->capture;
+  pthread_mutex_init(&s->mu, NULL);
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(o->path, &s->db, flags, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "sqlite open %s: %s", o->path,
+             s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    sq_close(&s->base);
+    return -1;
+  }
+  sqlite3_busy_timeout(s->db, 5000);
+  char pragmas[160];
+  snprintf(pragmas, sizeof pragmas,
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
+           o->synchronous_full ? "FULL" : "NORMAL");
+  char *msg = NULL;
+  if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+    snprintf(err, errlen, "sqlite schema in %s: %s", o->path, msg ? msg : "?");
+    sqlite3_free(msg);
+    sq_close(&s->base);
+    return -1;
+  }
+  if (prep(s,
+           "INSERT INTO messages(message_id, id_oid, content, created_at, stream_id, sender_id,"
+           " receiver_id) VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(message_id) DO NOTHING",
+           &s->ins) < 0 ||
+      prep(s, "SELECT " COLS " FROM messages WHERE message_id=?1", &s->get) < 0 ||
+      prep(s,
+           "SELECT " COLS " FROM messages WHERE stream_id=?1"
+           " AND (created_at, seq) < (?2, ?3) AND (created_at, seq) > (?4, ?5)"
+           " ORDER BY created_at DESC, seq DESC LIMIT ?6",
+           &s->hist) < 0 ||
+      prep(s, "INSERT INTO outbox(key, value) VALUES(?1, ?2)", &s->ob_ins) < 0 ||
+      prep(s, "SELECT seq, key, value FROM outbox ORDER BY seq LIMIT ?1", &s->ob_fetch) < 0 ||
+      prep(s, "DELETE FROM outbox WHERE seq=?1", &s->ob_del) < 0 ||
+      prep(s, "BEGIN IMMEDIATE", &s->begin) < 0 || prep(s, "COMMIT", &s->commit) < 0 ||
+      prep(s, "ROLLBACK", &s->rollback) < 0) {
+    set_err(err, errlen, "prepare", s->db);
+    sq_close(&s->base);
+    return -1;
+  }
+  *out = &s->base;
+  return 0;
+}
