@@ -136,7 +136,8 @@ static int register_consumer(cfg_state *c) {
   if (ep->api->config_double(ep->self, "retry.multiplier", 0, &mult) < 0) c->bad = 1;
   if (ep->api->config_double(ep->self, "retry.jitter", 0, &jitter) < 0) c->bad = 1;
   if (c->bad) return -1;
-  if (attempts == 0 || attempts < -1 || attempts > 1000000) {
+  if (attempts == 0) attempts = -1; /* the host's policy */
+  if (attempts < -1 || attempts > 1000000) {
     LOGE(ep, "config key 'retry.max_attempts': expected 1..1000000");
     return -1;
   }

@@ -324,6 +324,67 @@ def test_chat_throttle_mails_first_message_of_a_conversation(notifd_factory, smt
     assert sum("other stream" in b for b in bodies) == 1
 
 
+def ferretdb_binary():
+    for cand in (os.environ.get("NOTIFD_FERRETDB"), shutil.which("ferretdb"),
+                 os.path.expanduser("~/go/bin/ferretdb")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+@pytest.fixture
+def ferretdb(tmp_path):
+    """A MongoDB wire-protocol server (FerretDB v1, SQLite handler)."""
+    binary = ferretdb_binary()
+    if not binary:
+        pytest.skip("SKIPPED: no FerretDB binary (set NOTIFD_FERRETDB or put ferretdb on PATH)")
+    port, debug_port = free_port(), free_port()
+    d = tmp_path / "ferretdb"
+    d.mkdir()
+    log = open(d / "ferretdb.log", "wb")
+    proc = subprocess.Popen([binary, "--handler=sqlite", f"--sqlite-url=file:{d}/",
+                             f"--listen-addr=127.0.0.1:{port}", f"--debug-addr=127.0.0.1:{debug_port}",
+                             "--telemetry=disable", f"--state-dir={d}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _port_open(port), timeout=20, what="ferretdb listening")
+        yield f"mongodb://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _port_open(port):
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_mongodb_directory(notifd_factory, smtp, ferretdb):
+    srv = smtp()
+    n = notifd_factory(plugins_yaml=email_yaml(f"smtp://127.0.0.1:{srv.port}", "starttls: none"),
+                       extra_yaml=HOST_YAML + "backends:\n  mongodb:\n"
+                       f"    uri: \"{ferretdb}\"\n    database: emailtest\n")
+    put_user(n, "m-a", "ma@example.com", "Mongo Sender")
+    put_user(n, "m-b", "old@example.com", "Old Name")
+    put_user(n, "m-b", "mb@example.com", "Mongo Receiver")  # upsert replaces
+    produce(n, CHAT_TOPIC, chat_record("mg-1", "via mongo", "m-a", "m-b"), key="mg-1")
+    msgs = srv.wait_for(1)
+    assert len(msgs) == 1 and msgs[0].rcpt_tos == ["mb@example.com"]
+    p = parse(msgs[0])
+    assert p["Subject"] == "You have a new chat message from Mongo Sender"
+    assert p["To"].addresses[0].display_name == "Mongo Receiver"
+    assert "directory=mongodb" in n.read_log()
+    produce(n, CHAT_TOPIC, chat_record("mg-2", "x", "m-a", "nobody"), key="mg-2")
+    wait_until(lambda: metric(n, "email_failed_total", reason="unknown_recipient") == 1,
+               what="unknown recipient")
+
+
 def test_check_reports_template_errors(tmp_path):
     tdir = tmp_path / "templates"
     shutil.copytree(TEMPLATES, tdir)
