@@ -1086,6 +1086,111 @@ START_TEST(hub_free_with_open_connections) {
 }
 END_TEST
 
+/* ---- through the embedding API: a builtin plugin, the API table, the
+ * real config and the graceful stop ---------------------------------------- */
+
+typedef struct probe {
+  const notifd_api *api;
+  notifd_plugin *self;
+  notifd_ws_channel *ch;
+} probe;
+
+static void probe_publish(notifd_req *r, void *ud) {
+  probe *p = ud;
+  const notifd_api *api = p->api;
+  const char *user = api->req_query(r, "user_id");
+  size_t len = 0;
+  const void *body = api->req_body(r, &len);
+  uint32_t d = 0, f = 0;
+  int rc = api->ws_publish(p->ch, user ? user : "", body, len, &d, &f);
+  /* Registration is over once serving. */
+  notifd_ws_channel_opts o = {sizeof o};
+  o.path = "/late";
+  o.key_param = "k";
+  notifd_ws_channel *late = NULL;
+  int late_rc = api->ws_channel(p->self, &o, &late);
+  char out[128];
+  int n = snprintf(out, sizeof out, "{\"rc\":%d,\"delivered\":%u,\"failed\":%u,\"late\":%d,\"count\":%u}",
+                   rc, d, f, late_rc, api->ws_key_count(p->ch, user ? user : ""));
+  api->respond(r, 200, "application/json", out, (size_t)n);
+}
+
+static int probe_init(notifd_plugin *self, const notifd_api *api, void **state) {
+  probe *p = calloc(1, sizeof *p);
+  if (!p) return NOTIFD_ENOMEM;
+  p->api = api;
+  p->self = self;
+  notifd_ws_channel_opts o = {sizeof o};
+  o.path = "/notifications/subscribe";
+  o.key_param = "user_id";
+  int rc = api->ws_channel(self, &o, &p->ch);
+  if (rc == 0) rc = api->http_route(self, "POST", "/probe/publish", probe_publish, p, NULL);
+  if (rc < 0) {
+    free(p);
+    return rc;
+  }
+  *state = p;
+  return 0;
+}
+
+static void probe_destroy(void *state) { free(state); }
+
+static const notifd_plugin_def probe_def = {
+    .size = sizeof(notifd_plugin_def),
+    .abi_major = NOTIFD_ABI_MAJOR,
+    .name = "ws_probe",
+    .version = "1",
+    .init = probe_init,
+    .destroy = probe_destroy,
+};
+
+START_TEST(embedded_host_publish_and_graceful_stop) {
+  char err[2048] = "";
+  const char *yaml =
+      "listen: {address: 127.0.0.1, port: 0}\nadmin: {port: -1}\n"
+      "data_dir: /tmp/notifd-test-ws\nlogging: {level: warn}\nshutdown: {deadline: 5s}\n"
+      "websocket: {ping_interval: 30s, pong_timeout: 1s, max_message: 1KiB}\n"
+      "plugins:\n  - name: ws_probe\n    builtin: true\n";
+  const notifd_plugin_def *const builtins[] = {&probe_def, NULL};
+  nd_test_host *t = nd_test_host_start(yaml, builtins, err, sizeof err);
+  ck_assert_msg(t != NULL, "%s", err);
+  int port = nd_test_host_port(t);
+  wsc c;
+  ws_open(&c, port, "/notifications/subscribe?user_id=u1");
+  ck_assert_int_eq(c.status, 101);
+  char url[128], *body = NULL;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/probe/publish?user_id=u1", port);
+  ck_assert_int_eq(nd_test_http("POST", url, "{\"n\":1}", NULL, &body), 200);
+  ck_assert_msg(strstr(body, "\"rc\":0,\"delivered\":1,\"failed\":0"), "%s", body);
+  char late[32];
+  snprintf(late, sizeof late, "\"late\":%d", NOTIFD_ESTATE);
+  ck_assert_msg(strstr(body, late), "%s", body);
+  free(body);
+  frame f;
+  ck_assert_int_eq(ws_recv_data(&c, &f, 2000), 1);
+  ck_assert_str_eq((char *)f.data, "{\"n\":1}");
+  free(f.data);
+  /* The config's max_message (1 KiB) is the one in force. */
+  char big[1100];
+  memset(big, 'a', sizeof big);
+  wsc d;
+  ws_open(&d, port, "/notifications/subscribe?user_id=u2");
+  ws_send(&d, ND_WS_OP_TEXT, 1, big, sizeof big);
+  ck_assert_int_eq(ws_recv_data(&d, &f, 2000), 1);
+  ck_assert_int_eq(close_code(&f), 1009);
+  free(f.data);
+  ws_close_fd(&d);
+  /* Graceful stop: the open socket gets 1001, the host finishes. */
+  ck_assert_int_eq(nd_test_host_stop(t), 0);
+  ck_assert_int_eq(ws_recv_data(&c, &f, 2000), 1);
+  ck_assert_int_eq(f.op, ND_WS_OP_CLOSE);
+  ck_assert_int_eq(close_code(&f), 1001);
+  free(f.data);
+  ck_assert(wait_eof(&c, 2000));
+  ws_close_fd(&c);
+}
+END_TEST
+
 /* ---- registry and channel registration (no sockets) --------------------- */
 
 START_TEST(keymap_many_keys) {
@@ -1191,6 +1296,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, heartbeat_ping_pong_timeout);
   tcase_add_test(tc, close_key_and_close_all);
   tcase_add_test(tc, hub_free_with_open_connections);
+  tcase_add_test(tc, embedded_host_publish_and_graceful_stop);
   suite_add_tcase(s, tc);
   return s;
 }
