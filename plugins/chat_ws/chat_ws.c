@@ -1,0 +1,122 @@
+/* chat_ws: the chat websocket role (replaces the Go chatwebsocketshandler,
+ * contract section 5).
+ *
+ *   GET  /chat/subscribe-websocket?stream_id=&sender_id=&receiver_id=
+ *        websocket keyed by stream_id; the three parameters are required
+ *        (400 before the upgrade).  Client frames are ignored.
+ *   POST /chat/forward-to-websocket
+ *        body: a ChatMessage; sends it, re-serialized as Go did, to every
+ *        socket of its stream_id: 200 {"delivered":n,"stream_id":...}
+ *        (n may be 0), 206 when some sockets failed, 500 when all did,
+ *        400 {"error":...} for an invalid body.
+ *   POST /chat/streams/{stream_id}/close
+ *        closes the stream's sockets with 4001 "retries exhausted, reload
+ *        history" (clients reload the history); 200 {"closed":n}.
+ *
+ * Config (all optional):
+ *   auth: none|token            # subscribe; token: the JWT's sub must be
+ *                               # sender_id or receiver_id (default none)
+ *   verify_stream_id: false     # subscribe: stream_id must equal
+ *                               # ComputeStreamID(sender_id, receiver_id)
+ *   forward_auth: none|internal # forward endpoint (default none)
+ *   close_auth: none|internal   # close endpoint (default internal)
+ *
+ * Metrics: chat_ws_forwards_total{result} with result delivered,
+ * no_subscribers, partial, failed, invalid; chat_ws_stream_closes_total. */
+#include "chat_ws.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pc_plugin.h"
+#include "pc_stream_id.h"
+
+static const char *const chat_params[] = {"sender_id", "receiver_id", NULL};
+static const char *const result_label[] = {"result", NULL};
+
+/* verify_stream_id: the stream must be the pair's ComputeStreamID. */
+static int32_t on_upgrade(notifd_req *req, const char **reason, void *ud) {
+  chat_ws *s = ud;
+  const char *sid = s->api->req_query(req, "stream_id");
+  const char *a = s->api->req_query(req, "sender_id");
+  const char *b = s->api->req_query(req, "receiver_id");
+  char want[PC_STREAM_ID_LEN + 1];
+  if (!sid || !a || !b) {
+    *reason = "stream_id, sender_id and receiver_id query parameters required";
+    return 400;
+  }
+  if (pc_stream_id(a, strlen(a), b, strlen(b), want) < 0) {
+    *reason = "cannot compute the stream id";
+    return 500;
+  }
+  if (strcmp(sid, want) != 0) {
+    *reason = "stream_id does not match sender_id and receiver_id";
+    return 400;
+  }
+  return 0;
+}
+
+static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
+  chat_ws *s = calloc(1, sizeof *s);
+  if (!s) return NOTIFD_ENOMEM;
+  *state = s; /* destroy() frees it even if init fails below */
+  s->self = p;
+  s->api = api;
+
+  uint32_t auth = NOTIFD_AUTH_NONE, forward_auth = NOTIFD_AUTH_NONE,
+           close_auth = NOTIFD_AUTH_INTERNAL;
+  int rc;
+  if ((rc = pc_config_auth(api, p, "auth", "none", PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN,
+                           &auth)) < 0 ||
+      (rc = pc_config_auth(api, p, "forward_auth", "none",
+                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &forward_auth)) < 0 ||
+      (rc = pc_config_auth(api, p, "close_auth", "internal",
+                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &close_auth)) < 0 ||
+      (rc = api->config_bool(p, "verify_stream_id", 0, &s->verify_stream_id)) < 0)
+    return rc;
+  if (auth == NOTIFD_AUTH_TOKEN && !s->verify_stream_id)
+    api->log(p, NOTIFD_LOG_WARN,
+             "auth: token without verify_stream_id: a token holder can name any stream_id "
+             "with their own id as sender_id; set verify_stream_id: true");
+
+  if ((rc = api->metric_counter(p, "chat_ws_forwards_total",
+                                "Chat messages forwarded to websockets, by outcome.",
+                                result_label, &s->forwards)) < 0 ||
+      (rc = api->metric_counter(p, "chat_ws_stream_closes_total",
+                                "Chat websockets closed by the close-stream endpoint.", NULL,
+                                &s->closed)) < 0)
+    return rc;
+
+  notifd_ws_channel_opts ch = {
+      .size = sizeof ch,
+      .auth = auth,
+      .path = "/chat/subscribe-websocket",
+      .key_param = "stream_id",
+      .required_params = chat_params,
+      .subject_params = chat_params,
+      .on_upgrade = s->verify_stream_id ? on_upgrade : NULL,
+      .ud = s,
+  };
+  if ((rc = api->ws_channel(p, &ch, &s->ch)) < 0) return rc;
+
+  notifd_route_opts fwd = {.size = sizeof fwd, .auth = forward_auth};
+  notifd_route_opts cls = {.size = sizeof cls, .auth = close_auth};
+  if ((rc = api->http_route(p, "POST", "/chat/forward-to-websocket", chat_ws_on_forward, s,
+                            &fwd)) < 0)
+    return rc;
+  return api->http_route(p, "POST", "/chat/streams/{stream_id}/close", chat_ws_on_close_stream,
+                         s, &cls);
+}
+
+static void chat_ws_destroy(void *state) { free(state); }
+
+static const notifd_plugin_def chat_ws_def = {
+    .size = sizeof(notifd_plugin_def),
+    .abi_major = NOTIFD_ABI_MAJOR,
+    .abi_minor = 0,
+    .name = "chat_ws",
+    .version = "1.0.0",
+    .init = chat_ws_init,
+    .destroy = chat_ws_destroy,
+};
+NOTIFD_PLUGIN_DEFINE(chat_ws_def)

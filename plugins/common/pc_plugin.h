@@ -1,0 +1,47 @@
+/* Small SDK-side helpers shared by the websocket role plugins: auth
+ * policy config values, gin-style JSON answers, and the text describing a
+ * publish that did not reach every connection. */
+#ifndef PC_PLUGIN_H
+#define PC_PLUGIN_H
+
+#include <notifd/plugin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pc_buf.h"
+
+#define PC_AUTH_ALLOW_NONE     (1u << NOTIFD_AUTH_NONE)
+#define PC_AUTH_ALLOW_TOKEN    (1u << NOTIFD_AUTH_TOKEN)
+#define PC_AUTH_ALLOW_INTERNAL (1u << NOTIFD_AUTH_INTERNAL)
+
+/* Reads config `key` ("none", "token" or "internal", default `def`) into a
+ * NOTIFD_AUTH_* value.  A value outside `allowed` is logged and gives
+ * NOTIFD_EINVAL. */
+int pc_config_auth(const notifd_api *api, notifd_plugin *p, const char *key, const char *def,
+                   uint32_t allowed, uint32_t *out);
+
+/* Answers with `body` as gin's c.JSON does (application/json;
+ * charset=utf-8); a body that ran out of memory becomes a 500. */
+int pc_respond_json(const notifd_api *api, notifd_req *r, int32_t status, pc_buf *body);
+/* Answers {"error": msg} with Go's string escaping. */
+int pc_respond_error(const notifd_api *api, notifd_req *r, int32_t status, const char *msg,
+                     size_t len);
+/* pc_respond_error with a string literal. */
+#define PC_RESPOND_ERROR_LIT(api, r, status, lit) \
+  pc_respond_error((api), (r), (status), "" lit, sizeof(lit) - 1)
+
+/* The outcome of one ws_publish. */
+typedef struct pc_publish {
+  int rc;             /* ws_publish's return */
+  uint32_t delivered;
+  uint32_t failed;    /* for rc < 0: the connections the key had */
+} pc_publish;
+
+/* ws_publish to `key` (which must not hold NUL bytes: no connection can
+ * have such a key, so it is reported as 0 deliveries). */
+void pc_publish_to(const notifd_api *api, notifd_ws_channel *ch, const char *key, size_t keylen,
+                   const void *data, size_t len, pc_publish *out);
+/* The "error" text of a 206 / 500 answer for a failed publish. */
+void pc_publish_error_text(const pc_publish *pub, size_t frame_len, pc_buf *out);
+
+#endif

@@ -1,0 +1,297 @@
+#include "pc_time.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define LAYOUT "2006-01-02T15:04:05Z07:00"
+
+static int is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static int days_in(int m, int y) {
+  static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (m == 2 && is_leap(y)) return 29;
+  return d[m - 1];
+}
+
+/* Go's time.quote: "..." with \xHH for control and non-ASCII bytes. */
+static void go_quote(pc_buf *b, const char *s, size_t n) {
+  pc_buf_putc(b, '"');
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80 || c < 0x20) {
+      pc_buf_printf(b, "\\x%02x", c);
+    } else {
+      if (c == '"' || c == '\\') pc_buf_putc(b, '\\');
+      pc_buf_putc(b, (char)c);
+    }
+  }
+  pc_buf_putc(b, '"');
+}
+
+/* ParseError with no message: cannot parse <rest> as <elem>. */
+static int elem_error(pc_buf *err, const char *s, size_t n, const char *rest, size_t rn,
+                      const char *elem) {
+  pc_buf_puts(err, "parsing time ");
+  go_quote(err, s, n);
+  pc_buf_puts(err, " as ");
+  go_quote(err, LAYOUT, strlen(LAYOUT));
+  pc_buf_puts(err, ": cannot parse ");
+  go_quote(err, rest, rn);
+  pc_buf_puts(err, " as ");
+  go_quote(err, elem, strlen(elem));
+  return -1;
+}
+
+static int msg_error(pc_buf *err, const char *s, size_t n, const char *msg) {
+  pc_buf_puts(err, "parsing time ");
+  go_quote(err, s, n);
+  pc_buf_puts(err, msg);
+  return -1;
+}
+
+static int digit(const char *v, size_t n, size_t i) { return i < n && v[i] >= '0' && v[i] <= '9'; }
+
+/* Go's getnum: one or two digits (exactly two when `fixed`); -1 = bad. */
+static int getnum(const char *v, size_t n, int fixed, int *out, size_t *used) {
+  if (!digit(v, n, 0)) return -1;
+  if (!digit(v, n, 1)) {
+    if (fixed) return -1;
+    *out = v[0] - '0';
+    *used = 1;
+    return 0;
+  }
+  *out = (v[0] - '0') * 10 + (v[1] - '0');
+  *used = 2;
+  return 0;
+}
+
+int pc_time_parse_rfc3339(const char *s, size_t n, pc_time *out, pc_buf *err) {
+  memset(out, 0, sizeof *out);
+  const char *v = s; /* remaining value */
+  size_t vn = n;
+  int year = 0, month = 0, day = 0, hour = 0, min = 0, sec = 0, nsec = 0;
+  int offset = 0, utc = 0;
+  size_t used;
+
+  /* The layout's elements with the literal prefix before each. */
+  static const struct {
+    char prefix;
+    const char *elem;
+  } steps[] = {{0, "2006"}, {'-', "01"}, {'-', "02"}, {'T', "15"},
+               {':', "04"}, {':', "05"}, {0, "Z07:00"}};
+  for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+    if (steps[k].prefix) {
+      if (vn == 0 || v[0] != steps[k].prefix) {
+        char pre[2] = {steps[k].prefix, 0};
+        return elem_error(err, s, n, v, vn, pre);
+      }
+      v++;
+      vn--;
+    }
+    const char *hold = v;
+    size_t holdn = vn;
+    const char *range = NULL;
+    int bad = 0;
+    switch (k) {
+      case 0: /* 2006: four digits */
+        if (vn < 4 || !digit(v, vn, 0)) {
+          bad = 1;
+          break;
+        }
+        for (int d = 0; d < 4; d++) {
+          if (!digit(v, vn, (size_t)d)) bad = 1;
+          year = year * 10 + (v[d] - '0');
+        }
+        if (!bad) {
+          v += 4;
+          vn -= 4;
+        }
+        break;
+      case 1: /* 01 */
+        if (getnum(v, vn, 1, &month, &used) < 0) {
+          bad = 1;
+          break;
+        }
+        v += used;
+        vn -= used;
+        if (month <= 0 || month > 12) range = "month";
+        break;
+      case 2: /* 02: validated against the month after the loop */
+        if (getnum(v, vn, 1, &day, &used) < 0) {
+          bad = 1;
+          break;
+        }
+        v += used;
+        vn -= used;
+        break;
+      case 3: /* 15: one or two digits */
+        if (getnum(v, vn, 0, &hour, &used) < 0) {
+          bad = 1;
+          break;
+        }
+        v += used;
+        vn -= used;
+        if (hour >= 24) range = "hour";
+        break;
+      case 4: /* 04 */
+        if (getnum(v, vn, 1, &min, &used) < 0) {
+          bad = 1;
+          break;
+        }
+        v += used;
+        vn -= used;
+        if (min >= 60) range = "minute";
+        break;
+      case 5: /* 05, then an optional fraction the layout does not name */
+        if (getnum(v, vn, 1, &sec, &used) < 0) {
+          bad = 1;
+          break;
+        }
+        v += used;
+        vn -= used;
+        if (sec >= 60) {
+          range = "second";
+          break;
+        }
+        if (vn >= 2 && (v[0] == '.' || v[0] == ',') && digit(v, vn, 1)) {
+          size_t nd = 2;
+          while (nd < vn && digit(v, vn, nd)) nd++;
+          size_t take = nd > 10 ? 10 : nd; /* Go keeps nine digits */
+          int ns = 0;
+          for (size_t d = 1; d < take; d++) ns = ns * 10 + (v[d] - '0');
+          for (size_t d = take; d < 10; d++) ns *= 10;
+          nsec = ns;
+          v += nd;
+          vn -= nd;
+        }
+        break;
+      default: /* Z07:00 */
+        if (vn >= 1 && v[0] == 'Z') {
+          v++;
+          vn--;
+          utc = 1;
+          break;
+        }
+        if (vn < 6 || v[3] != ':') {
+          bad = 1;
+          break;
+        }
+        {
+          int hr, mm;
+          size_t u2;
+          if (getnum(v + 1, 2, 1, &hr, &u2) < 0 || getnum(v + 4, 2, 1, &mm, &u2) < 0) {
+            bad = 1;
+            break;
+          }
+          if (hr > 24) range = "time zone offset hour";
+          if (mm > 60) range = "time zone offset minute";
+          offset = (hr * 60 + mm) * 60;
+          if (v[0] == '-') offset = -offset;
+          else if (v[0] != '+') bad = 1;
+          v += 6;
+          vn -= 6;
+        }
+        break;
+    }
+    if (range) {
+      pc_buf_puts(err, "parsing time ");
+      go_quote(err, s, n);
+      pc_buf_printf(err, ": %s out of range", range);
+      return -1;
+    }
+    if (bad) return elem_error(err, s, n, hold, holdn, steps[k].elem);
+  }
+  if (vn > 0) {
+    pc_buf buf;
+    pc_buf_init(&buf);
+    pc_buf_puts(&buf, ": extra text: ");
+    go_quote(&buf, v, vn);
+    int rc = msg_error(err, s, n, pc_buf_cstr(&buf) ? buf.data : "");
+    pc_buf_free(&buf);
+    return rc;
+  }
+  if (day < 1 || day > days_in(month, year)) return msg_error(err, s, n, ": day out of range");
+  out->year = year;
+  out->month = month;
+  out->day = day;
+  out->hour = hour;
+  out->min = min;
+  out->sec = sec;
+  out->nsec = nsec;
+  out->offset_s = utc ? 0 : offset;
+  out->has_loc = utc ? 0 : 1;
+  out->set = 1;
+  return 0;
+}
+
+/* Days from 0001-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_epoch1(int64_t y, int m, int d) {
+  /* days_from_civil relative to 1970, then shift to year 1 */
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t unix_days = era * 146097 + doe - 719468;
+  return unix_days + 719162; /* 0001-01-01 is 719162 days before 1970-01-01 */
+}
+
+int64_t pc_time_abs_seconds(const pc_time *t) {
+  if (!t->set) return 0;
+  int64_t days = days_from_epoch1(t->year, t->month, t->day);
+  return days * 86400 + t->hour * 3600 + t->min * 60 + t->sec - t->offset_s;
+}
+
+int pc_time_is_zero_value(const pc_time *t) {
+  if (!t->set) return 1;
+  return !t->has_loc && t->nsec == 0 && pc_time_abs_seconds(t) == 0;
+}
+
+int pc_time_put_json(pc_buf *b, const pc_time *t) {
+  if (!t->set) {
+    pc_buf_puts(b, "\"0001-01-01T00:00:00Z\"");
+    return 0;
+  }
+  int off = t->offset_s;
+  int aoff = off < 0 ? -off : off;
+  if (aoff / 60 / 60 >= 24) return -1; /* "timezone hour outside of range [0,23]" */
+  if (t->year < 0 || t->year > 9999) return -1;
+  char tmp[64];
+  int k = snprintf(tmp, sizeof tmp, "\"%04d-%02d-%02dT%02d:%02d:%02d", t->year, t->month, t->day,
+                   t->hour, t->min, t->sec);
+  if (t->nsec) {
+    char frac[16];
+    snprintf(frac, sizeof frac, ".%09d", t->nsec);
+    size_t fl = strlen(frac);
+    while (fl > 1 && frac[fl - 1] == '0') fl--;
+    frac[fl] = '\0';
+    k += snprintf(tmp + k, sizeof tmp - (size_t)k, "%s", frac);
+  }
+  if (off == 0)
+    snprintf(tmp + k, sizeof tmp - (size_t)k, "Z\"");
+  else
+    snprintf(tmp + k, sizeof tmp - (size_t)k, "%c%02d:%02d\"", off < 0 ? '-' : '+',
+             aoff / 3600, (aoff / 60) % 60);
+  pc_buf_puts(b, tmp);
+  return 0;
+}
+
+void pc_time_now(pc_time *out) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  time_t secs = ts.tv_sec;
+  memset(out, 0, sizeof *out);
+  if (!localtime_r(&secs, &tm)) gmtime_r(&secs, &tm);
+  out->year = tm.tm_year + 1900;
+  out->month = tm.tm_mon + 1;
+  out->day = tm.tm_mday;
+  out->hour = tm.tm_hour;
+  out->min = tm.tm_min;
+  out->sec = tm.tm_sec;
+  out->nsec = (int32_t)ts.tv_nsec;
+  out->offset_s = (int32_t)tm.tm_gmtoff;
+  out->has_loc = 1;
+  out->set = 1;
+}

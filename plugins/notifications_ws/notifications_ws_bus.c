@@ -1,0 +1,128 @@
+/* Notifications from the bus (README.md, "Bus topic"): one JSON record
+ * {"type","user_id","payload"} per notification, validated like the HTTP
+ * path.  A record that can never be delivered is dropped at once (with a
+ * fixed reason code, the detail in the log), so poison never blocks the
+ * partition.  Delivery is fire-and-forget like the Go service: no
+ * subscriber, or a socket cut off as a slow consumer, still acks - the
+ * notification is not persisted and a retry would duplicate it on the
+ * sockets that did get it. */
+#include <string.h>
+
+#include "notifications_ws.h"
+#include "pc_jscan.h"
+
+static int key_is(pc_jval key, const char *name) {
+  size_t n = strlen(name);
+  return key.n == n + 2 && memcmp(key.p + 1, name, n) == 0;
+}
+
+static void drop(notif_ws *s, notifd_bus_msg *m, const pc_notification_kind *kind,
+                 const char *reason, const char *detail) {
+  const notifd_api *api = s->api;
+  api->log(s->self, NOTIFD_LOG_WARN, "dropping record %s[%d]@%lld: %s%s%s", api->msg_topic(m),
+           api->msg_partition(m), (long long)api->msg_offset(m), reason, detail ? ": " : "",
+           detail ? detail : "");
+  notif_count(s, "bus", kind, "invalid");
+  api->bus_drop(m, reason);
+}
+
+void notif_on_record(notifd_bus_msg *m, void *ud) {
+  notif_ws *s = ud;
+  const notifd_api *api = s->api;
+  size_t len = 0;
+  const char *value = api->msg_value(m, &len);
+  if (!value || !len) {
+    drop(s, m, NULL, "empty_value", NULL);
+    return;
+  }
+  pc_buf err, user;
+  pc_buf_init(&err);
+  pc_buf_init(&user);
+  if (pc_json_check_document(value, len, &err) < 0) {
+    if (err.oom) api->bus_retry(m, "out of memory");
+    else drop(s, m, NULL, "invalid_json", pc_buf_cstr(&err));
+    goto done;
+  }
+  pc_jval doc;
+  pc_json_value_at(value, len, 0, &doc);
+  if (doc.p[0] != '{') {
+    drop(s, m, NULL, "not_an_object", NULL);
+    goto done;
+  }
+  pc_jval key, val, type = {0}, uid = {0}, payload = {0};
+  pc_jobj_iter it;
+  pc_jobj_begin(&it, doc);
+  while (pc_jobj_next(&it, &key, &val)) {
+    if (key_is(key, "type")) type = val;
+    else if (key_is(key, "user_id")) uid = val;
+    else if (key_is(key, "payload")) payload = val;
+  }
+
+  const pc_notification_kind *kind = NULL;
+  if (!type.n || type.p[0] != '"') {
+    drop(s, m, NULL, "missing_type", NULL);
+    goto done;
+  }
+  pc_buf tname;
+  pc_buf_init(&tname);
+  if (pc_json_unquote(type, &tname) == 0 && pc_buf_cstr(&tname))
+    kind = pc_notification_kind_find(tname.data, tname.len);
+  if (!kind) {
+    drop(s, m, NULL, "unknown_type", tname.oom ? NULL : pc_buf_cstr(&tname));
+    pc_buf_free(&tname);
+    goto done;
+  }
+  pc_buf_free(&tname);
+
+  /* user_id from the record, else from its key. */
+  if (uid.n && uid.p[0] == '"') {
+    if (pc_json_unquote(uid, &user) < 0) {
+      api->bus_retry(m, "out of memory");
+      goto done;
+    }
+  } else if (uid.n && uid.p[0] != 'n') {
+    drop(s, m, kind, "invalid_user_id", "user_id is not a string");
+    goto done;
+  }
+  if (user.len == 0) {
+    size_t klen = 0;
+    const void *k = api->msg_key(m, &klen);
+    if (k && klen) pc_buf_put(&user, k, klen);
+  }
+  if (user.len == 0 || !pc_buf_cstr(&user)) {
+    if (user.oom) api->bus_retry(m, "out of memory");
+    else drop(s, m, kind, "missing_user_id", NULL);
+    goto done;
+  }
+  if (!payload.n) {
+    drop(s, m, kind, "missing_payload", NULL);
+    goto done;
+  }
+  pc_model model;
+  int rc = pc_bind_value(kind->model, payload, &model, &err);
+  if (rc == PC_BIND_NOMEM) {
+    api->bus_retry(m, "out of memory");
+    goto done;
+  }
+  if (rc != PC_BIND_OK) {
+    drop(s, m, kind, "invalid_payload", pc_buf_cstr(&err));
+    goto done;
+  }
+  pc_publish pub;
+  size_t frame_len = 0;
+  rc = notif_deliver(s, kind, &model, user.data, user.len, &pub, &frame_len);
+  pc_model_free(&model);
+  if (rc == -2) {
+    api->bus_retry(m, "out of memory");
+    goto done;
+  }
+  if (rc == -1) {
+    drop(s, m, kind, "unserializable_payload", "a time's zone offset is 24h or more");
+    goto done;
+  }
+  notif_count(s, "bus", kind, notif_result(&pub));
+  api->bus_ack(m);
+done:
+  pc_buf_free(&err);
+  pc_buf_free(&user);
+}
