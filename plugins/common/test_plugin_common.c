@@ -375,6 +375,18 @@ START_TEST(bind_notification_models) {
           "\"amount\":0,\"currency\":\"USD\",\"status\":\"x\"}",
           "err:Key: 'PurchaseUpdate.Amount' Error:Field validation for 'Amount' failed on the "
           "'required' tag");
+  CK_BIND(pc_payment_reminder_def,
+          "{\"order_id\":\"o\",\"amount\":-0.0,\"currency\":\"USD\",\"due_date\":"
+          "\"2025-01-09T00:00:00Z\"}",
+          "ok:{\"order_id\":\"o\",\"amount\":-0,\"currency\":\"USD\",\"due_date\":"
+          "\"2025-01-09T00:00:00Z\",\"days_overdue\":0,\"message\":\"\"}");
+  /* reflect.Value.IsZero compares bits: -0.0 passes `required`, and is
+   * written back as -0 */
+  CK_BIND(pc_payment_reminder_def,
+          "{\"order_id\":\"o\",\"amount\":-0.0,\"currency\":\"USD\",\"due_date\":"
+          "\"2025-01-09T00:00:00Z\"}",
+          "ok:{\"order_id\":\"o\",\"amount\":-0,\"currency\":\"USD\",\"due_date\":"
+          "\"2025-01-09T00:00:00Z\",\"days_overdue\":0,\"message\":\"\"}");
   CK_BIND(pc_purchase_update_def, "{\"amount\":\"12\"}",
           "err:json: cannot unmarshal string into Go struct field PurchaseUpdate.amount of type "
           "float64");
