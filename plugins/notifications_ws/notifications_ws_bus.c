@@ -19,7 +19,8 @@ static int key_is(pc_jval key, const char *name) {
 static void drop(notif_ws *s, notifd_bus_msg *m, const pc_notification_kind *kind,
                  const char *reason, const char *detail) {
   const notifd_api *api = s->api;
-  api->log(s->self, NOTIFD_LOG_WARN, "dropping record %s[%d]@%lld: %s%s%s", api->msg_topic(m),
+  /* The detail may quote the record: bounded so a huge value cannot flood the log. */
+  api->log(s->self, NOTIFD_LOG_WARN, "dropping record %s[%d]@%lld: %s%s%.300s", api->msg_topic(m),
            api->msg_partition(m), (long long)api->msg_offset(m), reason, detail ? ": " : "",
            detail ? detail : "");
   notif_count(s, "bus", kind, "invalid");
