@@ -37,6 +37,8 @@ struct nd_cfg_node {
   size_t n;           /* map entries / seq items */
   nd_cfg_node **items;/* children; for maps each child's `key` is set */
   int used;           /* set by lookups; unread keys are "unknown" */
+  nd_cfg_node *parent;/* enclosing map/seq (NULL for the root or for nodes
+                       * built by hand); gives messages the full key path */
 };
 
 typedef struct nd_cfg_tree {
@@ -44,10 +46,21 @@ typedef struct nd_cfg_tree {
   char *file;
 } nd_cfg_tree;
 
-/* Parses YAML text; `name` is the file name used in marks.  Anchors and
- * aliases are rejected; duplicate keys are errors; ${VAR} and
- * ${VAR:-default} are expanded in scalars (an unset ${VAR} without default
- * is an error).  Returns 0, or -1 with errors added. */
+/* Parses YAML text; `name` is the file name used in marks.  Anchors,
+ * aliases, explicit tags, non-scalar keys, duplicate keys and a second
+ * document are errors; the top level must be a map (an empty document gives
+ * root NULL).  Nesting deeper than 64 levels is refused.
+ * Expansion applies to every scalar VALUE (not to keys), in every quoting
+ * style, anywhere in the text and several times per scalar:
+ *   ${VAR}           VAR's value; unset -> error naming VAR
+ *   ${VAR:-default}  default when VAR is unset or empty (shell semantics)
+ *   ${VAR-default}   default only when VAR is unset
+ *   $$               a literal '$'
+ * `$NAME` without braces and a lone `$` stay as they are.  The default is
+ * literal text up to the first `}` (no nested ${...}).  A plain scalar that
+ * expands to "" (e.g. `${X:-}`) is null, i.e. "not set".
+ * On failure the tree is left empty (root NULL).  Returns 0, or -1 with
+ * errors added. */
 int nd_cfg_parse(const char *text, size_t len, const char *name,
                  nd_cfg_tree *out, nd_errors *errs);
 int nd_cfg_parse_file(const char *path, nd_cfg_tree *out, nd_errors *errs);
@@ -59,21 +72,38 @@ nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key);
 nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted);
 
 /* Typed reads of a scalar node: 0 on success; on a type error add
- * "file:line:col: key 'k': expected <type>, got '<text>'" and return -1. */
+ * "file:line:col: key 'a.b': expected <type>, got '<text>'" (full key path
+ * from the document root) and return -1.  A null scalar or a map/list is a
+ * type error for every read.  Integers, numbers and booleans must be
+ * unquoted; strings and durations may be quoted.
+ *   int:      [+-]digits or [+-]0x hex digits, int64 range (no suffixes;
+ *             leading zeros are decimal, not octal)
+ *   double:   decimal or exponent notation, finite (no inf/nan/hex)
+ *   bool:     see nd_parse_bool
+ *   duration: see nd_parse_duration_ms
+ * Host sizes (http.max_body, websocket.max_message...) also accept the
+ * suffixes B, KB, MB, GB (powers of 1000) and KiB, MiB, GiB (powers of
+ * 1024), e.g. `1MiB` or `64 KiB`. */
 int nd_cfg_as_string(nd_cfg_node *n, nd_errors *e, const char **out);
 int nd_cfg_as_int(nd_cfg_node *n, nd_errors *e, int64_t *out);
 int nd_cfg_as_double(nd_cfg_node *n, nd_errors *e, double *out);
 int nd_cfg_as_bool(nd_cfg_node *n, nd_errors *e, int *out);
 int nd_cfg_as_duration_ms(nd_cfg_node *n, nd_errors *e, int64_t *out);
 
-/* Go time.ParseDuration syntax -> milliseconds (rounded down);
- * a bare integer is milliseconds.  0 on success, -1 if malformed. */
+/* Go time.ParseDuration syntax -> milliseconds (truncated toward zero):
+ * [+-] then one or more <number><unit> with units ns us µs μs ms s m h and
+ * decimal fractions ("1.5s", "1h30m", "2h45m10.5s"), or "0".  A bare
+ * integer ("250", "-5") is milliseconds.  The sign is accepted; callers
+ * that need a positive value check it.  0 on success, -1 if malformed or
+ * out of range (|d| > ~292 years, as in Go). */
 int nd_parse_duration_ms(const char *s, int64_t *out);
 /* Go strconv.ParseBool set plus yes/no/on/off. */
 int nd_parse_bool(const char *s, int *out);
 
 /* Adds "unknown key" errors for every map key under `n` never marked used,
- * with its key's file:line:column and full dotted path (prefix + key). */
+ * with its key's file:line:column and full dotted path (prefix + key, e.g.
+ * "plugins[2].config.foo").  A used key whose value is a map or a list is
+ * searched inside; list items are always searched. */
 void nd_cfg_report_unused(nd_cfg_node *n, const char *prefix, nd_errors *e);
 
 /* ---- the host's configuration ----------------------------------------- */
@@ -142,8 +172,23 @@ typedef struct nd_config {
 } nd_config;
 
 /* Builds the host config from a parsed tree (takes ownership of the tree,
- * also on failure).  Every problem is added to `errs`; returns -1 if any. */
+ * also on failure).  Every problem is added to `errs`; returns -1 if any.
+ * A key set to null (`~`, empty) takes its default.  Defaults: listen
+ * 0.0.0.0:8080, admin 127.0.0.1:9090, data_dir ./data, logging info/logfmt,
+ * the http/websocket/shutdown values noted at each field, workers 4, no
+ * plugin_dirs, embedded backends, bus.retry 5 attempts, 100ms, 30s, x2.0,
+ * jitter 0.2.  The keys `backends`, `backends.kafka|redis|mongodb`, `bus`,
+ * `kv` and each plugin's `config` are marked used but their contents are
+ * left to the modules that read them (unknown keys are reported later by
+ * nd_cfg_report_unused on the whole tree).  `websocket.allowed_origins:
+ * []` allows no browser origin; absent allows all. */
 int nd_config_load(nd_cfg_tree *tree, nd_config *out, nd_errors *errs);
 void nd_config_free(nd_config *c);
+
+/* Unknown keys in the host's own part of a loaded config, without the
+ * subtrees other modules read later (contents of backends.<name>, bus
+ * except bus.retry, kv, plugins[i].config).  For when nd_config_load
+ * failed and plugins never ran, so `--check` still lists misspelt keys. */
+void nd_config_report_unknown_host_keys(const nd_config *c, nd_errors *errs);
 
 #endif

@@ -1,0 +1,106 @@
+/* Lookups that mark keys used, key paths for messages, and the report of
+ * keys nobody read. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/cfg_internal.h"
+
+static nd_cfg_node *get_n(nd_cfg_node *map, const char *key, size_t len) {
+  if (!map || !key || map->kind != ND_CFG_MAP) return NULL;
+  for (size_t i = 0; i < map->n; i++) {
+    nd_cfg_node *c = map->items[i];
+    if (c->key && strlen(c->key) == len && memcmp(c->key, key, len) == 0) {
+      c->used = 1;
+      return c;
+    }
+  }
+  return NULL;
+}
+
+nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key) {
+  return key ? get_n(map, key, strlen(key)) : NULL;
+}
+
+nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted) {
+  if (!dotted) return NULL;
+  nd_cfg_node *cur = map;
+  const char *p = dotted;
+  for (;;) {
+    const char *dot = strchr(p, '.');
+    size_t len = dot ? (size_t)(dot - p) : strlen(p);
+    if (len == 0) return NULL;
+    cur = get_n(cur, p, len);
+    if (!cur || !dot) return cur;
+    p = dot + 1;
+  }
+}
+
+void nd_cfg_key_path(const nd_cfg_node *n, nd_buf *b) {
+  if (!n) return;
+  const nd_cfg_node *parent = n->parent;
+  if (parent) nd_cfg_key_path(parent, b);
+  if (parent && parent->kind == ND_CFG_SEQ) {
+    size_t i = 0;
+    while (i < parent->n && parent->items[i] != n) i++;
+    nd_buf_printf(b, "[%zu]", i);
+  } else if (n->key) {
+    if (b->len) nd_buf_puts(b, ".");
+    nd_buf_puts(b, n->key);
+  }
+}
+
+void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...) {
+  nd_buf b;
+  nd_buf_init(&b);
+  nd_cfg_key_path(n, &b);
+  if (b.len) {
+    /* "key 'a.b': " prefix, then the message. */
+    nd_buf path = b;
+    nd_buf_init(&b);
+    nd_buf_printf(&b, "key '%s': ", path.data);
+    nd_buf_free(&path);
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  nd_buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  char *msg = nd_buf_steal(&b, NULL);
+  nd_errors_add(e, n ? n->file : NULL, n ? n->line : 0, n ? n->col : 0, "%s",
+                msg ? msg : "out of memory");
+  free(msg);
+}
+
+static void report(nd_cfg_node *n, nd_buf *path, nd_errors *e) {
+  if (!n) return;
+  size_t base = path->len;
+  for (size_t i = 0; i < n->n; i++) {
+    nd_cfg_node *c = n->items[i];
+    if (n->kind == ND_CFG_MAP) {
+      if (base) nd_buf_puts(path, ".");
+      nd_buf_puts(path, c->key ? c->key : "?");
+      if (!c->used) {
+        int kl = c->key_line ? c->key_line : c->line, kc = c->key_line ? c->key_col : c->col;
+        nd_errors_add(e, c->file, kl, kc, "unknown key '%s'", path->data ? path->data : "?");
+      } else {
+        report(c, path, e);
+      }
+    } else if (n->kind == ND_CFG_SEQ) {
+      nd_buf_printf(path, "[%zu]", i);
+      report(c, path, e);
+    }
+    if (path->data) {
+      path->len = base;
+      path->data[base] = '\0';
+    }
+  }
+}
+
+void nd_cfg_report_unused(nd_cfg_node *n, const char *prefix, nd_errors *e) {
+  nd_buf path;
+  nd_buf_init(&path);
+  if (prefix) nd_buf_puts(&path, prefix);
+  report(n, &path, e);
+  nd_buf_free(&path);
+}

@@ -1,0 +1,469 @@
+/* The host's typed configuration from a parsed tree: defaults, types and
+ * ranges.  Every problem is collected; nothing stops at the first one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <notifd/plugin.h>
+
+#include "config/cfg_internal.h"
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define DAY_MS (INT64_C(24) * 3600 * 1000)
+#define PLUGIN_NAME_MAX 64
+
+typedef struct loader {
+  nd_errors *e;
+  int bad;
+} loader;
+
+static void oom(loader *L) {
+  nd_errors_add(L->e, NULL, 0, 0, "out of memory while loading the configuration");
+  L->bad = 1;
+}
+
+static char *dup_or_oom(loader *L, const char *s) {
+  if (!s) return NULL;
+  char *d = strdup(s);
+  if (!d) oom(L);
+  return d;
+}
+
+/* The value under `key`, marked used; NULL when absent or null. */
+static nd_cfg_node *value(nd_cfg_node *map, const char *key) {
+  nd_cfg_node *n = nd_cfg_get(map, key);
+  return n && n->kind == ND_CFG_SCALAR && n->is_null ? NULL : n;
+}
+
+/* A map-valued key (NULL when absent or null; an error otherwise). */
+static nd_cfg_node *section(loader *L, nd_cfg_node *map, const char *key) {
+  nd_cfg_node *n = value(map, key);
+  if (!n || n->kind == ND_CFG_MAP) return n;
+  nd_cfg_error_at(L->e, n, "expected a map, got %s",
+                  n->kind == ND_CFG_SEQ ? "a list" : "a single value");
+  L->bad = 1;
+  return NULL;
+}
+
+static void get_string(loader *L, nd_cfg_node *map, const char *key, const char *def,
+                       int allow_empty, char **out) {
+  nd_cfg_node *n = value(map, key);
+  const char *s = def;
+  if (n && nd_cfg_as_string(n, L->e, &s) < 0) {
+    L->bad = 1;
+    s = def;
+  } else if (n && !*s && !allow_empty) {
+    nd_cfg_error_at(L->e, n, "must not be empty");
+    L->bad = 1;
+    s = def;
+  }
+  *out = dup_or_oom(L, s);
+}
+
+static void get_int(loader *L, nd_cfg_node *map, const char *key, int64_t def, int64_t lo,
+                    int64_t hi, int64_t *out) {
+  nd_cfg_node *n = value(map, key);
+  int64_t v = def;
+  if (n) {
+    if (nd_cfg_as_int(n, L->e, &v) < 0) {
+      L->bad = 1;
+      v = def;
+    } else if (v < lo || v > hi) {
+      nd_cfg_error_at(L->e, n, "must be between %lld and %lld, got %lld", (long long)lo,
+                      (long long)hi, (long long)v);
+      L->bad = 1;
+      v = def;
+    }
+  }
+  *out = v;
+}
+
+static void get_u32(loader *L, nd_cfg_node *map, const char *key, uint32_t def, uint32_t lo,
+                    uint32_t hi, uint32_t *out) {
+  int64_t v;
+  get_int(L, map, key, def, lo, hi, &v);
+  *out = (uint32_t)v;
+}
+
+static void get_size(loader *L, nd_cfg_node *map, const char *key, uint64_t def, uint64_t lo,
+                     uint64_t hi, uint64_t *out) {
+  nd_cfg_node *n = value(map, key);
+  uint64_t v = def;
+  if (n) {
+    if (nd_cfg_as_size(n, L->e, &v) < 0) {
+      L->bad = 1;
+      v = def;
+    } else if (v < lo || v > hi) {
+      nd_cfg_error_at(L->e, n, "must be between %llu and %llu bytes, got %llu",
+                      (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)v);
+      L->bad = 1;
+      v = def;
+    }
+  }
+  *out = v;
+}
+
+/* A duration in [lo, hi] milliseconds. */
+static void get_duration(loader *L, nd_cfg_node *map, const char *key, int64_t def, int64_t lo,
+                         int64_t hi, int64_t *out) {
+  nd_cfg_node *n = value(map, key);
+  int64_t v = def;
+  if (n) {
+    if (nd_cfg_as_duration_ms(n, L->e, &v) < 0) {
+      L->bad = 1;
+      v = def;
+    } else if (v < lo || v > hi) {
+      nd_cfg_error_at(L->e, n, "must be between %lldms and %lldms, got %lldms", (long long)lo,
+                      (long long)hi, (long long)v);
+      L->bad = 1;
+      v = def;
+    }
+  }
+  *out = v;
+}
+
+static void get_double(loader *L, nd_cfg_node *map, const char *key, double def, double lo,
+                       double hi, double *out) {
+  nd_cfg_node *n = value(map, key);
+  double v = def;
+  if (n) {
+    if (nd_cfg_as_double(n, L->e, &v) < 0) {
+      L->bad = 1;
+      v = def;
+    } else if (v < lo || v > hi) {
+      nd_cfg_error_at(L->e, n, "must be between %g and %g, got %g", lo, hi, v);
+      L->bad = 1;
+      v = def;
+    }
+  }
+  *out = v;
+}
+
+/* One of `names` (case-insensitive); returns its index or `def`. */
+static int get_choice(loader *L, nd_cfg_node *map, const char *key, const char *const *names,
+                      int def) {
+  nd_cfg_node *n = value(map, key);
+  const char *s;
+  if (!n) return def;
+  if (nd_cfg_as_string(n, L->e, &s) < 0) {
+    L->bad = 1;
+    return def;
+  }
+  for (int i = 0; names[i]; i++)
+    if (strcasecmp(s, names[i]) == 0) return i;
+  nd_buf allowed;
+  nd_buf_init(&allowed);
+  for (int i = 0; names[i]; i++) nd_buf_printf(&allowed, "%s%s", i ? "|" : "", names[i]);
+  nd_cfg_error_at(L->e, n, "expected one of %s, got '%s'", allowed.data ? allowed.data : "?", s);
+  nd_buf_free(&allowed);
+  L->bad = 1;
+  return def;
+}
+
+static void free_strv(char **v) {
+  for (size_t i = 0; v && v[i]; i++) free(v[i]);
+  free(v);
+}
+
+/* A list of non-empty strings -> NULL-terminated array (NULL when absent). */
+static void get_string_list(loader *L, nd_cfg_node *map, const char *key, char ***out) {
+  *out = NULL;
+  nd_cfg_node *n = value(map, key);
+  if (!n) return;
+  if (n->kind != ND_CFG_SEQ) {
+    nd_cfg_error_at(L->e, n, "expected a list of strings, got %s",
+                    n->kind == ND_CFG_MAP ? "a map" : "a single value");
+    L->bad = 1;
+    return;
+  }
+  char **v = calloc(n->n + 1, sizeof *v);
+  if (!v) {
+    oom(L);
+    return;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < n->n; i++) {
+    nd_cfg_node *item = n->items[i];
+    const char *s;
+    item->used = 1;
+    if (nd_cfg_as_string(item, L->e, &s) < 0) {
+      L->bad = 1;
+      continue;
+    }
+    if (!*s) {
+      nd_cfg_error_at(L->e, item, "must not be empty");
+      L->bad = 1;
+      continue;
+    }
+    if (!(v[k] = strdup(s))) {
+      oom(L);
+      break;
+    }
+    k++;
+  }
+  *out = v;
+}
+
+static void load_listeners(loader *L, nd_cfg_node *root, nd_config *c) {
+  nd_cfg_node *listen = section(L, root, "listen");
+  int64_t port;
+  get_string(L, listen, "address", "0.0.0.0", 0, &c->listen_address);
+  get_int(L, listen, "port", 8080, 0, 65535, &port);
+  c->listen_port = (int)port;
+  nd_cfg_node *admin = section(L, root, "admin");
+  get_string(L, admin, "address", "127.0.0.1", 0, &c->admin_address);
+  get_int(L, admin, "port", 9090, -1, 65535, &port);
+  c->admin_port = (int)port;
+  get_string(L, root, "data_dir", "./data", 0, &c->data_dir);
+}
+
+static void load_logging(loader *L, nd_cfg_node *root, nd_config *c) {
+  /* Indexes follow NOTIFD_LOG_ERROR..NOTIFD_LOG_DEBUG. */
+  static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+  static const char *const formats[] = {"logfmt", "json", NULL};
+  nd_cfg_node *log = section(L, root, "logging");
+  c->log_level = get_choice(L, log, "level", levels, NOTIFD_LOG_INFO);
+  c->log_json = get_choice(L, log, "format", formats, 0);
+}
+
+static void load_http(loader *L, nd_cfg_node *root, nd_config *c) {
+  nd_cfg_node *http = section(L, root, "http");
+  get_size(L, http, "max_body", MIB, 1, 4 * GIB, &c->http_max_body);
+  uint64_t hdr;
+  get_size(L, http, "max_header_bytes", 16 * KIB, 1 * KIB, 16 * MIB, &hdr);
+  c->http_max_header_bytes = (uint32_t)hdr;
+  get_u32(L, http, "max_connections", 100000, 1, 10000000, &c->http_max_connections);
+  get_duration(L, http, "keepalive_timeout", 60000, 1, DAY_MS, &c->http_keepalive_ms);
+  get_duration(L, http, "request_timeout", 30000, 1, DAY_MS, &c->http_request_timeout_ms);
+  get_string(L, http, "static_dir", NULL, 0, &c->static_dir);
+  nd_cfg_node *shutdown = section(L, root, "shutdown");
+  get_duration(L, shutdown, "deadline", 10000, 1, DAY_MS, &c->shutdown_deadline_ms);
+}
+
+static void load_auth(loader *L, nd_cfg_node *root, nd_config *c) {
+  nd_cfg_node *auth = section(L, root, "auth");
+  get_string(L, auth, "jwt_secret", NULL, 1, &c->jwt_secret);
+  get_string(L, auth, "internal_token", NULL, 1, &c->internal_token);
+}
+
+static void load_websocket(loader *L, nd_cfg_node *root, nd_config *c) {
+  nd_cfg_node *ws = section(L, root, "websocket");
+  get_duration(L, ws, "ping_interval", 25000, 1, DAY_MS, &c->ws_ping_interval_ms);
+  get_duration(L, ws, "pong_timeout", 10000, 1, DAY_MS, &c->ws_pong_timeout_ms);
+  get_duration(L, ws, "handshake_timeout", 10000, 1, DAY_MS, &c->ws_handshake_timeout_ms);
+  get_size(L, ws, "max_message", 64 * KIB, 1, GIB, &c->ws_max_message);
+  get_size(L, ws, "max_queue_bytes", MIB, 1, 64 * GIB, &c->ws_max_queue_bytes);
+  get_u32(L, ws, "max_queue_frames", 1024, 1, 100000000, &c->ws_max_queue_frames);
+  get_u32(L, ws, "max_connections", 100000, 1, 100000000, &c->ws_max_connections);
+  get_u32(L, ws, "max_connections_per_key", 64, 1, 100000000, &c->ws_max_per_key);
+  get_string_list(L, ws, "allowed_origins", &c->ws_allowed_origins);
+}
+
+static void load_backends(loader *L, nd_cfg_node *root, nd_config *c) {
+  /* The keys inside are read (and marked) by the bus, kv and store. */
+  nd_cfg_node *b = section(L, root, "backends");
+  c->kafka = section(L, b, "kafka");
+  c->redis = section(L, b, "redis");
+  c->mongodb = section(L, b, "mongodb");
+  c->kv_cfg = section(L, root, "kv");
+  c->bus_cfg = section(L, root, "bus");
+  nd_cfg_node *r = section(L, c->bus_cfg, "retry");
+  nd_retry_cfg *rc = &c->retry;
+  int64_t attempts;
+  get_int(L, r, "max_attempts", 5, 1, 1000000, &attempts);
+  rc->max_attempts = (int32_t)attempts;
+  get_duration(L, r, "initial_interval", 100, 1, DAY_MS, &rc->initial_interval_ms);
+  get_duration(L, r, "max_interval", 30000, 1, DAY_MS, &rc->max_interval_ms);
+  get_double(L, r, "multiplier", 2.0, 1.0, 1000.0, &rc->multiplier);
+  get_double(L, r, "jitter", 0.2, 0.0, 1.0, &rc->jitter);
+  if (rc->max_interval_ms < rc->initial_interval_ms) {
+    nd_cfg_node *n = value(r, "max_interval");
+    nd_cfg_error_at(L->e, n ? n : r, "max_interval must not be below initial_interval");
+    L->bad = 1;
+  }
+}
+
+static int valid_plugin_name(const char *s) {
+  size_t len = strlen(s);
+  if (len == 0 || len > PLUGIN_NAME_MAX) return 0;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) return 0;
+  return 1;
+}
+
+/* One `plugins:` entry; 0 when it is valid and stored in *pc. */
+static int load_plugin(loader *L, nd_cfg_node *item, nd_plugin_cfg *pc) {
+  memset(pc, 0, sizeof *pc);
+  item->used = 1;
+  if (item->kind != ND_CFG_MAP) {
+    nd_cfg_error_at(L->e, item, "a plugin entry must be a map with at least `name:`");
+    return -1;
+  }
+  int bad = 0;
+  const char *name = NULL;
+  nd_cfg_node *n = value(item, "name");
+  if (!n) {
+    nd_cfg_error_at(L->e, item, "plugin entry without a name");
+    bad = 1;
+  } else if (nd_cfg_as_string(n, L->e, &name) < 0) {
+    bad = 1;
+  } else if (!valid_plugin_name(name)) {
+    nd_cfg_error_at(L->e, n, "invalid plugin name '%s' (use 1 to %d of a-z, 0-9, _)", name,
+                    PLUGIN_NAME_MAX);
+    bad = 1;
+  }
+  const char *path = NULL;
+  n = value(item, "path");
+  if (n && nd_cfg_as_string(n, L->e, &path) < 0) bad = 1;
+  else if (n && !*path) {
+    nd_cfg_error_at(L->e, n, "must not be empty");
+    bad = 1;
+  }
+  int builtin = 0;
+  n = value(item, "builtin");
+  if (n && nd_cfg_as_bool(n, L->e, &builtin) < 0) bad = 1;
+  if (builtin && path) {
+    nd_cfg_error_at(L->e, n, "a builtin plugin cannot also have a path");
+    bad = 1;
+  }
+  nd_cfg_node *conf = section(L, item, "config");
+  if (bad) return -1;
+  pc->name = strdup(name);
+  pc->path = path ? strdup(path) : NULL;
+  if (!pc->name || (path && !pc->path)) {
+    free(pc->name);
+    free(pc->path);
+    memset(pc, 0, sizeof *pc);
+    oom(L);
+    return -1;
+  }
+  pc->builtin = builtin;
+  pc->config = conf;
+  pc->line = item->line;
+  pc->col = item->col;
+  return 0;
+}
+
+static void load_plugins(loader *L, nd_cfg_node *root, nd_config *c) {
+  nd_cfg_node *list = value(root, "plugins");
+  if (!list) return;
+  if (list->kind != ND_CFG_SEQ) {
+    nd_cfg_error_at(L->e, list, "expected a list of plugin entries");
+    L->bad = 1;
+    return;
+  }
+  if (list->n == 0) return;
+  c->plugins = calloc(list->n, sizeof *c->plugins);
+  if (!c->plugins) {
+    oom(L);
+    return;
+  }
+  for (size_t i = 0; i < list->n; i++) {
+    nd_plugin_cfg *pc = &c->plugins[c->nplugins];
+    if (load_plugin(L, list->items[i], pc) < 0) {
+      L->bad = 1;
+      continue;
+    }
+    const nd_plugin_cfg *first = NULL;
+    for (size_t j = 0; j < c->nplugins && !first; j++)
+      if (strcmp(c->plugins[j].name, pc->name) == 0) first = &c->plugins[j];
+    if (first) {
+      nd_cfg_error_at(L->e, nd_cfg_get(list->items[i], "name"),
+                      "duplicate plugin name '%s' (first at line %d, column %d)", pc->name,
+                      first->line, first->col);
+      free(pc->name);
+      free(pc->path);
+      memset(pc, 0, sizeof *pc);
+      L->bad = 1;
+      continue;
+    }
+    c->nplugins++;
+  }
+}
+
+int nd_config_load(nd_cfg_tree *tree, nd_config *out, nd_errors *errs) {
+  memset(out, 0, sizeof *out);
+  if (tree) {
+    out->tree = *tree;
+    memset(tree, 0, sizeof *tree);
+  }
+  loader L = {.e = errs};
+  nd_cfg_node *root = out->tree.root;
+  if (root && root->kind != ND_CFG_MAP) {
+    nd_cfg_error_at(errs, root, "the top level must be a map of settings");
+    root = NULL;
+    L.bad = 1;
+  }
+  load_listeners(&L, root, out);
+  load_logging(&L, root, out);
+  load_http(&L, root, out);
+  load_auth(&L, root, out);
+  load_websocket(&L, root, out);
+  int64_t workers;
+  get_int(&L, root, "workers", 4, 1, 1024, &workers);
+  out->workers = (uint32_t)workers;
+  get_string_list(&L, root, "plugin_dirs", &out->plugin_dirs);
+  load_backends(&L, root, out);
+  load_plugins(&L, root, out);
+  return L.bad ? -1 : 0;
+}
+
+void nd_config_free(nd_config *c) {
+  if (!c) return;
+  free(c->listen_address);
+  free(c->admin_address);
+  free(c->data_dir);
+  free(c->static_dir);
+  free(c->jwt_secret);
+  free(c->internal_token);
+  free_strv(c->ws_allowed_origins);
+  free_strv(c->plugin_dirs);
+  for (size_t i = 0; i < c->nplugins; i++) {
+    free(c->plugins[i].name);
+    free(c->plugins[i].path);
+  }
+  free(c->plugins);
+  nd_cfg_tree_free(&c->tree);
+  memset(c, 0, sizeof *c);
+}
+
+static void unknown_key(const nd_cfg_node *n, const char *prefix, nd_errors *e) {
+  int line = n->key_line ? n->key_line : n->line, col = n->key_line ? n->key_col : n->col;
+  nd_errors_add(e, n->file, line, col, "unknown key '%s%s%s'", prefix, *prefix ? "." : "",
+                n->key ? n->key : "?");
+}
+
+void nd_config_report_unknown_host_keys(const nd_config *c, nd_errors *errs) {
+  nd_cfg_node *root = c ? c->tree.root : NULL;
+  if (!root || root->kind != ND_CFG_MAP) return;
+  for (size_t i = 0; i < root->n; i++) {
+    nd_cfg_node *k = root->items[i];
+    if (!k->used) {
+      unknown_key(k, "", errs);
+    } else if (strcmp(k->key, "backends") == 0) {
+      /* Which backends exist is ours; their contents are not. */
+      for (size_t j = 0; k->kind == ND_CFG_MAP && j < k->n; j++)
+        if (!k->items[j]->used) unknown_key(k->items[j], "backends", errs);
+    } else if (strcmp(k->key, "bus") == 0) {
+      /* Of the bus only `retry` is ours. */
+      for (size_t j = 0; k->kind == ND_CFG_MAP && j < k->n; j++)
+        if (strcmp(k->items[j]->key, "retry") == 0)
+          nd_cfg_report_unused(k->items[j], "bus.retry", errs);
+    } else if (strcmp(k->key, "plugins") == 0) {
+      for (size_t j = 0; k->kind == ND_CFG_SEQ && j < k->n; j++) {
+        nd_cfg_node *item = k->items[j];
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "plugins[%zu]", j);
+        for (size_t m = 0; item->kind == ND_CFG_MAP && m < item->n; m++) {
+          nd_cfg_node *f = item->items[m];
+          if (!f->used) unknown_key(f, prefix, errs);
+        }
+      }
+    } else if (strcmp(k->key, "kv") != 0) {
+      nd_cfg_report_unused(k, k->key, errs);
+    }
+  }
+}
