@@ -192,10 +192,12 @@ static void side_of(bson_t *or, const cp_cursor *c, int older, int *idx) {
   char key[16];
   bson_t alt, cond;
   const char *cmp = older ? "$lt" : "$gt";
+  /* A bare time includes its own millisecond (see the SQLite store). */
+  const char *time_cmp = c->kind == CP_CUR_TIME ? (older ? "$lte" : "$gte") : cmp;
   snprintf(key, sizeof key, "%d", (*idx)++);
   BSON_APPEND_DOCUMENT_BEGIN(or, key, &alt);
   BSON_APPEND_DOCUMENT_BEGIN(&alt, "created_at", &cond);
-  BSON_APPEND_DATE_TIME(&cond, cmp, c->ms);
+  BSON_APPEND_DATE_TIME(&cond, time_cmp, c->ms);
   bson_append_document_end(&alt, &cond);
   bson_append_document_end(or, &alt);
   if (c->kind != CP_CUR_OID && c->kind != CP_CUR_STR_ID) return;

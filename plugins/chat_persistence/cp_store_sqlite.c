@@ -179,8 +179,10 @@ static int sq_get(cp_store *bs, const char *id, chat_message *out, char *err, si
   return rc;
 }
 
-/* Bounds as (created_at, seq) pairs: a time-only cursor excludes its whole
- * millisecond on its own side. */
+/* Bounds as (created_at, seq) pairs.  A cursor excludes its own message;
+ * a bare time includes its whole millisecond (a client catching up after a
+ * reconnect must not miss a message stored in the same millisecond as the
+ * newest it has; it dedupes by message_id). */
 static void bound(const cp_cursor *c, int upper, int64_t *ms, int64_t *seq) {
   if (!c || c->kind == CP_CUR_NONE) {
     *ms = upper ? INT64_MAX : INT64_MIN;
@@ -188,7 +190,7 @@ static void bound(const cp_cursor *c, int upper, int64_t *ms, int64_t *seq) {
     return;
   }
   *ms = c->ms;
-  *seq = c->kind == CP_CUR_SEQ ? c->seq : (upper ? INT64_MIN : INT64_MAX);
+  *seq = c->kind == CP_CUR_SEQ ? c->seq : (upper ? INT64_MAX : INT64_MIN);
 }
 
 static int sq_history(cp_store *bs, const char *stream_id, const cp_cursor *before,

@@ -265,6 +265,9 @@ def test_history_pages_newest_first(notifd_factory):
     page5 = json.loads(raw)
     st, raw, _ = http("GET", url + f"?before={page2['next_before']}&after={page5['next_before']}")
     assert [m["content"] for m in json.loads(raw)["messages"]] == ["m4", "m3"]
+    # A bare time is inclusive: after= the newest created_at still has it.
+    st, raw, _ = http("GET", url + "?after=" + got[0]["created_at"])
+    assert got[0]["message_id"] in [m["message_id"] for m in json.loads(raw)["messages"]]
     # after= a time before everything: all of them.
     st, raw, _ = http("GET", url + "?after=2000-01-01T00:00:00Z&limit=200")
     assert len(json.loads(raw)["messages"]) == 7
