@@ -144,8 +144,7 @@ static int validate(const pc_model *m, pc_buf *err) {
     int zero;
     switch (f->kind) {
       case PC_K_STRING: zero = v->slen == 0; break;
-      /* reflect's IsZero compares the bits: -0.0 is not the zero value */
-      case PC_K_FLOAT: zero = v->f == 0.0 && !signbit(v->f); break;
+      case PC_K_FLOAT: zero = v->f == 0.0; break; /* -0.0 too (checked against Go) */
       case PC_K_INT: zero = v->i == 0; break;
       default: zero = pc_time_is_zero_value(&v->t); break;
     }

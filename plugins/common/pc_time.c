@@ -178,11 +178,17 @@ int pc_time_parse_rfc3339(const char *s, size_t n, pc_time *out, pc_buf *err) {
           break;
         }
         {
-          int hr, mm;
+          /* As Go: the range is checked even when a later part failed,
+           * and a range error wins over a syntax error. */
+          int hr = 0, mm = 0;
           size_t u2;
-          if (getnum(v + 1, 2, 1, &hr, &u2) < 0 || getnum(v + 4, 2, 1, &mm, &u2) < 0) {
+          if (getnum(v + 1, 2, 1, &hr, &u2) < 0) {
+            hr = 0;
             bad = 1;
-            break;
+          }
+          if (!bad && getnum(v + 4, 2, 1, &mm, &u2) < 0) {
+            mm = 0;
+            bad = 1;
           }
           if (hr > 24) range = "time zone offset hour";
           if (mm > 60) range = "time zone offset minute";
