@@ -538,3 +538,33 @@ def test_bad_plugin_config_fails_startup(notifd_factory):
         n.start()
     log = str(e.value)
     assert "auth" in log and "maybe" in log
+
+
+def test_per_key_connection_limit(notifd_factory):
+    n = start(notifd_factory, extra_yaml="websocket: {max_connections_per_key: 2}\n")
+    path = f"/chat/subscribe-websocket?stream_id={STREAM_AB}&sender_id=Mr.A&receiver_id=Mr.B"
+
+    async def scenario():
+        async with connect(sub_url(n)) as a, connect(sub_url(n)):
+            status, body = upgrade_status(n, path)
+            assert status == 429, body
+            assert upgrade_status(n, path.replace(STREAM_AB, "another"))[0] == 101
+            st, resp, _ = await apost(f"{n.url}/chat/forward-to-websocket", message(0, "two"))
+            assert json.loads(resp)["delivered"] == 2
+            assert (await recv_json(a))["content"] == "two"
+
+    run(scenario())
+
+
+def test_graceful_shutdown_closes_sockets_with_1001(notifd_factory):
+    n = start(notifd_factory)
+
+    async def scenario():
+        async with connect(sub_url(n)) as ws:
+            await asyncio.get_running_loop().run_in_executor(None, n.proc.terminate)
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1001
+
+    run(scenario())
+    assert n.proc.wait(timeout=15) == 0
