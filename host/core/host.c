@@ -33,6 +33,8 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
   h->base = base;
   nd_errors_init(&h->errs);
   if (nd_config_load(tree, &h->cfg, &h->errs) < 0) {
+    /* Name misspelt keys too: they often explain the value errors. */
+    nd_config_report_unknown_host_keys(&h->cfg, &h->errs);
     nd_errors_format(&h->errs, err, errlen);
     notifd_host_free(h);
     return NOTIFD_EINVAL;
@@ -149,7 +151,7 @@ void notifd_host_free(notifd_host *h) {
   nd_host_teardown(h); /* abrupt stop of whatever still runs */
   for (size_t i = h->nplugins; i-- > 0;) {
     notifd_plugin *p = h->plugins[i];
-    if (p->inited && p->def.destroy) p->def.destroy(p->state);
+    if (p->init_called && p->def.destroy) p->def.destroy(p->state);
     nd_plugin_unload(p);
   }
   free(h->plugins);

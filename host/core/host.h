@@ -36,6 +36,7 @@ struct notifd_plugin {
   void *dl;                    /* dlopen handle, NULL for builtins */
   char *path;                  /* resolved path or "(builtin)" */
   void *state;
+  int init_called; /* init ran (even if it failed): destroy gets the state */
   int inited, started;
   nd_timer_list *timers;       /* owned; stopped at plugin stop */
 };

@@ -70,6 +70,7 @@ static size_t load_and_init(notifd_host *h, int fail_fast) {
       if (fail_fast) break;
       continue;
     }
+    p->init_called = 1;
     int rc = p->def.init(p, &h->api, &p->state);
     if (rc < 0) {
       nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
@@ -83,6 +84,11 @@ static size_t load_and_init(notifd_host *h, int fail_fast) {
     }
     if (fail_fast && h->errs.n > errs_now) break;
   }
+  /* Configured backends open now even if no plugin asked for them, so
+   * their settings are checked (and counted as read) before the
+   * unknown-key report. */
+  if (h->cfg.kafka || h->cfg.bus_cfg) nd_host_bus(h);
+  if (h->cfg.redis || h->cfg.kv_cfg) nd_host_kv(h);
   h->phase = ND_PHASE_READY;
   if (h->errs.n == before || !fail_fast)
     nd_cfg_report_unused(h->cfg.tree.root, "", &h->errs);

@@ -277,11 +277,22 @@ static void put_help(nd_buf *b, const char *v) {
   }
 }
 
+/* Shortest %g form that reads back as the same double (3.55, not
+ * 3.5499999999999998). */
+static void put_shortest(nd_buf *b, double v) {
+  char tmp[32];
+  for (int prec = 15; prec <= 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+    if (prec == 17 || strtod(tmp, NULL) == v) break;
+  }
+  nd_buf_puts(b, tmp);
+}
+
 static void put_number(nd_buf *b, double v) {
   if (isinf(v)) nd_buf_puts(b, v > 0 ? "+Inf" : "-Inf");
   else if (isnan(v)) nd_buf_puts(b, "NaN");
   else if (v == (double)(int64_t)v && fabs(v) < 9e15) nd_buf_printf(b, "%lld", (long long)v);
-  else nd_buf_printf(b, "%.17g", v);
+  else put_shortest(b, v);
 }
 
 /* name{l1="v1",...[,le="x"]} */

@@ -245,7 +245,7 @@ static int email_init(notifd_plugin *p, const notifd_api *api, void **state) {
   if (!bad) bad |= email_http_register(ep) < 0;
   bad |= load_templates(ep) < 0;
   if (bad) {
-    /* The host does not call destroy after a failed init. */
+    /* Release now; the host's destroy call then gets NULL. */
     email_destroy(ep);
     *state = NULL;
     return NOTIFD_EINVAL;
