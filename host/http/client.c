@@ -341,7 +341,9 @@ int nd_http_call(notifd_host *h, const notifd_http_client_req *req, notifd_http_
   for (size_t i = 0; q.headers && q.headers[i]; i++)
     if (!header_line_ok(q.headers[i])) return NOTIFD_EINVAL;
   const char *token = NULL;
-  if (q.internal_auth) {
+  int local = strncmp(q.url, "local:", 6) == 0;
+  /* In-process calls are trusted without a token (see internal_local). */
+  if (q.internal_auth && (!local || (h->cfg.internal_token && *h->cfg.internal_token))) {
     token = h->cfg.internal_token;
     if (!token || !*token) {
       ND_WARN("http", "call to %s asks for internal auth but auth.internal_token is not set",
@@ -361,7 +363,7 @@ int nd_http_call(notifd_host *h, const notifd_http_client_req *req, notifd_http_
   }
   nd_httpc *c = h->httpc;
   if (c->closing) return NOTIFD_ECLOSED;
-  if (strncmp(q.url, "local:", 6) == 0)
+  if (local)
     return nd_httpc_local_start(c, &q, method, timeout, token, cb, ud);
   if (strncasecmp(q.url, "http://", 7) != 0 && strncasecmp(q.url, "https://", 8) != 0)
     return NOTIFD_EINVAL;

@@ -270,6 +270,7 @@ int nd_httpc_local_start(nd_httpc *c, const notifd_http_client_req *q, int metho
     free(lc);
     return NOTIFD_ENOMEM;
   }
+  call->req->internal_local = q->internal_auth != 0;
   call->req->deliver = local_deliver;
   call->req->sink = lc;
   event_assign(&call->step_ev, c->base, -1, 0, on_step, lc);

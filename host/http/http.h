@@ -68,6 +68,9 @@ const char *nd_req_path(notifd_req *r);
 const char *nd_req_param(notifd_req *r, const char *name);
 const char *nd_req_query(notifd_req *r, const char *name);
 const char *nd_req_header(notifd_req *r, const char *name);
+/* 1 when the request is an in-process local: call made with internal
+ * auth (the internal policy trusts it without a configured token). */
+int nd_req_is_internal_local(const notifd_req *r);
 const void *nd_req_body(notifd_req *r, size_t *len);
 json_t *nd_req_json_or_400(notifd_req *r);
 const char *nd_req_auth_subject(notifd_req *r);

@@ -95,6 +95,8 @@ struct notifd_req {
 
   /* state */
   int answered;                 /* respond* called */
+  int internal_local;           /* a local: call that asked for internal
+                                   auth: same process, trusted */
   int in_handler;               /* handler is on the stack: free after */
   int dispatched;               /* counted in the server's in-flight list */
   int64_t t0_ns;                /* monotonic start, for the histogram */

@@ -56,6 +56,8 @@ const char *nd_req_param(notifd_req *r, const char *name) {
   return NULL;
 }
 
+int nd_req_is_internal_local(const notifd_req *r) { return r && r->internal_local; }
+
 const char *nd_req_header(notifd_req *r, const char *name) {
   if (!r || !name) return NULL;
   for (size_t i = 0; i < r->nhdrs; i++)

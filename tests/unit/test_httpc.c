@@ -347,6 +347,25 @@ START_TEST(internal_auth_header) {
 }
 END_TEST
 
+/* Without a configured token, in-process local: calls that ask for
+ * internal auth are trusted; network calls and local calls without the
+ * flag are still refused. */
+START_TEST(internal_auth_local_without_token) {
+  th *t = th_new(NULL);
+  result r;
+  ck_assert_int_eq(call(t, "POST", "local:/internal", "{}", NULL, 0, 1, &r), 0);
+  wait_done(t, &r, 1000);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_int_eq(call(t, "POST", "local:/internal", "{}", NULL, 0, 0, &r), 0);
+  wait_done(t, &r, 1000);
+  ck_assert_int_eq(r.status, 401);
+  ck_assert_int_eq(call(t, "POST", u(t, "/internal"), "{}", NULL, 0, 0, &r), 0);
+  wait_done(t, &r, 3000);
+  ck_assert_int_eq(r.status, 401);
+  th_free(t);
+}
+END_TEST
+
 START_TEST(local_dispatch) {
   th *t = th_new(NULL);
   result r;
@@ -509,6 +528,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, connection_refused);
   tcase_add_test(tc, bad_arguments);
   tcase_add_test(tc, internal_auth_header);
+  tcase_add_test(tc, internal_auth_local_without_token);
   tcase_add_test(tc, local_dispatch);
   tcase_add_test(tc, free_cancels_without_callbacks);
   tcase_add_test(tc, free_from_inside_callback);
