@@ -226,7 +226,7 @@ static void consumer_free(notifd_consumer *c) {
 
 int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *opts,
                    notifd_consumer **out) {
-  if (!b || !opts || !out || opts->size < offsetof(notifd_consumer_opts, max_attempts))
+  if (!b || !opts || opts->size < offsetof(notifd_consumer_opts, max_attempts))
     return NOTIFD_EINVAL;
   if (!nd_host_registering(b->host) || b->started) return NOTIFD_ESTATE;
   notifd_consumer_opts o;
@@ -271,7 +271,7 @@ int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *
   }
   v[b->nconsumers++] = c;
   b->consumers = v;
-  *out = c;
+  if (out) *out = c;
   ND_DEBUG("bus", "consumer group=%s topics=%zu max_attempts=%d initial=%" PRId64 "ms", c->group,
            c->ntopics, c->retry.max_attempts, c->retry.initial_ms);
   return 0;

@@ -110,6 +110,7 @@ int nd_retry_resolve(const notifd_consumer_opts *o, const nd_retry_cfg *cfg, nd_
     if (o->max_interval_ms > 0) p.max_ms = o->max_interval_ms;
     if (o->multiplier > 0) p.multiplier = o->multiplier;
     if (o->jitter > 0) p.jitter = o->jitter;
+    else if (o->jitter < 0) p.jitter = 0; /* explicit "no jitter" */
   }
   /* Normalise: a zero-valued Go RetryConfig meant a single attempt. */
   if (p.max_attempts < 1) p.max_attempts = 1;

@@ -175,7 +175,8 @@ typedef struct notifd_consumer_opts {
   int64_t initial_interval_ms;
   int64_t max_interval_ms;
   double multiplier;
-  double jitter;                   /* 0..1, fraction of the wait randomised */
+  double jitter;                   /* 0..1, fraction of the wait randomised;
+                                      0 = host default, < 0 = none */
   const char *dead_letter_topic;   /* NULL = "<topic>.dlq" */
   notifd_bus_exhausted_cb on_exhausted; /* optional */
   int32_t start_from_latest;       /* 1 = new group starts at the end */
@@ -291,6 +292,8 @@ typedef struct notifd_api {
   uint32_t (*ws_key_count)(notifd_ws_channel *ch, const char *key);
 
   /* -- bus (Kafka or embedded) -- */
+  /* Registers a consumer (init only; copies opts).  *out, when out is not
+   * NULL, gets a handle owned by the host, valid until destroy. */
   int (*bus_consume)(notifd_plugin *p, const notifd_consumer_opts *opts,
                      notifd_consumer **out);
   /* Copies everything; `headers` is NULL-terminated name,value,... pairs. */
@@ -370,11 +373,15 @@ typedef struct notifd_plugin_def {
   const char *name;           /* role name, e.g. "chat_ws" */
   const char *version;        /* plugin's own version string */
   /* Register everything here; store the plugin's state in *state.
-   * Return < 0 to fail startup. */
+   * Return < 0 to fail startup; destroy(*state) is still called, so set
+   * *state before anything that can fail. */
   int (*init)(notifd_plugin *p, const notifd_api *api, void **state);
   /* After every plugin's init succeeded; may be NULL. */
   int (*start)(void *state);
-  /* Reverse order at shutdown; cancel work, join own threads; may be NULL. */
+  /* Reverse order at shutdown; cancel work, join own threads; may be NULL.
+   * In-flight requests, websockets and consumers are drained (up to the
+   * shutdown deadline) before it runs.  After stop returns the plugin must
+   * not call the API; the host tears its registrations down. */
   void (*stop)(void *state);
   /* Frees state; may be NULL. */
   void (*destroy)(void *state);
