@@ -78,6 +78,28 @@ START_TEST(check_ok_and_missing_file) {
 }
 END_TEST
 
+/* The README's run config: every role loads and inits from the build. */
+START_TEST(check_shipped_single_node_config) {
+  char data[512];
+  snprintf(data, sizeof data, "%s/data", dir);
+  setenv("NOTIFD_DATA_DIR", data, 1);
+  setenv("NOTIFD_PLUGIN_DIR", ND_BUILD_ROOT "/plugins", 1);
+  setenv("NOTIFD_WEB_DIR", ND_SOURCE_ROOT "/web", 1);
+  setenv("NOTIFD_TEMPLATES_DIR", ND_SOURCE_ROOT "/config/templates", 1);
+  char *out;
+  int rc = run_notifd(&out, "--check", "-c", ND_SOURCE_ROOT "/config/single-node.yaml");
+  ck_assert_msg(rc == 0, "%s", out);
+  const char *roles[] = {"chat_ws", "notifications_ws", "chat_persistence", "chat_change_handler",
+                         "email"};
+  for (size_t i = 0; i < sizeof roles / sizeof *roles; i++) {
+    char want[128];
+    snprintf(want, sizeof want, "plugin %s ", roles[i]);
+    ck_assert_msg(strstr(out, want), "%s not loaded: %s", roles[i], out);
+  }
+  free(out);
+}
+END_TEST
+
 typedef struct fetch {
   char url[256];
   long status;
@@ -143,6 +165,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, version_and_help);
   tcase_add_test(tc, check_reports_misspelt_key);
   tcase_add_test(tc, check_ok_and_missing_file);
+  tcase_add_test(tc, check_shipped_single_node_config);
   tcase_add_test(tc, serve_and_sigterm);
   suite_add_tcase(s, tc);
   return s;
