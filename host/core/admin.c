@@ -62,6 +62,18 @@ static void on_metrics(notifd_req *r, void *ud) {
     for (size_t i = 0; i < h->nplugins; i++) n += h->plugins[i]->started ? 1 : 0;
     nd_metric_set(m, NULL, (double)n);
   }
+  /* Which build of each plugin is serving (a swap is a restart). */
+  static const char *const plugin_labels[] = {"name", "version", NULL};
+  if (nd_metric_register(h->metrics, ND_METRIC_GAUGE, "notifd_plugin_info",
+                         "Loaded plugins and the version each reports.", plugin_labels, NULL, 0,
+                         &m) == 0) {
+    for (size_t i = 0; i < h->nplugins; i++) {
+      const notifd_plugin *p = h->plugins[i];
+      if (!p->inited) continue;
+      const char *v[] = {p->cfg->name, p->def.version ? p->def.version : ""};
+      nd_metric_set(m, v, 1);
+    }
+  }
   char *text = NULL;
   size_t len = 0;
   if (nd_metrics_render(h->metrics, &text, &len) < 0) {

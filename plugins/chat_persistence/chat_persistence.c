@@ -293,12 +293,17 @@ static void cp_destroy(void *state) {
   free(pl);
 }
 
+/* Test builds (tests/plugins/swap) override the version. */
+#ifndef CHAT_PERSISTENCE_VERSION
+#define CHAT_PERSISTENCE_VERSION "1.0.0"
+#endif
+
 static const notifd_plugin_def chat_persistence_def = {
     .size = sizeof(notifd_plugin_def),
     .abi_major = NOTIFD_ABI_MAJOR,
     .abi_minor = 0,
     .name = "chat_persistence",
-    .version = "1.0.0",
+    .version = CHAT_PERSISTENCE_VERSION,
     .init = cp_init,
     .start = cp_start,
     .destroy = cp_destroy,

@@ -38,6 +38,10 @@ static void respond_message(cp_plugin *pl, notifd_req *req, int status, const ch
     pl->api->respond_error(req, 500, "failed to serialize message");
     return;
   }
+#ifdef CHAT_PERSISTENCE_BUILD_HEADER
+  /* Test builds (tests/plugins/swap) mark the messages they answer. */
+  pl->api->resp_header(req, "X-Chat-Persistence-Build", CHAT_PERSISTENCE_BUILD_HEADER);
+#endif
   pl->api->respond(req, status, JSON_CT, b.data, b.len);
   chat_buf_free(&b);
 }
