@@ -8,7 +8,7 @@ build_pkgs=(build-essential pkg-config meson ninja-build
   librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
   libwebsockets-dev curl)
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
-  openjdk-17-jre-headless maven nginx-light)
+  openjdk-17-jre-headless maven nginx-light chromium nodejs npm)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
@@ -17,21 +17,36 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# openjdk/maven may come from elsewhere on a developer machine: accept any
-# java/mvn on PATH.
+# openjdk/maven and nodejs/npm may come from elsewhere on a developer
+# machine: accept any java/mvn/node/npm on PATH.
 filtered=()
 for p in "${missing[@]}"; do
   case "$p" in
     openjdk-*) command -v java >/dev/null 2>&1 && continue ;;
     maven) command -v mvn >/dev/null 2>&1 && continue ;;
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
   esac
   filtered+=("$p")
 done
-[ ${#filtered[@]} -eq 0 ] && exit 0
+if [ ${#filtered[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-deps: installing ${filtered[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
+fi
 
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "install-deps: installing ${filtered[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
+# npm packages of the browser test: `npm ci` in tests/browser when
+# node_modules is missing or package-lock.json changed since the last run.
+if [ "${1:-build}" = "test" ]; then
+  browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  lock_sum=$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)
+  stamp="$browser_dir/node_modules/.notifd-lock-sha256"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+    echo "install-deps: npm ci in tests/browser" >&2
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$lock_sum" > "$stamp"
+  fi
+fi

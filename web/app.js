@@ -1,162 +1,318 @@
 // notifd web chat: history over HTTP, live messages over the chat
-// websocket, unread badges over the notifications websocket.  Reconnects
-// with exponential backoff and refetches history after every reconnect.
+// websocket, unread badges over the notifications websocket.  Both sockets
+// reconnect with exponential backoff; every (re)connection of the chat
+// socket refetches the history it may have missed.
+//
+// Everything a peer controls (ids, message text) is put in the page with
+// textContent or dataset, never as HTML.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
+
+  const HISTORY_PAGE = 100;        // messages per history request
+  const MAX_CATCHUP_PAGES = 20;    // bound on one catch-up after a reconnect
+  const CATCHUP_MARGIN_MS = 60000; // refetch this far before the watermark:
+                                   // live frames may arrive out of order
+  const BACKOFF_FIRST_MS = 500, BACKOFF_MAX_MS = 15000;
+
   const state = {
     me: null,
     peer: null,
     streamId: null,
     seen: new Set(),          // message ids shown in the open conversation
-    unread: new Map(),        // peer -> count
+    watermark: null,          // newest created_at (ms) seen by a history fetch
+    peers: new Set(),         // conversations in the side list
+    unread: new Map(),        // peer -> Set of unread message ids
     chatSocket: null,
     noteSocket: null,
+    up: { chat: false, note: false },
+    draft: null,              // {text, stream, id}: one id per text, so a retry is idempotent
+    sending: false,
   };
   const wsBase = () => (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
 
-  function setStatus(text) {
+  // RFC 3339 to epoch ms.  The server trims trailing zeros of the fraction
+  // (".72Z", ".7Z", no fraction at all), so the texts do not sort as
+  // strings; some engines also refuse more than three fractional digits,
+  // so the fraction is cut to milliseconds first.
+  function parseTime(s) {
+    if (typeof s !== "string") return NaN;
+    const m = /^(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s.trim());
+    if (!m) return Date.parse(s);
+    const frac = ((m[2] || "") + "000").slice(0, 3);
+    return Date.parse(m[1].replace(/[t ]/, "T") + "." + frac + m[3].toUpperCase());
+  }
+
+  function updateStatus() {
+    let text = "offline";
+    if (state.me) {
+      const chatOk = !state.chatSocket || state.up.chat;
+      text = chatOk && state.up.note ? "online" : "connecting";
+    }
     const el = $("status");
     el.textContent = text;
     el.className = "status " + text;
   }
 
-  // A websocket that reconnects with backoff (0.5 s doubling to 15 s) and
-  // calls onOpen after every (re)connection.
-  function resilientSocket(url, onMessage, onOpen) {
-    let ws = null, delay = 500, closedByUs = false, timer = null;
+  function showError(text) {
+    const el = $("error");
+    el.textContent = text || "";
+    el.classList.toggle("hidden", !text);
+  }
+
+  // A websocket that reconnects with backoff (0.5 s doubling to 15 s,
+  // back to 0.5 s once a connection opens).
+  function resilientSocket(url, h) {
+    let ws = null, delay = BACKOFF_FIRST_MS, stopped = false, timer = null;
     function connect() {
+      timer = null;
       ws = new WebSocket(url);
-      ws.onopen = () => { delay = 500; onOpen && onOpen(); };
-      ws.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { /* not JSON */ } };
-      ws.onclose = () => {
-        if (closedByUs) return;
-        onOpen && setStatus("connecting");
+      ws.onopen = () => { delay = BACKOFF_FIRST_MS; h.onOpen(); };
+      ws.onmessage = (ev) => {
+        let m;
+        try { m = JSON.parse(ev.data); } catch (e) { return; /* not JSON */ }
+        h.onMessage(m);
+      };
+      ws.onclose = (ev) => {
+        if (stopped) return;
+        h.onDown(ev);
         timer = setTimeout(connect, delay);
-        delay = Math.min(delay * 2, 15000);
+        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
       };
     }
     connect();
-    return { close() { closedByUs = true; clearTimeout(timer); if (ws) ws.close(1000); } };
+    return {
+      close() {
+        stopped = true;
+        clearTimeout(timer);
+        if (ws) { ws.onmessage = ws.onclose = ws.onopen = null; ws.close(1000); }
+      },
+    };
+  }
+
+  function storageKey() { return "notifd.peers." + state.me; }
+  function savePeers() {
+    try { localStorage.setItem(storageKey(), JSON.stringify([...state.peers])); } catch (e) { /* private mode */ }
+  }
+  function loadPeers() {
+    try {
+      const list = JSON.parse(localStorage.getItem(storageKey()) || "[]");
+      if (Array.isArray(list)) list.forEach((p) => typeof p === "string" && p && state.peers.add(p));
+    } catch (e) { /* ignore */ }
   }
 
   function renderConversations() {
     const ul = $("conversations");
     ul.textContent = "";
-    const peers = new Set([...state.unread.keys()]);
-    if (state.peer) peers.add(state.peer);
-    for (const p of [...peers].sort()) {
+    for (const p of [...state.peers].sort()) {
       const li = document.createElement("li");
       li.dataset.peer = p;
       li.dataset.testid = "conversation";
+      li.tabIndex = 0;
+      li.setAttribute("role", "button");
       li.className = p === state.peer ? "active" : "";
       const name = document.createElement("span");
+      name.className = "name";
       name.textContent = p;
       li.appendChild(name);
-      const n = state.unread.get(p) || 0;
+      const n = state.unread.has(p) ? state.unread.get(p).size : 0;
       if (n > 0 && p !== state.peer) {
         const b = document.createElement("span");
         b.className = "badge";
-        b.dataset.testid = "badge-" + p;
+        b.dataset.testid = "badge";
+        b.title = n + " unread";
         b.textContent = String(n);
         li.appendChild(b);
       }
       li.onclick = () => openConversation(p);
+      li.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openConversation(p); } };
       ul.appendChild(li);
     }
   }
 
   function showMessage(m) {
-    if (!m || !m.message_id || state.seen.has(m.message_id)) return;
+    if (!m || typeof m.message_id !== "string" || !m.message_id) return;
+    if (m.stream_id !== state.streamId || state.seen.has(m.message_id)) return;
     state.seen.add(m.message_id);
+    const mine = m.sender_id === state.me;
+    const t = parseTime(m.created_at);
     const li = document.createElement("li");
-    li.className = m.sender_id === state.me ? "mine" : "";
+    li.className = mine ? "mine" : "";
+    li.dataset.testid = "message";
     li.dataset.id = m.message_id;
-    li.dataset.createdAt = m.created_at || "";
+    li.dataset.ts = isNaN(t) ? "" : String(t);
     const text = document.createElement("span");
-    text.textContent = m.content;
+    text.className = "text";
+    text.textContent = String(m.content);
     const when = document.createElement("time");
-    when.textContent = (m.sender_id === state.me ? "you" : m.sender_id) + " · " +
-      (m.created_at ? new Date(m.created_at).toLocaleTimeString() : "");
+    if (!isNaN(t)) when.dateTime = new Date(t).toISOString();
+    when.textContent = (mine ? "you" : String(m.sender_id)) + " · " +
+      (isNaN(t) ? "" : new Date(t).toLocaleTimeString());
     li.append(text, when);
-    // Keep chronological order even when history and live frames interleave.
+    // Chronological order by time, not by arrival: history pages and live
+    // frames interleave, and live frames may come out of order.  Equal
+    // times keep arrival order.
     const list = $("messages");
-    let before = null;
-    for (const other of list.children) {
-      if (other.dataset.createdAt > li.dataset.createdAt) { before = other; break; }
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    let prev = list.lastElementChild;
+    if (!isNaN(t)) {
+      while (prev && prev.dataset.ts !== "" && Number(prev.dataset.ts) > t) prev = prev.previousElementSibling;
     }
-    list.insertBefore(li, before);
-    list.scrollTop = list.scrollHeight;
+    list.insertBefore(li, prev ? prev.nextSibling : list.firstChild);
+    if (atBottom || mine) list.scrollTop = list.scrollHeight;
   }
 
+  // First call for a conversation: the newest page.  After a reconnect:
+  // everything since the watermark (minus a margin), following next_before
+  // until the window is exhausted; duplicates are dropped by message id.
   async function loadHistory() {
-    if (!state.streamId) return;
     const stream = state.streamId;
-    const r = await fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?limit=100`);
-    if (!r.ok || stream !== state.streamId) return;
-    const page = await r.json();
-    (page.messages || []).slice().reverse().forEach(showMessage);
+    if (!stream) return;
+    const since = state.watermark;
+    let before = null, newest = since;
+    for (let i = 0; i < MAX_CATCHUP_PAGES; i++) {
+      const q = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+      if (since !== null) q.set("after", new Date(since - CATCHUP_MARGIN_MS).toISOString());
+      if (before) q.set("before", before);
+      let page;
+      try {
+        const r = await fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?${q}`);
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        page = await r.json();
+      } catch (e) {
+        if (stream === state.streamId) showError("Could not load the history (" + e.message + ")");
+        return;
+      }
+      if (stream !== state.streamId) return; // switched conversation meanwhile
+      for (const m of page.messages || []) {
+        showMessage(m);
+        const t = parseTime(m && m.created_at);
+        if (!isNaN(t) && (newest === null || t > newest)) newest = t;
+      }
+      if (since === null || !page.next_before) break;
+      before = page.next_before;
+    }
+    if (stream === state.streamId && newest !== null &&
+        (state.watermark === null || newest > state.watermark)) state.watermark = newest;
+  }
+
+  // The user and the open conversation live in the address, so a reload
+  // (or a bookmark) comes back to the same view.
+  function rememberInUrl() {
+    const q = new URLSearchParams(location.search);
+    q.set("me", state.me);
+    if (state.peer) q.set("peer", state.peer); else q.delete("peer");
+    try { history.replaceState(null, "", location.pathname + "?" + q); } catch (e) { /* file: */ }
   }
 
   function openConversation(peer) {
-    peer = peer.trim();
-    if (!peer || peer === state.peer) return;
+    peer = String(peer).trim();
+    if (!state.me || !peer || peer === state.peer) return;
     if (state.chatSocket) state.chatSocket.close();
     state.peer = peer;
     state.streamId = window.notifdStreamId(state.me, peer);
     state.seen.clear();
+    state.watermark = null;
     state.unread.delete(peer);
+    state.peers.add(peer);
+    savePeers();
+    showError("");
     $("messages").textContent = "";
     $("title").textContent = "Chat with " + peer;
     $("text").disabled = $("send").disabled = false;
     renderConversations();
+    rememberInUrl();
     const q = new URLSearchParams({ stream_id: state.streamId, sender_id: state.me, receiver_id: peer });
-    state.chatSocket = resilientSocket(wsBase() + "/chat/subscribe-websocket?" + q, (m) => {
-      if (m.stream_id === state.streamId) showMessage(m);
-    }, () => { setStatus("online"); loadHistory(); });
+    state.up.chat = false;
+    let sock = null;
+    sock = resilientSocket(wsBase() + "/chat/subscribe-websocket?" + q, {
+      onMessage: (m) => showMessage(m),
+      // Subscribed first, history second: nothing falls in between.
+      onOpen: () => { if (state.chatSocket !== sock) return; state.up.chat = true; updateStatus(); loadHistory(); },
+      onDown: () => { if (state.chatSocket !== sock) return; state.up.chat = false; updateStatus(); },
+    });
+    state.chatSocket = sock;
+    updateStatus();
+  }
+
+  function newMessageId() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return "web-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
 
   async function send(ev) {
     ev.preventDefault();
     const content = $("text").value;
-    if (!content.trim() || !state.peer) return;
-    const body = { content, stream_id: state.streamId, sender_id: state.me, receiver_id: state.peer };
-    const r = await fetch("/chat/messages", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    if (r.status === 201 || r.status === 200) {
-      $("text").value = "";
-      showMessage(await r.json());
-    } else {
-      const err = await r.json().catch(() => ({}));
-      alert("Not sent: " + (err.error || r.status));
+    if (!content.trim() || !state.peer || state.sending) return;
+    const d = state.draft;
+    if (!d || d.text !== content || d.stream !== state.streamId) {
+      state.draft = { text: content, stream: state.streamId, id: newMessageId() };
     }
+    const draft = state.draft;
+    const body = { message_id: draft.id, content, stream_id: state.streamId, sender_id: state.me, receiver_id: state.peer };
+    state.sending = true;
+    $("send").disabled = true;
+    try {
+      const r = await fetch("/chat/persist", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      const data = await r.json().catch(() => ({}));
+      if (r.status === 201 || r.status === 200) {
+        if (state.draft === draft) state.draft = null;
+        if ($("text").value === content) $("text").value = "";
+        showError("");
+        showMessage(data); // ignored if the conversation changed meanwhile
+      } else {
+        showError("Not sent: " + (data.error || "HTTP " + r.status));
+      }
+    } catch (e) {
+      showError("Not sent (connection problem): press Send to try again");
+    } finally {
+      state.sending = false;
+      $("send").disabled = !state.peer;
+    }
+  }
+
+  function onNotification(n) {
+    if (!n || n.notification_type !== "chat_notification" || !n.payload) return;
+    const p = n.payload;
+    const from = p.sender_id;
+    if (typeof from !== "string" || !from || typeof p.message_id !== "string") return;
+    if (p.receiver_id !== state.me) return;
+    if (from === state.peer) return; // the open conversation shows it already
+    if (!state.unread.has(from)) state.unread.set(from, new Set());
+    state.unread.get(from).add(p.message_id); // a redelivered notification counts once
+    if (!state.peers.has(from)) { state.peers.add(from); savePeers(); }
+    renderConversations();
   }
 
   function signIn() {
     const me = $("me").value.trim();
-    if (!me) return;
+    if (!me || state.me) return;
     state.me = me;
     $("login").classList.add("hidden");
     $("chat").classList.remove("hidden");
+    $("who").textContent = me;
     document.title = "notifd chat — " + me;
-    setStatus("connecting");
+    loadPeers();
+    renderConversations();
     const q = new URLSearchParams({ user_id: me });
-    state.noteSocket = resilientSocket(wsBase() + "/notifications/subscribe?" + q, (n) => {
-      if (n.notification_type !== "chat_notification" || !n.payload) return;
-      const from = n.payload.sender_id;
-      if (from === state.peer) return; // already visible
-      state.unread.set(from, (state.unread.get(from) || 0) + 1);
-      renderConversations();
-    }, () => setStatus("online"));
+    state.noteSocket = resilientSocket(wsBase() + "/notifications/subscribe?" + q, {
+      onMessage: onNotification,
+      onOpen: () => { state.up.note = true; updateStatus(); },
+      onDown: () => { state.up.note = false; updateStatus(); },
+    });
+    updateStatus();
     const params = new URLSearchParams(location.search);
     if (params.get("peer")) openConversation(params.get("peer"));
+    else rememberInUrl();
   }
 
-  $("login-btn").onclick = signIn;
-  $("me").onkeydown = (e) => { if (e.key === "Enter") signIn(); };
+  $("login").onsubmit = (e) => { e.preventDefault(); signIn(); };
   $("peer-form").onsubmit = (e) => { e.preventDefault(); openConversation($("peer").value); };
   $("send-form").onsubmit = send;
+  window.notifdParseTime = parseTime; // for tests and the console
   const params = new URLSearchParams(location.search);
   if (params.get("me")) { $("me").value = params.get("me"); signIn(); }
 })();
