@@ -80,13 +80,9 @@ class Notifd {
     this.logPath = path.join(artifactDir, "notifd.log");
     this.internalToken = randomBytes(16).toString("hex");
     this.proc = null;
-    // config/single-node.yaml as committed, except that the public
-    // listener binds loopback only (tests start servers on 127.0.0.1).
-    const src = fs.readFileSync(path.join(sourceRoot, "config", "single-node.yaml"), "utf8");
-    const re = /^(listen:\n\s+address:\s*)0\.0\.0\.0\s*$/m;
-    if (!re.test(src)) fail("config/single-node.yaml: listen.address 0.0.0.0 not found (test needs updating)");
-    this.config = path.join(dir, "single-node.yaml");
-    fs.writeFileSync(this.config, src.replace(re, "$1127.0.0.1"));
+    // config/single-node.yaml as committed; NOTIFD_ADDRESS binds the
+    // public listener to loopback (tests start servers on 127.0.0.1).
+    this.config = path.join(sourceRoot, "config", "single-node.yaml");
   }
 
   async init() {
@@ -100,6 +96,7 @@ class Notifd {
   async start() {
     const env = {
       ...process.env,
+      NOTIFD_ADDRESS: "127.0.0.1",
       NOTIFD_PORT: String(this.port),
       NOTIFD_ADMIN_PORT: String(this.adminPort),
       NOTIFD_DATA_DIR: this.dataDir,
