@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
+# Kafka jars and the FerretDB binary, once, before the suites that start
+# them (cached; a failure only makes those suites report SKIPPED).
+tests/services/kafka.sh fetch || true
+tests/services/ferretdb.sh build >/dev/null || true
 
 status=0
 run_suite() {

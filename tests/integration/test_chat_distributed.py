@@ -1,6 +1,6 @@
 """The chat path across processes with real servers started here on
-loopback: FerretDB v1 (MongoDB wire protocol, SQLite handler; built from
-the Go module proxy into ~/.cache/notifd/ferretdb) as the chat store with
+loopback: FerretDB v1 (MongoDB wire protocol, SQLite handler; built by
+tests/services/ferretdb.sh from the Go module) as the chat store with
 chat_persistence's polling relay, a real Apache Kafka broker
 (tests/services/kafka.sh) as the bus, a real redis-server
 (tests/services/redis.sh) for dedupe, and four notifd processes:
@@ -39,8 +39,6 @@ TOKEN = "chat-distributed-internal-token"
 A, B = "sender-a", "receiver-b"
 STREAM_AB = "3216fea9031bf845"
 SERVICES = os.path.join(SOURCE, "tests", "services")
-FERRETDB_VERSION = "v1.24.0"
-CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "notifd")
 
 
 # ---- services ---------------------------------------------------------------
@@ -59,66 +57,18 @@ def wait_until(pred, timeout=20, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def ferretdb_binary():
-    """A FerretDB v1 binary: $NOTIFD_FERRETDB, PATH, the cache, or built now
-    from the module proxy (`go install` of a v1 tag stops on the proxy's
-    missing version list, so: go mod download + go build with version.txt)."""
-    cached = os.path.join(CACHE, "ferretdb", "bin", "ferretdb")
-    for cand in (os.environ.get("NOTIFD_FERRETDB"), shutil.which("ferretdb"), cached):
-        if cand and os.access(cand, os.X_OK):
-            return cand, None
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK)
-                                else None)
-    if not go:
-        return None, "no ferretdb binary and no Go toolchain to build one"
-    r = subprocess.run([go, "mod", "download", "-json",
-                        f"github.com/FerretDB/FerretDB@{FERRETDB_VERSION}"],
-                       capture_output=True, timeout=600, cwd=tempfile.gettempdir())
-    if r.returncode != 0:
-        return None, "go mod download FerretDB failed: " + r.stderr.decode()[-300:]
-    src = json.loads(r.stdout)["Dir"]
-    with tempfile.TemporaryDirectory() as tmp:
-        work = os.path.join(tmp, "ferretdb")
-        shutil.copytree(src, work)
-        for root, dirs, files in os.walk(work):
-            for name in dirs + files:
-                os.chmod(os.path.join(root, name), 0o755)
-        with open(os.path.join(work, "build", "version", "version.txt"), "w") as f:
-            f.write(FERRETDB_VERSION + "\n")
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        r = subprocess.run([go, "build", "-o", cached, "./cmd/ferretdb"], cwd=work,
-                           capture_output=True, timeout=1800)
-        if r.returncode != 0:
-            return None, "building FerretDB failed: " + r.stderr.decode()[-300:]
-    return cached, None
-
-
 @pytest.fixture(scope="module")
 def ferretdb():
-    binary, why = ferretdb_binary()
-    if not binary:
-        pytest.skip(f"SKIPPED: {why}")
-    d = tempfile.mkdtemp(prefix="notifd-ferretdb-")
-    port, debug_port = free_port(), free_port()
-    log = open(os.path.join(d, "ferretdb.log"), "wb")
-    proc = subprocess.Popen([binary, "--handler=sqlite", f"--sqlite-url=file:{d}/",
-                             f"--listen-addr=127.0.0.1:{port}",
-                             f"--debug-addr=127.0.0.1:{debug_port}", "--telemetry=disable",
-                             f"--state-dir={d}", "--log-level=warn"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    # tests/services/ferretdb.sh builds the binary on first use (Go module
+    # download + go build, a minute or two), then caches it.
+    d, uri, why = _service("ferretdb.sh", "ferretdb")
     try:
-        wait_until(lambda: _port_open(port) or proc.poll() is not None, what="ferretdb")
-        if proc.poll() is not None:
-            pytest.skip(f"SKIPPED: ferretdb exited ({d}/ferretdb.log)")
-        yield f"mongodb://127.0.0.1:{port}/"
+        if not uri:
+            pytest.skip(f"SKIPPED: ferretdb: {why}")
+        yield uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        subprocess.run([os.path.join(SERVICES, "ferretdb.sh"), "stop", d], capture_output=True,
+                       timeout=60)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# The distributed deployment on one machine, every server on loopback:
+# Kafka (tests/services/kafka.sh), redis-server (redis.sh), FerretDB as the
+# MongoDB (ferretdb.sh), an SMTP server (smtp_server.py, needs
+# python3-aiosmtpd; without it the email role is left out), nginx in front
+# (config/distributed/nginx.conf.template), and seven notifd processes run
+# with the configs in config/distributed/:
+#
+#   P   chat_persistence      MongoDB store, poll relay -> Kafka
+#   H   chat_change_handler   Kafka -> Redis dedupe -> forwards via nginx
+#   W1  chat_ws               \ nginx: consistent hash of stream_id
+#   W2  chat_ws               /
+#   N1  notifications_ws      \ nginx: consistent hash of user_id; each
+#   N2  notifications_ws      / consumes the notifications topic (own group)
+#   E   email                 Kafka -> MongoDB directory -> SMTP
+#
+#   stack.sh start DIR   start everything with its state under DIR, wait
+#                        until every process is ready (/readyz on its admin
+#                        port, Kafka partitions assigned), write DIR/stack.env
+#                        (shell syntax: URLs, ports, pids, logs) and print
+#                        "ready DIR/stack.env"
+#   stack.sh stop DIR    stop everything started in DIR, by pid (also after a
+#                        start that failed half-way); each notifd's exit
+#                        status is left in DIR/<instance>/rc
+#
+# Environment: NOTIFD_BUILD_ROOT (default <source>/build; notifd and the
+# plugins are taken from there), NOTIFD_STACK_NO_EMAIL=1 leaves the email
+# role out.
+# Exit status 2 means "cannot run here" (a service or tool is missing); the
+# reason is on stderr so callers can report SKIPPED with it.
+set -u
+
+here="$(cd "$(dirname "$0")" && pwd)"
+src="$(cd "$here/../.." && pwd)"
+services="$src/tests/services"
+build="${NOTIFD_BUILD_ROOT:-$src/build}"
+notifd="$build/host/notifd"
+confdir="$src/config/distributed"
+INSTANCES="P H W1 W2 N1 N2 E"
+
+die_skip() { echo "stack: $*" >&2; exit 2; }
+# Kafka and FerretDB start as background jobs of this shell (nothing else
+# does): wait for them before stopping, so their pid files exist.
+fail() { echo "stack: $*" >&2; wait; stop "$dir"; exit 1; }
+skip_and_stop() { echo "stack: $*" >&2; wait; stop "$dir"; exit 2; }
+
+role_of() {
+  case "$1" in
+    P) echo chat_persistence ;; H) echo chat_change_handler ;;
+    W1 | W2) echo chat_ws ;; N1 | N2) echo notifications_ws ;; E) echo email ;;
+  esac
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# N distinct free loopback ports (all bound at once, then released).
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# Runs notifd for one instance in its own session; a small shell waits for
+# it and records its exit status in DIR/<inst>/rc.
+start_notifd() {
+  local inst="$1" d="$dir/$1"
+  mkdir -p "$d/data" || return 1
+  rm -f "$d/rc" "$d/pid"
+  (
+    export NOTIFD_PORT="${port[$inst]}" NOTIFD_ADMIN_PORT="${admin[$inst]}"
+    export NOTIFD_DATA_DIR="$d/data" NOTIFD_INSTANCE="$inst"
+    setsid bash -c '"$1" -c "$2" & echo $! >"$3/pid"; wait $!; echo $? >"$3/rc"' \
+      _ "$notifd" "$confdir/$(role_of "$inst").yaml" "$d" \
+      </dev/null >>"$d/notifd.log" 2>&1 &
+  )
+  for _ in $(seq 1 100); do [ -s "$d/pid" ] && return 0; sleep 0.02; done
+  return 1
+}
+
+# Waits (bounded) until the instance answers /readyz with 200.
+wait_ready() {
+  local inst="$1" d="$dir/$1"
+  for _ in $(seq 1 1200); do
+    if [ -f "$d/rc" ]; then
+      echo "stack: $inst exited $(cat "$d/rc"):" >&2
+      tail -n 20 "$d/notifd.log" >&2
+      return 1
+    fi
+    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:${admin[$inst]}/readyz" && return 0
+    sleep 0.1
+  done
+  echo "stack: $inst not ready after 120 s:" >&2
+  tail -n 20 "$d/notifd.log" >&2
+  return 1
+}
+
+# Waits (bounded) until the instance's Kafka consumer has its partitions.
+wait_assigned() {
+  local inst="$1" d="$dir/$1"
+  for _ in $(seq 1 1200); do
+    grep -q "partition(s) assigned" "$d/notifd.log" 2>/dev/null && return 0
+    [ -f "$d/rc" ] && break
+    sleep 0.1
+  done
+  echo "stack: $inst got no Kafka partitions within 120 s:" >&2
+  tail -n 20 "$d/notifd.log" >&2
+  return 1
+}
+
+servers_line() {
+  local out="" i
+  for i in "$@"; do out+="server 127.0.0.1:${port[$i]} max_fails=1 fail_timeout=10s; "; done
+  echo "$out"
+}
+
+start() {
+  [ -x "$notifd" ] || die_skip "no notifd binary at $notifd (build first; NOTIFD_BUILD_ROOT)"
+  local nginx_bin
+  nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+  [ -x "$nginx_bin" ] || die_skip "nginx not found (Debian package nginx-light)"
+  command -v curl >/dev/null 2>&1 || die_skip "curl not found"
+  command -v python3 >/dev/null 2>&1 || die_skip "python3 not found"
+  mkdir -p "$dir" || exit 1
+  dir="$(cd "$dir" && pwd)"
+  [ -f "$dir/stack.env" ] && { echo "stack: $dir already holds a stack" >&2; exit 1; }
+  local t0=$SECONDS
+
+  # Backends in parallel; Kafka is the slow one.
+  mkdir -p "$dir/kafka" "$dir/redis" "$dir/ferretdb" "$dir/smtp/mail" "$dir/nginx/run" \
+           "$dir/nginx/logs" || exit 1
+  "$services/kafka.sh" start "$dir/kafka" >"$dir/kafka/start.out" 2>"$dir/kafka/start.err" &
+  local kafka_job=$!
+  "$services/ferretdb.sh" start "$dir/ferretdb" >"$dir/ferretdb/start.out" \
+      2>"$dir/ferretdb/start.err" &
+  local ferret_job=$!
+  local redis_addr
+  redis_addr=$("$services/redis.sh" start "$dir/redis" 2>"$dir/redis/start.err" | tail -n 1)
+  [ -n "$redis_addr" ] || { skip_and_stop "redis: $(cat "$dir/redis/start.err")"; }
+
+  # Ports: nginx public + internal, then port and admin port per instance.
+  local ports p i
+  ports=($(free_ports $((3 + 2 * 7)))) || fail "no free ports"
+  declare -gA port admin
+  local nginx_public=${ports[0]} nginx_internal=${ports[1]} smtp_port=${ports[2]}
+  p=3
+  for i in $INSTANCES; do port[$i]=${ports[$p]}; admin[$i]=${ports[$((p + 1))]}; p=$((p + 2)); done
+
+  # SMTP (optional: the email role needs it).
+  local email=on email_reason=""
+  if [ "${NOTIFD_STACK_NO_EMAIL:-}" = 1 ]; then
+    email=off email_reason="NOTIFD_STACK_NO_EMAIL=1"
+  elif ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+    email=off email_reason="python3-aiosmtpd is not installed"
+  else
+    ( setsid /usr/bin/python3 "$services/smtp_server.py" --port "$smtp_port" \
+        --outdir "$dir/smtp/mail" </dev/null >"$dir/smtp/smtp.log" 2>&1 &
+      echo $! >"$dir/smtp/smtp.pid" )
+    local ok=0
+    for _ in $(seq 1 200); do
+      grep -q "^ready" "$dir/smtp/smtp.log" 2>/dev/null && { ok=1; break; }
+      kill -0 "$(cat "$dir/smtp/smtp.pid")" 2>/dev/null || break
+      sleep 0.05
+    done
+    [ $ok = 1 ] || { email=off email_reason="smtp_server.py did not start (see $dir/smtp/smtp.log)"; }
+  fi
+  [ $email = on ] || INSTANCES="P H W1 W2 N1 N2"
+
+  # The settings every notifd reads (config/distributed/*.yaml).
+  export NOTIFD_INTERNAL_TOKEN
+  NOTIFD_INTERNAL_TOKEN="stack-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  export NOTIFD_JWT_SECRET
+  NOTIFD_JWT_SECRET="jwt-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  export NOTIFD_LISTEN_ADDRESS=127.0.0.1 NOTIFD_ADMIN_ADDRESS=127.0.0.1
+  export NOTIFD_PLUGIN_DIR="$build/plugins" NOTIFD_TEMPLATES_DIR="$src/config/templates"
+  export NOTIFD_REDIS_ADDRESS="$redis_addr"
+  export NOTIFD_CHAT_WS_URL="http://127.0.0.1:$nginx_internal"
+  export NOTIFD_NOTIFICATIONS_URL="http://127.0.0.1:$nginx_internal"
+  export NOTIFD_SMTP_URL="smtp://127.0.0.1:$smtp_port" NOTIFD_EMAIL_FROM="notifd@stack.test"
+  export NOTIFD_EMAIL_FROM_NAME="notifd stack"
+
+  # nginx and the roles that need no backend, while Kafka boots.
+  local email_servers="server 127.0.0.1:1 down;"
+  [ $email = on ] && email_servers=$(servers_line E)
+  local user_line=""
+  [ "$(id -u)" -eq 0 ] && user_line="user root;"
+  sed -e "s|@USER@|$user_line|" \
+      -e "s|@RUN_DIR@|$dir/nginx/run|g" -e "s|@LOG_DIR@|$dir/nginx/logs|g" \
+      -e "s|@PUBLIC_LISTEN@|127.0.0.1:$nginx_public|" \
+      -e "s|@INTERNAL_LISTEN@|127.0.0.1:$nginx_internal|" \
+      -e "s|@CHAT_PERSISTENCE_SERVERS@|$(servers_line P)|" \
+      -e "s|@CHAT_WS_SERVERS@|$(servers_line W1 W2)|" \
+      -e "s|@NOTIFICATIONS_WS_SERVERS@|$(servers_line N1 N2)|" \
+      -e "s|@EMAIL_SERVERS@|$email_servers|" \
+      "$confdir/nginx.conf.template" >"$dir/nginx/nginx.conf" || fail "nginx.conf"
+  ( setsid "$nginx_bin" -p "$dir/nginx/run" -c "$dir/nginx/nginx.conf" \
+      -e "$dir/nginx/logs/nginx-error.log" -g "daemon off;" \
+      </dev/null >"$dir/nginx/logs/stdout.log" 2>&1 &
+    echo $! >"$dir/nginx/nginx.master.pid" )
+  for i in W1 W2; do start_notifd "$i" || fail "cannot start $i"; done
+
+  wait "$kafka_job"
+  local rc=$?
+  [ $rc -eq 0 ] || { [ $rc -eq 2 ] && skip_and_stop "kafka: $(cat "$dir/kafka/start.err")"
+                     fail "kafka: $(cat "$dir/kafka/start.err")"; }
+  wait "$ferret_job"
+  rc=$?
+  [ $rc -eq 0 ] || { [ $rc -eq 2 ] && skip_and_stop "ferretdb: $(cat "$dir/ferretdb/start.err")"
+                     fail "ferretdb: $(cat "$dir/ferretdb/start.err")"; }
+  local kafka_addr mongo_uri
+  kafka_addr=$(tail -n 1 "$dir/kafka/start.out")
+  mongo_uri=$(tail -n 1 "$dir/ferretdb/start.out")
+  export NOTIFD_KAFKA_BROKERS="$kafka_addr" NOTIFD_MONGODB_URI="$mongo_uri"
+
+  # Topics exist before anyone subscribes (a consumer of a missing topic
+  # waits for librdkafka's metadata refresh, minutes): one record each that
+  # every consumer passes over.  chat_change_handler and email acknowledge a
+  # Debezium heartbeat; email acknowledges an unknown notification type, and
+  # the notifications_ws groups start after it (new groups start at the end).
+  "$notifd" bus produce -b "$kafka_addr" -k '{"serverName":"stack"}' \
+      chat-persistence-change '{"ts_ms":0}' >"$dir/kafka/warmup.log" 2>&1 &&
+  "$notifd" bus produce -b "$kafka_addr" -k stack notifications '{"type":"stack-warmup"}' \
+      >>"$dir/kafka/warmup.log" 2>&1 || fail "cannot create the topics: $(tail -n 3 "$dir/kafka/warmup.log")"
+
+  for i in N1 N2 H P; do start_notifd "$i" || fail "cannot start $i"; done
+  [ $email = on ] && { start_notifd E || fail "cannot start E"; }
+
+  for _ in $(seq 1 200); do
+    port_open "$nginx_public" && port_open "$nginx_internal" && break
+    kill -0 "$(cat "$dir/nginx/nginx.master.pid")" 2>/dev/null || break
+    sleep 0.05
+  done
+  port_open "$nginx_public" && port_open "$nginx_internal" ||
+    fail "nginx did not start: $(tail -n 5 "$dir/nginx/logs/nginx-error.log" 2>/dev/null)"
+  for i in $INSTANCES; do wait_ready "$i" || fail "$i not ready"; done
+  local consumers="H N1 N2"
+  [ $email = on ] && consumers+=" E"
+  for i in $consumers; do wait_assigned "$i" || fail "$i has no partitions"; done
+
+  {
+    printf '%s=%q\n' STACK_DIR "$dir" \
+      STACK_PUBLIC_URL "http://127.0.0.1:$nginx_public" \
+      STACK_INTERNAL_URL "http://127.0.0.1:$nginx_internal" \
+      STACK_PUBLIC_PORT "$nginx_public" STACK_INTERNAL_PORT "$nginx_internal" \
+      STACK_NGINX_PID "$(cat "$dir/nginx/nginx.master.pid")" \
+      STACK_NGINX_ACCESS_LOG "$dir/nginx/logs/nginx-access.log" \
+      STACK_KAFKA "$kafka_addr" STACK_KAFKA_PID "$(cat "$dir/kafka/kafka.pid")" \
+      STACK_REDIS "$redis_addr" STACK_REDIS_PID "$(cat "$dir/redis/redis.pid")" \
+      STACK_MONGODB_URI "$mongo_uri" STACK_FERRETDB_PID "$(cat "$dir/ferretdb/ferretdb.pid")" \
+      STACK_MONGODB_DATABASE notifications \
+      STACK_INTERNAL_TOKEN "$NOTIFD_INTERNAL_TOKEN" STACK_JWT_SECRET "$NOTIFD_JWT_SECRET" \
+      STACK_EMAIL "$email" STACK_EMAIL_REASON "$email_reason" \
+      STACK_SMTP_PORT "$([ $email = on ] && echo "$smtp_port")" \
+      STACK_SMTP_PID "$([ $email = on ] && cat "$dir/smtp/smtp.pid")" \
+      STACK_SMTP_OUTDIR "$dir/smtp/mail" \
+      STACK_INSTANCES "$INSTANCES" STACK_START_SECONDS "$((SECONDS - t0))"
+    for i in $INSTANCES; do
+      printf '%s=%q\n' "STACK_${i}_ROLE" "$(role_of "$i")" "STACK_${i}_PORT" "${port[$i]}" \
+        "STACK_${i}_ADMIN_PORT" "${admin[$i]}" "STACK_${i}_PID" "$(cat "$dir/$i/pid")" \
+        "STACK_${i}_LOG" "$dir/$i/notifd.log"
+    done
+  } >"$dir/stack.env.tmp" && mv "$dir/stack.env.tmp" "$dir/stack.env"
+  echo "ready $dir/stack.env"
+}
+
+# TERM, then KILL after the given tenths of a second.
+stop_pid() {
+  local pid="$1" tenths="$2"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 "$tenths"); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+}
+
+stop() {
+  local d="$1" i pid
+  [ -d "$d" ] || return 0
+  # Producers first, then consumers, then the socket roles: all at once,
+  # each gets its graceful shutdown deadline (config default 10 s).
+  for i in P H E N1 N2 W1 W2; do
+    [ -f "$d/$i/pid" ] && [ ! -f "$d/$i/rc" ] && kill -TERM "$(cat "$d/$i/pid")" 2>/dev/null
+  done
+  for i in P H E N1 N2 W1 W2; do
+    [ -f "$d/$i/pid" ] || continue
+    pid=$(cat "$d/$i/pid")
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    # the waiting shell writes rc right after
+    for _ in $(seq 1 50); do [ -f "$d/$i/rc" ] && break; sleep 0.02; done
+    rm -f "$d/$i/pid"
+  done
+  if [ -f "$d/nginx/nginx.master.pid" ]; then
+    stop_pid "$(cat "$d/nginx/nginx.master.pid")" 50
+    rm -f "$d/nginx/nginx.master.pid"
+  fi
+  if [ -f "$d/smtp/smtp.pid" ]; then
+    stop_pid "$(cat "$d/smtp/smtp.pid")" 50
+    rm -f "$d/smtp/smtp.pid"
+  fi
+  "$services/ferretdb.sh" stop "$d/ferretdb" 2>/dev/null
+  "$services/redis.sh" stop "$d/redis" 2>/dev/null
+  "$services/kafka.sh" stop "$d/kafka" 2>/dev/null
+  if [ -f "$d/stack.env" ]; then mv "$d/stack.env" "$d/stack.env.stopped"; fi
+  return 0
+}
+
+case "${1:-}" in
+  start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 1; }; dir="$2"; start ;;
+  stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 1; }; dir="$2"; stop "$2" ;;
+  *) echo "usage: $0 start DIR | stop DIR" >&2; exit 1 ;;
+esac

@@ -1,0 +1,422 @@
+"""The distributed deployment end to end, every request through nginx.
+
+tests/distributed/stack.sh starts (once for this module) Kafka, redis-server,
+FerretDB, an SMTP server, nginx (config/distributed/nginx.conf.template) and
+seven notifd processes with config/distributed/*.yaml: P chat_persistence,
+H chat_change_handler, W1/W2 chat_ws, N1/N2 notifications_ws, E email.
+
+Covers: POST /chat/persist via nginx -> MongoDB -> poll relay -> Kafka -> H
+(Redis dedupe) -> forward via nginx (hash of ?stream_id=) -> the chat_ws
+holding the stream's sockets (connected via nginx); many streams, each always
+on one instance (nginx access log and each instance's metrics agree), both
+instances used; the receiver's notification via nginx (hash of user_id);
+history via nginx; notifications from HTTP and from the Kafka topic; email
+over SMTP with the recipient in MongoDB; internal routes not on the public
+listener and refused without the token; a chat_ws instance stopped -> its
+streams move to the other one; every notifd exits 0 on SIGTERM.
+
+A service that cannot run here makes the tests SKIPPED with the reason.
+"""
+import asyncio
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from email import message_from_bytes, policy
+
+import pytest
+import websockets
+
+from conftest import BUILD, NOTIFD, SOURCE, http
+
+STACK_SH = os.path.join(SOURCE, "tests", "distributed", "stack.sh")
+CHAT_CHANNEL = "/chat/subscribe-websocket"
+
+
+def stream_id(a, b):
+    """ComputeStreamID: sha256 of the two ids in byte order, 8 bytes hex."""
+    x, y = sorted([a.encode(), b.encode()])
+    return hashlib.sha256(x + y).hexdigest()[:16]
+
+
+def wait_until(pred, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Stack:
+    def __init__(self, directory):
+        self.dir = directory
+        self.env = {}
+        with open(os.path.join(directory, "stack.env")) as f:
+            for line in f:
+                k, _, v = line.rstrip("\n").partition("=")
+                self.env[k] = " ".join(shlex.split(v)) if v else ""
+        e = self.env
+        self.public, self.internal = e["STACK_PUBLIC_URL"], e["STACK_INTERNAL_URL"]
+        self.ws = self.public.replace("http://", "ws://")
+        self.token = e["STACK_INTERNAL_TOKEN"]
+        self.auth = {"X-Notifd-Internal-Token": self.token}
+        self.kafka = e["STACK_KAFKA"]
+        self.instances = e["STACK_INSTANCES"].split()
+        # nginx's $upstream_addr -> instance name
+        self.by_addr = {f"127.0.0.1:{e[f'STACK_{i}_PORT']}": i for i in self.instances}
+
+    def admin(self, inst):
+        return f"http://127.0.0.1:{self.env[f'STACK_{inst}_ADMIN_PORT']}"
+
+    def metric(self, inst, name, **labels):
+        text = http("GET", self.admin(inst) + "/metrics")[1].decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not (line.startswith(name + "{") or line.startswith(name + " ")):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def access_log(self):
+        """[(method, path, status, instance, stream, user)] from nginx."""
+        pat = re.compile(r'"(\S+) (\S+) [^"]*" (\d+) upstream=(.*?) stream=(\S*) user=(\S*) ')
+        out = []
+        with open(self.env["STACK_NGINX_ACCESS_LOG"]) as f:
+            for line in f:
+                m = pat.search(line)
+                if m:
+                    meth, path, st, up, sid, user = m.groups()
+                    # a retried request lists every upstream tried; the last one answered
+                    last = up.split(", ")[-1]
+                    out.append((meth, path, int(st), self.by_addr.get(last, last), sid, user))
+        return out
+
+    def log(self, inst):
+        with open(self.env[f"STACK_{inst}_LOG"], errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    d = tempfile.mkdtemp(prefix="notifd-stack-")
+    env = dict(os.environ, NOTIFD_BUILD_ROOT=BUILD)
+    try:
+        r = subprocess.run([STACK_SH, "start", d], capture_output=True, timeout=1500, env=env)
+        if r.returncode == 2:
+            pytest.skip("SKIPPED: " + r.stderr.decode().strip()[-500:])
+        assert r.returncode == 0, f"stack.sh start failed:\n{r.stderr.decode()[-4000:]}"
+        yield Stack(d)
+    finally:
+        subprocess.run([STACK_SH, "stop", d], capture_output=True, timeout=180)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run(coro, timeout=120):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def in_thread(fn):
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+async def recv_json(ws, timeout=30):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def assert_silent(ws, wait=0.5):
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.recv(), wait)
+
+
+def chat_socket(stack, me, peer):
+    q = f"stream_id={stream_id(me, peer)}&sender_id={me}&receiver_id={peer}"
+    return websockets.connect(f"{stack.ws}{CHAT_CHANNEL}?{q}", open_timeout=15)
+
+
+def notif_socket(stack, user):
+    return websockets.connect(f"{stack.ws}/notifications/subscribe?user_id={user}",
+                              open_timeout=15)
+
+
+def persist(stack, sender, receiver, content):
+    st, raw, _ = http("POST", stack.public + "/chat/persist",
+                      {"content": content, "stream_id": stream_id(sender, receiver),
+                       "sender_id": sender, "receiver_id": receiver})
+    assert st == 201, raw
+    return json.loads(raw)
+
+
+def pairs(n):
+    tag = uuid.uuid4().hex[:8]
+    return [(f"a{tag}{i}", f"b{tag}{i}") for i in range(n)]
+
+
+# ---- tests ------------------------------------------------------------------
+
+STREAMS = 16
+
+
+def test_messages_flow_end_to_end_and_each_stream_stays_on_one_chat_ws(stack):
+    users = pairs(STREAMS)
+    sids = {stream_id(a, b) for a, b in users}
+    before = {w: (stack.metric(w, "chat_ws_forwards_total", result="delivered"),
+                  stack.metric(w, "chat_ws_forwards_total", result="no_subscribers"))
+              for w in ("W1", "W2")}
+    gauges = {}
+
+    async def round_of_messages(label):
+        """Both sides of every stream connected via nginx, one message each
+        way; every socket sees both, each receiver's notification socket its
+        own."""
+        chat = [chat_socket(stack, me, peer) for a, b in users for me, peer in ((a, b), (b, a))]
+        notif = [notif_socket(stack, u) for a, b in users for u in (a, b)]
+        socks = await asyncio.gather(*(c.__aenter__() for c in chat + notif))
+        try:
+            chat_ws, notif_ws = socks[:len(chat)], socks[len(chat):]
+            gauges[label] = {w: stack.metric(w, "notifd_ws_connections", channel=CHAT_CHANNEL)
+                             for w in ("W1", "W2")}
+            sent = []
+            for a, b in users:
+                sent.append(await in_thread(lambda a=a, b=b: persist(stack, a, b, f"{label} {a}")))
+                sent.append(await in_thread(lambda a=a, b=b: persist(stack, b, a, f"{label} {b}")))
+            for i in range(len(users)):
+                want = {sent[2 * i]["message_id"]: sent[2 * i], sent[2 * i + 1]["message_id"]:
+                        sent[2 * i + 1]}
+                for ws in chat_ws[2 * i:2 * i + 2]:
+                    got = [await recv_json(ws), await recv_json(ws)]
+                    assert {m["message_id"]: m for m in got} == want
+                # a's notification socket: b's message; b's: a's message
+                na, nb = notif_ws[2 * i], notif_ws[2 * i + 1]
+                fa, fb = await recv_json(na), await recv_json(nb)
+                assert fb["notification_type"] == "chat_notification"
+                assert fb["payload"] == sent[2 * i]
+                assert fa["payload"] == sent[2 * i + 1]
+            await asyncio.gather(*(assert_silent(ws, 0.2) for ws in socks))
+            return sent
+        finally:
+            await asyncio.gather(*(c.__aexit__(None, None, None) for c in chat + notif))
+
+    sent = run(round_of_messages("first"))
+    sent += run(round_of_messages("reconnected"))  # new sockets, same streams
+
+    # nginx: every request of a stream (subscribes of both rounds, forwards)
+    # went to one chat_ws instance, and both instances have streams.
+    def routed():
+        placed, forwards = {}, {}
+        for meth, path, st, inst, sid, _ in stack.access_log():
+            if sid not in sids:
+                continue
+            placed.setdefault(sid, set()).add(inst)
+            if path.startswith("/chat/forward-to-websocket"):
+                assert st == 200 and meth == "POST"
+                forwards[sid] = forwards.get(sid, 0) + 1
+        return placed, forwards
+
+    # websocket requests are logged when they close
+    wait_until(lambda: sum(routed()[1].values()) == len(sent) and len(routed()[0]) == STREAMS,
+               what="nginx access log")
+    placed, forwards = routed()
+    for sid, insts in placed.items():
+        assert len(insts) == 1, f"stream {sid} on {insts}"
+    on = {w: {sid for sid, insts in placed.items() if insts == {w}} for w in ("W1", "W2")}
+    assert on["W1"] and on["W2"], on
+    assert all(n == 4 for n in forwards.values())
+
+    # The instances agree: each held 2 sockets per stream nginx sent it and
+    # delivered every forward of those streams; none got a forward without
+    # the stream's sockets.
+    for label in ("first", "reconnected"):
+        for w in ("W1", "W2"):
+            assert gauges[label][w] == 2 * len(on[w]), (label, w, gauges[label], on)
+    for w in ("W1", "W2"):
+        delivered = stack.metric(w, "chat_ws_forwards_total", result="delivered") - before[w][0]
+        missed = stack.metric(w, "chat_ws_forwards_total", result="no_subscribers") - before[w][1]
+        assert delivered == 4 * len(on[w]), (w, delivered, on)
+        assert missed == 0, w
+
+
+def test_history_via_nginx(stack):
+    (a, b), = pairs(1)
+    sent = [persist(stack, a, b, "h1"), persist(stack, b, a, "h2"), persist(stack, a, b, "h3")]
+    sid = stream_id(a, b)
+    st, raw, _ = http("GET", f"{stack.public}/chat/streams/{sid}/messages?limit=2")
+    assert st == 200, raw
+    page = json.loads(raw)
+    assert [m["content"] for m in page["messages"]] == ["h3", "h2"]
+    assert page["next_before"]
+    st, raw, _ = http("GET", f"{stack.public}/chat/streams/{sid}/messages?limit=2&before="
+                      + page["next_before"])
+    assert st == 200 and json.loads(raw) == {"messages": [sent[0]], "next_before": None}
+    st, raw, _ = http("GET", f"{stack.public}/chat/messages/{sent[1]['message_id']}")
+    assert st == 200 and json.loads(raw) == sent[1]
+    # the store is MongoDB (FerretDB): P holds no SQLite chat database
+    assert not os.path.exists(os.path.join(stack.dir, "P", "data", "chat.db"))
+
+
+def test_notifications_over_http_and_kafka_reach_the_users_instance(stack):
+    tag = uuid.uuid4().hex[:8]
+    users = [f"n{tag}{i}" for i in range(8)]
+    shipping = {"order_id": "ORD-7", "tracking_number": "TN-1", "status": "shipped"}
+
+    async def scenario():
+        conns = [notif_socket(stack, u) for u in users]
+        socks = await asyncio.gather(*(c.__aenter__() for c in conns))
+        try:
+            for u, ws in zip(users, socks):
+                purchase = {"order_id": f"O-{u}", "buyer_id": u, "shop_owner_id": "shop",
+                            "product_name": "Coffee", "amount": 15.99, "currency": "USD",
+                            "status": "confirmed"}
+                st, raw, _ = await in_thread(lambda u=u, p=purchase: http(
+                    "POST", f"{stack.internal}/notifications/purchase?user_id={u}", p,
+                    headers=stack.auth))
+                assert st == 200 and json.loads(raw)["delivered"] == 1, raw
+                got = await recv_json(ws)
+                assert got["notification_type"] == "purchase_notification"
+                assert got["payload"]["order_id"] == f"O-{u}"
+                record = json.dumps({"type": "shipping-update", "user_id": u,
+                                     "payload": shipping})
+                await in_thread(lambda u=u, r=record: produce(stack, "notifications", r, key=u))
+                got = await recv_json(ws)
+                assert got["notification_type"] == "shipping_update_notification"
+                assert got["payload"]["tracking_number"] == "TN-1"
+            await asyncio.gather(*(assert_silent(ws, 0.2) for ws in socks))
+        finally:
+            await asyncio.gather(*(c.__aexit__(None, None, None) for c in conns))
+
+    run(scenario())
+    # Both notifications_ws instances hold some of the users, and each
+    # delivered the HTTP calls for exactly the users nginx sent it.
+    held = {}
+    for _, path, _, inst, _, user in stack.access_log():
+        if user in users:
+            held.setdefault(user, set()).add(inst)
+    assert all(len(v) == 1 for v in held.values()), held
+    assert {i for v in held.values() for i in v} == {"N1", "N2"}, held
+
+
+def produce(stack, topic, value, key=None):
+    args = [NOTIFD, "bus", "produce", "-b", stack.kafka]
+    if key is not None:
+        args += ["-k", key]
+    r = subprocess.run(args + [topic, value], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def test_email_over_smtp_with_the_directory_in_mongodb(stack):
+    if stack.env["STACK_EMAIL"] != "on":
+        pytest.skip("SKIPPED: email role not started: " + stack.env["STACK_EMAIL_REASON"])
+    (a, b), = pairs(1)
+    for u in (a, b):
+        st, raw, _ = http("PUT", f"{stack.internal}/email/users/{u}",
+                          {"email": f"{u}@example.com", "name": f"Name {u}"}, headers=stack.auth)
+        assert st == 200, raw
+    persist(stack, a, b, "mail me")
+    record = {"type": "purchase", "user_id": b,
+              "payload": {"order_id": "ORD-MAIL", "buyer_id": b, "shop_owner_id": "s",
+                          "product_name": "Tea", "amount": 3.5, "currency": "EUR",
+                          "status": "confirmed"}}
+    produce(stack, "notifications", json.dumps(record), key=b)
+
+    def mails_to(addr):
+        out = []
+        for path in sorted(glob.glob(os.path.join(stack.env["STACK_SMTP_OUTDIR"], "*.eml"))):
+            with open(path, "rb") as f:
+                m = message_from_bytes(f.read(), policy=policy.default)
+            if addr in str(m["To"]):
+                out.append(m)
+        return out
+
+    wait_until(lambda: len(mails_to(f"{b}@example.com")) == 2, what="two mails")
+    mails = mails_to(f"{b}@example.com")
+    bodies = {str(m["Subject"]): m.get_body(("plain",)).get_content() for m in mails}
+    chat = [s for s in bodies if f"Name {a}" in s]
+    assert len(chat) == 1 and "mail me" in bodies[chat[0]], bodies
+    assert any("ORD-MAIL" in body for body in bodies.values()), bodies
+    assert stack.metric("E", "email_sent_total", type="chat") >= 1
+    assert stack.metric("E", "email_sent_total", type="purchase") >= 1
+
+
+def test_internal_routes_are_not_public_and_need_the_token(stack):
+    (a, b), = pairs(1)
+    body = {"content": "x", "stream_id": stream_id(a, b), "sender_id": a, "receiver_id": b,
+            "message_id": "m1", "created_at": "2026-01-02T03:04:05Z"}
+    q = f"?stream_id={stream_id(a, b)}"
+    assert http("POST", stack.public + "/chat/forward-to-websocket" + q, body)[0] == 404
+    assert http("POST", stack.public + f"/notifications/chat?user_id={b}", body)[0] == 404
+    assert http("PUT", stack.public + f"/email/users/{b}", {"email": "x@y.z"})[0] == 404
+    assert http("POST", stack.internal + "/chat/forward-to-websocket" + q, body)[0] == 401
+    assert http("POST", stack.internal + f"/notifications/chat?user_id={b}", body)[0] == 401
+    st, raw, _ = http("POST", stack.internal + "/chat/forward-to-websocket" + q, body,
+                      headers=stack.auth)
+    assert st == 200 and json.loads(raw)["delivered"] == 0, raw
+
+
+def test_a_stopped_chat_ws_instance_hands_its_streams_to_the_other(stack):
+    """W1 stopped (SIGTERM): its sockets are closed with 1001, the clients
+    reconnect via nginx and land on W2 (next on the hash ring), and the
+    forwards of those streams follow them.  Runs last but one: W1 stays down."""
+    users = pairs(STREAMS)
+    sids = {stream_id(a, b) for a, b in users}
+    missed_before = stack.metric("W2", "chat_ws_forwards_total", result="no_subscribers")
+    w1_rc = os.path.join(stack.dir, "W1", "rc")
+
+    async def one_round(stop_w1):
+        conns = [chat_socket(stack, b, a) for a, b in users]
+        socks = await asyncio.gather(*(c.__aenter__() for c in conns))
+        try:
+            for (a, b), ws in zip(users, socks):
+                m = await in_thread(lambda a=a, b=b: persist(stack, a, b, "ping"))
+                assert (await recv_json(ws))["message_id"] == m["message_id"]
+            if stop_w1:
+                os.kill(int(stack.env["STACK_W1_PID"]), signal.SIGTERM)
+                await in_thread(lambda: wait_until(lambda: os.path.exists(w1_rc), what="W1 exit"))
+                # the close frames W1 sent before exiting
+                await asyncio.gather(*(asyncio.wait_for(asyncio.shield(ws.wait_closed()), 2)
+                                       for ws in socks), return_exceptions=True)
+        finally:
+            await asyncio.gather(*(c.__aexit__(None, None, None) for c in conns))
+        return {stream_id(a, b): ws.close_code for (a, b), ws in zip(users, socks)}
+
+    codes = run(one_round(True))
+    with open(w1_rc) as f:
+        assert f.read().strip() == "0"
+    placed = {}
+    for _, path, _, inst, sid, _ in stack.access_log():
+        if sid in sids:
+            placed.setdefault(sid, set()).add(inst)
+    on_w1 = {sid for sid, insts in placed.items() if insts == {"W1"}}
+    assert on_w1 and len(on_w1) < STREAMS, placed
+    assert all(codes[sid] == (1001 if sid in on_w1 else 1000) for sid in sids), codes
+
+    run(one_round(False))  # every stream now on W2, messages delivered
+
+    def subscribes():
+        count = {}
+        for meth, path, st, inst, sid, _ in stack.access_log():
+            if sid in on_w1 and path.startswith(CHAT_CHANNEL):
+                count[inst] = count.get(inst, 0) + 1
+        return count
+
+    # the reconnects of W1's streams went to W2 (logged when they close)
+    wait_until(lambda: subscribes().get("W2") == len(on_w1), what="reconnects logged")
+    assert subscribes() == {"W1": len(on_w1), "W2": len(on_w1)}
+    assert stack.metric("W2", "chat_ws_forwards_total", result="no_subscribers") == missed_before
+
+
+def test_every_notifd_exits_0_on_sigterm(stack):
+    r = subprocess.run([STACK_SH, "stop", stack.dir], capture_output=True, timeout=180)
+    assert r.returncode == 0, r.stderr.decode()
+    for inst in stack.instances:
+        with open(os.path.join(stack.dir, inst, "rc")) as f:
+            rc = f.read().strip()
+        assert rc == "0", f"{inst} exited {rc}:\n" + stack.log(inst)[-3000:]
