@@ -22,6 +22,10 @@
 #   stack.sh stop DIR    stop everything started in DIR, by pid (also after a
 #                        start that failed half-way); each notifd's exit
 #                        status is left in DIR/<instance>/rc
+#   stack.sh restart DIR INSTANCE
+#                        SIGTERM one notifd (if running) and start it again
+#                        with the same ports and settings (stack.env's pid
+#                        for it is then stale: read DIR/<instance>/pid)
 #
 # Environment: NOTIFD_BUILD_ROOT (default <source>/build; notifd and the
 # plugins are taken from there), NOTIFD_STACK_NO_EMAIL=1 leaves the email
@@ -53,12 +57,28 @@ role_of() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# N distinct free loopback ports (all bound at once, then released).
+# N distinct free loopback ports (all bound at once, then released), taken
+# below the kernel's ephemeral range when it leaves room: the processes
+# start over several seconds, and meanwhile every outgoing connection on the
+# machine takes a local port from the ephemeral range.
 free_ports() {
   python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 32768
+socks, tries = [], 0
+while len(socks) < n and lo > 12000 and tries < 2000:
+    tries += 1
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, lo)))
+        socks.append(s)
+    except OSError:
+        s.close()
+while len(socks) < n:
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
@@ -111,9 +131,11 @@ wait_assigned() {
   return 1
 }
 
+# nginx server lines: servers_line PARAMS INSTANCE...
 servers_line() {
-  local out="" i
-  for i in "$@"; do out+="server 127.0.0.1:${port[$i]} max_fails=1 fail_timeout=10s; "; done
+  local params="$1" out="" i
+  shift
+  for i in "$@"; do out+="server 127.0.0.1:${port[$i]} $params; "; done
   echo "$out"
 }
 
@@ -134,20 +156,21 @@ start() {
            "$dir/nginx/logs" || exit 1
   "$services/kafka.sh" start "$dir/kafka" >"$dir/kafka/start.out" 2>"$dir/kafka/start.err" &
   local kafka_job=$!
-  "$services/ferretdb.sh" start "$dir/ferretdb" >"$dir/ferretdb/start.out" \
+  # Ports: nginx public + internal, SMTP, FerretDB, Redis, then port and
+  # admin port per instance.
+  local ports p i
+  ports=($(free_ports $((5 + 2 * 7)))) || fail "no free ports"
+  declare -gA port admin
+  local nginx_public=${ports[0]} nginx_internal=${ports[1]} smtp_port=${ports[2]}
+  p=5
+  for i in $INSTANCES; do port[$i]=${ports[$p]}; admin[$i]=${ports[$((p + 1))]}; p=$((p + 2)); done
+  "$services/ferretdb.sh" start "$dir/ferretdb" "${ports[3]}" >"$dir/ferretdb/start.out" \
       2>"$dir/ferretdb/start.err" &
   local ferret_job=$!
   local redis_addr
-  redis_addr=$("$services/redis.sh" start "$dir/redis" 2>"$dir/redis/start.err" | tail -n 1)
+  redis_addr=$("$services/redis.sh" start "$dir/redis" "${ports[4]}" 2>"$dir/redis/start.err" |
+               tail -n 1)
   [ -n "$redis_addr" ] || { skip_and_stop "redis: $(cat "$dir/redis/start.err")"; }
-
-  # Ports: nginx public + internal, then port and admin port per instance.
-  local ports p i
-  ports=($(free_ports $((3 + 2 * 7)))) || fail "no free ports"
-  declare -gA port admin
-  local nginx_public=${ports[0]} nginx_internal=${ports[1]} smtp_port=${ports[2]}
-  p=3
-  for i in $INSTANCES; do port[$i]=${ports[$p]}; admin[$i]=${ports[$((p + 1))]}; p=$((p + 2)); done
 
   # SMTP (optional: the email role needs it).
   local email=on email_reason=""
@@ -184,16 +207,16 @@ start() {
 
   # nginx and the roles that need no backend, while Kafka boots.
   local email_servers="server 127.0.0.1:1 down;"
-  [ $email = on ] && email_servers=$(servers_line E)
+  [ $email = on ] && email_servers=$(servers_line "max_fails=1 fail_timeout=10s" E)
   local user_line=""
   [ "$(id -u)" -eq 0 ] && user_line="user root;"
   sed -e "s|@USER@|$user_line|" \
       -e "s|@RUN_DIR@|$dir/nginx/run|g" -e "s|@LOG_DIR@|$dir/nginx/logs|g" \
       -e "s|@PUBLIC_LISTEN@|127.0.0.1:$nginx_public|" \
       -e "s|@INTERNAL_LISTEN@|127.0.0.1:$nginx_internal|" \
-      -e "s|@CHAT_PERSISTENCE_SERVERS@|$(servers_line P)|" \
-      -e "s|@CHAT_WS_SERVERS@|$(servers_line W1 W2)|" \
-      -e "s|@NOTIFICATIONS_WS_SERVERS@|$(servers_line N1 N2)|" \
+      -e "s|@CHAT_PERSISTENCE_SERVERS@|$(servers_line "max_fails=1 fail_timeout=10s" P)|" \
+      -e "s|@CHAT_WS_SERVERS@|$(servers_line max_fails=0 W1 W2)|" \
+      -e "s|@NOTIFICATIONS_WS_SERVERS@|$(servers_line max_fails=0 N1 N2)|" \
       -e "s|@EMAIL_SERVERS@|$email_servers|" \
       "$confdir/nginx.conf.template" >"$dir/nginx/nginx.conf" || fail "nginx.conf"
   ( setsid "$nginx_bin" -p "$dir/nginx/run" -c "$dir/nginx/nginx.conf" \
@@ -224,6 +247,11 @@ start() {
       chat-persistence-change '{"ts_ms":0}' >"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack notifications '{"type":"stack-warmup"}' \
       >>"$dir/kafka/warmup.log" 2>&1 || fail "cannot create the topics: $(tail -n 3 "$dir/kafka/warmup.log")"
+
+  # What a restart of one instance needs (stack.sh restart).
+  { export -p | grep -E '^declare -x NOTIFD_'
+    for i in $INSTANCES; do echo "port[$i]=${port[$i]} admin[$i]=${admin[$i]}"; done
+  } >"$dir/notifd.env"
 
   for i in N1 N2 H P; do start_notifd "$i" || fail "cannot start $i"; done
   [ $email = on ] && { start_notifd E || fail "cannot start E"; }
@@ -266,11 +294,19 @@ start() {
   echo "ready $dir/stack.env"
 }
 
+# Running and not a zombie (an orphan exits to init, which may reap it late).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+  [ "$st" != Z ]
+}
+
 # TERM, then KILL after the given tenths of a second.
 stop_pid() {
   local pid="$1" tenths="$2"
   kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 "$tenths"); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 1 "$tenths"); do alive "$pid" || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null
 }
 
@@ -285,7 +321,7 @@ stop() {
   for i in P H E N1 N2 W1 W2; do
     [ -f "$d/$i/pid" ] || continue
     pid=$(cat "$d/$i/pid")
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 150); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
     # the waiting shell writes rc right after
     for _ in $(seq 1 50); do [ -f "$d/$i/rc" ] && break; sleep 0.02; done
@@ -306,8 +342,26 @@ stop() {
   return 0
 }
 
+# Stops one notifd instance (SIGTERM, graceful) and starts it again with
+# the same ports and settings; waits until it is ready.
+restart() {
+  local inst="$1" d="$dir/$1"
+  [ -f "$dir/notifd.env" ] && [ -d "$d" ] || { echo "stack: no instance $inst in $dir" >&2; exit 1; }
+  declare -gA port admin
+  # shellcheck disable=SC1091
+  . "$dir/notifd.env"
+  if [ -f "$d/pid" ] && [ ! -f "$d/rc" ]; then stop_pid "$(cat "$d/pid")" 150; fi
+  for _ in $(seq 1 50); do [ -f "$d/rc" ] && break; sleep 0.02; done
+  mv -f "$d/rc" "$d/rc.previous" 2>/dev/null
+  start_notifd "$inst" || { echo "stack: cannot start $inst" >&2; exit 1; }
+  wait_ready "$inst" || exit 1
+  echo "$inst pid $(cat "$d/pid")"
+}
+
 case "${1:-}" in
+  restart) [ $# -eq 3 ] || { echo "usage: $0 restart DIR INSTANCE" >&2; exit 1; }; dir="$2"
+           restart "$3" ;;
   start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 1; }; dir="$2"; start ;;
   stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 1; }; dir="$2"; stop "$2" ;;
-  *) echo "usage: $0 start DIR | stop DIR" >&2; exit 1 ;;
+  *) echo "usage: $0 start DIR | stop DIR | restart DIR INSTANCE" >&2; exit 1 ;;
 esac

@@ -95,13 +95,19 @@ start() {
   die_skip "ferretdb did not listen within 20 s"
 }
 
+# Running and not a zombie (an orphan exits to init, which may reap it late).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [ "$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
 stop() {
   local dir="$1" pid
   [ -f "$dir/ferretdb.pid" ] || return 0
   pid=$(cat "$dir/ferretdb.pid")
   if kill -TERM "$pid" 2>/dev/null; then
     for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null
