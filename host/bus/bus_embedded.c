@@ -27,16 +27,14 @@
  *
  * Checkpoints: a WAL checkpoint fsyncs, which would stall the loop for
  * milliseconds; automatic checkpoints are off and a small thread with its
- * own connection runs PASSIVE checkpoints (they never block the writer)
- * every bus.embedded.checkpoint_interval (200ms).
+ * own connection (util/sqlite_ckpt.h) runs PASSIVE checkpoints (they never
+ * block the writer) every bus.embedded.checkpoint_interval (200ms).
  *
  * Retention (periodic): records older than retention.max_age, and beyond the
  * newest retention.max_records of a partition, are deleted whether or not a
  * group has consumed them (as Kafka does); a group that falls that far
  * behind skips them. */
-#include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <time.h>
 #include <stdio.h>
@@ -46,6 +44,7 @@
 #include "bus/bus_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/sqlite_ckpt.h"
 
 #define LAG_INTERVAL_MS 5000
 #define TRIM_CHUNK 5000
@@ -68,6 +67,7 @@ typedef struct emb {
   sqlite3 *db;
   char *path;
   sqlite3_stmt *ins, *fetch, *cur_get, *cur_set, *top_get, *top_ins, *max_seq, *lag, *dv;
+  sqlite3_stmt *begin, *commit, *rollback; /* the flush's transaction, prepared once */
   nd_bus_record *pend_head, *pend_tail;
   size_t npend;
   emb_topic *topics;
@@ -79,12 +79,8 @@ typedef struct emb {
   int cursors_dirty;
   int in_flush;
   nd_buf scratch;
-  /* background checkpointer */
   int64_t checkpoint_ms;
-  pthread_t ckpt;
-  int ckpt_started, ckpt_stop;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
+  nd_sqlite_ckpt *ckpt; /* background checkpointer */
 } emb;
 
 static emb *E(nd_bus *b) { return b->impl; }
@@ -97,6 +93,15 @@ static int exec_sql(emb *e, const char *sql) {
     return -1;
   }
   return 0;
+}
+
+/* A prepared transaction statement (no re-parse per flush). */
+static int run_stmt(emb *e, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc == SQLITE_DONE) return 0;
+  ND_ERROR("bus", "embedded bus %s: %s: %s", e->path, sqlite3_sql(st), sqlite3_errmsg(e->db));
+  return -1;
 }
 
 static uint32_t fnv1a(const void *p, size_t n) {
@@ -302,7 +307,7 @@ static void flush(emb *e) {
   touched stackt[16];
   touched *tp = stackt;
   size_t ntp = 0, cap_tp = 16;
-  int ok = exec_sql(e, "BEGIN IMMEDIATE") == 0;
+  int ok = run_stmt(e, e->begin) == 0;
   int began = ok;
   for (nd_bus_record *r = batch; ok && r; r = r->next) {
     int32_t part;
@@ -339,8 +344,8 @@ static void flush(emb *e) {
     }
     wrote_cursors = ok;
   }
-  if (ok && exec_sql(e, "COMMIT") < 0) ok = 0;
-  if (!ok && began) exec_sql(e, "ROLLBACK");
+  if (ok && run_stmt(e, e->commit) < 0) ok = 0;
+  if (!ok && began) run_stmt(e, e->rollback);
   if (ok && wrote_cursors) {
     e->cursors_dirty = 0;
     for (size_t i = 0; i < b->nconsumers; i++) {
@@ -609,41 +614,6 @@ static int add_timer(struct event *ev, int64_t ms) {
   return event_add(ev, &tv);
 }
 
-/* ---- background checkpoints ---- */
-
-static void *checkpoint_main(void *arg) {
-  emb *e = arg;
-  sqlite3 *db = NULL;
-  if (sqlite3_open_v2(e->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-      SQLITE_OK) {
-    ND_ERROR("bus", "embedded bus: checkpoint connection failed; WAL will grow");
-    sqlite3_close(db);
-    return NULL;
-  }
-  sqlite3_busy_timeout(db, 1000);
-  pthread_mutex_lock(&e->mu);
-  while (!e->ckpt_stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += e->checkpoint_ms / 1000;
-    ts.tv_nsec += (e->checkpoint_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
-    while (!e->ckpt_stop && pthread_cond_timedwait(&e->cv, &e->mu, &ts) != ETIMEDOUT) {
-    }
-    if (e->ckpt_stop) break;
-    pthread_mutex_unlock(&e->mu);
-    int log = 0, done = 0;
-    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    pthread_mutex_lock(&e->mu);
-  }
-  pthread_mutex_unlock(&e->mu);
-  sqlite3_close(db);
-  return NULL;
-}
-
 /* ---- lifecycle ---- */
 
 static int64_t initial_cursor(emb *e, notifd_consumer *c, nd_bus_stream *s, int *found) {
@@ -756,15 +726,7 @@ static void emb_stream_free(nd_bus_stream *s) {
 static void emb_free(nd_bus *b) {
   emb *e = E(b);
   if (!e) return;
-  if (e->ckpt_started) {
-    pthread_mutex_lock(&e->mu);
-    e->ckpt_stop = 1;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
-    pthread_join(e->ckpt, NULL);
-  }
-  pthread_mutex_destroy(&e->mu);
-  pthread_cond_destroy(&e->cv);
+  nd_sqlite_ckpt_stop(e->ckpt);
   nd_bus_record *r = e->pend_head;
   while (r) {
     nd_bus_record *n = r->next;
@@ -774,8 +736,8 @@ static void emb_free(nd_bus *b) {
   struct event *evs[] = {e->flush_ev, e->poll_ev, e->trim_ev, e->lag_ev};
   for (size_t i = 0; i < 4; i++)
     if (evs[i]) event_free(evs[i]);
-  sqlite3_stmt *sts[] = {e->ins, e->fetch, e->cur_get, e->cur_set, e->top_get,
-                         e->top_ins, e->max_seq, e->lag, e->dv};
+  sqlite3_stmt *sts[] = {e->ins,     e->fetch,   e->cur_get, e->cur_set, e->top_get, e->top_ins,
+                         e->max_seq, e->lag,     e->dv,      e->begin,   e->commit,  e->rollback};
   for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) sqlite3_finalize(sts[i]);
   if (e->db) sqlite3_close(e->db);
   for (size_t i = 0; i < e->ntopics; i++) free(e->topics[i].name);
@@ -871,12 +833,6 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
   b->impl = e;
   b->ops = &nd_bus_embedded_ops;
   nd_buf_init(&e->scratch);
-  pthread_mutex_init(&e->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&e->cv, &ca);
-  pthread_condattr_destroy(&ca);
   if (read_config(e, b->host->cfg.bus_cfg, errs) < 0) {
     emb_free(b);
     return NOTIFD_EINVAL;
@@ -915,7 +871,9 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
               &e->max_seq) < 0 ||
       prepare(e, "SELECT count(*) FROM records WHERE topic=?1 AND part=?2 AND seq>=?3",
               &e->lag) < 0 ||
-      prepare(e, "PRAGMA data_version", &e->dv) < 0) {
+      prepare(e, "PRAGMA data_version", &e->dv) < 0 ||
+      prepare(e, "BEGIN IMMEDIATE", &e->begin) < 0 || prepare(e, "COMMIT", &e->commit) < 0 ||
+      prepare(e, "ROLLBACK", &e->rollback) < 0) {
     nd_errors_add(errs, NULL, 0, 0, "embedded bus %s: %s", e->path, sqlite3_errmsg(e->db));
     emb_free(b);
     return NOTIFD_EBACKEND;
@@ -929,7 +887,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
     return NOTIFD_ENOMEM;
   }
   if (e->max_age_ms > 0 || e->max_records > 0) add_timer(e->trim_ev, e->trim_ms);
-  if (pthread_create(&e->ckpt, NULL, checkpoint_main, e) == 0) e->ckpt_started = 1;
-  else exec_sql(e, "PRAGMA wal_autocheckpoint=1000"); /* no thread: checkpoint inline */
+  if (!(e->ckpt = nd_sqlite_ckpt_start(e->path, e->checkpoint_ms)))
+    exec_sql(e, "PRAGMA wal_autocheckpoint=1000"); /* no thread: checkpoint inline */
   return 0;
 }

@@ -5,7 +5,9 @@
  * the callbacks, so a burst of dedupe checks costs one commit and callbacks
  * never run inside the caller's call.  Expiry is wall-clock milliseconds
  * (0 = never): expired keys are invisible at once (lazy) and deleted by a
- * periodic purge (kv.embedded.purge_interval, default 1m). */
+ * periodic purge (kv.embedded.purge_interval, default 1m).  WAL checkpoints
+ * run on a thread of their own (util/sqlite_ckpt.h), never inside a COMMIT
+ * on the loop. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "kv/kv_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/sqlite_ckpt.h"
 
 typedef struct kres {
   struct kres *next;
@@ -28,6 +31,8 @@ typedef struct kdb {
   sqlite3 *db;
   char *path;
   sqlite3_stmt *claim, *mark, *exists, *purge;
+  sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no parse per batch */
+  nd_sqlite_ckpt *ckpt;
   int in_txn, in_flush;
   kres *head, *tail;
   struct event *flush_ev, *purge_ev;
@@ -42,12 +47,20 @@ static int exec_sql(kdb *d, const char *sql) {
   return -1;
 }
 
+static int run_stmt(kdb *d, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc == SQLITE_DONE) return 0;
+  ND_ERROR("kv", "embedded kv %s: %s: %s", d->path, sqlite3_sql(st), sqlite3_errmsg(d->db));
+  return -1;
+}
+
 static void flush(kdb *d) {
   int commit_failed = 0;
   if (d->in_txn) {
     d->in_txn = 0;
-    if (exec_sql(d, "COMMIT") < 0) {
-      exec_sql(d, "ROLLBACK");
+    if (run_stmt(d, d->commit) < 0) {
+      run_stmt(d, d->rollback);
       commit_failed = 1;
     }
   }
@@ -86,7 +99,7 @@ static int sqlite_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t
   r->op = op;
   r->cb = cb;
   r->ud = ud;
-  if (!d->in_txn && exec_sql(d, "BEGIN IMMEDIATE") == 0) d->in_txn = 1;
+  if (!d->in_txn && run_stmt(d, d->begin) == 0) d->in_txn = 1;
   int64_t now = nd_wall_ms();
   int64_t expires = ttl_ms > 0 ? now + ttl_ms : 0;
   sqlite3_stmt *st = op == ND_KV_CLAIM ? d->claim : op == ND_KV_MARK ? d->mark : d->exists;
@@ -133,7 +146,8 @@ static int sqlite_ready(nd_kv *kv) { return ((kdb *)kv->impl)->db != NULL; }
 static void sqlite_free(nd_kv *kv) {
   kdb *d = kv->impl;
   if (!d) return;
-  if (d->in_txn) exec_sql(d, "COMMIT");
+  if (d->in_txn) run_stmt(d, d->commit);
+  nd_sqlite_ckpt_stop(d->ckpt);
   while (d->head) { /* dropped, not called */
     kres *n = d->head->next;
     free(d->head);
@@ -145,6 +159,9 @@ static void sqlite_free(nd_kv *kv) {
   sqlite3_finalize(d->mark);
   sqlite3_finalize(d->exists);
   sqlite3_finalize(d->purge);
+  sqlite3_finalize(d->begin);
+  sqlite3_finalize(d->commit);
+  sqlite3_finalize(d->rollback);
   if (d->db) sqlite3_close(d->db);
   free(d->path);
   free(d);
@@ -210,12 +227,16 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
               "expires=excluded.expires",
               &d->mark) < 0 ||
       prepare(d, "SELECT 1 FROM kv WHERE k=?1 AND (expires=0 OR expires>?2)", &d->exists) < 0 ||
-      prepare(d, "DELETE FROM kv WHERE expires != 0 AND expires <= ?1", &d->purge) < 0) {
+      prepare(d, "DELETE FROM kv WHERE expires != 0 AND expires <= ?1", &d->purge) < 0 ||
+      prepare(d, "BEGIN IMMEDIATE", &d->begin) < 0 || prepare(d, "COMMIT", &d->commit) < 0 ||
+      prepare(d, "ROLLBACK", &d->rollback) < 0) {
     nd_errors_add(errs, NULL, 0, 0, "embedded kv %s: %s", d->path,
                   d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
     sqlite_free(kv);
     return NOTIFD_EBACKEND;
   }
+  if ((d->ckpt = nd_sqlite_ckpt_start(d->path, 200)) != NULL)
+    exec_sql(d, "PRAGMA wal_autocheckpoint=0");
   d->flush_ev = event_new(kv->base, -1, 0, on_flush, d);
   d->purge_ev = event_new(kv->base, -1, EV_PERSIST, on_purge, d);
   struct timeval tv = {(time_t)(d->purge_ms / 1000), (suseconds_t)((d->purge_ms % 1000) * 1000)};

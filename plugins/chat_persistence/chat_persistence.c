@@ -119,6 +119,33 @@ static void setup_submit(cp_plugin *pl) {
   if (cp_job_submit(pl, &sj->base) < 0) free(sj);
 }
 
+/* ---- WAL checkpoints off the request path ---- */
+
+#define CP_CHECKPOINT_MS 200
+
+static void ckpt_work(cp_job *j) { j->pl->store->ops->checkpoint(j->pl->store); }
+static void ckpt_release(cp_job *j) { free(j); }
+static void ckpt_done(cp_job *j) {
+  j->pl->ckpt_busy = 0;
+  free(j);
+}
+
+static void on_ckpt_timer(notifd_timer *t, void *ud) {
+  (void)t;
+  cp_plugin *pl = ud;
+  if (pl->ckpt_busy) return;
+  cp_job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  j->work = ckpt_work;
+  j->done = ckpt_done;
+  j->release = ckpt_release;
+  pl->ckpt_busy = 1;
+  if (cp_job_submit(pl, j) < 0) {
+    pl->ckpt_busy = 0;
+    free(j);
+  }
+}
+
 /* ---- configuration ---- */
 
 static int cfg_fail(cp_plugin *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -275,6 +302,10 @@ static int cp_init(notifd_plugin *p, const notifd_api *api, void **state) {
 static int cp_start(void *state) {
   cp_plugin *pl = state;
   if (pl->mongo) setup_submit(pl);
+  if (pl->store->ops->checkpoint &&
+      pl->api->timer_start(pl->self, CP_CHECKPOINT_MS, CP_CHECKPOINT_MS, on_ckpt_timer, pl,
+                           &pl->ckpt_timer) < 0)
+    pl->api->log(pl->self, NOTIFD_LOG_WARN, "cannot start the checkpoint timer");
   if (pl->relay) cp_relay_start(pl->relay);
   return 0;
 }
@@ -288,6 +319,7 @@ static void cp_destroy(void *state) {
     job_unlink(j);
     j->release(j);
   }
+  cp_http_drop_queued(pl);
   cp_relay_free(pl->relay);
   if (pl->store) pl->store->ops->close(pl->store);
   free(pl);

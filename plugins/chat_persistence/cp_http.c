@@ -60,6 +60,7 @@ static void respond_bind_error(cp_plugin *pl, notifd_req *req, int rc, chat_buf 
 
 typedef struct post_job {
   cp_job base;
+  struct post_job *qnext; /* group commit queue */
   notifd_req *req;
   chat_message msg;   /* the request; after the insert, what is stored */
   chat_message want;  /* the request as sent, to judge an existing id */
@@ -86,9 +87,9 @@ static int same_message(const chat_message *a, const chat_message *b) {
          strcmp(a->sender_id, b->sender_id) == 0 && strcmp(a->receiver_id, b->receiver_id) == 0;
 }
 
-static void post_done(cp_job *j) {
-  post_job *pj = (post_job *)j;
-  cp_plugin *pl = j->pl;
+/* Answers the POST from the store's result; 1 if a message was created. */
+static int post_answer(cp_plugin *pl, post_job *pj) {
+  int created = 0;
   observe_store(pl, "insert", pj->t0);
   if (pj->rc < 0) {
     pl->api->log(pl->self, NOTIFD_LOG_ERROR, "storing message %s failed: %s", pj->msg.message_id,
@@ -115,9 +116,153 @@ static void post_done(cp_job *j) {
       pl->api->resp_header(pj->req, "Location", loc);
     }
     respond_message(pl, pj->req, 201, &pj->msg);
-    if (pl->relay) cp_relay_kick(pl->relay);
+    created = 1;
   }
+  return created;
+}
+
+static void post_done(cp_job *j) {
+  cp_plugin *pl = j->pl;
+  if (post_answer(pl, (post_job *)j) && pl->relay) cp_relay_kick(pl->relay);
   post_release(j);
+}
+
+/* ---- group commit ----
+ *
+ * With a store that has insert_batch (SQLite), POSTs do not each take a
+ * worker and a transaction: they queue on the loop, and one batch job at a
+ * time stores everything queued so far in one transaction, so under load
+ * one fsync covers many messages and an idle server still commits a lone
+ * message at once.  Answers go out in arrival order after the commit. */
+
+#define CP_BATCH_MAX 512
+
+typedef struct batch_job {
+  cp_job base;
+  post_job **items;
+  chat_message **msgs;
+  int *rcs;
+  cp_change *changes; /* committed change records, for the relay */
+  size_t n;
+  int64_t *dels;      /* published outbox rows deleted in the same transaction */
+  size_t ndel;
+  int rc;
+  char err[256];
+} batch_job;
+
+static void batch_work(cp_job *j) {
+  batch_job *bj = (batch_job *)j;
+  cp_store *s = j->pl->store;
+  bj->rc = s->ops->insert_batch(s, bj->msgs, bj->rcs, bj->n, bj->changes, bj->dels, bj->ndel,
+                                bj->err, sizeof bj->err);
+  if (bj->rc < 0)
+    for (size_t i = 0; i < bj->n; i++) bj->rcs[i] = -1;
+}
+
+static void batch_free(batch_job *bj) {
+  free(bj->items);
+  free(bj->msgs);
+  free(bj->rcs);
+  cp_changes_free(bj->changes, bj->n);
+  free(bj->dels);
+  free(bj);
+}
+
+static void batch_release(cp_job *j) {
+  batch_job *bj = (batch_job *)j;
+  for (size_t i = 0; i < bj->n; i++) post_release(&bj->items[i]->base);
+  batch_free(bj);
+}
+
+static void batch_submit(cp_plugin *pl);
+
+static void batch_done(cp_job *j) {
+  batch_job *bj = (batch_job *)j;
+  int created = 0;
+  if (bj->rc < 0) {
+    cp_relay_deletes_failed(j->pl->relay, bj->dels, bj->ndel);
+    bj->dels = NULL;
+  } else {
+    cp_relay_committed(j->pl->relay, bj->changes, bj->n);
+  }
+  for (size_t i = 0; i < bj->n; i++) {
+    post_job *pj = bj->items[i];
+    pj->rc = bj->rcs[i];
+    if (pj->rc < 0) snprintf(pj->err, sizeof pj->err, "%s", bj->err);
+    created |= post_answer(j->pl, pj);
+    post_release(&pj->base);
+  }
+  cp_plugin *pl = j->pl;
+  batch_free(bj);
+  pl->ins_busy = 0;
+  if (created && pl->relay) cp_relay_kick(pl->relay);
+  if (pl->ins_head) batch_submit(pl);
+}
+
+/* Takes up to CP_BATCH_MAX queued POSTs into one job. */
+static void batch_submit(cp_plugin *pl) {
+  size_t n = 0;
+  for (post_job *p = pl->ins_head; p && n < CP_BATCH_MAX; p = p->qnext) n++;
+  batch_job *bj = calloc(1, sizeof *bj);
+  if (bj) {
+    bj->items = calloc(n, sizeof *bj->items);
+    bj->msgs = calloc(n, sizeof *bj->msgs);
+    bj->rcs = calloc(n, sizeof *bj->rcs);
+    bj->changes = calloc(n, sizeof *bj->changes);
+  }
+  int ok = bj && bj->items && bj->msgs && bj->rcs && bj->changes;
+  for (size_t i = 0; i < n; i++) {
+    post_job *pj = pl->ins_head;
+    pl->ins_head = pj->qnext;
+    if (!pl->ins_head) pl->ins_tail = NULL;
+    pj->qnext = NULL;
+    if (ok) {
+      bj->items[i] = pj;
+      bj->msgs[i] = &pj->msg;
+    } else {
+      count(pl, "error");
+      pl->api->respond_error(pj->req, 500, "out of memory");
+      post_release(&pj->base);
+    }
+  }
+  if (!ok) {
+    if (bj) batch_free(bj);
+    return;
+  }
+  bj->n = n;
+  cp_relay_take_deletes(pl->relay, &bj->dels, &bj->ndel);
+  bj->base.work = batch_work;
+  bj->base.done = batch_done;
+  bj->base.release = batch_release;
+  pl->ins_busy = 1;
+  if (cp_job_submit(pl, &bj->base) < 0) {
+    pl->ins_busy = 0;
+    cp_relay_deletes_failed(pl->relay, bj->dels, bj->ndel);
+    bj->dels = NULL;
+    for (size_t i = 0; i < n; i++) {
+      count(pl, "error");
+      pl->api->respond_error(bj->items[i]->req, 503, "server is shutting down");
+    }
+    batch_release(&bj->base);
+  }
+}
+
+static void batch_enqueue(cp_plugin *pl, post_job *pj) {
+  pj->base.pl = pl;
+  pj->qnext = NULL;
+  if (pl->ins_tail) pl->ins_tail->qnext = pj;
+  else pl->ins_head = pj;
+  pl->ins_tail = pj;
+  if (!pl->ins_busy) batch_submit(pl);
+}
+
+void cp_http_drop_queued(cp_plugin *pl) {
+  while (pl->ins_head) {
+    post_job *pj = pl->ins_head;
+    pl->ins_head = pj->qnext;
+    post_release(&pj->base);
+  }
+  pl->ins_tail = NULL;
 }
 
 static void on_post(notifd_req *req, void *ud) {
@@ -175,6 +320,10 @@ static void on_post(notifd_req *req, void *ud) {
   pj->base.work = post_work;
   pj->base.done = post_done;
   pj->base.release = post_release;
+  if (pl->store->ops->insert_batch) {
+    batch_enqueue(pl, pj);
+    return;
+  }
   if (cp_job_submit(pl, &pj->base) < 0) {
     count(pl, "error");
     api->respond_error(req, 503, "server is shutting down");

@@ -59,17 +59,34 @@ struct cp_plugin {
   chat_oid_gen oids;          /* loop thread only */
   cp_job *jobs;               /* submitted, completion not yet run */
   cp_metrics m;
+  /* Group commit (stores with insert_batch): POSTs queue here while the
+   * one batch in flight commits; its completion submits the next batch. */
+  struct post_job *ins_head, *ins_tail;
+  int ins_busy;
+  /* Periodic WAL checkpoint job (stores with a checkpoint op). */
+  notifd_timer *ckpt_timer;
+  int ckpt_busy;
 };
 
 /* 0, or < 0 (the job was not queued; the caller still owns it). */
 int cp_job_submit(cp_plugin *pl, cp_job *j);
 
 int cp_http_register(cp_plugin *pl);
+/* At destroy: drops POSTs still queued for a batch (never answered). */
+void cp_http_drop_queued(cp_plugin *pl);
 
 int cp_relay_new(cp_plugin *pl, cp_relay **out);
 void cp_relay_start(cp_relay *r);
 /* A commit happened: publish soon. */
 void cp_relay_kick(cp_relay *r);
+/* An insert batch committed these change records (items with a key are
+ * moved out: key/value set to NULL).  No-op unless the relay can go live. */
+void cp_relay_committed(cp_relay *r, cp_change *items, size_t n);
+/* Hands the outbox rows of acknowledged records to an insert batch, which
+ * deletes them in its transaction: 1 with a malloc'd array, 0 if none. */
+int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n);
+/* The batch failed: the relay takes the rows back (and frees `seqs`). */
+void cp_relay_deletes_failed(cp_relay *r, int64_t *seqs, size_t n);
 void cp_relay_free(cp_relay *r);
 
 /* Seconds since `t0` (monotonic), for the store histogram. */

@@ -46,6 +46,17 @@ typedef struct cp_store_ops {
    * Returns 0 = inserted (m->created_at_ms set), 1 = the id existed (m is
    * replaced by the stored message), < 0 = error (err filled). */
   int (*insert)(cp_store *s, chat_message *m, char *err, size_t errlen);
+  /* Group commit (NULL when the backend has none): the `n` messages in one
+   * transaction, rc[i] as `insert` returns it for m[i]; with capture,
+   * changes[i] (if `changes` is not NULL) receives the change record of each
+   * inserted message (seq, key, value; key NULL for the others), so the
+   * relay can publish it without reading it back.  The same transaction
+   * first deletes the `ndel` published outbox rows `del` (n may be 0: a
+   * delete-only transaction, committed without fsync).  Returns 0, or < 0
+   * when the transaction failed (nothing stored or deleted; err filled,
+   * every rc[i] < 0, no changes). */
+  int (*insert_batch)(cp_store *s, chat_message *const *m, int *rc, size_t n, cp_change *changes,
+                      const int64_t *del, size_t ndel, char *err, size_t errlen);
   /* 1 = found (out filled), 0 = absent, < 0 = error. */
   int (*get)(cp_store *s, const char *id, chat_message *out, char *err, size_t errlen);
   /* Messages of a stream strictly between `after` and `before` (either may
@@ -58,6 +69,10 @@ typedef struct cp_store_ops {
                        size_t errlen);
   /* Marks the changes with status 0 as published (deletes outbox rows). */
   int (*changes_done)(cp_store *s, const cp_change *c, size_t n, char *err, size_t errlen);
+  /* Moves committed WAL content into the database file on a connection of
+   * its own, so writers never stall on a checkpoint's fsyncs (NULL: the
+   * backend needs none).  Called by one job at a time. */
+  void (*checkpoint)(cp_store *s);
   void (*close)(cp_store *s);
 } cp_store_ops;
 

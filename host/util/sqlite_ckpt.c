@@ -1,0 +1,86 @@
+#include "util/sqlite_ckpt.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct nd_sqlite_ckpt {
+  char *path;
+  int64_t interval_ms;
+  int stop;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+};
+
+static void *ckpt_main(void *arg) {
+  nd_sqlite_ckpt *c = arg;
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    db = NULL; /* keep waiting for stop; the WAL grows until restart */
+  } else {
+    sqlite3_busy_timeout(db, 1000);
+  }
+  pthread_mutex_lock(&c->mu);
+  while (!c->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += c->interval_ms / 1000;
+    ts.tv_nsec += (c->interval_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT) {
+    }
+    if (c->stop) break;
+    pthread_mutex_unlock(&c->mu);
+    int log = 0, done = 0;
+    if (db) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    pthread_mutex_lock(&c->mu);
+  }
+  pthread_mutex_unlock(&c->mu);
+  sqlite3_close(db);
+  return NULL;
+}
+
+nd_sqlite_ckpt *nd_sqlite_ckpt_start(const char *path, int64_t interval_ms) {
+  nd_sqlite_ckpt *c = calloc(1, sizeof *c);
+  if (!c || !(c->path = strdup(path))) {
+    free(c);
+    return NULL;
+  }
+  c->interval_ms = interval_ms < 10 ? 10 : interval_ms;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->path);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void nd_sqlite_ckpt_stop(nd_sqlite_ckpt *c) {
+  if (!c) return;
+  pthread_mutex_lock(&c->mu);
+  c->stop = 1;
+  pthread_cond_signal(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  pthread_join(c->thread, NULL);
+  pthread_cond_destroy(&c->cv);
+  pthread_mutex_destroy(&c->mu);
+  free(c->path);
+  free(c);
+}
