@@ -324,45 +324,21 @@ def test_chat_throttle_mails_first_message_of_a_conversation(notifd_factory, smt
     assert sum("other stream" in b for b in bodies) == 1
 
 
-def ferretdb_binary():
-    for cand in (os.environ.get("NOTIFD_FERRETDB"), shutil.which("ferretdb"),
-                 os.path.expanduser("~/go/bin/ferretdb")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
 @pytest.fixture
 def ferretdb(tmp_path):
-    """A MongoDB wire-protocol server (FerretDB v1, SQLite handler)."""
-    binary = ferretdb_binary()
-    if not binary:
-        pytest.skip("SKIPPED: no FerretDB binary (set NOTIFD_FERRETDB or put ferretdb on PATH)")
-    port, debug_port = free_port(), free_port()
+    """A MongoDB wire-protocol server (FerretDB v1, SQLite handler), started
+    and stopped by tests/services/ferretdb.sh (which builds it on first use)."""
+    script = os.path.join(SOURCE, "tests", "services", "ferretdb.sh")
     d = tmp_path / "ferretdb"
     d.mkdir()
-    log = open(d / "ferretdb.log", "wb")
-    proc = subprocess.Popen([binary, "--handler=sqlite", f"--sqlite-url=file:{d}/",
-                             f"--listen-addr=127.0.0.1:{port}", f"--debug-addr=127.0.0.1:{debug_port}",
-                             "--telemetry=disable", f"--state-dir={d}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    r = subprocess.run([script, "start", str(d)], capture_output=True, text=True, timeout=600)
+    if r.returncode == 2:
+        pytest.skip("SKIPPED: FerretDB cannot run here: " + r.stderr.strip()[-300:])
+    assert r.returncode == 0, r.stderr
     try:
-        wait_until(lambda: _port_open(port), timeout=20, what="ferretdb listening")
-        yield f"mongodb://127.0.0.1:{port}/"
+        yield r.stdout.strip().splitlines()[-1]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _port_open(port):
-    import socket
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        subprocess.run([script, "stop", str(d)], capture_output=True, timeout=60)
 
 
 def test_mongodb_directory(notifd_factory, smtp, ferretdb):
