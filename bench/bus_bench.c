@@ -5,7 +5,11 @@
  *
  *   bus_bench [--backend embedded|kafka] [--brokers H:P] [--dir DIR]
  *             [--rate N (msg/s, 0 = as fast as possible)] [--count N]
- *             [--size BYTES] [--timeout S] [--sync full]
+ *             [--size BYTES] [--timeout S] [--sync full] [--kafka-defaults]
+ *
+ * Kafka runs set linger.ms=1 and fetch.wait.max.ms=5 unless
+ * --kafka-defaults keeps librdkafka's defaults (what a config that sets no
+ * properties gets).
  *
  * Method and recorded numbers: bench/README.md. */
 #include <getopt.h>
@@ -125,12 +129,13 @@ int main(int argc, char **argv) {
   b.size = 64;
   b.window = 20000;
   int64_t timeout_s = 60;
+  int kafka_defaults = 0;
   static const struct option opts[] = {
       {"backend", required_argument, NULL, 'B'}, {"brokers", required_argument, NULL, 'b'},
       {"dir", required_argument, NULL, 'd'},     {"rate", required_argument, NULL, 'r'},
       {"count", required_argument, NULL, 'n'},   {"size", required_argument, NULL, 's'},
       {"timeout", required_argument, NULL, 't'}, {"sync", required_argument, NULL, 'S'},
-      {NULL, 0, NULL, 0}};
+      {"kafka-defaults", no_argument, NULL, 'K'}, {NULL, 0, NULL, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (ch) {
@@ -142,6 +147,7 @@ int main(int argc, char **argv) {
     case 's': b.size = atoll(optarg); break;
     case 't': timeout_s = atoll(optarg); break;
     case 'S': sync = optarg; break;
+    case 'K': kafka_defaults = 1; break;
     default:
       fprintf(stderr, "usage: see the comment at the top of bench/bus_bench.c\n");
       return 2;
@@ -167,10 +173,12 @@ int main(int argc, char **argv) {
   if (strcmp(backend, "kafka") == 0) {
     nd_cfg_node *k = node(ND_CFG_MAP, NULL, NULL);
     add(k, node(ND_CFG_SCALAR, "brokers", brokers));
-    nd_cfg_node *cp = add(k, node(ND_CFG_MAP, "consumer_properties", NULL));
-    add(cp, node(ND_CFG_SCALAR, "fetch.wait.max.ms", "5"));
-    nd_cfg_node *pp = add(k, node(ND_CFG_MAP, "producer_properties", NULL));
-    add(pp, node(ND_CFG_SCALAR, "linger.ms", "1"));
+    if (!kafka_defaults) {
+      nd_cfg_node *cp = add(k, node(ND_CFG_MAP, "consumer_properties", NULL));
+      add(cp, node(ND_CFG_SCALAR, "fetch.wait.max.ms", "5"));
+      nd_cfg_node *pp = add(k, node(ND_CFG_MAP, "producer_properties", NULL));
+      add(pp, node(ND_CFG_SCALAR, "linger.ms", "1"));
+    }
     h->cfg.kafka = k;
   } else if (sync) {
     nd_cfg_node *bc = node(ND_CFG_MAP, NULL, NULL);

@@ -5,16 +5,16 @@
  *              [--rate 1000 | --rate 0 --http-conns C] --count N [--warmup W]
  *              [--streams 100] [--subs 1] [--notif 1] [--size 64]
  *              [--sources 16] [--drain 30] [--max-seconds 300]
- *              [--email-token TOKEN] [--server-pid PID[,PID...]]
+ *              [--email-token TOKEN [--email-port P]] [--server-pid PID[,PID...]]
  *
  * 1. Opens the websocket clients: --subs chat sockets per conversation
  *    (/chat/subscribe-websocket, keyed by stream_id) and, with --notif 1,
  *    one notifications socket per receiver (/notifications/subscribe), from
  *    source addresses rotating over 127.0.0.1 .. 127.0.0.<sources>.
  *    With --email-token, every sender and receiver is first registered in
- *    the email role's directory (PUT /email/users/{id}, header
- *    X-Notifd-Internal-Token), so that role mails (or throttles) instead
- *    of dead-lettering unknown recipients.
+ *    the email role's directory (PUT /email/users/{id} on --email-port,
+ *    default --port; header X-Notifd-Internal-Token), so that role mails
+ *    (or throttles) instead of dead-lettering unknown recipients.
  * 2. POSTs /chat/persist over --http-conns keep-alive connections (one
  *    request in flight per connection).  --rate R > 0 paces the sends open
  *    loop at R msg/s (a 1 ms timer sends what is due; a message sent more
@@ -63,7 +63,7 @@ typedef struct bench bench;
 typedef struct hconn {
   bench *b;
   struct bufferevent *bev;
-  int busy, up;
+  int busy, up, is_reg;
   int64_t seq;   /* message in flight */
   int64_t t_ns;  /* its write time */
 } hconn;
@@ -83,12 +83,13 @@ typedef struct samples {
 
 struct bench {
   struct event_base *base;
-  int port, chat_port, notif_port;
+  int port, chat_port, notif_port, email_port;
   double rate;
   int64_t count, warmup, total; /* total = warmup + count */
   int nstreams, subs, notif, size, nsources, nhttp;
   int drain_s, max_s;
   const char *email_token;
+  hconn reg; /* registration connection (to email_port) */
   int pids[16], npids;
   double server_cpu0, server_cpu1;
   int next_reg, reg_total; /* registration: 2 users per stream */
@@ -265,6 +266,7 @@ static void drain_frames(bench *b, wconn *c, struct evbuffer *in) {
 /* ---- websocket clients ---- */
 
 static void start_sending(bench *b);
+static void open_post_conns(bench *b);
 
 static void ws_read(struct bufferevent *bev, void *arg) {
   wconn *c = arg;
@@ -519,9 +521,14 @@ static void http_read(struct bufferevent *bev, void *arg) {
         stop_all(b);
         return;
       }
-      if (b->next_reg < b->reg_total) send_registration(b, c);
-      else if (b->phase == 0) begin_load(b);
-      continue;
+      if (b->next_reg < b->reg_total) {
+        send_registration(b, c);
+        continue;
+      }
+      bufferevent_free(c->bev); /* done: now the POST connections */
+      c->bev = NULL;
+      open_post_conns(b);
+      return;
     }
     if (status == 201) {
       b->accepted++;
@@ -541,12 +548,22 @@ static void http_event(struct bufferevent *bev, short what, void *arg) {
   hconn *c = arg;
   bench *b = c->b;
   if (what & BEV_EVENT_CONNECTED) {
+    if (c->is_reg) {
+      send_registration(b, c);
+      return;
+    }
     c->up = 1;
     if (++b->http_up == b->nhttp) {
-      if (b->email_token) send_registration(b, &b->h[0]);
-      else begin_load(b);
+      begin_load(b);
       pump(b);
     }
+    return;
+  }
+  if (c->is_reg) {
+    fprintf(stderr, "chat_bench: registration connection lost\n");
+    bufferevent_free(bev);
+    c->bev = NULL;
+    stop_all(b);
     return;
   }
   if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
@@ -561,7 +578,7 @@ static void http_event(struct bufferevent *bev, short what, void *arg) {
   }
 }
 
-static void start_sending(bench *b) {
+static void open_post_conns(bench *b) {
   for (int i = 0; i < b->nhttp; i++) {
     hconn *c = &b->h[i];
     c->b = b;
@@ -571,6 +588,21 @@ static void start_sending(bench *b) {
       stop_all(b);
       return;
     }
+  }
+}
+
+static void start_sending(bench *b) {
+  if (b->email_token) {
+    b->reg.b = b;
+    b->reg.is_reg = 1;
+    b->reg.bev = connect_to(b, b->email_port, 0, http_read, http_event, &b->reg);
+    if (!b->reg.bev) {
+      fprintf(stderr, "chat_bench: cannot connect for registrations\n");
+      stop_all(b);
+      return;
+    }
+  } else {
+    open_post_conns(b);
   }
   struct timeval ms = {0, 1000};
   b->tick = event_new(b->base, -1, EV_PERSIST, on_tick, b);
@@ -602,7 +634,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
   bench b = {.port = 8080, .rate = 1000, .count = 10000, .warmup = 200, .nstreams = 100,
-             .subs = 1, .notif = 1, .size = 64, .nsources = 16, .nhttp = 8, .drain_s = 30,
+             .subs = 1, .notif = 1, .size = 64, .nsources = 16, .nhttp = 32, .drain_s = 30,
              .max_s = 300};
   static const struct option opts[] = {
       {"port", 1, 0, 'p'},     {"chat-port", 1, 0, 'c'}, {"notif-port", 1, 0, 'N'},
@@ -610,7 +642,7 @@ int main(int argc, char **argv) {
       {"streams", 1, 0, 's'},  {"subs", 1, 0, 'S'},      {"notif", 1, 0, 'o'},
       {"size", 1, 0, 'z'},     {"sources", 1, 0, 'a'},   {"http-conns", 1, 0, 'H'},
       {"drain", 1, 0, 'd'},    {"max-seconds", 1, 0, 'm'}, {"email-token", 1, 0, 'T'},
-      {"server-pid", 1, 0, 'P'},
+      {"server-pid", 1, 0, 'P'}, {"email-port", 1, 0, 'E'},
       {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -630,6 +662,7 @@ int main(int argc, char **argv) {
     case 'd': b.drain_s = atoi(optarg); break;
     case 'm': b.max_s = atoi(optarg); break;
     case 'T': b.email_token = optarg; break;
+    case 'E': b.email_port = atoi(optarg); break;
     case 'P':
       for (char *t = strtok(optarg, ","); t && b.npids < 16; t = strtok(NULL, ","))
         b.pids[b.npids++] = atoi(t);
@@ -639,6 +672,7 @@ int main(int argc, char **argv) {
   }
   if (!b.chat_port) b.chat_port = b.port;
   if (!b.notif_port) b.notif_port = b.port;
+  if (!b.email_port) b.email_port = b.port;
   /* Bounds: at most 10M messages, 100k sockets, 10 minutes. */
   if (b.count < 1 || b.count > 10000000 || b.warmup < 0 || b.warmup > 1000000 ||
       b.nstreams < 1 || b.nstreams > 100000 || b.subs < 0 || b.subs > 64 ||
@@ -738,6 +772,7 @@ int main(int argc, char **argv) {
 
   for (int i = 0; i < b.nhttp; i++)
     if (b.h[i].bev) bufferevent_free(b.h[i].bev);
+  if (b.reg.bev) bufferevent_free(b.reg.bev);
   for (int i = 0; i < b.nw; i++)
     if (b.w[i].bev) bufferevent_free(b.w[i].bev);
   if (b.tick) event_free(b.tick);

@@ -2,6 +2,19 @@
 """Websocket benchmarks for notifd (loopback only, bounded in count and time).
 
   bench/run_ws_bench.py [--build build] [--idle 10000] [--fanout-messages 200]
+                        [--roles all|none]
+
+RLIMIT_NOFILE is raised as far as the system allows; when one process
+cannot hold --idle descriptors (a container without CAP_SYS_RESOURCE keeps
+the hard limit, e.g. 20000), the idle connections are spread over several
+notifd processes, each with its own ws_loadgen.
+
+--roles all (default) loads the five roles of config/single-node.yaml
+(chat_ws, notifications_ws, chat_persistence, chat_change_handler, email;
+embedded backends, no traffic on them) next to the ws_bench plugin, and the
+idle connections are real notifications_ws subscriptions
+(/notifications/subscribe?user_id=...); --roles none loads ws_bench alone
+and idles on its /bench/ws channel.
 
 1. Idle memory: RSS delta of notifd / N after N idle websocket connections.
 2. Fan-out: one publish to 1,000 subscribers of one key, repeated; and
@@ -56,16 +69,20 @@ def wait_for(pred, timeout, what):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--idle", type=int, default=10000)
-    ap.add_argument("--fanout-messages", type=int, default=200)
-    args = ap.parse_args()
-    b = os.path.abspath(args.build)
-    loadgen = os.path.join(b, "bench", "ws_loadgen")
-    port, admin = free_port(), free_port()
-    tmp = tempfile.mkdtemp(prefix="notifd-wsbench-")
+def fd_limit():
+    """Raises RLIMIT_NOFILE as far as allowed; returns the soft limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in (200000, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+def write_config(tmp, port, admin, b, roles):
     cfg = os.path.join(tmp, "bench.yaml")
     with open(cfg, "w") as f:
         f.write(f"""listen: {{address: 127.0.0.1, port: {port}}}
@@ -78,33 +95,86 @@ websocket:
   max_connections_per_key: 20000
   max_queue_frames: 4096
   max_queue_bytes: 4194304
+plugin_dirs: [{b}/plugins]
 plugins:
   - name: ws_bench
     path: {b}/bench/ws_bench.so
 """)
-    import resource
-    resource.setrlimit(resource.RLIMIT_NOFILE, (200000, 200000))
+        if roles == "all":
+            f.write(f"""  - name: chat_ws
+  - name: notifications_ws
+  - name: chat_persistence
+  - name: chat_change_handler
+  - name: email
+    config:
+      smtp_url: smtp://127.0.0.1:9
+      templates_dir: {ROOT}/config/templates
+      chat_throttle: 10m
+""")
+    return cfg
+
+
+def start_notifd(b, roles):
+    port, admin = free_port(), free_port()
+    tmp = tempfile.mkdtemp(prefix="notifd-wsbench-")
+    cfg = write_config(tmp, port, admin, b, roles)
     nd = subprocess.Popen([os.path.join(b, "host", "notifd"), "-c", cfg],
                           stdout=open(os.path.join(tmp, "notifd.log"), "w"), stderr=subprocess.STDOUT)
-    result = {"machine": os.uname().nodename, "cores": os.cpu_count()}
-    try:
-        wait_for(lambda: _ok(port), 10, "notifd")
-        # 1. idle memory per connection
-        _, rss0 = proc_stat(nd.pid)
-        n = args.idle
-        lg = subprocess.Popen([loadgen, "--port", str(port), "--path", "/bench/ws?k=idle{key}",
-                               "--conns", str(n), "--keys", str(n), "--sources", "64", "--hold", "60"],
-                              stdout=subprocess.PIPE, text=True)
-        wait_for(lambda: metric(admin, "notifd_ws_connections") >= n, 60, f"{n} connections")
-        time.sleep(1)
-        _, rss1 = proc_stat(nd.pid)
-        result["idle"] = {"connections": n, "rss_before": rss0, "rss_after": rss1,
-                          "bytes_per_connection": round((rss1 - rss0) / n)}
-        lg.terminate()
-        lg.wait()
-        wait_for(lambda: metric(admin, "notifd_ws_connections") == 0, 30, "idle close")
+    wait_for(lambda: _ok(port), 20, "notifd")
+    return nd, port, admin
 
-        # 2. fan-out
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--fanout-messages", type=int, default=200)
+    ap.add_argument("--roles", choices=("all", "none"), default="all")
+    args = ap.parse_args()
+    b = os.path.abspath(args.build)
+    loadgen = os.path.join(b, "bench", "ws_loadgen")
+    limit = fd_limit()
+    # One process (notifd or ws_loadgen) holds at most `limit` descriptors:
+    # more idle connections than fit are spread over several notifd
+    # processes, each with its own loadgen.
+    per_proc = max(1000, min(args.idle, limit - 1000))
+    nprocs = -(-args.idle // per_proc)
+    result = {"machine": os.uname().nodename, "cores": os.cpu_count(), "roles": args.roles,
+              "nofile_limit": limit}
+    procs = []
+    try:
+        for _ in range(nprocs):
+            procs.append(start_notifd(b, args.roles))
+        nd, port, admin = procs[0]
+        # 1. idle memory per connection
+        idle_path = ("/notifications/subscribe?user_id=idle{key}" if args.roles == "all"
+                     else "/bench/ws?k=idle{key}")
+        result["idle_path"] = idle_path
+        rss0 = [proc_stat(p.pid)[1] for p, _, _ in procs]
+        shares = [per_proc] * (nprocs - 1) + [args.idle - per_proc * (nprocs - 1)]
+        lgs = []
+        for (p, pt, _), share in zip(procs, shares):
+            lgs.append(subprocess.Popen([loadgen, "--port", str(pt), "--path", idle_path,
+                                         "--conns", str(share), "--keys", str(share),
+                                         "--sources", "64", "--hold", "90"],
+                                        stdout=subprocess.PIPE, text=True))
+        for (p, _, adm), share in zip(procs, shares):
+            wait_for(lambda: metric(adm, "notifd_ws_connections") >= share, 90,
+                     f"{share} connections")
+        time.sleep(1)
+        rss1 = [proc_stat(p.pid)[1] for p, _, _ in procs]
+        total = sum(r1 - r0 for r0, r1 in zip(rss0, rss1))
+        result["idle"] = {"connections": args.idle, "notifd_processes": nprocs,
+                          "connections_per_process": shares,
+                          "rss_before": rss0, "rss_after": rss1,
+                          "bytes_per_connection": round(total / args.idle)}
+        for lg in lgs:
+            lg.terminate()
+            lg.wait()
+        for p, _, adm in procs:
+            wait_for(lambda: metric(adm, "notifd_ws_connections") == 0, 60, "idle close")
+
+        # 2. fan-out (first process only)
         for name, keys, subs in (("one_key_1000_subscribers", 1, 1000),
                                  ("1000_keys_10_subscribers", 1000, 10)):
             m = args.fanout_messages
@@ -134,8 +204,10 @@ plugins:
             }
             wait_for(lambda: metric(admin, "notifd_ws_connections") == 0, 30, "fan-out close")
     finally:
-        nd.terminate()
-        nd.wait(timeout=20)
+        for p, _, _ in procs:
+            p.terminate()
+        for p, _, _ in procs:
+            p.wait(timeout=30)
     print(json.dumps(result, indent=2))
 
 

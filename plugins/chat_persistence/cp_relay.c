@@ -10,11 +10,15 @@
  *
  * Live (SQLite outbox with group commit, once a fetch found the outbox
  * drained): the insert batches hand their committed change records over
- * (cp_relay_committed), so a cycle is just "produce what was committed";
- * nothing is read back.  The outbox rows of acknowledged records are
- * deleted by the next insert batch's transaction (cp_relay_take_deletes), or
- * by a delete-only job when no batch comes within RELAY_DELETE_MS.  A
- * produce error drops back to catch-up, which publishes from the outbox.
+ * (cp_relay_committed) and they are produced at once, nothing is read back.
+ * Up to RELAY_LIVE_INFLIGHT batches may wait for the bus's acknowledgement
+ * together (a Kafka acknowledgement takes milliseconds; the bus keeps the
+ * order of a partition), so a commit never waits for the previous batch's
+ * acknowledgement.  The outbox rows of acknowledged records are deleted by
+ * the next insert batch's transaction (cp_relay_take_deletes), or by a
+ * delete-only job when no batch comes within RELAY_DELETE_MS.  A produce
+ * error drops back to catch-up (once the batches in flight reported), which
+ * publishes from the outbox.
  *
  * Anything not confirmed - a produce error, a crash or kill -9 at any point
  * - is still in the outbox and is published again by a later catch-up cycle
@@ -36,6 +40,8 @@
 /* Committed changes kept in memory while catching up; beyond, they are
  * dropped and read back from the outbox instead. */
 #define RELAY_QUEUE_MAX 65536
+/* Live batches produced and not yet acknowledged at a time. */
+#define RELAY_LIVE_INFLIGHT 8
 
 typedef struct relay_batch relay_batch;
 
@@ -51,18 +57,21 @@ struct relay_batch {
   size_t outstanding; /* produce callbacks still to come */
   item_ctx *ctx;
   int live;           /* taken from the live queue (no confirm job) */
+  relay_batch *prev, *next; /* live batches in flight */
   int short_fetch;    /* catch-up: the fetch found fewer than relay_batch rows */
   unsigned drops;     /* r->q_drops when the fetch started */
 };
 
 struct cp_relay {
   cp_plugin *pl;
-  int busy;             /* a cycle is under way */
+  int busy;             /* a catch-up cycle is under way */
   int kicked;           /* a kick arrived during the cycle */
+  int inflight;         /* live batches waiting for the bus */
   int failing;          /* last cycle failed (log state changes only) */
   notifd_timer *timer;  /* pending delay or backoff */
   notifd_timer *poll;   /* poll mode */
-  relay_batch *producing;
+  relay_batch *producing; /* catch-up batch being produced */
+  relay_batch *live_batches; /* live batches in flight (linked by next) */
   /* live mode */
   int can_live;         /* the store hands committed changes over */
   int live;
@@ -73,6 +82,7 @@ struct cp_relay {
   int64_t *del;         /* acknowledged, outbox rows not yet deleted */
   size_t ndel, capdel;
   int deleting;         /* a delete-only job is in flight */
+  int live_failed;      /* a live batch failed: catch up after the others */
   notifd_timer *del_timer;
 };
 
@@ -106,6 +116,7 @@ typedef struct delete_job {
 
 static void cycle_now(cp_relay *r);
 static void fetch_now(cp_relay *r);
+static void live_pump(cp_relay *r);
 
 static void batch_free(relay_batch *b) {
   if (!b) return;
@@ -118,7 +129,8 @@ static void on_timer(notifd_timer *t, void *ud) {
   cp_relay *r = ud;
   r->pl->api->timer_stop(t); /* one-shot: freed when this callback returns */
   r->timer = NULL;
-  if (!r->busy) cycle_now(r);
+  if (r->live) live_pump(r);
+  else if (!r->busy) cycle_now(r);
 }
 
 static void arm(cp_relay *r, int64_t ms) {
@@ -143,7 +155,8 @@ static void cycle_end(cp_relay *r, int failed, int again) {
   }
   if (r->failing) r->pl->api->log(r->pl->self, NOTIFD_LOG_INFO, "change relay: recovered");
   r->failing = 0;
-  if (again || r->kicked || (r->live && r->qn)) cycle_now(r);
+  if (r->live) live_pump(r);
+  else if (again || r->kicked) cycle_now(r);
 }
 
 /* ---- the live queue ---- */
@@ -344,7 +357,14 @@ static void confirm_done(cp_job *j) {
 static void batch_complete(relay_batch *b) {
   cp_relay *r = b->r;
   cp_plugin *pl = r->pl;
-  r->producing = NULL;
+  if (b->live) {
+    if (b->prev) b->prev->next = b->next;
+    else r->live_batches = b->next;
+    if (b->next) b->next->prev = b->prev;
+    r->inflight--;
+  } else {
+    r->producing = NULL;
+  }
   size_t ok = 0;
   int32_t first_err = 0;
   for (size_t i = 0; i < b->n; i++) {
@@ -360,14 +380,22 @@ static void batch_complete(relay_batch *b) {
   }
   if (b->live) {
     /* Rows of acknowledged records are deleted later; failed ones stay in
-     * the outbox, which catch-up reads next. */
+     * the outbox, which catch-up reads once every live batch reported. */
     for (size_t i = 0; i < b->n; i++)
       if (b->items[i].status == 0) del_add(r, &b->items[i].seq, 1);
-    int failed = ok < b->n;
-    if (failed) go_catch_up(r);
+    if (ok < b->n) {
+      go_catch_up(r);
+      r->live_failed = 1;
+    }
     batch_free(b);
     deletes_pending(r);
-    cycle_end(r, failed, 0);
+    if (r->live) {
+      live_pump(r);
+    } else if (!r->inflight && !r->busy) {
+      int failed = r->live_failed;
+      r->live_failed = 0;
+      cycle_end(r, failed, 1);
+    }
     return;
   }
   if (ok == 0) {
@@ -408,13 +436,27 @@ static void produce_batch(cp_relay *r, relay_batch *b) {
   b->r = r;
   b->ctx = calloc(n ? n : 1, sizeof *b->ctx);
   if (!b->ctx) {
-    if (b->live) go_catch_up(r); /* the items are still in the outbox */
+    int live = b->live;
     batch_free(b);
+    if (live) { /* the items are still in the outbox */
+      go_catch_up(r);
+      if (!r->inflight && !r->busy) cycle_end(r, 1, 0);
+      else r->live_failed = 1;
+      return;
+    }
     cycle_end(r, 1, 0);
     return;
   }
   b->outstanding = n + 1; /* +1 until the loop below finished */
-  r->producing = b;
+  if (b->live) {
+    b->prev = NULL;
+    b->next = r->live_batches;
+    if (r->live_batches) r->live_batches->prev = b;
+    r->live_batches = b;
+    r->inflight++;
+  } else {
+    r->producing = b;
+  }
   for (size_t i = 0; i < n; i++) {
     b->ctx[i].b = b;
     b->ctx[i].i = i;
@@ -506,7 +548,8 @@ static void live_now(cp_relay *r) {
   if (!b || !items) {
     free(b);
     go_catch_up(r);
-    cycle_end(r, 1, 0);
+    if (!r->inflight) cycle_end(r, 1, 0);
+    else r->live_failed = 1;
     return;
   }
   memcpy(items, r->q + r->qhead, n * sizeof *items);
@@ -520,20 +563,22 @@ static void live_now(cp_relay *r) {
   produce_batch(r, b);
 }
 
+/* Produces what was committed, as long as the bus keeps up. */
+static void live_pump(cp_relay *r) {
+  while (r->live && r->qn && r->inflight < RELAY_LIVE_INFLIGHT) live_now(r);
+}
+
+/* A catch-up cycle. */
 static void cycle_now(cp_relay *r) {
-  r->busy = 1;
-  r->kicked = 0;
   if (r->live) {
-    if (!r->qn) {
-      r->busy = 0;
-      return;
-    }
-    live_now(r);
+    live_pump(r);
     return;
   }
-  /* Catch-up reads the outbox: rows already published must be gone first,
-   * or they would go out twice. */
-  if (r->deleting) {
+  r->busy = 1;
+  r->kicked = 0;
+  /* Catch-up reads the outbox: live batches must have reported and rows
+   * already published must be gone first, or they would go out twice. */
+  if (r->inflight || r->deleting) {
     r->busy = 0;
     r->kicked = 1; /* delete_done comes back */
     return;
@@ -555,6 +600,8 @@ void cp_relay_kick(cp_relay *r) {
   if (r->timer) return; /* a delay or backoff is pending; it cycles */
   if (r->pl->relay_delay_ms > 0)
     arm(r, r->pl->relay_delay_ms);
+  else if (r->live)
+    live_pump(r);
   else
     cycle_now(r);
 }
@@ -588,6 +635,11 @@ int cp_relay_new(cp_plugin *pl, cp_relay **out) {
 void cp_relay_free(cp_relay *r) {
   if (!r) return;
   batch_free(r->producing);
+  while (r->live_batches) {
+    relay_batch *n = r->live_batches->next;
+    batch_free(r->live_batches);
+    r->live_batches = n;
+  }
   q_clear(r);
   free(r->del);
   free(r);
