@@ -9,8 +9,9 @@
 #   latency      POST /chat/persist -> websocket latency at 1,000 msg/s, single
 #                node (config/single-node.yaml: all five roles, embedded backends)
 #   ingest       highest rate with every message delivered, single node: a
-#                closed-loop maximum and an open-loop ladder of rates, with all
-#                five roles and with the chat path alone (no email role)
+#                closed-loop maximum (five roles; five roles with
+#                bus.partitions 16; the chat path alone, no email role) and an
+#                open-loop ladder of rates (five roles; chat path alone)
 #   ws           idle memory per websocket connection (tens of thousands, from
 #                127.0.0.x) and fan-out deliveries/s, all roles loaded
 #                (bench/run_ws_bench.py)
@@ -139,12 +140,16 @@ token="sysbench-$$"
 sn_pid=""
 sn_port=""
 # single_start KIND BUILD: KIND all = config/single-node.yaml as shipped (five
-# roles), chat = the same without the email role.
+# roles), chat = the same without the email role, all16 = all with
+# bus.partitions 16 (embedded default 4).
 single_start() {
   local kind="$1" bdir="$2" cfg="$root/config/single-node.yaml"
   if [ "$kind" = chat ]; then
     cfg="$tmp/chat-only.yaml"
     sed '/^  - name: email/,$d' "$root/config/single-node.yaml" >"$cfg"
+  elif [ "$kind" = all16 ]; then
+    cfg="$tmp/all16.yaml"
+    sed 's/^plugins:/bus:\n  partitions: 16\n\nplugins:/' "$root/config/single-node.yaml" >"$cfg"
   fi
   smtp_start || return 1
   local data
@@ -173,7 +178,7 @@ run_cb() {
   local name="$1" kind="$2"
   shift 2
   local extra=()
-  [ "$kind" = all ] && extra=(--email-token "$token")
+  [ "$kind" != chat ] && extra=(--email-token "$token")
   "$cb" --port "$sn_port" --server-pid "$sn_pid" "${extra[@]}" "$@" >"$out/$name.json" \
     2>"$out/$name.err"
   $py "$root/bench/sysbench_summary.py" --line "$out/$name.json" "$name" >&2
@@ -220,7 +225,7 @@ ladder() {
 
 part_ingest() {
   local kind r
-  for kind in all chat; do
+  for kind in all all16 chat; do
     log "ingest: closed loop ($kind), $max_count messages x $rounds"
     for r in $(seq 1 "$rounds"); do
       single_start "$kind" "$build" || return 1
@@ -230,8 +235,8 @@ part_ingest() {
     done
   done
   log "ingest: open-loop ladder, ${step_s}s per rate"
-  ladder all 4000 6000 8000 9000 10000 11000 12000 14000
-  ladder chat 8000 10000 12000 14000 16000 18000 20000 22000
+  ladder all 6000 7000 8000 9000 10000 11000 12000 13000
+  ladder chat 10000 11000 12000 13000 14000 15000 16000 18000 20000
 }
 
 part_ws() {
@@ -348,7 +353,8 @@ stack_sqlite_p() {
     >"$cfg"
   mkdir -p "$sd/P/data-sqlite"
   (
-    set -a
+    set +u -a
+    declare -A port admin # notifd.env also records stack.sh's port tables
     # shellcheck disable=SC1091
     . "$sd/notifd.env"
     NOTIFD_PORT="$STACK_P_PORT" NOTIFD_ADMIN_PORT="$STACK_P_ADMIN_PORT" \

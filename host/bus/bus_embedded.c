@@ -26,9 +26,11 @@
  * one file both get every record (use distinct groups, or Kafka).
  *
  * Checkpoints: a WAL checkpoint fsyncs, which would stall the loop for
- * milliseconds; automatic checkpoints are off and a small thread with its
- * own connection (util/sqlite_ckpt.h) runs PASSIVE checkpoints (they never
- * block the writer) every bus.embedded.checkpoint_interval (200ms).
+ * milliseconds; a small thread with its own connection (util/sqlite_ckpt.h)
+ * runs PASSIVE checkpoints (they never block the writer) every
+ * bus.embedded.checkpoint_interval (200ms), and a large automatic
+ * checkpoint on the writer (ND_SQLITE_CKPT_AUTO_FRAMES) only syncs and lets
+ * the log restart, so the WAL file stays bounded.
  *
  * Retention (periodic): records older than retention.max_age, and beyond the
  * newest retention.max_records of a partition, are deleted whether or not a
@@ -848,8 +850,8 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
   sqlite3_busy_timeout(e->db, 5000);
   char pragmas[160];
   snprintf(pragmas, sizeof pragmas,
-           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=0;",
-           e->sync_full ? "FULL" : "NORMAL");
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=%d;",
+           e->sync_full ? "FULL" : "NORMAL", ND_SQLITE_CKPT_AUTO_FRAMES);
   if (exec_sql(e, pragmas) < 0 || exec_sql(e, schema) < 0 ||
       prepare(e,
               "INSERT INTO records(topic, part, ts, key, value, headers) VALUES(?1,?2,?3,?4,?5,?6)",

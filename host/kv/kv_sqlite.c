@@ -6,8 +6,7 @@
  * never run inside the caller's call.  Expiry is wall-clock milliseconds
  * (0 = never): expired keys are invisible at once (lazy) and deleted by a
  * periodic purge (kv.embedded.purge_interval, default 1m).  WAL checkpoints
- * run on a thread of their own (util/sqlite_ckpt.h), never inside a COMMIT
- * on the loop. */
+ * mostly run on a thread of their own (util/sqlite_ckpt.h). */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,7 +235,7 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
     return NOTIFD_EBACKEND;
   }
   if ((d->ckpt = nd_sqlite_ckpt_start(d->path, 200)) != NULL)
-    exec_sql(d, "PRAGMA wal_autocheckpoint=0");
+    sqlite3_wal_autocheckpoint(d->db, ND_SQLITE_CKPT_AUTO_FRAMES);
   d->flush_ev = event_new(kv->base, -1, 0, on_flush, d);
   d->purge_ev = event_new(kv->base, -1, EV_PERSIST, on_purge, d);
   struct timeval tv = {(time_t)(d->purge_ms / 1000), (suseconds_t)((d->purge_ms % 1000) * 1000)};

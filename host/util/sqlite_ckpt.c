@@ -25,13 +25,17 @@ static void *ckpt_main(void *arg) {
     db = NULL; /* keep waiting for stop; the WAL grows until restart */
   } else {
     sqlite3_busy_timeout(db, 1000);
+    /* A connection opens the WAL only when it first reads the database;
+     * until then sqlite3_wal_checkpoint_v2() silently does nothing. */
+    sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
   }
+  int64_t wait_ms = c->interval_ms;
   pthread_mutex_lock(&c->mu);
   while (!c->stop) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += c->interval_ms / 1000;
-    ts.tv_nsec += (c->interval_ms % 1000) * 1000000;
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (wait_ms % 1000) * 1000000;
     if (ts.tv_nsec >= 1000000000) {
       ts.tv_sec++;
       ts.tv_nsec -= 1000000000;
@@ -42,6 +46,9 @@ static void *ckpt_main(void *arg) {
     pthread_mutex_unlock(&c->mu);
     int log = 0, done = 0;
     if (db) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    /* Close to the writer's automatic checkpoint: keep what it will have
+     * to copy itself (on the loop) small. */
+    wait_ms = log >= ND_SQLITE_CKPT_AUTO_FRAMES / 2 && c->interval_ms > 10 ? 10 : c->interval_ms;
     pthread_mutex_lock(&c->mu);
   }
   pthread_mutex_unlock(&c->mu);

@@ -1,14 +1,26 @@
 /* A background WAL checkpointer for an SQLite file written from the loop.
  *
- * A checkpoint fsyncs the WAL and the database file, which would stall the
- * loop thread for milliseconds if SQLite ran it inside a COMMIT (automatic
- * checkpoints).  The writer turns those off (PRAGMA wal_autocheckpoint=0)
- * and this thread, on a connection of its own, runs a PASSIVE checkpoint
- * (it never blocks the writer) every `interval_ms`. */
+ * A checkpoint copies WAL frames into the database file and fsyncs both,
+ * which stalls the loop thread for milliseconds when SQLite runs it inside a
+ * COMMIT (automatic checkpoints).  This thread, on a connection of its own,
+ * runs a PASSIVE checkpoint (it never blocks the writer) every
+ * `interval_ms`, so that work happens off the loop.
+ *
+ * A passive checkpoint alone cannot keep the WAL file small under a steady
+ * write load: the log restarts from its beginning only when a write
+ * transaction starts with every frame copied back, and new commits keep
+ * arriving while the background copy runs.  So the writer keeps a (large)
+ * automatic checkpoint, ND_SQLITE_CKPT_AUTO_FRAMES: when it fires, the
+ * background thread has already copied almost everything, the writer's
+ * checkpoint only syncs, and the next transaction restarts the log. */
 #ifndef ND_SQLITE_CKPT_H
 #define ND_SQLITE_CKPT_H
 
 #include <stdint.h>
+
+/* PRAGMA wal_autocheckpoint for writers that use this thread (16 MiB of
+ * 4 KiB pages). */
+#define ND_SQLITE_CKPT_AUTO_FRAMES 4096
 
 typedef struct nd_sqlite_ckpt nd_sqlite_ckpt;
 

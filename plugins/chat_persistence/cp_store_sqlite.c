@@ -48,6 +48,13 @@ static const char SCHEMA[] =
     " key BLOB NOT NULL,"
     " value BLOB NOT NULL);";
 
+/* WAL checkpoints: a job copies frames back every 200 ms on a connection of
+ * its own (sq_checkpoint); the writer keeps a large automatic checkpoint,
+ * which then finds almost everything copied and only syncs, so the log can
+ * restart from its beginning and the WAL file stays bounded (a passive
+ * checkpoint alone never catches up with a steady stream of commits). */
+#define CP_AUTO_CHECKPOINT_FRAMES 4096
+
 #define COLS "seq, message_id, id_oid, content, created_at, stream_id, sender_id, receiver_id"
 
 static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db) {
@@ -437,8 +444,8 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
   char pragmas[160];
   snprintf(pragmas, sizeof pragmas,
            "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-           " PRAGMA wal_autocheckpoint=0;",
-           o->synchronous_full ? "FULL" : "NORMAL");
+           " PRAGMA wal_autocheckpoint=%d;",
+           o->synchronous_full ? "FULL" : "NORMAL", CP_AUTO_CHECKPOINT_FRAMES);
   char *msg = NULL;
   if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
       sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
@@ -470,7 +477,7 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
     return -1;
   }
   /* Checkpoints run from a job on their own connection (sq_checkpoint);
-   * without it, fall back to SQLite's automatic ones. */
+   * without it, fall back to SQLite's usual automatic ones. */
   if (sqlite3_open_v2(o->path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
       SQLITE_OK) {
     sqlite3_close(s->ckpt_db);
@@ -478,6 +485,9 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
     sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=1000", NULL, NULL, NULL);
   } else {
     sqlite3_busy_timeout(s->ckpt_db, 1000);
+    /* The connection opens the WAL on its first read; until then a
+     * checkpoint on it silently does nothing. */
+    sqlite3_exec(s->ckpt_db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
     char sync[64];
     snprintf(sync, sizeof sync, "PRAGMA synchronous=%s", o->synchronous_full ? "FULL" : "NORMAL");
     sqlite3_exec(s->ckpt_db, sync, NULL, NULL, NULL);
