@@ -30,6 +30,7 @@ static void *ckpt_main(void *arg) {
     sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
   }
   int64_t wait_ms = c->interval_ms;
+  int last_log = 0;
   pthread_mutex_lock(&c->mu);
   while (!c->stop) {
     struct timespec ts;
@@ -46,9 +47,11 @@ static void *ckpt_main(void *arg) {
     pthread_mutex_unlock(&c->mu);
     int log = 0, done = 0;
     if (db) sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    /* Close to the writer's automatic checkpoint: keep what it will have
-     * to copy itself (on the loop) small. */
-    wait_ms = log >= ND_SQLITE_CKPT_AUTO_FRAMES / 2 && c->interval_ms > 10 ? 10 : c->interval_ms;
+    /* Close to the writer's automatic checkpoint and frames keep coming:
+     * keep what it will have to copy itself (on the loop) small. */
+    int hurry = log >= ND_SQLITE_CKPT_AUTO_FRAMES / 2 && log != last_log;
+    last_log = log;
+    wait_ms = hurry && c->interval_ms > 10 ? 10 : c->interval_ms;
     pthread_mutex_lock(&c->mu);
   }
   pthread_mutex_unlock(&c->mu);

@@ -123,24 +123,40 @@ static void setup_submit(cp_plugin *pl) {
 
 #define CP_CHECKPOINT_MS 200
 
-static void ckpt_work(cp_job *j) { j->pl->store->ops->checkpoint(j->pl->store); }
+typedef struct ckpt_job {
+  cp_job base;
+  int again; /* the writer's automatic checkpoint is near */
+} ckpt_job;
+
+static void ckpt_submit(cp_plugin *pl);
+
+static void ckpt_work(cp_job *j) {
+  ((ckpt_job *)j)->again = j->pl->store->ops->checkpoint(j->pl->store);
+}
 static void ckpt_release(cp_job *j) { free(j); }
 static void ckpt_done(cp_job *j) {
-  j->pl->ckpt_busy = 0;
+  cp_plugin *pl = j->pl;
+  int again = ((ckpt_job *)j)->again;
+  pl->ckpt_busy = 0;
   free(j);
+  /* Keep what the writer's own checkpoint has to copy small. */
+  if (again) ckpt_submit(pl);
 }
 
 static void on_ckpt_timer(notifd_timer *t, void *ud) {
   (void)t;
-  cp_plugin *pl = ud;
+  ckpt_submit(ud);
+}
+
+static void ckpt_submit(cp_plugin *pl) {
   if (pl->ckpt_busy) return;
-  cp_job *j = calloc(1, sizeof *j);
+  ckpt_job *j = calloc(1, sizeof *j);
   if (!j) return;
-  j->work = ckpt_work;
-  j->done = ckpt_done;
-  j->release = ckpt_release;
+  j->base.work = ckpt_work;
+  j->base.done = ckpt_done;
+  j->base.release = ckpt_release;
   pl->ckpt_busy = 1;
-  if (cp_job_submit(pl, j) < 0) {
+  if (cp_job_submit(pl, &j->base) < 0) {
     pl->ckpt_busy = 0;
     free(j);
   }

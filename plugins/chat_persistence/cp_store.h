@@ -70,9 +70,11 @@ typedef struct cp_store_ops {
   /* Marks the changes with status 0 as published (deletes outbox rows). */
   int (*changes_done)(cp_store *s, const cp_change *c, size_t n, char *err, size_t errlen);
   /* Moves committed WAL content into the database file on a connection of
-   * its own, so writers never stall on a checkpoint's fsyncs (NULL: the
-   * backend needs none).  Called by one job at a time. */
-  void (*checkpoint)(cp_store *s);
+   * its own, so writers rarely stall on a checkpoint's copies and fsyncs
+   * (NULL: the backend needs none).  Called by one job at a time.  Returns
+   * 1 when the writer's own automatic checkpoint is near (call again
+   * soon), else 0. */
+  int (*checkpoint)(cp_store *s);
   void (*close)(cp_store *s);
 } cp_store_ops;
 

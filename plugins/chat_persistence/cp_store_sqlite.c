@@ -24,7 +24,8 @@
 typedef struct sq_store {
   cp_store base;
   sqlite3 *db;
-  sqlite3 *ckpt_db; /* checkpoints only (no automatic ones on db) */
+  sqlite3 *ckpt_db; /* background checkpoints (sq_checkpoint) */
+  int ckpt_last_log; /* WAL frames at the previous one */
   pthread_mutex_t mu;
   int capture;
   int sync_full;
@@ -385,10 +386,14 @@ static int sq_changes_done(cp_store *bs, const cp_change *c, size_t n, char *err
   return result;
 }
 
-static void sq_checkpoint(cp_store *bs) {
+static int sq_checkpoint(cp_store *bs) {
   sq_store *s = (sq_store *)bs;
   int log = 0, done = 0;
   if (s->ckpt_db) sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+  /* Frames keep arriving: hurry. */
+  int again = log >= CP_AUTO_CHECKPOINT_FRAMES / 2 && log != s->ckpt_last_log;
+  s->ckpt_last_log = log;
+  return again;
 }
 
 static void sq_close(cp_store *bs) {
