@@ -141,7 +141,8 @@ sn_pid=""
 sn_port=""
 # single_start KIND BUILD: KIND all = config/single-node.yaml as shipped (five
 # roles), chat = the same without the email role, all16 = all with
-# bus.partitions 16 (embedded default 4).
+# bus.partitions 16 (embedded default 4), allnormal = all with
+# chat_persistence sqlite_synchronous: normal (no fsync per message commit).
 single_start() {
   local kind="$1" bdir="$2" cfg="$root/config/single-node.yaml"
   if [ "$kind" = chat ]; then
@@ -150,6 +151,10 @@ single_start() {
   elif [ "$kind" = all16 ]; then
     cfg="$tmp/all16.yaml"
     sed 's/^plugins:/bus:\n  partitions: 16\n\nplugins:/' "$root/config/single-node.yaml" >"$cfg"
+  elif [ "$kind" = allnormal ]; then
+    cfg="$tmp/allnormal.yaml"
+    sed 's/^  - name: chat_persistence$/&\n    config:\n      sqlite_synchronous: normal/' \
+      "$root/config/single-node.yaml" >"$cfg"
   fi
   smtp_start || return 1
   local data
@@ -199,6 +204,13 @@ part_latency() {
       --streams 100 --http-conns 32
     single_stop
   done
+  log "latency: the same with chat_persistence sqlite_synchronous: normal (no fsync per commit)"
+  for r in $(seq 1 "$rounds"); do
+    single_start allnormal "$build" || return 1
+    run_cb "latency-single-syncnormal-r$r" allnormal --rate 1000 --count "$lat_count" \
+      --warmup 1000 --streams 100 --http-conns 32
+    single_stop
+  done
 }
 
 # ladder KIND RATES...: open loop, fresh server per rate, stop at the first
@@ -242,7 +254,9 @@ part_ingest() {
 part_ws() {
   log "ws: $ws_idle idle connections, fan-out (all roles loaded; then ws_bench alone)"
   $py "$root/bench/run_ws_bench.py" --build "$build" --idle "$ws_idle" --roles all \
-    >"$out/ws-all.json" 2>"$out/ws-all.err" || echo "ws (all roles) failed: $out/ws-all.err" >&2
+    >"$out/ws-all.json" 2>"$out/ws-all.err" ||
+    $py "$root/bench/run_ws_bench.py" --build "$build" --idle "$ws_idle" --roles all \
+      >"$out/ws-all.json" 2>>"$out/ws-all.err" || echo "ws (all roles) failed: $out/ws-all.err" >&2
   $py "$root/bench/run_ws_bench.py" --build "$build" --idle $((ws_idle / 4)) --roles none \
     >"$out/ws-none.json" 2>"$out/ws-none.err" || echo "ws (ws_bench alone) failed" >&2
 }

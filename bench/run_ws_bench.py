@@ -153,13 +153,15 @@ def main():
         rss0 = [proc_stat(p.pid)[1] for p, _, _ in procs]
         shares = [per_proc] * (nprocs - 1) + [args.idle - per_proc * (nprocs - 1)]
         lgs = []
-        for (p, pt, _), share in zip(procs, shares):
+        # One loadgen at a time: all of them at once on two cores overflow
+        # the listen backlogs and the retried SYNs take seconds.
+        hold = 60 * nprocs + 60
+        for (p, pt, adm), share in zip(procs, shares):
             lgs.append(subprocess.Popen([loadgen, "--port", str(pt), "--path", idle_path,
                                          "--conns", str(share), "--keys", str(share),
-                                         "--sources", "64", "--hold", "90"],
+                                         "--sources", "64", "--hold", str(min(hold, 600))],
                                         stdout=subprocess.PIPE, text=True))
-        for (p, _, adm), share in zip(procs, shares):
-            wait_for(lambda: metric(adm, "notifd_ws_connections") >= share, 90,
+            wait_for(lambda: metric(adm, "notifd_ws_connections") >= share, 120,
                      f"{share} connections")
         time.sleep(1)
         rss1 = [proc_stat(p.pid)[1] for p, _, _ in procs]

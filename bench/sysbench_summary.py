@@ -6,9 +6,10 @@
   sysbench_summary.py --report DIR          tables for every run in DIR
 
 A rate is sustained when every message was accepted (201) and delivered to
-every socket, the delivery rate over the measured window is at least 97% of
-the offered rate, fewer than 1% of the sends were late (the generator kept
-up), and the chat p99 stayed under one second (no growing backlog).
+every socket, the generator sent and the sockets received at least 97% of
+the offered rate over the measured window, and the chat p99 stayed under
+250 ms (no growing backlog).  Late sends (more than 2 ms behind schedule:
+the generator itself was short of CPU) are reported, not judged.
 """
 import glob
 import json
@@ -44,8 +45,8 @@ def line(d, name):
 def sustained(d, rate):
     if not d or not d["ok"]:
         return False
-    return (d["complete_rate"] >= 0.97 * rate and d["late_sends"] < 0.01 * d["sent"]
-            and d["latency_ms"]["chat_ws"]["p99"] < 1000)
+    return (d["send_rate"] >= 0.97 * rate and d["complete_rate"] >= 0.97 * rate
+            and d["latency_ms"]["chat_ws"]["p99"] < 250)
 
 
 def med(vals):
@@ -85,13 +86,15 @@ def report(dirname):
                        f"{d.get('server_cpu_us_per_message', 0):.0f} |")
         out.append("")
 
-    latency_table("latency, single node, 1000 msg/s (ms)", runs("latency-single-r*.json"))
+    latency_table("latency, single node, 1000 msg/s (ms)", runs("latency-single*.json"))
     latency_table("latency, distributed, 1000 msg/s (ms)", runs("latency-distributed*.json"))
 
-    for kind in ("all", "chat"):
+    kinds = {"all": "five roles", "all16": "five roles, bus.partitions 16",
+             "chat": "chat path, no email role"}
+    for kind in ("all", "all16", "chat"):
         rs = runs(f"max-{kind}-r*.json")
         if rs:
-            out.append(f"## closed-loop maximum, {kind} ({'five roles' if kind == 'all' else 'no email role'})")
+            out.append(f"## closed-loop maximum, {kind} ({kinds[kind]})")
             out.append("| run | ok | msgs | delivered msg/s | chat p50 ms | chat p99 ms | server us/msg | loadgen cpu s |")
             out.append("|---|---|---|---|---|---|---|---|")
             for name, d in rs:
