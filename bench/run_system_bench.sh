@@ -66,12 +66,19 @@ stack_dir=""
 svc_dirs=()
 
 cleanup() {
+  local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "$stack_dir" ] && "$root/tests/distributed/stack.sh" stop "$stack_dir" >/dev/null 2>&1
   for d in "${svc_dirs[@]}"; do
     "$root/tests/services/${d%%:*}" stop "${d#*:}" >/dev/null 2>&1
   done
+  # Data directories, server logs, Kafka state: after a clean run only the
+  # results stay (kept for a look after a failure).
+  if [ $rc -eq 0 ]; then
+    find "$tmp" -mindepth 1 -maxdepth 1 ! -path "$out" -exec rm -rf {} + 2>/dev/null
+    rmdir "$tmp" 2>/dev/null
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

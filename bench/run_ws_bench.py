@@ -25,6 +25,7 @@ Prints a JSON summary; record it in bench/README.md.
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,9 +115,13 @@ plugins:
     return cfg
 
 
+TMPDIRS = []
+
+
 def start_notifd(b, roles):
     port, admin = free_port(), free_port()
     tmp = tempfile.mkdtemp(prefix="notifd-wsbench-")
+    TMPDIRS.append(tmp)
     cfg = write_config(tmp, port, admin, b, roles)
     nd = subprocess.Popen([os.path.join(b, "host", "notifd"), "-c", cfg],
                           stdout=open(os.path.join(tmp, "notifd.log"), "w"), stderr=subprocess.STDOUT)
@@ -210,6 +215,8 @@ def main():
             p.terminate()
         for p, _, _ in procs:
             p.wait(timeout=30)
+        for d in TMPDIRS:
+            shutil.rmtree(d, ignore_errors=True)
     print(json.dumps(result, indent=2))
 
 
