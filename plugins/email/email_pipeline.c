@@ -1,7 +1,7 @@
 /* One bus record, start to finish, on the loop thread:
  *
- *   parse -> kv_claim(dedupe lease) -> [chat throttle claim] -> send job on a
- *   worker (at most max_concurrent at once) -> metrics -> kv writes ->
+ *   parse -> [chat throttle pre-check: exists] -> kv_claim(dedupe lease)
+ *   -> [chat throttle claim] -> send job on a worker (at most max_concurrent at once) -> metrics -> kv writes ->
  *   ack | retry | drop
  *
  * Dedupe key "email:<topic>:<record key>" (partition:offset when the record
@@ -245,6 +245,33 @@ static void on_dedupe_claimed(int32_t result, void *ud) {
   submit_or_retry(op);
 }
 
+static void claim_dedupe(email_op *op) {
+  email_plugin *ep = op->ep;
+  if (ep->api->kv_claim(ep->self, op->dedupe_key, ep->lease_ms, on_dedupe_claimed, op) < 0) {
+    ep->api->bus_retry(op->msg, "kv unavailable (dedupe claim)");
+    email_op_free(op);
+  }
+}
+
+/* Pre-check of the chat throttle: 1 = this conversation was mailed within
+ * the window (suppressed, acked, nothing written); otherwise (0, or an
+ * error under fail-closed) the normal claim path decides. */
+static void on_throttle_checked(int32_t result, void *ud) {
+  email_op *op = ud;
+  email_plugin *ep = op->ep;
+  if (ep->stopping) {
+    email_op_free(op);
+    return;
+  }
+  if (result == 1) {
+    email_count(ep, ep->m_suppressed, op->ev.type, "throttled");
+    ep->api->bus_ack(op->msg);
+    email_op_free(op);
+    return;
+  }
+  claim_dedupe(op);
+}
+
 /* "email:<topic>:<key>": printable keys verbatim, others in hex; records
  * without a key by partition and offset. */
 static char *dedupe_key(email_plugin *ep, notifd_bus_msg *m, const char *topic) {
@@ -358,9 +385,16 @@ void email_on_record(notifd_bus_msg *m, void *ud) {
       return;
     }
   }
-  if (!op->dedupe_key ||
-      ep->api->kv_claim(ep->self, op->dedupe_key, ep->lease_ms, on_dedupe_claimed, op) < 0) {
-    ep->api->bus_retry(m, op->dedupe_key ? "kv unavailable (dedupe claim)" : "out of memory");
+  if (!op->dedupe_key) {
+    ep->api->bus_retry(m, "out of memory");
     email_op_free(op);
+    return;
   }
+  /* A throttled conversation is the common case under chat load: one read
+   * settles it, instead of a dedupe claim, a failed throttle claim and a
+   * dedupe mark (three writes). */
+  if (op->throttle_key &&
+      ep->api->kv_exists(ep->self, op->throttle_key, on_throttle_checked, op) == 0)
+    return;
+  claim_dedupe(op);
 }
