@@ -54,6 +54,7 @@
 #include <event2/event.h>
 
 #include "chat_stream_id.h"
+#include "ws_client_frame.h"
 
 enum { K_CHAT = 0, K_NOTIF = 1, K_POST = 2, K_N = 3 };
 static const char *const kind_name[K_N] = {"chat_ws", "notifications_ws", "post_answer"};
@@ -224,42 +225,26 @@ static void parse_frame(bench *b, wconn *c, const char *p, size_t n, int64_t t) 
 }
 
 static void drain_frames(bench *b, wconn *c, struct evbuffer *in) {
-  for (;;) {
-    size_t avail = evbuffer_get_length(in);
-    if (avail < 2) return;
-    unsigned char h[10];
-    evbuffer_copyout(in, h, avail < 10 ? avail : 10);
-    uint64_t len = h[1] & 0x7f;
-    size_t hl = 2;
-    if (len == 126) {
-      if (avail < 4) return;
-      len = ((uint64_t)h[2] << 8) | h[3];
-      hl = 4;
-    } else if (len == 127) {
-      if (avail < 10) return;
-      len = 0;
-      for (int i = 0; i < 8; i++) len = (len << 8) | h[2 + i];
-      hl = 10;
-    }
-    if (len > (1u << 24)) { /* not from notifd: give up on this socket */
+  bench_ws_frame f;
+  while (bench_ws_peek_header(in, &f)) {
+    if (f.payload_len > (1u << 24)) { /* not from notifd: give up on this socket */
       bufferevent_free(c->bev);
       c->bev = NULL;
       b->ws_closed++;
       return;
     }
-    if (avail < hl + len) return;
-    int opcode = h[0] & 0x0f;
-    if (opcode == 1 || opcode == 2) {
+    size_t whole = f.header_len + f.payload_len;
+    if (evbuffer_get_length(in) < whole) return;
+    if (f.opcode == 1 || f.opcode == 2) {
       int64_t t = now_ns();
-      const char *p = (const char *)evbuffer_pullup(in, (ssize_t)(hl + len)) + hl;
-      parse_frame(b, c, p, (size_t)len, t);
-    } else if (opcode == 9) {
-      unsigned char pong[6] = {0x8a, 0x80, 0, 0, 0, 0};
-      bufferevent_write(c->bev, pong, sizeof pong);
-    } else if (opcode == 8) {
+      const char *p = (const char *)evbuffer_pullup(in, (ssize_t)whole) + f.header_len;
+      parse_frame(b, c, p, (size_t)f.payload_len, t);
+    } else if (f.opcode == 9) {
+      bufferevent_write(c->bev, bench_ws_pong, sizeof bench_ws_pong);
+    } else if (f.opcode == 8) {
       b->ws_closed++;
     }
-    evbuffer_drain(in, hl + len);
+    evbuffer_drain(in, whole);
   }
 }
 

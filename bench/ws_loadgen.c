@@ -26,6 +26,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "ws_client_frame.h"
+
 typedef struct run run;
 
 typedef struct conn {
@@ -57,38 +59,21 @@ static double now_s(void) {
 /* Parses every complete server frame in the input (server frames are not
  * masked); returns frames seen. */
 static void drain_frames(run *r, conn *c, struct evbuffer *in) {
-  for (;;) {
-    size_t avail = evbuffer_get_length(in);
-    if (avail < 2) return;
-    unsigned char h[10];
-    evbuffer_copyout(in, h, avail < 10 ? avail : 10);
-    uint64_t len = h[1] & 0x7f;
-    size_t hl = 2;
-    if (len == 126) {
-      if (avail < 4) return;
-      len = ((uint64_t)h[2] << 8) | h[3];
-      hl = 4;
-    } else if (len == 127) {
-      if (avail < 10) return;
-      len = 0;
-      for (int i = 0; i < 8; i++) len = (len << 8) | h[2 + i];
-      hl = 10;
-    }
-    if (avail < hl + len) return;
-    evbuffer_drain(in, hl + len);
-    int opcode = h[0] & 0x0f;
-    if (opcode == 1 || opcode == 2) {
+  bench_ws_frame f;
+  while (bench_ws_peek_header(in, &f)) {
+    size_t whole = f.header_len + f.payload_len;
+    if (evbuffer_get_length(in) < whole) return;
+    evbuffer_drain(in, whole);
+    if (f.opcode == 1 || f.opcode == 2) {
       double t = now_s();
       if (r->frames == 0) r->t_first_frame = t;
       r->t_last_frame = t;
       r->frames++;
-      r->bytes += len;
+      r->bytes += f.payload_len;
       c->frames++;
       if (r->expect && r->frames >= r->expect) event_base_loopexit(r->base, NULL);
-    } else if (opcode == 9) {
-      /* Answer pings with an empty masked pong. */
-      unsigned char pong[6] = {0x8a, 0x80, 0, 0, 0, 0};
-      bufferevent_write(c->bev, pong, sizeof pong);
+    } else if (f.opcode == 9) {
+      bufferevent_write(c->bev, bench_ws_pong, sizeof bench_ws_pong);
     }
   }
 }
