@@ -3,8 +3,10 @@ config on free loopback ports and stop it by pid.
 
 Environment (set by meson): NOTIFD_BUILD_ROOT, NOTIFD_SOURCE_ROOT.
 """
+import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,38 @@ BUILD = os.environ.get("NOTIFD_BUILD_ROOT", os.path.join(os.path.dirname(__file_
 SOURCE = os.environ.get("NOTIFD_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "../.."))
 NOTIFD = os.path.join(BUILD, "host", "notifd")
 PLUGIN_DIR = os.path.join(BUILD, "plugins")
+
+
+def wait_until(pred, timeout=15, what="condition"):
+    """Polls pred() until it is true; AssertionError naming `what` after
+    `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric(n, name, **labels):
+    """Sum of the samples of `name` on n's /metrics whose labels include
+    `labels` (0.0 when there are none)."""
+    total = 0.0
+    for line in n.metrics().splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def stream_id(a, b):
+    """ComputeStreamID (contract 2.6): SHA-256 of the two user ids sorted
+    by bytes and concatenated, first 16 hex characters."""
+    lo, hi = sorted([a.encode(), b.encode()])
+    return hashlib.sha256(lo + hi).hexdigest()[:16]
 
 
 def free_port():

@@ -33,7 +33,7 @@ from datetime import datetime
 import pytest
 import websockets
 
-from conftest import NOTIFD, SOURCE, free_port, http
+from conftest import NOTIFD, SOURCE, free_port, http, metric, wait_until
 
 TOKEN = "chat-distributed-internal-token"
 A, B = "sender-a", "receiver-b"
@@ -46,15 +46,6 @@ SERVICES = os.path.join(SOURCE, "tests", "services")
 def _port_open(port):
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_until(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -187,16 +178,6 @@ def tail(brokers, topic, count=1, idle="15s"):
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 
 
-def metric(n, name, **labels):
-    total = 0.0
-    for line in n.metrics().splitlines():
-        if not (line.startswith(name + "{") or line.startswith(name + " ")):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def run(coro, timeout=120):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
@@ -260,7 +241,8 @@ def test_end_to_end_and_duplicate_delivered_once(cluster):
             await in_thread(lambda: produce(cluster.kafka, cluster.topic, record, key))
             await in_thread(lambda: wait_until(lambda: metric(
                 h, "chat_persistence_change_consumer_dropped_event_total",
-                dropped_reason="dropped_from_event_store_validation") == 1, what="dedupe"))
+                dropped_reason="dropped_from_event_store_validation") == 1,
+                what="dedupe", timeout=20))
             await assert_silent(sa)
             await assert_silent(nb)
             return stored
@@ -341,11 +323,11 @@ def test_target_down_for_a_while_is_retried_then_delivered(cluster):
             assert same_message(await recv_json(sa), stored)
             await in_thread(lambda: wait_until(lambda: metric(
                 h, "chat_persistence_change_consumer_failed_event_total") >= 2,
-                what="failed attempts"))
+                what="failed attempts", timeout=20))
             await in_thread(w2.start)
             await in_thread(lambda: wait_until(lambda: metric(
                 h, "chat_persistence_change_consumer_success_event_total", event_type="c") == 1,
-                what="delivered after the target came back"))
+                what="delivered after the target came back", timeout=20))
             await assert_silent(sa)  # the chat side was not called again
 
     run(scenario())
@@ -376,7 +358,7 @@ def test_target_down_for_good_closes_the_stream_and_dead_letters(cluster):
 
     stored = run(scenario())
     wait_until(lambda: metric(h, "chat_persistence_change_consumer_exhausted_event_total") == 1,
-               what="exhausted")
+               what="exhausted", timeout=20)
     assert metric(h, "chat_persistence_change_consumer_failed_event_total", event_type="c") == 3
     dlq = tail(cluster.kafka, cluster.topic + ".dlq")
     assert len(dlq) == 1

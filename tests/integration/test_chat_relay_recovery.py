@@ -13,7 +13,6 @@ once to the sockets -> live again.  A service that cannot run here makes
 the test SKIPPED with the reason.
 """
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import uuid
 import pytest
 import websockets
 
-from conftest import SOURCE, http
+from conftest import SOURCE, http, metric, stream_id, wait_until
 
 SERVICES = os.path.join(SOURCE, "tests", "services")
 A, B = "relay-a", "relay-b"
@@ -50,29 +49,6 @@ def kafka():
             pass
         subprocess.run([script, "stop", d], capture_output=True, timeout=60)
         shutil.rmtree(d, ignore_errors=True)
-
-
-def metric(n, name):
-    total = 0.0
-    for line in n.metrics().splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stream_id(a, b):
-    """ComputeStreamID (contract 2.6): sha256 of the byte-sorted pair."""
-    lo, hi = sorted([a.encode(), b.encode()])
-    return hashlib.sha256(lo + hi).hexdigest()[:16]
 
 
 def test_produce_errors_fall_back_to_the_outbox_then_live_again(notifd_factory, kafka):

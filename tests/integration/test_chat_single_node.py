@@ -15,12 +15,11 @@ retried) and dead-letter the record.
 import asyncio
 import json
 import subprocess
-import time
 
 import pytest
 import websockets
 
-from conftest import NOTIFD, free_port, http
+from conftest import NOTIFD, free_port, http, metric, wait_until
 
 TOKEN = "chat-single-node-internal-token"
 HOST_YAML = f"auth: {{internal_token: {TOKEN}}}\n"
@@ -84,25 +83,6 @@ def msg(content, sender=A, receiver=B, stream=STREAM_AB, **extra):
 def post(n, body, path="/chat/messages"):
     st, raw, hdrs = http("POST", n.url + path, body)
     return st, (json.loads(raw) if raw else None), hdrs
-
-
-def metric(n, name, **labels):
-    total = 0.0
-    for line in n.metrics().splitlines():
-        if not (line.startswith(name + "{") or line.startswith(name + " ")):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def wait_until(pred, timeout=15, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def produce(n, value, key=None, topic=TOPIC):

@@ -20,7 +20,6 @@ A service that cannot run here makes the tests SKIPPED with the reason.
 """
 import asyncio
 import glob
-import hashlib
 import json
 import os
 import re
@@ -29,32 +28,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from email import message_from_bytes, policy
 
 import pytest
 import websockets
 
-from conftest import BUILD, NOTIFD, SOURCE, http
+from conftest import BUILD, NOTIFD, SOURCE, http, stream_id, wait_until
 
 STACK_SH = os.path.join(SOURCE, "tests", "distributed", "stack.sh")
 CHAT_CHANNEL = "/chat/subscribe-websocket"
-
-
-def stream_id(a, b):
-    """ComputeStreamID: sha256 of the two ids in byte order, 8 bytes hex."""
-    x, y = sorted([a.encode(), b.encode()])
-    return hashlib.sha256(x + y).hexdigest()[:16]
-
-
-def wait_until(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Stack:
@@ -225,7 +208,7 @@ def test_messages_flow_end_to_end_and_each_stream_stays_on_one_chat_ws(stack):
 
     # websocket requests are logged when they close
     wait_until(lambda: sum(routed()[1].values()) == len(sent) and len(routed()[0]) == STREAMS,
-               what="nginx access log")
+               what="nginx access log", timeout=30)
     placed, forwards = routed()
     for sid, insts in placed.items():
         assert len(insts) == 1, f"stream {sid} on {insts}"
@@ -337,7 +320,7 @@ def test_email_over_smtp_with_the_directory_in_mongodb(stack):
                 out.append(m)
         return out
 
-    wait_until(lambda: len(mails_to(f"{b}@example.com")) == 2, what="two mails")
+    wait_until(lambda: len(mails_to(f"{b}@example.com")) == 2, what="two mails", timeout=30)
     mails = mails_to(f"{b}@example.com")
     bodies = {str(m["Subject"]): m.get_body(("plain",)).get_content() for m in mails}
     chat = [s for s in bodies if f"Name {a}" in s]
@@ -390,7 +373,7 @@ def test_a_chat_ws_instance_down_then_back(stack):
             with open(os.path.join(w1_dir, "pid")) as f:
                 os.kill(int(f.read()), signal.SIGTERM)
             await in_thread(lambda: wait_until(
-                lambda: os.path.exists(os.path.join(w1_dir, "rc")), what="W1 exit"))
+                lambda: os.path.exists(os.path.join(w1_dir, "rc")), what="W1 exit", timeout=30))
             with open(os.path.join(w1_dir, "rc")) as f:
                 assert f.read().strip() == "0"
             # the close frames W1 sent before exiting
@@ -414,7 +397,7 @@ def test_a_chat_ws_instance_down_then_back(stack):
                     assert (await recv_json(socks[i]))["message_id"] == m["message_id"]
             await in_thread(lambda: wait_until(lambda: stack.metric(
                 "H", "chat_persistence_change_consumer_success_event_total", event_type="c")
-                == h_before + STREAMS, what="all acknowledged"))
+                == h_before + STREAMS, what="all acknowledged", timeout=30))
             assert stack.metric("W2", "chat_ws_forwards_total",
                                 result="no_subscribers") == w2_missed + len(on_w1)
 

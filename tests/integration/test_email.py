@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import NOTIFD, SOURCE, free_port, http
+from conftest import NOTIFD, SOURCE, free_port, http, metric, wait_until
 
 sys.path.insert(0, os.path.join(SOURCE, "tests", "services"))
 smtp_server = pytest.importorskip("smtp_server", reason="python3-aiosmtpd is not installed")
@@ -81,30 +81,6 @@ def chat_record(msg_id, content, sender, receiver, stream="stream-1", op="c"):
            "created_at": {"$date": {"$numberLong": "1700000000000"}},
            "stream_id": stream, "sender_id": sender, "receiver_id": receiver}
     return json.dumps({"before": None, "after": json.dumps(doc), "op": op, "ts_ms": 1700000000001})
-
-
-def metric(n, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in n.metrics().splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$', line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
-
-
-def wait_until(pred, timeout=15, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def parse(msg):

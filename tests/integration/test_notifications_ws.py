@@ -27,7 +27,7 @@ import time
 import pytest
 import websockets
 
-from conftest import NOTIFD, http
+from conftest import NOTIFD, http, wait_until
 
 JWT_SECRET = "notif-ws-test-secret"
 INTERNAL = "notif-ws-internal-token"
@@ -153,15 +153,6 @@ def metric(n, name, **labels):
             total += float(line.rsplit(" ", 1)[1])
             found = True
     return total if found else None
-
-
-def wait_until(pred, timeout=15, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def notify(n, kind, user, payload, headers=None):

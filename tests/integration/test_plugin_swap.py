@@ -45,7 +45,7 @@ from collections import Counter
 import pytest
 import websockets
 
-from conftest import BUILD, NOTIFD, PLUGIN_DIR, SOURCE, http
+from conftest import BUILD, NOTIFD, PLUGIN_DIR, SOURCE, http, metric
 
 sys.path.insert(0, os.path.join(SOURCE, "tests", "services"))
 smtp_server = pytest.importorskip("smtp_server", reason="python3-aiosmtpd is not installed")
@@ -62,15 +62,6 @@ STREAM_AB = "3216fea9031bf845"  # ComputeStreamID(sender-a, receiver-b)
 RELAY_DELAY = "2s"   # outbox rows wait this long after a commit and after a start
 MAX_POSTS = 2000     # bounds of the client thread
 POST_SECONDS = 60
-
-
-def wait_until(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def await_until(pred, timeout=20, what="condition"):
@@ -107,10 +98,6 @@ def plugin_versions(n):
         assert value == 1
         got.setdefault(d["name"], []).append(d["version"])
     return got
-
-
-def metric(n, name):
-    return sum(metric_series(n, name).values())
 
 
 def install_plugins(dest):
@@ -210,25 +197,13 @@ def msg(content, message_id):
             "message_id": message_id}
 
 
-def history(n):
+def history(n, after=None):
+    """The stream's stored messages, newest first, following next_before.
+    With `after` (a created_at): what a reconnecting client asks for,
+    everything from its newest message on (inclusive bare time)."""
     url = f"{n.url}/chat/streams/{STREAM_AB}/messages?limit=200"
-    got, cursor = [], None
-    for _ in range(1000):
-        st, raw, _ = http("GET", url + (f"&before={cursor}" if cursor else ""))
-        assert st == 200, raw
-        page = json.loads(raw)
-        got += page["messages"]
-        cursor = page["next_before"]
-        if cursor is None:
-            return got
-    raise AssertionError("history does not end")
-
-
-def history_after(n, created_at):
-    """What a reconnecting client asks for: everything from its newest
-    message on (inclusive bare time), following next_before."""
-    q = "after=" + urllib.parse.quote(created_at)
-    url = f"{n.url}/chat/streams/{STREAM_AB}/messages?limit=200&{q}"
+    if after is not None:
+        url += "&after=" + urllib.parse.quote(after)
     got, cursor = [], None
     for _ in range(1000):
         st, raw, _ = http("GET", url + (f"&before={cursor}" if cursor else ""))
@@ -421,7 +396,7 @@ def test_swap_on_restart_serves_the_new_build_and_loses_no_acknowledged_message(
         assert metric(n, "chat_persistence_relay_published_total") == 0, \
             "the relay published before the clients reconnected"
         newest = max((m for _, m in clients[0].frames), key=lambda m: m["created_at"])
-        state["catch_up"] = await in_thread(history_after, n, newest["created_at"])
+        state["catch_up"] = await in_thread(history, n, newest["created_at"])
 
         await await_until(lambda: sum(1 for _, _, h in poster.acked() if h) >= 10,
                           what="acknowledgements from the new build")
