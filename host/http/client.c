@@ -342,8 +342,8 @@ int nd_http_call(notifd_host *h, const notifd_http_client_req *req, notifd_http_
     if (!header_line_ok(q.headers[i])) return NOTIFD_EINVAL;
   const char *token = NULL;
   int local = strncmp(q.url, "local:", 6) == 0;
-  /* In-process calls are trusted without a token (see internal_local). */
-  if (q.internal_auth && (!local || (h->cfg.internal_token && *h->cfg.internal_token))) {
+  /* In-process calls carry no token: internal_local marks them trusted. */
+  if (q.internal_auth && !local) {
     token = h->cfg.internal_token;
     if (!token || !*token) {
       ND_WARN("http", "call to %s asks for internal auth but auth.internal_token is not set",
@@ -364,7 +364,7 @@ int nd_http_call(notifd_host *h, const notifd_http_client_req *req, notifd_http_
   nd_httpc *c = h->httpc;
   if (c->closing) return NOTIFD_ECLOSED;
   if (local)
-    return nd_httpc_local_start(c, &q, method, timeout, token, cb, ud);
+    return nd_httpc_local_start(c, &q, method, timeout, cb, ud);
   if (strncasecmp(q.url, "http://", 7) != 0 && strncasecmp(q.url, "https://", 8) != 0)
     return NOTIFD_EINVAL;
   return curl_start(c, &q, method, timeout, token, cb, ud);

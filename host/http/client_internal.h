@@ -58,7 +58,7 @@ int nd_httpc_run_cb(nd_httpc *c, nd_httpc_call *call, int32_t status, notifd_htt
 
 /* client_local.c */
 int nd_httpc_local_start(nd_httpc *c, const notifd_http_client_req *q, int method,
-                         int64_t timeout_ms, const char *token, notifd_http_client_cb cb,
+                         int64_t timeout_ms, notifd_http_client_cb cb,
                          void *ud);
 void nd_httpc_local_cancel(nd_httpc_call *call);
 

@@ -184,12 +184,12 @@ static int has_header(const char *const *hdrs, const char *name) {
 
 /* Builds the request: path, query and headers in one owned block, with
  * the headers a network call would carry (Content-Length, the JSON
- * Content-Type default, the internal token). */
-static notifd_req *build_req(nd_httpc *c, const notifd_http_client_req *q, int method,
-                             const char *token) {
+ * Content-Type default); internal auth is the internal_local flag, not a
+ * token header. */
+static notifd_req *build_req(nd_httpc *c, const notifd_http_client_req *q, int method) {
   const char *target = q->url + 6;
   int default_ct = q->body_len && !has_header(q->headers, "Content-Type");
-  size_t nh = 1 + (token ? 1 : 0) + (default_ct ? 1 : 0);
+  size_t nh = 1 + (default_ct ? 1 : 0);
   for (size_t i = 0; q->headers && q->headers[i]; i++) nh++;
   nd_buf b;
   nd_buf_init(&b);
@@ -203,7 +203,6 @@ static notifd_req *build_req(nd_httpc *c, const notifd_http_client_req *q, int m
       nd_buf_free(&b);
       return NULL;
     }
-  if (token) add_hdr(&b, ND_INTERNAL_TOKEN_HEADER, token);
   if (default_ct) add_hdr(&b, "Content-Type", "application/json");
   char cl[32];
   snprintf(cl, sizeof cl, "%zu", q->body_len);
@@ -251,7 +250,7 @@ static notifd_req *build_req(nd_httpc *c, const notifd_http_client_req *q, int m
 }
 
 int nd_httpc_local_start(nd_httpc *c, const notifd_http_client_req *q, int method,
-                         int64_t timeout_ms, const char *token, notifd_http_client_cb cb,
+                         int64_t timeout_ms, notifd_http_client_cb cb,
                          void *ud) {
   const char *target = q->url + 6;
   if (*target != '/' || strchr(target, '#')) return NOTIFD_EINVAL;
@@ -265,7 +264,7 @@ int nd_httpc_local_start(nd_httpc *c, const notifd_http_client_req *q, int metho
   call->local = 1;
   call->cb = cb;
   call->ud = ud;
-  call->req = build_req(c, q, method, token);
+  call->req = build_req(c, q, method);
   if (!call->req) {
     free(lc);
     return NOTIFD_ENOMEM;
