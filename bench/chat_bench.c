@@ -258,12 +258,10 @@ static void ws_read(struct bufferevent *bev, void *arg) {
   bench *b = c->b;
   struct evbuffer *in = bufferevent_get_input(bev);
   if (!c->upgraded) {
-    struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-    if (end.pos < 0) return;
-    char status[16] = {0};
-    evbuffer_copyout(in, status, 12);
-    evbuffer_drain(in, (size_t)end.pos + 4);
-    if (strncmp(status + 9, "101", 3) != 0) {
+    char status[16];
+    int up = bench_ws_read_upgrade(in, status);
+    if (up < 0) return;
+    if (!up) {
       fprintf(stderr, "chat_bench: websocket upgrade refused: %.12s\n", status);
       b->ws_failed++;
       bufferevent_free(bev);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 
@@ -13,6 +14,17 @@ typedef struct bench_ws_frame {
   size_t header_len;
   uint64_t payload_len;
 } bench_ws_frame;
+
+/* Consumes the upgrade answer at the head of `in`: -1 while its header is
+ * incomplete, 1 for "101", 0 otherwise (status line start in status). */
+static inline int bench_ws_read_upgrade(struct evbuffer *in, char status[16]) {
+  struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+  if (end.pos < 0) return -1;
+  memset(status, 0, 16);
+  evbuffer_copyout(in, status, 12);
+  evbuffer_drain(in, (size_t)end.pos + 4);
+  return strncmp(status + 9, "101", 3) == 0;
+}
 
 /* Empty masked pong (client frames must be masked), the answer to a ping. */
 static const unsigned char bench_ws_pong[6] = {0x8a, 0x80, 0, 0, 0, 0};
