@@ -74,8 +74,9 @@ typedef struct emb {
   size_t npend;
   emb_topic *topics;
   size_t ntopics, cap_topics;
-  struct event *flush_ev, *poll_ev, *trim_ev, *lag_ev;
+  struct event *flush_ev, *poll_ev, *trim_ev, *lag_ev, *cursor_ev;
   int64_t default_parts, fetch_batch, batch_max, poll_ms, max_age_ms, max_records, trim_ms;
+  int64_t cursor_delay_ms; /* cursor-only commits wait this long for company */
   int sync_full;
   int64_t data_version;
   int cursors_dirty;
@@ -397,6 +398,10 @@ static int emb_produce(nd_bus *b, nd_bus_record *r) {
 
 static size_t emb_pending(nd_bus *b) { return E(b)->npend; }
 
+/* A cursor move alone does not need its own transaction at once: it rides
+ * along with the next produced batch, or commits after cursor_delay_ms.
+ * Under load this halves the commits; after a crash at most that much more
+ * work is redelivered (at-least-once either way). */
 static void emb_commit(nd_bus_stream *s, int64_t next) {
   emb *e = E(s->consumer->bus);
   emb_stream *es = s->impl;
@@ -404,7 +409,13 @@ static void emb_commit(nd_bus_stream *s, int64_t next) {
   es->commit_next = next;
   es->dirty = 1;
   e->cursors_dirty = 1;
-  flush_soon(e);
+  if (e->pend_head || e->cursor_delay_ms <= 0) {
+    flush_soon(e);
+  } else if (!evtimer_pending(e->cursor_ev, NULL)) {
+    struct timeval tv = {(time_t)(e->cursor_delay_ms / 1000),
+                         (suseconds_t)((e->cursor_delay_ms % 1000) * 1000)};
+    evtimer_add(e->cursor_ev, &tv);
+  }
 }
 
 /* ---- fetch ---- */
@@ -715,6 +726,7 @@ static void emb_finish_stop(nd_bus *b) {
     if (e->npend == before && e->cursors_dirty == dirty) break; /* failing: give up */
   }
   event_del(e->trim_ev);
+  event_del(e->cursor_ev);
   nd_bus_backend_stopped(b);
 }
 
@@ -735,8 +747,8 @@ static void emb_free(nd_bus *b) {
     free(r); /* abrupt: never confirmed, callbacks dropped */
     r = n;
   }
-  struct event *evs[] = {e->flush_ev, e->poll_ev, e->trim_ev, e->lag_ev};
-  for (size_t i = 0; i < 4; i++)
+  struct event *evs[] = {e->flush_ev, e->poll_ev, e->trim_ev, e->lag_ev, e->cursor_ev};
+  for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
     if (evs[i]) event_free(evs[i]);
   sqlite3_stmt *sts[] = {e->ins,     e->fetch,   e->cur_get, e->cur_set, e->top_get, e->top_ins,
                          e->max_seq, e->lag,     e->dv,      e->begin,   e->commit,  e->rollback};
@@ -795,6 +807,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
   bad |= nd_bus_cfg_int(emb_cfg, "fetch_batch", 256, &e->fetch_batch, errs) < 0;
   bad |= nd_bus_cfg_int(emb_cfg, "batch_max", 4096, &e->batch_max, errs) < 0;
   bad |= nd_bus_cfg_dur(emb_cfg, "checkpoint_interval", 200, &e->checkpoint_ms, errs) < 0;
+  bad |= nd_bus_cfg_dur(emb_cfg, "cursor_commit_delay", 5, &e->cursor_delay_ms, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "max_age", 168LL * 3600 * 1000, &e->max_age_ms, errs) < 0;
   bad |= nd_bus_cfg_int(ret, "max_records", 0, &e->max_records, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "interval", 60000, &e->trim_ms, errs) < 0;
@@ -812,6 +825,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
   }
   if (e->poll_ms < 1) e->poll_ms = 1;
   if (e->checkpoint_ms < 10) e->checkpoint_ms = 10;
+  if (e->cursor_delay_ms > 1000) e->cursor_delay_ms = 1000;
   if (e->fetch_batch < 1) e->fetch_batch = 1;
   if (e->batch_max < 1) e->batch_max = 1;
   if (e->trim_ms < 10) e->trim_ms = 10;
@@ -884,7 +898,8 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
   e->poll_ev = event_new(b->base, -1, EV_PERSIST, on_poll, e);
   e->trim_ev = event_new(b->base, -1, EV_PERSIST, on_trim, e);
   e->lag_ev = event_new(b->base, -1, EV_PERSIST, on_lag, e);
-  if (!e->flush_ev || !e->poll_ev || !e->trim_ev || !e->lag_ev) {
+  e->cursor_ev = evtimer_new(b->base, on_flush, e);
+  if (!e->flush_ev || !e->poll_ev || !e->trim_ev || !e->lag_ev || !e->cursor_ev) {
     emb_free(b);
     return NOTIFD_ENOMEM;
   }
