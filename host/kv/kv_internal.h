@@ -42,5 +42,8 @@ void nd_kv_failed(nd_kv *kv, int op, notifd_kv_cb cb, void *ud, const char *why)
 
 int nd_kv_redis_open(nd_kv *kv, nd_errors *errs);
 int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs);
+/* Embedded backend: keys written whose commit the loop has not yet seen
+ * (the size of the "recent" map); for tests. */
+size_t nd_kv_sqlite_recent(nd_kv *kv);
 
 #endif

@@ -1,125 +1,479 @@
 /* Embedded kv backend: kv.db (SQLite, WAL) in the data directory.
  *
- * Each operation runs at once inside a transaction that stays open for the
- * rest of the loop iteration; a zero-delay event commits it and then runs
- * the callbacks, so a burst of dedupe checks costs one commit and callbacks
- * never run inside the caller's call.  Expiry is wall-clock milliseconds
- * (0 = never): expired keys are invisible at once (lazy) and deleted by a
- * periodic purge (kv.embedded.purge_interval, default 1m).  WAL checkpoints
- * mostly run on a thread of their own (util/sqlite_ckpt.h). */
+ * The loop thread answers every operation from memory plus, at most, one
+ * read of kv.db; the writes happen on a writer thread:
+ *
+ * - "recent" map (loop thread only): every key this process wrote whose
+ *   write is not yet known to be committed, with its expiry.  It is the
+ *   newest state of such a key, so it is consulted first; a miss falls back
+ *   to a SELECT on the loop's own connection (autocommit read, never a write
+ *   transaction on the loop; PRAGMA query_only).
+ *   claim: live (in the map, else in kv.db) -> 0; else record + queue the
+ *   write -> 1.  mark: record + queue -> 1.  exists: map, else SELECT.
+ * - Each write gets a sequence number; the map keeps its entries in that
+ *   order.  The writes of a loop turn are handed to the writer (one mutex
+ *   section per turn, in the zero-delay event that runs the callbacks).
+ * - The writer thread (its own connection) takes everything queued, commits
+ *   it as one transaction, publishes "tried up to seq N" and wakes the loop
+ *   through an eventfd; the loop drops the map entries with seq <= N (an
+ *   entry re-written meanwhile has a larger seq and stays).  So the map
+ *   holds only writes not yet committed (plus, briefly, those committed
+ *   since the loop last looked): it stays bounded while the writer keeps up.
+ *   Shared state (the queue, N, the lost-write counts, stop) is under `mu`;
+ *   the map and the loop's connection are touched by the loop thread only,
+ *   the writer's connection and statements by the writer only (prepared by
+ *   the loop before the thread starts, finalized after it is joined).
+ * - The writer also runs the purge of expired keys
+ *   (kv.embedded.purge_interval, default 1m); WAL checkpoints run on a
+ *   thread of their own (util/sqlite_ckpt.h).
+ *
+ * Callbacks run on the loop in a zero-delay event, never inside the
+ * caller's call, and only with an answer: when the SELECT fails the op goes
+ * through nd_kv_failed (the fail-open/fail-closed policy).
+ *
+ * Durability and guarantees (dedupe is best-effort and fails open):
+ * - An answer does not wait for its write.  A write that then fails to
+ *   commit is logged and counted (notifd_kv_errors_total) and forgotten: the
+ *   key may later be claimed again.  It cannot un-answer the op.
+ * - Clean stop (nd_kv_free): everything queued is committed before it
+ *   returns.  kill -9 (or a crash) loses the writes not yet committed - the
+ *   last batch, a few milliseconds - so a record redelivered after such a
+ *   stop gets through dedupe once more; downstream is at-least-once anyway.
+ *   A committed batch survives kill -9 (WAL, synchronous=NORMAL: a power
+ *   loss may lose the last commits).
+ * - kv.db is owned by one process: the claim decision is made in memory,
+ *   so two processes claiming the same key on one file may both win.  A
+ *   second process only sees this one's writes once they are committed.
+ *
+ * Expiry is wall-clock milliseconds (0 = never): expired keys are invisible
+ * at once (lazy) and deleted by the purge. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "kv/kv_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/mono_wait.h"
 #include "util/sqlite_ckpt.h"
 
+/* An answered op waiting for its callback. */
 typedef struct kres {
-  struct kres *next;
   int op;
   int32_t result; /* < 0: the backend failed */
   notifd_kv_cb cb;
   void *ud;
 } kres;
 
+/* A key written by this process, maybe not committed yet (loop only). */
+typedef struct rkey {
+  struct rkey *hnext;       /* hash chain */
+  struct rkey *prev, *next; /* by seq, oldest first */
+  uint64_t seq, hash;
+  int64_t expires;
+  size_t len;
+  char key[];
+} rkey;
+
+/* A write for the writer thread (owned by whoever holds the list). */
+typedef struct kwrite {
+  struct kwrite *next;
+  int op; /* ND_KV_CLAIM or ND_KV_MARK, for the error count */
+  int64_t expires;
+  size_t len;
+  char key[];
+} kwrite;
+
 typedef struct kdb {
   nd_kv *kv;
-  sqlite3 *db;
   char *path;
-  sqlite3_stmt *claim, *mark, *exists, *purge;
-  sqlite3_stmt *begin, *commit, *rollback; /* prepared once: no parse per batch */
-  nd_sqlite_ckpt *ckpt;
-  int in_txn, in_flush;
-  kres *head, *tail;
-  struct event *flush_ev, *purge_ev;
   int64_t purge_ms;
+  nd_sqlite_ckpt *ckpt;
+
+  /* loop thread */
+  sqlite3 *db; /* reads only */
+  sqlite3_stmt *live, *rbegin, *rend;
+  int in_read; /* a read transaction is open (for the rest of the turn) */
+  rkey **buckets;
+  size_t nbuckets, nrecent;
+  rkey *oldest, *newest;
+  uint64_t seq;               /* last seq given */
+  kwrite *pend_head, *pend_tail; /* this turn's writes, not yet handed over */
+  kres *res, *spare;          /* callbacks to run; spare array for swapping */
+  size_t nres, cap_res, cap_spare;
+  int in_flush;
+  struct event *flush_ev, *done_ev;
+  int efd; /* eventfd: the writer finished a batch */
+
+  /* writer thread */
+  sqlite3 *wdb;
+  sqlite3_stmt *put, *purge, *begin, *commit, *rollback;
+  pthread_t thread;
+  int started;
+  int64_t last_log_ms;
+
+  /* shared, under mu */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  kwrite *q_head, *q_tail;
+  uint64_t queued_seq;    /* seq of the newest write handed over */
+  uint64_t committed_seq; /* every write up to this seq has been tried */
+  int64_t lost[2];        /* failed writes by op, not yet counted */
+  int stop, notified;
 } kdb;
 
-static int exec_sql(kdb *d, const char *sql) {
-  char *err = NULL;
-  if (sqlite3_exec(d->db, sql, NULL, NULL, &err) == SQLITE_OK) return 0;
-  ND_ERROR("kv", "embedded kv %s: %s: %s", d->path, sql, err ? err : "?");
-  sqlite3_free(err);
-  return -1;
-}
-
-static int run_stmt(kdb *d, sqlite3_stmt *st) {
+static int run_stmt(sqlite3 *db, const char *path, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
   if (rc == SQLITE_DONE) return 0;
-  ND_ERROR("kv", "embedded kv %s: %s: %s", d->path, sqlite3_sql(st), sqlite3_errmsg(d->db));
+  ND_ERROR("kv", "embedded kv %s: %s: %s", path, sqlite3_sql(st), sqlite3_errmsg(db));
   return -1;
 }
 
-static void flush(kdb *d) {
-  int commit_failed = 0;
-  if (d->in_txn) {
-    d->in_txn = 0;
-    if (run_stmt(d, d->commit) < 0) {
-      run_stmt(d, d->rollback);
-      commit_failed = 1;
+/* ---- the recent map (loop thread) ---- */
+
+static uint64_t hash_key(const char *k, size_t n) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+  return h;
+}
+
+static rkey *map_find(kdb *d, const char *k, size_t n, uint64_t h) {
+  if (!d->nbuckets) return NULL;
+  for (rkey *e = d->buckets[h & (d->nbuckets - 1)]; e; e = e->hnext)
+    if (e->hash == h && e->len == n && memcmp(e->key, k, n) == 0) return e;
+  return NULL;
+}
+
+static int map_resize(kdb *d, size_t nb) {
+  rkey **b = calloc(nb, sizeof *b);
+  if (!b) return -1;
+  for (size_t i = 0; i < d->nbuckets; i++) {
+    for (rkey *e = d->buckets[i], *nx; e; e = nx) {
+      nx = e->hnext;
+      e->hnext = b[e->hash & (nb - 1)];
+      b[e->hash & (nb - 1)] = e;
     }
   }
-  kres *r = d->head;
-  d->head = d->tail = NULL;
-  while (r) {
-    kres *n = r->next;
-    if (commit_failed || r->result < 0) nd_kv_failed(d->kv, r->op, r->cb, r->ud, "sqlite error");
-    else if (r->cb) r->cb(r->result, r->ud);
-    free(r);
-    r = n;
+  free(d->buckets);
+  d->buckets = b;
+  d->nbuckets = nb;
+  return 0;
+}
+
+static void order_unlink(kdb *d, rkey *e) {
+  if (e->prev) e->prev->next = e->next;
+  else d->oldest = e->next;
+  if (e->next) e->next->prev = e->prev;
+  else d->newest = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void order_append(kdb *d, rkey *e) {
+  e->prev = d->newest;
+  e->next = NULL;
+  if (d->newest) d->newest->next = e;
+  else d->oldest = e;
+  d->newest = e;
+}
+
+/* Drops the entries whose last write has been committed (or given up). */
+static void map_prune(kdb *d, uint64_t committed) {
+  while (d->oldest && d->oldest->seq <= committed) {
+    rkey *e = d->oldest;
+    order_unlink(d, e);
+    rkey **pp = &d->buckets[e->hash & (d->nbuckets - 1)];
+    while (*pp != e) pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    free(e);
+    d->nrecent--;
   }
+  if (d->nrecent == 0 && d->nbuckets > 4096) { /* after a burst: give the table back */
+    free(d->buckets);
+    d->buckets = NULL;
+    d->nbuckets = 0;
+  }
+}
+
+static void map_free(kdb *d) {
+  while (d->oldest) {
+    rkey *e = d->oldest;
+    d->oldest = e->next;
+    free(e);
+  }
+  d->newest = NULL;
+  d->nrecent = 0;
+  free(d->buckets);
+  d->buckets = NULL;
+  d->nbuckets = 0;
+}
+
+static void free_writes(kwrite *w) {
+  while (w) {
+    kwrite *n = w->next;
+    free(w);
+    w = n;
+  }
+}
+
+/* ---- handing writes over, taking results back (loop thread) ---- */
+
+/* Under mu: moves this turn's writes to the writer's queue and takes what
+ * the writer has finished.  Returns the seq committed up to. */
+static uint64_t exchange_locked(kdb *d, int64_t lost[2]) {
+  if (d->pend_head) {
+    if (d->q_tail) d->q_tail->next = d->pend_head;
+    else d->q_head = d->pend_head;
+    d->q_tail = d->pend_tail;
+    d->pend_head = d->pend_tail = NULL;
+    d->queued_seq = d->seq;
+    pthread_cond_signal(&d->cv);
+  }
+  lost[0] = d->lost[0];
+  lost[1] = d->lost[1];
+  d->lost[0] = d->lost[1] = 0;
+  return d->committed_seq;
+}
+
+static void count_lost(kdb *d, const int64_t lost[2]) {
+  static const char *const names[] = {"claim", "mark"};
+  for (int i = 0; i < 2; i++) {
+    if (lost[i] && d->kv->errors) {
+      const char *l[] = {names[i]};
+      nd_metric_add(d->kv->errors, l, (double)lost[i]);
+    }
+  }
+}
+
+/* Ends the loop's read transaction: the next read sees every commit. */
+static void end_read(kdb *d) {
+  if (!d->in_read) return;
+  d->in_read = 0;
+  if (run_stmt(d->db, d->path, d->rend) < 0 && !sqlite3_get_autocommit(d->db))
+    sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void exchange(kdb *d) {
+  int64_t lost[2];
+  /* A map entry may go only once the reads can see its commit: close the
+   * read snapshot before learning what is committed. */
+  end_read(d);
+  pthread_mutex_lock(&d->mu);
+  uint64_t committed = exchange_locked(d, lost);
+  pthread_mutex_unlock(&d->mu);
+  map_prune(d, committed);
+  count_lost(d, lost);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   kdb *d = arg;
+  exchange(d);
+  /* Callbacks may add ops: those go to the other array, next turn. */
+  kres *list = d->res;
+  size_t n = d->nres, cap = d->cap_res;
+  d->res = d->spare;
+  d->cap_res = d->cap_spare;
+  d->nres = 0;
+  d->spare = NULL;
+  d->cap_spare = 0;
   d->in_flush = 1;
-  flush(d);
+  for (size_t i = 0; i < n; i++) {
+    kres *r = &list[i];
+    if (r->result < 0) nd_kv_failed(d->kv, r->op, r->cb, r->ud, "sqlite error");
+    else if (r->cb) r->cb(r->result, r->ud);
+  }
   d->in_flush = 0;
+  d->spare = list;
+  d->cap_spare = cap;
 }
 
-static int32_t step_changes(kdb *d, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return -1;
-  return sqlite3_changes(d->db) > 0;
+static void on_done(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  kdb *d = arg;
+  uint64_t v;
+  if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
+    ND_WARN("kv", "embedded kv: eventfd read: %s", strerror(errno));
+  pthread_mutex_lock(&d->mu);
+  d->notified = 0;
+  pthread_mutex_unlock(&d->mu);
+  exchange(d);
 }
+
+/* ---- the writer thread ---- */
+
+/* One transaction for the batch; counts what could not be committed and
+ * logs it (at most once a second). */
+static void write_batch(kdb *d, kwrite *batch, int64_t lost[2]) {
+  int64_t ok[2] = {0, 0};
+  char why[256] = "";
+  kwrite *w = batch;
+  int in_txn = run_stmt(d->wdb, d->path, d->begin) == 0;
+  for (; w && in_txn; w = w->next) {
+    sqlite3_bind_text(d->put, 1, w->key, (int)w->len, SQLITE_STATIC);
+    sqlite3_bind_int64(d->put, 2, w->expires);
+    int rc = sqlite3_step(d->put);
+    sqlite3_reset(d->put);
+    sqlite3_clear_bindings(d->put);
+    if (rc == SQLITE_DONE) {
+      ok[w->op]++;
+      continue;
+    }
+    lost[w->op]++;
+    if (!why[0]) snprintf(why, sizeof why, "%s", sqlite3_errmsg(d->wdb));
+    in_txn = !sqlite3_get_autocommit(d->wdb); /* some errors roll the transaction back */
+  }
+  if (!in_txn || run_stmt(d->wdb, d->path, d->commit) < 0) {
+    if (in_txn) run_stmt(d->wdb, d->path, d->rollback);
+    if (!why[0]) snprintf(why, sizeof why, "the transaction failed");
+    lost[0] += ok[0]; /* nothing of the batch is in */
+    lost[1] += ok[1];
+    for (; w; w = w->next) lost[w->op]++;
+  }
+  int64_t n = lost[0] + lost[1], now = nd_now_ms();
+  if (n == 0 || now - d->last_log_ms < 1000) return;
+  d->last_log_ms = now;
+  ND_ERROR("kv", "embedded kv %s: %" PRId64 " write(s) lost (%s); dedupe may let those keys through again",
+           d->path, n, why);
+}
+
+static void *writer_main(void *arg) {
+  kdb *d = arg;
+  struct timespec next_purge;
+  nd_mono_deadline(&next_purge, d->purge_ms);
+  pthread_mutex_lock(&d->mu);
+  for (;;) {
+    if (!d->stop && nd_mono_passed(&next_purge)) { /* even when batches never stop coming */
+      pthread_mutex_unlock(&d->mu);
+      sqlite3_bind_int64(d->purge, 1, nd_wall_ms());
+      if (sqlite3_step(d->purge) != SQLITE_DONE)
+        ND_WARN("kv", "embedded kv purge: %s", sqlite3_errmsg(d->wdb));
+      sqlite3_reset(d->purge);
+      nd_mono_deadline(&next_purge, d->purge_ms);
+      pthread_mutex_lock(&d->mu);
+    }
+    if (d->q_head) { /* everything queued now is one batch */
+      kwrite *batch = d->q_head;
+      uint64_t seq = d->queued_seq;
+      d->q_head = d->q_tail = NULL;
+      pthread_mutex_unlock(&d->mu);
+      int64_t lost[2] = {0, 0};
+      write_batch(d, batch, lost);
+      free_writes(batch);
+      pthread_mutex_lock(&d->mu);
+      d->committed_seq = seq;
+      d->lost[0] += lost[0];
+      d->lost[1] += lost[1];
+      if (!d->notified) { /* the loop drops the committed keys from its map */
+        d->notified = 1;
+        uint64_t one = 1;
+        if (write(d->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+          ND_WARN("kv", "embedded kv: eventfd write: %s", strerror(errno));
+      }
+    } else if (d->stop) {
+      break; /* only once the queue is empty */
+    } else {
+      pthread_cond_timedwait(&d->cv, &d->mu, &next_purge);
+    }
+  }
+  pthread_mutex_unlock(&d->mu);
+  return NULL;
+}
+
+/* ---- operations (loop thread) ---- */
+
+/* 1 live, 0 absent or expired, -1 error.  The reads of a loop turn share
+ * one read transaction (beginning and ending one per read costs more than
+ * the lookup); exchange() ends it. */
+static int32_t db_live(kdb *d, const char *key, size_t key_len, int64_t now) {
+  if (!d->in_read && run_stmt(d->db, d->path, d->rbegin) == 0) d->in_read = 1;
+  sqlite3_bind_text(d->live, 1, key, (int)key_len, SQLITE_STATIC);
+  sqlite3_bind_int64(d->live, 2, now);
+  int rc = sqlite3_step(d->live);
+  sqlite3_reset(d->live);
+  sqlite3_clear_bindings(d->live);
+  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Room for one more callback. */
+static int reserve_result(kdb *d) {
+  if (d->nres < d->cap_res) return 0;
+  size_t cap = d->cap_res ? d->cap_res * 2 : 64;
+  kres *r = realloc(d->res, cap * sizeof *r);
+  if (!r) return -1;
+  d->res = r;
+  d->cap_res = cap;
+  return 0;
+}
+
+/* Records the write in the map and this turn's queue; < 0 on ENOMEM
+ * (nothing changed). */
+static int record_write(kdb *d, int op, rkey *e, const char *key, size_t key_len, uint64_t h,
+                        int64_t expires) {
+  kwrite *w = malloc(sizeof *w + key_len);
+  if (!w) return NOTIFD_ENOMEM;
+  if (!e) {
+    if (d->nrecent >= d->nbuckets && map_resize(d, d->nbuckets ? d->nbuckets * 2 : 256) < 0) {
+      free(w);
+      return NOTIFD_ENOMEM;
+    }
+    if (!(e = malloc(sizeof *e + key_len))) {
+      free(w);
+      return NOTIFD_ENOMEM;
+    }
+    e->hash = h;
+    e->len = key_len;
+    memcpy(e->key, key, key_len);
+    e->hnext = d->buckets[h & (d->nbuckets - 1)];
+    d->buckets[h & (d->nbuckets - 1)] = e;
+    d->nrecent++;
+  } else {
+    order_unlink(d, e);
+  }
+  e->seq = ++d->seq;
+  e->expires = expires;
+  order_append(d, e);
+  w->next = NULL;
+  w->op = op;
+  w->expires = expires;
+  w->len = key_len;
+  memcpy(w->key, key, key_len);
+  if (d->pend_tail) d->pend_tail->next = w;
+  else d->pend_head = w;
+  d->pend_tail = w;
+  return 0;
+}
+
+static int is_live(int64_t expires, int64_t now) { return expires == 0 || expires > now; }
 
 static int sqlite_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t ttl_ms,
                      notifd_kv_cb cb, void *ud) {
   kdb *d = kv->impl;
-  kres *r = calloc(1, sizeof *r);
-  if (!r) return NOTIFD_ENOMEM;
-  r->op = op;
-  r->cb = cb;
-  r->ud = ud;
-  if (!d->in_txn && run_stmt(d, d->begin) == 0) d->in_txn = 1;
+  if (reserve_result(d) < 0) return NOTIFD_ENOMEM;
   int64_t now = nd_wall_ms();
-  int64_t expires = ttl_ms > 0 ? now + ttl_ms : 0;
-  sqlite3_stmt *st = op == ND_KV_CLAIM ? d->claim : op == ND_KV_MARK ? d->mark : d->exists;
-  sqlite3_bind_text(st, 1, key, (int)key_len, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, op == ND_KV_EXISTS ? now : expires);
-  if (op == ND_KV_CLAIM) sqlite3_bind_int64(st, 3, now);
-  if (!d->in_txn) {
-    r->result = -1;
-    sqlite3_reset(st);
-  } else if (op == ND_KV_EXISTS) {
-    int rc = sqlite3_step(st);
-    r->result = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    sqlite3_reset(st);
+  uint64_t h = hash_key(key, key_len);
+  rkey *e = map_find(d, key, key_len, h);
+  int32_t live = op == ND_KV_MARK ? 0 /* not needed */
+                 : e              ? is_live(e->expires, now)
+                                  : db_live(d, key, key_len, now);
+  int32_t result;
+  if (op == ND_KV_EXISTS) {
+    result = live;
+  } else if (op == ND_KV_CLAIM && live != 0) {
+    result = live > 0 ? 0 : -1; /* held by someone, or the read failed */
   } else {
-    r->result = step_changes(d, st);
-    if (op == ND_KV_MARK && r->result == 0) r->result = 1;
+    int rc = record_write(d, op, e, key, key_len, h, ttl_ms > 0 ? now + ttl_ms : 0);
+    if (rc < 0) return rc;
+    result = 1;
   }
-  sqlite3_clear_bindings(st);
-  if (d->tail) d->tail->next = r;
-  else d->head = r;
-  d->tail = r;
+  d->res[d->nres++] = (kres){op, result, cb, ud};
   if (d->in_flush) { /* a callback chaining ops: next loop turn */
     struct timeval zero = {0, 0};
     event_add(d->flush_ev, &zero);
@@ -129,15 +483,9 @@ static int sqlite_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t
   return 0;
 }
 
-static void on_purge(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  kdb *d = arg;
-  if (d->in_txn) return; /* next time */
-  sqlite3_bind_int64(d->purge, 1, nd_wall_ms());
-  if (sqlite3_step(d->purge) != SQLITE_DONE)
-    ND_WARN("kv", "embedded kv purge: %s", sqlite3_errmsg(d->db));
-  sqlite3_reset(d->purge);
+size_t nd_kv_sqlite_recent(nd_kv *kv) {
+  kdb *d = kv && kv->impl ? kv->impl : NULL;
+  return d ? d->nrecent : 0;
 }
 
 static int sqlite_ready(nd_kv *kv) { return ((kdb *)kv->impl)->db != NULL; }
@@ -145,23 +493,43 @@ static int sqlite_ready(nd_kv *kv) { return ((kdb *)kv->impl)->db != NULL; }
 static void sqlite_free(nd_kv *kv) {
   kdb *d = kv->impl;
   if (!d) return;
-  if (d->in_txn) run_stmt(d, d->commit);
-  nd_sqlite_ckpt_stop(d->ckpt);
-  while (d->head) { /* dropped, not called */
-    kres *n = d->head->next;
-    free(d->head);
-    d->head = n;
+  if (d->started > 0) { /* commit everything queued, then stop the writer */
+    int64_t lost[2];
+    pthread_mutex_lock(&d->mu);
+    exchange_locked(d, lost);
+    d->stop = 1;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    count_lost(d, lost);
+    pthread_join(d->thread, NULL);
+    pthread_mutex_lock(&d->mu);
+    exchange_locked(d, lost);
+    pthread_mutex_unlock(&d->mu);
+    count_lost(d, lost);
   }
+  if (d->started >= 0) {
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+  }
+  end_read(d);
+  nd_sqlite_ckpt_stop(d->ckpt);
+  free_writes(d->pend_head);
+  map_free(d);
+  free(d->res); /* pending callbacks are dropped, not called */
+  free(d->spare);
   if (d->flush_ev) event_free(d->flush_ev);
-  if (d->purge_ev) event_free(d->purge_ev);
-  sqlite3_finalize(d->claim);
-  sqlite3_finalize(d->mark);
-  sqlite3_finalize(d->exists);
+  if (d->done_ev) event_free(d->done_ev);
+  if (d->efd >= 0) close(d->efd);
+  sqlite3_finalize(d->live);
+  sqlite3_finalize(d->rbegin);
+  sqlite3_finalize(d->rend);
+  sqlite3_finalize(d->put);
   sqlite3_finalize(d->purge);
   sqlite3_finalize(d->begin);
   sqlite3_finalize(d->commit);
   sqlite3_finalize(d->rollback);
   if (d->db) sqlite3_close(d->db);
+  if (d->wdb) sqlite3_close(d->wdb); /* the last connection: checkpoints the WAL */
   free(d->path);
   free(d);
   kv->impl = NULL;
@@ -174,16 +542,45 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS kv(k TEXT PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS kv_expiry ON kv(expires) WHERE expires != 0;";
 
-static int prepare(kdb *d, const char *sql, sqlite3_stmt **st) {
-  return sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
-             ? 0
-             : -1;
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
+  return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0
+                                                                                         : -1;
+}
+
+static int open_db(const char *path, sqlite3 **db, const char *sql) {
+  int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK) return rc;
+  sqlite3_busy_timeout(*db, 5000);
+  return sqlite3_exec(*db, sql, NULL, NULL, NULL);
+}
+
+/* Both connections and every statement; 0 or an SQLite code. */
+static int open_conns(kdb *d) {
+  int rc = open_db(d->path, &d->wdb, schema);
+  if (rc != SQLITE_OK) return rc;
+  if (prepare(d->wdb,
+              /* the loop decided; the newest write of a key wins */
+              "INSERT INTO kv(k, expires) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET "
+              "expires=excluded.expires",
+              &d->put) < 0 ||
+      prepare(d->wdb, "DELETE FROM kv WHERE expires != 0 AND expires <= ?1", &d->purge) < 0 ||
+      prepare(d->wdb, "BEGIN IMMEDIATE", &d->begin) < 0 ||
+      prepare(d->wdb, "COMMIT", &d->commit) < 0 || prepare(d->wdb, "ROLLBACK", &d->rollback) < 0)
+    return SQLITE_ERROR;
+  if ((rc = open_db(d->path, &d->db, "PRAGMA query_only=1")) != SQLITE_OK) return rc;
+  if (prepare(d->db, "SELECT 1 FROM kv WHERE k=?1 AND (expires=0 OR expires>?2)", &d->live) < 0 ||
+      prepare(d->db, "BEGIN", &d->rbegin) < 0 || prepare(d->db, "COMMIT", &d->rend) < 0)
+    return SQLITE_ERROR;
+  return SQLITE_OK;
 }
 
 int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
   kdb *d = calloc(1, sizeof *d);
   if (!d) return NOTIFD_ENOMEM;
   d->kv = kv;
+  d->efd = -1;
+  d->started = -1; /* mutex not initialised yet */
   kv->impl = d;
   kv->ops = &sqlite_ops;
   nd_cfg_node *emb = kv->host->cfg.kv_cfg ? nd_cfg_get(kv->host->cfg.kv_cfg, "embedded") : NULL;
@@ -212,36 +609,31 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
     sqlite_free(kv);
     return NOTIFD_ENOMEM;
   }
-  int rc = sqlite3_open_v2(d->path, &d->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc == SQLITE_OK) sqlite3_busy_timeout(d->db, 5000);
-  if (rc != SQLITE_OK || exec_sql(d, schema) < 0 ||
-      /* Claimed when absent or expired (the upsert's WHERE decides). */
-      prepare(d,
-              "INSERT INTO kv(k, expires) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET "
-              "expires=excluded.expires WHERE kv.expires != 0 AND kv.expires <= ?3",
-              &d->claim) < 0 ||
-      prepare(d,
-              "INSERT INTO kv(k, expires) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET "
-              "expires=excluded.expires",
-              &d->mark) < 0 ||
-      prepare(d, "SELECT 1 FROM kv WHERE k=?1 AND (expires=0 OR expires>?2)", &d->exists) < 0 ||
-      prepare(d, "DELETE FROM kv WHERE expires != 0 AND expires <= ?1", &d->purge) < 0 ||
-      prepare(d, "BEGIN IMMEDIATE", &d->begin) < 0 || prepare(d, "COMMIT", &d->commit) < 0 ||
-      prepare(d, "ROLLBACK", &d->rollback) < 0) {
+  int rc = open_conns(d);
+  if (rc != SQLITE_OK) {
+    sqlite3 *db = d->db ? d->db : d->wdb;
     nd_errors_add(errs, NULL, 0, 0, "embedded kv %s: %s", d->path,
-                  d->db ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
+                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite_free(kv);
     return NOTIFD_EBACKEND;
   }
   if ((d->ckpt = nd_sqlite_ckpt_start(d->path, 200)) != NULL)
-    sqlite3_wal_autocheckpoint(d->db, ND_SQLITE_CKPT_AUTO_FRAMES);
+    sqlite3_wal_autocheckpoint(d->wdb, ND_SQLITE_CKPT_AUTO_FRAMES);
+  pthread_mutex_init(&d->mu, NULL);
+  nd_mono_cond_init(&d->cv);
+  d->started = 0;
+  d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   d->flush_ev = event_new(kv->base, -1, 0, on_flush, d);
-  d->purge_ev = event_new(kv->base, -1, EV_PERSIST, on_purge, d);
-  struct timeval tv = {(time_t)(d->purge_ms / 1000), (suseconds_t)((d->purge_ms % 1000) * 1000)};
-  if (!d->flush_ev || !d->purge_ev || event_add(d->purge_ev, &tv) < 0) {
+  d->done_ev = d->efd >= 0 ? event_new(kv->base, d->efd, EV_READ | EV_PERSIST, on_done, d) : NULL;
+  if (!d->flush_ev || !d->done_ev || event_add(d->done_ev, NULL) < 0) {
     sqlite_free(kv);
     return NOTIFD_ENOMEM;
   }
+  if (pthread_create(&d->thread, NULL, writer_main, d) != 0) {
+    nd_errors_add(errs, NULL, 0, 0, "embedded kv %s: cannot start the writer thread", d->path);
+    sqlite_free(kv);
+    return NOTIFD_EBACKEND;
+  }
+  d->started = 1;
   return 0;
 }

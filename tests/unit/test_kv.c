@@ -1,5 +1,7 @@
 /* kv / dedupe store: embedded SQLite (claim/mark/exists, TTL, purge, key
- * format) and a real redis-server (same, plus fail-open and fail-closed
+ * format; answers from memory before the writer thread commits, clean
+ * close commits everything, the recent map drains, a failing write is
+ * counted) and a real redis-server (same, plus fail-open and fail-closed
  * when Redis is down, reconnect, command timeout). */
 #include <hiredis/hiredis.h>
 #include <signal.h>
@@ -62,6 +64,59 @@ static int64_t count_rows(const char *dir, const char *where) {
   return n;
 }
 
+/* The writer thread has committed everything and the loop has seen it. */
+static int drained(void *kv) { return nd_kv_sqlite_recent(kv) == 0; }
+
+/* One embedded kv (prefix "chat") in a fresh data directory. */
+typedef struct etest {
+  char *dir;
+  struct event_base *base;
+  notifd_host *h;
+  nd_kv *kv;
+} etest;
+
+static nd_kv *etest_open(etest *t) {
+  if (!t->dir) {
+    t->dir = nd_test_tmpdir();
+    t->base = event_base_new();
+  }
+  t->h = thost_new(t->base, t->dir);
+  t->h->cfg.kv_cfg = tcfg_map();
+  tcfg_set(t->h->cfg.kv_cfg, "key_prefix", "chat");
+  ck_assert_int_eq(nd_kv_open(t->h, &t->kv, &t->h->errs), 0);
+  return t->kv;
+}
+
+static void etest_close(etest *t) {
+  nd_kv_free(t->kv);
+  t->kv = NULL;
+  thost_free(t->h);
+  t->h = NULL;
+}
+
+static void etest_done(etest *t) {
+  if (t->kv) etest_close(t);
+  event_base_free(t->base);
+  nd_test_rmrf(t->dir);
+  free(t->dir);
+}
+
+/* t, kv and base (for CLAIM, MARK, EXISTS) of a fresh embedded kv. */
+#define ETEST_BEGIN(t)          \
+  etest t = {0};                \
+  nd_kv *kv = etest_open(&t);   \
+  struct event_base *base = t.base
+
+static void exec_db(const char *dir, const char *sql) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/kv.db", dir);
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+}
+
 START_TEST(embedded_claim_mark_exists_ttl) {
   char *dir = nd_test_tmpdir();
   struct event_base *base = event_base_new();
@@ -79,6 +134,7 @@ START_TEST(embedded_claim_mark_exists_ttl) {
   ck_assert_int_eq(MARK("m2", 60000), 1);
   ck_assert_int_eq(EXISTS("m2"), 1);
   ck_assert_int_eq(MARK("m2", 60000), 1); /* mark overwrites */
+  ck_assert(run_until(base, drained, kv, 5000));
   ck_assert_int_eq(count_rows(dir, "k = 'eventstore:chat:m1'"), 1);
   /* expiry: invisible at once, purged later */
   ck_assert_int_eq(CLAIM("short", 50), 1);
@@ -89,7 +145,7 @@ START_TEST(embedded_claim_mark_exists_ttl) {
   run_for(base, 250);
   ck_assert_int_eq(count_rows(dir, "k = 'eventstore:chat:short'"), 0);
   ck_assert_int_eq(count_rows(dir, "k = 'eventstore:chat:m1'"), 1); /* no expiry */
-  /* a burst: many callbacks, one transaction */
+  /* a burst: many callbacks in one turn */
   res r = {0};
   for (int i = 0; i < 50; i++) {
     char k[16];
@@ -113,6 +169,167 @@ START_TEST(embedded_claim_mark_exists_ttl) {
   event_base_free(base);
   nd_test_rmrf(dir);
   free(dir);
+}
+END_TEST
+
+/* Answers come from memory before anything is committed; writes are handed
+ * to the writer only at the end of the loop turn, so "not in the file yet"
+ * is deterministic here. */
+START_TEST(embedded_answers_before_commit) {
+  ETEST_BEGIN(t);
+  res r = {0};
+  ck_assert_int_eq(nd_kv_claim(kv, "c1", 0, on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_claim(kv, "c1", 0, on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_mark(kv, "m1", 60000, on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_exists(kv, "m1", on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_exists(kv, "none", on_result, &r), 0);
+  ck_assert_int_eq(r.n, 0); /* never inside the call */
+  ck_assert_uint_eq(nd_kv_sqlite_recent(kv), 2);
+  ck_assert_int_eq(count_rows(t.dir, "1"), 0); /* nothing committed yet */
+  want = 5;
+  ck_assert(run_until(base, res_cond, &r, 5000));
+  ck_assert_int_eq(r.v[0], 1);
+  ck_assert_int_eq(r.v[1], 0); /* the second claim loses */
+  ck_assert_int_eq(r.v[2], 1);
+  ck_assert_int_eq(r.v[3], 1); /* marked, seen at once */
+  ck_assert_int_eq(r.v[4], 0);
+  /* once committed the answers come from the file */
+  ck_assert(run_until(base, drained, kv, 5000));
+  ck_assert_int_eq(count_rows(t.dir, "1"), 2);
+  ck_assert_int_eq(CLAIM("c1", 0), 0);
+  ck_assert_int_eq(EXISTS("m1"), 1);
+  /* expiry in the map: a 1 ms claim, not yet handed over, then expired */
+  r.n = 0;
+  ck_assert_int_eq(nd_kv_claim(kv, "e1", 1, on_result, &r), 0);
+  int64_t until = nd_wall_ms() + 5;
+  while (nd_wall_ms() < until) {
+  }
+  ck_assert_int_eq(nd_kv_exists(kv, "e1", on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_claim(kv, "e1", 50, on_result, &r), 0);
+  want = 3;
+  ck_assert(run_until(base, res_cond, &r, 5000));
+  ck_assert_int_eq(r.v[0], 1);
+  ck_assert_int_eq(r.v[1], 0);
+  ck_assert_int_eq(r.v[2], 1);
+  /* expiry in the file */
+  ck_assert(run_until(base, drained, kv, 5000));
+  ck_assert_int_eq(CLAIM("e1", 0), 0);
+  run_for(base, 80);
+  ck_assert_int_eq(EXISTS("e1"), 0);
+  ck_assert_int_eq(CLAIM("e1", 0), 1);
+  etest_done(&t);
+}
+END_TEST
+
+static int64_t ops_back;
+static void count_back(int32_t r, void *ud) {
+  (void)ud;
+  ops_back += r >= 0;
+}
+static int64_t ops_want;
+static int ops_cond(void *a) {
+  (void)a;
+  return ops_back >= ops_want;
+}
+
+/* A callback that starts another op gets its answer on a later turn. */
+typedef struct chain {
+  nd_kv *kv;
+  res inner;
+  int inner_seen_in_cb;
+  int outer;
+} chain;
+
+static void on_chain(int32_t r, void *ud) {
+  chain *c = ud;
+  c->outer = r;
+  ck_assert_int_eq(nd_kv_exists(c->kv, "chained", on_result, &c->inner), 0);
+  c->inner_seen_in_cb = c->inner.n;
+}
+
+static int chain_done(void *a) { return ((chain *)a)->inner.n == 1; }
+
+START_TEST(embedded_callback_chain_and_clean_close) {
+  ETEST_BEGIN(t);
+  chain c = {.kv = kv};
+  ck_assert_int_eq(nd_kv_mark(kv, "chained", 0, on_chain, &c), 0);
+  ck_assert(run_until(base, chain_done, &c, 5000));
+  ck_assert_int_eq(c.outer, 1);
+  ck_assert_int_eq(c.inner_seen_in_cb, 0);
+  ck_assert_int_eq(c.inner.v[0], 1);
+  /* a clean close commits everything acknowledged, even writes of a turn
+   * that never ended (their callbacks are dropped) */
+  ops_back = 0;
+  for (int i = 0; i < 300; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "q%d", i);
+    ck_assert_int_eq(nd_kv_mark(kv, k, 0, count_back, NULL), 0);
+    if (i == 100) {
+      ops_want = 101;
+      ck_assert(run_until(base, ops_cond, NULL, 5000));
+    }
+  }
+  etest_close(&t);
+  ck_assert_int_eq(count_rows(t.dir, "k LIKE 'eventstore:chat:q%'"), 300);
+  kv = etest_open(&t);
+  ck_assert_int_eq(EXISTS("q0"), 1);
+  ck_assert_int_eq(EXISTS("q299"), 1);
+  ck_assert_int_eq(CLAIM("q150", 0), 0);
+  etest_done(&t);
+}
+END_TEST
+
+/* 50 000 ops: the map holds only what is not yet committed. */
+START_TEST(embedded_recent_map_drains) {
+  ETEST_BEGIN(t);
+  ops_back = ops_want = 0;
+  for (int i = 0; i < 12500; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "many-%d", i);
+    ck_assert_int_eq(nd_kv_exists(kv, k, count_back, NULL), 0);
+    ck_assert_int_eq(nd_kv_mark(kv, k, 3600000, count_back, NULL), 0);
+    ck_assert_int_eq(nd_kv_claim(kv, k + 1, 3600000, count_back, NULL), 0);
+    ck_assert_int_eq(nd_kv_mark(kv, k + 1, 3600000, count_back, NULL), 0);
+    ops_want += 4;
+    if (i % 250 == 249) ck_assert(run_until(base, ops_cond, NULL, 10000));
+  }
+  ck_assert_int_eq(ops_back, 50000);
+  ck_assert(run_until(base, drained, kv, 10000));
+  ck_assert_uint_eq(nd_kv_sqlite_recent(kv), 0);
+  ck_assert_int_eq(count_rows(t.dir, "1"), 25000);
+  const char *l[] = {"mark"};
+  ck_assert(kv->errors && nd_metric_value(kv->errors, l) == 0);
+  etest_done(&t);
+}
+END_TEST
+
+/* A write that cannot be committed: counted, logged, forgotten; the answer
+ * given stands and the other writes of the batch are kept. */
+START_TEST(embedded_failed_write_is_counted) {
+  ETEST_BEGIN(t);
+  exec_db(t.dir,
+          "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.k LIKE '%:bad%' "
+          "BEGIN SELECT RAISE(ABORT, 'refused by test'); END;");
+  res r = {0};
+  ck_assert_int_eq(nd_kv_mark(kv, "bad1", 0, on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_claim(kv, "bad2", 0, on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_mark(kv, "good", 0, on_result, &r), 0);
+  ck_assert_int_eq(nd_kv_exists(kv, "bad1", on_result, &r), 0);
+  want = 4;
+  ck_assert(run_until(base, res_cond, &r, 5000));
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(r.v[i], 1);
+  ck_assert(run_until(base, drained, kv, 5000));
+  const char *lm[] = {"mark"}, *lc[] = {"claim"};
+  ck_assert(nd_metric_value(kv->errors, lm) == 1);
+  ck_assert(nd_metric_value(kv->errors, lc) == 1);
+  ck_assert_int_eq(EXISTS("bad1"), 0); /* the write was lost */
+  ck_assert_int_eq(EXISTS("good"), 1);
+  ck_assert_int_eq(count_rows(t.dir, "1"), 1);
+  exec_db(t.dir, "DROP TRIGGER refuse;");
+  ck_assert_int_eq(CLAIM("bad2", 0), 1);
+  ck_assert(run_until(base, drained, kv, 5000));
+  ck_assert_int_eq(count_rows(t.dir, "1"), 2);
+  etest_done(&t);
 }
 END_TEST
 
@@ -305,6 +522,10 @@ Suite *nd_test_suite(void) {
   TCase *tc = tcase_create("embedded");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, embedded_claim_mark_exists_ttl);
+  tcase_add_test(tc, embedded_answers_before_commit);
+  tcase_add_test(tc, embedded_callback_chain_and_clean_close);
+  tcase_add_test(tc, embedded_recent_map_drains);
+  tcase_add_test(tc, embedded_failed_write_is_counted);
   suite_add_tcase(s, tc);
   tc = tcase_create("redis");
   tcase_set_timeout(tc, 60);
