@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "chat_extjson.h"
+#include "chat_jwalk.h"
+#include "chat_oid.h"
+#include "chat_time.h"
 
 static void set_drop(chat_change *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_drop(chat_change *c, const char *fmt, ...) {
@@ -103,12 +106,16 @@ static void unwrapped(const json_t *v, const chat_change_opts *o, chat_change *c
   take_doc(c, rc, reason);
 }
 
-void chat_change_parse(const void *value, size_t len, const chat_change_opts *o,
-                       chat_change *c) {
+static void change_init(chat_change *c) {
   memset(c, 0, sizeof *c);
   chat_message_init(&c->msg);
   c->op = "";
   c->what = "";
+}
+
+void chat_change_parse_slow(const void *value, size_t len, const chat_change_opts *o,
+                            chat_change *c) {
+  change_init(c);
   if (!value || len == 0) {
     c->kind = CHAT_CHANGE_IGNORE;
     c->what = "tombstone";
@@ -145,6 +152,166 @@ void chat_change_parse(const void *value, size_t len, const chat_change_opts *o,
     set_drop(c, "value is neither a change event nor a document");
   }
   json_decref(root);
+}
+
+/* ---- the fast path ------------------------------------------------------
+ * The common record, an envelope whose `after` is a document of plain
+ * fields, read by walking the bytes (chat_jwalk.h) with no allocation but
+ * the message's strings.  It answers only where the jansson path above
+ * certainly gives the same result; anything else (schema wrapper,
+ * unwrapped documents, duplicate or escaped keys, other _id and created_at
+ * shapes, wrong types, drops other than an incomplete document, OOM) is
+ * left to it. */
+
+#define FAST_MAX_KEYS 16
+
+/* The members of an object, every key plain and distinct (as a lookup by
+ * name in jansson then finds the one member).  0, or -1 (unsure). */
+typedef struct fast_obj {
+  chat_jw_val key[FAST_MAX_KEYS], val[FAST_MAX_KEYS];
+  size_t n;
+} fast_obj;
+
+static int fast_members(chat_jw *w, fast_obj *ob) {
+  ob->n = 0;
+  if (chat_jw_object(w) < 0) return -1;
+  for (;;) {
+    if (ob->n == FAST_MAX_KEYS) return -1;
+    chat_jw_val *k = &ob->key[ob->n], *v = &ob->val[ob->n];
+    int r = chat_jw_member(w, k, v);
+    if (r <= 0) return r;
+    if (!k->plain) return -1;
+    size_t kn = (size_t)(k->ce - k->cp);
+    for (size_t i = 0; i < ob->n; i++)
+      if ((size_t)(ob->key[i].ce - ob->key[i].cp) == kn && memcmp(ob->key[i].cp, k->cp, kn) == 0)
+        return -1;
+    ob->n++;
+  }
+}
+
+static const chat_jw_val *fast_get(const fast_obj *ob, const char *name) {
+  for (size_t i = 0; i < ob->n; i++)
+    if (chat_jw_is(&ob->key[i], name)) return &ob->val[i];
+  return NULL;
+}
+
+/* A value that is an object of exactly one member named `name`: its value. */
+static const chat_jw_val *fast_only(const chat_jw_val *v, const char *name, chat_jw_val *out) {
+  chat_jw w;
+  chat_jw_val k;
+  if (v->type != '{') return NULL;
+  chat_jw_open_value(&w, v);
+  if (chat_jw_object(&w) < 0 || chat_jw_member(&w, &k, out) != 1 || !chat_jw_is(&k, name) ||
+      chat_jw_member(&w, &k, out + 1) != 0)
+    return NULL;
+  return out;
+}
+
+/* A plain string of at most cap-1 bytes, NUL-terminated into buf. */
+static int fast_copy(const chat_jw_val *v, char *buf, size_t cap) {
+  size_t n = (size_t)(v->ce - v->cp);
+  if (v->type != '"' || !v->plain || n >= cap) return -1;
+  memcpy(buf, v->cp, n);
+  buf[n] = '\0';
+  return 0;
+}
+
+/* read_id for a missing/null _id, a string, or {"$oid": 24 hex}. */
+static int fast_id(const chat_jw_val *v, chat_message *m) {
+  chat_jw_val sub[2];
+  char hex[CHAT_OID_HEX_LEN + 1];
+  if (!v || v->type == 'n') {
+    m->message_id = strdup("");
+  } else if (v->type == '"') {
+    m->message_id = chat_jw_strdup(v);
+  } else if (fast_only(v, "$oid", sub) && fast_copy(sub, hex, sizeof hex) == 0 &&
+             chat_oid_is_hex(hex)) {
+    for (char *p = hex; *p; p++)
+      if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
+    m->message_id = strdup(hex);
+    m->id_is_oid = 1;
+  } else {
+    return -1;
+  }
+  return m->message_id ? 0 : -1;
+}
+
+/* read_str for a missing/null field or a string. */
+static int fast_str(const chat_jw_val *v, char **slot) {
+  if (!v || v->type == 'n') *slot = strdup("");
+  else if (v->type == '"') *slot = chat_jw_strdup(v);
+  else return -1;
+  return *slot ? 0 : -1;
+}
+
+/* read_date for a missing/null created_at, {"$date": integer} or
+ * {"$date": {"$numberLong": "…"}}, within years 0000..9999. */
+static int fast_date(const chat_jw_val *v, chat_message *m) {
+  chat_jw_val d[2], n[2];
+  char num[32];
+  int64_t ms;
+  if (!v || v->type == 'n') return 0; /* CHAT_TIME_ZERO_MS from chat_message_init */
+  if (!fast_only(v, "$date", d)) return -1;
+  if (chat_jw_int64(d, &ms) < 0 &&
+      (!fast_only(d, "$numberLong", n) || fast_copy(n, num, sizeof num) < 0 ||
+       chat_parse_int64(num, &ms) < 0))
+    return -1;
+  if (ms < CHAT_TIME_MIN_MS || ms > CHAT_TIME_MAX_MS) return -1;
+  m->created_at_ms = ms;
+  return 0;
+}
+
+/* chat_doc_from_extjson + take_doc for an `after` string. */
+static int fast_doc(const chat_jw_val *after, chat_change *c) {
+  chat_jw w;
+  fast_obj ob;
+  if (chat_jw_open_string(&w, after) < 0 || fast_members(&w, &ob) < 0 || chat_jw_finish(&w) < 0)
+    return 0;
+  chat_message m;
+  chat_message_init(&m);
+  if (fast_id(fast_get(&ob, "_id"), &m) < 0 ||
+      fast_str(fast_get(&ob, "content"), &m.content) < 0 ||
+      fast_str(fast_get(&ob, "stream_id"), &m.stream_id) < 0 ||
+      fast_str(fast_get(&ob, "sender_id"), &m.sender_id) < 0 ||
+      fast_str(fast_get(&ob, "receiver_id"), &m.receiver_id) < 0 ||
+      fast_date(fast_get(&ob, "created_at"), &m) < 0) {
+    chat_message_free(&m);
+    return 0;
+  }
+  c->msg = m;
+  take_doc(c, CHAT_DOC_OK, NULL);
+  return 1;
+}
+
+int chat_change_parse_fast(const void *value, size_t len, const chat_change_opts *o,
+                           chat_change *c) {
+  change_init(c);
+  if (!value || len == 0) return 0;
+  chat_jw w;
+  fast_obj ob;
+  chat_jw_open(&w, value, len);
+  if (fast_members(&w, &ob) < 0 || chat_jw_finish(&w) < 0 || fast_get(&ob, "schema") ||
+      fast_get(&ob, "payload"))
+    return 0;
+  const chat_jw_val *op = fast_get(&ob, "op"), *after = fast_get(&ob, "after");
+  char opbuf[17];
+  if (!op || fast_copy(op, opbuf, sizeof opbuf) < 0 || !opbuf[0]) return 0;
+  const char *label = op_label(opbuf);
+  int forward = strcmp(label, "c") == 0 || (o && o->forward_reads && strcmp(label, "r") == 0);
+  if (forward && !(after && after->type == '"')) return 0;
+  c->op = label;
+  if (!forward) {
+    c->kind = CHAT_CHANGE_SKIP;
+    return 1;
+  }
+  if (fast_doc(after, c)) return 1;
+  change_init(c);
+  return 0;
+}
+
+void chat_change_parse(const void *value, size_t len, const chat_change_opts *o,
+                       chat_change *c) {
+  if (!chat_change_parse_fast(value, len, o, c)) chat_change_parse_slow(value, len, o, c);
 }
 
 void chat_change_free(chat_change *c) { chat_message_free(&c->msg); }

@@ -42,6 +42,15 @@ void chat_change_parse(const void *value, size_t len, const chat_change_opts *op
                        chat_change *out);
 void chat_change_free(chat_change *c);
 
+/* The two halves chat_change_parse combines, exposed for tests.  _fast
+ * walks the bytes of the common record without jansson and answers (1)
+ * only where _slow, the jansson reading, certainly gives the same result;
+ * otherwise 0 with `out` empty.  _slow answers everything. */
+int chat_change_parse_fast(const void *value, size_t len, const chat_change_opts *opts,
+                           chat_change *out);
+void chat_change_parse_slow(const void *value, size_t len, const chat_change_opts *opts,
+                            chat_change *out);
+
 /* Whether a record key can serve as the dedupe key verbatim: present,
  * non-empty, at most `max` bytes, no NUL.  0, or -1 with *why set. */
 int chat_change_key_ok(const void *key, size_t len, size_t max, const char **why);

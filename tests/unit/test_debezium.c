@@ -184,6 +184,11 @@ static char *envelope_of(const char *doc, const char *op) {
   "\"content\":\"Hello\",\"stream_id\":\"1a80ecedf209e276\",\"sender_id\":\"sender-a\","     \
   "\"receiver_id\":\" sender-b\""
 
+/* DOC_TAIL as it reads inside an `after` string. */
+#define DOC_TAIL_ESC                                                                         \
+  "\\\"content\\\":\\\"Hello\\\",\\\"stream_id\\\":\\\"1a80ecedf209e276\\\","                \
+  "\\\"sender_id\\\":\\\"sender-a\\\",\\\"receiver_id\\\":\\\" sender-b\\\""
+
 START_TEST(contract_example_and_variants) {
   expect_forward(CONTRACT_EXAMPLE, "message_id_0", 0, CHAT_TIME_ZERO_MS);
   chat_change c = parse_str(CONTRACT_EXAMPLE, 0);
@@ -296,60 +301,61 @@ END_TEST
 
 /* ---- malformed input ---- */
 
+/* Also replayed against both parse paths (differential test below). */
+static const struct {
+  const char *v;
+  const char *detail;
+} malformed[] = {
+    {"{\"before\":null,\"after\":", "not JSON"},
+    {"{\"op\":\"c\",\"after\":{\"_id\":\"m\",\"content\":\"x\"}}", "got an object"},
+    {"{\"op\":\"c\",\"after\":17}", "another type"},
+    {"{\"op\":\"c\"}", "after: missing"},
+    {"{\"op\":\"c\",\"after\":null}", "after: missing"},
+    {"{\"op\":5,\"after\":\"{}\"}", "op:"},
+    {"{\"op\":\"\",\"after\":\"{}\"}", "op:"},
+    {"{\"op\":null}", "op:"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\"}", "Extended JSON"},
+    {"{\"op\":\"c\",\"after\":\"[1,2]\"}", "not an object"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":[1],\\\"content\\\":\\\"x\\\"}\"}", "_id"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":{\\\"$oid\\\":\\\"xyz\\\"}}\"}", "$oid"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":1.5}\"}", "_id"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"content\\\":7}\"}", "content"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"stream_id\\\":{}}\"}", "stream_id"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"created_at\\\":true}\"}", "created_at"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":{\\\"$numberLong\\\":"
+     "\\\"99999999999999999999\\\"}}}\"}",
+     "created_at"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":{\\\"$numberLong\\\":"
+     "\\\"12a\\\"}}}\"}",
+     "created_at"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":\\\"yesterday\\\"}}\"}",
+     "created_at"},
+    /* year 10000 cannot be written back as RFC 3339 */
+    {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":253402300800000}}\"}",
+     "outside years"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":1.5}}\"}", "created_at"},
+    /* huge integers: in the envelope and inside the document */
+    {"{\"op\":\"c\",\"ts_ms\":99999999999999999999,\"after\":\"{}\"}", "not JSON"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":99999999999999999999}\"}", "Extended JSON"},
+    /* a NUL and a lone surrogate inside `after` */
+    {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"a\\\\u0000b\\\"}\"}", "Extended JSON"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"\\\\ud800\\\"}\"}", "Extended JSON"},
+    {"{\"op\":\"c\",\"after\":\"\\u0000\"}", "not JSON"},
+    /* complete JSON, incomplete chat documents */
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\"}\"}", "document has no content"},
+    {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"content\\\":\\\"x\\\",\\\"stream_id\\\":"
+     "\\\"s\\\",\\\"sender_id\\\":\\\"a\\\"}\"}",
+     "document has no receiver_id"},
+    {"[1,2,3]", "not a JSON object"},
+    {"\"a string\"", "not a JSON object"},
+    {"42", "not a JSON object"},
+    {"{\"hello\":\"world\"}", "neither"},
+    {"{\"schema\":{},\"payload\":7}", "not a JSON object"},
+    {"{} trailing", "not JSON"},
+};
 START_TEST(malformed_values_dropped_with_reason) {
-  static const struct {
-    const char *v;
-    const char *detail;
-  } cases[] = {
-      {"{\"before\":null,\"after\":", "not JSON"},
-      {"{\"op\":\"c\",\"after\":{\"_id\":\"m\",\"content\":\"x\"}}", "got an object"},
-      {"{\"op\":\"c\",\"after\":17}", "another type"},
-      {"{\"op\":\"c\"}", "after: missing"},
-      {"{\"op\":\"c\",\"after\":null}", "after: missing"},
-      {"{\"op\":5,\"after\":\"{}\"}", "op:"},
-      {"{\"op\":\"\",\"after\":\"{}\"}", "op:"},
-      {"{\"op\":null}", "op:"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\"}", "Extended JSON"},
-      {"{\"op\":\"c\",\"after\":\"[1,2]\"}", "not an object"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":[1],\\\"content\\\":\\\"x\\\"}\"}", "_id"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":{\\\"$oid\\\":\\\"xyz\\\"}}\"}", "$oid"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":1.5}\"}", "_id"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"content\\\":7}\"}", "content"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"stream_id\\\":{}}\"}", "stream_id"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"created_at\\\":true}\"}", "created_at"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":{\\\"$numberLong\\\":"
-       "\\\"99999999999999999999\\\"}}}\"}",
-       "created_at"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":{\\\"$numberLong\\\":"
-       "\\\"12a\\\"}}}\"}",
-       "created_at"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":\\\"yesterday\\\"}}\"}",
-       "created_at"},
-      /* year 10000 cannot be written back as RFC 3339 */
-      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":253402300800000}}\"}",
-       "outside years"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":1.5}}\"}", "created_at"},
-      /* huge integers: in the envelope and inside the document */
-      {"{\"op\":\"c\",\"ts_ms\":99999999999999999999,\"after\":\"{}\"}", "not JSON"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":99999999999999999999}\"}", "Extended JSON"},
-      /* a NUL and a lone surrogate inside `after` */
-      {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"a\\\\u0000b\\\"}\"}", "Extended JSON"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"\\\\ud800\\\"}\"}", "Extended JSON"},
-      {"{\"op\":\"c\",\"after\":\"\\u0000\"}", "not JSON"},
-      /* complete JSON, incomplete chat documents */
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\"}\"}", "document has no content"},
-      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\",\\\"content\\\":\\\"x\\\",\\\"stream_id\\\":"
-       "\\\"s\\\",\\\"sender_id\\\":\\\"a\\\"}\"}",
-       "document has no receiver_id"},
-      {"[1,2,3]", "not a JSON object"},
-      {"\"a string\"", "not a JSON object"},
-      {"42", "not a JSON object"},
-      {"{\"hello\":\"world\"}", "neither"},
-      {"{\"schema\":{},\"payload\":7}", "not a JSON object"},
-      {"{} trailing", "not JSON"},
-  };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    expect(cases[i].v, CHAT_CHANGE_DROP, NULL, cases[i].detail);
+  for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+    expect(malformed[i].v, CHAT_CHANGE_DROP, NULL, malformed[i].detail);
 
   /* Raw invalid UTF-8 bytes in the value. */
   const char bad_utf8[] = "{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"\xff\xfe\\\"}\"}";
@@ -462,6 +468,248 @@ START_TEST(relay_output_round_trips) {
 }
 END_TEST
 
+/* ---- the fast path against the jansson path ---- */
+
+static int str_same(const char *a, const char *b) {
+  return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Runs both paths over v[0..len); whenever the fast one answers, its
+ * result must be the jansson one to the byte.  Returns whether it answered. */
+static int fast_agrees(const char *v, size_t len, int forward_reads) {
+  chat_change_opts o = {forward_reads};
+  chat_change f, s;
+  int answered = chat_change_parse_fast(v, len, &o, &f);
+  chat_change_parse_slow(v, len, &o, &s);
+  if (answered) {
+    const char *what = "";
+    if (f.kind != s.kind) what = "kind";
+    else if (strcmp(f.op, s.op) != 0) what = "op";
+    else if (strcmp(f.what, s.what) != 0) what = "what";
+    else if (memcmp(f.detail, s.detail, sizeof f.detail) != 0) what = "detail";
+    else if (!str_same(f.msg.message_id, s.msg.message_id)) what = "message_id";
+    else if (f.msg.id_is_oid != s.msg.id_is_oid) what = "id_is_oid";
+    else if (!str_same(f.msg.content, s.msg.content)) what = "content";
+    else if (!str_same(f.msg.stream_id, s.msg.stream_id)) what = "stream_id";
+    else if (!str_same(f.msg.sender_id, s.msg.sender_id)) what = "sender_id";
+    else if (!str_same(f.msg.receiver_id, s.msg.receiver_id)) what = "receiver_id";
+    else if (f.msg.created_at_ms != s.msg.created_at_ms) what = "created_at_ms";
+    ck_assert_msg(!*what, "fast path differs in %s (kind %d/%d, detail '%s'/'%s') for: %.*s", what,
+                  f.kind, s.kind, f.detail, s.detail, (int)(len > 300 ? 300 : len), v);
+  } else {
+    /* Unanswered: `f` is left empty, nothing to free. */
+    ck_assert_int_eq(f.kind, 0);
+    ck_assert_ptr_null(f.msg.content);
+  }
+  chat_change_free(&f);
+  chat_change_free(&s);
+  return answered;
+}
+
+static int fast_agrees_str(const char *v, int forward_reads) {
+  return fast_agrees(v, strlen(v), forward_reads);
+}
+
+/* Assorted messages as the relay writes them (chat_change_value). */
+static char *relay_record(int i, size_t *len) {
+  static const char *const contents[] = {
+      "Hello",
+      "quote \" backslash \\ slash / newline \n tab \t cr \r",
+      "emoji \xf0\x9f\x8e\x89 accents \xc3\xa9\xc3\xa0 cjk \xe4\xb8\xad\xe6\x96\x87 <&>",
+      "\\\"\\\\ already-escaped looking text \\u0041 \\n",
+      "{\"_id\":\"not me\",\"content\":\"nested json text\"}",
+      "",
+      "  spaced  ",
+  };
+  size_t nc = sizeof contents / sizeof contents[0];
+  chat_message m;
+  chat_message_init(&m);
+  char id[32];
+  int oid = i % 3 != 2;
+  if (oid) snprintf(id, sizeof id, "%024x", (unsigned)(0x5f00a1 + i * 7919));
+  else snprintf(id, sizeof id, "message_id_%d", i);
+  m.message_id = strdup(id);
+  m.id_is_oid = oid;
+  if ((size_t)i % (nc + 1) == nc) { /* long content */
+    size_t n = 5000 + (size_t)i;
+    m.content = malloc(n + 1);
+    ck_assert_ptr_nonnull(m.content);
+    for (size_t k = 0; k < n; k++) m.content[k] = "ab\"\\c \xc3\xa9"[k % 8];
+    m.content[n - 1] = 'z';
+    m.content[n] = '\0';
+  } else {
+    m.content = strdup(contents[(size_t)i % (nc + 1)]);
+  }
+  m.stream_id = strdup("1a80ecedf209e276");
+  m.sender_id = strdup(i % 2 ? "sender-a" : "s\xc3\xa9nder \"b\"");
+  m.receiver_id = strdup(i % 4 ? " sender-b" : "r/\\x");
+  static const int64_t dates[] = {1783101585729LL, CHAT_TIME_ZERO_MS, 0, -1, CHAT_TIME_MIN_MS,
+                                  CHAT_TIME_MAX_MS};
+  m.created_at_ms = dates[(size_t)i % (sizeof dates / sizeof dates[0])];
+  chat_buf b;
+  chat_buf_init(&b);
+  ck_assert_int_eq(chat_change_value(&m, 1783101585730LL + i, &b), 0);
+  chat_message_free(&m);
+  return chat_buf_steal(&b, len);
+}
+
+#define N_RELAY 24
+
+START_TEST(fast_path_matches_jansson) {
+  /* The relay's own records: the fast path answers, and agrees. */
+  for (int i = 0; i < N_RELAY; i++) {
+    size_t len;
+    char *v = relay_record(i, &len);
+    ck_assert_msg(fast_agrees(v, len, 0), "fast path fell back on relay record %d: %s", i, v);
+    ck_assert(fast_agrees(v, len, 1));
+    free(v);
+  }
+  ck_assert(fast_agrees_str(CONTRACT_EXAMPLE, 0));
+  /* Every sample file and malformed variant, both ways. */
+  for (size_t i = 0; i < sizeof sample_expect / sizeof sample_expect[0]; i++) {
+    size_t len;
+    char *v = slurp(sample_expect[i].file, &len);
+    fast_agrees(v, len, 0);
+    fast_agrees(v, len, 1);
+    free(v);
+  }
+  for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+    fast_agrees_str(malformed[i].v, 0);
+    fast_agrees_str(malformed[i].v, 1);
+  }
+  /* Shapes at the edge of what the fast path reads. */
+  static const struct {
+    const char *v;
+    int answered; /* 1: must answer, 0: must fall back, -1: either */
+  } edge[] = {
+      {"{\"op\":\"u\",\"after\":\"garbage\",\"ts_ms\":1}", 1},
+      {"{\"op\":\"zz-some-new-op\"}", 1},
+      {"{\"op\":\"c\",\"after\":\"{}\"}", 1}, /* document has no content */
+      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":\\\"m\\\"," DOC_TAIL_ESC "}\"}", 1},
+      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":null,\\\"created_at\\\":null," DOC_TAIL_ESC "}\"}", 1},
+      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":{\\\"$oid\\\":\\\"596E275826F08B2730779E1F\\\"},"
+       "\\\"created_at\\\":{\\\"$date\\\":1783101585729}," DOC_TAIL_ESC "}\"}",
+       1},
+      /* blanks inside `after` written as escapes, and \/ */
+      {"{\"op\":\"c\",\"after\":\"\\n{\\t\\\"_id\\\" :\\r\\\"a\\/b\\\" ," DOC_TAIL_ESC "}\\n\"}", 1},
+      /* must fall back */
+      {"{\"op\":\"c\",\"op\":\"u\",\"after\":\"{}\"}", 0},                 /* duplicate key */
+      {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"a\\\",\\\"content\\\":\\\"b\\\"}\"}", 0},
+      {"{\"o\\u0070\":\"c\",\"after\":\"{}\"}", 0},                        /* \u in a key */
+      {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"\\\\u00e9\\\"}\"}", 0}, /* \u inside */
+      {"{\"op\":\"c\",\"after\":\"{\\\"con\\\\ntent\\\":\\\"x\\\"}\"}", 0},   /* escaped key */
+      {"{\"\\/op\":\"c\"}", 0},
+      {"{\"schema\":null,\"op\":\"c\",\"after\":\"{}\"}", 0},
+      {"{\"payload\":{\"op\":\"c\"},\"op\":\"c\"}", 0},
+      {"{\"_id\":\"x\",\"content\":\"Hello\"}", 0}, /* unwrapped */
+      {"{\"op\":\"c\",\"after\":\"{}\"} x", 0},
+      {"{\"op\":\"c\",\"after\":\"{} x\"}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":1.0}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":1e3}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":01}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":-}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":9223372036854775807}", 1},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":-9223372036854775808}", 1},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":9223372036854775808}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"ts_ms\":tru}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"x\":[true,false,null,{},[],\"\",-0]}", 1},
+      {"{\"op\":\"c\",\"after\":\"{}\",\"x\":[1,]}", 0},
+      {"{\"op\":\"c\",\"after\":\"{}\",}", 0},
+      {"{\"op\":\"c\",\"after\":\"{\\b}\"}", 0},       /* control byte between tokens */
+      {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"\\t\\\"}\"}", 0}, /* raw tab inside */
+      {"{\"op\":\"c\",\"after\":\"{\\\"content\\\":\\\"\xc3\\\"}\"}", 0}, /* cut UTF-8 */
+      {"{\"op\":\"c\",\"before\":\"\xed\xa0\x80\",\"after\":\"{}\"}", 0}, /* surrogate */
+      {"{\"op\":\"c\",\"before\":\"\xc0\xaf\",\"after\":\"{}\"}", 0},     /* overlong */
+      {"{\"op\":\"c\",\"before\":\"\xf4\x90\x80\x80\",\"after\":\"{}\"}", 0},
+      {"\xef\xbb\xbf{\"op\":\"c\",\"after\":\"{}\"}", 0}, /* BOM */
+      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":{\\\"$oid\\\":\\\"596e275826f08b2730779e1f\\\","
+       "\\\"x\\\":1}}\"}",
+       0},
+      {"{\"op\":\"c\",\"after\":\"{\\\"_id\\\":7}\"}", 0},
+      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":\\\"2026-07-03T17:59:45Z\\\"}}\"}",
+       0},
+      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":{\\\"$numberLong\\\":\\\"1\\\"},"
+       "\\\"y\\\":2}}\"}",
+       0},
+      {"{\"op\":\"c\",\"after\":\"{\\\"created_at\\\":{\\\"$date\\\":253402300800000}}\"}", 0},
+      {"{\"op\":\"C\",\"after\":\"{}\"}", 1}, /* exact match: "C" is no create */
+      {"{\"OP\":\"c\",\"after\":\"{}\"}", 0},
+      {"{\"op\":\"c\",\"After\":\"{}\"}", 0},
+      {"{\"op\":\"c\",\"after\":\"{\\\"Content\\\":\\\"x\\\"}\"}", 1}, /* not `content` */
+      {"{\"op\":\"12345678901234567\",\"after\":\"{}\"}", 0},
+      {"{\"op\":\"1234567890123456\",\"after\":\"{}\"}", 1},
+      {"{\"op\":\"\xc3\xa9\",\"after\":\"{}\"}", 1},
+      {"{\"op\":\"r\",\"after\":\"{}\"}", 1},
+  };
+  for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+    for (int fr = 0; fr < 2; fr++) {
+      int a = fast_agrees_str(edge[i].v, fr);
+      if (edge[i].answered >= 0)
+        ck_assert_msg(a == edge[i].answered, "edge %zu (forward_reads %d): answered %d for %s", i,
+                      fr, a, edge[i].v);
+    }
+  /* Nesting: within the walker's depth, and beyond it. */
+  char deep[256];
+  for (int d = 30; d <= 34; d++) {
+    int k = snprintf(deep, sizeof deep, "{\"op\":\"c\",\"after\":\"{}\",\"x\":");
+    for (int j = 0; j < d; j++) deep[k++] = '[';
+    for (int j = 0; j < d; j++) deep[k++] = ']';
+    deep[k++] = '}';
+    deep[k] = '\0';
+    ck_assert_int_eq(fast_agrees_str(deep, 0), d < CHAT_JW_MAX_DEPTH);
+  }
+}
+END_TEST
+
+/* Single-byte mutations and truncations of records the fast path reads:
+ * wherever it still answers, it agrees with jansson. */
+START_TEST(fast_path_mutations_agree) {
+  enum { NB = 6 };
+  char *base[NB];
+  size_t lens[NB];
+  for (int i = 0; i < NB - 1; i++) base[i] = relay_record(i, &lens[i]);
+  base[NB - 1] = strdup(CONTRACT_EXAMPLE);
+  ck_assert_ptr_nonnull(base[NB - 1]);
+  lens[NB - 1] = strlen(CONTRACT_EXAMPLE);
+  static const char alphabet[] = "{}[]\":,\\/0123456789-+.eE$ \t\n\x00\x01\xff\xc3\xa9ntrufalscbu";
+  unsigned seed = 424242;
+  int answered = 0, forwarded = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    int which = iter % NB;
+    size_t len = lens[which];
+    char *buf = malloc(len + 1);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, base[which], len + 1);
+    size_t pos = (size_t)rand_r(&seed) % len;
+    switch (rand_r(&seed) % 4) {
+    case 0: len = pos; break; /* truncate */
+    case 1: buf[pos] = (char)(rand_r(&seed) & 0xff); break;
+    default: buf[pos] = alphabet[(size_t)rand_r(&seed) % (sizeof alphabet - 1)]; break;
+    }
+    /* Exact length, no NUL after the text: ASan catches any overread. */
+    char *exact = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(exact);
+    memcpy(exact, buf, len);
+    if (fast_agrees(exact, len, iter & 1)) {
+      answered++;
+      chat_change_opts o = {iter & 1};
+      chat_change c;
+      chat_change_parse(exact, len, &o, &c);
+      forwarded += c.kind == CHAT_CHANGE_FORWARD;
+      chat_change_free(&c);
+    }
+    free(exact);
+    free(buf);
+  }
+  /* Many mutations leave a record the fast path still reads (a changed
+   * content byte, say); many others it must leave to jansson. */
+  ck_assert_int_gt(answered, 2000);
+  ck_assert_int_lt(answered, 19000);
+  ck_assert_int_gt(forwarded, 1000);
+  for (int i = 0; i < NB; i++) free(base[i]);
+}
+END_TEST
+
 Suite *nd_test_suite(void) {
   Suite *s = suite_create("debezium");
   TCase *tc = tcase_create("parse");
@@ -477,6 +725,8 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, every_truncation_of_the_example);
   tcase_add_test(tc, mutation_fuzz_never_crashes);
   tcase_add_test(tc, relay_output_round_trips);
+  tcase_add_test(tc, fast_path_matches_jansson);
+  tcase_add_test(tc, fast_path_mutations_agree);
   suite_add_tcase(s, tc);
   return s;
 }
