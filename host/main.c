@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <notifd/embed.h>
+#include <sqlite3.h>
 
 #include "bus/bus_ctl.h"
 
@@ -73,6 +74,11 @@ int main(int argc, char **argv) {
   }
 
   signal(SIGPIPE, SIG_IGN);
+  /* SQLite's memory statistics take one process-wide mutex per allocation;
+   * with the loop, the kv writer and the chat store's workers all in SQLite
+   * that lock is contended, and notifd never reads the statistics.  Only
+   * the daemon sets it: an embedding program owns its process's SQLite. */
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   daemon_state d = {0};
   d.base = event_base_new();
   if (!d.base) {
