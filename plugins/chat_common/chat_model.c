@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "chat_json.h"
+#include "chat_jwalk.h"
 #include "chat_stream_id.h"
 #include "chat_time.h"
 
@@ -86,22 +87,29 @@ static char **field_slot(chat_message *m, int f) {
   }
 }
 
-static int ascii_casecmp(const char *a, const char *b) {
-  for (;; a++, b++) {
-    unsigned ca = (unsigned char)*a, cb = (unsigned char)*b;
-    if (ca >= 'A' && ca <= 'Z') ca += 32;
-    if (cb >= 'A' && cb <= 'Z') cb += 32;
-    if (ca != cb) return 1;
-    if (!ca) return 0;
+/* Whether key[0..n) equals the NUL-terminated `name`, ignoring ASCII case. */
+static int ascii_caseeq(const char *key, size_t n, const char *name) {
+  size_t i = 0;
+  for (; i < n && name[i]; i++) {
+    unsigned a = (unsigned char)key[i], b = (unsigned char)name[i];
+    if (a >= 'A' && a <= 'Z') a += 32;
+    if (b >= 'A' && b <= 'Z') b += 32;
+    if (a != b) return 0;
   }
+  return i == n && !name[i];
+}
+
+/* Whether key[0..n) is exactly the wire name of field f. */
+static int field_is(int f, const char *key, size_t n) {
+  return strlen(fields[f].json) == n && memcmp(key, fields[f].json, n) == 0;
 }
 
 /* Go's exact match first, then a case-insensitive one. */
-static int find_field(const char *key) {
+static int find_field(const char *key, size_t n) {
   for (int f = 0; f < F_COUNT; f++)
-    if (strcmp(key, fields[f].json) == 0) return f;
+    if (field_is(f, key, n)) return f;
   for (int f = 0; f < F_COUNT; f++)
-    if (ascii_casecmp(key, fields[f].json) == 0) return f;
+    if (ascii_caseeq(key, n, fields[f].json)) return f;
   return -1;
 }
 
@@ -130,7 +138,7 @@ int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err) {
   json_t *v;
   int type_error = 0;
   json_object_foreach((json_t *)body, key, v) {
-    int f = find_field(key);
+    int f = find_field(key, strlen(key));
     if (f < 0 || json_is_null(v)) continue;
     if (!json_is_string(v)) {
       if (!type_error) {
@@ -190,6 +198,67 @@ validate:
     return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
   }
   return CHAT_BIND_OK;
+}
+
+/* ---- binding without jansson ----------------------------------------
+ * The common body, read by walking its bytes (chat_jwalk.h): one object
+ * whose keys are plain (no escape) and distinct, each either a field's
+ * exact wire name or no field's name in any case; fields are null or
+ * strings (created_at plain, parsed by chat_time_parse); other members
+ * are scalars; the required strings are non-empty.  Anything else (an
+ * error to report, a case variant, a duplicate key jansson would refuse,
+ * a \u escape, a real number, a nested value, OOM) is left to the jansson
+ * path, which is then the only one to answer. */
+
+#define FAST_MAX_OTHER 16
+
+int chat_message_bind_fast(const void *body, size_t len, chat_message *out) {
+  chat_message_init(out);
+  chat_jw w;
+  chat_jw_val k, v, other[FAST_MAX_OTHER];
+  size_t nother = 0;
+  unsigned seen = 0;
+  int r;
+  chat_jw_open(&w, body, len);
+  if (chat_jw_object(&w) < 0) return 0;
+  while ((r = chat_jw_member(&w, &k, &v)) == 1) {
+    const char *key = (const char *)k.cp;
+    size_t kn = (size_t)(k.ce - k.cp);
+    if (!k.plain) goto unsure;
+    int f = find_field(key, kn);
+    if (f < 0) { /* ignored, but jansson refuses a duplicate anywhere */
+      if (v.type == '{' || v.type == '[' || nother == FAST_MAX_OTHER) goto unsure;
+      for (size_t i = 0; i < nother; i++)
+        if ((size_t)(other[i].ce - other[i].cp) == kn && memcmp(other[i].cp, key, kn) == 0)
+          goto unsure;
+      other[nother++] = k;
+      continue;
+    }
+    if (!field_is(f, key, kn) || (seen & 1u << f)) goto unsure;
+    seen |= 1u << f;
+    if (v.type == 'n') continue;
+    if (v.type != '"') goto unsure;
+    if (f == F_CREATED_AT) {
+      char when[64];
+      size_t n = (size_t)(v.ce - v.cp);
+      if (!v.plain || n >= sizeof when) goto unsure;
+      memcpy(when, v.cp, n);
+      when[n] = '\0';
+      if (chat_time_parse(when, &out->created_at_ms) < 0) goto unsure;
+      continue;
+    }
+    char **slot = field_slot(out, f);
+    if (!(*slot = chat_jw_strdup(&v))) goto unsure;
+  }
+  if (r < 0 || chat_jw_finish(&w) < 0 || chat_message_fill(out) < 0) goto unsure;
+  for (int f = 0; f < F_COUNT; f++) {
+    char **slot = field_slot(out, f);
+    if (fields[f].required && slot && !**slot) goto unsure;
+  }
+  return 1;
+unsure:
+  chat_message_free(out);
+  return 0;
 }
 
 /* ---- extra checks ---- */

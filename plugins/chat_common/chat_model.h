@@ -39,6 +39,16 @@ int chat_message_copy(chat_message *dst, const chat_message *src);
  * the required strings must be non-empty.  Error texts follow Go's. */
 int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err);
 
+/* The same binding straight from the raw request body, without jansson,
+ * for the common body only.  It answers (1, `out` bound, the required
+ * fields non-empty) only where the host's reading of the body (jansson
+ * json_loadb with JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, as
+ * req_json_or_400) followed by chat_message_bind certainly gives
+ * CHAT_BIND_OK and the same message.  Otherwise (malformed or unusual
+ * JSON, any bind error, OOM) it returns 0 with `out` empty, and the caller
+ * takes that path. */
+int chat_message_bind_fast(const void *body, size_t len, chat_message *out);
+
 typedef struct chat_limits {
   size_t max_content_bytes; /* 0 = unlimited */
   size_t max_id_bytes;      /* message_id, stream_id, sender_id, receiver_id */
