@@ -51,10 +51,50 @@ static void save_field_error(decode_state *d, const pc_field *f, const char *wha
   pc_buf_printf(&d->saved, "%s of type %s", f->json, go_type(f->kind));
 }
 
+/* Whether s[0..n) is valid UTF-8 as pc_json_unquote reads it (no byte
+ * would become U+FFFD). */
+static int utf8_valid(const char *s, size_t n) {
+  size_t i = 0, sz;
+  while (i < n) {
+    if ((unsigned char)s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    pc_utf8_decode((const unsigned char *)s + i, n - i, &sz);
+    if (sz == 1) return 0;
+    i += sz;
+  }
+  return 1;
+}
+
+/* A string value's contents (Go's unquoting) as a malloc'd C string, or
+ * NULL on OOM.  Without escapes and with valid UTF-8 they are the bytes
+ * between the quotes. */
+static char *string_value(pc_jspan v, size_t *len) {
+  const char *raw = v.p + 1;
+  size_t n = v.n - 2;
+  if (!(v.flags & PC_JS_ESC) && (!(v.flags & PC_JS_HIGH) || utf8_valid(raw, n))) {
+    char *s = malloc(n + 1);
+    if (!s) return NULL;
+    memcpy(s, raw, n);
+    s[n] = '\0';
+    *len = n;
+    return s;
+  }
+  pc_buf b;
+  pc_buf_init(&b);
+  if (pc_json_unquote((pc_jval){v.p, v.n}, &b) < 0) {
+    pc_buf_free(&b);
+    return NULL;
+  }
+  return pc_buf_steal(&b, len);
+}
+
 /* Decodes one member value into field f.  Returns 0, or -1 for an error
  * that aborts decoding (text in err), or -2 on OOM. */
-static int decode_field(decode_state *d, const pc_field *f, pc_fval *fv, pc_jval v,
+static int decode_field(decode_state *d, const pc_field *f, pc_fval *fv, pc_jspan sv,
                         pc_buf *err) {
+  pc_jval v = {sv.p, sv.n};
   static const pc_jval none = {NULL, 0};
   char c = v.p[0];
   if (f->kind == PC_K_TIME) {
@@ -76,15 +116,12 @@ static int decode_field(decode_state *d, const pc_field *f, pc_fval *fv, pc_jval
         save_field_error(d, f, value_kind(v), none);
         return 0;
       }
-      pc_buf s;
-      pc_buf_init(&s);
-      if (pc_json_unquote(v, &s) < 0 || !pc_buf_cstr(&s)) {
-        pc_buf_free(&s);
-        return -2;
-      }
+      size_t len = 0;
+      char *s = string_value(sv, &len);
+      if (!s) return -2;
       free(fv->s);
-      fv->s = pc_buf_steal(&s, &fv->slen);
-      if (!fv->s) return -2;
+      fv->s = s;
+      fv->slen = len;
       return 0;
     }
     case PC_K_FLOAT: {
@@ -159,7 +196,59 @@ static int validate(const pc_model *m, pc_buf *err) {
   return bad ? PC_BIND_INVALID : PC_BIND_OK;
 }
 
-int pc_bind_value(const pc_model_def *def, pc_jval v, pc_model *out, pc_buf *err) {
+/* name (a C string) equals s[0..n), s holding no NUL. */
+static int name_is(const char *name, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) /* stops at name's NUL at the latest */
+    if (name[i] != s[i]) return 0;
+  return name[n] == '\0';
+}
+
+/* The field a member key names: its index, -1 for none, -2 on OOM.  A
+ * key without escapes is its own unquoting as far as foldName goes
+ * (invalid UTF-8 folds to nothing either way), and an exact match is the
+ * only fold match: a model's wire names (lowercase ASCII) differ even
+ * after folding. */
+static int find_field(const pc_model_def *def, pc_jspan key, pc_buf *k, size_t *hint) {
+  const char *name_src;
+  size_t len;
+  if (!(key.flags & PC_JS_ESC)) {
+    name_src = key.p + 1;
+    len = key.n - 2;
+    /* Members usually come in declaration order: start at the next one. */
+    for (size_t j = 0, i = *hint; j < def->nfields; j++, i = i + 1 < def->nfields ? i + 1 : 0)
+      if (name_is(def->fields[i].json, name_src, len)) {
+        *hint = i + 1 < def->nfields ? i + 1 : 0;
+        return (int)i;
+      }
+  } else {
+    pc_buf_reset(k);
+    if (pc_json_unquote((pc_jval){key.p, key.n}, k) < 0) return -2;
+    name_src = k->data ? k->data : "";
+    len = k->len;
+  }
+  for (size_t i = 0; i < def->nfields; i++)
+    if (pc_json_key_matches(name_src, len, def->fields[i].json)) return (int)i;
+  return -1;
+}
+
+/* A member found by scanning: its string flags, or "unknown" (every
+ * string through the general unquoting) for the reference path. */
+static pc_jspan span_of(pc_jval v, int reference) {
+  pc_jspan s = {v.p, v.n, PC_JS_ANY};
+  if (reference) return s;
+  s.flags = 0;
+  for (size_t i = 0; i < v.n; i++) {
+    unsigned char c = (unsigned char)v.p[i];
+    if (c == '\\') s.flags |= PC_JS_ESC;
+    else if (c >= 0x80) s.flags |= PC_JS_HIGH;
+  }
+  return s;
+}
+
+/* pc_bind_value over the members noted by the fast check (`mem`), or
+ * found by scanning `v` again when mem is NULL. */
+static int bind_walk(const pc_model_def *def, pc_jval v, const pc_jmembers *mem, int reference,
+                     pc_model *out, pc_buf *err) {
   memset(out, 0, sizeof *out);
   out->def = def;
   if (def->nfields > PC_MAX_FIELDS) return PC_BIND_NOMEM;
@@ -169,27 +258,30 @@ int pc_bind_value(const pc_model_def *def, pc_jval v, pc_model *out, pc_buf *err
   char c = v.n ? v.p[0] : 'n';
   if (c == '{') {
     pc_jobj_iter it;
-    pc_jval key, val;
+    pc_jval kv, vv;
+    pc_jspan key, val;
+    size_t next = 0, hint = 0;
     pc_buf k;
     pc_buf_init(&k);
-    pc_jobj_begin(&it, v);
-    while (pc_jobj_next(&it, &key, &val)) {
-      pc_buf_reset(&k);
-      if (pc_json_unquote(key, &k) < 0) {
+    if (!mem) pc_jobj_begin(&it, v);
+    for (;;) {
+      if (mem) {
+        if (next == mem->n) break;
+        key = mem->key[next];
+        val = mem->val[next];
+        next++;
+      } else {
+        if (!pc_jobj_next(&it, &kv, &vv)) break;
+        key = span_of(kv, reference);
+        val = span_of(vv, reference);
+      }
+      int idx = find_field(def, key, &k, &hint);
+      if (idx == -2) {
         rc = PC_BIND_NOMEM;
         break;
       }
-      const pc_field *f = NULL;
-      size_t idx = 0;
-      for (size_t i = 0; i < def->nfields; i++) {
-        if (pc_json_key_matches(k.data ? k.data : "", k.len, def->fields[i].json)) {
-          f = &def->fields[i];
-          idx = i;
-          break;
-        }
-      }
-      if (!f) continue; /* unknown fields are ignored */
-      int r = decode_field(&d, f, &out->v[idx], val, err);
+      if (idx < 0) continue; /* unknown fields are ignored */
+      int r = decode_field(&d, &def->fields[idx], &out->v[idx], val, err);
       if (r == -2) {
         rc = PC_BIND_NOMEM;
         break;
@@ -220,17 +312,31 @@ int pc_bind_value(const pc_model_def *def, pc_jval v, pc_model *out, pc_buf *err
   return rc;
 }
 
-int pc_bind_body(const pc_model_def *def, const void *body, size_t len, pc_model *out,
-                 pc_buf *err) {
+int pc_bind_value(const pc_model_def *def, pc_jval v, pc_model *out, pc_buf *err) {
+  return bind_walk(def, v, NULL, 0, out, err);
+}
+
+int pc_bind_body_mode(const pc_model_def *def, const void *body, size_t len, pc_model *out,
+                      pc_buf *err, int mode, int *fast) {
   size_t s = 0, e = 0;
   const char *p = body ? body : "";
-  if (pc_json_decoder_value(p, body ? len : 0, &s, &e, err) < 0) {
+  size_t n = body ? len : 0;
+  pc_jmembers mem;
+  int quick = mode == PC_BIND_FAST && pc_json_decoder_fast(p, n, &s, &e, &mem);
+  if (fast) *fast = quick;
+  if (!quick && pc_json_decoder_scan(p, n, &s, &e, err) < 0) {
     memset(out, 0, sizeof *out);
     out->def = def;
     return err->oom ? PC_BIND_NOMEM : PC_BIND_INVALID;
   }
   pc_jval v = {p + s, e - s};
-  return pc_bind_value(def, v, out, err);
+  return bind_walk(def, v, quick && mem.complete ? &mem : NULL, mode == PC_BIND_REFERENCE, out,
+                   err);
+}
+
+int pc_bind_body(const pc_model_def *def, const void *body, size_t len, pc_model *out,
+                 pc_buf *err) {
+  return pc_bind_body_mode(def, body, len, out, err, PC_BIND_FAST, NULL);
 }
 
 void pc_model_free(pc_model *m) {

@@ -61,6 +61,15 @@ typedef struct pc_model {
 /* A request body, read as json.Decoder.Decode reads it (first value). */
 int pc_bind_body(const pc_model_def *def, const void *body, size_t len, pc_model *out,
                  pc_buf *err);
+/* Internal, for tests and measurements: pc_bind_body is mode
+ * PC_BIND_FAST; PC_BIND_REFERENCE is the original path (Go's scanner byte
+ * by byte, members found by scanning again, every key and string value
+ * unquoted byte by byte), kept as the reference the fast one must match.
+ * *fast (may be NULL) is set to 1 when the fast check answered. */
+#define PC_BIND_FAST      0
+#define PC_BIND_REFERENCE 1
+int pc_bind_body_mode(const pc_model_def *def, const void *body, size_t len, pc_model *out,
+                      pc_buf *err, int mode, int *fast);
 /* A value already checked by pc_json_decoder_value/pc_json_check_document. */
 int pc_bind_value(const pc_model_def *def, pc_jval v, pc_model *out, pc_buf *err);
 void pc_model_free(pc_model *m);

@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 10000 /* Go's maxNestingDepth */
 
@@ -342,7 +345,7 @@ static int scanner_done(scanner *s, int rc, pc_buf *err) {
   return rc;
 }
 
-int pc_json_decoder_value(const char *p, size_t n, size_t *start, size_t *end, pc_buf *err) {
+int pc_json_decoder_scan(const char *p, size_t n, size_t *start, size_t *end, pc_buf *err) {
   scanner s;
   scanner_init(&s);
   size_t i;
@@ -376,6 +379,193 @@ found:
   *start = pc_json_skip_ws(p, i, 0);
   *end = i;
   return scanner_done(&s, 0, err);
+}
+
+/* ---- the fast check ----------------------------------------------------
+ * The same grammar as step(), over whole tokens.  It decides only the
+ * clean case: on any doubt (bad byte, end of input) it answers 0 and the
+ * scanner above runs from the start, so error texts have one source. */
+
+#define ONES8 0x0101010101010101ULL
+#define HIGH8 0x8080808080808080ULL
+
+static uint64_t has_zero_byte(uint64_t v) { return (v - ONES8) & ~v & HIGH8; }
+
+/* The string opening at p[i]: the index past its closing quote, or 0. */
+static size_t fast_string(const unsigned char *p, size_t n, size_t i, unsigned *flags) {
+  unsigned f = 0;
+  i++;
+  for (;;) {
+#ifdef __SSE2__
+    /* Sixteen bytes at a time up to the first '"', '\\' or byte below 0x20. */
+    while (n - i >= 16) {
+      __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+      __m128i quote = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+      __m128i bslash = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'));
+      __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x); /* x <= 0x1f */
+      __m128i stop = _mm_or_si128(_mm_or_si128(quote, bslash), ctl);
+      unsigned m = (unsigned)_mm_movemask_epi8(stop), high = (unsigned)_mm_movemask_epi8(x);
+      if (m) {
+        unsigned k = (unsigned)__builtin_ctz(m);
+        if (high & ((1u << k) - 1)) f |= PC_JS_HIGH;
+        i += k;
+        break;
+      }
+      if (high) f |= PC_JS_HIGH;
+      i += 16;
+    }
+#endif
+    /* Eight bytes at a time while none is '"', '\\' or below 0x20. */
+    while (n - i >= 8) {
+      uint64_t x;
+      memcpy(&x, p + i, 8);
+      uint64_t stop = ((x - 0x20 * ONES8) & ~x & HIGH8) | has_zero_byte(x ^ (0x22 * ONES8)) |
+                      has_zero_byte(x ^ (0x5c * ONES8));
+      if (stop) break;
+      if (x & HIGH8) f |= PC_JS_HIGH;
+      i += 8;
+    }
+    if (i >= n) return 0;
+    unsigned c = p[i];
+    if (c == '"') {
+      *flags = f;
+      return i + 1;
+    }
+    if (c == '\\') {
+      f |= PC_JS_ESC;
+      if (n - i < 2) return 0;
+      switch (p[i + 1]) {
+        case 'b': case 'f': case 'n': case 'r': case 't': case '\\': case '/': case '"':
+          i += 2;
+          continue;
+        case 'u':
+          if (n - i < 6 || !is_hex(p[i + 2]) || !is_hex(p[i + 3]) || !is_hex(p[i + 4]) ||
+              !is_hex(p[i + 5]))
+            return 0;
+          i += 6;
+          continue;
+        default: return 0;
+      }
+    }
+    if (c < 0x20) return 0;
+    if (c >= 0x80) f |= PC_JS_HIGH;
+    i++;
+  }
+}
+
+static size_t skip_digits(const unsigned char *p, size_t n, size_t i) {
+  while (i < n && is_digit(p[i])) i++;
+  return i;
+}
+
+/* The number starting at p[i] ('-' or a digit): the index past it, or 0. */
+static size_t fast_number(const unsigned char *p, size_t n, size_t i) {
+  if (p[i] == '-' && ++i >= n) return 0;
+  if (p[i] == '0') i++;
+  else if (p[i] >= '1' && p[i] <= '9') i = skip_digits(p, n, i + 1);
+  else return 0;
+  if (i < n && p[i] == '.') {
+    if (++i >= n || !is_digit(p[i])) return 0;
+    i = skip_digits(p, n, i);
+  }
+  if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+    if (++i < n && (p[i] == '+' || p[i] == '-')) i++;
+    if (i >= n || !is_digit(p[i])) return 0;
+    i = skip_digits(p, n, i);
+  }
+  return i;
+}
+
+static size_t fast_literal(const unsigned char *p, size_t n, size_t i, const char *lit,
+                           size_t len) {
+  return n - i >= len && memcmp(p + i, lit, len) == 0 ? i + len : 0;
+}
+
+int pc_json_decoder_fast(const char *text, size_t n, size_t *start, size_t *end,
+                         pc_jmembers *mem) {
+  const unsigned char *p = (const unsigned char *)text;
+  uint64_t objects[(MAX_DEPTH + 63) / 64]; /* bit d: level d is an object */
+  size_t depth = 0, i = pc_json_skip_ws(text, n, 0), b = i, v0 = 0, k0;
+  unsigned sflags = 0, kflags;
+  int obj, record = mem && i < n && p[i] == '{', overflow = 0;
+  if (mem) {
+    mem->complete = 0;
+    mem->n = 0;
+  }
+
+value: /* a value starts at p[i] */
+  if (i >= n) return 0;
+  sflags = 0;
+  switch (p[i]) {
+    case '{':
+    case '[':
+      if (depth >= MAX_DEPTH) return 0;
+      obj = p[i] == '{';
+      if ((depth & 63) == 0) objects[depth >> 6] = 0;
+      objects[depth >> 6] &= ~((uint64_t)1 << (depth & 63));
+      objects[depth >> 6] |= (uint64_t)obj << (depth & 63);
+      depth++;
+      i = pc_json_skip_ws(text, n, i + 1);
+      if (i >= n) return 0;
+      if (p[i] == (obj ? '}' : ']')) {
+        i++;
+        depth--;
+        goto after;
+      }
+      if (obj) goto key;
+      goto value;
+    case '"': i = fast_string(p, n, i, &sflags); break;
+    case 't': i = fast_literal(p, n, i, "true", 4); break;
+    case 'f': i = fast_literal(p, n, i, "false", 5); break;
+    case 'n': i = fast_literal(p, n, i, "null", 4); break;
+    default:
+      if (p[i] != '-' && !is_digit(p[i])) return 0;
+      i = fast_number(p, n, i);
+      break;
+  }
+  if (!i) return 0;
+
+after: /* a value ended just before p[i] */
+  if (depth == 0) {
+    *start = b;
+    *end = i;
+    if (record) mem->complete = !overflow;
+    return 1;
+  }
+  if (record && depth == 1 && !overflow) {
+    mem->val[mem->n - 1] = (pc_jspan){text + v0, i - v0, p[v0] == '"' ? sflags : 0};
+  }
+  i = pc_json_skip_ws(text, n, i);
+  if (i >= n) return 0;
+  obj = (int)(objects[(depth - 1) >> 6] >> ((depth - 1) & 63)) & 1;
+  if (p[i] == ',') {
+    i = pc_json_skip_ws(text, n, i + 1);
+    if (obj) goto key;
+    goto value;
+  }
+  if (p[i] != (obj ? '}' : ']')) return 0;
+  i++;
+  depth--;
+  goto after;
+
+key: /* an object key starts at p[i] */
+  if (i >= n || p[i] != '"') return 0;
+  k0 = i;
+  if (!(i = fast_string(p, n, i, &kflags))) return 0;
+  if (record && depth == 1 && !overflow) {
+    if (mem->n == PC_JMEMBERS_MAX) overflow = 1;
+    else mem->key[mem->n++] = (pc_jspan){text + k0, i - k0, kflags};
+  }
+  i = pc_json_skip_ws(text, n, i);
+  if (i >= n || p[i] != ':') return 0;
+  i = pc_json_skip_ws(text, n, i + 1);
+  if (depth == 1) v0 = i;
+  goto value;
+}
+
+int pc_json_decoder_value(const char *p, size_t n, size_t *start, size_t *end, pc_buf *err) {
+  if (pc_json_decoder_fast(p, n, start, end, NULL)) return 0;
+  return pc_json_decoder_scan(p, n, start, end, err);
 }
 
 int pc_json_check_document(const char *p, size_t n, pc_buf *err) {

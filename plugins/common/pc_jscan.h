@@ -23,6 +23,40 @@
  * truncated one, or a syntax error). */
 int pc_json_decoder_value(const char *p, size_t n, size_t *start, size_t *end, pc_buf *err);
 
+/* ---- the two halves of pc_json_decoder_value (binder, tests) --------- */
+
+/* String flags found while checking: */
+#define PC_JS_ESC  1 /* has a backslash escape */
+#define PC_JS_HIGH 2 /* has a byte >= 0x80 */
+#define PC_JS_ANY  (PC_JS_ESC | PC_JS_HIGH) /* unknown: assume both */
+
+#define PC_JMEMBERS_MAX 24
+
+typedef struct pc_jspan { /* a pc_jval and, for strings, its PC_JS_* flags */
+  const char *p;
+  size_t n;
+  unsigned flags;
+} pc_jspan;
+
+/* The members of a top-level object, noted by the fast check so that the
+ * binder need not scan them again.  `complete` is 0 when the value is not
+ * an object or has more than PC_JMEMBERS_MAX members. */
+typedef struct pc_jmembers {
+  int complete;
+  size_t n;
+  pc_jspan key[PC_JMEMBERS_MAX], val[PC_JMEMBERS_MAX];
+} pc_jmembers;
+
+/* A tight recursive-descent check of exactly the grammar Go's scanner
+ * accepts.  1: the first value is valid, with the span
+ * pc_json_decoder_value gives (members noted in `mem` if not NULL); 0:
+ * not decided (a syntax error, or the end of the input): the caller asks
+ * pc_json_decoder_scan, which has Go's error text. */
+int pc_json_decoder_fast(const char *p, size_t n, size_t *start, size_t *end, pc_jmembers *mem);
+
+/* The byte-at-a-time port of Go's scanner alone. */
+int pc_json_decoder_scan(const char *p, size_t n, size_t *start, size_t *end, pc_buf *err);
+
 /* json.Unmarshal's validity check of a whole document: 0, or -1 with the
  * text ("unexpected end of JSON input", "invalid character ... after
  * top-level value", ...). */

@@ -430,6 +430,394 @@ START_TEST(notification_kinds) {
 }
 END_TEST
 
+/* ---- fast path against the reference ------------------------------------
+ * pc_bind_body (fast check + noted members + memcpy strings) must give
+ * exactly what the original path gives (PC_BIND_REFERENCE: Go's scanner
+ * byte by byte, members scanned again, general unquoting): the same
+ * return code, error text and field values.  Every body is copied into
+ * a buffer of its exact size so that ASan sees any over-read. */
+
+static unsigned scan_flags(const char *p, size_t n) {
+  unsigned f = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '\\') f |= PC_JS_ESC;
+    else if ((unsigned char)p[i] >= 0x80) f |= PC_JS_HIGH;
+  }
+  return f;
+}
+
+/* The fast check agrees with the scanner wherever it answers, its noted
+ * members are the ones pc_jobj_next finds, and pc_json_decoder_value
+ * gives the scanner's answer.  Returns whether the fast check answered. */
+static int ck_decoder_same(const char *p, size_t n) {
+  size_t s1 = 7, e1 = 7, s2 = 7, e2 = 7, s3 = 7, e3 = 7;
+  pc_jmembers mem;
+  pc_buf err2, err3;
+  pc_buf_init(&err2);
+  pc_buf_init(&err3);
+  int fast = pc_json_decoder_fast(p, n, &s1, &e1, &mem);
+  int r2 = pc_json_decoder_scan(p, n, &s2, &e2, &err2);
+  int r3 = pc_json_decoder_value(p, n, &s3, &e3, &err3);
+  ck_assert_int_eq(r2, r3);
+  ck_assert_uint_eq(err2.len, err3.len);
+  if (err2.len) ck_assert_mem_eq(err2.data, err3.data, err2.len);
+  if (fast) {
+    ck_assert_int_eq(r2, 0);
+    ck_assert_uint_eq(s1, s2);
+    ck_assert_uint_eq(e1, e2);
+  }
+  if (r2 == 0) {
+    ck_assert_uint_eq(s2, s3);
+    ck_assert_uint_eq(e2, e3);
+  }
+  if (fast && p[s1] == '{') {
+    pc_jval v = {p + s1, e1 - s1}, k, val;
+    pc_jobj_iter it;
+    size_t count = 0;
+    pc_jobj_begin(&it, v);
+    while (pc_jobj_next(&it, &k, &val)) {
+      if (mem.complete || count < mem.n) {
+        ck_assert_uint_lt(count, mem.n);
+        ck_assert_ptr_eq(mem.key[count].p, k.p);
+        ck_assert_uint_eq(mem.key[count].n, k.n);
+        ck_assert_uint_eq(mem.key[count].flags, scan_flags(k.p, k.n));
+        ck_assert_ptr_eq(mem.val[count].p, val.p);
+        ck_assert_uint_eq(mem.val[count].n, val.n);
+        ck_assert_uint_eq(mem.val[count].flags, val.p[0] == '"' ? scan_flags(val.p, val.n) : 0);
+      }
+      count++;
+    }
+    if (mem.complete) ck_assert_uint_eq(count, mem.n);
+    else ck_assert_uint_gt(count, PC_JMEMBERS_MAX);
+  } else if (fast) {
+    ck_assert_int_eq(mem.complete, 0);
+  }
+  pc_buf_free(&err2);
+  pc_buf_free(&err3);
+  return fast;
+}
+
+/* rc, error text and every field value, binary-safe. */
+static void bind_outcome(const pc_model_def *def, const char *body, size_t len, int mode,
+                         int *fast, pc_buf *out) {
+  pc_model m;
+  pc_buf err;
+  pc_buf_init(&err);
+  int rc = pc_bind_body_mode(def, body, len, &m, &err, mode, fast);
+  pc_buf_printf(out, "rc=%d err=", rc);
+  pc_buf_put(out, err.data, err.len);
+  if (rc == PC_BIND_OK) {
+    for (size_t i = 0; i < def->nfields; i++) {
+      const pc_fval *v = &m.v[i];
+      size_t sl;
+      const char *str;
+      switch (def->fields[i].kind) {
+        case PC_K_STRING:
+          str = pc_model_str(&m, i, &sl);
+          pc_buf_printf(out, "|s%zu:", sl);
+          pc_buf_put(out, str, sl);
+          break;
+        case PC_K_FLOAT: pc_buf_printf(out, "|f%a", v->f); break;
+        case PC_K_INT: pc_buf_printf(out, "|i%lld", (long long)v->i); break;
+        default:
+          pc_buf_printf(out, "|t%d-%d-%d %d:%d:%d.%d %d %d %d", v->t.year, v->t.month, v->t.day,
+                        v->t.hour, v->t.min, v->t.sec, v->t.nsec, v->t.offset_s, v->t.set,
+                        v->t.has_loc);
+          break;
+      }
+    }
+    pc_model_free(&m);
+  }
+  for (size_t i = 0; i < PC_MAX_FIELDS; i++) ck_assert_ptr_null(m.v[i].s); /* freed */
+  pc_buf_free(&err);
+  ck_assert(!out->oom);
+}
+
+/* Both paths on body[0..len) in an exact-size copy; returns whether the
+ * fast check answered. */
+static int ck_same_n(const pc_model_def *def, const char *body, size_t len) {
+  char *copy = malloc(len ? len : 1);
+  ck_assert_ptr_nonnull(copy);
+  if (len) memcpy(copy, body, len);
+  int fast = -1, ref = -1;
+  pc_buf a, b;
+  pc_buf_init(&a);
+  pc_buf_init(&b);
+  bind_outcome(def, copy, len, PC_BIND_FAST, &fast, &a);
+  bind_outcome(def, copy, len, PC_BIND_REFERENCE, &ref, &b);
+  ck_assert_int_eq(ref, 0);
+  if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+    ck_abort_msg("fast and reference differ on [%.*s] (%zu bytes):\n fast: %.300s\n ref:  %.300s",
+                 (int)(len < 300 ? len : 300), body, len, a.data, b.data);
+  int dfast = ck_decoder_same(copy, len);
+  ck_assert_int_eq(dfast, fast);
+  pc_buf_free(&a);
+  pc_buf_free(&b);
+  free(copy);
+  return fast;
+}
+
+static int ck_same(const pc_model_def *def, const char *body) {
+  return ck_same_n(def, body, strlen(body));
+}
+
+#define CHAT_TYPICAL                                                                         \
+  "{\"message_id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\",\"content\":\"b:123:1718000000:" \
+  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\",\"created_at\":"                   \
+  "\"2024-06-10T12:34:56.123456789Z\",\"stream_id\":\"6b79c4fda3031c04\",\"sender_id\":"   \
+  "\"bench-sender-0001\",\"receiver_id\":\"bench-receiver-0001\"}"
+#define PURCHASE_TYPICAL                                                                      \
+  "{\"order_id\":\"ORD-2024-000123\",\"buyer_id\":\"buyer-0001\",\"shop_owner_id\":"          \
+  "\"owner-0042\",\"product_name\":\"Premium Coffee Beans 1kg\",\"amount\":15.99,\"currency\":" \
+  "\"USD\",\"status\":\"confirmed\",\"purchased_at\":\"2025-01-02T03:04:05.678+07:00\"}"
+#define PAYMENT_TYPICAL                                                                   \
+  "{\"order_id\":\"ORD-002\",\"amount\":29.99,\"currency\":\"USD\",\"due_date\":"         \
+  "\"2025-01-09T00:00:00Z\",\"days_overdue\":3,\"message\":\"Payment overdue by 3 days\"}"
+#define SHIPPING_TYPICAL                                                                     \
+  "{\"order_id\":\"ORD-003\",\"tracking_number\":\"1Z999AA10123456784\",\"status\":"         \
+  "\"in_transit\",\"location\":\"Lyon, FR\",\"estimated_delivery\":\"2025-01-05T00:00:00Z\"," \
+  "\"updated_at\":\"2025-01-03T10:00:00+01:00\"}"
+
+START_TEST(fast_bind_typical) {
+  /* the fast check must answer for the bodies the services see */
+  ck_assert_int_eq(ck_same(&pc_chat_message_def, CHAT_TYPICAL), 1);
+  ck_assert_int_eq(ck_same(&pc_purchase_update_def, PURCHASE_TYPICAL), 1);
+  ck_assert_int_eq(ck_same(&pc_payment_reminder_def, PAYMENT_TYPICAL), 1);
+  ck_assert_int_eq(ck_same(&pc_shipping_update_def, SHIPPING_TYPICAL), 1);
+  ck_assert_int_eq(ck_same(&pc_chat_message_def,
+                           "{\"content\":\"caf\xc3\xa9 \xf0\x9f\x98\x80 \\n\\\"q\\\" \\\\ \\/ "
+                           "\\u00e9 \\ud83d\\ude00\",\"stream_id\":\"s\",\"sender_id\":\"a\","
+                           "\"receiver_id\":\"b\"}"),
+                   1);
+  ck_assert_int_eq(ck_same(&pc_chat_message_def,
+                           " \r\n\t{ \"content\" :\t\"x\" ,\n\"stream_id\": \"s\" , \"sender_id\""
+                           ":\"a\",\"receiver_id\":\"b\" }\n"),
+                   1);
+}
+END_TEST
+
+START_TEST(fast_bind_cases) {
+  static const struct {
+    const pc_model_def *def;
+    const char *body;
+  } cases[] = {
+      /* the bodies of bind_chat_message / bind_notification_models */
+      {&pc_chat_message_def,
+       "{\"CONTENT\":\"a<b\",\"content\":\"x&y\",\"Stream_Id\":\"s\",\"sender_id\":\"a\","
+       "\"receiver_id\":\"b\",\"receiver_id\":null,\"extra\":[1,{\"q\":2}]}"},
+      {&pc_chat_message_def, ""},
+      {&pc_chat_message_def, " \n\t"},
+      {&pc_chat_message_def, "{\"content\":"},
+      {&pc_chat_message_def, "[]"},
+      {&pc_chat_message_def, "{}"},
+      {&pc_chat_message_def, "null"},
+      {&pc_chat_message_def, "\"str\""},
+      {&pc_chat_message_def, "true"},
+      {&pc_chat_message_def, "12"},
+      {&pc_chat_message_def, "{\"content\":5,\"stream_id\":true}"},
+      {&pc_chat_message_def, "{\"stream_id\":{\"a\":1},\"content\":5}"},
+      {&pc_chat_message_def, "{\"content\":5,\"created_at\":12}"},
+      {&pc_chat_message_def, "{\"created_at\":\"yesterday\"}"},
+      {&pc_chat_message_def, "{\"created_at\":{}}"},
+      {&pc_chat_message_def, "{\"created_at\":\"2024-01-02T03:04:05\\u005a\"}"},
+      {&pc_chat_message_def,
+       "{\"content\":\"   \\t\\n   \",\"stream_id\":\"s\",\"sender_id\":\"a\","
+       "\"receiver_id\":\"b\",\"created_at\":\"2024-05-06T07:08:09.5+07:00\"}"},
+      /* unicode, escapes, lone surrogates, invalid UTF-8 */
+      {&pc_chat_message_def,
+       "{\"content\":\"\\ud800 \\udc00 \\ud800\\u0041 \\ud83d\",\"stream_id\":\"s\","
+       "\"sender_id\":\"a\",\"receiver_id\":\"b\"}"},
+      {&pc_chat_message_def,
+       "{\"content\":\"\xff\xc3(\xed\xa0\x80 \xf4\x90\x80\x80 \xe0\x80\xaf \xc0\xaf\","
+       "\"stream_id\":\"s\xc3\",\"sender_id\":\"\xef\xbf\xbd\",\"receiver_id\":\"b\"}"},
+      {&pc_chat_message_def,
+       "{\"content\":\"\xe2\x82\xac\xf0\x9f\x98\x80\xf0\x9f\x98\",\"stream_id\":\"s\","
+       "\"sender_id\":\"a\",\"receiver_id\":\"b\"}"},
+      {&pc_chat_message_def, "{\"content\":\"\\x\"}"},
+      {&pc_chat_message_def, "{\"content\":\"\\u12g4\"}"},
+      {&pc_chat_message_def, "{\"content\":\"a\nb\"}"},
+      {&pc_chat_message_def, "{\"content\":\"a\x7f\x1f\"}"},
+      {&pc_chat_message_def, "{\"content\":\"abc"},
+      {&pc_chat_message_def, "{\"content\":\"abc\\"},
+      {&pc_chat_message_def, "{\"content\":\"abc\\u12"},
+      /* case variants, escaped and folded keys, duplicates, nulls */
+      {&pc_chat_message_def,
+       "{\"Content\":\"1\",\"CONTENT\":\"2\",\"\\u0063ontent\":\"3\",\"stream_id\":\"s\","
+       "\"sender_id\":\"a\",\"receiver_id\":\"b\",\"sender_id\":null}"},
+      {&pc_chat_message_def,
+       "{\"content\":\"x\",\"\xc5\xbftream_id\":\"long s\",\"sender_\\u0069d\":\"a\","
+       "\"receiver_\xc4\xb1\x64\":\"dotless\",\"content \":\"no\",\"conten\":\"no\"}"},
+      {&pc_shipping_update_def,
+       "{\"order_id\":\"o\",\"status\":\"s\",\"trac\xe2\x84\xaaing_number\":\"kelvin\","
+       "\"TRACKING_NUMBER\":null}"},
+      {&pc_chat_message_def, "{\"c\\u00f6ntent\":\"x\",\"\":\"empty key\",\"content\\u0000\":1}"},
+      /* wrong types */
+      {&pc_chat_message_def, "{\"content\":[\"a\"],\"stream_id\":false}"},
+      {&pc_purchase_update_def, "{\"amount\":\"12\",\"order_id\":3}"},
+      {&pc_purchase_update_def, "{\"amount\":true}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":[1]}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":\"3\",\"due_date\":5}"},
+      /* numbers of every shape */
+      {&pc_purchase_update_def, "{\"amount\":-0}"},
+      {&pc_purchase_update_def, "{\"amount\":-0.0e0}"},
+      {&pc_purchase_update_def, "{\"amount\":1e400}"},
+      {&pc_purchase_update_def, "{\"amount\":-1e400}"},
+      {&pc_purchase_update_def, "{\"amount\":1e-400}"},
+      {&pc_purchase_update_def, "{\"amount\":1.5e-7}"},
+      {&pc_purchase_update_def, "{\"amount\":1E+5,\"order_id\":\"o\"}"},
+      {&pc_purchase_update_def, "{\"amount\":01}"},
+      {&pc_purchase_update_def, "{\"amount\":1.}"},
+      {&pc_purchase_update_def, "{\"amount\":.5}"},
+      {&pc_purchase_update_def, "{\"amount\":-}"},
+      {&pc_purchase_update_def, "{\"amount\":1e}"},
+      {&pc_purchase_update_def, "{\"amount\":1e+}"},
+      {&pc_purchase_update_def, "{\"amount\":+1}"},
+      {&pc_purchase_update_def, "{\"amount\":0x10}"},
+      {&pc_purchase_update_def, "{\"amount\":1.5.5}"},
+      {&pc_purchase_update_def,
+       "{\"amount\":123456789012345678901234567890.123456789e-10,\"currency\":\"EUR\"}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":-0}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":9223372036854775807}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":9223372036854775808}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":-9223372036854775808}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":-9223372036854775809}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":1e2}"},
+      {&pc_payment_reminder_def, "{\"days_overdue\":3.0}"},
+      /* the Decoder ignores what follows the first value */
+      {&pc_chat_message_def,
+       "{\"content\":\"x\",\"stream_id\":\"s\",\"sender_id\":\"a\",\"receiver_id\":\"b\"} junk"},
+      {&pc_chat_message_def, "{\"content\":\"x\"}{\"content\":"},
+      {&pc_chat_message_def, "nullx"},
+      {&pc_chat_message_def, "truex"},
+      {&pc_chat_message_def, "\"s\"tail"},
+      {&pc_chat_message_def, "12abc"},
+      {&pc_chat_message_def, "01"},
+      {&pc_chat_message_def, "-0.5e+3]"},
+      {&pc_chat_message_def, "tru"},
+      {&pc_chat_message_def, "nul"},
+      {&pc_chat_message_def, "fals"},
+      {&pc_chat_message_def, "-"},
+      {&pc_chat_message_def, "x"},
+      /* structure errors */
+      {&pc_chat_message_def, "{\"a\" 1}"},
+      {&pc_chat_message_def, "{\"a\":1 \"b\":2}"},
+      {&pc_chat_message_def, "{\"a\":1,}"},
+      {&pc_chat_message_def, "{\"a\":[1,]}"},
+      {&pc_chat_message_def, "{\"a\":[1 2]}"},
+      {&pc_chat_message_def, "{1:2}"},
+      {&pc_chat_message_def, "{,}"},
+      {&pc_chat_message_def, "{\"a\":}"},
+      {&pc_chat_message_def, "{\"a\":[}"},
+      {&pc_chat_message_def, "{\"a\":{]}"},
+      {&pc_chat_message_def, "{\"a\":tRue}"},
+      {&pc_chat_message_def, "{\"a\":nul}"},
+      {&pc_chat_message_def, "{\"a\":[[],{},[{}],{\"b\":[]}],\"content\":\"c\"} "},
+      {&pc_chat_message_def, "[1,{\"a\":\"\\u00e9\"},null,true,false,-1.5e3]"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) ck_same(cases[i].def, cases[i].body);
+}
+END_TEST
+
+/* Long strings, many members, deep nesting (Go's limit is 10000). */
+START_TEST(fast_bind_sizes) {
+  pc_buf b;
+  pc_buf_init(&b);
+  /* long content: ASCII, then with UTF-8 and an escape near the end */
+  for (int variant = 0; variant < 3; variant++) {
+    pc_buf_reset(&b);
+    pc_buf_puts(&b, "{\"content\":\"");
+    for (int i = 0; i < 5000; i++) pc_buf_putc(&b, (char)('a' + i % 26));
+    if (variant >= 1) pc_buf_puts(&b, "\xc3\xa9\xe2\x82\xac");
+    if (variant == 2) pc_buf_puts(&b, "\\n");
+    pc_buf_puts(&b, "\",\"stream_id\":\"s\",\"sender_id\":\"a\",\"receiver_id\":\"b\"}");
+    ck_assert_int_eq(ck_same_n(&pc_chat_message_def, b.data, b.len), 1);
+  }
+  /* more members than the fast check notes: bound by scanning again */
+  for (int members = PC_JMEMBERS_MAX - 1; members <= PC_JMEMBERS_MAX + 2; members++) {
+    pc_buf_reset(&b);
+    pc_buf_putc(&b, '{');
+    for (int i = 0; i < members - 1; i++) pc_buf_printf(&b, "\"x%d\":[%d],", i, i);
+    pc_buf_puts(&b, "\"content\":\"last\"}");
+    ck_assert_int_eq(ck_same_n(&pc_chat_message_def, b.data, b.len), 1);
+  }
+  /* nesting inside an unknown field: 9999 + 1 levels pass, 10001 fail */
+  for (int levels = 9998; levels <= 10001; levels++) {
+    pc_buf_reset(&b);
+    pc_buf_puts(&b, "{\"extra\":");
+    for (int i = 1; i < levels; i++) pc_buf_puts(&b, i % 2 ? "[" : "{\"k\":");
+    pc_buf_puts(&b, "0");
+    for (int i = levels - 1; i >= 1; i--) pc_buf_putc(&b, i % 2 ? ']' : '}');
+    pc_buf_puts(&b, ",\"content\":\"c\"}");
+    ck_assert_int_eq(ck_same_n(&pc_chat_message_def, b.data, b.len), levels <= 10000);
+    /* truncated just after the deepest opening */
+    ck_same_n(&pc_chat_message_def, b.data, b.len / 2);
+  }
+  ck_assert(!b.oom);
+  pc_buf_free(&b);
+}
+END_TEST
+
+/* Deterministic mutations of typical bodies: replaced, inserted and
+ * deleted bytes, truncations; 30 000 bodies, fixed seed. */
+static uint32_t rng_next(uint32_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 17;
+  *s ^= *s << 5;
+  return *s;
+}
+
+START_TEST(fast_bind_mutations) {
+  static const struct {
+    const pc_model_def *def;
+    const char *body;
+  } bases[] = {
+      {&pc_chat_message_def, CHAT_TYPICAL},
+      {&pc_purchase_update_def, PURCHASE_TYPICAL},
+      {&pc_payment_reminder_def, PAYMENT_TYPICAL},
+      {&pc_shipping_update_def, SHIPPING_TYPICAL},
+      {&pc_chat_message_def,
+       "{\"content\":\"h\xc3\xa9 \\u00e9\\ud83d\\ude00\\n\\\"\",\"Stream_ID\":\"s\",\"extra\":"
+       "[1,-0.5e3,{\"k\":[true,false,null]}],\"sender_id\":\"a\",\"receiver_id\":\"b\","
+       "\"created_at\":\"2024-05-06T07:08:09Z\"}"},
+  };
+  static const char interesting[] = "{}[]:,\"\\u0123456789-+.eEtfnrl \t\r\n\x01\x1f\x7f";
+  uint32_t seed = 0x9e3779b9u;
+  char buf[512];
+  int answered = 0;
+  for (int iter = 0; iter < 30000; iter++) {
+    size_t bi = rng_next(&seed) % (sizeof bases / sizeof bases[0]);
+    size_t n = strlen(bases[bi].body);
+    memcpy(buf, bases[bi].body, n);
+    int edits = 1 + (int)(rng_next(&seed) % 3 == 0);
+    for (int e = 0; e < edits; e++) {
+      size_t pos = n ? rng_next(&seed) % n : 0;
+      uint32_t r = rng_next(&seed);
+      char c = (r >> 8) % 4 == 0 ? (char)(r >> 16)
+                                 : interesting[(r >> 16) % (sizeof interesting - 1)];
+      switch (r % 4) {
+        case 0: if (n) buf[pos] = c; break;
+        case 1:
+          if (n < sizeof buf) {
+            memmove(buf + pos + 1, buf + pos, n - pos);
+            buf[pos] = c;
+            n++;
+          }
+          break;
+        case 2:
+          if (n) {
+            memmove(buf + pos, buf + pos + 1, n - pos - 1);
+            n--;
+          }
+          break;
+        default: n = pos; break;
+      }
+    }
+    answered += ck_same_n(bases[bi].def, buf, n);
+  }
+  ck_assert_int_gt(answered, 0);
+}
+END_TEST
+
 /* ---- stream id -------------------------------------------------------- */
 
 START_TEST(stream_id_vectors) {
@@ -452,6 +840,9 @@ END_TEST
 static Suite *suite(void) {
   Suite *s = suite_create("plugin_common");
   TCase *t = tcase_create("all");
+  /* Check's 4 s default is short for the 30 000 mutations under ASan on
+   * a busy machine; meson's 60 s limit still applies. */
+  tcase_set_timeout(t, 55);
   tcase_add_test(t, scanner_decoder_errors);
   tcase_add_test(t, scanner_max_depth);
   tcase_add_test(t, scanner_document);
@@ -464,6 +855,10 @@ static Suite *suite(void) {
   tcase_add_test(t, bind_chat_message);
   tcase_add_test(t, bind_notification_models);
   tcase_add_test(t, notification_kinds);
+  tcase_add_test(t, fast_bind_typical);
+  tcase_add_test(t, fast_bind_cases);
+  tcase_add_test(t, fast_bind_sizes);
+  tcase_add_test(t, fast_bind_mutations);
   tcase_add_test(t, stream_id_vectors);
   suite_add_tcase(s, t);
   return s;
