@@ -45,5 +45,15 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs);
 /* Embedded backend: keys written whose commit the loop has not yet seen
  * (the size of the "recent" map); for tests. */
 size_t nd_kv_sqlite_recent(nd_kv *kv);
+/* Embedded backend, for tests: reads of kv.db by the loop, misses the
+ * filter answered without one, reads that found no live key (false
+ * positives, or expired keys), filters built, and whether the loop has one. */
+typedef struct nd_kv_sqlite_stat {
+  uint64_t reads, skips, empty_reads, scans;
+  int filter_ready;
+} nd_kv_sqlite_stat;
+void nd_kv_sqlite_stats(nd_kv *kv, nd_kv_sqlite_stat *st);
+/* Embedded backend, for tests: rebuild the filter after every batch. */
+void nd_kv_sqlite_scan_every_batch(nd_kv *kv);
 
 #endif

@@ -73,6 +73,7 @@ typedef struct etest {
   struct event_base *base;
   notifd_host *h;
   nd_kv *kv;
+  const char *filter_bits, *purge; /* kv.embedded settings, when set */
 } etest;
 
 static nd_kv *etest_open(etest *t) {
@@ -83,6 +84,11 @@ static nd_kv *etest_open(etest *t) {
   t->h = thost_new(t->base, t->dir);
   t->h->cfg.kv_cfg = tcfg_map();
   tcfg_set(t->h->cfg.kv_cfg, "key_prefix", "chat");
+  if (t->filter_bits || t->purge) {
+    nd_cfg_node *emb = tcfg_add(t->h->cfg.kv_cfg, "embedded", tcfg_map());
+    if (t->filter_bits) tcfg_set(emb, "filter_bits", t->filter_bits);
+    if (t->purge) tcfg_set(emb, "purge_interval", t->purge);
+  }
   ck_assert_int_eq(nd_kv_open(t->h, &t->kv, &t->h->errs), 0);
   return t->kv;
 }
@@ -333,6 +339,202 @@ START_TEST(embedded_failed_write_is_counted) {
 }
 END_TEST
 
+/* ---- the negative-lookup filter ---- */
+
+static nd_kv_sqlite_stat kstat(nd_kv *kv) {
+  nd_kv_sqlite_stat st;
+  nd_kv_sqlite_stats(kv, &st);
+  return st;
+}
+
+static int filter_ready(void *kv) { return kstat(kv).filter_ready; }
+
+static void add_stats(nd_kv_sqlite_stat *total, nd_kv *kv) {
+  nd_kv_sqlite_stat s = kstat(kv);
+  total->reads += s.reads;
+  total->skips += s.skips;
+  total->empty_reads += s.empty_reads;
+  total->scans += s.scans;
+}
+
+/* n ops `which` on keys "<prefix><i>", every answer `want`. */
+static void many(struct event_base *base, nd_kv *kv, int which, const char *prefix, int n,
+                 int32_t expect) {
+  for (int i = 0; i < n; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "%s%d", prefix, i);
+    ck_assert_int_eq(op(base, kv, which, k, 0), expect);
+  }
+}
+
+/* Misses the filter answers cost no read of kv.db: fails if the filter is
+ * not consulted.  (A false positive on a near-empty 4 MiB filter is a
+ * ~1e-20 event, hence the small allowance.) */
+START_TEST(embedded_filter_avoids_reads) {
+  ETEST_BEGIN(t);
+  ck_assert(run_until(base, filter_ready, kv, 5000));
+  nd_kv_sqlite_stat s0 = kstat(kv);
+  many(base, kv, ND_KV_EXISTS, "new", 1000, 0);
+  many(base, kv, ND_KV_CLAIM, "c", 1000, 1);
+  many(base, kv, ND_KV_CLAIM, "c", 1000, 0); /* from the map or kv.db */
+  nd_kv_sqlite_stat s1 = kstat(kv);
+  ck_assert_uint_le(s1.reads - s0.reads, 1000 + 2);
+  ck_assert_uint_ge(s1.skips - s0.skips, 2000 - 2);
+  ck_assert(run_until(base, drained, kv, 5000));
+  many(base, kv, ND_KV_EXISTS, "c", 1000, 1); /* committed: filter hit, then a read */
+  /* reopened: the filter is built from kv.db */
+  etest_close(&t);
+  kv = etest_open(&t);
+  ck_assert(run_until(base, filter_ready, kv, 5000));
+  ck_assert_uint_eq(kstat(kv).scans, 1);
+  s0 = kstat(kv);
+  many(base, kv, ND_KV_EXISTS, "c", 1000, 1);
+  many(base, kv, ND_KV_EXISTS, "new", 1000, 0);
+  many(base, kv, ND_KV_CLAIM, "c", 1000, 0);
+  s1 = kstat(kv);
+  ck_assert_uint_ge(s1.reads - s0.reads, 2000);
+  ck_assert_uint_le(s1.reads - s0.reads, 2000 + 2);
+  ck_assert_uint_ge(s1.skips - s0.skips, 1000 - 2);
+  etest_close(&t);
+  /* filter_bits 0: every miss reads kv.db */
+  t.filter_bits = "0";
+  kv = etest_open(&t);
+  run_for(base, 50);
+  ck_assert(!kstat(kv).filter_ready);
+  many(base, kv, ND_KV_EXISTS, "new", 100, 0);
+  ck_assert_uint_eq(kstat(kv).reads, 100);
+  ck_assert_uint_eq(kstat(kv).skips, 0);
+  etest_close(&t);
+  /* a bad size is a config error */
+  t.h = thost_new(t.base, t.dir);
+  t.h->cfg.kv_cfg = tcfg_map();
+  tcfg_set(tcfg_add(t.h->cfg.kv_cfg, "embedded", tcfg_map()), "filter_bits", "-1");
+  ck_assert_int_lt(nd_kv_open(t.h, &t.kv, &t.h->errs), 0);
+  ck_assert_uint_ge(t.h->errs.n, 1);
+  thost_free(t.h);
+  t.h = NULL;
+  t.kv = NULL;
+  etest_done(&t);
+}
+END_TEST
+
+/* Reference model of one key: written or not; expiry known to within the
+ * window of wall-clock ms in which the kv read its clock. */
+typedef struct mkey {
+  int written, never;
+  int64_t exp_lo, exp_hi;
+} mkey;
+
+/* 1 live, 0 not, -1 cannot tell (the expiry falls inside [a, b]). */
+static int model_live(const mkey *m, int64_t a, int64_t b) {
+  if (!m->written) return 0;
+  if (m->never || m->exp_lo > b) return 1;
+  if (m->exp_hi <= a) return 0;
+  return -1;
+}
+
+static uint64_t rnd_state;
+static uint64_t rnd(void) {
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 7;
+  rnd_state ^= rnd_state << 17;
+  return rnd_state;
+}
+
+#define CHURN_KEYS 10000
+#define CHURN_OPS 100000
+
+typedef struct churn_cfg {
+  const char *filter_bits;
+  int scan_every_batch, want_false_positives;
+} churn_cfg;
+
+static const churn_cfg churn_cfgs[] = {
+    {NULL, 0, 0},   /* default size: hardly a false positive */
+    {"8192", 1, 1}, /* tiny, rebuilt after every batch: many */
+    {"8192", 0, 1}, /* tiny, rebuilt after purges */
+};
+
+/* 100 000 random claim/mark/exists with TTLs on 2000 keys, every answer
+ * checked against the model, across a close and reopen (the filter is
+ * rebuilt from the file) and the purge.  A false negative of the filter
+ * would show as a claim won twice or an exists saying 0 for a live key. */
+START_TEST(embedded_filter_churn_matches_model) {
+  const churn_cfg *c = &churn_cfgs[_i];
+  etest t = {.filter_bits = c->filter_bits, .purge = "100ms"};
+  nd_kv *kv = etest_open(&t);
+  struct event_base *base = t.base;
+  if (c->scan_every_batch) nd_kv_sqlite_scan_every_batch(kv);
+  static mkey model[CHURN_KEYS];
+  memset(model, 0, sizeof model);
+  rnd_state = 0x9e3779b97f4a7c15ULL + (uint64_t)_i;
+  nd_kv_sqlite_stat total = {0};
+  int64_t deadline = nd_now_ms() + 40000;
+  int done = 0, reopened = 0, checked_ambiguous = 0;
+  while (done < CHURN_OPS) {
+    ck_assert_msg(nd_now_ms() < deadline, "churn: out of time after %d ops", done);
+    if (!reopened && done >= CHURN_OPS / 2) {
+      add_stats(&total, kv);
+      etest_close(&t);
+      kv = etest_open(&t);
+      if (c->scan_every_batch) nd_kv_sqlite_scan_every_batch(kv);
+      reopened = 1;
+    }
+    int n = 1 + (int)(rnd() % 64);
+    int kind[64], id[64];
+    int64_t ttl[64], t0[64], t1[64];
+    res r = {0};
+    for (int i = 0; i < n; i++) {
+      uint64_t x = rnd();
+      kind[i] = x % 10 < 4 ? ND_KV_CLAIM : x % 10 < 7 ? ND_KV_MARK : ND_KV_EXISTS;
+      id[i] = (int)((x >> 8) % CHURN_KEYS);
+      ttl[i] = (x >> 24) % 10 == 0 ? 0 : 1 + (int64_t)((x >> 32) % 300);
+      char k[32];
+      snprintf(k, sizeof k, "r%d", id[i]);
+      t0[i] = nd_wall_ms();
+      int rc = kind[i] == ND_KV_CLAIM ? nd_kv_claim(kv, k, ttl[i], on_result, &r)
+               : kind[i] == ND_KV_MARK ? nd_kv_mark(kv, k, ttl[i], on_result, &r)
+                                       : nd_kv_exists(kv, k, on_result, &r);
+      t1[i] = nd_wall_ms();
+      ck_assert_int_eq(rc, 0);
+    }
+    want = n;
+    ck_assert(run_until(base, res_cond, &r, 5000));
+    for (int i = 0; i < n; i++) {
+      mkey *m = &model[id[i]];
+      int live = model_live(m, t0[i], t1[i]), got = r.v[i];
+      checked_ambiguous += live < 0;
+      int wrote = 0;
+      if (kind[i] == ND_KV_EXISTS) {
+        if (live >= 0) ck_assert_msg(got == live, "op %d exists r%d: got %d, model %d", done + i, id[i], got, live);
+        else ck_assert(got == 0 || got == 1);
+      } else if (kind[i] == ND_KV_CLAIM) {
+        if (live >= 0) ck_assert_msg(got == !live, "op %d claim r%d: got %d, model live %d", done + i, id[i], got, live);
+        else ck_assert(got == 0 || got == 1);
+        wrote = got == 1;
+      } else {
+        ck_assert_int_eq(got, 1);
+        wrote = 1;
+      }
+      if (wrote) *m = (mkey){1, ttl[i] == 0, t0[i] + ttl[i], t1[i] + ttl[i]};
+    }
+    done += n;
+    if (rnd() % 16 == 0) run_for(base, 5); /* let time pass: expiry, purge */
+  }
+  add_stats(&total, kv);
+  printf("churn cfg %d: reads %llu, filter skips %llu, empty reads %llu, scans %llu, "
+         "ambiguous %d\n", _i, (unsigned long long)total.reads, (unsigned long long)total.skips,
+         (unsigned long long)total.empty_reads, (unsigned long long)total.scans, checked_ambiguous);
+  ck_assert_uint_gt(total.skips, 1000);    /* the filter answered misses */
+  ck_assert_uint_ge(total.scans, 2);       /* at least once per open */
+  if (c->want_false_positives) {
+    ck_assert_uint_gt(total.empty_reads, 100); /* and got some of them wrong: "maybe" */
+    ck_assert_uint_gt(total.scans, 3);         /* rebuilt while running */
+  }
+  etest_done(&t);
+}
+END_TEST
+
 /* ---- redis ---- */
 
 typedef struct redis_srv {
@@ -526,6 +728,9 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, embedded_callback_chain_and_clean_close);
   tcase_add_test(tc, embedded_recent_map_drains);
   tcase_add_test(tc, embedded_failed_write_is_counted);
+  tcase_add_test(tc, embedded_filter_avoids_reads);
+  tcase_add_loop_test(tc, embedded_filter_churn_matches_model, 0,
+                      (int)(sizeof churn_cfgs / sizeof churn_cfgs[0]));
   suite_add_tcase(s, tc);
   tc = tcase_create("redis");
   tcase_set_timeout(tc, 60);
