@@ -41,7 +41,9 @@
  *   filter every miss reads kv.db, as without one) and again after a purge
  *   when the filter is at least half full and the rows purged since its
  *   scan amount to a quarter of the keys in it (scanned + new ones the loop
- *   added); so at most one scan per purge interval.  A scan costs the writer ~0.2-0.3 us a key (kv_bench's
+ *   added), or to half the keys the scan found when those alone were more
+ *   than its capacity (a live set bigger than the filter: rescanning buys
+ *   little); so at most one scan per purge interval.  A scan costs the writer ~0.2-0.3 us a key (kv_bench's
  *   reopen: 50k keys 15 ms, 500k keys 100 ms; so ~1 s for 3M keys), during
  *   which batches wait and the map grows; the loop pays only for adding
  *   its map's keys to the new filter.
@@ -166,6 +168,7 @@ typedef struct kdb {
   int64_t last_log_ms;
   int built;             /* a scan succeeded */
   uint64_t built_cap;    /* its filter's capacity */
+  uint64_t built_keys;   /* the keys it found */
   uint64_t purged_since; /* rows purged since that scan */
 
   /* shared, under mu */
@@ -489,6 +492,7 @@ static void rebuild_filter(kdb *d) {
   if (!f) return; /* retried after the next purge (built == 0) or with the next want_scan */
   d->built = 1;
   d->built_cap = nd_bloom_capacity(f);
+  d->built_keys = n;
   d->purged_since = 0;
   old = d->new_filter; /* not taken yet: this one is newer */
   d->new_filter = f;
@@ -519,10 +523,13 @@ static void *writer_main(void *arg) {
       pthread_mutex_lock(&d->mu);
       /* Rebuild once a quarter of what the filter holds has been purged,
        * if it is at least half full (below that its false positives are
-       * rare anyway). */
-      uint64_t load = d->shared_load;
+       * rare anyway).  When the last scan alone overfilled it, only once
+       * half of those keys are gone: a scan of a live set larger than the
+       * filter buys little and costs the writer the whole file. */
+      uint64_t load = d->shared_load, need = load / 4;
+      if (d->built_keys > d->built_cap && d->built_keys / 2 > need) need = d->built_keys / 2;
       if (d->filter_bits &&
-          (!d->built || (load > d->built_cap / 2 && d->purged_since >= load / 4)))
+          (!d->built || (load > d->built_cap / 2 && d->purged_since >= need)))
         d->want_scan = 1;
     }
     if (d->want_scan && !d->stop) {
