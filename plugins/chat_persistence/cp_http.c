@@ -133,7 +133,8 @@ static void post_done(cp_job *j) {
  * worker and a transaction: they queue on the loop, and one batch job at a
  * time stores everything queued so far in one transaction, so under load
  * one fsync covers many messages and an idle server still commits a lone
- * message at once.  Answers go out in arrival order after the commit. */
+ * message at once.  Answers go out in arrival order after the commit, while
+ * the next batch commits. */
 
 #define CP_BATCH_MAX 512
 
@@ -178,7 +179,13 @@ static void batch_submit(cp_plugin *pl);
 
 static void batch_done(cp_job *j) {
   batch_job *bj = (batch_job *)j;
+  cp_plugin *pl = j->pl;
   int created = 0;
+  /* The next batch commits on a worker while this one is answered: under
+   * load answering a few hundred POSTs takes milliseconds of loop time,
+   * which would otherwise leave the store idle. */
+  pl->ins_busy = 0;
+  if (pl->ins_head) batch_submit(pl);
   if (bj->rc < 0) {
     cp_relay_deletes_failed(j->pl->relay, bj->dels, bj->ndel);
     bj->dels = NULL;
@@ -189,14 +196,11 @@ static void batch_done(cp_job *j) {
     post_job *pj = bj->items[i];
     pj->rc = bj->rcs[i];
     if (pj->rc < 0) snprintf(pj->err, sizeof pj->err, "%s", bj->err);
-    created |= post_answer(j->pl, pj);
+    created |= post_answer(pl, pj);
     post_release(&pj->base);
   }
-  cp_plugin *pl = j->pl;
   batch_free(bj);
-  pl->ins_busy = 0;
   if (created && pl->relay) cp_relay_kick(pl->relay);
-  if (pl->ins_head) batch_submit(pl);
 }
 
 /* Takes up to CP_BATCH_MAX queued POSTs into one job. */
