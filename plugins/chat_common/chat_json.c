@@ -49,12 +49,23 @@ static int put_u(chat_buf *b, unsigned v) {
   return chat_buf_append(b, e, sizeof e);
 }
 
+/* 1 for bytes that need a look in chat_json_str: '"', '\\', controls, and
+ * non-ASCII (UTF-8 checks); 2 for the HTML characters only Go escapes. */
+static const unsigned char attention[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+    ['<'] = 2,        ['>'] = 2, ['&'] = 2,
+};
+
 int chat_json_str(chat_buf *b, const char *s, size_t n, int flavour) {
   const unsigned char *p = (const unsigned char *)s;
+  const unsigned char stop = flavour == CHAT_JSON_GO ? 3 : 1; /* mask of kinds to look at */
   chat_buf_putc(b, '"');
   size_t run = 0; /* start of the pending run of bytes copied verbatim */
   size_t i = 0;
   while (i < n) {
+    /* Runs of plain ASCII, the bulk of any message, in a tight loop. */
+    while (i < n && !(attention[p[i]] & stop)) i++;
+    if (i == n) break;
     unsigned c = p[i];
     const char *esc = NULL;
     int u = -1;
