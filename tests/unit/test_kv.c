@@ -73,7 +73,7 @@ typedef struct etest {
   struct event_base *base;
   notifd_host *h;
   nd_kv *kv;
-  const char *filter_bits, *purge; /* kv.embedded settings, when set */
+  const char *filter_bits, *purge, *max_pending; /* kv.embedded settings, when set */
 } etest;
 
 static nd_kv *etest_open(etest *t) {
@@ -84,10 +84,11 @@ static nd_kv *etest_open(etest *t) {
   t->h = thost_new(t->base, t->dir);
   t->h->cfg.kv_cfg = tcfg_map();
   tcfg_set(t->h->cfg.kv_cfg, "key_prefix", "chat");
-  if (t->filter_bits || t->purge) {
+  if (t->filter_bits || t->purge || t->max_pending) {
     nd_cfg_node *emb = tcfg_add(t->h->cfg.kv_cfg, "embedded", tcfg_map());
     if (t->filter_bits) tcfg_set(emb, "filter_bits", t->filter_bits);
     if (t->purge) tcfg_set(emb, "purge_interval", t->purge);
+    if (t->max_pending) tcfg_set(emb, "max_pending", t->max_pending);
   }
   ck_assert_int_eq(nd_kv_open(t->h, &t->kv, &t->h->errs), 0);
   return t->kv;
@@ -335,6 +336,46 @@ START_TEST(embedded_failed_write_is_counted) {
   ck_assert_int_eq(CLAIM("bad2", 0), 1);
   ck_assert(run_until(base, drained, kv, 5000));
   ck_assert_int_eq(count_rows(t.dir, "1"), 2);
+  etest_done(&t);
+}
+END_TEST
+
+/* The writer stuck behind another connection's write lock: past
+ * max_pending uncommitted writes, ops are answered by the fail-open policy
+ * and not kept (memory stays bounded); once the lock goes, the kept writes
+ * commit and new ones are kept again. */
+START_TEST(embedded_writer_behind_is_bounded) {
+  etest t = {.max_pending = "50"};
+  nd_kv *kv = etest_open(&t);
+  struct event_base *base = t.base;
+  char path[600];
+  snprintf(path, sizeof path, "%s/kv.db", t.dir);
+  sqlite3 *blocker;
+  ck_assert_int_eq(sqlite3_open(path, &blocker), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  ops_back = ops_want = 0;
+  for (int i = 0; i < 200; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "stuck-%d", i);
+    ck_assert_int_eq(nd_kv_mark(kv, k, 3600000, count_back, NULL), 0);
+    ops_want++;
+  }
+  ck_assert(run_until(base, ops_cond, NULL, 5000));
+  run_for(base, 50); /* handoffs happen; the writer waits for the lock */
+  const char *lm[] = {"mark"};
+  ck_assert(nd_metric_value(kv->errors, lm) == 150);
+  ck_assert(nd_metric_value(kv->failopen, lm) == 150);
+  ck_assert_uint_le(nd_kv_sqlite_recent(kv), 50);
+  ck_assert_int_eq(CLAIM("stuck-0", 0), 0);   /* kept: still held */
+  ck_assert_int_eq(EXISTS("stuck-199"), 0);   /* not kept */
+  ck_assert_int_eq(sqlite3_exec(blocker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(blocker);
+  ck_assert(run_until(base, drained, kv, 10000));
+  ck_assert_int_eq(count_rows(t.dir, "1"), 50);
+  ck_assert_int_eq(MARK("after", 0), 1);
+  ck_assert(run_until(base, drained, kv, 5000));
+  ck_assert_int_eq(count_rows(t.dir, "k LIKE '%:after'"), 1);
+  ck_assert(nd_metric_value(kv->errors, lm) == 150);
   etest_done(&t);
 }
 END_TEST
@@ -728,6 +769,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, embedded_callback_chain_and_clean_close);
   tcase_add_test(tc, embedded_recent_map_drains);
   tcase_add_test(tc, embedded_failed_write_is_counted);
+  tcase_add_test(tc, embedded_writer_behind_is_bounded);
   tcase_add_test(tc, embedded_filter_avoids_reads);
   tcase_add_loop_test(tc, embedded_filter_churn_matches_model, 0,
                       (int)(sizeof churn_cfgs / sizeof churn_cfgs[0]));
