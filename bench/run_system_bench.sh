@@ -110,8 +110,18 @@ nofile="$(ulimit -n)"
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
+# free_port [PORT...]: a free port other than the ones given (two quick
+# binds can get the same ephemeral port, and a daemon's HTTP and admin ports
+# would collide).
 free_port() {
-  $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  local p i
+  for i in $(seq 1 50); do
+    p="$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    case " $* " in *" $p "*) continue ;; esac
+    echo "$p"
+    return 0
+  done
+  return 1
 }
 
 wait_http() { # URL [seconds]
@@ -167,7 +177,7 @@ single_start() {
   local data
   data="$(mktemp -d "$tmp/sn-data.XXXX")"
   sn_port="$(free_port)"
-  NOTIFD_PORT="$sn_port" NOTIFD_ADDRESS=127.0.0.1 NOTIFD_ADMIN_PORT="$(free_port)" \
+  NOTIFD_PORT="$sn_port" NOTIFD_ADDRESS=127.0.0.1 NOTIFD_ADMIN_PORT="$(free_port "$sn_port")" \
     NOTIFD_DATA_DIR="$data" NOTIFD_PLUGIN_DIR="$bdir/plugins" NOTIFD_WEB_DIR="$root/web" \
     NOTIFD_SMTP_URL="smtp://127.0.0.1:$smtp_port" NOTIFD_TEMPLATES_DIR="$root/config/templates" \
     NOTIFD_INTERNAL_TOKEN="$token" \
@@ -283,11 +293,11 @@ dist_fallback() {
   svc_dirs+=("redis.sh:$rd")
   local inst port admin cfg d
   declare -gA dport dpid
-  for inst in W1 W2 P H; do dport[$inst]="$(free_port)"; done
+  for inst in W1 W2 P H; do dport[$inst]="$(free_port "${dport[@]}")"; done
   for inst in W1 W2 P H; do
     d="$tmp/dist-$inst"
     mkdir -p "$d"
-    admin="$(free_port)"
+    admin="$(free_port "${dport[@]}")"
     cfg="$d/notifd.yaml"
     {
       echo "listen: {address: 127.0.0.1, port: ${dport[$inst]}}"

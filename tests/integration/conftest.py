@@ -55,10 +55,21 @@ def stream_id(a, b):
     return hashlib.sha256(lo + hi).hexdigest()[:16]
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this session: the
+    kernel may give the same ephemeral port to two quick binds, and a
+    daemon's HTTP and admin ports then collide (seen once in CI)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 100 tries")
 
 
 def http(method, url, body=None, headers=None, timeout=10):

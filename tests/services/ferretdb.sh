@@ -76,6 +76,8 @@ start() {
   [ -n "$port" ] || port=$(free_port) || die_skip "no free port"
   local dport
   dport=$(free_port) || die_skip "no free port"
+  local i # two quick binds can get the same ephemeral port
+  for i in 1 2 3 4 5 6 7 8 9 10; do [ "$dport" != "$port" ] && break; dport=$(free_port); done
   setsid "$bin" --handler=sqlite --sqlite-url="file:$dir/state/" \
       --listen-addr="127.0.0.1:$port" --debug-addr="127.0.0.1:$dport" \
       --telemetry=disable --state-dir="$dir/state" --log-level=warn \

@@ -56,6 +56,8 @@ start() {
   mkdir -p "$dir/data" || exit 1
   local port cport
   port=$(free_port) && cport=$(free_port) || die_skip "no free port"
+  local i # two quick binds can get the same ephemeral port
+  for i in 1 2 3 4 5 6 7 8 9 10; do [ "$cport" != "$port" ] && break; cport=$(free_port); done
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
