@@ -53,7 +53,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "chat_stream_id.h"
+#include "pc_stream_id.h"
 #include "ws_client_frame.h"
 
 enum { K_CHAT = 0, K_NOTIF = 1, K_POST = 2, K_N = 3 };
@@ -94,7 +94,7 @@ struct bench {
   int pids[16], npids;
   double server_cpu0, server_cpu1;
   int next_reg, reg_total; /* registration: 2 users per stream */
-  char (*sender)[32], (*receiver)[32], (*sid)[CHAT_STREAM_ID_LEN + 1];
+  char (*sender)[32], (*receiver)[32], (*sid)[PC_STREAM_ID_LEN + 1];
   hconn *h;
   wconn *w;
   int nw, ws_up, ws_failed, ws_closed, http_up, http_failed;
@@ -689,7 +689,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < b.nstreams; i++) {
     snprintf(b.sender[i], sizeof b.sender[i], "a%06x-%d", run_tag, i);
     snprintf(b.receiver[i], sizeof b.receiver[i], "b%06x-%d", run_tag, i);
-    if (chat_stream_id(b.sender[i], strlen(b.sender[i]), b.receiver[i], strlen(b.receiver[i]),
+    if (pc_stream_id(b.sender[i], strlen(b.sender[i]), b.receiver[i], strlen(b.receiver[i]),
                        b.sid[i]) < 0)
       return 1;
   }

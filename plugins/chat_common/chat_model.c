@@ -5,7 +5,7 @@
 
 #include "chat_json.h"
 #include "chat_jwalk.h"
-#include "chat_stream_id.h"
+#include "pc_stream_id.h"
 #include "chat_time.h"
 
 void chat_message_init(chat_message *m) {
@@ -300,8 +300,8 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *
         return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
       }
   if (lim->verify_stream_id) {
-    char want[CHAT_STREAM_ID_LEN + 1];
-    if (chat_stream_id(m->sender_id, strlen(m->sender_id), m->receiver_id,
+    char want[PC_STREAM_ID_LEN + 1];
+    if (pc_stream_id(m->sender_id, strlen(m->sender_id), m->receiver_id,
                        strlen(m->receiver_id), want) < 0)
       return CHAT_BIND_NOMEM;
     if (strcmp(want, m->stream_id) != 0) {

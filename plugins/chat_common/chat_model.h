@@ -52,7 +52,7 @@ int chat_message_bind_fast(const void *body, size_t len, chat_message *out);
 typedef struct chat_limits {
   size_t max_content_bytes; /* 0 = unlimited */
   size_t max_id_bytes;      /* message_id, stream_id, sender_id, receiver_id */
-  int verify_stream_id;     /* stream_id must be chat_stream_id(sender, receiver) */
+  int verify_stream_id;     /* stream_id must be pc_stream_id(sender, receiver) */
 } chat_limits;
 
 /* Checks the Go service never made; run after a successful bind.  Returns

@@ -14,7 +14,7 @@
 #include "chat_extjson.h"
 #include "chat_json.h"
 #include "chat_model.h"
-#include "chat_stream_id.h"
+#include "pc_stream_id.h"
 #include "chat_time.h"
 #include "cp_internal.h"
 
@@ -502,12 +502,12 @@ static void on_history(notifd_req *req, void *ud) {
   }
   if (pl->auth == NOTIFD_AUTH_TOKEN) {
     const char *sub = api->req_auth_subject(req), *peer = api->req_query(req, "peer_id");
-    char want[CHAT_STREAM_ID_LEN + 1];
+    char want[PC_STREAM_ID_LEN + 1];
     if (!peer || !*peer) {
       api->respond_error(req, 400, "peer_id: required with token authentication");
       return;
     }
-    if (!sub || chat_stream_id(sub, strlen(sub), peer, strlen(peer), want) < 0 ||
+    if (!sub || pc_stream_id(sub, strlen(sub), peer, strlen(peer), want) < 0 ||
         strcmp(want, stream) != 0) {
       api->respond_error(req, 403, "not a participant of this stream");
       return;

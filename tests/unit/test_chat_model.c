@@ -13,8 +13,8 @@
 /* ---- stream_id ---- */
 
 static const char *sid(const char *a, const char *b) {
-  static char out[CHAT_STREAM_ID_LEN + 1];
-  ck_assert_int_eq(chat_stream_id(a, strlen(a), b, strlen(b), out), 0);
+  static char out[PC_STREAM_ID_LEN + 1];
+  ck_assert_int_eq(pc_stream_id(a, strlen(a), b, strlen(b), out), 0);
   return out;
 }
 
