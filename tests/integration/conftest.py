@@ -3,6 +3,7 @@ config on free loopback ports and stop it by pid.
 
 Environment (set by meson): NOTIFD_BUILD_ROOT, NOTIFD_SOURCE_ROOT.
 """
+import asyncio
 import hashlib
 import json
 import os
@@ -21,6 +22,48 @@ BUILD = os.environ.get("NOTIFD_BUILD_ROOT", os.path.join(os.path.dirname(__file_
 SOURCE = os.environ.get("NOTIFD_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "../.."))
 NOTIFD = os.path.join(BUILD, "host", "notifd")
 PLUGIN_DIR = os.path.join(BUILD, "plugins")
+
+
+def run(coro, timeout=60):
+    """Runs a coroutine to completion, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def apost(url, body, headers=None):
+    """POST from a worker thread so the loop keeps reading the sockets."""
+    return await asyncio.get_running_loop().run_in_executor(
+        None, lambda: http("POST", url, body, headers))
+
+
+def plugin_yaml(name, **config):
+    """One entry of the plugins: list, with its config map when given."""
+    text = f"  - name: {name}\n"
+    if config:
+        text += "    config:\n" + "".join(f"      {k}: {v}\n" for k, v in config.items())
+    return text
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def checked_exits(factory):
+    """For a module's notifd_factory fixture (`yield from checked_exits(
+    notifd_factory)`): every daemon that started must stop on SIGTERM with
+    status 0 and no sanitizer report in its log."""
+    started = []
+
+    def make(*args, **kwargs):
+        n = factory(*args, **kwargs)
+        if n.proc is not None:
+            started.append(n)
+        return n
+
+    yield make
+    for n in started:
+        rc = n.stop()
+        log = n.read_log()
+        assert not any(m in log for m in SANITIZER_MARKS), log[-4000:]
+        assert rc == 0, f"notifd exited {rc}:\n{log[-4000:]}"
 
 
 def wait_until(pred, timeout=15, what="condition"):

@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import NOTIFD, free_port, http, metric, wait_until
+from conftest import NOTIFD, apost, free_port, http, metric, run, wait_until
 
 TOKEN = "chat-single-node-internal-token"
 HOST_YAML = f"auth: {{internal_token: {TOKEN}}}\n"
@@ -44,16 +44,6 @@ def plugins(persist=None, handler=None, roles=("chat_persistence", "chat_change_
 
 def start(notifd_factory, name="notifd", **kw):
     return notifd_factory(plugins_yaml=plugins(**kw), extra_yaml=HOST_YAML, name=name)
-
-
-def run(coro, timeout=60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def apost(url, body, headers=None):
-    """POST from a worker thread so the loop keeps reading the sockets."""
-    return await asyncio.get_running_loop().run_in_executor(
-        None, lambda: http("POST", url, body, headers))
 
 
 def chat_ws(n, sender=A, receiver=B, stream=STREAM_AB):

@@ -25,7 +25,7 @@ import time
 import pytest
 import websockets
 
-from conftest import http
+from conftest import apost, checked_exits, http, plugin_yaml, run
 
 JWT_SECRET = "chat-ws-test-secret"
 INTERNAL = "chat-ws-internal-token"
@@ -36,48 +36,15 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 # ---- helpers ---------------------------------------------------------------
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
 @pytest.fixture
 def notifd_factory(notifd_factory):
-    """conftest's factory, plus a clean-exit check: every daemon that started
-    must stop on SIGTERM with status 0 and no sanitizer report in its log."""
-    started = []
-
-    def make(*args, **kwargs):
-        n = notifd_factory(*args, **kwargs)
-        if n.proc is not None:
-            started.append(n)
-        return n
-
-    yield make
-    for n in started:
-        rc = n.stop()
-        log = n.read_log()
-        assert not any(m in log for m in SANITIZER_MARKS), log[-4000:]
-        assert rc == 0, f"notifd exited {rc}:\n{log[-4000:]}"
-
-
-def chat_yaml(**config):
-    text = "  - name: chat_ws\n"
-    if config:
-        text += "    config:\n" + "".join(f"      {k}: {v}\n" for k, v in config.items())
-    return text
+    """conftest's factory, plus the clean-exit check (conftest.checked_exits)."""
+    yield from checked_exits(notifd_factory)
 
 
 def start(notifd_factory, extra_yaml="", **config):
-    return notifd_factory(plugins_yaml=chat_yaml(**config), extra_yaml=AUTH_YAML + extra_yaml)
-
-
-def run(coro, timeout=60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def apost(url, body, headers=None):
-    """POST from a worker thread so the loop keeps reading the sockets."""
-    return await asyncio.get_running_loop().run_in_executor(
-        None, lambda: http("POST", url, body, headers))
+    return notifd_factory(plugins_yaml=plugin_yaml("chat_ws", **config),
+                          extra_yaml=AUTH_YAML + extra_yaml)
 
 
 def sub_url(n, stream=STREAM_AB, sender="Mr.A", receiver="Mr.B", token=None):
@@ -533,7 +500,7 @@ def test_forward_internal_auth(notifd_factory):
 
 
 def test_bad_plugin_config_fails_startup(notifd_factory):
-    n = notifd_factory(plugins_yaml=chat_yaml(auth="maybe", bogus_key=1), start=False)
+    n = notifd_factory(plugins_yaml=plugin_yaml("chat_ws", auth="maybe", bogus_key=1), start=False)
     with pytest.raises(RuntimeError) as e:
         n.start()
     log = str(e.value)

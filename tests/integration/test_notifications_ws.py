@@ -27,7 +27,7 @@ import time
 import pytest
 import websockets
 
-from conftest import NOTIFD, http, wait_until
+from conftest import NOTIFD, apost, checked_exits, http, plugin_yaml, run, wait_until
 
 JWT_SECRET = "notif-ws-test-secret"
 INTERNAL = "notif-ws-internal-token"
@@ -40,48 +40,15 @@ TYPES = {"chat": "chat_notification", "purchase": "purchase_notification",
 
 # ---- helpers ---------------------------------------------------------------
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
 @pytest.fixture
 def notifd_factory(notifd_factory):
-    """conftest's factory, plus a clean-exit check: every daemon that started
-    must stop on SIGTERM with status 0 and no sanitizer report in its log."""
-    started = []
-
-    def make(*args, **kwargs):
-        n = notifd_factory(*args, **kwargs)
-        if n.proc is not None:
-            started.append(n)
-        return n
-
-    yield make
-    for n in started:
-        rc = n.stop()
-        log = n.read_log()
-        assert not any(m in log for m in SANITIZER_MARKS), log[-4000:]
-        assert rc == 0, f"notifd exited {rc}:\n{log[-4000:]}"
-
-
-def notif_yaml(**config):
-    text = "  - name: notifications_ws\n"
-    if config:
-        text += "    config:\n" + "".join(f"      {k}: {v}\n" for k, v in config.items())
-    return text
+    """conftest's factory, plus the clean-exit check (conftest.checked_exits)."""
+    yield from checked_exits(notifd_factory)
 
 
 def start(notifd_factory, extra_yaml="", **config):
-    return notifd_factory(plugins_yaml=notif_yaml(**config), extra_yaml=AUTH_YAML + extra_yaml)
-
-
-def run(coro, timeout=60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def apost(url, body, headers=None):
-    """POST from a worker thread so the loop keeps reading the sockets."""
-    return await asyncio.get_running_loop().run_in_executor(
-        None, lambda: http("POST", url, body, headers))
+    return notifd_factory(plugins_yaml=plugin_yaml("notifications_ws", **config),
+                          extra_yaml=AUTH_YAML + extra_yaml)
 
 
 def sub_url(n, user, token=None):
