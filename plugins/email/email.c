@@ -203,6 +203,8 @@ static int init_config(email_plugin *ep) {
   cfg_str(&c, "mongodb_collection", "user_email", &ep->mongo_collection);
   cfg_dur(&c, "dedupe_ttl", 24LL * 3600 * 1000, &ep->dedupe_ttl_ms);
   cfg_dur(&c, "chat_throttle", 0, &ep->chat_throttle_ms);
+  const char *unknown;
+  cfg_str(&c, "unknown_recipients", "skip", &unknown);
   if (ep->api->config_int(ep->self, "max_concurrent", 2, &ep->max_concurrent) < 0) c.bad = 1;
   if (ep->api->backend_string(ep->self, "mongodb", "uri", &ep->mongo_uri) < 0 ||
       ep->api->backend_string(ep->self, "mongodb", "database", &ep->mongo_db) < 0)
@@ -210,6 +212,11 @@ static int init_config(email_plugin *ep) {
   if (read_events(&c) < 0) c.bad = 1;
   if (c.bad) return -1;
   if (parse_auth(ep, auth) < 0) return -1;
+  if (strcmp(unknown, "skip") != 0 && strcmp(unknown, "dead_letter") != 0) {
+    LOGE(ep, "config key 'unknown_recipients': expected skip or dead_letter, got '%s'", unknown);
+    return -1;
+  }
+  ep->dead_letter_unknown = strcmp(unknown, "dead_letter") == 0;
   if (!email_addr_valid(ep->from_address)) {
     LOGE(ep, "config key 'from_address': '%s' is not an address (local@domain)", ep->from_address);
     return -1;

@@ -24,6 +24,7 @@ typedef struct email_plugin {
   uint32_t auth;
   uint32_t enabled;            /* bit per EMAIL_* type */
   int64_t dedupe_ttl_ms, lease_ms, chat_throttle_ms, max_concurrent;
+  int dead_letter_unknown;     /* unknown_recipients: dead_letter (else skip) */
   email_template *tmpl[EMAIL_TYPE_COUNT];
   email_smtp *smtp;
   email_store *store;          /* opened in start() */

@@ -101,6 +101,18 @@ static void finish_send(email_op *op) {
   char rbuf[32];
   const char *reason = email_outcome_reason(op, rbuf, sizeof rbuf);
   int sent = op->outcome == OUT_SENT;
+  if (op->kind != OP_HTTP_SEND && op->outcome == OUT_UNKNOWN_RECIPIENT &&
+      !ep->dead_letter_unknown) {
+    /* No address on file: that user gets no mail, which is no failure
+     * (a single node where nobody registered an address would otherwise
+     * log and dead-letter every chat message).  Settled like a sent mail,
+     * so the conversation's throttle and the dedupe key hold. */
+    email_count(ep, ep->m_suppressed, type, reason);
+    ep->api->log(ep->self, NOTIFD_LOG_DEBUG, "%s email for user %s skipped: %s",
+                 email_type_name(type), op->ev.recipient_id, op->detail);
+    finish_bus(op, V_ACK, 1);
+    return;
+  }
   if (sent) {
     const char *v[] = {email_type_name(type), NULL};
     ep->api->metric_add(ep->m_sent, v, 1);

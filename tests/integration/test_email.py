@@ -206,9 +206,29 @@ def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
     assert len(srv.wait_for(1)) == 1
 
 
-def test_unknown_recipient_is_dropped_without_retry(notifd_factory, smtp):
+def test_unknown_recipient_is_skipped_by_default(notifd_factory, smtp):
+    """No address on file = no mail, not a failure: counted as suppressed,
+    acknowledged, nothing dead-lettered, nothing logged at warn; and with
+    a chat throttle the rest of the conversation is throttled, not looked
+    up again."""
     srv = smtp()
-    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "chat_throttle: 10m")
+    produce(n, CHAT_TOPIC, chat_record("skip-1", "x", "a", "nobody"), key="skip-1")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="chat",
+                              reason="unknown_recipient") == 1, what="skipped")
+    produce(n, CHAT_TOPIC, chat_record("skip-2", "y", "a", "nobody"), key="skip-2")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="chat", reason="throttled") == 1,
+               what="throttled")
+    assert tail(n, CHAT_TOPIC + ".dlq", idle="1s") == []
+    assert metric(n, "email_failed_total") == 0
+    assert metric(n, "notifd_bus_retried_total") == 0
+    assert "level=warn comp=email" not in n.read_log()
+    assert srv.messages == []
+
+
+def test_unknown_recipient_is_dead_lettered_when_configured(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "unknown_recipients: dead_letter")
     produce(n, CHAT_TOPIC, chat_record("nouser-1", "x", "a", "nobody"), key="nouser-1")
     dlq = tail(n, CHAT_TOPIC + ".dlq")
     assert len(dlq) == 1 and dlq[0]["headers"]["notifd-error"] == "unknown_recipient"
@@ -333,7 +353,7 @@ def test_mongodb_directory(notifd_factory, smtp, ferretdb):
     assert p["To"].addresses[0].display_name == "Mongo Receiver"
     assert "directory=mongodb" in n.read_log()
     produce(n, CHAT_TOPIC, chat_record("mg-2", "x", "m-a", "nobody"), key="mg-2")
-    wait_until(lambda: metric(n, "email_failed_total", reason="unknown_recipient") == 1,
+    wait_until(lambda: metric(n, "email_suppressed_total", reason="unknown_recipient") == 1,
                what="unknown recipient")
 
 
