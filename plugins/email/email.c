@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "email.h"
-#include "email_buf.h"
+#include "email_util.h"
 
 #ifndef EMAIL_DEFAULT_TEMPLATES_DIR
 #define EMAIL_DEFAULT_TEMPLATES_DIR "/usr/local/share/notifd/templates"

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "email_buf.h"
+#include "email_util.h"
 
 enum { K_STRING, K_FLOAT, K_TIME };
 
@@ -161,8 +161,8 @@ static int bind(const go_struct *st, const json_t *body, void *obj, char **err) 
 
 /* binding:"required": non-empty strings, non-zero numbers and times. */
 static int validate(const go_struct *st, const void *obj, char **err) {
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   const char *base = obj;
   for (size_t i = 0; i < st->nfields; i++) {
     const go_field *f = &st->fields[i];
@@ -177,16 +177,16 @@ static int validate(const go_struct *st, const void *obj, char **err) {
       zero = !((const email_time *)(base + f->off))->set;
     }
     if (!zero) continue;
-    if (b.len) ebuf_putc(&b, '\n');
-    ebuf_printf(&b, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
+    if (b.len) pc_buf_putc(&b, '\n');
+    pc_buf_printf(&b, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
                 f->ns, f->go);
   }
   if (b.oom) {
-    ebuf_free(&b);
+    pc_buf_free(&b);
     return -2;
   }
   if (!b.len) return 0;
-  *err = ebuf_steal(&b, NULL);
+  *err = pc_buf_steal(&b, NULL);
   return *err ? -1 : -2;
 }
 
@@ -208,32 +208,32 @@ int email_bind_purchase(const json_t *body, email_purchase *out, char **err) {
 
 /* ---- encoding/json output ---- */
 
-static void go_string(ebuf *b, const char *s) {
+static void go_string(pc_buf *b, const char *s) {
   static const char hex[] = "0123456789abcdef";
-  ebuf_putc(b, '"');
+  pc_buf_putc(b, '"');
   const unsigned char *p = (const unsigned char *)(s ? s : "");
   for (; *p; p++) {
     unsigned c = *p;
     if (c == '"' || c == '\\') {
-      ebuf_putc(b, '\\');
-      ebuf_putc(b, (char)c);
+      pc_buf_putc(b, '\\');
+      pc_buf_putc(b, (char)c);
     } else if (c == '\n') {
-      ebuf_puts(b, "\\n");
+      pc_buf_puts(b, "\\n");
     } else if (c == '\r') {
-      ebuf_puts(b, "\\r");
+      pc_buf_puts(b, "\\r");
     } else if (c == '\t') {
-      ebuf_puts(b, "\\t");
+      pc_buf_puts(b, "\\t");
     } else if (c < 0x20 || c == '<' || c == '>' || c == '&') {
       char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-      ebuf_puts(b, u);
+      pc_buf_puts(b, u);
     } else if (c == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)) {
-      ebuf_puts(b, p[2] == 0xA8 ? "\\u2028" : "\\u2029");
+      pc_buf_puts(b, p[2] == 0xA8 ? "\\u2028" : "\\u2029");
       p += 2;
     } else {
-      ebuf_putc(b, (char)c);
+      pc_buf_putc(b, (char)c);
     }
   }
-  ebuf_putc(b, '"');
+  pc_buf_putc(b, '"');
 }
 
 void email_go_float(double v, char *out, size_t n) {
@@ -271,22 +271,22 @@ void email_go_float(double v, char *out, size_t n) {
   snprintf(out, n, "%.*f", decimals > 0 ? decimals : 0, v);
 }
 
-static void go_time(ebuf *b, const email_time *t) {
+static void go_time(pc_buf *b, const email_time *t) {
   char s[48];
   email_time_format_rfc3339(t, s, sizeof s);
   go_string(b, s);
 }
 
-static void go_key(ebuf *b, const char *k, int first) {
-  if (!first) ebuf_putc(b, ',');
+static void go_key(pc_buf *b, const char *k, int first) {
+  if (!first) pc_buf_putc(b, ',');
   go_string(b, k);
-  ebuf_putc(b, ':');
+  pc_buf_putc(b, ':');
 }
 
 char *email_echo_chat(const email_chat_msg *m, size_t *len) {
-  ebuf b;
-  ebuf_init(&b);
-  ebuf_putc(&b, '{');
+  pc_buf b;
+  pc_buf_init(&b);
+  pc_buf_putc(&b, '{');
   go_key(&b, "message_id", 1);
   go_string(&b, m->message_id);
   go_key(&b, "content", 0);
@@ -299,15 +299,15 @@ char *email_echo_chat(const email_chat_msg *m, size_t *len) {
   go_string(&b, m->sender_id);
   go_key(&b, "receiver_id", 0);
   go_string(&b, m->receiver_id);
-  ebuf_putc(&b, '}');
-  return ebuf_steal(&b, len);
+  pc_buf_putc(&b, '}');
+  return pc_buf_steal(&b, len);
 }
 
 char *email_echo_purchase(const email_purchase *p, size_t *len) {
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   char num[64];
-  ebuf_putc(&b, '{');
+  pc_buf_putc(&b, '{');
   go_key(&b, "order_id", 1);
   go_string(&b, p->order_id);
   go_key(&b, "buyer_id", 0);
@@ -318,13 +318,13 @@ char *email_echo_purchase(const email_purchase *p, size_t *len) {
   go_string(&b, p->product_name);
   go_key(&b, "amount", 0);
   email_go_float(p->amount, num, sizeof num);
-  ebuf_puts(&b, num);
+  pc_buf_puts(&b, num);
   go_key(&b, "currency", 0);
   go_string(&b, p->currency);
   go_key(&b, "status", 0);
   go_string(&b, p->status);
   go_key(&b, "purchased_at", 0);
   go_time(&b, &p->purchased_at);
-  ebuf_putc(&b, '}');
-  return ebuf_steal(&b, len);
+  pc_buf_putc(&b, '}');
+  return pc_buf_steal(&b, len);
 }

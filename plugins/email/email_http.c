@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "email.h"
-#include "email_buf.h"
+#include "email_util.h"
 #include "email_gojson.h"
 
 static void respond_bind_error(email_plugin *ep, notifd_req *req, int rc, char *err) {

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "email.h"
-#include "email_buf.h"
+#include "email_util.h"
 #include "email_mime.h"
 
 static void set_outcome(email_op *op, int outcome, const char *fmt, ...)
@@ -42,8 +42,8 @@ void email_job_send(email_op *op) {
   char err[256] = "";
   email_user to = {0}, from = {0};
   email_rendered r = {0};
-  ebuf msg;
-  ebuf_init(&msg);
+  pc_buf msg;
+  pc_buf_init(&msg);
 
   int found = ep->store->ops->lookup(ep->store, ev->recipient_id, &to, err, sizeof err);
   if (found < 0) {
@@ -107,7 +107,7 @@ out:
   email_rendered_free(&r);
   email_user_free(&to);
   email_user_free(&from);
-  ebuf_free(&msg);
+  pc_buf_free(&msg);
 }
 
 const char *email_outcome_reason(const email_op *op, char *buf, size_t n) {

@@ -19,7 +19,7 @@ static int needs_encoding(const char *s) {
   return strstr(s, "=?") != NULL;
 }
 
-static void base64(ebuf *b, const unsigned char *p, size_t n) {
+static void base64(pc_buf *b, const unsigned char *p, size_t n) {
   static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   for (size_t i = 0; i < n; i += 3) {
     unsigned v = (unsigned)p[i] << 16;
@@ -27,7 +27,7 @@ static void base64(ebuf *b, const unsigned char *p, size_t n) {
     if (i + 2 < n) v |= p[i + 2];
     char o[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63], i + 1 < n ? tbl[(v >> 6) & 63] : '=',
                  i + 2 < n ? tbl[v & 63] : '='};
-    ebuf_append(b, o, 4);
+    pc_buf_put(b, o, 4);
   }
 }
 
@@ -44,19 +44,19 @@ static size_t utf8_len(const unsigned char *s) {
  * encoded words at most 76 columns (RFC 2047 section 2); adjacent words are
  * separated by folding, which decoders drop.  Control characters (CR/LF
  * included) become spaces.  Returns the column after the text. */
-static size_t encoded_words(ebuf *b, const char *text, size_t used) {
+static size_t encoded_words(pc_buf *b, const char *text, size_t used) {
   const unsigned char *p = (const unsigned char *)text;
   int first = 1;
   while (*p) {
     if (!first) {
-      ebuf_puts(b, "\r\n ");
+      pc_buf_puts(b, "\r\n ");
       used = 1;
     }
     size_t avail = used + 12 < FOLD_AT ? FOLD_AT - used - 12 : 0;
     size_t max = avail / 4 * 3;
     if (max > EW_MAX_BYTES) max = EW_MAX_BYTES;
     if (max < 4) { /* not even one character fits after the header name */
-      ebuf_puts(b, "\r\n ");
+      pc_buf_puts(b, "\r\n ");
       used = 1;
       max = EW_MAX_BYTES;
     }
@@ -69,9 +69,9 @@ static size_t encoded_words(ebuf *b, const char *text, size_t used) {
       n += cl;
       p += cl;
     }
-    ebuf_puts(b, "=?UTF-8?B?");
+    pc_buf_puts(b, "=?UTF-8?B?");
     base64(b, chunk, n);
-    ebuf_puts(b, "?=");
+    pc_buf_puts(b, "?=");
     used += 12 + (n + 2) / 3 * 4;
     first = 0;
   }
@@ -80,65 +80,65 @@ static size_t encoded_words(ebuf *b, const char *text, size_t used) {
 
 /* Plain ASCII: folds before a space when a line would pass FOLD_AT.
  * Returns the column after the text. */
-static size_t folded_ascii(ebuf *b, const char *text, size_t used) {
+static size_t folded_ascii(pc_buf *b, const char *text, size_t used) {
   const char *p = text;
   while (*p) {
     const char *sp = strchr(p + 1, ' ');
     size_t wl = sp ? (size_t)(sp - p) : strlen(p);
     if (used + wl > FOLD_AT && used > 1 && *p == ' ') {
-      ebuf_puts(b, "\r\n");
+      pc_buf_puts(b, "\r\n");
       used = 0;
     }
-    ebuf_append(b, p, wl);
+    pc_buf_put(b, p, wl);
     used += wl;
     p += wl;
   }
   return used;
 }
 
-void email_mime_header_text(ebuf *b, const char *text, size_t used) {
+void email_mime_header_text(pc_buf *b, const char *text, size_t used) {
   if (needs_encoding(text))
     encoded_words(b, text, used);
   else
     folded_ascii(b, text, used);
 }
 
-void email_mime_mailbox(ebuf *b, const char *name, const char *addr, size_t used) {
+void email_mime_mailbox(pc_buf *b, const char *name, const char *addr, size_t used) {
   if (name && *name) {
     if (needs_encoding(name)) {
       used = encoded_words(b, name, used);
     } else {
       /* A quoted-string is always a valid display name. */
-      ebuf_putc(b, '"');
+      pc_buf_putc(b, '"');
       used++;
       for (const char *p = name; *p; p++, used++) {
         if (*p == '"' || *p == '\\') {
-          ebuf_putc(b, '\\');
+          pc_buf_putc(b, '\\');
           used++;
         }
-        ebuf_putc(b, *p);
+        pc_buf_putc(b, *p);
       }
-      ebuf_putc(b, '"');
+      pc_buf_putc(b, '"');
       used++;
     }
     if (used + strlen(addr) + 3 > FOLD_AT) {
-      ebuf_puts(b, "\r\n");
+      pc_buf_puts(b, "\r\n");
       used = 0;
     }
-    ebuf_putc(b, ' ');
+    pc_buf_putc(b, ' ');
   }
-  ebuf_putc(b, '<');
-  ebuf_puts(b, addr);
-  ebuf_putc(b, '>');
+  pc_buf_putc(b, '<');
+  pc_buf_puts(b, addr);
+  pc_buf_putc(b, '>');
 }
 
-void email_mime_qp(ebuf *b, const char *text) {
+void email_mime_qp(pc_buf *b, const char *text) {
   static const char hex[] = "0123456789ABCDEF";
   const unsigned char *p = (const unsigned char *)text;
   size_t col = 0;
   while (*p) {
     if (*p == '\r' || *p == '\n') {
-      ebuf_puts(b, "\r\n");
+      pc_buf_puts(b, "\r\n");
       col = 0;
       p += (p[0] == '\r' && p[1] == '\n') ? 2 : 1;
       continue;
@@ -149,14 +149,14 @@ void email_mime_qp(ebuf *b, const char *text) {
     size_t w = literal ? 1 : 3;
     /* Keep room for the soft break '=' unless this is the line's end. */
     if (col + w > (at_eol ? 76u : 75u)) {
-      ebuf_puts(b, "=\r\n");
+      pc_buf_puts(b, "=\r\n");
       col = 0;
     }
     if (literal) {
-      ebuf_putc(b, (char)c);
+      pc_buf_putc(b, (char)c);
     } else {
       char e[3] = {'=', hex[c >> 4], hex[c & 15]};
-      ebuf_append(b, e, 3);
+      pc_buf_put(b, e, 3);
     }
     col += w;
     p++;
@@ -175,51 +175,51 @@ static void hexrand(char *out, size_t nbytes) {
   out[2 * nbytes] = '\0';
 }
 
-static void text_part_headers(ebuf *b, const char *subtype) {
-  ebuf_printf(b,
+static void text_part_headers(pc_buf *b, const char *subtype) {
+  pc_buf_printf(b,
               "Content-Type: text/%s; charset=UTF-8\r\n"
               "Content-Transfer-Encoding: quoted-printable\r\n",
               subtype);
 }
 
-int email_compose(const email_compose_in *in, ebuf *b) {
+int email_compose(const email_compose_in *in, pc_buf *b) {
   char date[64], id[40], boundary[40];
   email_time_format_rfc5322(in->date_unix, date, sizeof date);
   hexrand(id, 16);
   const char *at = strrchr(in->from_addr, '@');
   const char *domain = at && at[1] ? at + 1 : "localhost";
 
-  ebuf_printf(b, "Date: %s\r\n", date);
-  ebuf_puts(b, "From: ");
+  pc_buf_printf(b, "Date: %s\r\n", date);
+  pc_buf_puts(b, "From: ");
   email_mime_mailbox(b, in->from_name, in->from_addr, 6);
-  ebuf_puts(b, "\r\nTo: ");
+  pc_buf_puts(b, "\r\nTo: ");
   email_mime_mailbox(b, in->to_name, in->to_addr, 4);
-  ebuf_puts(b, "\r\nSubject: ");
+  pc_buf_puts(b, "\r\nSubject: ");
   email_mime_header_text(b, in->subject, 9);
-  ebuf_printf(b, "\r\nMessage-ID: <%s@%s>\r\n", id, domain);
+  pc_buf_printf(b, "\r\nMessage-ID: <%s@%s>\r\n", id, domain);
   /* RFC 3834: machine-generated, so vacation responders stay quiet. */
-  ebuf_puts(b, "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n");
+  pc_buf_puts(b, "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n");
   if (!in->html) {
     text_part_headers(b, "plain");
-    ebuf_puts(b, "\r\n");
+    pc_buf_puts(b, "\r\n");
     email_mime_qp(b, in->text);
-    ebuf_puts(b, "\r\n");
+    pc_buf_puts(b, "\r\n");
   } else {
     /* "=_" never occurs in quoted-printable output, so the boundary cannot
      * collide with the content. */
     hexrand(boundary + 2, 12);
     boundary[0] = '=';
     boundary[1] = '_';
-    ebuf_printf(b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
-    ebuf_printf(b, "--%s\r\n", boundary);
+    pc_buf_printf(b, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
+    pc_buf_printf(b, "--%s\r\n", boundary);
     text_part_headers(b, "plain");
-    ebuf_puts(b, "\r\n");
+    pc_buf_puts(b, "\r\n");
     email_mime_qp(b, in->text);
-    ebuf_printf(b, "\r\n--%s\r\n", boundary);
+    pc_buf_printf(b, "\r\n--%s\r\n", boundary);
     text_part_headers(b, "html");
-    ebuf_puts(b, "\r\n");
+    pc_buf_puts(b, "\r\n");
     email_mime_qp(b, in->html);
-    ebuf_printf(b, "\r\n--%s--\r\n", boundary);
+    pc_buf_printf(b, "\r\n--%s--\r\n", boundary);
   }
   return b->oom ? -1 : 0;
 }

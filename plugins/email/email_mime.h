@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "email_buf.h"
+#include "email_util.h"
 
 typedef struct email_compose_in {
   const char *from_addr, *from_name;  /* name may be NULL or "" */
@@ -20,12 +20,12 @@ typedef struct email_compose_in {
 } email_compose_in;
 
 /* Appends the whole message to `out`: 0, or -1 on OOM. */
-int email_compose(const email_compose_in *in, ebuf *out);
+int email_compose(const email_compose_in *in, pc_buf *out);
 
 /* Header helpers, exposed for unit tests. `used` is the length of the
  * header line so far (e.g. strlen("Subject: ")); folds with CRLF SP. */
-void email_mime_header_text(ebuf *b, const char *text, size_t used);
-void email_mime_mailbox(ebuf *b, const char *name, const char *addr, size_t used);
-void email_mime_qp(ebuf *b, const char *text);
+void email_mime_header_text(pc_buf *b, const char *text, size_t used);
+void email_mime_mailbox(pc_buf *b, const char *name, const char *addr, size_t used);
+void email_mime_qp(pc_buf *b, const char *text);
 
 #endif

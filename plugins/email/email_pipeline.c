@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "email.h"
-#include "email_buf.h"
+#include "email_util.h"
 #include "chat_debezium.h"
 
 #define RELEASE_TTL_MS 1
@@ -289,18 +289,18 @@ static void on_throttle_checked(int32_t result, void *ud) {
 static char *dedupe_key(email_plugin *ep, notifd_bus_msg *m, const char *topic) {
   size_t klen = 0;
   const unsigned char *k = ep->api->msg_key(m, &klen);
-  ebuf b;
-  ebuf_init(&b);
-  ebuf_printf(&b, "email:%s:", topic);
+  pc_buf b;
+  pc_buf_init(&b);
+  pc_buf_printf(&b, "email:%s:", topic);
   if (!k || !klen) {
-    ebuf_printf(&b, "p%d@%lld", (int)ep->api->msg_partition(m), (long long)ep->api->msg_offset(m));
+    pc_buf_printf(&b, "p%d@%lld", (int)ep->api->msg_partition(m), (long long)ep->api->msg_offset(m));
   } else if (email_utf8_printable((const char *)k, klen) && !memchr(k, '\t', klen)) {
-    ebuf_append(&b, k, klen);
+    pc_buf_put(&b, k, klen);
   } else {
-    ebuf_puts(&b, "hex:");
-    for (size_t i = 0; i < klen; i++) ebuf_printf(&b, "%02x", k[i]);
+    pc_buf_puts(&b, "hex:");
+    for (size_t i = 0; i < klen; i++) pc_buf_printf(&b, "%02x", k[i]);
   }
-  return ebuf_steal(&b, NULL);
+  return pc_buf_steal(&b, NULL);
 }
 
 /* A change record's document as a chat event (strings are copied). */
@@ -386,11 +386,11 @@ void email_on_record(notifd_bus_msg *m, void *ud) {
   }
   op->dedupe_key = dedupe_key(ep, m, topic);
   if (op->ev.type == EMAIL_CHAT && ep->chat_throttle_ms > 0) {
-    ebuf b;
-    ebuf_init(&b);
-    ebuf_printf(&b, "email:throttle:%s:%s", email_event_get(&op->ev, "stream_id"),
+    pc_buf b;
+    pc_buf_init(&b);
+    pc_buf_printf(&b, "email:throttle:%s:%s", email_event_get(&op->ev, "stream_id"),
                 op->ev.recipient_id);
-    op->throttle_key = ebuf_steal(&b, NULL);
+    op->throttle_key = pc_buf_steal(&b, NULL);
     if (!op->throttle_key) {
       ep->api->bus_retry(m, "out of memory");
       email_op_free(op);

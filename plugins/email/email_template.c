@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "email_buf.h"
+#include "email_util.h"
 
 #define MAX_TEMPLATE_BYTES (1024 * 1024)
 #define HTML_MARKER "--- html ---"
@@ -126,28 +126,29 @@ static char *read_file(loader *l, size_t *len) {
     fail(l, 0, "cannot open template: %s", strerror(errno));
     return NULL;
   }
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   char chunk[8192];
   size_t n;
   while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
     if (b.len + n > MAX_TEMPLATE_BYTES) {
       fclose(f);
-      ebuf_free(&b);
+      pc_buf_free(&b);
       fail(l, 0, "template larger than %d bytes", MAX_TEMPLATE_BYTES);
       return NULL;
     }
-    if (ebuf_append(&b, chunk, n) < 0) break;
+    pc_buf_put(&b, chunk, n);
+    if (b.oom) break;
   }
   int rerr = ferror(f);
   fclose(f);
   if (rerr || b.oom) {
-    ebuf_free(&b);
+    pc_buf_free(&b);
     fail(l, 0, rerr ? "read error" : "out of memory");
     return NULL;
   }
   /* Normalise CRLF to LF in place. */
-  char *d = ebuf_steal(&b, &n);
+  char *d = pc_buf_steal(&b, &n);
   if (!d) {
     fail(l, 0, "out of memory");
     return NULL;
@@ -283,41 +284,41 @@ void email_template_free(email_template *t) {
 
 enum { ESC_NONE, ESC_LINE, ESC_HTML };
 
-static void put_value(ebuf *b, const char *v, int esc) {
+static void put_value(pc_buf *b, const char *v, int esc) {
   if (esc == ESC_NONE) {
-    ebuf_puts(b, v);
+    pc_buf_puts(b, v);
     return;
   }
   for (; *v; v++) {
     char c = *v;
     if (esc == ESC_LINE) {
-      ebuf_putc(b, c == '\r' || c == '\n' ? ' ' : c);
+      pc_buf_putc(b, c == '\r' || c == '\n' ? ' ' : c);
       continue;
     }
     switch (c) {
-      case '&': ebuf_puts(b, "&amp;"); break;
-      case '<': ebuf_puts(b, "&lt;"); break;
-      case '>': ebuf_puts(b, "&gt;"); break;
-      case '"': ebuf_puts(b, "&quot;"); break;
-      case '\'': ebuf_puts(b, "&#39;"); break;
-      default: ebuf_putc(b, c);
+      case '&': pc_buf_puts(b, "&amp;"); break;
+      case '<': pc_buf_puts(b, "&lt;"); break;
+      case '>': pc_buf_puts(b, "&gt;"); break;
+      case '"': pc_buf_puts(b, "&quot;"); break;
+      case '\'': pc_buf_puts(b, "&#39;"); break;
+      default: pc_buf_putc(b, c);
     }
   }
 }
 
 static char *render_part(const part *p, const email_event *ev, int esc) {
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   for (size_t i = 0; i < p->n; i++) {
     const segment *s = &p->segs[i];
     if (s->field < 0) {
-      ebuf_append(&b, s->lit, s->len);
+      pc_buf_put(&b, s->lit, s->len);
     } else {
       const char *v = ev->vals[s->field];
       put_value(&b, v ? v : "", esc);
     }
   }
-  return ebuf_steal(&b, NULL);
+  return pc_buf_steal(&b, NULL);
 }
 
 int email_template_render(const email_template *t, const email_event *ev, email_rendered *out) {

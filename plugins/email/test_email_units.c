@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "email_buf.h"
+#include "email_util.h"
 #include "email_event.h"
 #include "email_gojson.h"
 #include "email_mime.h"
@@ -267,8 +267,8 @@ static void assert_lines_short(const char *msg, size_t max) {
 }
 
 START_TEST(mime_plain_message) {
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   email_compose_in in = {.from_addr = "noreply@example.com", .from_name = "Shop \"Best\"",
                          .to_addr = "bob@example.com", .to_name = "Bob",
                          .subject = "New purchase order: Premium Coffee",
@@ -284,13 +284,13 @@ START_TEST(mime_plain_message) {
   ck_assert_ptr_nonnull(strstr(b.data, "Content-Type: text/plain; charset=UTF-8\r\n"));
   ck_assert_ptr_nonnull(strstr(b.data, "\r\n\r\nOrder ID: 1\r\nAmount: USD 15.99\r\n.leading dot\r\nx=3Dy=20\r\n"));
   assert_lines_short(b.data, 78);
-  ebuf_free(&b);
+  pc_buf_free(&b);
 }
 END_TEST
 
 START_TEST(mime_encoded_words_and_multipart) {
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   char subject[400] = "Nouveau message de Zoë — ";
   for (int i = 0; i < 8; i++) strcat(subject, "ünïcödé ");
   email_compose_in in = {.from_addr = "a@example.org", .from_name = "Zoë",
@@ -306,24 +306,24 @@ START_TEST(mime_encoded_words_and_multipart) {
   ck_assert_ptr_nonnull(strstr(b.data, "Content-Type: text/html; charset=UTF-8\r\n"));
   ck_assert_ptr_nonnull(strstr(b.data, "caf=C3=A9\r\n"));
   assert_lines_short(b.data, 76);
-  ebuf_free(&b);
+  pc_buf_free(&b);
 }
 END_TEST
 
 START_TEST(mime_qp_soft_breaks) {
-  ebuf b;
-  ebuf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   char text[400];
   memset(text, 'a', 300);
   text[300] = '\0';
   email_mime_qp(&b, text);
-  ebuf_puts(&b, "\r\n"); /* the body's end is the caller's */
+  pc_buf_puts(&b, "\r\n"); /* the body's end is the caller's */
   assert_lines_short(b.data, 76);
   size_t count = 0;
   for (const char *p = b.data; *p; p++) count += *p == 'a';
   ck_assert_uint_eq(count, 300);
   ck_assert_ptr_nonnull(strstr(b.data, "=\r\n"));
-  ebuf_free(&b);
+  pc_buf_free(&b);
 }
 END_TEST
 

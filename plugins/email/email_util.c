@@ -1,81 +1,14 @@
-/* Growable text buffer, random bytes, and address/text checks. */
-#include "email_buf.h"
+/* Small helpers of the email plugin: strdup variants, random bytes, and
+ * address/text checks. */
+#include "email_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-
-void ebuf_init(ebuf *b) { memset(b, 0, sizeof *b); }
-
-static int ebuf_reserve(ebuf *b, size_t extra) {
-  if (b->oom) return -1;
-  if (extra > SIZE_MAX / 2 - b->len) {
-    b->oom = 1;
-    return -1;
-  }
-  size_t need = b->len + extra + 1;
-  if (need <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 128;
-  while (cap < need) cap *= 2;
-  char *d = realloc(b->data, cap);
-  if (!d) {
-    b->oom = 1;
-    return -1;
-  }
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-
-int ebuf_append(ebuf *b, const void *p, size_t n) {
-  if (ebuf_reserve(b, n) < 0) return -1;
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-  return 0;
-}
-
-int ebuf_puts(ebuf *b, const char *s) { return ebuf_append(b, s, strlen(s)); }
-
-int ebuf_putc(ebuf *b, char c) { return ebuf_append(b, &c, 1); }
-
-int ebuf_printf(ebuf *b, const char *fmt, ...) {
-  va_list ap, ap2;
-  va_start(ap, fmt);
-  va_copy(ap2, ap);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || ebuf_reserve(b, (size_t)n) < 0) {
-    va_end(ap2);
-    if (n < 0) b->oom = 1;
-    return -1;
-  }
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
-  va_end(ap2);
-  b->len += (size_t)n;
-  return 0;
-}
-
-char *ebuf_steal(ebuf *b, size_t *len) {
-  char *d = NULL;
-  if (!b->oom) {
-    d = b->data ? b->data : calloc(1, 1);
-    if (len) *len = b->data ? b->len : 0;
-    b->data = NULL;
-  }
-  ebuf_free(b);
-  return d;
-}
-
-void ebuf_free(ebuf *b) {
-  free(b->data);
-  ebuf_init(b);
-}
 
 char *email_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
