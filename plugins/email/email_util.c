@@ -2,6 +2,8 @@
  * address/text checks. */
 #include "email_util.h"
 
+#include "chat_json.h" /* chat_utf8_seq: chat_common is compiled into the plugin */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -42,34 +44,6 @@ void email_random(void *out, size_t n) {
   }
 }
 
-/* Length of the UTF-8 sequence at s (1..4) or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  size_t len;
-  unsigned min;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    min = 0x80;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    min = 0x800;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (n < len) return 0;
-  unsigned cp = c & (0x3F >> (len - 1));
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 int email_utf8_printable(const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s;
   size_t i = 0;
@@ -79,7 +53,7 @@ int email_utf8_printable(const char *s, size_t n) {
       i++;
       continue;
     }
-    size_t l = utf8_seq(p + i, n - i);
+    size_t l = chat_utf8_seq(p + i, n - i);
     if (!l) return 0;
     i += l;
   }
