@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "ch_internal.h"
-#include "chat_buf.h"
+#include "pc_buf.h"
 
 static const char *const target_names[CH_TARGETS] = {"chat_ws", "notifications"};
 
@@ -29,18 +29,18 @@ int64_t ch_mono_ns(void) {
 
 char *ch_url_encode(const char *s) {
   static const char hexd[] = "0123456789ABCDEF";
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
         *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-      chat_buf_putc(&b, (char)*p);
+      pc_buf_putc(&b, (char)*p);
     } else {
       char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
-      chat_buf_append(&b, e, 3);
+      pc_buf_put(&b, e, 3);
     }
   }
-  return chat_buf_steal(&b, NULL);
+  return pc_buf_steal(&b, NULL);
 }
 
 /* "target: what" appended to the attempt's error text. */
@@ -93,14 +93,14 @@ static char *target_url(ch_plugin *pl, const ch_event *ev, int target) {
   const chat_message *msg = &ev->change.msg;
   char *arg = ch_url_encode(target == CH_TARGET_CHAT_WS ? msg->stream_id : msg->receiver_id);
   if (!arg) return NULL;
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   if (target == CH_TARGET_CHAT_WS)
-    chat_buf_printf(&b, "%s/chat/forward-to-websocket?stream_id=%s", pl->chat_ws_base, arg);
+    pc_buf_printf(&b, "%s/chat/forward-to-websocket?stream_id=%s", pl->chat_ws_base, arg);
   else
-    chat_buf_printf(&b, "%s/notifications/chat?user_id=%s", pl->notifications_base, arg);
+    pc_buf_printf(&b, "%s/notifications/chat?user_id=%s", pl->notifications_base, arg);
   free(arg);
-  return chat_buf_steal(&b, NULL);
+  return pc_buf_steal(&b, NULL);
 }
 
 void ch_forward(ch_event *ev) {
@@ -174,10 +174,10 @@ static void on_closed(int32_t status, notifd_http_resp *resp, void *ud) {
 void ch_close_stream(ch_plugin *pl, const char *stream_id) {
   char *enc = ch_url_encode(stream_id);
   ch_close *c = calloc(1, sizeof *c);
-  chat_buf b;
-  chat_buf_init(&b);
-  if (enc) chat_buf_printf(&b, "%s/chat/streams/%s/close", pl->chat_ws_base, enc);
-  char *url = enc ? chat_buf_steal(&b, NULL) : NULL;
+  pc_buf b;
+  pc_buf_init(&b);
+  if (enc) pc_buf_printf(&b, "%s/chat/streams/%s/close", pl->chat_ws_base, enc);
+  char *url = enc ? pc_buf_steal(&b, NULL) : NULL;
   free(enc);
   if (c) {
     c->pl = pl;
@@ -187,7 +187,7 @@ void ch_close_stream(ch_plugin *pl, const char *stream_id) {
     pl->api->log(pl->self, NOTIFD_LOG_ERROR, "cannot close stream %s: out of memory", stream_id);
     free(url);
     if (c) ch_close_free(c);
-    chat_buf_free(&b);
+    pc_buf_free(&b);
     return;
   }
   static const char *const headers[] = {"Content-Type: application/json", NULL};

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "ch_internal.h"
-#include "chat_buf.h"
+#include "pc_buf.h"
 
 static void link_event(ch_event *ev) {
   ch_plugin *pl = ev->pl;
@@ -169,10 +169,10 @@ void ch_on_record(notifd_bus_msg *m, void *ud) {
     ch_event_free(ev);
     return;
   }
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   chat_message_gojson(&ev->change.msg, &b); /* parsing checked the date range */
-  ev->body = chat_buf_steal(&b, &ev->body_len);
+  ev->body = pc_buf_steal(&b, &ev->body_len);
   ev->key = chat_strndup(key, klen);
   if (!ev->body || !ev->key) {
     ch_event_free(ev);

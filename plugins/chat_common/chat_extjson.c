@@ -163,63 +163,63 @@ int chat_doc_from_extjson(const char *text, size_t len, chat_message *out, char 
 
 /* ---- writing ---- */
 
-static void put_str(chat_buf *b, const char *s) {
+static void put_str(pc_buf *b, const char *s) {
   s = s ? s : "";
   chat_json_str(b, s, strlen(s), CHAT_JSON_PLAIN);
 }
 
-int chat_doc_to_extjson(const chat_message *m, chat_buf *b) {
-  chat_buf_puts(b, "{\"_id\":");
+int chat_doc_to_extjson(const chat_message *m, pc_buf *b) {
+  pc_buf_puts(b, "{\"_id\":");
   if (m->id_is_oid) {
-    chat_buf_puts(b, "{\"$oid\":");
+    pc_buf_puts(b, "{\"$oid\":");
     put_str(b, m->message_id);
-    chat_buf_putc(b, '}');
+    pc_buf_putc(b, '}');
   } else {
     put_str(b, m->message_id);
   }
-  chat_buf_puts(b, ",\"content\":");
+  pc_buf_puts(b, ",\"content\":");
   put_str(b, m->content);
-  chat_buf_printf(b, ",\"created_at\":{\"$date\":{\"$numberLong\":\"%" PRId64 "\"}}",
+  pc_buf_printf(b, ",\"created_at\":{\"$date\":{\"$numberLong\":\"%" PRId64 "\"}}",
                   m->created_at_ms);
-  chat_buf_puts(b, ",\"stream_id\":");
+  pc_buf_puts(b, ",\"stream_id\":");
   put_str(b, m->stream_id);
-  chat_buf_puts(b, ",\"sender_id\":");
+  pc_buf_puts(b, ",\"sender_id\":");
   put_str(b, m->sender_id);
-  chat_buf_puts(b, ",\"receiver_id\":");
+  pc_buf_puts(b, ",\"receiver_id\":");
   put_str(b, m->receiver_id);
-  chat_buf_putc(b, '}');
+  pc_buf_putc(b, '}');
   return b->oom ? -1 : 0;
 }
 
-int chat_doc_key(const chat_message *m, chat_buf *b) {
-  chat_buf inner;
-  chat_buf_init(&inner);
+int chat_doc_key(const chat_message *m, pc_buf *b) {
+  pc_buf inner;
+  pc_buf_init(&inner);
   if (m->id_is_oid) {
-    chat_buf_puts(&inner, "{\"$oid\": ");
+    pc_buf_puts(&inner, "{\"$oid\": ");
     put_str(&inner, m->message_id);
-    chat_buf_putc(&inner, '}');
+    pc_buf_putc(&inner, '}');
   } else {
     put_str(&inner, m->message_id);
   }
   int rc = inner.oom ? -1 : 0;
-  chat_buf_puts(b, "{\"id\":");
+  pc_buf_puts(b, "{\"id\":");
   if (rc == 0) chat_json_str(b, inner.data, inner.len, CHAT_JSON_PLAIN);
-  chat_buf_putc(b, '}');
-  chat_buf_free(&inner);
+  pc_buf_putc(b, '}');
+  pc_buf_free(&inner);
   return rc < 0 || b->oom ? -1 : 0;
 }
 
-int chat_change_value(const chat_message *m, int64_t ts_ms, chat_buf *b) {
-  chat_buf doc;
-  chat_buf_init(&doc);
+int chat_change_value(const chat_message *m, int64_t ts_ms, pc_buf *b) {
+  pc_buf doc;
+  pc_buf_init(&doc);
   if (chat_doc_to_extjson(m, &doc) < 0) {
-    chat_buf_free(&doc);
+    pc_buf_free(&doc);
     b->oom = 1;
     return -1;
   }
-  chat_buf_puts(b, "{\"before\":null,\"after\":");
+  pc_buf_puts(b, "{\"before\":null,\"after\":");
   chat_json_str(b, doc.data, doc.len, CHAT_JSON_PLAIN);
-  chat_buf_printf(b, ",\"op\":\"c\",\"ts_ms\":%" PRId64 "}", ts_ms);
-  chat_buf_free(&doc);
+  pc_buf_printf(b, ",\"op\":\"c\",\"ts_ms\":%" PRId64 "}", ts_ms);
+  pc_buf_free(&doc);
   return b->oom ? -1 : 0;
 }

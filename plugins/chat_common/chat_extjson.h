@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chat_buf.h"
+#include "pc_buf.h"
 #include "chat_model.h"
 
 #define CHAT_DOC_OK      0
@@ -30,13 +30,13 @@ int chat_doc_from_extjson(const char *text, size_t len, chat_message *out, char 
 /* Canonical Extended JSON of the document, compact, fields in the order
  * the Go service stored them:
  * {"_id":{"$oid":"…"}|"…","content":…,"created_at":{"$date":{"$numberLong":"…"}},…} */
-int chat_doc_to_extjson(const chat_message *m, chat_buf *b);
+int chat_doc_to_extjson(const chat_message *m, pc_buf *b);
 /* The record key, as Debezium's MongoDB connector writes it with
  * key.converter.schemas.enable=false: {"id":"<relaxed Extended JSON of _id>"},
  * i.e. {"id":"{\"$oid\": \"…\"}"} or {"id":"\"…\""}. */
-int chat_doc_key(const chat_message *m, chat_buf *b);
+int chat_doc_key(const chat_message *m, pc_buf *b);
 /* The record value: {"before":null,"after":"<canonical ExtJSON>","op":"c","ts_ms":N}. */
-int chat_change_value(const chat_message *m, int64_t ts_ms, chat_buf *b);
+int chat_change_value(const chat_message *m, int64_t ts_ms, pc_buf *b);
 
 /* Strict decimal int64 (optional '-', 1..19 digits, no overflow). */
 int chat_parse_int64(const char *s, int64_t *out);

@@ -43,10 +43,11 @@ int chat_utf8_valid(const char *s, size_t n) {
 
 static const char json_hex_digits[] = "0123456789abcdef";
 
-static int put_u(chat_buf *b, unsigned v) {
+static int put_u(pc_buf *b, unsigned v) {
   const char *h = json_hex_digits;
   char e[6] = {'\\', 'u', h[(v >> 12) & 15], h[(v >> 8) & 15], h[(v >> 4) & 15], h[v & 15]};
-  return chat_buf_append(b, e, sizeof e);
+  pc_buf_put(b, e, sizeof e);
+  return b->oom ? -1 : 0;
 }
 
 /* 1 for bytes that need a look in chat_json_str: '"', '\\', controls, and
@@ -56,10 +57,10 @@ static const unsigned char attention[256] = {
     ['<'] = 2,        ['>'] = 2, ['&'] = 2,
 };
 
-int chat_json_str(chat_buf *b, const char *s, size_t n, int flavour) {
+int chat_json_str(pc_buf *b, const char *s, size_t n, int flavour) {
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char stop = flavour == CHAT_JSON_GO ? 3 : 1; /* mask of kinds to look at */
-  chat_buf_putc(b, '"');
+  pc_buf_putc(b, '"');
   size_t run = 0; /* start of the pending run of bytes copied verbatim */
   size_t i = 0;
   while (i < n) {
@@ -89,18 +90,20 @@ int chat_json_str(chat_buf *b, const char *s, size_t n, int flavour) {
       }
     }
     if (esc || u >= 0) {
-      chat_buf_append(b, s + run, i - run);
-      if (esc) chat_buf_puts(b, esc);
+      pc_buf_put(b, s + run, i - run);
+      if (esc) pc_buf_puts(b, esc);
       else put_u(b, (unsigned)u);
       run = i + adv;
     }
     i += adv;
   }
-  chat_buf_append(b, s + run, n - run);
-  return chat_buf_putc(b, '"');
+  pc_buf_put(b, s + run, n - run);
+  pc_buf_putc(b, '"');
+  return b->oom ? -1 : 0;
 }
 
-int chat_json_key(chat_buf *b, const char *key) {
+int chat_json_key(pc_buf *b, const char *key) {
   chat_json_str(b, key, strlen(key), CHAT_JSON_PLAIN);
-  return chat_buf_putc(b, ':');
+  pc_buf_putc(b, ':');
+  return b->oom ? -1 : 0;
 }

@@ -8,6 +8,14 @@
 #include "pc_stream_id.h"
 #include "chat_time.h"
 
+char *chat_strndup(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (!p) return NULL;
+  if (n) memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
 void chat_message_init(chat_message *m) {
   memset(m, 0, sizeof *m);
   m->created_at_ms = CHAT_TIME_ZERO_MS;
@@ -126,11 +134,11 @@ static const char *go_kind(const json_t *v) {
   }
 }
 
-int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err) {
+int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err) {
   chat_message_init(out);
   if (json_is_null(body)) goto validate; /* Go: null into a struct is a no-op */
   if (!json_is_object(body)) {
-    chat_buf_printf(err, "json: cannot unmarshal %s into Go value of type model.ChatMessage",
+    pc_buf_printf(err, "json: cannot unmarshal %s into Go value of type model.ChatMessage",
                     go_kind(body));
     return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
   }
@@ -143,9 +151,9 @@ int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err) {
     if (!json_is_string(v)) {
       if (!type_error) {
         if (f == F_CREATED_AT)
-          chat_buf_puts(err, "Time.UnmarshalJSON: input is not a JSON string");
+          pc_buf_puts(err, "Time.UnmarshalJSON: input is not a JSON string");
         else
-          chat_buf_printf(err,
+          pc_buf_printf(err,
                           "json: cannot unmarshal %s into Go struct field ChatMessage.%s of type "
                           "string",
                           go_kind(v), fields[f].json);
@@ -159,7 +167,7 @@ int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err) {
       int64_t ms;
       if (n != strlen(s) || chat_time_parse(s, &ms) < 0) {
         if (!type_error)
-          chat_buf_printf(err, "parsing time \"%s\" as RFC 3339: invalid created_at", s);
+          pc_buf_printf(err, "parsing time \"%s\" as RFC 3339: invalid created_at", s);
         type_error = 1;
       } else {
         out->created_at_ms = ms;
@@ -188,9 +196,9 @@ validate:
   for (int f = 0; f < F_COUNT; f++) {
     char **slot = field_slot(out, f);
     if (!fields[f].required || !slot || **slot) continue;
-    if (!first) chat_buf_putc(err, '\n');
+    if (!first) pc_buf_putc(err, '\n');
     first = 0;
-    chat_buf_printf(err, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
+    pc_buf_printf(err, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
                     fields[f].go_path, fields[f].go_name);
   }
   if (!first) {
@@ -263,20 +271,20 @@ unsure:
 
 /* ---- extra checks ---- */
 
-static int check_text(const char *name, const char *s, size_t limit, chat_buf *err) {
+static int check_text(const char *name, const char *s, size_t limit, pc_buf *err) {
   size_t n = strlen(s);
   if (limit && n > limit) {
-    chat_buf_printf(err, "%s: too long (%zu bytes, limit %zu)", name, n, limit);
+    pc_buf_printf(err, "%s: too long (%zu bytes, limit %zu)", name, n, limit);
     return -1;
   }
   if (!chat_utf8_valid(s, n)) {
-    chat_buf_printf(err, "%s: not valid UTF-8", name);
+    pc_buf_printf(err, "%s: not valid UTF-8", name);
     return -1;
   }
   return 0;
 }
 
-int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *err) {
+int chat_message_check(const chat_message *m, const chat_limits *lim, pc_buf *err) {
   const struct {
     const char *name, *val;
     size_t limit;
@@ -296,7 +304,7 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *
   for (size_t i = 0; i < 4; i++)
     for (const unsigned char *p = (const unsigned char *)(ids[i] ? ids[i] : ""); *p; p++)
       if (*p < 0x20 || *p == 0x7f) {
-        chat_buf_printf(err, "%s: contains a control character", names[i]);
+        pc_buf_printf(err, "%s: contains a control character", names[i]);
         return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
       }
   if (lim->verify_stream_id) {
@@ -305,7 +313,7 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *
                        strlen(m->receiver_id), want) < 0)
       return CHAT_BIND_NOMEM;
     if (strcmp(want, m->stream_id) != 0) {
-      chat_buf_printf(err, "stream_id: does not match sender_id and receiver_id (expected %s)",
+      pc_buf_printf(err, "stream_id: does not match sender_id and receiver_id (expected %s)",
                       want);
       return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
     }
@@ -315,22 +323,22 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *
 
 /* ---- output ---- */
 
-static void go_field(chat_buf *b, const char *name, const char *val, int comma) {
-  if (comma) chat_buf_putc(b, ',');
+static void go_field(pc_buf *b, const char *name, const char *val, int comma) {
+  if (comma) pc_buf_putc(b, ',');
   chat_json_key(b, name);
   chat_json_str(b, val ? val : "", val ? strlen(val) : 0, CHAT_JSON_GO);
 }
 
-int chat_message_gojson(const chat_message *m, chat_buf *b) {
+int chat_message_gojson(const chat_message *m, pc_buf *b) {
   char when[CHAT_TIME_TEXT_MAX];
   if (chat_time_format(m->created_at_ms, when) < 0) return -1;
-  chat_buf_putc(b, '{');
+  pc_buf_putc(b, '{');
   go_field(b, "message_id", m->message_id, 0);
   go_field(b, "content", m->content, 1);
   go_field(b, "created_at", when, 1);
   go_field(b, "stream_id", m->stream_id, 1);
   go_field(b, "sender_id", m->sender_id, 1);
   go_field(b, "receiver_id", m->receiver_id, 1);
-  chat_buf_putc(b, '}');
+  pc_buf_putc(b, '}');
   return b->oom ? -1 : 0;
 }

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chat_buf.h"
+#include "pc_buf.h"
 
 typedef struct chat_message {
   /* Owned, NUL-terminated; "" when absent (never NULL after a successful
@@ -21,6 +21,9 @@ typedef struct chat_message {
   int64_t created_at_ms; /* CHAT_TIME_ZERO_MS when absent */
   int id_is_oid;         /* the stored _id is an ObjectId (24 lowercase hex) */
 } chat_message;
+
+/* strdup of n bytes (NUL-terminated); NULL on OOM. */
+char *chat_strndup(const char *s, size_t n);
 
 void chat_message_init(chat_message *m);
 void chat_message_free(chat_message *m);
@@ -37,7 +40,7 @@ int chat_message_copy(chat_message *dst, const chat_message *src);
  * match case-insensitively (ASCII), unknown fields are ignored, null leaves
  * a field empty, the last duplicate wins, a wrong type is an error, and
  * the required strings must be non-empty.  Error texts follow Go's. */
-int chat_message_bind(const json_t *body, chat_message *out, chat_buf *err);
+int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err);
 
 /* The same binding straight from the raw request body, without jansson,
  * for the common body only.  It answers (1, `out` bound, the required
@@ -58,12 +61,12 @@ typedef struct chat_limits {
 /* Checks the Go service never made; run after a successful bind.  Returns
  * CHAT_BIND_OK, CHAT_BIND_INVALID with a message naming the field, or
  * CHAT_BIND_NOMEM. */
-int chat_message_check(const chat_message *m, const chat_limits *lim, chat_buf *err);
+int chat_message_check(const chat_message *m, const chat_limits *lim, pc_buf *err);
 
 /* {"message_id","content","created_at","stream_id","sender_id","receiver_id"}
  * exactly as Go encoding/json writes the struct (HTML-escaped strings).
  * Returns 0, or -1 when created_at is outside years 0000..9999 (Go's
  * marshaller refuses those too) or on OOM. */
-int chat_message_gojson(const chat_message *m, chat_buf *out);
+int chat_message_gojson(const chat_message *m, pc_buf *out);
 
 #endif

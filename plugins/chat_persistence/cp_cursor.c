@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_buf.h"
+#include "pc_buf.h"
 #include "chat_extjson.h"
 #include "chat_oid.h"
 #include "chat_time.h"
@@ -106,16 +106,16 @@ int cp_cursor_parse(const char *text, cp_cursor *out) {
 }
 
 char *cp_cursor_format(const cp_cursor *c) {
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   switch (c->kind) {
-  case CP_CUR_SEQ: chat_buf_printf(&b, "s:%" PRId64 ":%" PRId64, c->ms, c->seq); break;
-  case CP_CUR_OID: chat_buf_printf(&b, "o:%" PRId64 ":%s", c->ms, c->id ? c->id : ""); break;
-  case CP_CUR_STR_ID: chat_buf_printf(&b, "i:%" PRId64 ":%s", c->ms, c->id ? c->id : ""); break;
-  default: chat_buf_free(&b); return NULL;
+  case CP_CUR_SEQ: pc_buf_printf(&b, "s:%" PRId64 ":%" PRId64, c->ms, c->seq); break;
+  case CP_CUR_OID: pc_buf_printf(&b, "o:%" PRId64 ":%s", c->ms, c->id ? c->id : ""); break;
+  case CP_CUR_STR_ID: pc_buf_printf(&b, "i:%" PRId64 ":%s", c->ms, c->id ? c->id : ""); break;
+  default: pc_buf_free(&b); return NULL;
   }
   size_t n = 0;
-  char *raw = chat_buf_steal(&b, &n);
+  char *raw = pc_buf_steal(&b, &n);
   if (!raw) return NULL;
   char *tok = b64_encode(raw, n);
   free(raw);

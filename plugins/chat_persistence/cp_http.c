@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_buf.h"
+#include "pc_buf.h"
 #include "chat_extjson.h"
 #include "chat_json.h"
 #include "chat_model.h"
@@ -31,10 +31,10 @@ static void observe_store(cp_plugin *pl, const char *op, int64_t t0) {
 }
 
 static void respond_message(cp_plugin *pl, notifd_req *req, int status, const chat_message *m) {
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   if (chat_message_gojson(m, &b) < 0) {
-    chat_buf_free(&b);
+    pc_buf_free(&b);
     pl->api->respond_error(req, 500, "failed to serialize message");
     return;
   }
@@ -43,10 +43,10 @@ static void respond_message(cp_plugin *pl, notifd_req *req, int status, const ch
   pl->api->resp_header(req, "X-Chat-Persistence-Build", CHAT_PERSISTENCE_BUILD_HEADER);
 #endif
   pl->api->respond(req, status, JSON_CT, b.data, b.len);
-  chat_buf_free(&b);
+  pc_buf_free(&b);
 }
 
-static void respond_bind_error(cp_plugin *pl, notifd_req *req, int rc, chat_buf *err) {
+static void respond_bind_error(cp_plugin *pl, notifd_req *req, int rc, pc_buf *err) {
   if (rc == CHAT_BIND_NOMEM || err->oom) {
     count(pl, "error");
     pl->api->respond_error(req, 500, "out of memory");
@@ -291,8 +291,8 @@ static void on_post(notifd_req *req, void *ud) {
     return;
   }
   chat_message_init(&pj->want);
-  chat_buf err;
-  chat_buf_init(&err);
+  pc_buf err;
+  pc_buf_init(&err);
   int rc = CHAT_BIND_OK;
   if (bound) pj->msg = fast;
   else rc = chat_message_bind(body, &pj->msg, &err);
@@ -303,11 +303,11 @@ static void on_post(notifd_req *req, void *ud) {
   }
   if (rc != CHAT_BIND_OK) {
     respond_bind_error(pl, req, rc, &err);
-    chat_buf_free(&err);
+    pc_buf_free(&err);
     post_release(&pj->base);
     return;
   }
-  chat_buf_free(&err);
+  pc_buf_free(&err);
   const char *sub = api->req_auth_subject(req);
   if (pl->auth == NOTIFD_AUTH_TOKEN && (!sub || strcmp(sub, pj->msg.sender_id) != 0)) {
     count(pl, "forbidden");
@@ -458,29 +458,29 @@ static void hist_done(cp_job *j) {
     hist_release(j);
     return;
   }
-  chat_buf b;
-  chat_buf_init(&b);
-  chat_buf_puts(&b, "{\"messages\":[");
+  pc_buf b;
+  pc_buf_init(&b);
+  pc_buf_puts(&b, "{\"messages\":[");
   int bad = 0;
   for (size_t i = 0; i < hj->page.n && !bad; i++) {
-    if (i) chat_buf_putc(&b, ',');
+    if (i) pc_buf_putc(&b, ',');
     bad = chat_message_gojson(&hj->page.msgs[i], &b) < 0;
   }
-  chat_buf_puts(&b, "],\"next_before\":");
+  pc_buf_puts(&b, "],\"next_before\":");
   if (hj->page.next.kind != CP_CUR_NONE) {
     char *tok = cp_cursor_format(&hj->page.next);
     if (tok) chat_json_str(&b, tok, strlen(tok), CHAT_JSON_GO);
     else bad = 1;
     free(tok);
   } else {
-    chat_buf_puts(&b, "null");
+    pc_buf_puts(&b, "null");
   }
-  chat_buf_putc(&b, '}');
+  pc_buf_putc(&b, '}');
   if (bad || b.oom)
     pl->api->respond_error(hj->req, 500, "failed to serialize history");
   else
     pl->api->respond(hj->req, 200, JSON_CT, b.data, b.len);
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   hist_release(j);
 }
 

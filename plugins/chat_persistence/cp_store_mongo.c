@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_buf.h"
+#include "pc_buf.h"
 #include "chat_extjson.h"
 #include "chat_oid.h"
 #include "chat_time.h"
@@ -325,15 +325,15 @@ static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *
       break;
     }
     cp_change *ch = &out[(*n)++];
-    chat_buf k, v;
-    chat_buf_init(&k);
-    chat_buf_init(&v);
+    pc_buf k, v;
+    pc_buf_init(&k);
+    pc_buf_init(&v);
     ch->status = -1;
     ch->doc_id_is_oid = m.id_is_oid;
     ch->doc_id = strdup(m.message_id);
     int bad = chat_doc_key(&m, &k) < 0 || chat_change_value(&m, now, &v) < 0;
-    ch->key = chat_buf_steal(&k, &ch->key_len);
-    ch->value = chat_buf_steal(&v, &ch->value_len);
+    ch->key = pc_buf_steal(&k, &ch->key_len);
+    ch->value = pc_buf_steal(&v, &ch->value_len);
     chat_message_free(&m);
     if (bad || !ch->doc_id || !ch->key || !ch->value) {
       result = -1;

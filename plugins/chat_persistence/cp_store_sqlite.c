@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_buf.h"
+#include "pc_buf.h"
 #include "chat_extjson.h"
 #include "chat_time.h"
 #include "cp_store.h"
@@ -118,7 +118,7 @@ static int get_locked(sq_store *s, const char *id, chat_message *out, char *err,
  * capture, its outbox row.  0 = inserted, 1 = the id existed (m replaced by
  * the stored message; nothing written), -1 = error (err filled; the caller
  * rolls back). */
-static int insert_locked(sq_store *s, chat_message *m, chat_buf *key, chat_buf *value, char *err,
+static int insert_locked(sq_store *s, chat_message *m, pc_buf *key, pc_buf *value, char *err,
                          size_t errlen) {
   m->created_at_ms = chat_time_now_ms();
   bind_text(s->ins, 1, m->message_id);
@@ -172,9 +172,9 @@ static int sq_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
                            cp_change *changes, const int64_t *del, size_t ndel, char *err,
                            size_t errlen) {
   sq_store *s = (sq_store *)bs;
-  chat_buf key, value;
-  chat_buf_init(&key);
-  chat_buf_init(&value);
+  pc_buf key, value;
+  pc_buf_init(&key);
+  pc_buf_init(&value);
   int result = 0;
   pthread_mutex_lock(&s->mu);
   /* Deletes alone need no fsync (see sq_changes_done). */
@@ -226,8 +226,8 @@ static int sq_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
   }
   if (relaxed) step_done(s->sync_restore);
   pthread_mutex_unlock(&s->mu);
-  chat_buf_free(&key);
-  chat_buf_free(&value);
+  pc_buf_free(&key);
+  pc_buf_free(&value);
   return result;
 }
 

@@ -48,13 +48,13 @@ static int fast_agrees(const char *b, size_t n) {
   ck_assert_msg(j != NULL, "fast path bound a body the host refuses (%s): %.*s", je.text, (int)n,
                 b);
   chat_message s;
-  chat_buf err;
-  chat_buf_init(&err);
+  pc_buf err;
+  pc_buf_init(&err);
   int rc = chat_message_bind(j, &s, &err);
   json_decref(j);
   ck_assert_msg(rc == CHAT_BIND_OK, "fast path bound a body chat_message_bind refuses (%s): %.*s",
                 err.data ? err.data : "", (int)n, b);
-  chat_buf_free(&err);
+  pc_buf_free(&err);
   ck_assert_msg(str_same(f.message_id, s.message_id) && str_same(f.content, s.content) &&
                     str_same(f.stream_id, s.stream_id) && str_same(f.sender_id, s.sender_id) &&
                     str_same(f.receiver_id, s.receiver_id) &&

@@ -108,10 +108,10 @@ END_TEST
 /* ---- JSON output ---- */
 
 static char *jstr(const char *s, size_t n, int flavour) {
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   chat_json_str(&b, s, n, flavour);
-  return chat_buf_steal(&b, NULL);
+  return pc_buf_steal(&b, NULL);
 }
 
 START_TEST(json_escaping) {
@@ -138,11 +138,11 @@ static int bind_text(const char *text, chat_message *m, char **err) {
   json_error_t je;
   json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
   ck_assert_msg(j != NULL, "test JSON: %s", je.text);
-  chat_buf e;
-  chat_buf_init(&e);
+  pc_buf e;
+  pc_buf_init(&e);
   int rc = chat_message_bind(j, m, &e);
   json_decref(j);
-  *err = chat_buf_steal(&e, NULL);
+  *err = pc_buf_steal(&e, NULL);
   return rc;
 }
 
@@ -234,10 +234,10 @@ static chat_message make_msg(const char *id, const char *content, const char *st
 }
 
 static int check_msg(const chat_message *m, const chat_limits *l, char **err) {
-  chat_buf e;
-  chat_buf_init(&e);
+  pc_buf e;
+  pc_buf_init(&e);
   int rc = chat_message_check(m, l, &e);
-  *err = chat_buf_steal(&e, NULL);
+  *err = pc_buf_steal(&e, NULL);
   return rc;
 }
 
@@ -287,8 +287,8 @@ END_TEST
 START_TEST(go_json_output) {
   chat_message m = make_msg("message_id_0", "Hi <b>&</b> \"q\"", "1a80ecedf209e276", "sender-a",
                             " sender-b");
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   ck_assert_int_eq(chat_message_gojson(&m, &b), 0);
   ck_assert_str_eq(b.data, "{\"message_id\":\"message_id_0\",\"content\":\"Hi \\u003cb\\u003e\\u0026"
                            "\\u003c/b\\u003e \\\"q\\\"\",\"created_at\":\"0001-01-01T00:00:00Z\","
@@ -299,10 +299,10 @@ START_TEST(go_json_output) {
   ck_assert_ptr_nonnull(j);
   ck_assert_str_eq(json_string_value(json_object_get(j, "content")), m.content);
   json_decref(j);
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   m.created_at_ms = CHAT_TIME_MAX_MS + 1;
   ck_assert_int_eq(chat_message_gojson(&m, &b), -1);
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   chat_message_free(&m);
 }
 END_TEST
@@ -327,24 +327,24 @@ END_TEST
 
 START_TEST(extjson_and_key_writers) {
   chat_message m = make_msg("message_id_0", "Hello", "1a80ecedf209e276", "sender-a", " sender-b");
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   ck_assert_int_eq(chat_doc_to_extjson(&m, &b), 0);
   /* Byte-for-byte the document of the contract's example (section 4.1). */
   ck_assert_str_eq(b.data, "{\"_id\":\"message_id_0\",\"content\":\"Hello\",\"created_at\":{\"$date\":"
                            "{\"$numberLong\":\"-62135596800000\"}},\"stream_id\":"
                            "\"1a80ecedf209e276\",\"sender_id\":\"sender-a\",\"receiver_id\":\" "
                            "sender-b\"}");
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   ck_assert_int_eq(chat_doc_key(&m, &b), 0);
   ck_assert_str_eq(b.data, "{\"id\":\"\\\"message_id_0\\\"\"}");
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   free(m.message_id);
   m.message_id = strdup("596e275826f08b2730779e1f");
   m.id_is_oid = 1;
   ck_assert_int_eq(chat_doc_key(&m, &b), 0);
   ck_assert_str_eq(b.data, "{\"id\":\"{\\\"$oid\\\": \\\"596e275826f08b2730779e1f\\\"}\"}");
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   m.created_at_ms = 1783101585729LL;
   ck_assert_int_eq(chat_change_value(&m, 42, &b), 0);
   ck_assert_str_eq(b.data, "{\"before\":null,\"after\":\"{\\\"_id\\\":{\\\"$oid\\\":"
@@ -353,7 +353,7 @@ START_TEST(extjson_and_key_writers) {
                            "\\\"1783101585729\\\"}},\\\"stream_id\\\":\\\"1a80ecedf209e276\\\","
                            "\\\"sender_id\\\":\\\"sender-a\\\",\\\"receiver_id\\\":\\\" "
                            "sender-b\\\"}\",\"op\":\"c\",\"ts_ms\":42}");
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   chat_message_free(&m);
 }
 END_TEST

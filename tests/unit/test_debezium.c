@@ -172,12 +172,12 @@ static void expect_forward(const char *v, const char *id, int is_oid, int64_t cr
 
 /* Builds an envelope around a document body given as plain JSON. */
 static char *envelope_of(const char *doc, const char *op) {
-  chat_buf b;
-  chat_buf_init(&b);
-  chat_buf_puts(&b, "{\"before\":null,\"after\":");
+  pc_buf b;
+  pc_buf_init(&b);
+  pc_buf_puts(&b, "{\"before\":null,\"after\":");
   chat_json_str(&b, doc, strlen(doc), CHAT_JSON_PLAIN);
-  chat_buf_printf(&b, ",\"op\":\"%s\",\"ts_ms\":1}", op);
-  return chat_buf_steal(&b, NULL);
+  pc_buf_printf(&b, ",\"op\":\"%s\",\"ts_ms\":1}", op);
+  return pc_buf_steal(&b, NULL);
 }
 
 #define DOC_TAIL                                                                             \
@@ -425,11 +425,11 @@ START_TEST(mutation_fuzz_never_crashes) {
     if (c.kind == CHAT_CHANGE_FORWARD) {
       forwarded++;
       /* Whatever is forwarded can be serialised for the HTTP calls. */
-      chat_buf b;
-      chat_buf_init(&b);
+      pc_buf b;
+      pc_buf_init(&b);
       ck_assert_int_eq(chat_message_gojson(&c.msg, &b), 0);
       ck_assert(chat_utf8_valid(b.data, b.len));
-      chat_buf_free(&b);
+      pc_buf_free(&b);
     }
     chat_change_free(&c);
     free(buf);
@@ -450,8 +450,8 @@ START_TEST(relay_output_round_trips) {
   m.sender_id = strdup("sender-a");
   m.receiver_id = strdup(" sender-b");
   m.created_at_ms = 1783101585729LL;
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   ck_assert_int_eq(chat_change_value(&m, 1783101585730LL, &b), 0);
   chat_change_opts o = {0};
   chat_change c;
@@ -463,7 +463,7 @@ START_TEST(relay_output_round_trips) {
   ck_assert_int_eq(c.msg.created_at_ms, m.created_at_ms);
   ck_assert_str_eq(c.msg.receiver_id, m.receiver_id);
   chat_change_free(&c);
-  chat_buf_free(&b);
+  pc_buf_free(&b);
   chat_message_free(&m);
 }
 END_TEST
@@ -546,11 +546,11 @@ static char *relay_record(int i, size_t *len) {
   static const int64_t dates[] = {1783101585729LL, CHAT_TIME_ZERO_MS, 0, -1, CHAT_TIME_MIN_MS,
                                   CHAT_TIME_MAX_MS};
   m.created_at_ms = dates[(size_t)i % (sizeof dates / sizeof dates[0])];
-  chat_buf b;
-  chat_buf_init(&b);
+  pc_buf b;
+  pc_buf_init(&b);
   ck_assert_int_eq(chat_change_value(&m, 1783101585730LL + i, &b), 0);
   chat_message_free(&m);
-  return chat_buf_steal(&b, len);
+  return pc_buf_steal(&b, len);
 }
 
 #define N_RELAY 24
