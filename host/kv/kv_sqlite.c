@@ -14,10 +14,11 @@
  *   order.  Writes are handed to the writer in one mutex section every
  *   2 ms (or every 1024 writes), not every loop turn: waking the writer
  *   each turn cost the loop a futex call per turn.
- * - The writer thread (its own connection) takes everything queued, commits
- *   it as one transaction, publishes "tried up to seq N" and wakes the loop
- *   through an eventfd; the loop drops the map entries with seq <= N (an
- *   entry re-written meanwhile has a larger seq and stays).  So the map
+ * - The writer thread (kv_sqlite_writer.c; its own connection) takes
+ *   everything queued, commits it as one transaction, publishes "tried up
+ *   to seq N" and wakes the loop through an eventfd; the loop drops the map
+ *   entries with seq <= N (an entry re-written meanwhile has a larger seq
+ *   and stays).  So the map
  *   holds only writes not yet committed (plus, briefly, those committed
  *   since the loop last looked): it stays bounded while the writer keeps up.
  *   Shared state (the queue, N, the lost-write counts, stop) is under `mu`;
@@ -95,119 +96,17 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "kv/kv_internal.h"
+#include "kv/kv_sqlite_internal.h"
 #include "log/log.h"
-#include "util/bloom.h"
 #include "util/buf.h"
 #include "util/mono_wait.h"
-#include "util/sqlite_ckpt.h"
-
-/* An answered op waiting for its callback. */
-typedef struct kres {
-  int op;
-  int32_t result; /* < 0: the backend failed */
-  notifd_kv_cb cb;
-  void *ud;
-} kres;
-
-/* A key written by this process, maybe not committed yet (loop only). */
-typedef struct rkey {
-  struct rkey *hnext;       /* hash chain */
-  struct rkey *prev, *next; /* by seq, oldest first */
-  uint64_t seq, hash;
-  int64_t expires;
-  size_t len;
-  char key[];
-} rkey;
-
-/* A write for the writer thread (owned by whoever holds the list). */
-typedef struct kwrite {
-  struct kwrite *next;
-  int op; /* ND_KV_CLAIM or ND_KV_MARK, for the error count */
-  int64_t expires;
-  size_t len;
-  char key[];
-} kwrite;
-
-typedef struct kdb {
-  nd_kv *kv;
-  char *path;
-  int64_t purge_ms;
-  uint64_t filter_bits; /* 0: no filter */
-  nd_sqlite_ckpt *ckpt;
-
-  /* loop thread */
-  sqlite3 *db; /* reads only */
-  sqlite3_stmt *live, *rbegin, *rend;
-  int in_read; /* a read transaction is open (for the rest of the turn) */
-  nd_bloom *filter;   /* NULL: not built yet (every miss reads kv.db) */
-  uint64_t load;      /* keys in it (about: a key it already "had" is not counted) */
-  uint64_t pruned_to; /* the map was pruned up to this seq */
-  uint64_t reads, skips, empty_reads; /* db_live calls; misses the filter
-                                          answered; reads that found nothing */
-  rkey **buckets;
-  size_t nbuckets, nrecent;
-  rkey *oldest, *newest;
-  uint64_t seq;               /* last seq given */
-  uint64_t committed_seen;    /* writes up to this seq were tried by the writer */
-  int64_t max_pending;        /* writes not yet committed before new ones fail */
-  kwrite *pend_head, *pend_tail; /* writes not yet handed over */
-  size_t npend;
-  int handoff_due;         /* the handoff timer fired */
-  struct event *handoff_ev;
-  kres *res, *spare;          /* callbacks to run; spare array for swapping */
-  size_t nres, cap_res, cap_spare;
-  int in_flush;
-  struct event *flush_ev, *done_ev;
-  int efd; /* eventfd: the writer finished a batch */
-
-  /* writer thread */
-  sqlite3 *wdb;
-  sqlite3_stmt *put, *purge, *begin, *commit, *rollback, *scan;
-  pthread_t thread;
-  int started;
-  int64_t last_log_ms;
-  int built;             /* a scan succeeded */
-  uint64_t built_cap;    /* its filter's capacity */
-  uint64_t built_keys;   /* the keys it found */
-  uint64_t purged_since; /* rows purged since that scan */
-
-  /* shared, under mu */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  kwrite *q_head, *q_tail;
-  uint64_t queued_seq;    /* seq of the newest write handed over */
-  uint64_t committed_seq; /* every write up to this seq has been tried */
-  int64_t lost[2];        /* failed writes by op, not yet counted */
-  int stop, notified;
-  nd_bloom *new_filter;   /* built by the writer, not yet taken by the loop */
-  uint64_t new_filter_seq, new_filter_keys; /* it holds kv.db as of this seq */
-  uint64_t shared_load;   /* the loop's `load`, as of its last exchange */
-  int want_scan, scan_every_batch;
-  uint64_t scans;
-} kdb;
-
-static int run_stmt(sqlite3 *db, const char *path, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc == SQLITE_DONE) return 0;
-  ND_ERROR("kv", "embedded kv %s: %s: %s", path, sqlite3_sql(st), sqlite3_errmsg(db));
-  return -1;
-}
 
 /* ---- the recent map (loop thread) ---- */
-
-static uint64_t hash_key(const char *k, size_t n) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
-  return h;
-}
 
 static rkey *map_find(kdb *d, const char *k, size_t n, uint64_t h) {
   if (!d->nbuckets) return NULL;
@@ -280,14 +179,6 @@ static void map_free(kdb *d) {
   d->nbuckets = 0;
 }
 
-static void free_writes(kwrite *w) {
-  while (w) {
-    kwrite *n = w->next;
-    free(w);
-    w = n;
-  }
-}
-
 /* ---- handing writes over, taking results back (loop thread) ---- */
 
 /* Under mu: moves the pending writes to the writer's queue (when `hand`)
@@ -324,7 +215,7 @@ static void count_lost(kdb *d, const int64_t lost[2]) {
 static void end_read(kdb *d) {
   if (!d->in_read) return;
   d->in_read = 0;
-  if (run_stmt(d->db, d->path, d->rend) < 0 && !sqlite3_get_autocommit(d->db))
+  if (nd_kvs_run_stmt(d->db, d->path, d->rend) < 0 && !sqlite3_get_autocommit(d->db))
     sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -421,158 +312,6 @@ static void on_done(evutil_socket_t fd, short what, void *arg) {
   exchange(d);
 }
 
-/* ---- the writer thread ---- */
-
-/* One transaction for the batch; counts what could not be committed and
- * logs it (at most once a second). */
-static void write_batch(kdb *d, kwrite *batch, int64_t lost[2]) {
-  int64_t ok[2] = {0, 0};
-  char why[256] = "";
-  kwrite *w = batch;
-  int in_txn = run_stmt(d->wdb, d->path, d->begin) == 0;
-  for (; w && in_txn; w = w->next) {
-    sqlite3_bind_text(d->put, 1, w->key, (int)w->len, SQLITE_STATIC);
-    sqlite3_bind_int64(d->put, 2, w->expires);
-    int rc = sqlite3_step(d->put);
-    sqlite3_reset(d->put);
-    sqlite3_clear_bindings(d->put);
-    if (rc == SQLITE_DONE) {
-      ok[w->op]++;
-      continue;
-    }
-    lost[w->op]++;
-    if (!why[0]) snprintf(why, sizeof why, "%s", sqlite3_errmsg(d->wdb));
-    in_txn = !sqlite3_get_autocommit(d->wdb); /* some errors roll the transaction back */
-  }
-  if (!in_txn || run_stmt(d->wdb, d->path, d->commit) < 0) {
-    if (in_txn) run_stmt(d->wdb, d->path, d->rollback);
-    if (!why[0]) snprintf(why, sizeof why, "the transaction failed");
-    lost[0] += ok[0]; /* nothing of the batch is in */
-    lost[1] += ok[1];
-    for (; w; w = w->next) lost[w->op]++;
-  }
-  int64_t n = lost[0] + lost[1], now = nd_now_ms();
-  if (n == 0 || now - d->last_log_ms < 1000) return;
-  d->last_log_ms = now;
-  ND_ERROR("kv", "embedded kv %s: %" PRId64 " write(s) lost (%s); dedupe may let those keys through again",
-           d->path, n, why);
-}
-
-/* Under mu: the loop wakes up (on_done) and runs exchange(). */
-static void notify_loop(kdb *d) {
-  if (d->notified) return;
-  d->notified = 1;
-  uint64_t one = 1;
-  if (write(d->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-    ND_WARN("kv", "embedded kv: eventfd write: %s", strerror(errno));
-}
-
-/* A new filter holding every key live in kv.db now; NULL on failure. */
-static nd_bloom *scan_filter(kdb *d, uint64_t *nkeys) {
-  nd_bloom *f = nd_bloom_new(d->filter_bits);
-  if (!f) {
-    ND_WARN("kv", "embedded kv %s: no memory for the filter; every miss reads kv.db", d->path);
-    return NULL;
-  }
-  uint64_t n = 0;
-  int rc;
-  sqlite3_bind_int64(d->scan, 1, nd_wall_ms());
-  while ((rc = sqlite3_step(d->scan)) == SQLITE_ROW) {
-    const char *k = (const char *)sqlite3_column_text(d->scan, 0);
-    nd_bloom_add(f, hash_key(k, (size_t)sqlite3_column_bytes(d->scan, 0)));
-    n++;
-  }
-  sqlite3_reset(d->scan);
-  if (rc != SQLITE_DONE) {
-    ND_WARN("kv", "embedded kv %s: filter scan: %s; every miss reads kv.db", d->path,
-            sqlite3_errmsg(d->wdb));
-    nd_bloom_free(f);
-    return NULL;
-  }
-  *nkeys = n;
-  return f;
-}
-
-/* Under mu, between batches: everything up to committed_seq has been
- * tried and nothing after it is in kv.db, so the scan is kv.db as of that
- * seq.  Hands the filter over and wakes the loop. */
-static void rebuild_filter(kdb *d) {
-  uint64_t seq = d->committed_seq, n = 0;
-  d->want_scan = 0;
-  pthread_mutex_unlock(&d->mu);
-  nd_bloom *f = scan_filter(d, &n), *old = NULL;
-  pthread_mutex_lock(&d->mu);
-  if (!f) return; /* retried after the next purge (built == 0) or with the next want_scan */
-  d->built = 1;
-  d->built_cap = nd_bloom_capacity(f);
-  d->built_keys = n;
-  d->purged_since = 0;
-  old = d->new_filter; /* not taken yet: this one is newer */
-  d->new_filter = f;
-  d->new_filter_seq = seq;
-  d->new_filter_keys = n;
-  d->scans++;
-  notify_loop(d);
-  pthread_mutex_unlock(&d->mu);
-  nd_bloom_free(old);
-  pthread_mutex_lock(&d->mu);
-}
-
-static void *writer_main(void *arg) {
-  kdb *d = arg;
-  struct timespec next_purge;
-  nd_mono_deadline(&next_purge, d->purge_ms);
-  pthread_mutex_lock(&d->mu);
-  for (;;) {
-    if (!d->stop && nd_mono_passed(&next_purge)) { /* even when batches never stop coming */
-      pthread_mutex_unlock(&d->mu);
-      sqlite3_bind_int64(d->purge, 1, nd_wall_ms());
-      if (sqlite3_step(d->purge) != SQLITE_DONE)
-        ND_WARN("kv", "embedded kv purge: %s", sqlite3_errmsg(d->wdb));
-      else
-        d->purged_since += (uint64_t)sqlite3_changes(d->wdb);
-      sqlite3_reset(d->purge);
-      nd_mono_deadline(&next_purge, d->purge_ms);
-      pthread_mutex_lock(&d->mu);
-      /* Rebuild once a quarter of what the filter holds has been purged,
-       * if it is at least half full (below that its false positives are
-       * rare anyway).  When the last scan alone overfilled it, only once
-       * half of those keys are gone: a scan of a live set larger than the
-       * filter buys little and costs the writer the whole file. */
-      uint64_t load = d->shared_load, need = load / 4;
-      if (d->built_keys > d->built_cap && d->built_keys / 2 > need) need = d->built_keys / 2;
-      if (d->filter_bits &&
-          (!d->built || (load > d->built_cap / 2 && d->purged_since >= need)))
-        d->want_scan = 1;
-    }
-    if (d->want_scan && !d->stop) {
-      rebuild_filter(d);
-      continue;
-    }
-    if (d->q_head) { /* everything queued now is one batch */
-      kwrite *batch = d->q_head;
-      uint64_t seq = d->queued_seq;
-      d->q_head = d->q_tail = NULL;
-      pthread_mutex_unlock(&d->mu);
-      int64_t lost[2] = {0, 0};
-      write_batch(d, batch, lost);
-      free_writes(batch);
-      pthread_mutex_lock(&d->mu);
-      d->committed_seq = seq;
-      d->lost[0] += lost[0];
-      d->lost[1] += lost[1];
-      if (d->scan_every_batch) d->want_scan = 1;
-      notify_loop(d); /* the loop drops the committed keys from its map */
-    } else if (d->stop) {
-      break; /* only once the queue is empty */
-    } else {
-      pthread_cond_timedwait(&d->cv, &d->mu, &next_purge);
-    }
-  }
-  pthread_mutex_unlock(&d->mu);
-  return NULL;
-}
-
 /* ---- operations (loop thread) ---- */
 
 /* 1 live, 0 absent or expired, -1 error.  The reads of a loop turn share
@@ -580,7 +319,7 @@ static void *writer_main(void *arg) {
  * the lookup); exchange() ends it. */
 static int32_t db_live(kdb *d, const char *key, size_t key_len, int64_t now) {
   d->reads++;
-  if (!d->in_read && run_stmt(d->db, d->path, d->rbegin) == 0) d->in_read = 1;
+  if (!d->in_read && nd_kvs_run_stmt(d->db, d->path, d->rbegin) == 0) d->in_read = 1;
   sqlite3_bind_text(d->live, 1, key, (int)key_len, SQLITE_STATIC);
   sqlite3_bind_int64(d->live, 2, now);
   int rc = sqlite3_step(d->live);
@@ -651,7 +390,7 @@ static int sqlite_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t
   kdb *d = kv->impl;
   if (reserve_result(d) < 0) return NOTIFD_ENOMEM;
   int64_t now = nd_wall_ms();
-  uint64_t h = hash_key(key, key_len);
+  uint64_t h = nd_kvs_hash_key(key, key_len);
   rkey *e = map_find(d, key, key_len, h);
   int32_t live;
   if (op == ND_KV_MARK) {
@@ -734,7 +473,7 @@ static void sqlite_free(nd_kv *kv) {
   }
   end_read(d);
   nd_sqlite_ckpt_stop(d->ckpt);
-  free_writes(d->pend_head);
+  nd_kvs_free_writes(d->pend_head);
   map_free(d);
   nd_bloom_free(d->filter);
   nd_bloom_free(d->new_filter);
@@ -884,7 +623,7 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
     sqlite_free(kv);
     return NOTIFD_ENOMEM;
   }
-  if (pthread_create(&d->thread, NULL, writer_main, d) != 0) {
+  if (pthread_create(&d->thread, NULL, nd_kvs_writer_main, d) != 0) {
     nd_errors_add(errs, NULL, 0, 0, "embedded kv %s: cannot start the writer thread", d->path);
     sqlite_free(kv);
     return NOTIFD_EBACKEND;
