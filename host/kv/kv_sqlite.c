@@ -49,8 +49,9 @@
  *   scan amount to a quarter of the keys in it (scanned + new ones the loop
  *   added), or to half the keys the scan found when those alone were more
  *   than its capacity (a live set bigger than the filter: rescanning buys
- *   little); so at most one scan per purge interval.  A scan costs the writer ~0.2-0.3 us a key (kv_bench's
- *   reopen: 50k keys 15 ms, 500k keys 100 ms; so ~1 s for 3M keys), during
+ *   little); so at most one scan per purge interval.  A scan costs the
+ *   writer ~0.2-0.3 us a key (kv_bench's reopen: 50k keys 15 ms, 500k keys
+ *   100 ms; so ~1 s for 3M keys), during
  *   which batches wait and the map grows; the loop pays only for adding
  *   its map's keys to the new filter.
  *   Why no live key is missing from a new filter: the writer scans right
@@ -63,7 +64,8 @@
  *   scan, whose committed_seq is published after the handover, so the loop
  *   learns it in that section at the earliest: until then the write's
  *   entry stays in the map (pruned_to <= S; checked) and is added.  Writes
- *   after the take go into the new filter in record_write.  Expired keys are left out of the scan: nothing makes an
+ *   after the take go into the new filter in record_write.  Expired keys
+ *   are left out of the scan: nothing makes an
  *   expired key live again but a new write, which is added.
  *   Consequence: a key another process commits to kv.db after this one
  *   scanned it is seen only by chance (a false positive) until the next
@@ -512,7 +514,8 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
 }
 
 static int open_db(const char *path, sqlite3 **db, const char *sql) {
-  int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+  int rc = sqlite3_open_v2(path, db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                            NULL);
   if (rc != SQLITE_OK) return rc;
   sqlite3_busy_timeout(*db, 5000);
@@ -557,7 +560,8 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
   const char *path = NULL;
   d->purge_ms = 60000;
   int bad = 0;
-  if (emb && (n = nd_cfg_get(emb, "path")) && !n->is_null) bad |= nd_cfg_as_string(n, errs, &path) < 0;
+  if (emb && (n = nd_cfg_get(emb, "path")) && !n->is_null)
+    bad |= nd_cfg_as_string(n, errs, &path) < 0;
   if (emb && (n = nd_cfg_get(emb, "purge_interval")) && !n->is_null)
     bad |= nd_cfg_as_duration_ms(n, errs, &d->purge_ms) < 0;
   int64_t fbits = DEFAULT_FILTER_BITS;

@@ -69,7 +69,9 @@ static void write_batch(kdb *d, kwrite *batch, int64_t lost[2]) {
   int64_t n = lost[0] + lost[1], now = nd_now_ms();
   if (n == 0 || now - d->last_log_ms < 1000) return;
   d->last_log_ms = now;
-  ND_ERROR("kv", "embedded kv %s: %" PRId64 " write(s) lost (%s); dedupe may let those keys through again",
+  ND_ERROR("kv",
+           "embedded kv %s: %" PRId64
+           " write(s) lost (%s); dedupe may let those keys through again",
            d->path, n, why);
 }
 
