@@ -20,7 +20,8 @@ version="${NOTIFD_FERRETDB_VERSION:-v1.24.2}"
 cache="${NOTIFD_FERRETDB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/notifd/ferretdb}"
 cached="$cache/bin/ferretdb-$version"
 
-die_skip() { echo "$*" >&2; exit 2; }
+# shellcheck source=service_lib.sh
+. "$(dirname "$0")/service_lib.sh"
 
 find_go() {
   if command -v go >/dev/null 2>&1; then command -v go; return 0; fi
@@ -62,12 +63,6 @@ build() {
   echo "$cached"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 start() {
   local dir="$1" port="${2:-}" bin
   bin=$(build | tail -n 1)
@@ -75,9 +70,7 @@ start() {
   mkdir -p "$dir/state" || exit 1
   [ -n "$port" ] || port=$(free_port) || die_skip "no free port"
   local dport
-  dport=$(free_port) || die_skip "no free port"
-  local i # two quick binds can get the same ephemeral port
-  for i in 1 2 3 4 5 6 7 8 9 10; do [ "$dport" != "$port" ] && break; dport=$(free_port); done
+  dport=$(free_port "$port") || die_skip "no free port"
   setsid "$bin" --handler=sqlite --sqlite-url="file:$dir/state/" \
       --listen-addr="127.0.0.1:$port" --debug-addr="127.0.0.1:$dport" \
       --telemetry=disable --state-dir="$dir/state" --log-level=warn \
@@ -97,25 +90,7 @@ start() {
   die_skip "ferretdb did not listen within 20 s"
 }
 
-# Running and not a zombie (an orphan exits to init, which may reap it late).
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  [ "$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]
-}
-
-stop() {
-  local dir="$1" pid
-  [ -f "$dir/ferretdb.pid" ] || return 0
-  pid=$(cat "$dir/ferretdb.pid")
-  if kill -TERM "$pid" 2>/dev/null; then
-    for _ in $(seq 1 100); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  rm -f "$dir/ferretdb.pid"
-}
+stop() { stop_pidfile "$1/ferretdb.pid" 10; }
 
 case "${1:-}" in
   build) build ;;

@@ -16,7 +16,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${NOTIFD_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/notifd/kafka}"
 libs="$cache/libs"
 
-die_skip() { echo "$*" >&2; exit 2; }
+# shellcheck source=service_lib.sh
+. "$here/service_lib.sh"
 
 fetch() {
   command -v java >/dev/null 2>&1 || die_skip "java not found"
@@ -44,20 +45,12 @@ fetch() {
   touch "$libs/.complete"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 start() {
   local dir="$1"
   fetch || exit $?
   mkdir -p "$dir/data" || exit 1
   local port cport
-  port=$(free_port) && cport=$(free_port) || die_skip "no free port"
-  local i # two quick binds can get the same ephemeral port
-  for i in 1 2 3 4 5 6 7 8 9 10; do [ "$cport" != "$port" ] && break; cport=$(free_port); done
+  port=$(free_port) && cport=$(free_port "$port") || die_skip "no free port"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -111,19 +104,7 @@ EOF
   die_skip "kafka did not listen within 60 s"
 }
 
-stop() {
-  local dir="$1" pid
-  [ -f "$dir/kafka.pid" ] || return 0
-  pid=$(cat "$dir/kafka.pid")
-  if kill -TERM "$pid" 2>/dev/null; then
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  rm -f "$dir/kafka.pid"
-}
+stop() { stop_pidfile "$1/kafka.pid" 10; }
 
 case "${1:-}" in
   fetch) fetch ;;

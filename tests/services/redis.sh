@@ -7,9 +7,8 @@
 # Exit status 2 means "cannot run here" (no redis-server); reason on stderr.
 set -u
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=service_lib.sh
+. "$(dirname "$0")/service_lib.sh"
 
 start() {
   local dir="$1" port="${2:-}"
@@ -33,15 +32,7 @@ start() {
   exit 2
 }
 
-stop() {
-  local dir="$1" pid
-  [ -f "$dir/redis.pid" ] || return 0
-  pid=$(cat "$dir/redis.pid")
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  rm -f "$dir/redis.pid"
-}
+stop() { stop_pidfile "$1/redis.pid" 5; }
 
 case "${1:-}" in
   start) [ $# -ge 2 ] || { echo "usage: $0 start DIR [PORT]" >&2; exit 1; }; start "$2" "${3:-}" ;;

@@ -1,0 +1,43 @@
+# Sourced by the service scripts in this directory (kafka.sh, ferretdb.sh,
+# redis.sh): free ports, readiness probes and stopping by pid file.
+
+# Exit status 2 means "cannot run here"; the reason goes to stderr.
+die_skip() { echo "$*" >&2; exit 2; }
+
+# free_port [PORT...]: a free loopback port other than the ones given (two
+# quick binds can get the same ephemeral port, and a service's two
+# listeners would then collide).
+free_port() {
+  local p _
+  for _ in $(seq 1 50); do
+    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') || return 1
+    case " $* " in *" $p "*) continue ;; esac
+    echo "$p"
+    return 0
+  done
+  return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Running and not a zombie (an orphan exits to init, which may reap it late).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [ "$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# stop_pidfile FILE SECONDS: SIGTERM the process in FILE, SIGKILL it if it
+# is still there after SECONDS, remove FILE.
+stop_pidfile() {
+  local file="$1" tenths=$(($2 * 10)) pid _
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -TERM "$pid" 2>/dev/null; then
+    for _ in $(seq 1 "$tenths"); do
+      alive "$pid" || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  rm -f "$file"
+}
