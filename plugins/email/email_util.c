@@ -2,7 +2,7 @@
  * address/text checks. */
 #include "email_util.h"
 
-#include "chat_json.h" /* chat_utf8_seq: chat_common is compiled into the plugin */
+#include "chat_json.h" /* chat_utf8_valid: chat_common is compiled into the plugin */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,19 +45,13 @@ void email_random(void *out, size_t n) {
 }
 
 int email_utf8_printable(const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0;
-  while (i < n) {
-    if (p[i] < 0x80) {
-      if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7F) return 0;
-      i++;
-      continue;
-    }
-    size_t l = chat_utf8_seq(p + i, n - i);
-    if (!l) return 0;
-    i += l;
+  /* Control bytes are ASCII; bytes >= 0x80 belong to multi-byte sequences,
+   * which chat_utf8_valid checks. */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7F) return 0;
   }
-  return 1;
+  return chat_utf8_valid(s, n);
 }
 
 int email_addr_valid(const char *s) {
