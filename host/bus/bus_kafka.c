@@ -31,6 +31,7 @@
 #include "bus/bus_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/mono_wait.h"
 
 #define DRAIN_SLICE 1000
 #define PROBE_INTERVAL_S 5
@@ -318,8 +319,7 @@ static void *probe_main(void *arg) {
     pthread_mutex_lock(&k->mu);
     if (k->probe_stop) break;
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += PROBE_INTERVAL_S;
+    nd_mono_deadline(&ts, PROBE_INTERVAL_S * 1000LL);
     while (!k->probe_stop && pthread_cond_timedwait(&k->cv, &k->mu, &ts) != ETIMEDOUT) {
     }
   }
@@ -718,11 +718,7 @@ int nd_bus_kafka_open(nd_bus *b, nd_errors *errs) {
   k->bus = b;
   k->pw.fds[0] = k->pw.fds[1] = -1;
   pthread_mutex_init(&k->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&k->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  nd_mono_cond_init(&k->cv);
   b->impl = k;
   b->ops = &nd_bus_kafka_ops;
 

@@ -5,7 +5,8 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "util/mono_wait.h"
 
 struct nd_sqlite_ckpt {
   char *path;
@@ -34,13 +35,7 @@ static void *ckpt_main(void *arg) {
   pthread_mutex_lock(&c->mu);
   while (!c->stop) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += wait_ms / 1000;
-    ts.tv_nsec += (wait_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
+    nd_mono_deadline(&ts, wait_ms);
     while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &ts) != ETIMEDOUT) {
     }
     if (c->stop) break;
@@ -67,11 +62,7 @@ nd_sqlite_ckpt *nd_sqlite_ckpt_start(const char *path, int64_t interval_ms) {
   }
   c->interval_ms = interval_ms < 10 ? 10 : interval_ms;
   pthread_mutex_init(&c->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&c->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  nd_mono_cond_init(&c->cv);
   if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
