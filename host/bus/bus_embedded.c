@@ -47,6 +47,7 @@
 #include "log/log.h"
 #include "util/buf.h"
 #include "util/sqlite_ckpt.h"
+#include "util/sqlite_stmt.h"
 
 #define LAG_INTERVAL_MS 5000
 #define TRIM_CHUNK 5000
@@ -100,11 +101,7 @@ static int exec_sql(emb *e, const char *sql) {
 
 /* A prepared transaction statement (no re-parse per flush). */
 static int run_stmt(emb *e, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc == SQLITE_DONE) return 0;
-  ND_ERROR("bus", "embedded bus %s: %s: %s", e->path, sqlite3_sql(st), sqlite3_errmsg(e->db));
-  return -1;
+  return nd_sqlite_run(e->db, st, "bus", "embedded bus", e->path);
 }
 
 static uint32_t fnv1a(const void *p, size_t n) {

@@ -12,18 +12,15 @@
 #include "log/log.h"
 #include "util/buf.h"
 #include "util/mono_wait.h"
+#include "util/sqlite_stmt.h"
 
 int nd_kvs_run_stmt(sqlite3 *db, const char *path, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc == SQLITE_DONE) return 0;
-  ND_ERROR("kv", "embedded kv %s: %s: %s", path, sqlite3_sql(st), sqlite3_errmsg(db));
-  return -1;
+  return nd_sqlite_run(db, st, "kv", "embedded kv", path);
 }
 
 /* FNV-1a. */
 uint64_t nd_kvs_hash_key(const char *k, size_t n) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  uint64_t h = 1469598103934665603ULL;
   for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
   return h;
 }
