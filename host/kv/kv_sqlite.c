@@ -260,7 +260,6 @@ static void exchange(kdb *d) {
     evtimer_add(d->handoff_ev, &tv);
   }
   if (f) take_filter(d, f, fseq, fkeys); /* before the prune */
-  d->committed_seen = committed;
   map_prune(d, committed);
   count_lost(d, lost);
 }
@@ -410,7 +409,7 @@ static int sqlite_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t
     result = live;
   } else if (op == ND_KV_CLAIM && live != 0) {
     result = live > 0 ? 0 : -1; /* held by someone, or the read failed */
-  } else if (d->seq - d->committed_seen >= (uint64_t)d->max_pending) {
+  } else if (d->seq - d->pruned_to >= (uint64_t)d->max_pending) {
     /* The writer is stuck (disk, a lock held elsewhere): memory stays
      * bounded and the op is answered by the failure policy (fail-open:
      * the key counts as new, the write is not kept). */

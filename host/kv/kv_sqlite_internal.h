@@ -52,14 +52,14 @@ typedef struct kdb {
   int in_read; /* a read transaction is open (for the rest of the turn) */
   nd_bloom *filter;   /* NULL: not built yet (every miss reads kv.db) */
   uint64_t load;      /* keys in it (about: a key it already "had" is not counted) */
-  uint64_t pruned_to; /* the map was pruned up to this seq */
+  uint64_t pruned_to; /* the map was pruned up to this seq: the writer's
+                         committed_seq as last seen */
   uint64_t reads, skips, empty_reads; /* db_live calls; misses the filter
                                           answered; reads that found nothing */
   rkey **buckets;
   size_t nbuckets, nrecent;
   rkey *oldest, *newest;
   uint64_t seq;               /* last seq given */
-  uint64_t committed_seen;    /* writes up to this seq were tried by the writer */
   int64_t max_pending;        /* writes not yet committed before new ones fail */
   kwrite *pend_head, *pend_tail; /* writes not yet handed over */
   size_t npend;
