@@ -690,7 +690,7 @@ int main(int argc, char **argv) {
     snprintf(b.sender[i], sizeof b.sender[i], "a%06x-%d", run_tag, i);
     snprintf(b.receiver[i], sizeof b.receiver[i], "b%06x-%d", run_tag, i);
     if (pc_stream_id(b.sender[i], strlen(b.sender[i]), b.receiver[i], strlen(b.receiver[i]),
-                       b.sid[i]) < 0)
+                     b.sid[i]) < 0)
       return 1;
   }
   int k = 0;

@@ -180,7 +180,7 @@ int chat_doc_to_extjson(const chat_message *m, pc_buf *b) {
   pc_buf_puts(b, ",\"content\":");
   put_str(b, m->content);
   pc_buf_printf(b, ",\"created_at\":{\"$date\":{\"$numberLong\":\"%" PRId64 "\"}}",
-                  m->created_at_ms);
+                m->created_at_ms);
   pc_buf_puts(b, ",\"stream_id\":");
   put_str(b, m->stream_id);
   pc_buf_puts(b, ",\"sender_id\":");

@@ -139,7 +139,7 @@ int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err) {
   if (json_is_null(body)) goto validate; /* Go: null into a struct is a no-op */
   if (!json_is_object(body)) {
     pc_buf_printf(err, "json: cannot unmarshal %s into Go value of type model.ChatMessage",
-                    go_kind(body));
+                  go_kind(body));
     return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
   }
   const char *key;
@@ -154,9 +154,9 @@ int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err) {
           pc_buf_puts(err, "Time.UnmarshalJSON: input is not a JSON string");
         else
           pc_buf_printf(err,
-                          "json: cannot unmarshal %s into Go struct field ChatMessage.%s of type "
-                          "string",
-                          go_kind(v), fields[f].json);
+                        "json: cannot unmarshal %s into Go struct field ChatMessage.%s of type "
+                        "string",
+                        go_kind(v), fields[f].json);
       }
       type_error = 1;
       continue;
@@ -199,7 +199,7 @@ validate:
     if (!first) pc_buf_putc(err, '\n');
     first = 0;
     pc_buf_printf(err, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
-                    fields[f].go_path, fields[f].go_name);
+                  fields[f].go_path, fields[f].go_name);
   }
   if (!first) {
     chat_message_free(out);
@@ -310,11 +310,11 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, pc_buf *er
   if (lim->verify_stream_id) {
     char want[PC_STREAM_ID_LEN + 1];
     if (pc_stream_id(m->sender_id, strlen(m->sender_id), m->receiver_id,
-                       strlen(m->receiver_id), want) < 0)
+                     strlen(m->receiver_id), want) < 0)
       return CHAT_BIND_NOMEM;
     if (strcmp(want, m->stream_id) != 0) {
       pc_buf_printf(err, "stream_id: does not match sender_id and receiver_id (expected %s)",
-                      want);
+                    want);
       return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
     }
   }

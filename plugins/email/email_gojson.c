@@ -179,7 +179,7 @@ static int validate(const go_struct *st, const void *obj, char **err) {
     if (!zero) continue;
     if (b.len) pc_buf_putc(&b, '\n');
     pc_buf_printf(&b, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
-                f->ns, f->go);
+                  f->ns, f->go);
   }
   if (b.oom) {
     pc_buf_free(&b);

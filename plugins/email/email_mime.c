@@ -177,9 +177,9 @@ static void hexrand(char *out, size_t nbytes) {
 
 static void text_part_headers(pc_buf *b, const char *subtype) {
   pc_buf_printf(b,
-              "Content-Type: text/%s; charset=UTF-8\r\n"
-              "Content-Transfer-Encoding: quoted-printable\r\n",
-              subtype);
+                "Content-Type: text/%s; charset=UTF-8\r\n"
+                "Content-Transfer-Encoding: quoted-printable\r\n",
+                subtype);
 }
 
 int email_compose(const email_compose_in *in, pc_buf *b) {

@@ -293,7 +293,8 @@ static char *dedupe_key(email_plugin *ep, notifd_bus_msg *m, const char *topic) 
   pc_buf_init(&b);
   pc_buf_printf(&b, "email:%s:", topic);
   if (!k || !klen) {
-    pc_buf_printf(&b, "p%d@%lld", (int)ep->api->msg_partition(m), (long long)ep->api->msg_offset(m));
+    pc_buf_printf(&b, "p%d@%lld", (int)ep->api->msg_partition(m),
+                  (long long)ep->api->msg_offset(m));
   } else if (email_utf8_printable((const char *)k, klen) && !memchr(k, '\t', klen)) {
     pc_buf_put(&b, k, klen);
   } else {
@@ -389,7 +390,7 @@ void email_on_record(notifd_bus_msg *m, void *ud) {
     pc_buf b;
     pc_buf_init(&b);
     pc_buf_printf(&b, "email:throttle:%s:%s", email_event_get(&op->ev, "stream_id"),
-                op->ev.recipient_id);
+                  op->ev.recipient_id);
     op->throttle_key = pc_buf_steal(&b, NULL);
     if (!op->throttle_key) {
       ep->api->bus_retry(m, "out of memory");
