@@ -181,10 +181,8 @@ static int fast_members(chat_jw *w, fast_obj *ob) {
     int r = chat_jw_member(w, k, v);
     if (r <= 0) return r;
     if (!k->plain) return -1;
-    size_t kn = (size_t)(k->ce - k->cp);
     for (size_t i = 0; i < ob->n; i++)
-      if ((size_t)(ob->key[i].ce - ob->key[i].cp) == kn && memcmp(ob->key[i].cp, k->cp, kn) == 0)
-        return -1;
+      if (chat_jw_same(&ob->key[i], k)) return -1;
     ob->n++;
   }
 }
@@ -207,15 +205,6 @@ static const chat_jw_val *fast_only(const chat_jw_val *v, const char *name, chat
   return out;
 }
 
-/* A plain string of at most cap-1 bytes, NUL-terminated into buf. */
-static int fast_copy(const chat_jw_val *v, char *buf, size_t cap) {
-  size_t n = (size_t)(v->ce - v->cp);
-  if (v->type != '"' || !v->plain || n >= cap) return -1;
-  memcpy(buf, v->cp, n);
-  buf[n] = '\0';
-  return 0;
-}
-
 /* read_id for a missing/null _id, a string, or {"$oid": 24 hex}. */
 static int fast_id(const chat_jw_val *v, chat_message *m) {
   chat_jw_val sub[2];
@@ -224,7 +213,7 @@ static int fast_id(const chat_jw_val *v, chat_message *m) {
     m->message_id = strdup("");
   } else if (v->type == '"') {
     m->message_id = chat_jw_strdup(v);
-  } else if (fast_only(v, "$oid", sub) && fast_copy(sub, hex, sizeof hex) == 0 &&
+  } else if (fast_only(v, "$oid", sub) && chat_jw_copy(sub, hex, sizeof hex) == 0 &&
              chat_oid_is_hex(hex)) {
     for (char *p = hex; *p; p++)
       if (*p >= 'A' && *p <= 'F') *p = (char)(*p + 32);
@@ -253,7 +242,7 @@ static int fast_date(const chat_jw_val *v, chat_message *m) {
   if (!v || v->type == 'n') return 0; /* CHAT_TIME_ZERO_MS from chat_message_init */
   if (!fast_only(v, "$date", d)) return -1;
   if (chat_jw_int64(d, &ms) < 0 &&
-      (!fast_only(d, "$numberLong", n) || fast_copy(n, num, sizeof num) < 0 ||
+      (!fast_only(d, "$numberLong", n) || chat_jw_copy(n, num, sizeof num) < 0 ||
        chat_parse_int64(num, &ms) < 0))
     return -1;
   if (ms < CHAT_TIME_MIN_MS || ms > CHAT_TIME_MAX_MS) return -1;
@@ -295,7 +284,7 @@ int chat_change_parse_fast(const void *value, size_t len, const chat_change_opts
     return 0;
   const chat_jw_val *op = fast_get(&ob, "op"), *after = fast_get(&ob, "after");
   char opbuf[17];
-  if (!op || fast_copy(op, opbuf, sizeof opbuf) < 0 || !opbuf[0]) return 0;
+  if (!op || chat_jw_copy(op, opbuf, sizeof opbuf) < 0 || !opbuf[0]) return 0;
   const char *label = op_label(opbuf);
   int forward = strcmp(label, "c") == 0 || (o && o->forward_reads && strcmp(label, "r") == 0);
   if (forward && !(after && after->type == '"')) return 0;

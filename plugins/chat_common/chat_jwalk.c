@@ -251,6 +251,19 @@ int chat_jw_is(const chat_jw_val *v, const char *s) {
   return v->type == '"' && v->plain && (size_t)(v->ce - v->cp) == n && memcmp(v->cp, s, n) == 0;
 }
 
+int chat_jw_same(const chat_jw_val *a, const chat_jw_val *b) {
+  size_t n = (size_t)(a->ce - a->cp);
+  return (size_t)(b->ce - b->cp) == n && memcmp(a->cp, b->cp, n) == 0;
+}
+
+int chat_jw_copy(const chat_jw_val *v, char *buf, size_t cap) {
+  size_t n = (size_t)(v->ce - v->cp);
+  if (v->type != '"' || !v->plain || n >= cap) return -1;
+  memcpy(buf, v->cp, n);
+  buf[n] = '\0';
+  return 0;
+}
+
 int chat_jw_int64(const chat_jw_val *v, int64_t *out) {
   if (v->type != '0') return -1;
   const unsigned char *p = v->p;

@@ -51,6 +51,11 @@ int chat_jw_finish(chat_jw *w);
 
 /* 1 if v is a plain string equal to `s`. */
 int chat_jw_is(const chat_jw_val *v, const char *s);
+/* 1 if two plain strings (e.g. object keys) have the same contents. */
+int chat_jw_same(const chat_jw_val *a, const chat_jw_val *b);
+/* A plain string of at most cap-1 bytes, copied NUL-terminated into buf:
+ * 0, or -1 (not such a string). */
+int chat_jw_copy(const chat_jw_val *v, char *buf, size_t cap);
 /* The value of an integer: 0, or -1 if v is no integer. */
 int chat_jw_int64(const chat_jw_val *v, int64_t *out);
 /* The unescaped value of a string, malloc'd and NUL-terminated; NULL on

@@ -237,8 +237,7 @@ int chat_message_bind_fast(const void *body, size_t len, chat_message *out) {
     if (f < 0) { /* ignored, but jansson refuses a duplicate anywhere */
       if (v.type == '{' || v.type == '[' || nother == FAST_MAX_OTHER) goto unsure;
       for (size_t i = 0; i < nother; i++)
-        if ((size_t)(other[i].ce - other[i].cp) == kn && memcmp(other[i].cp, key, kn) == 0)
-          goto unsure;
+        if (chat_jw_same(&other[i], &k)) goto unsure;
       other[nother++] = k;
       continue;
     }
@@ -248,11 +247,8 @@ int chat_message_bind_fast(const void *body, size_t len, chat_message *out) {
     if (v.type != '"') goto unsure;
     if (f == F_CREATED_AT) {
       char when[64];
-      size_t n = (size_t)(v.ce - v.cp);
-      if (!v.plain || n >= sizeof when) goto unsure;
-      memcpy(when, v.cp, n);
-      when[n] = '\0';
-      if (chat_time_parse(when, &out->created_at_ms) < 0) goto unsure;
+      if (chat_jw_copy(&v, when, sizeof when) < 0 || chat_time_parse(when, &out->created_at_ms) < 0)
+        goto unsure;
       continue;
     }
     char **slot = field_slot(out, f);
