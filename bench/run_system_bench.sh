@@ -110,19 +110,9 @@ nofile="$(ulimit -n)"
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
-# free_port [PORT...]: a free port other than the ones given (two quick
-# binds can get the same ephemeral port, and a daemon's HTTP and admin ports
-# would collide).
-free_port() {
-  local p i
-  for i in $(seq 1 50); do
-    p="$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    case " $* " in *" $p "*) continue ;; esac
-    echo "$p"
-    return 0
-  done
-  return 1
-}
+# free_port [PORT...] (a free port other than the ones given)
+# shellcheck source=../tests/services/service_lib.sh
+. "$root/tests/services/service_lib.sh"
 
 wait_http() { # URL [seconds]
   local i

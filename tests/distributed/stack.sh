@@ -42,6 +42,8 @@ notifd="$build/host/notifd"
 confdir="$src/config/distributed"
 INSTANCES="P H W1 W2 N1 N2 E"
 
+# shellcheck source=../services/service_lib.sh
+. "$services/service_lib.sh" # alive, port_open, stop_pid
 die_skip() { echo "stack: $*" >&2; exit 2; }
 # Kafka and FerretDB start as background jobs of this shell (nothing else
 # does): wait for them before stopping, so their pid files exist.
@@ -54,8 +56,6 @@ role_of() {
     W1 | W2) echo chat_ws ;; N1 | N2) echo notifications_ws ;; E) echo email ;;
   esac
 }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # N distinct free loopback ports (all bound at once, then released), taken
 # below the kernel's ephemeral range when it leaves room: the processes
@@ -292,22 +292,6 @@ start() {
     done
   } >"$dir/stack.env.tmp" && mv "$dir/stack.env.tmp" "$dir/stack.env"
   echo "ready $dir/stack.env"
-}
-
-# Running and not a zombie (an orphan exits to init, which may reap it late).
-alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local st
-  st=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
-  [ "$st" != Z ]
-}
-
-# TERM, then KILL after the given tenths of a second.
-stop_pid() {
-  local pid="$1" tenths="$2"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 "$tenths"); do alive "$pid" || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
 }
 
 stop() {

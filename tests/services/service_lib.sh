@@ -1,5 +1,6 @@
 # Sourced by the service scripts in this directory (kafka.sh, ferretdb.sh,
-# redis.sh): free ports, readiness probes and stopping by pid file.
+# redis.sh), tests/distributed/stack.sh and bench/run_system_bench.sh: free
+# ports, readiness probes and stopping by pid.
 
 # Exit status 2 means "cannot run here"; the reason goes to stderr.
 die_skip() { echo "$*" >&2; exit 2; }
@@ -26,18 +27,18 @@ alive() {
   [ "$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
-# stop_pidfile FILE SECONDS: SIGTERM the process in FILE, SIGKILL it if it
-# is still there after SECONDS, remove FILE.
+# stop_pid PID TENTHS: SIGTERM, then SIGKILL if it is still there after
+# TENTHS tenths of a second.
+stop_pid() {
+  local pid="$1" tenths="$2" _
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 "$tenths"); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+}
+
+# stop_pidfile FILE SECONDS: stop_pid on the process in FILE, remove FILE.
 stop_pidfile() {
-  local file="$1" tenths=$(($2 * 10)) pid _
-  [ -f "$file" ] || return 0
-  pid=$(cat "$file")
-  if kill -TERM "$pid" 2>/dev/null; then
-    for _ in $(seq 1 "$tenths"); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  rm -f "$file"
+  [ -f "$1" ] || return 0
+  stop_pid "$(cat "$1")" $(($2 * 10))
+  rm -f "$1"
 }
