@@ -3,6 +3,10 @@
 // reconnect with exponential backoff; every (re)connection of the chat
 // socket refetches the history it may have missed.
 //
+// Signing in: with the server's accounts a user id and password (or a new
+// account) give a token (session.js), sent with every call and on both
+// websocket URLs; without accounts (seed mode) a user id alone.
+//
 // Everything a peer controls (ids, message text) is put in the page with
 // textContent or dataset, never as HTML.
 (function () {
@@ -14,8 +18,12 @@
   const CATCHUP_MARGIN_MS = 60000; // refetch this far before the watermark:
                                    // live frames may arrive out of order
   const BACKOFF_FIRST_MS = 500, BACKOFF_MAX_MS = 15000;
+  // Close codes after which the token may be what the server refused.
+  const AUTH_CLOSE_CODES = new Set([1008, 4401, 4403]);
+  const session = window.notifdSession;
 
   const state = {
+    mode: null,               // "accounts" | "seed" | "offline" (see session.probe)
     me: null,
     peer: null,
     streamId: null,
@@ -61,13 +69,18 @@
   }
 
   // A websocket that reconnects with backoff (0.5 s doubling to 15 s,
-  // back to 0.5 s once a connection opens).
+  // back to 0.5 s once a connection opens).  url() is called for every
+  // connection, so each carries the current token.  A connection that never
+  // opened (browsers hide the status of a refused upgrade) or that was
+  // closed with an auth close code refreshes the token before the next try;
+  // the backoff delay runs meanwhile.
   function resilientSocket(url, h) {
     let ws = null, delay = BACKOFF_FIRST_MS, stopped = false, timer = null;
     function connect() {
       timer = null;
-      ws = new WebSocket(url);
-      ws.onopen = () => { delay = BACKOFF_FIRST_MS; h.onOpen(); };
+      let opened = false;
+      ws = new WebSocket(url());
+      ws.onopen = () => { opened = true; delay = BACKOFF_FIRST_MS; h.onOpen(); };
       ws.onmessage = (ev) => {
         let m;
         try { m = JSON.parse(ev.data); } catch (e) { return; /* not JSON */ }
@@ -76,7 +89,11 @@
       ws.onclose = (ev) => {
         if (stopped) return;
         h.onDown(ev);
-        timer = setTimeout(connect, delay);
+        const renewing = !opened || AUTH_CLOSE_CODES.has(ev.code) ? session.refreshIfStale() : null;
+        timer = setTimeout(async () => {
+          if (renewing) await renewing;
+          if (!stopped) connect();
+        }, delay);
         delay = Math.min(delay * 2, BACKOFF_MAX_MS);
       };
     }
@@ -166,21 +183,27 @@
   // everything since the watermark (minus a margin), following next_before
   // until the window is exhausted; duplicates are dropped by message id.
   async function loadHistory() {
-    const stream = state.streamId;
+    const stream = state.streamId, peer = state.peer;
     if (!stream) return;
     const since = state.watermark;
     let before = null, newest = since;
     for (let i = 0; i < MAX_CATCHUP_PAGES; i++) {
-      const q = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+      // peer_id: with token auth the server checks the caller is a participant.
+      const q = new URLSearchParams({ peer_id: peer, limit: String(HISTORY_PAGE) });
       if (since !== null) q.set("after", new Date(since - CATCHUP_MARGIN_MS).toISOString());
       if (before) q.set("before", before);
-      let page;
+      let page, r;
       try {
-        const r = await fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?${q}`);
-        if (!r.ok) throw new Error("HTTP " + r.status);
-        page = await r.json();
+        r = await session.fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?${q}`);
+        page = r.ok ? await r.json() : await r.json().catch(() => null);
       } catch (e) {
         if (stream === state.streamId) showError("Could not load the history (" + e.message + ")");
+        return;
+      }
+      if (!r.ok) {
+        if (stream === state.streamId) {
+          showError("Could not load the history: " + session.describe(r, page, "read this conversation"));
+        }
         return;
       }
       if (stream !== state.streamId) return; // switched conversation meanwhile
@@ -196,13 +219,23 @@
         (state.watermark === null || newest > state.watermark)) state.watermark = newest;
   }
 
-  // The user and the open conversation live in the address, so a reload
-  // (or a bookmark) comes back to the same view.
+  // The open conversation (and, without accounts, the user) live in the
+  // address, so a reload or a bookmark comes back to the same view; with
+  // accounts the user comes from the tab's session instead.
   function rememberInUrl() {
     const q = new URLSearchParams(location.search);
-    q.set("me", state.me);
+    if (state.me && state.mode === "seed") q.set("me", state.me); else q.delete("me");
     if (state.peer) q.set("peer", state.peer); else q.delete("peer");
-    try { history.replaceState(null, "", location.pathname + "?" + q); } catch (e) { /* file: */ }
+    const s = q.toString();
+    try { history.replaceState(null, "", location.pathname + (s ? "?" + s : "")); } catch (e) { /* file: */ }
+  }
+
+  // A websocket URL with the current token (none without accounts).
+  function wsUrl(pathname, params) {
+    const q = new URLSearchParams(params);
+    const t = session.token();
+    if (t) q.set("token", t);
+    return wsBase() + pathname + "?" + q;
   }
 
   function openConversation(peer) {
@@ -222,10 +255,10 @@
     $("text").disabled = $("send").disabled = false;
     renderConversations();
     rememberInUrl();
-    const q = new URLSearchParams({ stream_id: state.streamId, sender_id: state.me, receiver_id: peer });
+    const params = { stream_id: state.streamId, sender_id: state.me, receiver_id: peer };
     state.up.chat = false;
     let sock = null;
-    sock = resilientSocket(wsBase() + "/chat/subscribe-websocket?" + q, {
+    sock = resilientSocket(() => wsUrl("/chat/subscribe-websocket", params), {
       onMessage: (m) => showMessage(m),
       // Subscribed first, history second: nothing falls in between.
       onOpen: () => { if (state.chatSocket !== sock) return; state.up.chat = true; updateStatus(); loadHistory(); },
@@ -254,7 +287,7 @@
     state.sending = true;
     $("send").disabled = true;
     try {
-      const r = await fetch("/chat/persist", {
+      const r = await session.fetch("/chat/messages", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       });
       const data = await r.json().catch(() => ({}));
@@ -263,8 +296,8 @@
         if ($("text").value === content) $("text").value = "";
         showError("");
         showMessage(data); // ignored if the conversation changed meanwhile
-      } else {
-        showError("Not sent: " + (data.error || "HTTP " + r.status));
+      } else if (r.status !== 401 || state.me) {
+        showError("Not sent: " + session.describe(r, data, "send messages in this conversation"));
       }
     } catch (e) {
       showError("Not sent (connection problem): press Send to try again");
@@ -287,18 +320,38 @@
     renderConversations();
   }
 
-  function signIn() {
-    const me = $("me").value.trim();
-    if (!me || state.me) return;
+  // ------------------------------------------------------------ sign-in
+
+  function loginMessage(text) {
+    const el = $("login-error");
+    el.textContent = text || "";
+    el.classList.toggle("hidden", !text);
+  }
+
+  // The form for the server's kind of sign-in: with accounts a password
+  // and "Create account"; without them (seed mode) a user id alone.
+  function setMode(mode) {
+    state.mode = mode;
+    const accounts = mode !== "seed";
+    $("password-row").classList.toggle("hidden", !accounts);
+    $("password").required = accounts;
+    $("register-btn").classList.toggle("hidden", !accounts);
+    $("login").dataset.mode = mode;
+  }
+
+  function enterChat(me) {
+    if (state.me) return;
     state.me = me;
+    loginMessage("");
+    $("password").value = "";
     $("login").classList.add("hidden");
     $("chat").classList.remove("hidden");
+    $("logout").classList.remove("hidden");
     $("who").textContent = me;
     document.title = "notifd chat — " + me;
     loadPeers();
     renderConversations();
-    const q = new URLSearchParams({ user_id: me });
-    state.noteSocket = resilientSocket(wsBase() + "/notifications/subscribe?" + q, {
+    state.noteSocket = resilientSocket(() => wsUrl("/notifications/subscribe", { user_id: me }), {
       onMessage: onNotification,
       onOpen: () => { state.up.note = true; updateStatus(); },
       onDown: () => { state.up.note = false; updateStatus(); },
@@ -309,10 +362,93 @@
     else rememberInUrl();
   }
 
-  $("login").onsubmit = (e) => { e.preventDefault(); signIn(); };
+  // Back to the sign-in form; `why` is shown on it.
+  function leaveChat(why) {
+    if (state.chatSocket) state.chatSocket.close();
+    if (state.noteSocket) state.noteSocket.close();
+    const me = state.me;
+    Object.assign(state, {
+      me: null, peer: null, streamId: null, watermark: null, chatSocket: null, noteSocket: null,
+      up: { chat: false, note: false }, draft: null, sending: false,
+    });
+    state.seen.clear();
+    state.peers.clear();
+    state.unread.clear();
+    $("messages").textContent = "";
+    $("conversations").textContent = "";
+    $("title").textContent = "Pick someone to chat with";
+    $("text").value = "";
+    $("text").disabled = $("send").disabled = true;
+    showError("");
+    $("chat").classList.add("hidden");
+    $("logout").classList.add("hidden");
+    $("login").classList.remove("hidden");
+    $("who").textContent = "";
+    document.title = "notifd chat";
+    if (me && !$("me").value) $("me").value = me;
+    loginMessage(why);
+    rememberInUrl();
+    updateStatus();
+  }
+
+  // Finds out once which sign-in the server wants; asked again while the
+  // server cannot be reached.
+  let probing = null;
+  function probe() {
+    if (!probing) {
+      probing = session.probe().then((res) => {
+        setMode(res.mode);
+        if (res.mode === "offline") probing = null;
+        return res;
+      });
+    }
+    return probing;
+  }
+
+  let busy = false;
+  async function submitLogin(register) {
+    const me = $("me").value.trim();
+    if (!me || state.me || busy) return;
+    busy = true;
+    $("login-btn").disabled = $("register-btn").disabled = true;
+    try {
+      const { mode } = await probe();
+      if (mode === "seed") { enterChat(me); return; }
+      if (mode === "offline") { loginMessage("Cannot reach the server, try again"); return; }
+      const password = $("password").value;
+      if (!password) { loginMessage("Type your password"); $("password").focus(); return; }
+      loginMessage("");
+      const user = await (register ? session.register(me, password) : session.login(me, password));
+      enterChat(user);
+    } catch (e) {
+      loginMessage(e.message);
+    } finally {
+      busy = false;
+      $("login-btn").disabled = $("register-btn").disabled = false;
+    }
+  }
+
+  session.onExpired((why) => leaveChat(why));
+  $("login").onsubmit = (e) => { e.preventDefault(); submitLogin(false); };
+  $("register-btn").onclick = (e) => {
+    e.preventDefault();
+    if ($("login").reportValidity()) submitLogin(true);
+  };
+  $("logout").onclick = () => {
+    session.signOut();
+    $("me").value = "";
+    leaveChat("");
+  };
   $("peer-form").onsubmit = (e) => { e.preventDefault(); openConversation($("peer").value); };
   $("send-form").onsubmit = send;
   window.notifdParseTime = parseTime; // for tests and the console
-  const params = new URLSearchParams(location.search);
-  if (params.get("me")) { $("me").value = params.get("me"); signIn(); }
+
+  probe().then((res) => {
+    if (res.mode === "accounts" && session.active()) enterChat(session.userId());
+    else if (res.expired) loginMessage(session.EXPIRED);
+    else if (res.mode === "seed") {
+      const me = new URLSearchParams(location.search).get("me");
+      if (me) { $("me").value = me; enterChat(me); }
+    }
+  });
 })();
