@@ -1,5 +1,7 @@
 // Browser test of the web chat client (web/) served by the built notifd
-// running config/single-node.yaml (all five roles, embedded backends).
+// with the roles of config/single-node.yaml (all five, embedded backends)
+// in seed mode (auth.mode none: a user id alone signs in; accounts and
+// tokens are auth.test.mjs's).
 //
 //   node tests/browser/chat.test.mjs BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR
 //
@@ -8,174 +10,15 @@
 // check waits for a condition in the page; nothing asserts on durations.
 // Screenshots and the notifd log go to ARTIFACT_DIR.  run.sh is the entry
 // point that meson calls (it skips when node or chromium is missing).
-import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-
-const [buildRoot, sourceRoot, artifactDir] = process.argv.slice(2).map((p) => path.resolve(p));
-if (!artifactDir) {
-  console.error("usage: chat.test.mjs BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR");
-  process.exit(2);
-}
-const NOTIFD = path.join(buildRoot, "host", "notifd");
-const CHROMIUM = process.env.NOTIFD_CHROMIUM || "/usr/bin/chromium";
-const WAIT_MS = 20000; // upper bound of every wait (the ASan build is slow)
+import { randomBytes } from "node:crypto";
+import {
+  Notifd, assert, assertEq, conversations, expectShownOnce, launchBrowser, log, messages,
+  openChat, run, sendUI, sleep, status, streamId, texts, track, waitFor, watchErrors,
+} from "./lib.mjs";
 
 const ALICE = "alice";
 const BOB = 'bob&<b>co</b>';   // markup in an id: must show as text
 const CAROL = "carol";
-
-// ---------------------------------------------------------------- helpers
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (...a) => console.log("#", ...a);
-
-function fail(msg) { throw new Error(msg); }
-function assert(cond, msg) { if (!cond) fail("assertion failed: " + msg); }
-function assertEq(actual, expected, msg) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  if (a !== e) fail(`${msg}\n  expected: ${e}\n  actual:   ${a}`);
-}
-
-async function waitFor(what, fn, timeout = WAIT_MS) {
-  const end = Date.now() + timeout;
-  let last = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = null;
-    } catch (e) { last = e; }
-    if (Date.now() > end) fail(`timed out waiting for ${what}` + (last ? ` (${last.message})` : ""));
-    await sleep(50);
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-// The contract's stream id (Go ComputeStreamID): ids sorted bytewise,
-// concatenated, SHA-256, first 16 hex digits.
-function streamId(a, b) {
-  const [x, y] = [Buffer.from(a, "utf8"), Buffer.from(b, "utf8")];
-  const [lo, hi] = Buffer.compare(x, y) <= 0 ? [x, y] : [y, x];
-  return createHash("sha256").update(Buffer.concat([lo, hi])).digest("hex").slice(0, 16);
-}
-
-// ---------------------------------------------------------------- notifd
-
-class Notifd {
-  constructor(dir) {
-    this.dir = dir;
-    this.dataDir = path.join(dir, "data");
-    this.logPath = path.join(artifactDir, "notifd.log");
-    this.internalToken = randomBytes(16).toString("hex");
-    this.proc = null;
-    // config/single-node.yaml as committed; NOTIFD_ADDRESS binds the
-    // public listener to loopback (tests start servers on 127.0.0.1).
-    this.config = path.join(sourceRoot, "config", "single-node.yaml");
-  }
-
-  async init() {
-    this.port = await freePort();
-    this.adminPort = await freePort();
-    this.smtpPort = await freePort(); // nothing listens: the email role just retries
-    this.base = `http://127.0.0.1:${this.port}`;
-    return this;
-  }
-
-  async start() {
-    const env = {
-      ...process.env,
-      NOTIFD_ADDRESS: "127.0.0.1",
-      NOTIFD_PORT: String(this.port),
-      NOTIFD_ADMIN_PORT: String(this.adminPort),
-      NOTIFD_DATA_DIR: this.dataDir,
-      NOTIFD_PLUGIN_DIR: path.join(buildRoot, "plugins"),
-      NOTIFD_WEB_DIR: path.join(sourceRoot, "web"),
-      NOTIFD_TEMPLATES_DIR: path.join(sourceRoot, "config", "templates"),
-      NOTIFD_SMTP_URL: `smtp://127.0.0.1:${this.smtpPort}`,
-      NOTIFD_INTERNAL_TOKEN: this.internalToken,
-    };
-    const logFd = fs.openSync(this.logPath, "a");
-    this.proc = spawn(NOTIFD, ["-c", this.config], { cwd: this.dir, env, stdio: ["ignore", logFd, logFd] });
-    fs.closeSync(logFd);
-    const proc = this.proc;
-    this.exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
-    log(`notifd pid ${proc.pid} on 127.0.0.1:${this.port} (admin ${this.adminPort})`);
-    await waitFor("notifd /readyz", async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) {
-        fail(`notifd exited (${proc.exitCode ?? proc.signalCode}):\n${this.logTail()}`);
-      }
-      const r = await fetch(`http://127.0.0.1:${this.adminPort}/readyz`).catch(() => null);
-      return r && r.status === 200;
-    });
-  }
-
-  running() { return this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
-
-  // Graceful stop; a non-zero exit (ASan leak report included) fails.
-  async stop() {
-    if (!this.running()) fail("notifd is not running");
-    process.kill(this.proc.pid, "SIGTERM");
-    const timer = sleep(WAIT_MS).then(() => null);
-    const r = await Promise.race([this.exited, timer]);
-    if (!r) { this.kill(); fail("notifd did not stop within the wait after SIGTERM"); }
-    if (r.code !== 0) fail(`notifd exit ${r.code ?? r.signal} after SIGTERM:\n${this.logTail()}`);
-  }
-
-  kill() { if (this.running()) process.kill(this.proc.pid, "SIGKILL"); }
-
-  logTail() {
-    try { return fs.readFileSync(this.logPath, "utf8").split("\n").slice(-40).join("\n"); } catch { return ""; }
-  }
-
-  async post(pathname, body, headers = {}) {
-    const r = await fetch(this.base + pathname, {
-      method: "POST", headers: { "Content-Type": "application/json", ...headers },
-      body: JSON.stringify(body),
-    });
-    return { status: r.status, body: await r.json().catch(() => null) };
-  }
-}
-
-// ---------------------------------------------------------------- pages
-
-// Records every chat/notification websocket a page opens and the frames
-// it receives.
-function track(page) {
-  const t = { chatSockets: [], chatFrames: [], noteFrames: [] };
-  page.on("websocket", (ws) => {
-    const u = new URL(ws.url());
-    const frames = u.pathname === "/chat/subscribe-websocket" ? t.chatFrames
-      : u.pathname === "/notifications/subscribe" ? t.noteFrames : null;
-    if (!frames) return;
-    if (frames === t.chatFrames) t.chatSockets.push(ws);
-    ws.on("framereceived", (f) => { try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON */ } });
-  });
-  return t;
-}
-
-const messages = (page) => page.$$eval("#messages li", (els) => els.map((e) => ({
-  id: e.dataset.id, text: e.querySelector(".text").textContent, mine: e.classList.contains("mine"),
-})));
-const texts = async (page) => (await messages(page)).map((m) => m.text);
-const status = (page) => page.textContent("#status");
-const conversations = (page) => page.$$eval("#conversations li", (els) => els.map((e) => ({
-  peer: e.dataset.peer,
-  name: e.querySelector(".name").textContent,
-  badge: e.querySelector(".badge") ? e.querySelector(".badge").textContent : null,
-  active: e.classList.contains("active"),
-})));
 
 async function signIn(page, base, me) {
   await page.goto(base + "/");
@@ -184,67 +27,13 @@ async function signIn(page, base, me) {
   await waitFor(`${me} signed in`, async () => (await page.textContent("#who")) === me);
 }
 
-async function openChat(page, peer) {
-  await page.fill("#peer", peer);
-  await page.click("[data-testid=open]");
-  await waitFor(`conversation with ${peer} open`, async () =>
-    (await page.textContent("#title")) === "Chat with " + peer && (await status(page)) === "online");
-}
-
-async function sendUI(page, text) {
-  await page.fill("#text", text);
-  await page.press("#text", "Enter");
-  await waitFor(`"${text}" sent`, async () => (await page.inputValue("#text")) === "");
-  const err = (await page.textContent("#error")).trim();
-  if (err) fail(`send failed in the page: ${err}`);
-}
-
-// Waits until `text` is shown exactly once in the page.
-async function expectShownOnce(page, text, who) {
-  await waitFor(`"${text}" shown to ${who}`, async () => (await texts(page)).includes(text));
-  const n = (await texts(page)).filter((t) => t === text).length;
-  assertEq(n, 1, `"${text}" shown ${n} times to ${who}`);
-}
-
-// ---------------------------------------------------------------- test
-
-let browser = null, notifd = null, tmp = null;
-const pages = {};
-let passed = 0;
-
-async function screenshot(name) {
-  for (const [who, page] of Object.entries(pages)) {
-    await page.screenshot({ path: path.join(artifactDir, `${name}-${who}.png`), fullPage: true }).catch(() => {});
-  }
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-  } catch (e) {
-    console.log(`not ok ${passed + 1} - ${name}`);
-    throw e;
-  }
-  passed++;
-  console.log(`ok ${passed} - ${name} (${Date.now() - t0} ms)`);
-}
-
-async function main() {
-  fs.rmSync(artifactDir, { recursive: true, force: true });
-  fs.mkdirSync(artifactDir, { recursive: true });
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "notifd-browser-"));
-  notifd = await new Notifd(tmp).init();
+await run("browser", async ({ step, screenshot, pages, tmp, setNotifd, setBrowser }) => {
+  const internalToken = randomBytes(16).toString("hex");
+  const notifd = setNotifd(await new Notifd(tmp, { internal_token: internalToken }).init());
   await notifd.start();
   const base = notifd.base;
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--disable-dev-shm-usage"],
-  });
+  const browser = setBrowser(await launchBrowser());
   log(`chromium ${browser.version()}`);
   // alice: a phone-sized screen, bob: a desktop one.  Both run a fake
   // clock (flowing like the real one until paused) so the test can hold a
@@ -270,11 +59,7 @@ async function main() {
   });
   const A = pages.alice = await ctxA.newPage();
   const B = pages.bob = await ctxB.newPage();
-  const pageErrors = [];
-  for (const [who, p] of Object.entries(pages)) {
-    p.on("pageerror", (e) => pageErrors.push(`${who}: ${e.message}`));
-    p.on("dialog", (d) => { pageErrors.push(`${who}: unexpected dialog ${d.message()}`); d.dismiss().catch(() => {}); });
-  }
+  const pageErrors = watchErrors(pages);
   const tA = track(A), tB = track(B);
   const sidAB = streamId(ALICE, BOB);
 
@@ -422,7 +207,7 @@ async function main() {
 
   await step("server closes the chat socket (4001): reconnect and refetch the missed message", async () => {
     await pause(A); // alice's reconnect waits for the test
-    const r = await notifd.post(`/chat/streams/${sidAB}/close`, {}, { "X-Notifd-Internal-Token": notifd.internalToken });
+    const r = await notifd.post(`/chat/streams/${sidAB}/close`, {}, { "X-Notifd-Internal-Token": internalToken });
     assertEq([r.status, r.body && r.body.closed], [200, 2], "both chat sockets closed");
     await waitFor("alice connecting", async () => (await status(A)) === "connecting");
     // bob's clock runs: he reconnects and sends while alice is away.
@@ -496,43 +281,8 @@ async function main() {
 
   await step("notifd stops cleanly (exit 0)", async () => {
     await browser.close();
-    browser = null;
+    setBrowser(null);
     await notifd.stop();
   });
-}
+});
 
-async function cleanup() {
-  if (browser) {
-    await screenshot("failure");
-    await browser.close().catch(() => {});
-  }
-  if (notifd) notifd.kill();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-const watchdog = setTimeout(() => {
-  console.log("not ok - overall time limit reached");
-  if (notifd) notifd.kill();
-  process.exit(1);
-}, 110000);
-
-for (const sig of ["SIGTERM", "SIGINT"]) {
-  process.on(sig, () => { if (notifd) notifd.kill(); process.exit(1); });
-}
-
-try {
-  await main();
-  clearTimeout(watchdog);
-  await cleanup();
-  console.log(`browser: ${passed} passed, 0 failed`);
-  console.log(`# artifacts: ${artifactDir}`);
-  process.exit(0);
-} catch (e) {
-  console.log("# FAILED:", e && e.stack ? e.stack : e);
-  if (notifd) console.log("# notifd log tail:\n" + notifd.logTail().replace(/^/gm, "#   "));
-  await cleanup().catch(() => {});
-  clearTimeout(watchdog);
-  console.log(`browser: ${passed} passed, 1 failed`);
-  console.log(`# artifacts: ${artifactDir}`);
-  process.exit(1);
-}

@@ -1,11 +1,13 @@
 #!/bin/sh
-# Browser test of the web chat client (web/): Debian chromium driven by
-# playwright-core against the built notifd running config/single-node.yaml.
+# Browser tests of the web chat client (web/): Debian chromium driven by
+# playwright-core against the built notifd.
 #
-#   tests/browser/run.sh BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR
+#   tests/browser/run.sh BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR [TEST]
 #
-# Exit 77 (meson: SKIP) with the reason when node, chromium or the npm
-# packages are missing; scripts/install-deps.sh test installs all three.
+# TEST is the script tests/browser/TEST.test.mjs: chat (seed mode, the
+# default) or auth (accounts and tokens).  Exit 77 (meson: SKIP) with the
+# reason when node, chromium or the npm packages are missing;
+# scripts/install-deps.sh test installs all three.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -19,5 +21,7 @@ chrome=${NOTIFD_CHROMIUM:-/usr/bin/chromium}
 [ -f "$here/node_modules/playwright-core/package.json" ] ||
   skip "tests/browser/node_modules missing (scripts/install-deps.sh test runs npm ci there)"
 [ -x "$1/host/notifd" ] || { echo "notifd not built in $1"; exit 1; }
+script="$here/${4:-chat}.test.mjs"
+[ -f "$script" ] || { echo "no browser test $script"; exit 1; }
 
-NOTIFD_CHROMIUM=$chrome exec node "$here/chat.test.mjs" "$@"
+NOTIFD_CHROMIUM=$chrome exec node "$script" "$1" "$2" "$3"

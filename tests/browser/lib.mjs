@@ -1,0 +1,316 @@
+// What the browser tests share: the command line, the notifd process, the
+// browser, page helpers and the TAP-like step runner.
+//
+//   node tests/browser/<name>.test.mjs BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR
+//
+// Every check waits for a condition; nothing asserts on durations.
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+export const [buildRoot, sourceRoot, artifactDir] = process.argv.slice(2).map((p) => path.resolve(p));
+if (!artifactDir) {
+  console.error(`usage: ${path.basename(process.argv[1])} BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR`);
+  process.exit(2);
+}
+const NOTIFD = path.join(buildRoot, "host", "notifd");
+const CHROMIUM = process.env.NOTIFD_CHROMIUM || "/usr/bin/chromium";
+export const WAIT_MS = 20000; // upper bound of every wait (the ASan build is slow)
+
+// ---------------------------------------------------------------- helpers
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const log = (...a) => console.log("#", ...a);
+
+export function fail(msg) { throw new Error(msg); }
+export function assert(cond, msg) { if (!cond) fail("assertion failed: " + msg); }
+export function assertEq(actual, expected, msg) {
+  const a = JSON.stringify(actual), e = JSON.stringify(expected);
+  if (a !== e) fail(`${msg}\n  expected: ${e}\n  actual:   ${a}`);
+}
+
+export async function waitFor(what, fn, timeout = WAIT_MS) {
+  const end = Date.now() + timeout;
+  let last = null;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = null;
+    } catch (e) { last = e; }
+    if (Date.now() > end) fail(`timed out waiting for ${what}` + (last ? ` (${last.message})` : ""));
+    await sleep(50);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+// The contract's stream id (Go ComputeStreamID): ids sorted bytewise,
+// concatenated, SHA-256, first 16 hex digits.
+export function streamId(a, b) {
+  const [x, y] = [Buffer.from(a, "utf8"), Buffer.from(b, "utf8")];
+  const [lo, hi] = Buffer.compare(x, y) <= 0 ? [x, y] : [y, x];
+  return createHash("sha256").update(Buffer.concat([lo, hi])).digest("hex").slice(0, 16);
+}
+
+// ---------------------------------------------------------------- notifd
+
+// notifd with the roles of config/single-node.yaml (all five, embedded
+// backends) and the given `auth` section, on loopback ports.  The config
+// is written as JSON, which YAML reads as it is.
+export class Notifd {
+  constructor(dir, auth) {
+    this.dir = dir;
+    this.auth = auth;
+    this.dataDir = path.join(dir, "data");
+    this.logPath = path.join(artifactDir, "notifd.log");
+    this.config = path.join(dir, "notifd.yaml");
+    this.proc = null;
+  }
+
+  async init() {
+    this.port = await freePort();
+    this.adminPort = await freePort();
+    const smtpPort = await freePort(); // nothing listens: the email role just retries
+    this.base = `http://127.0.0.1:${this.port}`;
+    this.wsBase = `ws://127.0.0.1:${this.port}`;
+    const config = {
+      listen: { address: "127.0.0.1", port: this.port },
+      admin: { address: "127.0.0.1", port: this.adminPort },
+      data_dir: this.dataDir,
+      logging: { level: "info", format: "logfmt" },
+      http: { static_dir: path.join(sourceRoot, "web") },
+      auth: this.auth,
+      plugin_dirs: [path.join(buildRoot, "plugins")],
+      plugins: [
+        { name: "chat_ws" },
+        { name: "notifications_ws" },
+        { name: "chat_persistence", config: { sqlite_synchronous: "normal" } },
+        { name: "chat_change_handler" },
+        { name: "email", config: {
+          smtp_url: `smtp://127.0.0.1:${smtpPort}`,
+          templates_dir: path.join(sourceRoot, "config", "templates"),
+          chat_throttle: "10m",
+        } },
+      ],
+    };
+    fs.writeFileSync(this.config, JSON.stringify(config, null, 2) + "\n");
+    return this;
+  }
+
+  async start() {
+    const logFd = fs.openSync(this.logPath, "a");
+    this.proc = spawn(NOTIFD, ["-c", this.config], { cwd: this.dir, stdio: ["ignore", logFd, logFd] });
+    fs.closeSync(logFd);
+    const proc = this.proc;
+    this.exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
+    log(`notifd pid ${proc.pid} on 127.0.0.1:${this.port} (admin ${this.adminPort})`);
+    await waitFor("notifd /readyz", async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        fail(`notifd exited (${proc.exitCode ?? proc.signalCode}):\n${this.logTail()}`);
+      }
+      const r = await fetch(`http://127.0.0.1:${this.adminPort}/readyz`).catch(() => null);
+      return r && r.status === 200;
+    });
+  }
+
+  running() { return this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
+
+  // Graceful stop; a non-zero exit (ASan leak report included) fails.
+  async stop() {
+    if (!this.running()) fail("notifd is not running");
+    process.kill(this.proc.pid, "SIGTERM");
+    const timer = sleep(WAIT_MS).then(() => null);
+    const r = await Promise.race([this.exited, timer]);
+    if (!r) { this.kill(); fail("notifd did not stop within the wait after SIGTERM"); }
+    if (r.code !== 0) fail(`notifd exit ${r.code ?? r.signal} after SIGTERM:\n${this.logTail()}`);
+  }
+
+  kill() { if (this.running()) process.kill(this.proc.pid, "SIGKILL"); }
+
+  logTail() {
+    try { return fs.readFileSync(this.logPath, "utf8").split("\n").slice(-40).join("\n"); } catch { return ""; }
+  }
+
+  async request(method, pathname, body, headers = {}) {
+    const r = await fetch(this.base + pathname, {
+      method, headers: body === undefined ? headers : { "Content-Type": "application/json", ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, body: await r.json().catch(() => null), headers: r.headers };
+  }
+
+  post(pathname, body, headers = {}) { return this.request("POST", pathname, body, headers); }
+
+  // The HTTP status of a websocket upgrade (101 when accepted), which a
+  // page never sees.
+  upgradeStatus(pathAndQuery) {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect(this.port, "127.0.0.1", () => {
+        sock.write(`GET ${pathAndQuery} HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\n` +
+          `Origin: ${this.base}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      });
+      let got = "";
+      sock.setTimeout(WAIT_MS, () => { sock.destroy(); reject(new Error("no upgrade answer")); });
+      sock.on("data", (d) => {
+        got += d.toString("latin1");
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(got);
+        if (m) { sock.destroy(); resolve(Number(m[1])); }
+      });
+      sock.on("error", reject);
+    });
+  }
+}
+
+// ---------------------------------------------------------------- browser
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--disable-dev-shm-usage"],
+  });
+}
+
+// Records every chat/notification websocket a page opens and the frames
+// it receives.
+export function track(page) {
+  const t = { chatSockets: [], noteSockets: [], chatFrames: [], noteFrames: [] };
+  page.on("websocket", (ws) => {
+    const u = new URL(ws.url());
+    const frames = u.pathname === "/chat/subscribe-websocket" ? t.chatFrames
+      : u.pathname === "/notifications/subscribe" ? t.noteFrames : null;
+    if (!frames) return;
+    (frames === t.chatFrames ? t.chatSockets : t.noteSockets).push(ws);
+    ws.on("framereceived", (f) => { try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON */ } });
+  });
+  return t;
+}
+
+export const messages = (page) => page.$$eval("#messages li", (els) => els.map((e) => ({
+  id: e.dataset.id, text: e.querySelector(".text").textContent, mine: e.classList.contains("mine"),
+})));
+export const texts = async (page) => (await messages(page)).map((m) => m.text);
+export const status = (page) => page.textContent("#status");
+export const conversations = (page) => page.$$eval("#conversations li", (els) => els.map((e) => ({
+  peer: e.dataset.peer,
+  name: e.querySelector(".name").textContent,
+  badge: e.querySelector(".badge") ? e.querySelector(".badge").textContent : null,
+  active: e.classList.contains("active"),
+})));
+
+export async function openChat(page, peer) {
+  await page.fill("#peer", peer);
+  await page.click("[data-testid=open]");
+  await waitFor(`conversation with ${peer} open`, async () =>
+    (await page.textContent("#title")) === "Chat with " + peer && (await status(page)) === "online");
+}
+
+export async function sendUI(page, text) {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+  await waitFor(`"${text}" sent`, async () => (await page.inputValue("#text")) === "");
+  const err = (await page.textContent("#error")).trim();
+  if (err) fail(`send failed in the page: ${err}`);
+}
+
+// Waits until `text` is shown exactly once in the page.
+export async function expectShownOnce(page, text, who) {
+  await waitFor(`"${text}" shown to ${who}`, async () => (await texts(page)).includes(text));
+  const n = (await texts(page)).filter((t) => t === text).length;
+  assertEq(n, 1, `"${text}" shown ${n} times to ${who}`);
+}
+
+// Collects uncaught errors and dialogs of the pages.
+export function watchErrors(pages) {
+  const errors = [];
+  for (const [who, p] of Object.entries(pages)) {
+    p.on("pageerror", (e) => errors.push(`${who}: ${e.message}`));
+    p.on("dialog", (d) => { errors.push(`${who}: unexpected dialog ${d.message()}`); d.dismiss().catch(() => {}); });
+  }
+  return errors;
+}
+
+// ---------------------------------------------------------------- runner
+
+// Runs main(t) with t = {step, screenshot, pages, tmp, setNotifd,
+// setBrowser}, under an overall time limit; prints one "ok"/"not ok" line
+// per step, cleans up and exits.
+export async function run(name, main, limitMs = 110000) {
+  let browser = null, notifd = null, passed = 0;
+  const pages = {};
+  fs.rmSync(artifactDir, { recursive: true, force: true });
+  fs.mkdirSync(artifactDir, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "notifd-browser-"));
+
+  async function screenshot(shot) {
+    for (const [who, page] of Object.entries(pages)) {
+      await page.screenshot({ path: path.join(artifactDir, `${shot}-${who}.png`), fullPage: true }).catch(() => {});
+    }
+  }
+
+  async function step(title, fn) {
+    const t0 = Date.now();
+    try {
+      await fn();
+    } catch (e) {
+      console.log(`not ok ${passed + 1} - ${title}`);
+      throw e;
+    }
+    passed++;
+    console.log(`ok ${passed} - ${title} (${Date.now() - t0} ms)`);
+  }
+
+  async function cleanup() {
+    if (browser) {
+      await screenshot("failure");
+      await browser.close().catch(() => {});
+    }
+    if (notifd) notifd.kill();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const watchdog = setTimeout(() => {
+    console.log("not ok - overall time limit reached");
+    if (notifd) notifd.kill();
+    process.exit(1);
+  }, limitMs);
+  for (const sig of ["SIGTERM", "SIGINT"]) {
+    process.on(sig, () => { if (notifd) notifd.kill(); process.exit(1); });
+  }
+
+  const t = {
+    step, screenshot, pages, tmp,
+    setNotifd(n) { notifd = n; return n; },
+    setBrowser(b) { browser = b; return b; },
+  };
+  try {
+    await main(t);
+    clearTimeout(watchdog);
+    await cleanup();
+    console.log(`${name}: ${passed} passed, 0 failed`);
+    console.log(`# artifacts: ${artifactDir}`);
+    process.exit(0);
+  } catch (e) {
+    console.log("# FAILED:", e && e.stack ? e.stack : e);
+    if (notifd) console.log("# notifd log tail:\n" + notifd.logTail().replace(/^/gm, "#   "));
+    await cleanup().catch(() => {});
+    clearTimeout(watchdog);
+    console.log(`${name}: ${passed} passed, 1 failed`);
+    console.log(`# artifacts: ${artifactDir}`);
+    process.exit(1);
+  }
+}
