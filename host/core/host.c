@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/accounts.h"
 #include "bus/bus.h"
 #include "core/lifecycle.h"
 #include "core/loader.h"
@@ -47,7 +48,7 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
   h->poster = nd_poster_new(base);
   h->ws = nd_ws_hub_new(h);
   if (!h->metrics || !h->router || !h->admin_router || !h->poster || !h->ws ||
-      nd_admin_register(h) < 0) {
+      nd_admin_register(h) < 0 || (h->cfg.accounts && nd_accounts_new(h, &h->accounts) < 0)) {
     set_err(err, errlen, "out of memory creating the host");
     notifd_host_free(h);
     return NOTIFD_ENOMEM;
@@ -157,6 +158,7 @@ void notifd_host_free(notifd_host *h) {
   free(h->plugins);
   free(h->builtins);
   if (h->ws) nd_ws_hub_free(h->ws);
+  nd_accounts_free(h->accounts);
   if (h->router) nd_router_free(h->router);
   if (h->admin_router) nd_router_free(h->admin_router);
   nd_poster_free(h->poster);
