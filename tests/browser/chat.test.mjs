@@ -1,7 +1,8 @@
 // Browser test of the web chat client (web/) served by the built notifd
 // with the roles of config/single-node.yaml (all five, embedded backends)
-// in seed mode (auth.mode none: a user id alone signs in; accounts and
-// tokens are auth.test.mjs's).
+// in seed mode: auth.mode none and no accounts, so a user id alone signs
+// in (accounts and tokens, with single-node.yaml as committed, are
+// auth.test.mjs's).
 //
 //   node tests/browser/chat.test.mjs BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR
 //
@@ -12,7 +13,7 @@
 // point that meson calls (it skips when node or chromium is missing).
 import { randomBytes } from "node:crypto";
 import {
-  Notifd, assert, assertEq, conversations, expectShownOnce, launchBrowser, log, messages,
+  assert, assertEq, clockedContexts, conversations, expectShownOnce, messages,
   openChat, run, sendUI, sleep, status, streamId, texts, track, waitFor, watchErrors,
 } from "./lib.mjs";
 
@@ -27,21 +28,16 @@ async function signIn(page, base, me) {
   await waitFor(`${me} signed in`, async () => (await page.textContent("#who")) === me);
 }
 
-await run("browser", async ({ step, screenshot, pages, tmp, setNotifd, setBrowser }) => {
+await run("browser", async ({ step, screenshot, pages, startNotifd, launch, finish }) => {
   const internalToken = randomBytes(16).toString("hex");
-  const notifd = setNotifd(await new Notifd(tmp, { internal_token: internalToken }).init());
-  await notifd.start();
+  const notifd = await startNotifd({ auth: { mode: "none", internal_token: internalToken } });
   const base = notifd.base;
 
-  const browser = setBrowser(await launchBrowser());
-  log(`chromium ${browser.version()}`);
   // alice: a phone-sized screen, bob: a desktop one.  Both run a fake
-  // clock (flowing like the real one until paused) so the test can hold a
-  // reconnect back and step through the backoff.
-  const ctxA = await browser.newContext({ viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true });
-  const ctxB = await browser.newContext({ viewport: { width: 1100, height: 760 } });
-  await ctxA.clock.install();
-  await ctxB.clock.install();
+  // clock so the test can hold a reconnect back and step through the
+  // backoff.
+  const browser = await launch();
+  const [ctxA, ctxB] = await clockedContexts(browser, 2);
   // Counts close events of alice's chat sockets as the page sees them (the
   // reconnect timer is armed in the same dispatch), so the backoff steps
   // below advance her clock only once the page has handled a failure.
@@ -275,14 +271,6 @@ await run("browser", async ({ step, screenshot, pages, tmp, setNotifd, setBrowse
     await screenshot("5-after-restart");
   });
 
-  await step("no script errors in the pages", async () => {
-    assertEq(pageErrors, [], "page errors");
-  });
-
-  await step("notifd stops cleanly (exit 0)", async () => {
-    await browser.close();
-    setBrowser(null);
-    await notifd.stop();
-  });
+  await finish(pageErrors, notifd);
 });
 

@@ -65,16 +65,18 @@ export function streamId(a, b) {
 
 // ---------------------------------------------------------------- notifd
 
-// notifd with the roles of config/single-node.yaml (all five, embedded
-// backends) and the given `auth` section, on loopback ports.  The config
-// is written as JSON, which YAML reads as it is.
+// notifd on loopback ports, either with config/single-node.yaml as
+// committed (`env`: more NOTIFD_* overrides) or, given `auth`, with a
+// config of its own: the same five roles and that auth section (written
+// as JSON, which YAML reads as it is).
 export class Notifd {
-  constructor(dir, auth) {
+  constructor(dir, { auth = null, env = {}, name = "notifd" } = {}) {
     this.dir = dir;
     this.auth = auth;
-    this.dataDir = path.join(dir, "data");
-    this.logPath = path.join(artifactDir, "notifd.log");
-    this.config = path.join(dir, "notifd.yaml");
+    this.env = env;
+    this.dataDir = path.join(dir, name + "-data");
+    this.logPath = path.join(artifactDir, name + ".log");
+    this.config = auth ? path.join(dir, name + ".yaml") : path.join(sourceRoot, "config", "single-node.yaml");
     this.proc = null;
   }
 
@@ -83,7 +85,19 @@ export class Notifd {
     this.adminPort = await freePort();
     const smtpPort = await freePort(); // nothing listens: the email role just retries
     this.base = `http://127.0.0.1:${this.port}`;
-    this.wsBase = `ws://127.0.0.1:${this.port}`;
+    this.env = {
+      ...process.env,
+      NOTIFD_ADDRESS: "127.0.0.1",
+      NOTIFD_PORT: String(this.port),
+      NOTIFD_ADMIN_PORT: String(this.adminPort),
+      NOTIFD_DATA_DIR: this.dataDir,
+      NOTIFD_PLUGIN_DIR: path.join(buildRoot, "plugins"),
+      NOTIFD_WEB_DIR: path.join(sourceRoot, "web"),
+      NOTIFD_TEMPLATES_DIR: path.join(sourceRoot, "config", "templates"),
+      NOTIFD_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+      ...this.env,
+    };
+    if (!this.auth) return this;
     const config = {
       listen: { address: "127.0.0.1", port: this.port },
       admin: { address: "127.0.0.1", port: this.adminPort },
@@ -110,7 +124,8 @@ export class Notifd {
 
   async start() {
     const logFd = fs.openSync(this.logPath, "a");
-    this.proc = spawn(NOTIFD, ["-c", this.config], { cwd: this.dir, stdio: ["ignore", logFd, logFd] });
+    this.proc = spawn(NOTIFD, ["-c", this.config],
+      { cwd: this.dir, env: this.env, stdio: ["ignore", logFd, logFd] });
     fs.closeSync(logFd);
     const proc = this.proc;
     this.exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
@@ -175,7 +190,22 @@ export class Notifd {
 
 // ---------------------------------------------------------------- browser
 
-export function launchBrowser() {
+// n browser contexts, the first phone-sized, the others desktop-sized,
+// each with a fake clock (flowing like the real one until a test pauses
+// or moves it).
+export async function clockedContexts(browser, n) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const ctx = await browser.newContext(i === 0
+      ? { viewport: { width: 390, height: 760 }, isMobile: true, hasTouch: true }
+      : { viewport: { width: 1100, height: 760 } });
+    await ctx.clock.install();
+    out.push(ctx);
+  }
+  return out;
+}
+
+function launchBrowser() {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -246,11 +276,12 @@ export function watchErrors(pages) {
 
 // ---------------------------------------------------------------- runner
 
-// Runs main(t) with t = {step, screenshot, pages, tmp, setNotifd,
-// setBrowser}, under an overall time limit; prints one "ok"/"not ok" line
+// Runs main(t) with t = {step, screenshot, pages, tmp, startNotifd,
+// launch (the browser), finish (the closing steps)}, under an overall time limit; prints one "ok"/"not ok" line
 // per step, cleans up and exits.
 export async function run(name, main, limitMs = 110000) {
-  let browser = null, notifd = null, passed = 0;
+  let browser = null, passed = 0;
+  const daemons = [];
   const pages = {};
   fs.rmSync(artifactDir, { recursive: true, force: true });
   fs.mkdirSync(artifactDir, { recursive: true });
@@ -279,23 +310,45 @@ export async function run(name, main, limitMs = 110000) {
       await screenshot("failure");
       await browser.close().catch(() => {});
     }
-    if (notifd) notifd.kill();
+    for (const n of daemons) n.kill();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 
   const watchdog = setTimeout(() => {
     console.log("not ok - overall time limit reached");
-    if (notifd) notifd.kill();
+    for (const n of daemons) n.kill();
     process.exit(1);
   }, limitMs);
   for (const sig of ["SIGTERM", "SIGINT"]) {
-    process.on(sig, () => { if (notifd) notifd.kill(); process.exit(1); });
+    process.on(sig, () => { for (const n of daemons) n.kill(); process.exit(1); });
+  }
+
+  // The last steps of every test.
+  async function finish(pageErrors, notifd) {
+    await step("no script errors in the pages", async () => {
+      assertEq(pageErrors, [], "page errors");
+    });
+    await step("notifd stops cleanly (exit 0)", async () => {
+      await browser.close();
+      browser = null;
+      await notifd.stop();
+    });
   }
 
   const t = {
-    step, screenshot, pages, tmp,
-    setNotifd(n) { notifd = n; return n; },
-    setBrowser(b) { browser = b; return b; },
+    step, screenshot, pages, tmp, finish,
+    // A started notifd (see Notifd), killed at the end if still running.
+    async startNotifd(opts) {
+      const n = await new Notifd(tmp, opts).init();
+      daemons.push(n);
+      await n.start();
+      return n;
+    },
+    async launch() {
+      browser = await launchBrowser();
+      log(`chromium ${browser.version()}`);
+      return browser;
+    },
   };
   try {
     await main(t);
@@ -306,7 +359,7 @@ export async function run(name, main, limitMs = 110000) {
     process.exit(0);
   } catch (e) {
     console.log("# FAILED:", e && e.stack ? e.stack : e);
-    if (notifd) console.log("# notifd log tail:\n" + notifd.logTail().replace(/^/gm, "#   "));
+    for (const n of daemons) console.log(`# ${path.basename(n.logPath)} tail:\n` + n.logTail().replace(/^/gm, "#   "));
     await cleanup().catch(() => {});
     clearTimeout(watchdog);
     console.log(`${name}: ${passed} passed, 1 failed`);
