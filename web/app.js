@@ -362,8 +362,10 @@
     else rememberInUrl();
   }
 
-  // Back to the sign-in form; `why` is shown on it.
-  function leaveChat(why) {
+  // Back to the sign-in form; `why` is shown on it.  The open
+  // conversation stays in the address (signing in again reopens it)
+  // unless `forget`.
+  function leaveChat(why, forget) {
     if (state.chatSocket) state.chatSocket.close();
     if (state.noteSocket) state.noteSocket.close();
     const me = state.me;
@@ -387,7 +389,7 @@
     document.title = "notifd chat";
     if (me && !$("me").value) $("me").value = me;
     loginMessage(why);
-    rememberInUrl();
+    if (forget) rememberInUrl();
     updateStatus();
   }
 
@@ -437,7 +439,7 @@
   $("logout").onclick = () => {
     session.signOut();
     $("me").value = "";
-    leaveChat("");
+    leaveChat("", true);
   };
   $("peer-form").onsubmit = (e) => { e.preventDefault(); openConversation($("peer").value); };
   $("send-form").onsubmit = send;

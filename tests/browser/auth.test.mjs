@@ -11,6 +11,8 @@
 // test can move a page to its token's refresh time.  Checks are on what
 // the pages show and on the HTTP status codes; every check waits for a
 // condition.
+import fs from "node:fs";
+import path from "node:path";
 import {
   assert, assertEq, clockedContexts, conversations, expectShownOnce, openChat, run,
   sendUI, status, streamId, texts, track, waitFor, watchErrors,
@@ -262,6 +264,31 @@ await run("browser-auth", async ({ step, screenshot, pages, startNotifd, launch,
     const r = await loginUI(C, CAROL);
     assertEq(r.status(), 200, "carol signs in again");
     await signedIn(C, CAROL);
+  });
+
+  await step("a new signing secret: refused websockets, refused refresh, back to the form; sign in again", async () => {
+    const refreshes = [];
+    A.on("response", (r) => { if (new URL(r.url()).pathname === "/auth/refresh") refreshes.push(r.status()); });
+    // Tokens younger than 30 s are not refreshed after a refused socket.
+    for (const p of [A, B]) await p.clock.fastForward(31000);
+    await notifd.stop();
+    fs.rmSync(path.join(notifd.dataDir, "auth.secret"));
+    await notifd.start(); // a new secret: every token issued so far is refused
+    for (const [p, who] of [[A, ALICE], [B, BOB]]) {
+      await waitFor(`${who} back on the form with the expiry message`, async () =>
+        (await shown(p, "#login")) && (await loginError(p)) === EXPIRED);
+      assertEq(await p.inputValue("#me"), who, "user id kept");
+    }
+    assert(refreshes.length >= 1 && refreshes.every((st) => st === 401), `alice's refreshes: ${refreshes}`);
+    await screenshot("7-new-secret");
+    for (const [p, who] of [[A, ALICE], [B, BOB]]) {
+      assertEq((await loginUI(p, who)).status(), 200, `${who} signs in again`);
+      await signedIn(p, who);
+    }
+    await waitFor("alice's conversation with bob again", async () =>
+      (await A.textContent("#title")) === "Chat with " + BOB && (await texts(A)).length === 4);
+    await sendUI(B, "after the new secret");
+    await expectShownOnce(A, "after the new secret", "alice");
   });
 
   await step("too many attempts and closed registration get clear messages", async () => {
