@@ -60,8 +60,9 @@ static int check_token(notifd_host *h, notifd_req *req, const char *const *subje
     for (size_t i = 0; subjects[i]; i++)
       if (strcmp(subjects[i], sub) == 0) match = 1;
     if (!match) {
-      *why = "token subject does not match the request";
-      return 401;
+      /* Authenticated, but not as the user the request names. */
+      *why = "the token's user may not act for the user named in the request";
+      return 403;
     }
   }
   nd_req_set_auth_subject(req, sub);

@@ -22,6 +22,25 @@ static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
 
+static int is_loopback(const char *addr) {
+  return addr && (strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+                  strcmp(addr, "localhost") == 0);
+}
+
+/* Settings that work but expose users: said at every start and by
+ * --check. */
+static void warn_exposure(const nd_config *c) {
+  if (c->auth_mode == NOTIFD_AUTH_MODE_NONE && !is_loopback(c->listen_address))
+    ND_WARN("auth", "auth.mode is none (seed compatibility) on the non-loopback address %s: "
+            "anyone who reaches port %d can post as any user and read and subscribe to "
+            "every conversation; use it on private networks only (docs/security.md)",
+            c->listen_address, c->listen_port);
+  if (c->auth_mode == NOTIFD_AUTH_MODE_USERS && !c->accounts &&
+      (!c->jwt_secret || !*c->jwt_secret))
+    ND_WARN("auth", "auth.mode is users but no token can be verified (set auth.jwt_secret "
+            "or turn on auth.accounts): user routes and channels will refuse every request");
+}
+
 static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **out, char *err,
                     size_t errlen) {
   *out = NULL;
@@ -41,6 +60,7 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
     return NOTIFD_EINVAL;
   }
   nd_log_configure(h->cfg.log_level, h->cfg.log_json);
+  warn_exposure(&h->cfg);
   nd_api_fill(&h->api);
   h->metrics = nd_metrics_new();
   h->router = nd_router_new();
