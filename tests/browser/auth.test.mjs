@@ -229,16 +229,15 @@ await run("browser-auth", async ({ step, screenshot, pages, startNotifd, launch,
     const ws = (q) => "/chat/subscribe-websocket?" + new URLSearchParams(q);
     const asAlice = { stream_id: sidAB, sender_id: ALICE, receiver_id: BOB };
     const asCarol = { stream_id: sidAB, sender_id: CAROL, receiver_id: BOB };
-    for (const [what, q] of [["as alice", asAlice], ["as a participant of another stream", asCarol]]) {
+    // 403: another user's socket; 400: the stream is not carol<->bob's.
+    for (const [what, q, want] of [["as alice", asAlice, 403], ["as carol", asCarol, 400]]) {
       assertEq(await pageSocket(C, notifd.base.replace("http", "ws") + ws({ ...q, token })), "refused",
-        `carol's chat socket ${what} in the page`);
-      // 401/403: not her conversation; 400: the stream is not carol<->bob's.
-      const st = await notifd.upgradeStatus(ws({ ...q, token }));
-      assert([400, 401, 403].includes(st), `carol's chat socket ${what}: upgrade status ${st}`);
+        `carol's chat socket to alice<->bob ${what} in the page`);
+      assertEq(await notifd.upgradeStatus(ws({ ...q, token })), want,
+        `carol's chat socket to alice<->bob ${what}: upgrade status`);
     }
     const note = "/notifications/subscribe?" + new URLSearchParams({ user_id: ALICE, token });
-    const st = await notifd.upgradeStatus(note);
-    assert(st === 401 || st === 403, `carol subscribes to alice's notifications: upgrade status ${st}`);
+    assertEq(await notifd.upgradeStatus(note), 403, "carol subscribes to alice's notifications: upgrade status");
     assertEq(await notifd.upgradeStatus(ws({ ...asAlice, token: (await stored(A)).token })), 101,
       "alice's own token is accepted");
     assert(!(await texts(C)).includes("forged"), "nothing forged shown");
