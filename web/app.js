@@ -445,12 +445,23 @@
   $("send-form").onsubmit = send;
   window.notifdParseTime = parseTime; // for tests and the console
 
-  probe().then((res) => {
+  // At load: resume this tab's session (or, in seed mode, the user in the
+  // address); while the server cannot be reached, ask again with backoff.
+  async function startup(delay) {
+    const res = await probe();
+    if (state.me) return; // signed in by the form meanwhile
+    if (res.mode === "offline") {
+      loginMessage("Cannot reach the server, trying again…");
+      setTimeout(() => startup(Math.min(delay * 2, BACKOFF_MAX_MS)), delay);
+      return;
+    }
+    loginMessage("");
     if (res.mode === "accounts" && session.active()) enterChat(session.userId());
     else if (res.expired) loginMessage(session.EXPIRED);
     else if (res.mode === "seed") {
       const me = new URLSearchParams(location.search).get("me");
       if (me) { $("me").value = me; enterChat(me); }
     }
-  });
+  }
+  startup(BACKOFF_FIRST_MS * 2);
 })();

@@ -211,6 +211,12 @@
     return { mode: "offline" };
   }
 
+  // Timers of hidden tabs run late (or not at all while the machine
+  // sleeps): a tab that shows again refreshes at once when due.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && cur && cur.expiresAt - Date.now() < REFRESH_AHEAD_MS) refresh();
+  });
+
   global.notifdSession = {
     EXPIRED,
     probe,

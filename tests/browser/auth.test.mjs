@@ -177,6 +177,14 @@ await run("browser-auth", async ({ step, screenshot, pages, startNotifd, launch,
       (await B.textContent("#title")) === "Chat with " + ALICE && (await texts(B)).length === 3);
     assertEq(await texts(B), ["hello bob", "hi alice", "how are you?"], "history after the reload");
     assertEq((await stored(B)).token, before, "same session");
+    // A reload whose /auth/me gets no answer says so and asks again.
+    await B.route("**/auth/me", (route) => route.abort());
+    await B.reload();
+    await waitFor("the unreachable message", async () =>
+      (await loginError(B)) === "Cannot reach the server, trying again…");
+    await B.unroute("**/auth/me");
+    await signedIn(B, BOB);
+    assertEq((await stored(B)).token, before, "same session after the retry");
   });
 
   await step("the token is refreshed a minute before it expires", async () => {
