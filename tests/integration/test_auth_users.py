@@ -300,3 +300,15 @@ def test_check_warns_about_seed_mode_on_a_public_address(tmp_path):
                                                   NOTIFD_ADDRESS=address))
         assert out.returncode == 0, out.stderr
         assert (b"seed compatibility" in out.stderr) == warned, (mode, address, out.stderr)
+
+
+def test_tokens_in_urls_only_on_websocket_upgrades(single_node):
+    n = single_node()
+    assert register(n, "alice")[0] == 201
+    t = login(n, "alice")
+    assert get(n, "/auth/me", t)[0] == 200
+    # The same token in the query string of an ordinary request is not
+    # taken: proxies and logs keep URLs.
+    assert http("GET", f"{n.url}/auth/me?token={t}")[0] == 401
+    assert run(upgrade_status(f"{n.ws_url}/notifications/subscribe?user_id=alice&token={t}")) \
+        == 101
