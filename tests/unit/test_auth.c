@@ -114,13 +114,13 @@ START_TEST(alg_none_and_others_rejected) {
   free(t);
   /* alg none with a valid-looking signature */
   t = make_token("{\"alg\":\"none\"}", "{\"sub\":\"a\",\"exp\":1700000060}", SECRET, NULL);
-  ck_assert_str_eq(verify(t, sub, sizeof sub), "token algorithm is not HS256");
+  ck_assert_str_eq(verify(t, sub, sizeof sub), "unsigned tokens (alg none) are refused");
   free(t);
   static const char *const algs[] = {"{\"alg\":\"HS512\"}", "{\"alg\":\"hs256\"}",
                                      "{\"alg\":\"RS256\"}", "{}", "{\"alg\":256}"};
   for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
     t = make_token(algs[i], "{\"sub\":\"a\",\"exp\":1700000060}", SECRET, NULL);
-    ck_assert_str_eq(verify(t, sub, sizeof sub), "token algorithm is not HS256");
+    ck_assert_str_eq(verify(t, sub, sizeof sub), "token algorithm not allowed");
     free(t);
   }
   t = make_token("{\"alg\":\"HS256\",\"crit\":[\"b64\"]}", "{\"sub\":\"a\",\"exp\":1700000060}",
