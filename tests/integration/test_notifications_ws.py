@@ -378,7 +378,7 @@ def test_token_auth_on_subscribe_and_internal_auth_on_post(notifd_factory):
     n = start(notifd_factory, auth="token", forward_auth="internal")
     for path in ["/notifications/subscribe?user_id=alice",
                  "/notifications/subscribe?user_id=alice&token=" + jwt("bob"),
-                 "/notifications/subscribe?user_id=alice&token=" + jwt("alice", exp_in=-10),
+                 "/notifications/subscribe?user_id=alice&token=" + jwt("alice", exp_in=-120),
                  "/notifications/subscribe?user_id=alice&token=" + jwt("alice", secret="x")]:
         assert upgrade_status(n, path)[0] == 401, path
     p = purchase("o", "p", 1)
