@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from conftest import SOURCE, checked_exits, free_port, http, plugin_yaml, run, stream_id
+from conftest import (SOURCE, checked_exits, free_port, http, plugin_yaml, run, stream_id,
+                      wait_until)
 
 ISSUER = "https://idp.example.test/"
 AUDIENCE = "notifd-tests"
@@ -98,11 +99,13 @@ class JwksServer:
     def __init__(self, provider):
         self.provider = provider
         self.fetches = 0
+        self.delay = 0.0  # seconds before answering
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.fetches += 1
+                time.sleep(outer.delay)
                 body = outer.provider.document()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -298,6 +301,28 @@ def test_scheduled_refresh_picks_up_rotation(notifd_factory, provider, jwks):
         assert st == 401, data
     finally:
         provider.published = saved
+
+
+def test_stop_while_a_request_waits_for_keys(notifd_factory, provider, jwks):
+    n = start(notifd_factory, jwks.url)
+    assert_accepted(n, provider.token("user-a"))
+    before = jwks.fetches
+    jwks.delay = 3.0
+    result = {}
+
+    def client():
+        try:
+            result["status"] = persist(n, provider.token("user-a", kid="late", key=provider.rsa))[0]
+        except OSError as e:  # the daemon closed the parked connection
+            result["error"] = e
+
+    t = threading.Thread(target=client)
+    t.start()
+    wait_until(lambda: jwks.fetches == before + 1, what="the unknown-kid refresh")
+    assert n.stop() == 0  # parked request, waiter and fetch in flight all torn down
+    t.join(10)
+    assert not t.is_alive()
+    assert result.get("status") in (None, 401, 503), result
 
 
 def test_jwks_server_down(notifd_factory, provider):
