@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "auth/auth.h"
+#include "auth/jwt_internal.h"
 #include "auth/password.h"
 #include "auth/user_store.h"
 #include "core/loop_services.h"
@@ -60,11 +61,40 @@ static void rfc3339(int64_t t, char out[32]) {
   strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A signed HS256 token for `user` issued at `now` (malloc'd).  It carries
+ * the configured issuer and audience, so the same verifier that checks
+ * an identity provider's tokens accepts it. */
+static char *issue(const nd_config *cfg, const char *user, int64_t now) {
+  json_t *c = json_pack("{s:s, s:I, s:I}", "sub", user, "iat", (json_int_t)now, "exp",
+                        (json_int_t)(now + cfg->token_ttl_ms / 1000));
+  if (c && cfg->jwt_issuer) json_object_set_new(c, "iss", json_string(cfg->jwt_issuer));
+  if (c && cfg->jwt_audience && cfg->jwt_audience[0])
+    json_object_set_new(c, "aud", json_string(cfg->jwt_audience[0]));
+  char *tok = c ? nd_jwt_sign_claims(cfg->jwt_secret, c) : NULL;
+  json_decref(c);
+  return tok;
+}
+
+/* The `iat` of the request's (already verified) bearer token, 0 if none. */
+static int64_t token_iat(notifd_req *r) {
+  const char *a = nd_req_header(r, "Authorization");
+  const char *d1 = a ? strchr(a, '.') : NULL, *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+  if (!d2) return 0;
+  size_t n = 0;
+  unsigned char *raw = nd_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &n);
+  json_t *claims = raw ? json_loadb((const char *)raw, n, 0, NULL) : NULL;
+  free(raw);
+  json_t *iat = json_object_get(claims, "iat");
+  int64_t v = json_is_number(iat) ? (int64_t)json_number_value(iat) : 0;
+  json_decref(claims);
+  return v;
+}
+
 /* Answers 200 {"token","expires_at","expires_in","user_id"}. */
 static void answer_token(nd_accounts *a, notifd_req *r, const char *user) {
   const nd_config *cfg = &a->h->cfg;
   int64_t now = nd_wall_ms() / 1000, ttl = cfg->token_ttl_ms / 1000;
-  char *tok = nd_jwt_sign(cfg->jwt_secret, user, now + ttl);
+  char *tok = issue(cfg, user, now);
   char exp[32];
   rfc3339(now + ttl, exp);
   json_t *o = tok ? json_pack("{s:s, s:s, s:I, s:s}", "token", tok, "expires_at", exp,
@@ -244,6 +274,7 @@ static void on_refresh(notifd_req *r, void *ud) {
   snprintf(j->user, sizeof j->user, "%s", sub);
   j->req = r;
   j->kind = JOB_REFRESH;
+  j->token_iat = token_iat(r);
   submit(a, j);
 }
 

@@ -1,5 +1,7 @@
 /* Request authentication policies for routes and websocket channels. */
 #include "auth/auth.h"
+#include "auth/jwks.h"
+#include "auth/verifier.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -33,30 +35,33 @@ static const char *request_token(notifd_req *req) {
   return q && *q ? q : NULL;
 }
 
-static int check_token(notifd_host *h, notifd_req *req, const char *const *subjects,
-                       const char **why) {
-  const char *secret = h->cfg.jwt_secret;
-  if (!secret || !*secret) {
-    ND_WARN("auth", "token auth requested but auth.jwt_secret is not set: request refused");
-    *why = "token authentication is not configured";
-    return 401;
-  }
+/* The request's token without trailing header whitespace, malloc'd;
+ * NULL with *why set when there is none. */
+static char *token_copy(notifd_req *req, const char **why) {
   const char *tok = request_token(req);
   if (!tok) {
     *why = "missing token";
-    return 401;
+    return NULL;
   }
-  /* The token text may carry trailing whitespace from a header. */
   size_t n = strlen(tok);
   while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t')) n--;
   char *t = nd_strndup(tok, n);
-  if (!t) {
-    *why = "out of memory";
+  if (!t) *why = "out of memory";
+  return t;
+}
+
+static int check_token(notifd_host *h, notifd_req *req, const char *const *subjects,
+                       const char **why) {
+  if (!nd_verifier_configured(h)) {
+    ND_WARN("auth", "token auth requested but neither auth.jwt_secret nor auth.jwt.jwks_url is "
+                    "set: request refused");
+    *why = "token authentication is not configured";
     return 401;
   }
+  char *t = token_copy(req, why);
+  if (!t) return 401;
   char sub[SUB_MAX];
-  int64_t now = nd_wall_ms() / 1000;
-  int rc = nd_jwt_verify(t, secret, now, sub, sizeof sub, why);
+  int rc = nd_verifier_check(h, t, sub, sizeof sub, why);
   free(t);
   if (rc < 0) return 401;
   if (subjects) {
@@ -72,6 +77,20 @@ static int check_token(notifd_host *h, notifd_req *req, const char *const *subje
   nd_req_set_auth_subject(req, sub);
   return 0;
 }
+
+int nd_auth_wait_keys(notifd_host *h, notifd_req *req, nd_auth_resume_fn fn, void *ud,
+                      nd_auth_waiter **w) {
+  *w = NULL;
+  if (!h || !h->verifier) return 0;
+  const char *why;
+  char *t = token_copy(req, &why);
+  if (!t) return 0;
+  int rc = nd_verifier_wait(h, t, fn, ud, w);
+  free(t);
+  return rc;
+}
+
+void nd_auth_waiter_cancel(nd_auth_waiter *w) { nd_jwks_cancel(w); }
 
 /* Equal strings, in time independent of where they differ or how long the
  * secret is: compare SHA-256 digests. */

@@ -151,6 +151,19 @@ typedef struct nd_config {
   uint32_t login_per_user;          /* auth.login_limit.per_user, per minute (0 = off) */
   uint32_t login_per_ip;            /* auth.login_limit.per_ip, per minute (0 = off) */
 
+  /* ---- auth.jwt: external identity (JWT / JWKS) ---- */
+  uint32_t jwt_algs;                /* ND_JWT_BIT set; 0 = default (HS256 when
+                                       a secret exists at start, plus RS256,
+                                       ES256, EdDSA when jwks_url is set) */
+  char *jwt_jwks_url;               /* http(s) URL or NULL */
+  int64_t jwt_jwks_refresh_ms;      /* cache lifetime, default 1 h */
+  char *jwt_issuer;                 /* required iss, or NULL */
+  char **jwt_audience;              /* accepted aud values, NULL-terminated,
+                                       or NULL = not checked */
+  int64_t jwt_max_lifetime_ms;      /* exp - iat limit, default 24 h; 0 = none */
+  int64_t jwt_leeway_ms;            /* clock skew, default 60 s */
+  /* ---- end of auth.jwt ---- */
+
   /* websocket */
   int64_t ws_ping_interval_ms;      /* 25 s */
   int64_t ws_pong_timeout_ms;       /* 10 s */

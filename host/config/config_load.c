@@ -7,6 +7,7 @@
 
 #include <notifd/plugin.h>
 
+#include "auth/jwt_algs.h"
 #include "config/cfg_internal.h"
 
 #define KIB UINT64_C(1024)
@@ -253,6 +254,81 @@ static void load_http(loader *L, nd_cfg_node *root, nd_config *c) {
   get_duration(L, shutdown, "deadline", 10000, 1, DAY_MS, &c->shutdown_deadline_ms);
 }
 
+/* ---- auth.jwt: external identity (JWT / JWKS) --------------------------- */
+static void jwt_algorithms(loader *L, nd_cfg_node *jwt, nd_config *c) {
+  char **names = NULL;
+  get_string_list(L, jwt, "algorithms", &names);
+  nd_cfg_node *list = value(jwt, "algorithms");
+  if (!names || !list) {
+    free_strv(names);
+    return;
+  }
+  for (size_t i = 0; names[i]; i++) {
+    int a = nd_jwt_alg_from_name(names[i]);
+    if (a >= 0) {
+      c->jwt_algs |= ND_JWT_BIT(a);
+      continue;
+    }
+    /* get_string_list skips bad items, so find the node by its text. */
+    nd_cfg_node *at = list;
+    for (size_t k = 0; k < list->n; k++)
+      if (list->items[k]->str && strcmp(list->items[k]->str, names[i]) == 0) at = list->items[k];
+    if (strcmp(names[i], "none") == 0)
+      nd_cfg_error_at(L->e, at, "algorithm 'none' (unsigned tokens) is never accepted");
+    else
+      nd_cfg_error_at(L->e, at, "unknown algorithm '%s' (expected one of %s)", names[i],
+                      nd_jwt_alg_names());
+    L->bad = 1;
+  }
+  if (list->n == 0) {
+    nd_cfg_error_at(L->e, list, "must list at least one algorithm");
+    L->bad = 1;
+  }
+  free_strv(names);
+}
+
+/* A string or a list of strings -> NULL-terminated array. */
+static void get_string_or_list(loader *L, nd_cfg_node *map, const char *key, char ***out) {
+  nd_cfg_node *n = value(map, key);
+  if (!n || n->kind == ND_CFG_SEQ) {
+    get_string_list(L, map, key, out);
+    return;
+  }
+  char *s = NULL;
+  get_string(L, map, key, NULL, 0, &s);
+  if (!s) return;
+  if (!(*out = calloc(2, sizeof **out))) {
+    free(s);
+    oom(L);
+    return;
+  }
+  (*out)[0] = s;
+}
+
+static void load_auth_jwt(loader *L, nd_cfg_node *auth, nd_config *c) {
+  nd_cfg_node *jwt = section(L, auth, "jwt");
+  jwt_algorithms(L, jwt, c);
+  get_string(L, jwt, "jwks_url", NULL, 0, &c->jwt_jwks_url);
+  nd_cfg_node *url = value(jwt, "jwks_url");
+  if (c->jwt_jwks_url && strncasecmp(c->jwt_jwks_url, "http://", 7) != 0 &&
+      strncasecmp(c->jwt_jwks_url, "https://", 8) != 0) {
+    nd_cfg_error_at(L->e, url, "must be an http:// or https:// URL");
+    L->bad = 1;
+  }
+  get_duration(L, jwt, "jwks_refresh", 3600 * 1000, 1000, 7 * DAY_MS, &c->jwt_jwks_refresh_ms);
+  get_string(L, jwt, "issuer", NULL, 0, &c->jwt_issuer);
+  get_string_or_list(L, jwt, "audience", &c->jwt_audience);
+  get_duration(L, jwt, "max_lifetime", DAY_MS, 1000, 366 * DAY_MS, &c->jwt_max_lifetime_ms);
+  get_duration(L, jwt, "leeway", 60 * 1000, 0, 3600 * 1000, &c->jwt_leeway_ms);
+  if ((c->jwt_algs & ~ND_JWT_HMAC_ALGS) && !c->jwt_jwks_url) {
+    nd_cfg_error_at(L->e, value(jwt, "algorithms"),
+                    "public-key algorithms need auth.jwt.jwks_url (only HS256, HS384, HS512 "
+                    "work with auth.jwt_secret alone)");
+    L->bad = 1;
+  }
+}
+/* ---- end of auth.jwt ------------------------------------------------------ */
+
 static void load_auth(loader *L, nd_cfg_node *root, nd_config *c) {
   /* Indexes follow NOTIFD_AUTH_MODE_USERS, NOTIFD_AUTH_MODE_NONE. */
   static const char *const modes[] = {"users", "none", NULL};
@@ -268,6 +344,17 @@ static void load_auth(loader *L, nd_cfg_node *root, nd_config *c) {
   nd_cfg_node *limit = section(L, auth, "login_limit");
   get_u32(L, limit, "per_user", 10, 0, 1000000, &c->login_per_user);
   get_u32(L, limit, "per_ip", 60, 0, 1000000, &c->login_per_ip);
+  load_auth_jwt(L, auth, c);
+  if (c->accounts && c->jwt_max_lifetime_ms && c->token_ttl_ms > c->jwt_max_lifetime_ms) {
+    nd_cfg_node *n = value(auth, "token_ttl");
+    if (n)
+      nd_cfg_error_at(L->e, n, "is longer than auth.jwt.max_lifetime (%lld s): the "
+                      "accounts' own tokens would be refused", (long long)(c->jwt_max_lifetime_ms / 1000));
+    else
+      nd_errors_add(L->e, NULL, 0, 0, "auth.token_ttl (default 1h) is longer than "
+                    "auth.jwt.max_lifetime: the accounts' own tokens would be refused");
+    L->bad = 1;
+  }
 }
 
 static void load_websocket(loader *L, nd_cfg_node *root, nd_config *c) {
@@ -440,6 +527,9 @@ void nd_config_free(nd_config *c) {
   free(c->static_dir);
   free(c->jwt_secret);
   free(c->internal_token);
+  free(c->jwt_jwks_url); /* auth.jwt */
+  free(c->jwt_issuer);
+  free_strv(c->jwt_audience);
   free_strv(c->ws_allowed_origins);
   free_strv(c->plugin_dirs);
   for (size_t i = 0; i < c->nplugins; i++) {

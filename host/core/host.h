@@ -20,6 +20,7 @@ typedef struct nd_workers nd_workers;
 typedef struct nd_poster nd_poster;
 typedef struct nd_timer_list nd_timer_list;
 typedef struct nd_accounts nd_accounts;
+typedef struct nd_verifier nd_verifier;
 
 enum nd_phase {
   ND_PHASE_NEW = 0,   /* config parsed */
@@ -57,6 +58,7 @@ struct notifd_host {
   nd_bus *bus;                 /* opened lazily by the first bus call */
   nd_kv *kv;                   /* opened lazily by the first kv call */
   nd_httpc *httpc;             /* outgoing HTTP, lazily */
+  nd_verifier *verifier;       /* token verification (auth/), from start */
   nd_workers *workers;
   nd_poster *poster;
   nd_accounts *accounts;       /* auth.accounts, or NULL */

@@ -10,6 +10,7 @@
 
 #include "auth/accounts.h"
 #include "auth/secret_file.h"
+#include "auth/auth.h"
 #include "bus/bus.h"
 #include "core/loader.h"
 #include "core/loop_services.h"
@@ -143,6 +144,7 @@ void nd_host_teardown(notifd_host *h) {
   h->workers = NULL;
   if (h->admin) nd_http_server_free(h->admin);
   h->admin = NULL;
+  nd_auth_stop(h); /* after the servers: their parked requests cancel waiters */
   h->phase = ND_PHASE_STOPPED;
   if (was_serving) ND_INFO("host", "notifd stopped");
 }
@@ -172,6 +174,9 @@ int notifd_host_start(notifd_host *h, char *err, size_t errlen) {
     }
     if (nd_accounts_start(h->accounts) < 0) goto fail;
   }
+  /* After plugins' init and before serving: the verifier takes the HMAC
+   * secret from h->cfg.jwt_secret now and starts the first JWKS fetch. */
+  if (nd_auth_start(h) < 0) goto fail;
 
   h->http = nd_http_server_new(h, h->router, 0);
   if (!h->http ||

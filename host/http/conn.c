@@ -23,6 +23,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "auth/auth.h"
 #include "http/server_internal.h"
 #include "log/log.h"
 #include "ws/ws.h"
@@ -40,6 +41,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void deliver(void *sink, notifd_req *r, nd_resp_view *v);
 static void flush(nd_conn *c);
+static void process(nd_conn *c);
 
 static void hold(nd_conn *c) { c->depth++; }
 
@@ -111,6 +113,8 @@ void nd_conn_close(nd_conn *c) {
   event_del(&c->wev);
   event_del(&c->tev);
   c->writing = 0;
+  if (c->auth_wait) nd_auth_waiter_cancel(c->auth_wait);
+  c->auth_wait = NULL;
   if (c->fd >= 0) evutil_closesocket(c->fd);
   c->fd = -1;
   notifd_req *r = c->req;
@@ -425,6 +429,45 @@ static void conn_upgrade(nd_conn *c, notifd_ws_channel *ch) {
   nd_respond_error(r, rc, msg ? msg : "websocket upgrade refused");
 }
 
+/* ---- waiting for token signing keys ------------------------------------ */
+static void route_request(nd_conn *c, const nd_head_info *info);
+
+/* The parked request's keys are in (or the wait is over): go on where
+ * start_request stopped, then with whatever the client sent meanwhile. */
+static void resume_parked(void *arg) {
+  nd_conn *c = arg;
+  c->auth_wait = NULL;
+  if (c->dead || c->state != CONN_AUTH_WAIT) return;
+  hold(c);
+  notifd_ws_channel *ch = c->auth_ch;
+  c->auth_ch = NULL;
+  c->state = CONN_HEAD;
+  set_timer(c, c->srv->tv_request);
+  start_reading(c);
+  if (ch)
+    conn_upgrade(c, ch);
+  else
+    route_request(c, &c->auth_info);
+  if (!c->dead) process(c);
+  if (!c->dead) flush(c);
+  release(c);
+}
+
+/* A token-policy request whose token names a signing key not fetched yet
+ * waits for the JWKS refresh instead of failing: 1 = parked. */
+static int park_for_keys(nd_conn *c, const nd_head_info *info, notifd_ws_channel *ch) {
+  uint32_t policy = ch ? nd_ws_channel_auth(ch) : c->req->route ? c->req->route->auth : 0;
+  if (policy != NOTIFD_AUTH_TOKEN ||
+      !nd_auth_wait_keys(c->srv->host, c->req, resume_parked, c, &c->auth_wait))
+    return 0;
+  c->auth_info = *info;
+  c->auth_ch = ch;
+  c->state = CONN_AUTH_WAIT;
+  stop_reading(c);
+  set_timer(c, NULL);
+  return 1;
+}
+
 static void start_request(nd_conn *c, size_t head_len) {
   nd_http_server *s = c->srv;
   size_t maxh = c->nlines;
@@ -464,6 +507,7 @@ static void start_request(nd_conn *c, size_t head_len) {
           return;
         }
       }
+      if (park_for_keys(c, &info, ch)) return;
       conn_upgrade(c, ch);
       return;
     }
@@ -483,6 +527,17 @@ static void start_request(nd_conn *c, size_t head_len) {
     nd_req_answer_routing(r, mrc, allow);
     return;
   }
+  if (park_for_keys(c, &info, NULL)) return;
+  route_request(c, &info);
+}
+
+/* A routed request from its auth check on: answer it, dispatch it, or
+ * start reading its body. */
+static void route_request(nd_conn *c, const nd_head_info *ip) {
+  nd_http_server *s = c->srv;
+  notifd_req *r = c->req;
+  nd_head_info info = *ip;
+  int has_body = info.chunked || (info.has_cl && info.cl > 0);
   const char *why;
   if (!nd_req_auth_ok(r, &why)) {
     skip_body(c, &info);

@@ -19,8 +19,12 @@ enum {
   CONN_BODY_CHUNKED, /* reading a chunked body */
   CONN_HANDLING,     /* dispatched, waiting for the answer */
   CONN_CLOSING,      /* last response queued; close once written */
-  CONN_LINGER        /* write side shut; draining input before close */
+  CONN_LINGER,       /* write side shut; draining input before close */
+  CONN_AUTH_WAIT     /* head read, token's signing key being fetched: not
+                        reading, no timer of ours (the waiter's bounds it) */
 };
+
+typedef struct nd_auth_waiter nd_auth_waiter;
 
 struct nd_conn {
   nd_http_server *srv;
@@ -35,6 +39,10 @@ struct nd_conn {
   uint64_t body_limit;
   size_t scan_off;          /* head bytes already scanned for the end */
   size_t nlines;            /* lines seen in the head so far */
+  /* CONN_AUTH_WAIT: what start_request goes on with once keys are in */
+  nd_auth_waiter *auth_wait;
+  nd_head_info auth_info;
+  notifd_ws_channel *auth_ch; /* a websocket upgrade, or NULL for a route */
   int state;
   int depth;                /* callbacks on the stack; free when 0 */
   unsigned reading : 1;     /* rev added */

@@ -18,6 +18,8 @@ int nd_ws_channel_add(nd_ws_hub *hub, notifd_plugin *owner,
                       notifd_ws_channel **out);
 /* Channel registered for `path`, or NULL. */
 notifd_ws_channel *nd_ws_channel_find(nd_ws_hub *hub, const char *path);
+/* The channel's auth policy (NOTIFD_AUTH_*). */
+uint32_t nd_ws_channel_auth(const notifd_ws_channel *ch);
 
 /* Called by the HTTP server for a GET on a channel's path.  Validates the
  * handshake, params, origin, auth, limits and the plugin's on_upgrade.

@@ -185,6 +185,10 @@ notifd_ws_channel *nd_ws_channel_find(nd_ws_hub *hub, const char *path) {
   return NULL;
 }
 
+uint32_t nd_ws_channel_auth(const notifd_ws_channel *ch) {
+  return ch ? ch->auth : NOTIFD_AUTH_NONE;
+}
+
 static int valid_param_name(const char *s) { return s && *s && strlen(s) < 128; }
 
 /* Index of `name` in the channel's stored parameters, adding it if new;

@@ -312,3 +312,26 @@ def test_tokens_in_urls_only_on_websocket_upgrades(single_node):
     assert http("GET", f"{n.url}/auth/me?token={t}")[0] == 401
     assert run(upgrade_status(f"{n.ws_url}/notifications/subscribe?user_id=alice&token={t}")) \
         == 101
+
+
+def test_password_change_ends_refresh(single_node):
+    n = single_node()
+    assert register(n, "alice")[0] == 201
+    old = login(n, "alice")
+    secret = open(os.path.join(n.data_dir, "auth.secret")).read().strip()
+    claims = jwt.decode(old, secret, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 3600
+    # Tokens are stamped in seconds: change the password in a later second.
+    wait_until(lambda: int(__import__("time").time()) > claims["iat"], 5, "next second")
+    out = subprocess.run([NOTIFD, "user", "passwd", "alice", "-d", n.data_dir],
+                         input=b"a new password\n", capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    st, body = post(n, "/auth/refresh", {}, old)
+    assert st == 401 and "sign in again" in body["error"]
+    assert post(n, "/auth/login", {"user_id": "alice", "password": "correct horse"})[0] == 401
+    new = login(n, "alice", "a new password")
+    assert post(n, "/auth/refresh", {}, new)[0] == 200
+    # A deleted account cannot refresh either.
+    assert subprocess.run([NOTIFD, "user", "del", "alice", "-d", n.data_dir],
+                          capture_output=True, timeout=60).returncode == 0
+    assert post(n, "/auth/refresh", {}, new)[0] == 401

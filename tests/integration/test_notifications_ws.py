@@ -379,7 +379,7 @@ def test_token_auth_on_subscribe_and_internal_auth_on_post(notifd_factory):
     for path, status in [("/notifications/subscribe?user_id=alice", 401),
                          ("/notifications/subscribe?user_id=alice&token=" + jwt("bob"), 403),
                          ("/notifications/subscribe?user_id=alice&token="
-                          + jwt("alice", exp_in=-10), 401),
+                          + jwt("alice", exp_in=-120), 401),
                          ("/notifications/subscribe?user_id=alice&token="
                           + jwt("alice", secret="x"), 401)]:
         assert upgrade_status(n, path)[0] == status, path
