@@ -139,6 +139,15 @@ typedef struct nd_config {
   int64_t http_keepalive_ms;        /* idle keep-alive, default 60 s */
   int64_t http_request_timeout_ms;  /* read a whole request, default 30 s */
   char *static_dir;                 /* http.static_dir or NULL */
+  /* limits against anonymous clients (0 in a hand-built config: see
+   * nd_http_server_new for which zero means "default" and which "off") */
+  int64_t http_idle_timeout_ms;     /* a new connection's first byte, 10 s */
+  uint64_t http_max_pending_body;   /* unfinished request bodies, 64 MiB */
+  uint32_t http_max_conns_per_ip;   /* 256; 0 = no cap */
+  char **http_trusted_proxies;      /* exact IPs; NULL = 127.0.0.1, ::1 */
+  char **http_cors_origins;         /* NULL = no CORS headers */
+  double http_rate;                 /* writes per second per user, 20; 0 = off */
+  uint32_t http_rate_burst;         /* 100 */
   int64_t shutdown_deadline_ms;     /* default 10 s */
 
   /* auth */
@@ -173,7 +182,8 @@ typedef struct nd_config {
   uint32_t ws_max_queue_frames;     /* 1024 */
   uint32_t ws_max_connections;      /* 100000 */
   uint32_t ws_max_per_key;          /* 64 */
-  char **ws_allowed_origins;        /* NULL-terminated, NULL = allow all */
+  char **ws_allowed_origins;        /* NULL-terminated; the Host's own
+                                       origin is always allowed, "*" any */
 
   uint32_t workers;                 /* worker pool threads, default 4 */
   char **plugin_dirs;               /* NULL-terminated search dirs */
@@ -199,8 +209,9 @@ typedef struct nd_config {
  * jitter 0.2.  The keys `backends`, `backends.kafka|redis|mongodb`, `bus`,
  * `kv` and each plugin's `config` are marked used but their contents are
  * left to the modules that read them (unknown keys are reported later by
- * nd_cfg_report_unused on the whole tree).  `websocket.allowed_origins:
- * []` allows no browser origin; absent allows all. */
+ * nd_cfg_report_unused on the whole tree).  `websocket.allowed_origins`
+ * absent or `[]` allows browser pages of the same origin as the Host
+ * header only; listed origins are allowed too, "*" allows any. */
 int nd_config_load(nd_cfg_tree *tree, nd_config *out, nd_errors *errs);
 void nd_config_free(nd_config *c);
 

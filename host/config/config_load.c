@@ -9,6 +9,7 @@
 
 #include "auth/jwt_algs.h"
 #include "config/cfg_internal.h"
+#include "util/ipcount.h"
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
@@ -240,6 +241,42 @@ static void load_logging(loader *L, nd_cfg_node *root, nd_config *c) {
   c->log_json = get_choice(L, log, "format", formats, 0);
 }
 
+/* Each listed origin as a browser sends it: "scheme://host[:port]", no
+ * path, or "*". */
+static void check_origins(loader *L, nd_cfg_node *http, const char *key, char **list) {
+  nd_cfg_node *n = nd_cfg_get(http, key);
+  for (size_t i = 0; list && list[i]; i++) {
+    const char *o = list[i], *sep = strstr(o, "://");
+    if (strcmp(o, "*") == 0) continue;
+    if (!sep || sep == o || !sep[3] || strchr(sep + 3, '/')) {
+      nd_cfg_error_at(L->e, n && n->kind == ND_CFG_SEQ && i < n->n ? n->items[i] : n,
+                      "'%s' is not an origin (scheme://host[:port], no path) or \"*\"", o);
+      L->bad = 1;
+    }
+  }
+}
+
+static void load_http_limits(loader *L, nd_cfg_node *http, nd_config *c) {
+  get_duration(L, http, "idle_timeout", 10000, 1, DAY_MS, &c->http_idle_timeout_ms);
+  get_size(L, http, "max_pending_body_bytes", 64 * MIB, 1, 64 * GIB, &c->http_max_pending_body);
+  get_u32(L, http, "max_connections_per_ip", 256, 0, 10000000, &c->http_max_conns_per_ip);
+  get_string_list(L, http, "trusted_proxies", &c->http_trusted_proxies);
+  nd_cfg_node *tp = nd_cfg_get(http, "trusted_proxies");
+  for (size_t i = 0; c->http_trusted_proxies && c->http_trusted_proxies[i]; i++)
+    if (!nd_ip_valid(c->http_trusted_proxies[i])) {
+      nd_cfg_error_at(L->e, tp && tp->kind == ND_CFG_SEQ && i < tp->n ? tp->items[i] : tp,
+                      "'%s' is not an IP address", c->http_trusted_proxies[i]);
+      L->bad = 1;
+    }
+  get_string_list(L, http, "cors_origins", &c->http_cors_origins);
+  check_origins(L, http, "cors_origins", c->http_cors_origins);
+  nd_cfg_node *rl = section(L, http, "rate_limit");
+  int64_t burst;
+  get_double(L, rl, "rate", 20, 0, 1e6, &c->http_rate);
+  get_int(L, rl, "burst", 100, 1, 1000000000, &burst);
+  c->http_rate_burst = (uint32_t)burst;
+}
+
 static void load_http(loader *L, nd_cfg_node *root, nd_config *c) {
   nd_cfg_node *http = section(L, root, "http");
   get_size(L, http, "max_body", MIB, 1, 4 * GIB, &c->http_max_body);
@@ -250,6 +287,7 @@ static void load_http(loader *L, nd_cfg_node *root, nd_config *c) {
   get_duration(L, http, "keepalive_timeout", 60000, 1, DAY_MS, &c->http_keepalive_ms);
   get_duration(L, http, "request_timeout", 30000, 1, DAY_MS, &c->http_request_timeout_ms);
   get_string(L, http, "static_dir", NULL, 0, &c->static_dir);
+  load_http_limits(L, http, c);
   nd_cfg_node *shutdown = section(L, root, "shutdown");
   get_duration(L, shutdown, "deadline", 10000, 1, DAY_MS, &c->shutdown_deadline_ms);
 }
@@ -368,6 +406,7 @@ static void load_websocket(loader *L, nd_cfg_node *root, nd_config *c) {
   get_u32(L, ws, "max_connections", 100000, 1, 100000000, &c->ws_max_connections);
   get_u32(L, ws, "max_connections_per_key", 64, 1, 100000000, &c->ws_max_per_key);
   get_string_list(L, ws, "allowed_origins", &c->ws_allowed_origins);
+  check_origins(L, ws, "allowed_origins", c->ws_allowed_origins);
 }
 
 static void load_backends(loader *L, nd_cfg_node *root, nd_config *c) {
@@ -531,6 +570,8 @@ void nd_config_free(nd_config *c) {
   free(c->jwt_issuer);
   free_strv(c->jwt_audience);
   free_strv(c->ws_allowed_origins);
+  free_strv(c->http_trusted_proxies);
+  free_strv(c->http_cors_origins);
   free_strv(c->plugin_dirs);
   for (size_t i = 0; i < c->nplugins; i++) {
     free(c->plugins[i].name);

@@ -26,6 +26,7 @@
 #include "auth/auth.h"
 #include "http/server_internal.h"
 #include "log/log.h"
+#include "util/ipcount.h"
 #include "ws/ws.h"
 
 #define READ_CHUNK 16384
@@ -75,15 +76,17 @@ static void stop_reading(nd_conn *c) {
   c->reading = 0;
 }
 
-void nd_conn_accept(nd_http_server *s, evutil_socket_t fd) {
+void nd_conn_accept(nd_http_server *s, evutil_socket_t fd, struct nd_ipent *peer) {
   nd_conn *c = calloc(1, sizeof *c);
   if (!c || !(c->in = evbuffer_new()) || !(c->out = evbuffer_new())) {
     ND_WARN("http", "out of memory accepting a connection");
     if (c) really_free(c);
+    nd_ipcount_release(peer);
     evutil_closesocket(fd);
     return;
   }
   c->srv = s;
+  c->peer = peer;
   c->fd = fd;
   nd_buf_init(&c->cbody);
   event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
@@ -94,11 +97,12 @@ void nd_conn_accept(nd_http_server *s, evutil_socket_t fd) {
   start_reading(c);
   if (!c->reading) {
     ND_WARN("http", "cannot watch an accepted connection");
+    nd_ipcount_release(peer);
     really_free(c);
     evutil_closesocket(fd);
     return;
   }
-  set_timer(c, s->tv_keepalive);
+  set_timer(c, s->tv_idle); /* a new connection must speak soon */
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
@@ -125,6 +129,7 @@ void nd_conn_close(nd_conn *c) {
     else
       nd_req_free(r);
   }
+  nd_http_limits_conn_gone(c);
   nd_http_server_unlink_conn(c->srv, c);
   if (c->depth == 0) really_free(c);
 }
@@ -263,6 +268,7 @@ static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
   nd_conn *c = sink;
   if (c->dead) return;
   if (c->req == r) c->req = NULL;
+  nd_http_body_release(c); /* answered: no body is being read any more */
   nd_http_server *s = c->srv;
   int keep = c->keep_alive && !c->must_close && !c->close_after && !c->peer_eof && !s->stopping;
   hold(c);
@@ -323,7 +329,7 @@ static void conn_fail(nd_conn *c, int status, const char *why) {
 /* ---- reading requests -------------------------------------------------- */
 
 /* 1 with *head_len once the head is complete, 0 for more input, or an
- * HTTP status (414, 431). */
+ * HTTP status (400 for a bare LF, 414, 431). */
 static int find_head(nd_conn *c, size_t *head_len) {
   struct evbuffer *in = c->in;
   size_t max = c->srv->max_header;
@@ -333,6 +339,7 @@ static int find_head(nd_conn *c, size_t *head_len) {
     size_t eol_len = 0;
     struct evbuffer_ptr e = evbuffer_search_eol(in, &p, &eol_len, EVBUFFER_EOL_CRLF);
     if (e.pos < 0) break;
+    if (eol_len != 2) return 400; /* bare LF: RFC 9112 lets us refuse */
     size_t line_len = (size_t)e.pos - c->scan_off;
     if (line_len == 0 && c->nlines == 0) {
       /* RFC 9112 2.2: empty lines before a request line are ignored. */
@@ -341,7 +348,7 @@ static int find_head(nd_conn *c, size_t *head_len) {
       continue;
     }
     c->scan_off = (size_t)e.pos + eol_len;
-    c->nlines++;
+    if (++c->nlines == 1) nd_http_limits_first_line(c, line_len);
     if (c->scan_off > max) return c->nlines == 1 ? 414 : 431;
     if (line_len == 0) {
       *head_len = c->scan_off;
@@ -357,6 +364,7 @@ static int find_head(nd_conn *c, size_t *head_len) {
 
 static const char *fail_reason(int status) {
   switch (status) {
+  case 400: return "bare LF in request head";
   case 414: return "request line too long";
   case 431: return "request header fields too large";
   case 408: return "request timeout";
@@ -410,7 +418,8 @@ static void conn_upgrade(nd_conn *c, notifd_ws_channel *ch) {
       rc = nd_ws_upgrade(ch, r, bev, &msg);
       if (rc == 0) {
         c->req = NULL;
-        c->fd = -1; /* owned by the websocket layer now */
+        c->fd = -1;      /* owned by the websocket layer now */
+        c->peer = NULL;  /* and so is the address count */
         nd_req_free(r);
         nd_conn_close(c);
         return;
@@ -492,6 +501,7 @@ static void start_request(nd_conn *c, size_t head_len) {
   r->srv = s;
   r->deliver = deliver;
   r->sink = c;
+  r->peer = c->peer;
   c->req = r;
   c->head_only = r->method == ND_M_HEAD;
   c->keep_alive = r->minor >= 1 ? !info.conn_close : info.conn_keepalive && !info.conn_close;
@@ -517,6 +527,10 @@ static void start_request(nd_conn *c, size_t head_len) {
   int mrc = nd_router_match(s->router, nd_method_name(r->method), r->path, &r->match, allow,
                             sizeof allow);
   int is_static = mrc == 404 && s->statics && (r->method == ND_M_GET || r->method == ND_M_HEAD);
+  if (nd_http_cors(s, r, mrc, allow)) {
+    skip_body(c, &info);
+    return;
+  }
   if (mrc == 0) {
     r->route = r->match.route;
     r->route_label = r->route->pattern;
@@ -542,6 +556,10 @@ static void route_request(nd_conn *c, const nd_head_info *ip) {
   if (!nd_req_auth_ok(r, &why)) {
     skip_body(c, &info);
     nd_respond_error(r, 401, why);
+    return;
+  }
+  if (nd_http_rate_limited(s, r)) {
+    skip_body(c, &info);
     return;
   }
   c->body_limit = r->route && r->route->max_body ? r->route->max_body : s->max_body;
@@ -600,6 +618,7 @@ static void read_chunked_body(nd_conn *c, int rc) {
   nd_respond_error(r, rc, rc == 413   ? "request body too large"
                           : rc == 431 ? "request trailer fields too large"
                           : rc == 503 ? "out of memory"
+                          : c->chunk.why ? c->chunk.why
                                       : "malformed chunked body");
 }
 
@@ -622,6 +641,7 @@ static void process(nd_conn *c) {
       c->state = CONN_HEAD;
       c->scan_off = 0;
       c->nlines = 0;
+      c->head_ms = nd_now_ms();
       set_timer(c, s->tv_request); /* whole-request deadline from here */
       /* fallthrough */
     case CONN_HEAD: {
@@ -636,12 +656,18 @@ static void process(nd_conn *c) {
       break;
     }
     case CONN_BODY_CL:
-      if (evbuffer_get_length(c->in) < c->body_need) return;
+      if (evbuffer_get_length(c->in) < c->body_need) {
+        nd_http_body_account(c);
+        return;
+      }
       read_cl_body(c);
       break;
     case CONN_BODY_CHUNKED: {
       int rc = nd_chunked_feed(&c->chunk, c->in, &c->cbody, c->body_limit, s->max_header);
-      if (rc == 0) return;
+      if (rc == 0) {
+        nd_http_body_account(c);
+        return;
+      }
       read_chunked_body(c, rc);
       break;
     }

@@ -80,6 +80,21 @@ int nd_respond(notifd_req *r, int32_t status, const char *content_type,
                const void *body, size_t len);
 int nd_respond_json(notifd_req *r, int32_t status, const json_t *body);
 int nd_respond_error(notifd_req *r, int32_t status, const char *msg);
+/* The client's address as text: the peer's, or for a peer listed in
+ * http.trusted_proxies the last X-Forwarded-For entry when that is an IP
+ * address.  0, or -1 when unknown (local calls, client gone). */
+int nd_req_client_addr(notifd_req *r, char *buf, size_t len);
+/* The hold on the peer address's connection count (util/ipcount.h), for
+ * the websocket layer to take over on upgrade; NULL when untracked. */
+struct nd_ipent *nd_req_peer(notifd_req *r);
+
+/* ---- browser origins (limits.c) --------------------------------------- */
+/* 1 when `origin` is in the NULL-terminated list (case-insensitive) or
+ * the list holds "*". */
+int nd_origin_listed(char *const *list, const char *origin);
+/* 1 when the Origin's host[:port] equals the Host header
+ * (case-insensitive): a page of this server. */
+int nd_origin_same_host(const char *origin, const char *host);
 
 /* ---- outgoing HTTP ----------------------------------------------------- */
 nd_httpc *nd_httpc_new(notifd_host *h);

@@ -32,6 +32,7 @@ typedef struct nd_http_metrics {
   nd_metric *requests;     /* notifd_http_requests_total{route,method,status} */
   nd_metric *duration;     /* notifd_http_request_duration_seconds{route,method} */
   nd_metric *connections;  /* notifd_http_connections (sum over listeners) */
+  nd_metric *pending_body; /* notifd_http_pending_body_bytes (sum over listeners) */
 } nd_http_metrics;
 
 /* Registers (or finds) the HTTP families; every field stays NULL when `reg`
@@ -107,6 +108,10 @@ struct notifd_req {
   notifd_host *host;
   const nd_http_metrics *metrics;  /* NULL once its owner is gone */
 
+  /* the connection's per-address count (address, trusted peer); NULL
+   * for local calls and once the connection is gone */
+  struct nd_ipent *peer;
+
   /* server in-flight list (dispatched, unanswered) */
   nd_http_server *srv;
   notifd_req *iprev, *inext;
@@ -133,6 +138,7 @@ int nd_req_answer_routing(notifd_req *r, int status, const char *allow);
 static inline void nd_req_detach(notifd_req *r) {
   r->deliver = NULL;
   r->sink = NULL;
+  r->peer = NULL;
 }
 
 /* Server hooks used by request.c */
@@ -163,12 +169,14 @@ typedef struct nd_chunked {
   int state;
   uint64_t remaining;
   size_t trailer_bytes;
+  const char *why;   /* static reason for a 400, when more precise */
 } nd_chunked;
 
 struct evbuffer;
 /* Moves decoded body bytes from `in` to `out`.  Returns 1 when the body and
  * trailers are complete, 0 for more input, or an HTTP status (400, 413;
- * 413 as soon as the declared sizes exceed `limit`). */
+ * 413 as soon as the declared sizes exceed `limit`).  Lines end with CR LF
+ * only (a bare LF or CR is a 400 with c->why set). */
 int nd_chunked_feed(nd_chunked *c, struct evbuffer *in, nd_buf *out, uint64_t limit,
                     size_t max_trailer);
 

@@ -54,15 +54,18 @@ static int list_has(const char *v, const char *token) {
 }
 
 /* Next line of the head: returns its length (without CR LF) and sets
- * *next past the terminator; the line is NUL-terminated in place. */
-static size_t next_line(char *p, char *end, char **next) {
+ * *next past the terminator; the line is NUL-terminated in place.  Lines
+ * end with CR LF only: a bare LF, or a CR anywhere else, is how one
+ * parser is made to see other lines than the next (request smuggling);
+ * RFC 9112 section 2.2 lets a server refuse them, and we do (-1). */
+static long next_line(char *p, char *end, char **next) {
   char *nl = memchr(p, '\n', (size_t)(end - p));
-  if (!nl) nl = end; /* cannot happen for a complete head */
-  char *e = nl;
-  if (e > p && e[-1] == '\r') e--;
+  if (!nl || nl == p || nl[-1] != '\r') return -1;
+  char *e = nl - 1;
+  if (memchr(p, '\r', (size_t)(e - p))) return -2;
   *e = '\0';
-  *next = nl < end ? nl + 1 : end;
-  return (size_t)(e - p);
+  *next = nl + 1;
+  return (long)(e - p);
 }
 
 #define FAIL(st, msg) \
@@ -125,17 +128,28 @@ static int parse_request_line(char *line, size_t n, notifd_req *r, nd_head_info 
   return 0;
 }
 
+/* FAILs unless the line was read. */
+#define LINE(nn)                                                                   \
+  do {                                                                             \
+    if ((nn) == -1) FAIL(400, "bare LF in request head");                          \
+    if ((nn) < 0) FAIL(400, "bare CR in request head");                            \
+  } while (0)
+
 int nd_http_parse_head(char *buf, size_t len, notifd_req *r, nd_header *hdrs, size_t maxh,
                        nd_head_info *info) {
   memset(info, 0, sizeof *info);
-  char *end = buf + len, *p = buf, *next;
-  size_t n = next_line(p, end, &next);
+  char *end = buf + len, *p = buf, *next = end;
+  long ln = next_line(p, end, &next);
+  LINE(ln);
+  size_t n = (size_t)ln;
   int rc = parse_request_line(p, n, r, info);
   if (rc) return rc;
   int seen_te = 0;
   size_t nh = 0;
   for (p = next; p < end; p = next) {
-    n = next_line(p, end, &next);
+    ln = next_line(p, end, &next);
+    LINE(ln);
+    n = (size_t)ln;
     if (n == 0) break; /* the empty line ending the head */
     if (p[0] == ' ' || p[0] == '\t') FAIL(400, "obsolete header line folding");
     char *colon = memchr(p, ':', n);
@@ -218,6 +232,11 @@ static int parse_chunk_size(const char *line, size_t n, uint64_t *out) {
   return 0;
 }
 
+static int bare(nd_chunked *c, const char *why) {
+  c->why = why;
+  return 400;
+}
+
 int nd_chunked_feed(nd_chunked *c, struct evbuffer *in, nd_buf *out, uint64_t limit,
                     size_t max_trailer) {
   for (;;) {
@@ -233,6 +252,9 @@ int nd_chunked_feed(nd_chunked *c, struct evbuffer *in, nd_buf *out, uint64_t li
         return 0;
       }
       size_t n = (size_t)e.pos;
+      if (eol_len != 2) return bare(c, "bare LF in chunked body");
+      if (evbuffer_search_range(in, "\r", 1, NULL, &e).pos >= 0)
+        return bare(c, "bare CR in chunked body");
       if (c->state == CH_TRAILER) {
         evbuffer_drain(in, n + eol_len);
         if (n == 0) {
@@ -277,15 +299,10 @@ int nd_chunked_feed(nd_chunked *c, struct evbuffer *in, nd_buf *out, uint64_t li
       unsigned char two[2];
       ev_ssize_t got = evbuffer_copyout(in, two, 2);
       if (got < 1) return 0;
-      if (two[0] == '\n') {
-        evbuffer_drain(in, 1);
-      } else if (two[0] == '\r') {
-        if (got < 2) return 0;
-        if (two[1] != '\n') return 400;
-        evbuffer_drain(in, 2);
-      } else {
-        return 400;
-      }
+      if (two[0] != '\r') return bare(c, two[0] == '\n' ? "bare LF in chunked body" : NULL);
+      if (got < 2) return 0;
+      if (two[1] != '\n') return bare(c, "bare CR in chunked body");
+      evbuffer_drain(in, 2);
       c->state = CH_SIZE;
       continue;
     }

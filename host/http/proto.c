@@ -135,4 +135,8 @@ void nd_http_metrics_init(nd_http_metrics *m, nd_metrics *reg) {
                          "Open HTTP connections (websockets excluded).", NULL, NULL, 0,
                          &m->connections) < 0)
     m->connections = NULL;
+  if (nd_metric_register(reg, ND_METRIC_GAUGE, "notifd_http_pending_body_bytes",
+                         "Bytes held for request bodies not yet complete (all connections).",
+                         NULL, NULL, 0, &m->pending_body) < 0)
+    m->pending_body = NULL;
 }

@@ -56,18 +56,26 @@ nd_http_server *nd_http_server_new(notifd_host *h, nd_router *router, int is_adm
   s->tv_request = common_timeout(s->base, req, &s->request_raw);
   s->tv_linger = common_timeout(s->base, req < LINGER_MS ? req : LINGER_MS, &s->linger_raw);
   nd_http_metrics_init(&s->metrics, h->metrics);
+  if (nd_http_limits_init(s) < 0) {
+    nd_http_limits_free(s);
+    free(s);
+    return NULL;
+  }
   if (!is_admin && cfg->static_dir && *cfg->static_dir) s->statics = nd_static_new(cfg->static_dir);
   return s;
 }
 
 /* ---- accepting --------------------------------------------------------- */
-static void reject_busy(evutil_socket_t fd) {
-  static const char resp[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                             "Content-Type: application/json; charset=utf-8\r\n"
-                             "Content-Length: 32\r\n"
-                             "Connection: close\r\n\r\n"
-                             "{\"error\":\"too many connections\"}";
-  ssize_t w = send(fd, resp, sizeof resp - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+static void reject_busy(evutil_socket_t fd, const char *why) {
+  char resp[256];
+  int n = snprintf(resp, sizeof resp,
+                   "HTTP/1.1 503 Service Unavailable\r\n"
+                   "Content-Type: application/json; charset=utf-8\r\n"
+                   "Content-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n"
+                   "{\"error\":\"%s\"}",
+                   strlen(why) + 12, why);
+  ssize_t w = send(fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
   (void)w; /* best effort: the socket closes either way */
   evutil_closesocket(fd);
 }
@@ -75,7 +83,6 @@ static void reject_busy(evutil_socket_t fd) {
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg) {
   (void)lev;
-  (void)sa;
   (void)salen;
   nd_http_server *s = arg;
   if (s->stopping) {
@@ -83,10 +90,15 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     return;
   }
   if (s->nconns >= s->max_conns) {
-    reject_busy(fd);
+    reject_busy(fd, "too many connections");
     return;
   }
-  nd_conn_accept(s, fd);
+  struct nd_ipent *peer;
+  if (nd_http_limits_accept(s, sa, &peer) < 0) {
+    reject_busy(fd, "too many connections from this address");
+    return;
+  }
+  nd_conn_accept(s, fd, peer);
 }
 
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
@@ -246,5 +258,6 @@ void nd_http_server_free(nd_http_server *s) {
     nd_req_detach(r);
   }
   nd_static_free(s->statics);
+  nd_http_limits_free(s);
   free(s);
 }

@@ -10,6 +10,10 @@
 #include "http/http_internal.h"
 
 struct evconnlistener;
+struct nd_ipcount;
+struct sockaddr;
+struct nd_ipent;
+struct nd_ratelimit;
 typedef struct nd_conn nd_conn;
 
 enum {
@@ -43,6 +47,9 @@ struct nd_conn {
   nd_auth_waiter *auth_wait;
   nd_head_info auth_info;
   notifd_ws_channel *auth_ch; /* a websocket upgrade, or NULL for a route */
+  struct nd_ipent *peer;    /* this address's connection count we hold */
+  uint64_t body_held;       /* bytes counted in srv->pending_body */
+  int64_t head_ms;          /* monotonic start of the current request */
   int state;
   int depth;                /* callbacks on the stack; free when 0 */
   unsigned reading : 1;     /* rev added */
@@ -78,19 +85,51 @@ struct nd_http_server {
   const struct timeval *tv_keepalive, *tv_request, *tv_linger;
   struct timeval keepalive_raw, request_raw, linger_raw;
 
+  /* limits against anonymous clients (limits.c) */
+  const struct timeval *tv_idle;
+  struct timeval idle_raw;
+  int64_t ws_handshake_ms;
+  uint64_t max_pending_body;    /* 0 = no cap */
+  uint64_t pending_body;        /* bytes of unfinished bodies held now */
+  struct nd_ipcount *ipc;
+  struct nd_ratelimit *rl;      /* NULL = no rate limit */
+
   /* Date header cache */
   time_t date_sec;
   char date[40];
 };
 
-/* conn.c */
-void nd_conn_accept(nd_http_server *s, evutil_socket_t fd);
+/* conn.c; `peer` is a hold on the address's count, owned from here on */
+void nd_conn_accept(nd_http_server *s, evutil_socket_t fd, struct nd_ipent *peer);
 /* Closes now (or as soon as its callbacks unwind). */
 void nd_conn_close(nd_conn *c);
 /* Server is stopping: close when idle, else after the current answer. */
 void nd_conn_stop(nd_conn *c);
 /* One last non-blocking attempt to send queued responses. */
 void nd_conn_flush_once(nd_conn *c);
+
+/* limits.c: limits against anonymous clients, called by server.c and
+ * conn.c at the points named. */
+int nd_http_limits_init(nd_http_server *s);   /* server_new; -1 = ENOMEM */
+void nd_http_limits_free(nd_http_server *s);  /* server_free, after conns */
+/* on_accept: 0 with *peer (NULL when untracked), or -1: over the
+ * per-address cap, refused. */
+int nd_http_limits_accept(nd_http_server *s, const struct sockaddr *sa,
+                          struct nd_ipent **peer);
+/* The connection goes away: releases its body bytes and address count. */
+void nd_http_limits_conn_gone(nd_conn *c);
+/* find_head, once the request line is complete (line_len bytes at the
+ * start of c->in): a GET to a websocket channel gets the handshake
+ * deadline instead of the request deadline. */
+void nd_http_limits_first_line(nd_conn *c, size_t line_len);
+/* A body is still incomplete: counts the bytes held.  -1 when that
+ * would pass http.max_pending_body_bytes (answered 503, must_close). */
+int nd_http_body_account(nd_conn *c);
+void nd_http_body_release(nd_conn *c);
+/* After routing: CORS headers, and the answer to a preflight (1). */
+int nd_http_cors(nd_http_server *s, notifd_req *r, int mrc, const char *allow);
+/* After auth: 1 when the request was answered 429. */
+int nd_http_rate_limited(nd_http_server *s, notifd_req *r);
 
 /* server.c */
 void nd_http_server_unlink_conn(nd_http_server *s, nd_conn *c);

@@ -123,7 +123,12 @@ static int etag_matches(const char *inm, const char *etag) {
   return 0;
 }
 
+/* The redirect's Location is the request's own path plus "/": a path
+ * starting with "//" (or "/\\", which browsers read as "//") would make
+ * it a network-path reference to another host, an open redirect.  Such
+ * paths get no redirect (404): the client can ask with one slash. */
 static int redirect_to_dir(notifd_req *r) {
+  if (r->path[0] != '/' || r->path[1] == '/' || r->path[1] == '\\') return 0;
   size_t n = strlen(r->path) + 2 + (r->query ? strlen(r->query) + 1 : 0);
   char *loc = malloc(n);
   if (!loc) {

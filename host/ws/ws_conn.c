@@ -13,6 +13,7 @@
 
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/ipcount.h"
 #include "ws/ws_internal.h"
 
 static void conn_readcb(struct bufferevent *bev, void *arg);
@@ -206,6 +207,7 @@ void nd_ws_conn_destroy(notifd_ws_conn *c) {
     c->bev = NULL;
   }
   nd_ws_parser_free(&c->parser);
+  nd_ipcount_release(c->peer);
   free(c->params);
   free(c);
 }

@@ -5,8 +5,8 @@
  * bufferevent.
  *
  * The time allowed to send the upgrade request (ws.handshake_timeout) is
- * enforced by the HTTP server while it reads the request; once the 101 is
- * written the connection is governed by the heartbeat. */
+ * enforced by the HTTP server while it reads the request (http/limits.c);
+ * once the 101 is written the connection is governed by the heartbeat. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <openssl/evp.h>
@@ -62,14 +62,44 @@ static int accept_value(const char *key, size_t n, char out[29]) {
   return EVP_EncodeBlock((unsigned char *)out, md, 20) == 28 ? 0 : -1;
 }
 
-static int origin_allowed(const nd_config *cfg, const char *origin) {
-  char **allow = cfg->ws_allowed_origins;
-  if (!allow) return 1;
-  /* Browsers always send Origin; a client without one is not a browser
-   * page and could claim any origin anyway. */
+/* Browsers send Origin with every websocket upgrade, and a page of
+ * another site must not open a socket with the user's credentials: same
+ * origin as the Host header, or a listed one.  A client without Origin is
+ * not a browser page (and could claim any origin anyway). */
+static int origin_allowed(const nd_config *cfg, notifd_req *req) {
+  const char *origin = nd_req_header(req, "Origin");
   if (!origin) return 1;
-  for (size_t i = 0; allow[i]; i++)
-    if (strcmp(allow[i], "*") == 0 || strcasecmp(allow[i], origin) == 0) return 1;
+  return nd_origin_same_host(origin, nd_req_header(req, "Host")) ||
+         nd_origin_listed(cfg->ws_allowed_origins, origin);
+}
+
+/* The i-th stored parameter value of a connection. */
+static const char *param_at(const notifd_ws_conn *c, size_t i) {
+  const char *v = c->params;
+  while (i--) v += strlen(v) + 1;
+  return v;
+}
+
+/* Connections counted against max_connections_per_key: every one under
+ * the key for an anonymous client; for an authenticated one only those
+ * authenticated as the same subject, so one participant of a shared key
+ * cannot lock the other out. */
+static uint32_t key_load(notifd_ws_channel *ch, const char *key, const char *sub) {
+  nd_ws_keyent *e = nd_ws_keymap_find(&ch->keys, key);
+  if (!e || !sub) return e ? e->count : 0;
+  uint32_t n = 0;
+  for (notifd_ws_conn *c = e->head; c; c = c->knext)
+    if (c->subj && strcmp(param_at(c, c->subj - 1u), sub) == 0) n++;
+  return n;
+}
+
+/* 1 + the index of the subject parameter whose value is `sub`, or 0. */
+static uint8_t subject_param(const notifd_ws_channel *ch, const char *const *values,
+                             const char *sub) {
+  for (size_t i = 0; sub && i < ch->nsubjects; i++) {
+    size_t k = ch->subject_idx[i];
+    if (k < UINT8_MAX && values[k] && strcmp(values[k], sub) == 0) return (uint8_t)(k + 1);
+  }
   return 0;
 }
 
@@ -123,7 +153,7 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
   }
 
   /* -- origin, auth -- */
-  if (!origin_allowed(cfg, nd_req_header(req, "Origin")))
+  if (!origin_allowed(cfg, req))
     return refuse(ch, "origin", 403, "origin not allowed", msg);
   if (ch->auth != NOTIFD_AUTH_NONE) {
     const char *subjects[MAX_PARAMS + 1];
@@ -145,7 +175,9 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
             ch->path);
     return refuse(ch, "limit_total", 503, "too many websocket connections", msg);
   }
-  if (cfg->ws_max_per_key && nd_ws_key_count(ch, values[0]) >= cfg->ws_max_per_key)
+  uint8_t subj = subject_param(ch, values, nd_req_auth_subject(req));
+  if (cfg->ws_max_per_key &&
+      key_load(ch, values[0], subj ? values[subj - 1] : NULL) >= cfg->ws_max_per_key)
     return refuse(ch, "limit_key", 429, "too many connections for this key", msg);
 
   /* -- the plugin's own check -- */
@@ -170,6 +202,8 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
     nd_ws_conn_discard(c);
     return refuse(ch, "internal", 500, "out of memory", msg);
   }
+  c->subj = subj;
+  c->peer = nd_req_peer(req); /* the HTTP connection hands its count over */
   /* From here on the bufferevent is ours, whatever happens. */
   char resp[160];
   int n = snprintf(resp, sizeof resp,

@@ -1,13 +1,13 @@
 /* The hub: channels, the list of live connections, deferred on_close and
  * teardown, graceful close of everything, and the layer's metrics. */
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/hash.h"
 #include "ws/ws_internal.h"
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -234,9 +234,7 @@ int nd_ws_channel_add(nd_ws_hub *hub, notifd_plugin *owner, const notifd_ws_chan
   ch->on_message = o.on_message;
   ch->on_close = o.on_close;
   ch->ud = o.ud;
-  uint64_t seed = 0;
-  if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) seed = (uint64_t)nd_now_ms();
-  nd_ws_keymap_init(&ch->keys, seed);
+  nd_ws_keymap_init(&ch->keys, nd_hash_seed());
   size_t nreq = list_len(o.required_params), nsub = list_len(o.subject_params);
   size_t cap = 1 + nreq + nsub;
   ch->path = strdup(o.path);

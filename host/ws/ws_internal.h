@@ -23,6 +23,7 @@
 #include "ws/ws_frame.h"
 
 struct event;
+struct nd_ipent;
 
 enum { ND_WS_OPEN = 0, ND_WS_CLOSE_SENT, ND_WS_LINGER, ND_WS_DEAD };
 
@@ -57,6 +58,7 @@ struct notifd_ws_conn {
   int64_t due_ms;
   void *data;                /* plugin's pointer */
   char *params;              /* values of ch->param_names, NUL-separated */
+  struct nd_ipent *peer;     /* hold on the address's connection count */
   uint32_t q_frames;         /* data frames queued and not yet written */
   uint16_t close_code;       /* reported to on_close */
   uint8_t state;
@@ -65,6 +67,8 @@ struct notifd_ws_conn {
   uint8_t in_pending;        /* on the hub's pending list */
   uint8_t opened;            /* on_open ran: on_close is owed */
   uint8_t wr_shut;           /* LINGER: write side shut down */
+  uint8_t subj;              /* 1 + index of the parameter the token's
+                                subject matched; 0 = anonymous */
   nd_ws_parser parser;
 };
 

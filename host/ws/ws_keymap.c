@@ -3,28 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
 #include "ws/ws_internal.h"
-
-/* Seeded 64-bit multiply-xorshift over 8-byte words. */
-static uint64_t key_hash(const char *s, size_t n, uint64_t seed) {
-  const uint64_t k = UINT64_C(0x9E3779B97F4A7C15);
-  uint64_t h = seed ^ (n * k);
-  while (n >= 8) {
-    uint64_t w;
-    memcpy(&w, s, 8);
-    h = (h ^ w) * k;
-    h ^= h >> 29;
-    s += 8;
-    n -= 8;
-  }
-  uint64_t w = 0;
-  memcpy(&w, s, n);
-  h = (h ^ w) * k;
-  h ^= h >> 32;
-  h *= UINT64_C(0xD6E8FEB86659FD93);
-  h ^= h >> 32;
-  return h;
-}
 
 void nd_ws_keymap_init(nd_ws_keymap *m, uint64_t seed) {
   memset(m, 0, sizeof *m);
@@ -48,7 +28,7 @@ void nd_ws_keymap_free(nd_ws_keymap *m) {
 nd_ws_keyent *nd_ws_keymap_find(const nd_ws_keymap *m, const char *key) {
   if (!m->nbuckets) return NULL;
   size_t n = strlen(key);
-  uint64_t h = key_hash(key, n, m->seed);
+  uint64_t h = nd_hash64(key, n, m->seed);
   for (nd_ws_keyent *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->next)
     if (e->hash == h && strcmp(e->key, key) == 0) return e;
   return NULL;
@@ -82,7 +62,7 @@ nd_ws_keyent *nd_ws_keymap_get(nd_ws_keymap *m, const char *key) {
   e = calloc(1, sizeof *e + n + 1);
   if (!e) return NULL;
   memcpy(e->key, key, n + 1);
-  e->hash = key_hash(key, n, m->seed);
+  e->hash = nd_hash64(key, n, m->seed);
   size_t j = e->hash & (m->nbuckets - 1);
   e->next = m->buckets[j];
   m->buckets[j] = e;

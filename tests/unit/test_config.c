@@ -704,6 +704,13 @@ START_TEST(load_defaults) {
     ck_assert_uint_eq(c.ws_max_connections, 100000);
     ck_assert_uint_eq(c.ws_max_per_key, 64);
     ck_assert_ptr_null(c.ws_allowed_origins);
+    ck_assert_int_eq(c.http_idle_timeout_ms, 10000);
+    ck_assert_uint_eq(c.http_max_pending_body, 64 * 1024 * 1024);
+    ck_assert_uint_eq(c.http_max_conns_per_ip, 256);
+    ck_assert_ptr_null(c.http_trusted_proxies); /* = 127.0.0.1, ::1 */
+    ck_assert_ptr_null(c.http_cors_origins);
+    ck_assert(c.http_rate == 20);
+    ck_assert_uint_eq(c.http_rate_burst, 100);
     ck_assert_uint_eq(c.workers, 4);
     ck_assert_ptr_null(c.plugin_dirs);
     ck_assert_ptr_null(c.kafka);
@@ -904,6 +911,39 @@ START_TEST(load_collects_every_error) {
 }
 END_TEST
 
+START_TEST(load_http_limits) {
+  nd_config c;
+  load_ok("http:\n  idle_timeout: 2s\n  max_pending_body_bytes: 8MiB\n"
+          "  max_connections_per_ip: 0\n  trusted_proxies: [10.0.0.1, '2001:db8::1']\n"
+          "  cors_origins: ['https://app.example', '*']\n"
+          "  rate_limit: {rate: 0.5, burst: 3}\n",
+          &c);
+  ck_assert_int_eq(c.http_idle_timeout_ms, 2000);
+  ck_assert_uint_eq(c.http_max_pending_body, 8 * 1024 * 1024);
+  ck_assert_uint_eq(c.http_max_conns_per_ip, 0);
+  ck_assert_str_eq(c.http_trusted_proxies[1], "2001:db8::1");
+  ck_assert_ptr_null(c.http_trusted_proxies[2]);
+  ck_assert_str_eq(c.http_cors_origins[0], "https://app.example");
+  ck_assert(c.http_rate == 0.5);
+  ck_assert_uint_eq(c.http_rate_burst, 3);
+  nd_config_free(&c);
+  load_ok("http: {trusted_proxies: [], rate_limit: {rate: 0}}\n", &c);
+  ck_assert_ptr_nonnull(c.http_trusted_proxies); /* [] = nobody trusted */
+  ck_assert_ptr_null(c.http_trusted_proxies[0]);
+  ck_assert(c.http_rate == 0);
+  nd_config_free(&c);
+  load_fails("http: {trusted_proxies: [localhost]}\n",
+             "key 'http.trusted_proxies[0]': 'localhost' is not an IP address");
+  load_fails("http: {cors_origins: ['https://app.example/']}\n",
+             "key 'http.cors_origins[0]': 'https://app.example/' is not an origin");
+  load_fails("websocket: {allowed_origins: [app.example]}\n",
+             "'app.example' is not an origin");
+  load_fails("http: {idle_timeout: 0}\n", "key 'http.idle_timeout': must be between 1ms");
+  load_fails("http: {rate_limit: {rate: -1}}\n", "key 'http.rate_limit.rate'");
+  load_fails("http: {rate_limit: {burst: 0}}\n", "key 'http.rate_limit.burst'");
+}
+END_TEST
+
 START_TEST(load_values_and_sizes) {
   nd_config c;
   load_ok("listen: {port: 0}\nadmin: {port: -1}\nlogging: {level: WARN, format: JSON}\n"
@@ -921,7 +961,7 @@ START_TEST(load_values_and_sizes) {
   ck_assert_int_eq(c.http_keepalive_ms, 750);
   ck_assert_uint_eq(c.ws_max_queue_bytes, 5000000);
   ck_assert_uint_eq(c.ws_max_message, 1048576);
-  ck_assert_ptr_nonnull(c.ws_allowed_origins); /* [] = no browser origin allowed */
+  ck_assert_ptr_nonnull(c.ws_allowed_origins); /* [] = the Host's own origin only */
   ck_assert_ptr_null(c.ws_allowed_origins[0]);
   ck_assert_str_eq(c.jwt_secret, "");
   ck_assert_ptr_null(c.internal_token);
@@ -1171,6 +1211,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, load_type_and_range_errors);
   tcase_add_test(tc, load_collects_every_error);
   tcase_add_test(tc, load_values_and_sizes);
+  tcase_add_test(tc, load_http_limits);
   tcase_add_test(tc, load_plugins_ok);
   tcase_add_test(tc, load_plugin_errors);
   tcase_add_test(tc, load_takes_ownership);

@@ -3,6 +3,7 @@
  * parser's edge cases, keep-alive, pipelining, timeouts, async answers,
  * JSON helpers, auth, limits, graceful stop, metrics and static files. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -20,8 +22,11 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "auth/auth.h"
 #include "nd_test.h"
 #include "util/buf.h"
+#include "util/ipcount.h"
+#include "util/ratelimit.h"
 
 /* ---- fixture ------------------------------------------------------------ */
 typedef struct th {
@@ -116,6 +121,13 @@ static void on_ok(notifd_req *r, void *ud) {
   nd_respond_error(r, 200, "fine");
 }
 
+static void on_client(notifd_req *r, void *ud) {
+  (void)ud;
+  char addr[64];
+  if (nd_req_client_addr(r, addr, sizeof addr) < 0) snprintf(addr, sizeof addr, "?");
+  nd_respond(r, 200, "text/plain", addr, strlen(addr));
+}
+
 static void add_routes(th *t) {
   nd_router *rt = t->h->router;
   ck_assert_int_eq(nd_router_add(rt, "GET", "/hello", on_hello, t, 0, 0, "t"), 0);
@@ -129,6 +141,9 @@ static void add_routes(th *t) {
   ck_assert_int_eq(nd_router_add(rt, "POST", "/small", on_echo, t, 0, 10, "t"), 0);
   ck_assert_int_eq(nd_router_add(rt, "GET", "/internal", on_ok, t, NOTIFD_AUTH_INTERNAL, 0, "t"),
                    0);
+  ck_assert_int_eq(nd_router_add(rt, "POST", "/tok", on_ok, t, NOTIFD_AUTH_TOKEN, 0, "t"), 0);
+  ck_assert_int_eq(nd_router_add(rt, "GET", "/tok", on_ok, t, NOTIFD_AUTH_TOKEN, 0, "t"), 0);
+  ck_assert_int_eq(nd_router_add(rt, "GET", "/client", on_client, t, 0, 0, "t"), 0);
 }
 
 typedef void (*cfg_fn)(nd_config *cfg);
@@ -1068,6 +1083,14 @@ START_TEST(static_files) {
   ck_assert_int_eq(cv->r[0].status, 301);
   ck_assert_str_eq(find_hdr(cv->r[0].head, "Location", v, sizeof v), "/sub/?x=1");
   free(cv);
+  /* Never a Location another host could be read from ("//sub/"). */
+  cv = roundtrip(t, "GET //sub HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 404);
+  ck_assert_ptr_null(find_hdr(cv->r[0].head, "Location", v, sizeof v));
+  free(cv);
+  cv = roundtrip(t, "GET /\\sub HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 404);
+  free(cv);
   cv = roundtrip(t, "GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
   ck_assert(cv->r[0].status == 200 && cv->r[0].body_len == 3);
   free(cv);
@@ -1137,6 +1160,391 @@ START_TEST(listen_errors_and_admin) {
 }
 END_TEST
 
+/* ---- limits against anonymous clients ------------------------------------ */
+START_TEST(strict_crlf) {
+  th *t = th_new(NULL);
+  expect_error(t, "GET /hello HTTP/1.1\nHost: x\r\n\r\n", 400, "bare LF in request head");
+  expect_error(t, "GET /hello HTTP/1.1\r\nHost: x\n\r\n", 400, "bare LF in request head");
+  expect_error(t, "GET /hello HTTP/1.1\r\nHost: x\r\n\n", 400, "bare LF in request head");
+  expect_error(t, "\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bare LF in request head");
+  expect_error(t, "GET /hello HTTP/1.1\r\nX-A: a\rb\r\nHost: x\r\n\r\n", 400,
+               "bare CR in request head");
+  expect_error(t, "GET /hello\r HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bare CR in request head");
+  /* Empty CRLF lines before the request line are still ignored. */
+  conv *cv = roundtrip(t, "\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 200);
+  free(cv);
+  static const char *const chunked[][2] = {
+      {"3\nabc\r\n0\r\n\r\n", "bare LF in chunked body"},
+      {"3\r\nabc\n0\r\n\r\n", "bare LF in chunked body"},
+      {"3\r\nabc\r\n0\n\r\n", "bare LF in chunked body"},
+      {"3\r\nabc\r\n0\r\n\n", "bare LF in chunked body"},
+      {"3\r\nabc\r\n0\r\nX-T: a\rb\r\n\r\n", "bare CR in chunked body"},
+      {"3;x=\ry\r\nabc\r\n0\r\n\r\n", "bare CR in chunked body"},
+      {"3\r\nabc\r\r\n0\r\n\r\n", "bare CR in chunked body"},
+  };
+  for (size_t i = 0; i < sizeof chunked / sizeof chunked[0]; i++) {
+    char req[256];
+    snprintf(req, sizeof req,
+             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+             chunked[i][0]);
+    expect_error(t, req, 400, chunked[i][1]);
+  }
+  th_free(t);
+}
+END_TEST
+
+static void short_idle(nd_config *c) {
+  c->http_idle_timeout_ms = 150;
+  c->http_keepalive_ms = 60000;
+}
+
+START_TEST(idle_timeout_first_byte) {
+  th *t = th_new(short_idle);
+  /* Silent from the start: closed after idle_timeout, without an answer. */
+  int fd = dial(t->port);
+  conv cv = {0};
+  int64_t t0 = nd_now_ms();
+  wait_resps(t, fd, &cv, 1, 1, 0, 3000);
+  ck_assert(cv.eof);
+  ck_assert_int_eq(cv.n, 0);
+  ck_assert_int_ge(nd_now_ms() - t0, 100);
+  close(fd);
+  /* After a request, keep-alive (60 s here) governs: still open well past
+   * idle_timeout. */
+  fd = dial(t->port);
+  memset(&cv, 0, sizeof cv);
+  SEND(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  wait_resps(t, fd, &cv, 1, 0, 0, 2000);
+  ck_assert_int_eq(cv.n, 1);
+  wait_resps(t, fd, &cv, 2, 1, 0, 500);
+  ck_assert(!cv.eof);
+  SEND(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  wait_resps(t, fd, &cv, 2, 0, 0, 2000);
+  ck_assert_int_eq(cv.n, 2);
+  close(fd);
+  th_free(t);
+}
+END_TEST
+
+static double gauge(th *t, const char *name) {
+  nd_metric *m = NULL;
+  ck_assert_int_eq(nd_metric_register(t->h->metrics, ND_METRIC_GAUGE, name, "", NULL, NULL, 0, &m),
+                   0);
+  return nd_metric_value(m, NULL);
+}
+
+/* Pumps until the gauge reads `want` (or 3 s pass); returns the last value. */
+static double wait_gauge(th *t, const char *name, double want) {
+  double v = -1;
+  for (int64_t end = nd_now_ms() + 3000; nd_now_ms() < end; pump(t, 2))
+    if ((v = gauge(t, name)) == want) break;
+  return v;
+}
+
+static void small_pending(nd_config *c) { c->http_max_pending_body = 3000; }
+
+#define PENDING "notifd_http_pending_body_bytes"
+
+START_TEST(pending_body_cap) {
+  th *t = th_new_ex(small_pending, 1);
+  char body[2000];
+  memset(body, 'b', sizeof body);
+  /* A holds 1500 bytes of a 2000-byte body. */
+  int a = dial(t->port);
+  SEND(a, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n");
+  send_all(a, body, 1500);
+  ck_assert(wait_gauge(t, PENDING, 1500) == 1500);
+  /* B's 1600 would make 3100 > 3000: 503 and closed. */
+  int b = dial(t->port);
+  SEND(b, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n");
+  send_all(b, body, 1600);
+  conv cb = {0};
+  wait_resps(t, b, &cb, 1, 1, 0, 3000);
+  ck_assert_int_eq(cb.n, 1);
+  ck_assert_int_eq(cb.r[0].status, 503);
+  ck_assert(memmem(cb.r[0].body, cb.r[0].body_len,
+                   "server busy: too many unfinished request bodies", 47));
+  ck_assert(cb.eof);
+  close(b);
+  ck_assert(gauge(t, PENDING) == 1500);
+  /* Chunked: C declares a 1000-byte chunk (reserved up front) and is
+   * still within the cap; D's does not fit. */
+  int c = dial(t->port);
+  SEND(c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\nabc");
+  double v = -1;
+  for (int64_t end = nd_now_ms() + 3000; nd_now_ms() < end && (v = gauge(t, PENDING)) <= 1500;)
+    pump(t, 2);
+  ck_assert_msg(v > 2500 && v <= 3000, "pending %g", v);
+  int d = dial(t->port);
+  SEND(d, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\nabc");
+  conv cd = {0};
+  wait_resps(t, d, &cd, 1, 1, 0, 3000);
+  ck_assert_int_eq(cd.r[0].status, 503);
+  close(d);
+  /* C going away returns its bytes; A finishing returns its own. */
+  close(c);
+  ck_assert(wait_gauge(t, PENDING, 1500) == 1500);
+  send_all(a, body, 500);
+  conv ca = {0};
+  wait_resps(t, a, &ca, 1, 0, 0, 3000);
+  ck_assert_int_eq(ca.r[0].status, 200);
+  ck_assert_uint_eq(ca.r[0].body_len, 2000);
+  ck_assert(gauge(t, PENDING) == 0);
+  /* Room again: a body that needed more than what was left goes through. */
+  SEND(a, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n");
+  send_all(a, body, 1000);
+  ck_assert(wait_gauge(t, PENDING, 1000) == 1000);
+  send_all(a, body, 1000);
+  wait_resps(t, a, &ca, 2, 0, 0, 3000);
+  ck_assert_int_eq(ca.r[1].status, 200);
+  ck_assert(gauge(t, PENDING) == 0);
+  close(a);
+  th_free(t);
+}
+END_TEST
+
+static void two_per_ip(nd_config *c) {
+  static char *none[] = {NULL};
+  c->http_max_conns_per_ip = 2;
+  c->http_trusted_proxies = none;
+}
+
+START_TEST(per_ip_cap) {
+  th *t = th_new(two_per_ip);
+  int a = dial(t->port), b = dial(t->port);
+  for (int i = 0; i < 100 && nd_http_server_connections(t->s) < 2; i++) pump(t, 2);
+  ck_assert_uint_eq(nd_http_server_connections(t->s), 2);
+  int c = dial(t->port);
+  conv cv = {0};
+  wait_resps(t, c, &cv, 1, 1, 0, 2000);
+  ck_assert_int_eq(cv.n, 1);
+  ck_assert_int_eq(cv.r[0].status, 503);
+  ck_assert(memmem(cv.r[0].body, cv.r[0].body_len, "too many connections from this address", 38));
+  close(c);
+  close(a);
+  for (int i = 0; i < 100 && nd_http_server_connections(t->s) > 1; i++) pump(t, 2);
+  /* A slot is free again; an untrusted peer's X-Forwarded-For is ignored. */
+  conv *c2 = roundtrip(t, "GET /client HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n",
+                       0, 0);
+  ck_assert_int_eq(c2->r[0].status, 200);
+  ck_assert(c2->r[0].body_len == 9 && memcmp(c2->r[0].body, "127.0.0.1", 9) == 0);
+  free(c2);
+  close(b);
+  th_free(t);
+}
+END_TEST
+
+static void trusted_default(nd_config *c) { c->http_max_conns_per_ip = 1; }
+
+START_TEST(trusted_proxy_uncapped_and_forwarded_for) {
+  /* Loopback is a trusted proxy by default: not capped, and its
+   * X-Forwarded-For names the client. */
+  th *t = th_new(trusted_default);
+  int a = dial(t->port), b = dial(t->port);
+  conv *cv = roundtrip(t,
+                       "GET /client HTTP/1.1\r\nHost: x\r\n"
+                       "X-Forwarded-For: 10.9.9.9, 2001:db8::5\r\n\r\n",
+                       0, 0);
+  ck_assert_int_eq(cv->r[0].status, 200);
+  ck_assert_msg(cv->r[0].body_len == 11 && memcmp(cv->r[0].body, "2001:db8::5", 11) == 0, "%.*s",
+                (int)cv->r[0].body_len, cv->r[0].body);
+  free(cv);
+  cv = roundtrip(t, "GET /client HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: not-an-ip\r\n\r\n", 0, 0);
+  ck_assert(cv->r[0].body_len == 9 && memcmp(cv->r[0].body, "127.0.0.1", 9) == 0);
+  free(cv);
+  close(a);
+  close(b);
+  th_free(t);
+}
+END_TEST
+
+#define RL_SECRET "rl-secret"
+
+static void rate_one(nd_config *c) {
+  c->jwt_secret = RL_SECRET;
+  c->http_rate = 1;
+  c->http_rate_burst = 2;
+}
+
+START_TEST(rate_limit_per_user) {
+  th *t = th_new(rate_one);
+  char *alice = nd_jwt_sign(RL_SECRET, "alice", time(NULL) + 60);
+  char *bob = nd_jwt_sign(RL_SECRET, "bob", time(NULL) + 60);
+  char req[1024];
+  int fd = dial(t->port);
+  conv cv = {0};
+  for (int i = 0; i < 3; i++) {
+    snprintf(req, sizeof req,
+             "POST /tok HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 2\r\n\r\n{}",
+             alice);
+    SEND(fd, req);
+    wait_resps(t, fd, &cv, i + 1, 0, 0, 2000);
+    ck_assert_int_eq(cv.n, i + 1);
+  }
+  ck_assert_int_eq(cv.r[0].status, 200);
+  ck_assert_int_eq(cv.r[1].status, 200);
+  ck_assert_int_eq(cv.r[2].status, 429);
+  char v[32];
+  ck_assert_str_eq(find_hdr(cv.r[2].head, "Retry-After", v, sizeof v), "1");
+  ck_assert(memmem(cv.r[2].body, cv.r[2].body_len, "rate limit exceeded", 19));
+  ck_assert(!cv.eof); /* the body was skipped: the connection goes on */
+  /* Reads are not limited; another user has a bucket of their own. */
+  snprintf(req, sizeof req, "GET /tok HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", alice);
+  SEND(fd, req);
+  wait_resps(t, fd, &cv, 4, 0, 0, 2000);
+  ck_assert_int_eq(cv.r[3].status, 200);
+  snprintf(req, sizeof req,
+           "POST /tok HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n",
+           bob);
+  SEND(fd, req);
+  wait_resps(t, fd, &cv, 5, 0, 0, 2000);
+  ck_assert_int_eq(cv.r[4].status, 200);
+  /* Anonymous writes (no subject) are not limited. */
+  for (int i = 0; i < 4; i++) {
+    conv *c2 = roundtrip(t, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 0, 0);
+    ck_assert_int_eq(c2->r[0].status, 200);
+    free(c2);
+  }
+  close(fd);
+  free(alice);
+  free(bob);
+  th_free(t);
+}
+END_TEST
+
+START_TEST(ratelimit_buckets) {
+  nd_ratelimit *rl = nd_ratelimit_new(2, 3, 4); /* 2/s, burst 3, 4 keys */
+  ck_assert_ptr_nonnull(rl);
+  ck_assert_ptr_null(nd_ratelimit_new(0, 3, 4));
+  ck_assert_ptr_null(nd_ratelimit_new(1, 0.5, 4));
+  int64_t wait = 0;
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(nd_ratelimit_take(rl, "a", 1000, &wait), 1);
+  ck_assert_int_eq(nd_ratelimit_peek(rl, "a", 1000, &wait), 0);
+  ck_assert_int_eq(nd_ratelimit_take(rl, "a", 1000, &wait), 0);
+  ck_assert_int_eq(wait, 500); /* one token per 500 ms */
+  ck_assert_int_eq(nd_ratelimit_take(rl, "a", 1200, &wait), 0);
+  ck_assert_int_eq(wait, 300);
+  ck_assert_int_eq(nd_ratelimit_take(rl, "a", 1500, &wait), 1);
+  ck_assert_int_eq(nd_ratelimit_peek(rl, "b", 1500, &wait), 1);
+  ck_assert_uint_eq(nd_ratelimit_count(rl), 1); /* peek creates nothing */
+  /* Bounded: the least recently used key goes when the table is full. */
+  for (int i = 0; i < 10; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "k%d", i);
+    nd_ratelimit_take(rl, k, 1500, &wait);
+    ck_assert_uint_le(nd_ratelimit_count(rl), 4);
+  }
+  /* Buckets that refilled are dropped as they are met. */
+  nd_ratelimit_take(rl, "z", 100000, &wait);
+  nd_ratelimit_take(rl, "z", 100000, &wait);
+  ck_assert_uint_le(nd_ratelimit_count(rl), 3);
+  nd_ratelimit_forget(rl, "z");
+  ck_assert_int_eq(nd_ratelimit_peek(rl, "z", 100000, &wait), 1);
+  nd_ratelimit_free(rl);
+}
+END_TEST
+
+START_TEST(ipcount_entries) {
+  static const char *const trusted[] = {"10.0.0.1", "::1", "bogus", NULL};
+  nd_ipcount *m = nd_ipcount_new(2, trusted);
+  ck_assert_ptr_nonnull(m);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(0x0a000002); /* 10.0.0.2 */
+  struct sockaddr_in6 mapped = {.sin6_family = AF_INET6};
+  ck_assert_int_eq(inet_pton(AF_INET6, "::ffff:10.0.0.2", &mapped.sin6_addr), 1);
+  int over = 0;
+  nd_ipent *e1 = nd_ipcount_acquire(m, (struct sockaddr *)&a, &over);
+  nd_ipent *e2 = nd_ipcount_acquire(m, (struct sockaddr *)&mapped, &over);
+  ck_assert_ptr_eq(e1, e2); /* the IPv4-mapped form is the same address */
+  ck_assert_uint_eq(nd_ipent_count(e1), 2);
+  ck_assert_ptr_null(nd_ipcount_acquire(m, (struct sockaddr *)&a, &over));
+  ck_assert_int_eq(over, 1);
+  char buf[64];
+  ck_assert_str_eq(nd_ipent_text(e1, buf, sizeof buf), "10.0.0.2");
+  ck_assert(!nd_ipent_trusted(e1));
+  struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  nd_ipent *t[3];
+  for (int i = 0; i < 3; i++) ck_assert_ptr_nonnull(t[i] = nd_ipcount_acquire(m, (struct sockaddr *)&lo6, &over));
+  ck_assert(nd_ipent_trusted(t[0]));
+  ck_assert_str_eq(nd_ipent_text(t[0], buf, sizeof buf), "::1");
+  ck_assert(nd_ip_valid("192.0.2.1") && nd_ip_valid("2001:db8::1") && !nd_ip_valid("host"));
+  /* The owner lets go first; the table lives until its last entry. */
+  nd_ipcount_free(m);
+  nd_ipcount_release(e1);
+  nd_ipcount_release(e2);
+  for (int i = 0; i < 3; i++) nd_ipcount_release(t[i]);
+}
+END_TEST
+
+static char *cors_list[] = {"https://app.example", NULL};
+static void with_cors(nd_config *c) { c->http_cors_origins = cors_list; }
+
+START_TEST(cors_headers_and_preflight) {
+  th *t = th_new(with_cors);
+  char v[128];
+  conv *cv = roundtrip(t, "GET /hello HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n", 0,
+                       0);
+  ck_assert_int_eq(cv->r[0].status, 200);
+  ck_assert_str_eq(find_hdr(cv->r[0].head, "Access-Control-Allow-Origin", v, sizeof v),
+                   "https://app.example");
+  ck_assert_str_eq(find_hdr(cv->r[0].head, "Vary", v, sizeof v), "Origin");
+  free(cv);
+  cv = roundtrip(t, "GET /hello HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n", 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 200);
+  ck_assert_ptr_null(find_hdr(cv->r[0].head, "Access-Control-Allow-Origin", v, sizeof v));
+  free(cv);
+  const char *pre = "OPTIONS /echo HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n"
+                    "Access-Control-Request-Method: POST\r\n"
+                    "Access-Control-Request-Headers: content-type\r\n\r\n";
+  cv = roundtrip(t, pre, 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 204);
+  ck_assert_str_eq(find_hdr(cv->r[0].head, "Access-Control-Allow-Origin", v, sizeof v),
+                   "https://app.example");
+  ck_assert_str_eq(find_hdr(cv->r[0].head, "Access-Control-Allow-Methods", v, sizeof v), "POST");
+  ck_assert_str_eq(find_hdr(cv->r[0].head, "Access-Control-Allow-Headers", v, sizeof v),
+                   "Authorization, Content-Type");
+  ck_assert_ptr_nonnull(find_hdr(cv->r[0].head, "Access-Control-Max-Age", v, sizeof v));
+  free(cv);
+  /* Unlisted origin, or a path nothing routes: no preflight answer. */
+  cv = roundtrip(t,
+                 "OPTIONS /echo HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n"
+                 "Access-Control-Request-Method: POST\r\n\r\n",
+                 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 405);
+  ck_assert_ptr_null(find_hdr(cv->r[0].head, "Access-Control-Allow-Origin", v, sizeof v));
+  free(cv);
+  cv = roundtrip(t,
+                 "OPTIONS /nope HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n"
+                 "Access-Control-Request-Method: POST\r\n\r\n",
+                 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 404);
+  free(cv);
+  th_free(t);
+  /* Not configured: no CORS headers, preflights are plain 405s. */
+  t = th_new(NULL);
+  cv = roundtrip(t, pre, 0, 0);
+  ck_assert_int_eq(cv->r[0].status, 405);
+  ck_assert_ptr_null(find_hdr(cv->r[0].head, "Access-Control-Allow-Origin", v, sizeof v));
+  free(cv);
+  th_free(t);
+}
+END_TEST
+
+START_TEST(origin_helpers) {
+  ck_assert(nd_origin_same_host("http://Example.com:8080", "example.COM:8080"));
+  ck_assert(!nd_origin_same_host("http://example.com", "example.com:8080"));
+  ck_assert(!nd_origin_same_host("http://evil.example", "example.com"));
+  ck_assert(!nd_origin_same_host("null", "null"));
+  ck_assert(!nd_origin_same_host("http://a", NULL));
+  char *any[] = {"*", NULL}, *one[] = {"https://A.example", NULL};
+  ck_assert(nd_origin_listed(any, "https://x"));
+  ck_assert(nd_origin_listed(one, "https://a.example"));
+  ck_assert(!nd_origin_listed(one, "https://b.example"));
+  ck_assert(!nd_origin_listed(NULL, "https://a.example"));
+}
+END_TEST
+
 Suite *nd_test_suite(void) {
   Suite *s = suite_create("http");
   TCase *tc = tcase_create("server");
@@ -1165,5 +1573,18 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, static_files);
   tcase_add_test(tc, listen_errors_and_admin);
   suite_add_tcase(s, tc);
+  TCase *lim = tcase_create("limits");
+  tcase_set_timeout(lim, 30);
+  tcase_add_test(lim, strict_crlf);
+  tcase_add_test(lim, idle_timeout_first_byte);
+  tcase_add_test(lim, pending_body_cap);
+  tcase_add_test(lim, per_ip_cap);
+  tcase_add_test(lim, trusted_proxy_uncapped_and_forwarded_for);
+  tcase_add_test(lim, rate_limit_per_user);
+  tcase_add_test(lim, ratelimit_buckets);
+  tcase_add_test(lim, ipcount_entries);
+  tcase_add_test(lim, cors_headers_and_preflight);
+  tcase_add_test(lim, origin_helpers);
+  suite_add_tcase(s, lim);
   return s;
 }

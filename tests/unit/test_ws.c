@@ -799,6 +799,154 @@ START_TEST(origin_allow_list) {
 }
 END_TEST
 
+START_TEST(origin_same_host_by_default) {
+  th *t = th_start(NULL);
+  wsc c;
+  char hdr[128];
+  /* The page's own origin (Host is 127.0.0.1:<port>), any case. */
+  snprintf(hdr, sizeof hdr, "Origin: http://127.0.0.1:%d\r\n", t->port);
+  ws_open_ex(&c, t->port, "/echo?k=o", hdr, 0);
+  ck_assert_int_eq(c.status, 101);
+  ws_close_fd(&c);
+  snprintf(hdr, sizeof hdr, "Origin: HTTPS://127.0.0.1:%d\r\n", t->port);
+  ws_open_ex(&c, t->port, "/echo?k=o", hdr, 0);
+  ck_assert_int_eq(c.status, 101);
+  ws_close_fd(&c);
+  /* Not a browser: no Origin, allowed. */
+  ws_open(&c, t->port, "/echo?k=o");
+  ck_assert_int_eq(c.status, 101);
+  ws_close_fd(&c);
+  static const char *const foreign[] = {"Origin: https://evil.example\r\n", "Origin: null\r\n",
+                                        "Origin: http://127.0.0.1\r\n"};
+  for (size_t i = 0; i < 3; i++) {
+    ws_open_ex(&c, t->port, "/echo?k=o", foreign[i], 0);
+    ck_assert_msg(c.status == 403, "%s -> %d", foreign[i], c.status);
+    ck_assert_msg(strstr(c.body, "origin not allowed"), "%s", c.body);
+    ws_close_fd(&c);
+  }
+  th_stop(t);
+}
+END_TEST
+
+static void any_origin(nd_config *c) {
+  static char *allow[] = {"*", NULL};
+  c->ws_allowed_origins = allow;
+}
+
+START_TEST(origin_star_allows_any) {
+  th *t = th_start(any_origin);
+  wsc c;
+  ws_open_ex(&c, t->port, "/echo?k=o", "Origin: https://evil.example\r\n", 0);
+  ck_assert_int_eq(c.status, 101);
+  ws_close_fd(&c);
+  th_stop(t);
+}
+END_TEST
+
+static void short_handshake(nd_config *c) {
+  c->ws_handshake_timeout_ms = 200;
+  c->http_request_timeout_ms = 30000;
+}
+
+/* Sends `req` and waits for the answer's status (0 when nothing came in
+ * `ms`). */
+static int partial_status(int port, const char *req, int ms) {
+  wsc c;
+  memset(&c, 0, sizeof c);
+  c.fd = tcp_connect(port, 0);
+  write_all(c.fd, req, strlen(req));
+  int st = 0;
+  while (!c.buf || !memmem(c.buf, c.have, "\r\n\r\n", 4))
+    if (fill(&c, ms) <= 0) break;
+  if (c.buf && c.have >= 12) sscanf((char *)c.buf, "HTTP/1.1 %d", &st);
+  ws_close_fd(&c);
+  return st;
+}
+
+START_TEST(handshake_timeout_applies) {
+  th *t = th_start(short_handshake);
+  /* An upgrade whose head never ends: 408 after handshake_timeout, not
+   * after the 30 s request_timeout. */
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  ck_assert_int_eq(partial_status(t->port, "GET /echo?k=1 HTTP/1.1\r\nHost: x\r\n", 3000), 408);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+  ck_assert_int_ge(ms, 150);
+  /* The request line alone in the first packet counts too. */
+  ck_assert_int_eq(partial_status(t->port, "GET /echo HTTP/1.1\r\n", 3000), 408);
+  /* Any other request keeps request_timeout. */
+  ck_assert_int_eq(partial_status(t->port, "GET /internal HTTP/1.1\r\nHost: x\r\n", 600), 0);
+  th_stop(t);
+}
+END_TEST
+
+static void one_per_key(nd_config *c) { c->ws_max_per_key = 1; }
+
+START_TEST(per_key_cap_counts_own_subject) {
+  th *t = th_start(one_per_key);
+  int64_t exp = time(NULL) + 60;
+  char *alice = nd_jwt_sign(SECRET, "alice", exp), *bob = nd_jwt_sign(SECRET, "bob", exp);
+  char target[1024];
+  wsc a, b, a2;
+  snprintf(target, sizeof target, "/secure?stream_id=s&sender_id=alice&receiver_id=bob&token=%s",
+           alice);
+  ws_open(&a, t->port, target);
+  ck_assert_int_eq(a.status, 101);
+  /* Alice's socket does not lock Bob out of the shared stream... */
+  snprintf(target, sizeof target, "/secure?stream_id=s&sender_id=bob&receiver_id=alice&token=%s",
+           bob);
+  ws_open(&b, t->port, target);
+  ck_assert_int_eq(b.status, 101);
+  /* ...but Alice's own count is at the cap. */
+  snprintf(target, sizeof target, "/secure?stream_id=s&sender_id=bob&receiver_id=alice&token=%s",
+           alice);
+  ws_open(&a2, t->port, target);
+  ck_assert_int_eq(a2.status, 429);
+  ws_close_fd(&a2);
+  ck_assert_uint_eq(key_count(t, t->tok, "s"), 2);
+  ws_close_fd(&a);
+  ws_close_fd(&b);
+  free(alice);
+  free(bob);
+  th_stop(t);
+}
+END_TEST
+
+static void two_per_ip(nd_config *c) {
+  static char *none[] = {NULL};
+  c->http_max_conns_per_ip = 2;
+  c->http_trusted_proxies = none;
+}
+
+START_TEST(per_ip_cap_covers_websockets) {
+  th *t = th_start(two_per_ip);
+  wsc a, b, c;
+  ws_open(&a, t->port, "/echo?k=1");
+  ws_open(&b, t->port, "/echo?k=2");
+  ck_assert_int_eq(a.status, 101);
+  ck_assert_int_eq(b.status, 101);
+  /* The websockets still count for their address. */
+  ws_open(&c, t->port, "/echo?k=3");
+  ck_assert_int_eq(c.status, 503);
+  ck_assert_msg(strstr(c.body, "too many connections from this address"), "%s", c.body);
+  ws_close_fd(&c);
+  /* A websocket's end gives its slot back. */
+  ws_close_fd(&a);
+  ck_assert_uint_eq(wait_key_count(t, t->echo, "1", 0), 0);
+  for (int i = 0; i < 100; i++) {
+    ws_open(&c, t->port, "/echo?k=3");
+    if (c.status == 101) break;
+    ws_close_fd(&c);
+    sleep_ms(10);
+  }
+  ck_assert_int_eq(c.status, 101);
+  ws_close_fd(&b);
+  ws_close_fd(&c);
+  th_stop(t);
+}
+END_TEST
+
 START_TEST(handshake_refusals) {
   th *t = th_start(NULL);
   wsc c;
@@ -1291,6 +1439,11 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, echo_fragments_pings_and_protocol_errors);
   tcase_add_test(tc, frame_in_same_packet_as_request);
   tcase_add_test(tc, origin_allow_list);
+  tcase_add_test(tc, origin_same_host_by_default);
+  tcase_add_test(tc, origin_star_allows_any);
+  tcase_add_test(tc, handshake_timeout_applies);
+  tcase_add_test(tc, per_key_cap_counts_own_subject);
+  tcase_add_test(tc, per_ip_cap_covers_websockets);
   tcase_add_test(tc, handshake_refusals);
   tcase_add_test(tc, connection_limits);
   tcase_add_test(tc, token_policy);
