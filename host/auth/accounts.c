@@ -19,12 +19,19 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "util/buf.h"
+#include "util/ratelimit.h"
+
+/* Buckets kept per limiter: beyond it the least recently used key starts
+ * over (memory stays bounded under a spray of user ids). */
+#define LIMIT_KEYS 65536
 
 struct nd_accounts {
   notifd_host *h;
   nd_user_store *store;
   nd_metric *logins;         /* notifd_auth_logins_total{result} */
   nd_metric *registrations;  /* notifd_auth_registrations_total{result} */
+  nd_ratelimit *per_user;    /* login attempts per user id, or NULL */
+  nd_ratelimit *per_ip;      /* logins + registrations per client address, or NULL */
 };
 
 enum job_kind { JOB_REGISTER, JOB_LOGIN, JOB_REFRESH };
@@ -169,6 +176,8 @@ static void job_done(void *ud) {
   case JOB_LOGIN:
     if (j->rc == 0) {
       count(a->logins, "ok");
+      /* The user's own failed attempts stop counting once they are in. */
+      if (a->per_user) nd_ratelimit_forget(a->per_user, j->user);
       answer_token(a, r, j->user);
     } else if (j->rc == NOTIFD_ENOENT || j->rc == NOTIFD_EINVAL) {
       count(a->logins, "refused");
@@ -241,11 +250,33 @@ static acct_job *credentials(notifd_req *r, int kind) {
   return j;
 }
 
+/* 1 when `key` may try now; else answers 429 with Retry-After and
+ * returns 0.  No limiter, or no key (address unknown), always passes. */
+static int attempt_allowed(nd_ratelimit *rl, const char *key, notifd_req *r) {
+  int64_t wait_ms = 0;
+  if (!rl || !key || nd_ratelimit_take(rl, key, nd_now_ms(), &wait_ms)) return 1;
+  char secs[24];
+  snprintf(secs, sizeof secs, "%lld", (long long)((wait_ms + 999) / 1000));
+  nd_resp_header(r, "Retry-After", secs);
+  nd_respond_error(r, 429, "too many attempts; try again later");
+  return 0;
+}
+
+static int address_allowed(nd_accounts *a, notifd_req *r) {
+  char addr[64];
+  return attempt_allowed(a->per_ip, nd_req_client_addr(r, addr, sizeof addr) == 0 ? addr : NULL,
+                         r);
+}
+
 static void on_register(notifd_req *r, void *ud) {
   nd_accounts *a = ud;
   if (!a->h->cfg.registration_open) {
     count(a->registrations, "closed");
     nd_respond_error(r, 403, "registration is closed on this server");
+    return;
+  }
+  if (!address_allowed(a, r)) {
+    count(a->registrations, "rate_limited");
     return;
   }
   acct_job *j = credentials(r, JOB_REGISTER);
@@ -255,7 +286,15 @@ static void on_register(notifd_req *r, void *ud) {
 static void on_login(notifd_req *r, void *ud) {
   nd_accounts *a = ud;
   acct_job *j = credentials(r, JOB_LOGIN);
-  if (j) submit(a, j);
+  if (!j) return;
+  if (!address_allowed(a, r) || !attempt_allowed(a->per_user, j->user, r)) {
+    count(a->logins, "rate_limited");
+    OPENSSL_cleanse(j->password, j->password_len);
+    free(j->password);
+    free(j);
+    return;
+  }
+  submit(a, j);
 }
 
 static void on_refresh(notifd_req *r, void *ud) {
@@ -291,6 +330,16 @@ int nd_accounts_new(notifd_host *h, nd_accounts **out) {
   nd_accounts *a = calloc(1, sizeof *a);
   if (!a) return NOTIFD_ENOMEM;
   a->h = h;
+  const nd_config *cfg = &h->cfg;
+  /* auth.login_limit: N attempts per minute, N in a burst. */
+  if (cfg->login_per_user)
+    a->per_user = nd_ratelimit_new(cfg->login_per_user / 60.0, cfg->login_per_user, LIMIT_KEYS);
+  if (cfg->login_per_ip)
+    a->per_ip = nd_ratelimit_new(cfg->login_per_ip / 60.0, cfg->login_per_ip, LIMIT_KEYS);
+  if ((cfg->login_per_user && !a->per_user) || (cfg->login_per_ip && !a->per_ip)) {
+    nd_accounts_free(a);
+    return NOTIFD_ENOMEM;
+  }
   static const char *const result[] = {"result", NULL};
   nd_metric_register(h->metrics, ND_METRIC_COUNTER, "notifd_auth_logins_total",
                      "Login attempts of built-in accounts, by result.", result, NULL, 0,
@@ -312,7 +361,7 @@ int nd_accounts_new(notifd_host *h, nd_accounts **out) {
     int rc = nd_router_add(h->router, routes[i].method, routes[i].path, routes[i].fn, a,
                            routes[i].auth, 4096, "host");
     if (rc < 0) {
-      free(a);
+      nd_accounts_free(a);
       return rc;
     }
   }
@@ -331,6 +380,8 @@ int nd_accounts_start(nd_accounts *a) {
 
 void nd_accounts_free(nd_accounts *a) {
   if (!a) return;
+  nd_ratelimit_free(a->per_user);
+  nd_ratelimit_free(a->per_ip);
   nd_user_store_close(a->store);
   free(a);
 }

@@ -335,3 +335,50 @@ def test_password_change_ends_refresh(single_node):
     assert subprocess.run([NOTIFD, "user", "del", "alice", "-d", n.data_dir],
                           capture_output=True, timeout=60).returncode == 0
     assert post(n, "/auth/refresh", {}, new)[0] == 401
+
+
+def test_login_attempts_are_rate_limited_per_user_and_per_address(single_node):
+    n = single_node()
+    assert register(n, "alice")[0] == 201
+    assert register(n, "bob")[0] == 201
+    import time
+    wrong = {"user_id": "alice", "password": "not the password"}
+    # auth.login_limit.per_user: 10 a minute (the default), refilling one
+    # every 6 s while the attempts run.
+    t0, first_refusal = time.monotonic(), None
+    for i in range(40):
+        st, raw, hdrs = http("POST", n.url + "/auth/login", wrong)
+        if st == 429:
+            first_refusal = i
+            break
+        assert st == 401, (i, st)
+    elapsed = time.monotonic() - t0
+    assert first_refusal is not None and 10 <= first_refusal <= 11 + elapsed / 6
+    assert 1 <= int(hdrs["Retry-After"]) <= 6
+    # Even the right password waits now.
+    st, raw, hdrs = http("POST", n.url + "/auth/login",
+                         {"user_id": "alice", "password": "correct horse"})
+    assert st == 429, raw
+    # Other users are not locked out by alice's attacker.
+    assert login(n, "bob")
+    # Per address (the loopback peer is a trusted proxy: X-Forwarded-For
+    # names the client): 60 a minute, whatever the user ids.  The bucket
+    # refills one a second while the attempts run.
+    xff = {"X-Forwarded-For": "198.51.100.7"}
+    t0, first_refusal = time.monotonic(), None
+    for i in range(200):
+        st, _ = post(n, "/auth/login", {"user_id": f"u{i}", "password": "whatever pw"},
+                     headers=xff)
+        if st == 429:
+            first_refusal = i
+            break
+        assert st == 401, (i, st)
+    elapsed = time.monotonic() - t0
+    assert first_refusal is not None and 60 <= first_refusal <= 61 + elapsed, \
+        (first_refusal, elapsed)
+    # Registrations count against the same address (a token may have
+    # refilled since the refusal: one of two quick tries is refused).
+    assert 429 in [post(n, "/auth/register", {"user_id": f"carol{i}", "password": "correct horse"},
+                        headers=xff)[0] for i in range(2)]
+    assert post(n, "/auth/login", {"user_id": "bob", "password": "correct horse"},
+                headers={"X-Forwarded-For": "198.51.100.8"})[0] == 200
