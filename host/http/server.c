@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 
 #include "http/server_internal.h"
+#include "http/tls.h"
 #include "log/log.h"
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
@@ -55,6 +56,9 @@ nd_http_server *nd_http_server_new(notifd_host *h, nd_router *router, int is_adm
   s->tv_keepalive = common_timeout(s->base, keep, &s->keepalive_raw);
   s->tv_request = common_timeout(s->base, req, &s->request_raw);
   s->tv_linger = common_timeout(s->base, req < LINGER_MS ? req : LINGER_MS, &s->linger_raw);
+  s->tv_tls_handshake = common_timeout(
+      s->base, cfg->tls_handshake_timeout_ms > 0 ? cfg->tls_handshake_timeout_ms : 10000,
+      &s->tls_handshake_raw);
   nd_http_metrics_init(&s->metrics, h->metrics);
   if (!is_admin && cfg->static_dir && *cfg->static_dir) s->statics = nd_static_new(cfg->static_dir);
   return s;
@@ -83,7 +87,10 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     return;
   }
   if (s->nconns >= s->max_conns) {
-    reject_busy(fd);
+    if (s->tls)
+      evutil_closesocket(fd); /* no plain-text answer on a TLS port */
+    else
+      reject_busy(fd);
     return;
   }
   nd_conn_accept(s, fd);
@@ -119,6 +126,8 @@ int nd_http_server_listen(nd_http_server *s, const char *addr, int port, nd_erro
     if (errs) nd_errors_add(errs, NULL, 0, 0, "%s: invalid listen port %d", what, port);
     return NOTIFD_EINVAL;
   }
+  if (!s->is_admin && s->host->cfg.tls_cert && !(s->tls = nd_tls_ctx_new(&s->host->cfg, errs)))
+    return NOTIFD_EINVAL; /* the admin listener stays plain (loopback) */
   const char *host = addr && *addr && strcmp(addr, "*") != 0 ? addr : NULL;
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", port);
@@ -159,7 +168,8 @@ int nd_http_server_listen(nd_http_server *s, const char *addr, int port, nd_erro
     else if (ss.ss_family == AF_INET6)
       s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   }
-  ND_INFO("http", "%s listening on %s:%d", what, host ? host : "*", s->port);
+  ND_INFO("http", "%s listening on %s:%d%s", what, host ? host : "*", s->port,
+          s->tls ? " (TLS)" : "");
   return 0;
 }
 
@@ -246,5 +256,6 @@ void nd_http_server_free(nd_http_server *s) {
     nd_req_detach(r);
   }
   nd_static_free(s->statics);
+  nd_tls_ctx_free(s->tls);
   free(s);
 }
