@@ -8,6 +8,7 @@ build_pkgs=(build-essential pkg-config meson ninja-build
   librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
   libwebsockets-dev curl)
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
+  python3-cryptography
   openjdk-17-jre-headless maven nginx-light chromium nodejs npm)
 
 want=("${build_pkgs[@]}")
