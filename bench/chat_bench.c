@@ -6,6 +6,7 @@
  *              [--streams 100] [--subs 1] [--notif 1] [--size 64]
  *              [--sources 16] [--drain 30] [--max-seconds 300]
  *              [--email-token TOKEN [--email-port P]] [--server-pid PID[,PID...]]
+ *              [--jwt-secret SECRET]
  *
  * 1. Opens the websocket clients: --subs chat sockets per conversation
  *    (/chat/subscribe-websocket, keyed by stream_id) and, with --notif 1,
@@ -27,6 +28,10 @@
  *    time - write time, per kind (chat socket, notification socket).
  *    Duplicates and missing deliveries are counted.  The first --warmup
  *    messages are sent and delivered first and are not counted.
+ *
+ * With --jwt-secret every user acts with an HS256 token signed with that
+ * secret (auth.mode users): POSTs carry the sender's Authorization: Bearer,
+ * chat sockets ?token= of the sender, notification sockets the receiver's.
  *
  * Prints one JSON object: latency percentiles (ms), POST answer
  * percentiles, send and delivery rates, counts, the generator's own CPU
@@ -52,6 +57,9 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "pc_stream_id.h"
 #include "ws_client_frame.h"
@@ -90,6 +98,8 @@ struct bench {
   int nstreams, subs, notif, size, nsources, nhttp;
   int drain_s, max_s;
   const char *email_token;
+  const char *jwt_secret;
+  char (*stok)[256], (*rtok)[256]; /* senders' / receivers' tokens, or "" */
   hconn reg; /* registration connection (to email_port) */
   int pids[16], npids;
   double server_cpu0, server_cpu1;
@@ -283,13 +293,15 @@ static void ws_event(struct bufferevent *bev, short what, void *arg) {
     int n;
     if (c->kind == K_CHAT)
       n = snprintf(req, sizeof req,
-                   "GET /chat/subscribe-websocket?stream_id=%s&sender_id=%s&receiver_id=%s "
+                   "GET /chat/subscribe-websocket?stream_id=%s&sender_id=%s&receiver_id=%s%s%s "
                    "HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n",
-                   b->sid[i], b->sender[i], b->receiver[i], b->chat_port);
+                   b->sid[i], b->sender[i], b->receiver[i], b->jwt_secret ? "&token=" : "",
+                   b->jwt_secret ? b->stok[i] : "", b->chat_port);
     else
       n = snprintf(req, sizeof req,
-                   "GET /notifications/subscribe?user_id=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n",
-                   b->receiver[i], b->notif_port);
+                   "GET /notifications/subscribe?user_id=%s%s%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n",
+                   b->receiver[i], b->jwt_secret ? "&token=" : "",
+                   b->jwt_secret ? b->rtok[i] : "", b->notif_port);
     n += snprintf(req + n, sizeof req - (size_t)n,
                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
@@ -361,6 +373,40 @@ static void open_ws_batch(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* ---- user tokens (--jwt-secret) ---- */
+
+static size_t b64url(const unsigned char *p, size_t n, char *out) {
+  static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                 (i + 2 < n ? p[i + 2] : 0);
+    size_t k = n - i > 2 ? 4 : n - i + 1;
+    for (size_t j = 0; j < k; j++) out[o++] = A[(v >> (18 - 6 * j)) & 63];
+  }
+  out[o] = '\0';
+  return o;
+}
+
+/* An HS256 JWT {sub, exp: in a day} into out (256 bytes); 0 or -1. */
+static int sign_token(const char *secret, const char *sub, char out[256]) {
+  char claims[128];
+  int cn = snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"exp\":%lld}", sub,
+                    (long long)time(NULL) + 86400);
+  if (cn < 0 || (size_t)cn >= sizeof claims) return -1;
+  size_t n = b64url((const unsigned char *)"{\"alg\":\"HS256\",\"typ\":\"JWT\"}", 27, out);
+  out[n++] = '.';
+  n += b64url((const unsigned char *)claims, (size_t)cn, out + n);
+  unsigned char mac[32];
+  unsigned int ml = 0;
+  if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)out, n, mac, &ml) ||
+      ml != 32 || n + 1 + 44 > 255)
+    return -1;
+  out[n++] = '.';
+  b64url(mac, ml, out + n);
+  return 0;
+}
+
 /* ---- HTTP POST clients ---- */
 
 static void send_one(bench *b, hconn *c) {
@@ -383,11 +429,12 @@ static void send_one(bench *b, hconn *c) {
   n += snprintf(b->body + n, b->body_cap - (size_t)n,
                 "\",\"stream_id\":\"%s\",\"sender_id\":\"%s\",\"receiver_id\":\"%s\"}",
                 b->sid[st], b->sender[st], b->receiver[st]);
-  char head[256];
+  char head[512];
   int hn = snprintf(head, sizeof head,
-                    "POST /chat/persist HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                    "POST /chat/persist HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%s"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n",
-                    b->port, n);
+                    b->port, b->jwt_secret ? "Authorization: Bearer " : "",
+                    b->jwt_secret ? b->stok[st] : "", b->jwt_secret ? "\r\n" : "", n);
   struct evbuffer *out = bufferevent_get_output(c->bev);
   evbuffer_add(out, head, (size_t)hn);
   evbuffer_add(out, b->body, (size_t)n);
@@ -625,7 +672,7 @@ int main(int argc, char **argv) {
       {"streams", 1, 0, 's'},  {"subs", 1, 0, 'S'},      {"notif", 1, 0, 'o'},
       {"size", 1, 0, 'z'},     {"sources", 1, 0, 'a'},   {"http-conns", 1, 0, 'H'},
       {"drain", 1, 0, 'd'},    {"max-seconds", 1, 0, 'm'}, {"email-token", 1, 0, 'T'},
-      {"server-pid", 1, 0, 'P'}, {"email-port", 1, 0, 'E'},
+      {"server-pid", 1, 0, 'P'}, {"email-port", 1, 0, 'E'}, {"jwt-secret", 1, 0, 'J'},
       {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -646,6 +693,7 @@ int main(int argc, char **argv) {
     case 'm': b.max_s = atoi(optarg); break;
     case 'T': b.email_token = optarg; break;
     case 'E': b.email_port = atoi(optarg); break;
+    case 'J': b.jwt_secret = optarg; break;
     case 'P':
       for (char *t = strtok(optarg, ","); t && b.npids < 16; t = strtok(NULL, ","))
         b.pids[b.npids++] = atoi(t);
@@ -676,6 +724,8 @@ int main(int argc, char **argv) {
   b.sender = calloc((size_t)b.nstreams, sizeof *b.sender);
   b.receiver = calloc((size_t)b.nstreams, sizeof *b.receiver);
   b.sid = calloc((size_t)b.nstreams, sizeof *b.sid);
+  b.stok = calloc((size_t)b.nstreams, sizeof *b.stok);
+  b.rtok = calloc((size_t)b.nstreams, sizeof *b.rtok);
   b.h = calloc((size_t)b.nhttp, sizeof *b.h);
   b.w = calloc((size_t)b.nw, sizeof *b.w);
   b.got = calloc((size_t)b.total, 1);
@@ -683,7 +733,9 @@ int main(int argc, char **argv) {
   if (ec) event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
   b.base = ec ? event_base_new_with_config(ec) : NULL;
   if (ec) event_config_free(ec);
-  if (!b.sender || !b.receiver || !b.sid || !b.h || !b.w || !b.got || !b.base) return 1;
+  if (!b.sender || !b.receiver || !b.sid || !b.stok || !b.rtok || !b.h || !b.w || !b.got ||
+      !b.base)
+    return 1;
   /* Unique per run, so a data dir reused across runs does not dedupe. */
   unsigned run_tag = (unsigned)(now_ns() / 1000) & 0xffffff;
   for (int i = 0; i < b.nstreams; i++) {
@@ -691,6 +743,9 @@ int main(int argc, char **argv) {
     snprintf(b.receiver[i], sizeof b.receiver[i], "b%06x-%d", run_tag, i);
     if (pc_stream_id(b.sender[i], strlen(b.sender[i]), b.receiver[i], strlen(b.receiver[i]),
                      b.sid[i]) < 0)
+      return 1;
+    if (b.jwt_secret && (sign_token(b.jwt_secret, b.sender[i], b.stok[i]) < 0 ||
+                         sign_token(b.jwt_secret, b.receiver[i], b.rtok[i]) < 0))
       return 1;
   }
   int k = 0;
@@ -764,6 +819,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < K_N; i++) free(b.lat[i].v);
   free(b.sender);
   free(b.receiver);
+  free(b.stok);
+  free(b.rtok);
   free(b.sid);
   free(b.h);
   free(b.w);

@@ -144,6 +144,13 @@ smtp_start() {
 # ---- single node ---------------------------------------------------------------
 
 token="sysbench-$$"
+# Users sign in (auth.mode users as shipped): chat_bench signs each user's
+# token with this secret.  SYSBENCH_AUTH_MODE=none runs the seed-compatible
+# open mode instead (no tokens), for the cost of authentication.
+jwt_secret="sysbench-jwt-$$-$RANDOM"
+auth_mode="${SYSBENCH_AUTH_MODE:-users}"
+auth_args=()
+[ "$auth_mode" = users ] && auth_args=(--jwt-secret "$jwt_secret")
 sn_pid=""
 sn_port=""
 # single_start KIND BUILD: KIND all = config/single-node.yaml as shipped (five
@@ -170,7 +177,7 @@ single_start() {
   NOTIFD_PORT="$sn_port" NOTIFD_ADDRESS=127.0.0.1 NOTIFD_ADMIN_PORT="$(free_port "$sn_port")" \
     NOTIFD_DATA_DIR="$data" NOTIFD_PLUGIN_DIR="$bdir/plugins" NOTIFD_WEB_DIR="$root/web" \
     NOTIFD_SMTP_URL="smtp://127.0.0.1:$smtp_port" NOTIFD_TEMPLATES_DIR="$root/config/templates" \
-    NOTIFD_INTERNAL_TOKEN="$token" \
+    NOTIFD_INTERNAL_TOKEN="$token" NOTIFD_JWT_SECRET="$jwt_secret" NOTIFD_AUTH_MODE="$auth_mode" \
     "$bdir/host/notifd" -c "$cfg" >"$data/notifd.log" 2>&1 &
   sn_pid=$!
   pids+=("$sn_pid")
@@ -191,7 +198,7 @@ run_cb() {
   shift 2
   local extra=()
   [ "$kind" != chat ] && extra=(--email-token "$token")
-  "$cb" --port "$sn_port" --server-pid "$sn_pid" "${extra[@]}" "$@" >"$out/$name.json" \
+  "$cb" --port "$sn_port" --server-pid "$sn_pid" "${extra[@]}" "${auth_args[@]}" "$@" >"$out/$name.json" \
     2>"$out/$name.err"
   $py "$root/bench/sysbench_summary.py" --line "$out/$name.json" "$name" >&2
 }
@@ -294,7 +301,7 @@ dist_fallback() {
       echo "admin: {address: 127.0.0.1, port: $admin}"
       echo "data_dir: $d"
       echo "logging: {level: warn}"
-      echo "auth: {internal_token: $token}"
+      echo "auth: {mode: $auth_mode, internal_token: $token, jwt_secret: $jwt_secret}"
       echo "plugin_dirs: [$build/plugins]"
       case $inst in
         P) echo "backends: {kafka: {brokers: \"$kafka\"}}" ;;
@@ -317,7 +324,7 @@ dist_fallback() {
   log "distributed (fallback: SQLite store for chat_persistence, no nginx, no email)"
   sleep 5 # the handler's consumer group gets its partitions
   "$cb" --port "${dport[P]}" --chat-port "${dport[W1]}" --notif-port "${dport[W2]}" \
-    --server-pid "${dpid[P]},${dpid[H]},${dpid[W1]},${dpid[W2]}" --rate 1000 \
+    --server-pid "${dpid[P]},${dpid[H]},${dpid[W1]},${dpid[W2]}" "${auth_args[@]}" --rate 1000 \
     --count "$dist_count" --warmup 1000 --streams 100 --http-conns 32 \
     >"$out/latency-distributed-fallback.json" 2>"$out/latency-distributed-fallback.err"
   $py "$root/bench/sysbench_summary.py" --line "$out/latency-distributed-fallback.json" \
@@ -335,6 +342,7 @@ stack_run() {
     spids="$spids,$STACK_E_PID"
     extra=(--email-token "$STACK_INTERNAL_TOKEN" --email-port "$STACK_INTERNAL_PORT")
   fi
+  [ "$auth_mode" = users ] && extra+=(--jwt-secret "$STACK_JWT_SECRET")
   "$cb" --port "$STACK_PUBLIC_PORT" --server-pid "$spids" "${extra[@]}" --rate "$rate" \
     --count "$count" --warmup "$((rate < 1000 ? rate : 1000))" --streams 100 --http-conns 32 \
     >"$out/$name.json" 2>"$out/$name.err"
@@ -344,7 +352,7 @@ stack_run() {
 stack_start() { # DIR [env...]
   local sd="$1" rc
   shift
-  env "$@" NOTIFD_BUILD_ROOT="$build" "$root/tests/distributed/stack.sh" start "$sd" \
+  env "$@" NOTIFD_AUTH_MODE="$auth_mode" NOTIFD_BUILD_ROOT="$build" "$root/tests/distributed/stack.sh" start "$sd" \
     >"$sd.out" 2>&1
   rc=$?
   if [ $rc -ne 0 ]; then

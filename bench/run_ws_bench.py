@@ -90,6 +90,8 @@ def write_config(tmp, port, admin, b, roles):
 admin: {{address: 127.0.0.1, port: {admin}}}
 data_dir: {tmp}/data
 logging: {{level: warn}}
+# The websocket engine alone: subscriptions without tokens.
+auth: {{mode: none}}
 http: {{max_connections: 200000}}
 websocket:
   max_connections: 200000

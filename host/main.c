@@ -9,6 +9,7 @@
 #include <notifd/embed.h>
 #include <sqlite3.h>
 
+#include "auth/user_ctl.h"
 #include "bus/bus_ctl.h"
 
 typedef struct daemon_state {
@@ -23,6 +24,7 @@ static void usage(FILE *out) {
           "usage: notifd -c FILE            run with the YAML config FILE\n"
           "       notifd --check -c FILE    validate config, load and init every plugin, exit\n"
           "       notifd bus produce|tail   inject or inspect bus records (notifd bus --help)\n"
+          "       notifd user add|passwd|del|list  manage built-in accounts (notifd user --help)\n"
           "       notifd --version          print host version and plugin ABI\n"
           "       notifd --help\n");
 }
@@ -48,6 +50,7 @@ static void on_signal(evutil_socket_t sig, short what, void *ud) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "bus") == 0) return nd_bus_ctl_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "user") == 0) return nd_user_ctl_main(argc - 1, argv + 1);
 
   static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                        {"check", no_argument, NULL, 'k'},

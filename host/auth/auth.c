@@ -13,8 +13,10 @@
 
 #define SUB_MAX 256
 
-/* The token from `Authorization: Bearer <t>`, else the `token` query
- * parameter, else NULL.  Borrowed from the request. */
+/* The token from `Authorization: Bearer <t>`, else, on a websocket upgrade
+ * (browsers cannot set headers there), the `token` query parameter, else
+ * NULL.  Ordinary requests never take it from the URL, where proxies,
+ * logs and browser history keep it.  Borrowed from the request. */
 static const char *request_token(notifd_req *req) {
   const char *a = nd_req_header(req, "Authorization");
   if (a) {
@@ -25,6 +27,8 @@ static const char *request_token(notifd_req *req) {
       if (*a) return a;
     }
   }
+  const char *up = nd_req_header(req, "Upgrade");
+  if (!up || strcasecmp(up, "websocket") != 0) return NULL;
   const char *q = nd_req_query(req, "token");
   return q && *q ? q : NULL;
 }
@@ -60,8 +64,9 @@ static int check_token(notifd_host *h, notifd_req *req, const char *const *subje
     for (size_t i = 0; subjects[i]; i++)
       if (strcmp(subjects[i], sub) == 0) match = 1;
     if (!match) {
-      *why = "token subject does not match the request";
-      return 401;
+      /* Authenticated, but not as the user the request names. */
+      *why = "the token's user may not act for the user named in the request";
+      return 403;
     }
   }
   nd_req_set_auth_subject(req, sub);

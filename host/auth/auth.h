@@ -12,7 +12,8 @@
 /* Checks `req` against `policy`.  For NOTIFD_AUTH_TOKEN, `subjects` is a
  * NULL-terminated list of acceptable `sub` values (NULL = any valid token);
  * the verified subject is stored on the request.  Returns 0 if allowed,
- * 401 otherwise with `*why` set to a static reason. */
+ * 403 for a valid token whose subject is not listed, 401 otherwise, with
+ * `*why` set to a static reason. */
 int nd_auth_check(notifd_host *h, uint32_t policy, notifd_req *req,
                   const char *const *subjects, const char **why);
 

@@ -147,8 +147,14 @@ typedef struct nd_config {
   int64_t shutdown_deadline_ms;     /* default 10 s */
 
   /* auth */
-  char *jwt_secret;
+  int auth_mode;                    /* NOTIFD_AUTH_MODE_*, default users */
+  char *jwt_secret;                 /* may be set at start (generated) */
   char *internal_token;
+  int accounts;                     /* auth.accounts: built-in accounts */
+  int registration_open;            /* auth.registration: open (1) / closed */
+  int64_t token_ttl_ms;             /* auth.token_ttl, default 1 h */
+  uint32_t login_per_user;          /* auth.login_limit.per_user, per minute (0 = off) */
+  uint32_t login_per_ip;            /* auth.login_limit.per_ip, per minute (0 = off) */
 
   /* websocket */
   int64_t ws_ping_interval_ms;      /* 25 s */

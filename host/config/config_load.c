@@ -142,6 +142,16 @@ static void get_double(loader *L, nd_cfg_node *map, const char *key, double def,
   *out = v;
 }
 
+static void get_bool(loader *L, nd_cfg_node *map, const char *key, int def, int *out) {
+  nd_cfg_node *n = value(map, key);
+  int v = def;
+  if (n && nd_cfg_as_bool(n, L->e, &v) < 0) {
+    L->bad = 1;
+    v = def;
+  }
+  *out = v;
+}
+
 /* One of `names` (case-insensitive); returns its index or `def`. */
 static int get_choice(loader *L, nd_cfg_node *map, const char *key, const char *const *names,
                       int def) {
@@ -262,9 +272,20 @@ static void load_http(loader *L, nd_cfg_node *root, nd_config *c) {
 }
 
 static void load_auth(loader *L, nd_cfg_node *root, nd_config *c) {
+  /* Indexes follow NOTIFD_AUTH_MODE_USERS, NOTIFD_AUTH_MODE_NONE. */
+  static const char *const modes[] = {"users", "none", NULL};
+  static const char *const registration[] = {"closed", "open", NULL};
   nd_cfg_node *auth = section(L, root, "auth");
+  c->auth_mode = get_choice(L, auth, "mode", modes, NOTIFD_AUTH_MODE_USERS);
   get_string(L, auth, "jwt_secret", NULL, 1, &c->jwt_secret);
   get_string(L, auth, "internal_token", NULL, 1, &c->internal_token);
+  /* Built-in accounts. */
+  get_bool(L, auth, "accounts", 0, &c->accounts);
+  c->registration_open = get_choice(L, auth, "registration", registration, 0);
+  get_duration(L, auth, "token_ttl", 3600 * 1000, 60 * 1000, 30 * DAY_MS, &c->token_ttl_ms);
+  nd_cfg_node *limit = section(L, auth, "login_limit");
+  get_u32(L, limit, "per_user", 10, 0, 1000000, &c->login_per_user);
+  get_u32(L, limit, "per_ip", 60, 0, 1000000, &c->login_per_ip);
 }
 
 static void load_websocket(loader *L, nd_cfg_node *root, nd_config *c) {

@@ -30,6 +30,10 @@ static void *api_get_feature(notifd_plugin *p, const char *name) {
   return NULL; /* no optional features in ABI 1.0 */
 }
 
+static int32_t api_auth_mode(notifd_plugin *p) {
+  return p ? p->host->cfg.auth_mode : NOTIFD_AUTH_MODE_USERS;
+}
+
 static const char *api_plugin_name(notifd_plugin *p) { return p->cfg->name; }
 static const char *api_data_dir(notifd_plugin *p) { return p->host->cfg.data_dir; }
 
@@ -213,4 +217,6 @@ void nd_api_fill(notifd_api *a) {
   a->metric_add = nd_metric_add;
   a->metric_set = nd_metric_set;
   a->metric_observe = nd_metric_observe;
+
+  a->auth_mode = api_auth_mode;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/accounts.h"
 #include "bus/bus.h"
 #include "core/lifecycle.h"
 #include "core/loader.h"
@@ -19,6 +20,25 @@ const char *notifd_version(void) { return NOTIFD_VERSION; }
 
 static void set_err(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
+}
+
+static int is_loopback(const char *addr) {
+  return addr && (strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+                  strcmp(addr, "localhost") == 0);
+}
+
+/* Settings that work but expose users: said at every start and by
+ * --check. */
+static void warn_exposure(const nd_config *c) {
+  if (c->auth_mode == NOTIFD_AUTH_MODE_NONE && !is_loopback(c->listen_address))
+    ND_WARN("auth", "auth.mode is none (seed compatibility) on the non-loopback address %s: "
+            "anyone who reaches port %d can post as any user and read and subscribe to "
+            "every conversation; use it on private networks only (docs/security.md)",
+            c->listen_address, c->listen_port);
+  if (c->auth_mode == NOTIFD_AUTH_MODE_USERS && !c->accounts &&
+      (!c->jwt_secret || !*c->jwt_secret))
+    ND_WARN("auth", "auth.mode is users but no token can be verified (set auth.jwt_secret "
+            "or turn on auth.accounts): user routes and channels will refuse every request");
 }
 
 static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **out, char *err,
@@ -40,6 +60,7 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
     return NOTIFD_EINVAL;
   }
   nd_log_configure(h->cfg.log_level, h->cfg.log_json);
+  warn_exposure(&h->cfg);
   nd_api_fill(&h->api);
   h->metrics = nd_metrics_new();
   h->router = nd_router_new();
@@ -47,7 +68,7 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
   h->poster = nd_poster_new(base);
   h->ws = nd_ws_hub_new(h);
   if (!h->metrics || !h->router || !h->admin_router || !h->poster || !h->ws ||
-      nd_admin_register(h) < 0) {
+      nd_admin_register(h) < 0 || (h->cfg.accounts && nd_accounts_new(h, &h->accounts) < 0)) {
     set_err(err, errlen, "out of memory creating the host");
     notifd_host_free(h);
     return NOTIFD_ENOMEM;
@@ -157,6 +178,7 @@ void notifd_host_free(notifd_host *h) {
   free(h->plugins);
   free(h->builtins);
   if (h->ws) nd_ws_hub_free(h->ws);
+  nd_accounts_free(h->accounts);
   if (h->router) nd_router_free(h->router);
   if (h->admin_router) nd_router_free(h->admin_router);
   nd_poster_free(h->poster);

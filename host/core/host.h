@@ -19,6 +19,7 @@ typedef struct nd_httpc nd_httpc;
 typedef struct nd_workers nd_workers;
 typedef struct nd_poster nd_poster;
 typedef struct nd_timer_list nd_timer_list;
+typedef struct nd_accounts nd_accounts;
 
 enum nd_phase {
   ND_PHASE_NEW = 0,   /* config parsed */
@@ -58,6 +59,7 @@ struct notifd_host {
   nd_httpc *httpc;             /* outgoing HTTP, lazily */
   nd_workers *workers;
   nd_poster *poster;
+  nd_accounts *accounts;       /* auth.accounts, or NULL */
 
   const notifd_plugin_def **builtins;
   size_t nbuiltins;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "auth/accounts.h"
+#include "auth/secret_file.h"
 #include "bus/bus.h"
 #include "core/loader.h"
 #include "core/loop_services.h"
@@ -162,6 +164,16 @@ int notifd_host_start(notifd_host *h, char *err, size_t errlen) {
     goto fail;
   }
   if (load_and_init(h, 1)) goto fail;
+  if (h->accounts) {
+    /* A single node with accounts and no configured secret signs its
+     * tokens with one generated into the data dir. */
+    if (!h->cfg.jwt_secret || !*h->cfg.jwt_secret) {
+      free(h->cfg.jwt_secret);
+      if (!(h->cfg.jwt_secret = nd_auth_secret_load_or_create(h->cfg.data_dir, &h->errs)))
+        goto fail;
+    }
+    if (nd_accounts_start(h->accounts) < 0) goto fail;
+  }
 
   h->http = nd_http_server_new(h, h->router, 0);
   if (!h->http ||

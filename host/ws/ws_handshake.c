@@ -134,8 +134,8 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
     }
     subjects[ns] = NULL;
     const char *why = NULL;
-    if (nd_auth_check(hub->host, ch->auth, req, subjects, &why) != 0)
-      return refuse(ch, "auth", 401, why ? why : "unauthorized", msg);
+    int st = nd_auth_check(hub->host, ch->auth, req, subjects, &why);
+    if (st != 0) return refuse(ch, "auth", st == 403 ? 403 : 401, why ? why : "unauthorized", msg);
   }
 
   /* -- limits -- */

@@ -23,7 +23,9 @@
  *   history_max_limit     200
  *   auth                  none | token | internal   for every route; token:
  *                         sender_id must be the token subject, history needs
- *                         ?peer_id= and the caller must be a participant */
+ *                         ?peer_id= and the caller must be a participant.
+ *                         Default token (none when the host's auth.mode is
+ *                         none) */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,7 +198,10 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
   bad |= api->config_int(p, "max_id_bytes", 256, &pl->max_id_bytes) < 0;
   bad |= api->config_int(p, "history_default_limit", 50, &pl->history_default_limit) < 0;
   bad |= api->config_int(p, "history_max_limit", 200, &pl->history_max_limit) < 0;
-  bad |= api->config_string(p, "auth", "none", &auth) < 0;
+  /* Users post and read as themselves unless the host runs in seed
+   * compatibility (auth.mode: none). */
+  int seed = NOTIFD_API_HAS(api, auth_mode) && api->auth_mode(p) == NOTIFD_AUTH_MODE_NONE;
+  bad |= api->config_string(p, "auth", seed ? "none" : "token", &auth) < 0;
   if (bad) return NOTIFD_EINVAL;
   if (strcmp(auth, "none") == 0) pl->auth = NOTIFD_AUTH_NONE;
   else if (strcmp(auth, "token") == 0) pl->auth = NOTIFD_AUTH_TOKEN;

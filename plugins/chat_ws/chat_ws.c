@@ -13,13 +13,15 @@
  *        closes the stream's sockets with 4001 "retries exhausted, reload
  *        history" (clients reload the history); 200 {"closed":n}.
  *
- * Config (all optional):
+ * Config (all optional; defaults under the host's auth.mode users, with
+ * the seed-compatible default of auth.mode none in brackets):
  *   auth: none|token            # subscribe; token: the JWT's sub must be
- *                               # sender_id or receiver_id (default none)
- *   verify_stream_id: false     # subscribe: stream_id must equal
- *                               # ComputeStreamID(sender_id, receiver_id)
- *   forward_auth: none|internal # forward endpoint (default none)
- *   close_auth: none|internal   # close endpoint (default internal)
+ *                               # sender_id or receiver_id: token [none]
+ *   verify_stream_id: bool      # subscribe: stream_id must equal
+ *                               # ComputeStreamID(sender_id, receiver_id):
+ *                               # true [false]
+ *   forward_auth: none|internal # forward endpoint: internal [none]
+ *   close_auth: none|internal   # close endpoint: internal [internal]
  *
  * Metrics: chat_ws_forwards_total{result} with result delivered,
  * no_subscribers, partial, failed, invalid; chat_ws_stream_closes_total. */
@@ -65,14 +67,16 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
 
   uint32_t auth = NOTIFD_AUTH_NONE, forward_auth = NOTIFD_AUTH_NONE,
            close_auth = NOTIFD_AUTH_INTERNAL;
+  int seed = pc_auth_seed_mode(api, p);
   int rc;
-  if ((rc = pc_config_auth(api, p, "auth", "none", PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN,
-                           &auth)) < 0 ||
-      (rc = pc_config_auth(api, p, "forward_auth", "none",
+  if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
+                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &auth)) < 0 ||
+      (rc = pc_config_auth(api, p, "forward_auth",
+                           pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_INTERNAL)),
                            PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &forward_auth)) < 0 ||
       (rc = pc_config_auth(api, p, "close_auth", "internal",
                            PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &close_auth)) < 0 ||
-      (rc = api->config_bool(p, "verify_stream_id", 0, &s->verify_stream_id)) < 0)
+      (rc = api->config_bool(p, "verify_stream_id", !seed, &s->verify_stream_id)) < 0)
     return rc;
   if (auth == NOTIFD_AUTH_TOKEN && !s->verify_stream_id)
     api->log(p, NOTIFD_LOG_WARN,

@@ -4,13 +4,26 @@
 
 #include "pc_jenc.h"
 
+static const char *const auth_names[] = {"none", "token", "internal"};
+
+int pc_auth_seed_mode(const notifd_api *api, notifd_plugin *p) {
+  return NOTIFD_API_HAS(api, auth_mode) && api->auth_mode(p) == NOTIFD_AUTH_MODE_NONE;
+}
+
+uint32_t pc_auth_default(const notifd_api *api, notifd_plugin *p, uint32_t secure) {
+  return pc_auth_seed_mode(api, p) ? NOTIFD_AUTH_NONE : secure;
+}
+
+const char *pc_auth_name(uint32_t policy) {
+  return policy < 3 ? auth_names[policy] : "?";
+}
+
 int pc_config_auth(const notifd_api *api, notifd_plugin *p, const char *key, const char *def,
                    uint32_t allowed, uint32_t *out) {
   const char *v = NULL;
   if (api->config_string(p, key, def, &v) < 0) return NOTIFD_EINVAL;
-  static const char *const names[] = {"none", "token", "internal"};
   for (uint32_t i = 0; i < 3; i++) {
-    if (strcmp(v, names[i]) != 0) continue;
+    if (strcmp(v, auth_names[i]) != 0) continue;
     if (!(allowed & (1u << i))) break;
     *out = i;
     return 0;

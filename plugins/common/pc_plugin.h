@@ -14,6 +14,16 @@
 #define PC_AUTH_ALLOW_TOKEN    (1u << NOTIFD_AUTH_TOKEN)
 #define PC_AUTH_ALLOW_INTERNAL (1u << NOTIFD_AUTH_INTERNAL)
 
+/* The default of an auth setting under the host's auth.mode: `secure`
+ * (NOTIFD_AUTH_TOKEN for routes users call, NOTIFD_AUTH_INTERNAL for
+ * routes services call) unless the host runs in seed-compatibility mode,
+ * then NOTIFD_AUTH_NONE.  A host older than ABI 1.1 counts as users mode. */
+uint32_t pc_auth_default(const notifd_api *api, notifd_plugin *p, uint32_t secure);
+/* Name of a NOTIFD_AUTH_* policy ("none", "token", "internal"). */
+const char *pc_auth_name(uint32_t policy);
+/* 1 when the host runs in seed-compatibility mode (auth.mode: none). */
+int pc_auth_seed_mode(const notifd_api *api, notifd_plugin *p);
+
 /* Reads config `key` ("none", "token" or "internal", default `def`) into a
  * NOTIFD_AUTH_* value.  A value outside `allowed` is logged and gives
  * NOTIFD_EINVAL. */

@@ -13,9 +13,11 @@
  *   Bus topic (default "notifications", group "notifications_ws"): the
  *        same notifications from other systems; record format in README.md.
  *
- * Config (all optional):
- *   auth: none|token             # subscribe; token: sub must be user_id
- *   forward_auth: none|internal  # the POST endpoints (default none)
+ * Config (all optional; defaults under the host's auth.mode users, with
+ * the seed-compatible default of auth.mode none in brackets):
+ *   auth: none|token             # subscribe; token: sub must be user_id:
+ *                                # token [none]
+ *   forward_auth: none|internal  # the POST endpoints: internal [none]
  *   topic: notifications         # bus input topic; "" disables it
  *   group: notifications_ws      # consumer group
  *   start_from_latest: false     # a new group skips the topic's backlog
@@ -81,9 +83,10 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
   const char *topic = NULL, *group = NULL;
   int32_t from_latest = 0;
   int rc;
-  if ((rc = pc_config_auth(api, p, "auth", "none", PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN,
-                           &auth)) < 0 ||
-      (rc = pc_config_auth(api, p, "forward_auth", "none",
+  if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
+                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &auth)) < 0 ||
+      (rc = pc_config_auth(api, p, "forward_auth",
+                           pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_INTERNAL)),
                            PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &forward_auth)) < 0 ||
       (rc = api->config_string(p, "topic", "notifications", &topic)) < 0 ||
       (rc = api->config_string(p, "group", "notifications_ws", &group)) < 0 ||

@@ -130,10 +130,27 @@ def http(method, url, body=None, headers=None, timeout=10):
         return e.code, e.read(), dict(e.headers)
 
 
+def with_auth_mode(extra_yaml, mode="none"):
+    """extra_yaml with auth.mode set to `mode` unless it names a mode: the
+    suites written for the Go system's open behaviour run in seed
+    compatibility (auth.mode none); suites about users name `mode: users`."""
+    if re.search(r"\bmode:", extra_yaml):
+        return extra_yaml
+    flow = re.search(r"^auth: \{", extra_yaml, re.M)
+    if flow:
+        return extra_yaml[:flow.end()] + f"mode: {mode}, " + extra_yaml[flow.end():]
+    block = re.search(r"^auth:\s*\n", extra_yaml, re.M)
+    if block:
+        return extra_yaml[:block.end()] + f"  mode: {mode}\n" + extra_yaml[block.end():]
+    return f"auth: {{mode: {mode}}}\n" + extra_yaml
+
+
 class Notifd:
-    """One notifd process. `plugins_yaml` is the text under `plugins:`."""
+    """One notifd process. `plugins_yaml` is the text under `plugins:`;
+    auth.mode is none unless extra_yaml names one (with_auth_mode)."""
 
     def __init__(self, tmp_path, plugins_yaml="", extra_yaml="", env=None, name="notifd"):
+        extra_yaml = with_auth_mode(extra_yaml)
         self.port = free_port()
         self.admin_port = free_port()
         self.dir = str(tmp_path)

@@ -28,9 +28,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from email import message_from_bytes, policy
 
+import jwt
 import pytest
 import websockets
 
@@ -122,20 +124,39 @@ async def assert_silent(ws, wait=0.5):
         await asyncio.wait_for(ws.recv(), wait)
 
 
+def token(stack, user):
+    """A user's JWT as the application's identity provider would issue it
+    (the stack runs auth.mode users with an HS256 secret)."""
+    return jwt.encode({"sub": user, "exp": int(time.time()) + 3600},
+                      stack.env["STACK_JWT_SECRET"], algorithm="HS256")
+
+
+def bearer(stack, user):
+    return {"Authorization": "Bearer " + token(stack, user)}
+
+
 def chat_socket(stack, me, peer):
     q = f"stream_id={stream_id(me, peer)}&sender_id={me}&receiver_id={peer}"
-    return websockets.connect(f"{stack.ws}{CHAT_CHANNEL}?{q}", open_timeout=15)
+    return websockets.connect(f"{stack.ws}{CHAT_CHANNEL}?{q}&token={token(stack, me)}",
+                              open_timeout=15)
 
 
 def notif_socket(stack, user):
-    return websockets.connect(f"{stack.ws}/notifications/subscribe?user_id={user}",
-                              open_timeout=15)
+    return websockets.connect(
+        f"{stack.ws}/notifications/subscribe?user_id={user}&token={token(stack, user)}",
+        open_timeout=15)
+
+
+def history(stack, me, peer, query=""):
+    return http("GET", f"{stack.public}/chat/streams/{stream_id(me, peer)}/messages"
+                f"?peer_id={peer}{query}", headers=bearer(stack, me))
 
 
 def persist(stack, sender, receiver, content):
     st, raw, _ = http("POST", stack.public + "/chat/persist",
                       {"content": content, "stream_id": stream_id(sender, receiver),
-                       "sender_id": sender, "receiver_id": receiver})
+                       "sender_id": sender, "receiver_id": receiver},
+                      headers=bearer(stack, sender))
     assert st == 201, raw
     return json.loads(raw)
 
@@ -232,17 +253,22 @@ def test_messages_flow_end_to_end_and_each_stream_stays_on_one_chat_ws(stack):
 def test_history_via_nginx(stack):
     (a, b), = pairs(1)
     sent = [persist(stack, a, b, "h1"), persist(stack, b, a, "h2"), persist(stack, a, b, "h3")]
-    sid = stream_id(a, b)
-    st, raw, _ = http("GET", f"{stack.public}/chat/streams/{sid}/messages?limit=2")
+    st, raw, _ = history(stack, a, b, "&limit=2")
     assert st == 200, raw
     page = json.loads(raw)
     assert [m["content"] for m in page["messages"]] == ["h3", "h2"]
     assert page["next_before"]
-    st, raw, _ = http("GET", f"{stack.public}/chat/streams/{sid}/messages?limit=2&before="
-                      + page["next_before"])
+    st, raw, _ = history(stack, b, a, "&limit=2&before=" + page["next_before"])
     assert st == 200 and json.loads(raw) == {"messages": [sent[0]], "next_before": None}
-    st, raw, _ = http("GET", f"{stack.public}/chat/messages/{sent[1]['message_id']}")
+    st, raw, _ = http("GET", f"{stack.public}/chat/messages/{sent[1]['message_id']}",
+                      headers=bearer(stack, a))
     assert st == 200 and json.loads(raw) == sent[1]
+    # Users only: no token, or a token of someone outside the conversation.
+    assert http("GET", f"{stack.public}/chat/streams/{stream_id(a, b)}/messages?peer_id={b}")[0] \
+        == 401
+    st, raw, _ = http("GET", f"{stack.public}/chat/streams/{stream_id(a, b)}/messages"
+                      f"?peer_id={b}", headers=bearer(stack, "mallory"))
+    assert st == 403, raw
     # the store is MongoDB (FerretDB): P holds no SQLite chat database
     assert not os.path.exists(os.path.join(stack.dir, "P", "data", "chat.db"))
 
@@ -407,9 +433,7 @@ def test_a_chat_ws_instance_down_then_back(stack):
             for i in on_w1:
                 a, b = users[i]
                 socks[i] = await chat_socket(stack, b, a).__aenter__()
-                sid = stream_id(a, b)
-                st, raw, _ = await in_thread(lambda sid=sid: http(
-                    "GET", f"{stack.public}/chat/streams/{sid}/messages?limit=1"))
+                st, raw, _ = await in_thread(lambda a=a, b=b: history(stack, b, a, "&limit=1"))
                 assert st == 200 and json.loads(raw)["messages"] == [missed[i]]
             assert stack.metric("W1", "notifd_ws_connections", channel=CHAT_CHANNEL) == len(on_w1)
             for i, (a, b) in enumerate(users):

@@ -376,11 +376,13 @@ def test_missing_user_id_on_subscribe_is_400_and_daemon_alive(notifd_factory):
 
 def test_token_auth_on_subscribe_and_internal_auth_on_post(notifd_factory):
     n = start(notifd_factory, auth="token", forward_auth="internal")
-    for path in ["/notifications/subscribe?user_id=alice",
-                 "/notifications/subscribe?user_id=alice&token=" + jwt("bob"),
-                 "/notifications/subscribe?user_id=alice&token=" + jwt("alice", exp_in=-10),
-                 "/notifications/subscribe?user_id=alice&token=" + jwt("alice", secret="x")]:
-        assert upgrade_status(n, path)[0] == 401, path
+    for path, status in [("/notifications/subscribe?user_id=alice", 401),
+                         ("/notifications/subscribe?user_id=alice&token=" + jwt("bob"), 403),
+                         ("/notifications/subscribe?user_id=alice&token="
+                          + jwt("alice", exp_in=-10), 401),
+                         ("/notifications/subscribe?user_id=alice&token="
+                          + jwt("alice", secret="x"), 401)]:
+        assert upgrade_status(n, path)[0] == status, path
     p = purchase("o", "p", 1)
     assert notify(n, "purchase", "alice", p)[0] == 401
     assert notify(n, "purchase", "alice", p, {"X-Notifd-Internal-Token": "nope"})[0] == 401

@@ -129,7 +129,7 @@ def write_config(n, plugin_dir, smtp_port):
             f"plugin_dirs: [{plugin_dir}]\n"
             "logging: {level: info}\n"
             "shutdown: {deadline: 10s}\n"
-            f"auth: {{internal_token: {TOKEN}}}\n"
+            f"auth: {{mode: none, internal_token: {TOKEN}}}\n"
             "plugins:\n"
             "  - name: chat_ws\n"
             "  - name: notifications_ws\n"

@@ -30,7 +30,7 @@ static int run_notifd(char **out, const char *a1, const char *a2, const char *a3
 START_TEST(version_and_help) {
   char *out;
   ck_assert_int_eq(run_notifd(&out, "--version", NULL, NULL), 0);
-  ck_assert_msg(strstr(out, "notifd 0.1.0 (plugin ABI 1.0)"), "%s", out);
+  ck_assert_msg(strstr(out, "notifd 0.1.0 (plugin ABI 1.1)"), "%s", out);
   free(out);
   ck_assert_int_eq(run_notifd(&out, "--help", NULL, NULL), 0);
   ck_assert_msg(strstr(out, "--check"), "%s", out);
@@ -132,7 +132,7 @@ START_TEST(serve_and_sigterm) {
   char *body = NULL;
   snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", admin);
   ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
-  ck_assert_msg(strstr(body, "notifd_build_info{version=\"0.1.0\",abi=\"1.0\"} 1"), "%s", body);
+  ck_assert_msg(strstr(body, "notifd_build_info{version=\"0.1.0\",abi=\"1.1\"} 1"), "%s", body);
   ck_assert_msg(strstr(body, "notifd_http_requests_total"), "%s", body);
   free(body);
 

@@ -36,11 +36,11 @@ static void expect_refused(const char *name, const char *needle) {
 }
 
 START_TEST(major_mismatch) {
-  expect_refused("tp_major", "ABI major mismatch: plugin built for 2.0, host provides 1.0");
+  expect_refused("tp_major", "ABI major mismatch: plugin built for 2.0, host provides 1.1");
 }
 END_TEST
 
-START_TEST(newer_minor) { expect_refused("tp_minor", "needs ABI 1.1, host provides 1.0"); }
+START_TEST(newer_minor) { expect_refused("tp_minor", "needs ABI 1.2, host provides 1.1"); }
 END_TEST
 
 START_TEST(missing_symbol) { expect_refused("tp_nosym", "missing entry symbol notifd_plugin_entry_v1"); }

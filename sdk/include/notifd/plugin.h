@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define NOTIFD_ABI_MAJOR 1
-#define NOTIFD_ABI_MINOR 0
+#define NOTIFD_ABI_MINOR 1
 
 /* The one exported entry symbol; the ABI major is part of its name. */
 #define NOTIFD_PLUGIN_ENTRY_SYMBOL "notifd_plugin_entry_v1"
@@ -77,9 +77,18 @@ extern "C" {
 #define NOTIFD_LOG_DEBUG 3
 
 /* ---- auth policies for routes and websocket channels ------------------- */
-#define NOTIFD_AUTH_NONE     0 /* trusted network, seed-compatible default */
-#define NOTIFD_AUTH_TOKEN    1 /* HS256 JWT: Authorization: Bearer or ?token= */
-#define NOTIFD_AUTH_INTERNAL 2 /* shared secret header X-Notifd-Internal-Token */
+#define NOTIFD_AUTH_NONE     0 /* anyone who reaches the port */
+#define NOTIFD_AUTH_TOKEN    1 /* a user's JWT: Authorization: Bearer or ?token= */
+#define NOTIFD_AUTH_INTERNAL 2 /* shared secret header X-Notifd-Internal-Token
+                                  (in-process local: calls are trusted) */
+
+/* ---- the host's authentication mode (config auth.mode; ABI 1.1) -------- *
+ * Plugins take it as the default of their own auth settings: under USERS a
+ * route a user calls defaults to NOTIFD_AUTH_TOKEN and a route other
+ * services call to NOTIFD_AUTH_INTERNAL; under NONE (seed compatibility,
+ * private networks only) both default to NOTIFD_AUTH_NONE. */
+#define NOTIFD_AUTH_MODE_USERS 0
+#define NOTIFD_AUTH_MODE_NONE  1
 
 /* ---- opaque handles ---------------------------------------------------- */
 typedef struct notifd_plugin     notifd_plugin;     /* this plugin instance */
@@ -361,7 +370,18 @@ typedef struct notifd_api {
   void (*metric_set)(notifd_metric *m, const char *const *values, double v);
   void (*metric_observe)(notifd_metric *m, const char *const *values,
                          double v);
+
+  /* -- ABI 1.1 (check with NOTIFD_API_HAS before calling) -- */
+  /* The host's auth.mode: NOTIFD_AUTH_MODE_USERS or NOTIFD_AUTH_MODE_NONE. */
+  int32_t (*auth_mode)(notifd_plugin *p);
 } notifd_api;
+
+/* 1 when the host's table has `member` (a function added in a later minor
+ * than the plugin requires): the host fills api->size with its own
+ * sizeof(notifd_api), so an older host's table ends before it. */
+#define NOTIFD_API_HAS(api, member)                                          \
+  ((api)->size >= offsetof(notifd_api, member) + sizeof((api)->member) &&    \
+   (api)->member != NULL)
 
 /* ---- the plugin's own description ------------------------------------- */
 
