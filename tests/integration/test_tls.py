@@ -37,7 +37,7 @@ import pytest
 import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import NOTIFD, SOURCE, Notifd, checked_exits, http, plugin_yaml, run
@@ -116,7 +116,7 @@ class TlsNotifd(Notifd):
     answers, which it does only once the TLS listener is up too."""
 
     def __init__(self, tmp_path, pki, plugins_yaml, extra_yaml="", tls_yaml=""):
-        super().__init__(tmp_path, plugins_yaml, extra_yaml)
+        super().__init__(tmp_path, plugins_yaml, "auth: {mode: none}\n" + extra_yaml)
         self.ctx = client_ctx(pki)
         with open(self.config_path) as f:
             text = f.read()
@@ -473,6 +473,17 @@ def test_config_errors_name_the_key_and_the_reason(tmp_path, pki):
         "key values mismatch" in out, out
     rc, out, path = check(tmp_path, f"    cert: {pki.key}\n    key: {pki.key}\n")
     assert rc == 1 and f"{path}:4:11: key 'listen.tls.cert'" in out and "no start line" in out, out
+    # a key too small for security level 2
+    small = rsa.generate_private_key(65537, 1024)
+    cert = _cert("localhost", small, "localhost", small, False, [x509.DNSName("localhost")])
+    (tmp_path / "small.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM) +
+        small.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()))
+    small_pem = tmp_path / "small.pem"
+    rc, out, path = check(tmp_path, f"    cert: {small_pem}\n    key: {small_pem}\n")
+    assert rc == 1 and f"{path}:4:11: key 'listen.tls.cert'" in out, out
+    assert "ee key too small" in out, out
     rc, out, path = check(tmp_path, f"    cert: {pki.chain}\n")
     assert rc == 1 and f"{path}:4:5: key 'listen.tls': needs both cert and key" in out, out
     rc, out, path = check(tmp_path, f"    cert: {pki.chain}\n    key: {pki.key}\n"
