@@ -319,6 +319,31 @@ def test_body_of_many_records_and_chunked(start):
     conn.close()
 
 
+def test_large_answers_to_a_slow_reader(start, tmp_path):
+    """8 MiB static files to a client with a tiny receive buffer: the
+    server's writes block (WANT_WRITE, write events) and resume, records
+    come out whole and in order, and keep-alive goes on afterwards."""
+    web = tmp_path / "web"
+    web.mkdir()
+    blobs = {name: os.urandom(8 << 20) for name in ("a.bin", "b.bin")}
+    for name, data in blobs.items():
+        (web / name).write_bytes(data)
+    n = start(extra_yaml=f"http: {{static_dir: {web}}}\n")
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(30)
+    raw.connect(("127.0.0.1", n.port))
+    with n.ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        # both requests at once: the second answer queues behind the first
+        s.sendall(b"GET /a.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /b.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        for name in ("a.bin", "b.bin"):
+            st, _, body = read_response(s)
+            assert st == 200 and hashlib.sha256(body).digest() == \
+                hashlib.sha256(blobs[name]).digest(), name
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s)[0] == 200
+
+
 # ---- misbehaving clients -----------------------------------------------------
 
 def test_plain_http_to_tls_port_gets_a_plain_400(start):
