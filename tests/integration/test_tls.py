@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -476,6 +477,29 @@ def test_upgrade_pipelined_behind_a_request_with_a_frame(start):
             rest += chunk
         assert rest == b"\x88\x02\x03\xe8"
     assert n.alive()
+
+
+def test_websocket_open_at_shutdown_gets_1001_and_close_notify(start):
+    n = start()
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = n.tls_socket()
+    s.sendall((f"GET /notifications/subscribe?user_id=u1 HTTP/1.1\r\nHost: x\r\n"
+               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    assert data.startswith(b"HTTP/1.1 101 ")
+    n.proc.send_signal(signal.SIGTERM)
+    frame = data.partition(b"\r\n\r\n")[2]
+    while len(frame) < 4:
+        frame += s.recv(4096)
+    assert frame[0] == 0x88 and frame[2:4] == b"\x03\xe9"  # close 1001 (going away)
+    s.sendall(_ws_frame(0x8, b"\x03\xe9"))
+    while s.recv(4096):  # b"" = close_notify
+        pass
+    s.close()
+    assert n.proc.wait(timeout=15) == 0
 
 
 # ---- configuration -----------------------------------------------------------
