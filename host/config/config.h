@@ -128,6 +128,11 @@ typedef struct nd_config {
 
   char *listen_address;   int listen_port;     /* listen.address/port */
   char *admin_address;    int admin_port;      /* admin.*; port -1 = off */
+  /* listen.tls: cert NULL = plaintext.  The nodes mark file errors. */
+  char *tls_cert, *tls_key;         /* PEM; cert may hold the chain */
+  int tls_min_version;              /* 12 (default) or 13 */
+  int64_t tls_handshake_timeout_ms; /* 10 s */
+  const nd_cfg_node *tls_cert_at, *tls_key_at;
   char *data_dir;
   int log_level;          /* NOTIFD_LOG_* */
   int log_json;           /* logging.format: json (1) or logfmt (0) */

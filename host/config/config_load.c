@@ -219,12 +219,30 @@ static void get_string_list(loader *L, nd_cfg_node *map, const char *key, char *
   *out = v;
 }
 
+/* listen.tls: the files are opened when the listener starts (tls.c). */
+static void load_tls(loader *L, nd_cfg_node *listen, nd_config *c) {
+  static const char *const versions[] = {"1.2", "1.3", NULL};
+  nd_cfg_node *tls = section(L, listen, "tls");
+  if (!tls) return;
+  get_string(L, tls, "cert", NULL, 0, &c->tls_cert);
+  get_string(L, tls, "key", NULL, 0, &c->tls_key);
+  c->tls_cert_at = value(tls, "cert");
+  c->tls_key_at = value(tls, "key");
+  c->tls_min_version = 12 + get_choice(L, tls, "min_version", versions, 0);
+  get_duration(L, tls, "handshake_timeout", 10000, 1, DAY_MS, &c->tls_handshake_timeout_ms);
+  if (!c->tls_cert_at || !c->tls_key_at) {
+    nd_cfg_error_at(L->e, tls, "needs both cert and key (PEM files)");
+    L->bad = 1;
+  }
+}
+
 static void load_listeners(loader *L, nd_cfg_node *root, nd_config *c) {
   nd_cfg_node *listen = section(L, root, "listen");
   int64_t port;
   get_string(L, listen, "address", "0.0.0.0", 0, &c->listen_address);
   get_int(L, listen, "port", 8080, 0, 65535, &port);
   c->listen_port = (int)port;
+  load_tls(L, listen, c);
   nd_cfg_node *admin = section(L, root, "admin");
   get_string(L, admin, "address", "127.0.0.1", 0, &c->admin_address);
   get_int(L, admin, "port", 9090, -1, 65535, &port);
@@ -562,6 +580,8 @@ void nd_config_free(nd_config *c) {
   if (!c) return;
   free(c->listen_address);
   free(c->admin_address);
+  free(c->tls_cert);
+  free(c->tls_key);
   free(c->data_dir);
   free(c->static_dir);
   free(c->jwt_secret);

@@ -15,6 +15,7 @@
 #include "core/loader.h"
 #include "core/loop_services.h"
 #include "http/http.h"
+#include "http/tls.h"
 #include "kv/kv.h"
 #include "log/log.h"
 #include "ws/ws.h"
@@ -102,6 +103,7 @@ int notifd_host_check(notifd_host *h, char *err, size_t errlen) {
   if (!h) return NOTIFD_EINVAL;
   if (h->phase != ND_PHASE_NEW) return NOTIFD_ESTATE;
   size_t problems = load_and_init(h, 0);
+  if (nd_tls_check(&h->cfg, &h->errs) < 0) problems++; /* the listener opens them at start */
   if (problems) {
     nd_errors_format(&h->errs, err, errlen);
     return NOTIFD_EINVAL;

@@ -8,7 +8,12 @@
  * buffer is full, so a keep-alive request costs a read and a write and no
  * epoll_ctl.  Requests on a connection are handled one at a time; bytes of
  * pipelined requests wait in the input buffer (bounded) until the previous
- * one is answered, which keeps answers in order by construction. */
+ * one is answered, which keeps answers in order by construction.
+ *
+ * With listen.tls the same machine runs over OpenSSL (tls.h): the
+ * handshake first (state IDLE with its own timer), then SSL_read and
+ * SSL_write where the plain path calls recv and sendmsg; the tls_*
+ * functions at the end of this file are the only TLS-specific code. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,6 +30,7 @@
 
 #include "auth/auth.h"
 #include "http/server_internal.h"
+#include "http/tls.h"
 #include "log/log.h"
 #include "util/ipcount.h"
 #include "ws/ws.h"
@@ -36,6 +42,10 @@
 #define SEND_IOV 32
 #define REF_BODY_MIN 16384          /* larger heap bodies are not copied */
 #define JSON_CT "application/json; charset=utf-8"
+/* Bytes per SSL_write: one full record, and no more than the first write
+ * of bufferevent_openssl takes (16 KiB), so that a write it must retry
+ * after the websocket hand-over fits its first chunk. */
+#define TLS_WRITE_MAX 16384
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
@@ -43,6 +53,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void deliver(void *sink, notifd_req *r, nd_resp_view *v);
 static void flush(nd_conn *c);
 static void process(nd_conn *c);
+static int tls_on_read(nd_conn *c, int *eof);
+static void tls_on_write(nd_conn *c);
+static int tls_flush(nd_conn *c);
+static void tls_handshake(nd_conn *c);
+static void tls_before_handover(nd_conn *c);
 
 static void hold(nd_conn *c) { c->depth++; }
 
@@ -89,6 +104,15 @@ void nd_conn_accept(nd_http_server *s, evutil_socket_t fd, struct nd_ipent *peer
   c->peer = peer;
   c->fd = fd;
   nd_buf_init(&c->cbody);
+  if (s->tls) {
+    if (!(c->ssl = nd_tls_new(s->tls, fd))) {
+      ND_WARN("http", "out of memory accepting a TLS connection");
+      really_free(c);
+      evutil_closesocket(fd);
+      return;
+    }
+    c->tls_hs = 1;
+  }
   event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
   event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
   evtimer_assign(&c->tev, s->base, on_timer, c);
@@ -98,11 +122,12 @@ void nd_conn_accept(nd_http_server *s, evutil_socket_t fd, struct nd_ipent *peer
   if (!c->reading) {
     ND_WARN("http", "cannot watch an accepted connection");
     nd_ipcount_release(peer);
+    nd_tls_free(c->ssl);
     really_free(c);
     evutil_closesocket(fd);
     return;
   }
-  set_timer(c, s->tv_idle); /* a new connection must speak soon */
+  set_timer(c, c->tls_hs ? s->tv_tls_handshake : s->tv_idle); /* a new connection must speak soon */
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
@@ -119,6 +144,8 @@ void nd_conn_close(nd_conn *c) {
   c->writing = 0;
   if (c->auth_wait) nd_auth_waiter_cancel(c->auth_wait);
   c->auth_wait = NULL;
+  if (c->ssl) nd_tls_free(c->ssl); /* close_notify first when healthy */
+  c->ssl = NULL;
   if (c->fd >= 0) evutil_closesocket(c->fd);
   c->fd = -1;
   notifd_req *r = c->req;
@@ -147,6 +174,14 @@ void nd_conn_stop(nd_conn *c) {
 
 void nd_conn_flush_once(nd_conn *c) {
   if (c->dead || c->fd < 0 || evbuffer_get_length(c->out) == 0) return;
+  if (c->ssl) {
+    size_t len = evbuffer_get_length(c->out);
+    if (len > TLS_WRITE_MAX) len = TLS_WRITE_MAX;
+    unsigned char *p = c->tls_hs ? NULL : evbuffer_pullup(c->out, (ssize_t)len);
+    int w = p ? nd_tls_write(c->ssl, p, len) : 0;
+    if (w > 0) evbuffer_drain(c->out, (size_t)w);
+    return;
+  }
   struct evbuffer_iovec v[SEND_IOV];
   struct iovec iov[SEND_IOV];
   int n = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
@@ -169,6 +204,7 @@ static void finish_close(nd_conn *c) {
   /* Unread request bytes: closing now could turn into a reset that
    * destroys the answer before the client reads it.  Shut our side and
    * drain theirs for a moment instead. */
+  if (c->ssl) nd_tls_shutdown(c->ssl);
   shutdown(c->fd, SHUT_WR);
   c->state = CONN_LINGER;
   set_timer(c, c->srv->tv_linger);
@@ -176,7 +212,8 @@ static void finish_close(nd_conn *c) {
 }
 
 static void flush(nd_conn *c) {
-  while (!c->dead && evbuffer_get_length(c->out)) {
+  if (c->ssl && tls_flush(c) < 0) return; /* waiting, or closed */
+  while (!c->ssl && !c->dead && evbuffer_get_length(c->out)) {
     struct evbuffer_iovec v[SEND_IOV];
     struct iovec iov[SEND_IOV];
     int n = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
@@ -212,7 +249,8 @@ static void flush(nd_conn *c) {
     /* Reading was paused for a client that did not read its answers:
      * everything went out, so go on with what it sent meanwhile. */
     start_reading(c);
-    if (evbuffer_get_length(c->in)) event_active(&c->rev, EV_READ, 1);
+    if (evbuffer_get_length(c->in) || (c->ssl && nd_tls_pending(c->ssl)))
+      event_active(&c->rev, EV_READ, 1);
   }
 }
 
@@ -290,7 +328,8 @@ static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
      * pipelined requests from a fresh loop callback (never nested inside
      * the code that answered). */
     flush(c); /* also resumes reading if it was paused */
-    if (!c->dead && c->state == CONN_IDLE && c->reading && evbuffer_get_length(c->in))
+    if (!c->dead && c->state == CONN_IDLE && c->reading &&
+        (evbuffer_get_length(c->in) || (c->ssl && nd_tls_pending(c->ssl))))
       event_active(&c->rev, EV_READ, 1);
   }
   release(c);
@@ -402,17 +441,24 @@ static void conn_upgrade(nd_conn *c, notifd_ws_channel *ch) {
   event_del(&c->wev);
   c->writing = 0;
   set_timer(c, NULL);
-  struct bufferevent *bev = bufferevent_socket_new(s->base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+  struct bufferevent *bev = NULL;
+  if (!c->ssl) {
+    bev = bufferevent_socket_new(s->base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+  } else {
+    tls_before_handover(c);
+    bev = nd_tls_bev_new(s->base, c->fd, c->ssl);
+  }
   int rc = 503;
   const char *msg = "out of memory";
   if (bev) {
     /* Answers still queued go first; bytes after the request are the
      * websocket's.  A socket bufferevent keeps its input's end and its
-     * output's start frozen (only it may touch them): thaw for the move. */
+     * output's start frozen (only it may touch them): thaw for the move.
+     * A TLS one freezes nothing. */
     struct evbuffer *bin = bufferevent_get_input(bev), *bout = bufferevent_get_output(bev);
     evbuffer_unfreeze(bin, 0);
     int moved = evbuffer_add_buffer(bout, c->out) == 0 && evbuffer_add_buffer(bin, c->in) == 0;
-    evbuffer_freeze(bin, 0);
+    if (!c->ssl) evbuffer_freeze(bin, 0);
     if (moved) {
       msg = NULL;
       rc = nd_ws_upgrade(ch, r, bev, &msg);
@@ -420,6 +466,7 @@ static void conn_upgrade(nd_conn *c, notifd_ws_channel *ch) {
         c->req = NULL;
         c->fd = -1;      /* owned by the websocket layer now */
         c->peer = NULL;  /* and so is the address count */
+        c->ssl = NULL;   /* and the TLS session */
         nd_req_free(r);
         nd_conn_close(c);
         return;
@@ -429,9 +476,11 @@ static void conn_upgrade(nd_conn *c, notifd_ws_channel *ch) {
     evbuffer_add_buffer(c->in, bin);
     evbuffer_unfreeze(bout, 1);
     evbuffer_add_buffer(c->out, bout);
-    evbuffer_freeze(bout, 1);
-    bufferevent_setfd(bev, -1); /* so freeing it does not close our socket */
-    bufferevent_free(bev);
+    if (!c->ssl) {
+      evbuffer_freeze(bout, 1);
+      bufferevent_setfd(bev, -1); /* so freeing it does not close our socket */
+    }
+    bufferevent_free(bev); /* a TLS one owns neither socket nor SSL */
   }
   start_reading(c);
   if (rc < 200 || rc > 599) rc = 500;
@@ -683,6 +732,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
   hold(c);
   struct evbuffer_iovec v;
   int eof = 0;
+  if (c->ssl) {
+    if (tls_on_read(c, &eof) < 0) goto out;
+    goto got_input;
+  }
   if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1) {
     nd_conn_close(c);
     goto out;
@@ -697,6 +750,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
     nd_conn_close(c);
     goto out;
   }
+got_input:
   if (c->state == CONN_LINGER || c->state == CONN_CLOSING) {
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     if (eof && c->state == CONN_LINGER) nd_conn_close(c);
@@ -735,7 +789,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   nd_conn *c = arg;
   hold(c);
-  flush(c);
+  if (c->ssl)
+    tls_on_write(c);
+  else
+    flush(c);
   release(c);
 }
 
@@ -762,4 +819,156 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     break;
   }
   release(c);
+}
+
+/* ---- TLS --------------------------------------------------------------- */
+
+static void want_write(nd_conn *c) {
+  if (!c->writing && event_add(&c->wev, NULL) == 0) c->writing = 1;
+}
+
+static void stop_writing(nd_conn *c) {
+  if (c->writing) event_del(&c->wev);
+  c->writing = 0;
+}
+
+/* A plain HTTP request on the TLS port: say so in plain HTTP, then close
+ * (lingering, as for any answer sent before the request was read). */
+static void tls_plain_client(nd_conn *c) {
+  nd_tls_free(c->ssl);
+  c->ssl = NULL;
+  c->tls_hs = 0;
+  conn_fail(c, 400, "this port speaks TLS: use https://");
+  flush(c);
+}
+
+static void tls_handshake(nd_conn *c) {
+  int rc = nd_tls_handshake(c->ssl);
+  if (rc == ND_TLS_WANT_WRITE) {
+    want_write(c);
+    return;
+  }
+  stop_writing(c);
+  if (rc == ND_TLS_WANT_READ) return;
+  if (rc == ND_TLS_NOT_TLS) {
+    tls_plain_client(c);
+    return;
+  }
+  if (rc < 0) {
+    nd_conn_close(c);
+    return;
+  }
+  c->tls_hs = 0;
+  set_timer(c, c->srv->tv_keepalive);
+  /* The first request may have come with the client's last handshake
+   * flight and sit in OpenSSL's buffer: no readiness event for it. */
+  event_active(&c->rev, EV_READ, 1);
+}
+
+/* on_read's input step: 0 when c->in may have grown (*eof at the end of
+ * the client's input), -1 when there is nothing more to do now. */
+static int tls_on_read(nd_conn *c, int *eof) {
+  if (c->tls_hs) {
+    tls_handshake(c);
+    return -1;
+  }
+  if (c->tls_w_wants_r) { /* a write waited for this */
+    c->tls_w_wants_r = 0;
+    flush(c);
+    if (c->dead) return -1;
+  }
+  if (!c->reading) return 0; /* woken for buffered requests only */
+  size_t got = 0;
+  for (;;) {
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1) {
+      nd_conn_close(c);
+      return -1;
+    }
+    int n = nd_tls_read(c->ssl, v.iov_base, v.iov_len);
+    if (n > 0) {
+      v.iov_len = (size_t)n;
+      evbuffer_commit_space(c->in, &v, 1);
+      got += (size_t)n;
+      /* Records OpenSSL read ahead get no readiness event: take them now,
+       * a bounded amount per turn. */
+      if (!nd_tls_pending(c->ssl)) return 0;
+      if (got >= PAUSE_INPUT) {
+        event_active(&c->rev, EV_READ, 1);
+        return 0;
+      }
+      continue;
+    }
+    if (n == 0) {
+      *eof = 1;
+    } else if (n == ND_TLS_WANT_WRITE) {
+      c->tls_r_wants_w = 1;
+      want_write(c);
+    } else if (n != ND_TLS_WANT_READ) {
+      nd_conn_close(c);
+      return -1;
+    }
+    return 0;
+  }
+}
+
+static void tls_on_write(nd_conn *c) {
+  if (c->tls_hs) {
+    tls_handshake(c);
+    return;
+  }
+  if (c->tls_r_wants_w) { /* a read waited for this */
+    c->tls_r_wants_w = 0;
+    event_active(&c->rev, EV_READ, 1);
+  }
+  flush(c);
+}
+
+/* flush's output step: 0 when everything went out, -1 when waiting for
+ * the socket (or closed). */
+static int tls_flush(nd_conn *c) {
+  if (c->tls_hs || c->tls_w_wants_r) return -1;
+  while (!c->dead && evbuffer_get_length(c->out)) {
+    size_t len = evbuffer_get_length(c->out);
+    if (len > TLS_WRITE_MAX) len = TLS_WRITE_MAX;
+    /* Header and body in one record; a retry passes the same bytes again
+     * (the buffer only grows meanwhile). */
+    unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)len);
+    int w = p ? nd_tls_write(c->ssl, p, len) : ND_TLS_FAILED;
+    if (w > 0) {
+      evbuffer_drain(c->out, (size_t)w);
+    } else if (w == ND_TLS_WANT_WRITE) {
+      want_write(c);
+      return -1;
+    } else if (w == ND_TLS_WANT_READ) {
+      c->tls_w_wants_r = 1;
+      stop_writing(c);
+      start_reading(c);
+      return -1;
+    } else {
+      nd_conn_close(c); /* peer gone: nothing more to say */
+      return -1;
+    }
+  }
+  return c->dead ? -1 : 0;
+}
+
+/* Before the websocket hand-over: bufferevent_openssl looks at OpenSSL's
+ * buffer only after a readiness event, so what it holds moves to c->in
+ * (a client must wait for the 101 before sending frames: little or
+ * nothing).  A write to be retried stays in one piece at the front of
+ * c->out, where bufferevent_openssl's first write finds it. */
+static void tls_before_handover(nd_conn *c) {
+  size_t got = 0;
+  while (nd_tls_pending(c->ssl) && got < PAUSE_INPUT) {
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1) break;
+    int n = nd_tls_read(c->ssl, v.iov_base, v.iov_len);
+    if (n <= 0) break; /* the bufferevent meets the end or error itself */
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(c->in, &v, 1);
+    got += (size_t)n;
+  }
+  size_t out = evbuffer_get_length(c->out);
+  if (out) evbuffer_pullup(c->out, (ev_ssize_t)(out < TLS_WRITE_MAX ? out : TLS_WRITE_MAX));
 }

@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 
 #include "http/server_internal.h"
+#include "http/tls.h"
 #include "log/log.h"
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
@@ -55,6 +56,9 @@ nd_http_server *nd_http_server_new(notifd_host *h, nd_router *router, int is_adm
   s->tv_keepalive = common_timeout(s->base, keep, &s->keepalive_raw);
   s->tv_request = common_timeout(s->base, req, &s->request_raw);
   s->tv_linger = common_timeout(s->base, req < LINGER_MS ? req : LINGER_MS, &s->linger_raw);
+  s->tv_tls_handshake = common_timeout(
+      s->base, cfg->tls_handshake_timeout_ms > 0 ? cfg->tls_handshake_timeout_ms : 10000,
+      &s->tls_handshake_raw);
   nd_http_metrics_init(&s->metrics, h->metrics);
   if (nd_http_limits_init(s) < 0) {
     nd_http_limits_free(s);
@@ -66,7 +70,13 @@ nd_http_server *nd_http_server_new(notifd_host *h, nd_router *router, int is_adm
 }
 
 /* ---- accepting --------------------------------------------------------- */
-static void reject_busy(evutil_socket_t fd, const char *why) {
+/* Closes a connection refused at accept, with a 503 on a plain-text port
+ * (a TLS port gets no plain-text answer: it could only be garbage). */
+static void reject_busy(nd_http_server *s, evutil_socket_t fd, const char *why) {
+  if (s->tls) {
+    evutil_closesocket(fd);
+    return;
+  }
   char resp[256];
   int n = snprintf(resp, sizeof resp,
                    "HTTP/1.1 503 Service Unavailable\r\n"
@@ -90,12 +100,12 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     return;
   }
   if (s->nconns >= s->max_conns) {
-    reject_busy(fd, "too many connections");
+    reject_busy(s, fd, "too many connections");
     return;
   }
   struct nd_ipent *peer;
   if (nd_http_limits_accept(s, sa, &peer) < 0) {
-    reject_busy(fd, "too many connections from this address");
+    reject_busy(s, fd, "too many connections from this address");
     return;
   }
   nd_conn_accept(s, fd, peer);
@@ -131,6 +141,8 @@ int nd_http_server_listen(nd_http_server *s, const char *addr, int port, nd_erro
     if (errs) nd_errors_add(errs, NULL, 0, 0, "%s: invalid listen port %d", what, port);
     return NOTIFD_EINVAL;
   }
+  if (!s->is_admin && s->host->cfg.tls_cert && !(s->tls = nd_tls_ctx_new(&s->host->cfg, errs)))
+    return NOTIFD_EINVAL; /* the admin listener stays plain (loopback) */
   const char *host = addr && *addr && strcmp(addr, "*") != 0 ? addr : NULL;
   char portstr[16];
   snprintf(portstr, sizeof portstr, "%d", port);
@@ -171,7 +183,8 @@ int nd_http_server_listen(nd_http_server *s, const char *addr, int port, nd_erro
     else if (ss.ss_family == AF_INET6)
       s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   }
-  ND_INFO("http", "%s listening on %s:%d", what, host ? host : "*", s->port);
+  ND_INFO("http", "%s listening on %s:%d%s", what, host ? host : "*", s->port,
+          s->tls ? " (TLS)" : "");
   return 0;
 }
 
@@ -259,5 +272,6 @@ void nd_http_server_free(nd_http_server *s) {
   }
   nd_static_free(s->statics);
   nd_http_limits_free(s);
+  nd_tls_ctx_free(s->tls);
   free(s);
 }

@@ -14,6 +14,8 @@ struct nd_ipcount;
 struct sockaddr;
 struct nd_ipent;
 struct nd_ratelimit;
+struct ssl_st;
+struct ssl_ctx_st;
 typedef struct nd_conn nd_conn;
 
 enum {
@@ -60,6 +62,11 @@ struct nd_conn {
   unsigned head_only : 1;   /* current request is HEAD */
   unsigned peer_eof : 1;    /* the client finished sending */
   unsigned dead : 1;        /* closed; freed when depth drops to 0 */
+  /* TLS (listen.tls): I/O goes through tls.h while ssl is set. */
+  struct ssl_st *ssl;
+  unsigned tls_hs : 1;      /* handshake running (state IDLE, its own timer) */
+  unsigned tls_r_wants_w : 1; /* a read must wait for writability */
+  unsigned tls_w_wants_r : 1; /* a write must wait for readability */
 };
 
 struct nd_http_server {
@@ -77,13 +84,14 @@ struct nd_http_server {
   size_t ninflight;
   nd_http_metrics metrics;
   nd_static *statics;
+  struct ssl_ctx_st *tls;       /* listen.tls on the public server, or NULL */
 
   /* limits, from host->cfg with defaults for zero values */
   uint64_t max_body;
   uint32_t max_header;
   uint32_t max_conns;
-  const struct timeval *tv_keepalive, *tv_request, *tv_linger;
-  struct timeval keepalive_raw, request_raw, linger_raw;
+  const struct timeval *tv_keepalive, *tv_request, *tv_linger, *tv_tls_handshake;
+  struct timeval keepalive_raw, request_raw, linger_raw, tls_handshake_raw;
 
   /* limits against anonymous clients (limits.c) */
   const struct timeval *tv_idle;

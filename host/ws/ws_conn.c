@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "http/tls.h"
 #include "log/log.h"
 #include "util/buf.h"
 #include "util/ipcount.h"
@@ -141,13 +142,12 @@ static void send_close_frame(notifd_ws_conn *c, int code, const char *reason) {
     ND_WARN("ws", "cannot queue a close frame");
 }
 
-/* Output drained in LINGER: shut our write side so the peer sees EOF,
- * then wait for its EOF (or the grace timer). */
+/* Output drained in LINGER: shut our write side (with close_notify over
+ * TLS) so the peer sees EOF, then wait for its EOF (or the grace timer). */
 static void linger_flushed(notifd_ws_conn *c) {
   if (c->wr_shut) return;
   c->wr_shut = 1;
-  evutil_socket_t fd = bufferevent_getfd(c->bev);
-  if (fd >= 0) shutdown(fd, SHUT_WR);
+  nd_tls_bev_shut_write(c->bev);
   bufferevent_disable(c->bev, EV_WRITE);
 }
 
@@ -203,7 +203,7 @@ void nd_ws_conn_destroy(notifd_ws_conn *c) {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_unfreeze(out, 1);
     evbuffer_drain(out, evbuffer_get_length(out));
-    bufferevent_free(c->bev);
+    nd_tls_bev_free(c->bev); /* a TLS one also drops its SSL and socket */
     c->bev = NULL;
   }
   nd_ws_parser_free(&c->parser);

@@ -188,12 +188,15 @@ class Notifd:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"notifd exited {self.proc.returncode}:\n{self.read_log()}")
             try:
-                if http("GET", self.url + "/healthz", timeout=1)[0] == 200:
+                if self.healthy():
                     return self
             except OSError:
                 pass
             time.sleep(0.05)
         raise RuntimeError("notifd did not become healthy:\n" + self.read_log())
+
+    def healthy(self):
+        return http("GET", self.url + "/healthz", timeout=1)[0] == 200
 
     def read_log(self):
         with open(self.log_path, "rb") as f:

@@ -1126,6 +1126,34 @@ END_TEST
 
 /* The shipped configs load, take their ports from the environment, and
  * leave nothing unread outside the modules' own subtrees. */
+START_TEST(load_listen_tls) {
+  nd_config c;
+  load_ok("listen: {port: 1}", &c);
+  ck_assert_ptr_null(c.tls_cert); /* plain HTTP by default */
+  nd_config_free(&c);
+  load_ok("listen:\n  tls: {cert: c.pem, key: k.pem}\n", &c);
+  ck_assert_str_eq(c.tls_cert, "c.pem");
+  ck_assert_str_eq(c.tls_key, "k.pem");
+  ck_assert_int_eq(c.tls_min_version, 12);
+  ck_assert_int_eq(c.tls_handshake_timeout_ms, 10000);
+  ck_assert_int_eq(c.tls_key_at->line, 2); /* file errors point at the key */
+  ck_assert_int_eq(c.tls_key_at->col, 27);
+  nd_config_free(&c);
+  load_ok("listen: {tls: {cert: c, key: k, min_version: 1.3, handshake_timeout: 2s}}", &c);
+  ck_assert_int_eq(c.tls_min_version, 13);
+  ck_assert_int_eq(c.tls_handshake_timeout_ms, 2000);
+  nd_config_free(&c);
+  load_ok("listen: {tls: ~}", &c);
+  ck_assert_ptr_null(c.tls_cert);
+  nd_config_free(&c);
+  load_fails("listen: {tls: {cert: c}}", "t.yaml:1:15: key 'listen.tls': needs both cert and key");
+  load_fails("listen: {tls: {key: k}}", "needs both cert and key");
+  load_fails("listen: {tls: {cert: c, key: \"\"}}", "key 'listen.tls.key': must not be empty");
+  load_fails("listen: {tls: {cert: c, key: k, min_version: 1.1}}", "expected one of 1.2|1.3");
+  load_fails("listen: {tls: [c, k]}", "key 'listen.tls': expected a map");
+}
+END_TEST
+
 START_TEST(shipped_configs) {
   unsetenv("NOTIFD_PORT");
   unsetenv("NOTIFD_ADMIN_PORT");
@@ -1217,6 +1245,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, load_takes_ownership);
   tcase_add_test(tc, report_unknown_host_keys);
   tcase_add_test(tc, shipped_configs);
+  tcase_add_test(tc, load_listen_tls);
   suite_add_tcase(s, tc);
   return s;
 }
