@@ -301,11 +301,19 @@ await run("browser-auth", async ({ step, screenshot, pages, startNotifd, launch,
   await step("too many attempts and closed registration get clear messages", async () => {
     await C.click("#logout");
     await waitFor("the form", () => shown(C, "#login"));
-    await C.route("**/auth/login", (route) => route.fulfill({
-      status: 429, headers: { "Retry-After": "7" }, contentType: "application/json", body: '{"error":"too many"}' }));
-    await loginUI(C, CAROL);
-    await waitFor("the 429 message", async () => (await loginError(C)) === "Too many attempts, try again in 7 s");
-    await C.unrouteAll();
+    // Someone guesses carol's password (auth.login_limit.per_user: 10 a
+    // minute): the server refuses her next attempt with 429 + Retry-After.
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(notifd.base + "/auth/login", { method: "POST",
+        body: JSON.stringify({ user_id: CAROL, password: "a wrong guess " + i }) });
+      assertEq(r.status, 401, `guess ${i}`);
+    }
+    const limited = await loginUI(C, CAROL);
+    assertEq(limited.status(), 429, "carol's own attempt after the guesses");
+    const wait = Number(limited.headers()["retry-after"]);
+    assert(wait >= 1 && wait <= 6, `Retry-After ${wait}`);
+    await waitFor("the 429 message", async () =>
+      /^Too many attempts, try again in [1-6] s$/.test(await loginError(C)));
     // A server with registration closed.
     const closed = await startNotifd({ name: "closed", env: { NOTIFD_REGISTRATION: "closed" } });
     await C.goto(closed.base + "/");
