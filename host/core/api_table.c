@@ -219,4 +219,9 @@ void nd_api_fill(notifd_api *a) {
   a->metric_observe = nd_metric_observe;
 
   a->auth_mode = api_auth_mode;
+  a->ws_conn_subprotocol = nd_ws_conn_subprotocol;
+  a->ws_conn_subject = nd_ws_conn_subject;
+  a->ws_publish_proto = nd_ws_publish_proto;
+  a->ws_conn_pause = nd_ws_conn_pause;
+  a->ws_conn_resume = nd_ws_conn_resume;
 }

@@ -48,5 +48,11 @@ const char *nd_ws_conn_param(notifd_ws_conn *c, const char *name);
 void nd_ws_conn_set_data(notifd_ws_conn *c, void *data);
 void *nd_ws_conn_data(notifd_ws_conn *c);
 uint32_t nd_ws_key_count(notifd_ws_channel *ch, const char *key);
+const char *nd_ws_conn_subprotocol(notifd_ws_conn *c);
+const char *nd_ws_conn_subject(notifd_ws_conn *c);
+int nd_ws_publish_proto(notifd_ws_channel *ch, const char *key, const char *subprotocol,
+                        const void *data, size_t len, uint32_t *delivered, uint32_t *failed);
+int nd_ws_conn_pause(notifd_ws_conn *c);
+int nd_ws_conn_resume(notifd_ws_conn *c);
 
 #endif

@@ -76,10 +76,9 @@ void nd_ws_conn_discard(notifd_ws_conn *c) {
   free(c);
 }
 
-int nd_ws_conn_start(notifd_ws_conn *c) {
-  notifd_ws_channel *ch = c->ch;
-  nd_ws_hub *hub = ch->hub;
-  nd_ws_keyent *e = nd_ws_keymap_get(&ch->keys, c->params);
+/* Joins the key's connection list; -1 on OOM. */
+static int key_link(notifd_ws_conn *c) {
+  nd_ws_keyent *e = nd_ws_keymap_get(&c->ch->keys, c->params);
   if (!e) return -1;
   c->kent = e;
   c->kprev = e->tail;
@@ -88,6 +87,25 @@ int nd_ws_conn_start(notifd_ws_conn *c) {
   else e->head = c;
   e->tail = c;
   e->count++;
+  return 0;
+}
+
+static void key_unlink(notifd_ws_conn *c) {
+  nd_ws_keyent *e = c->kent;
+  if (!e) return;
+  if (c->kprev) c->kprev->knext = c->knext;
+  else e->head = c->knext;
+  if (c->knext) c->knext->kprev = c->kprev;
+  else e->tail = c->kprev;
+  c->kprev = c->knext = NULL;
+  c->kent = NULL;
+  if (--e->count == 0) nd_ws_keymap_remove(&c->ch->keys, e);
+}
+
+int nd_ws_conn_start(notifd_ws_conn *c) {
+  notifd_ws_channel *ch = c->ch;
+  nd_ws_hub *hub = ch->hub;
+  if (key_link(c) < 0) return -1;
   ch->nopen++;
   c->next = hub->conns;
   if (hub->conns) hub->conns->prev = c;
@@ -107,16 +125,10 @@ int nd_ws_conn_start(notifd_ws_conn *c) {
 /* Leaves the key registry (publish stops counting it) and owes the plugin
  * its on_close, run on the next loop turn. */
 static void detach(notifd_ws_conn *c, int code) {
-  nd_ws_keyent *e = c->kent;
-  if (!e) return;
+  if (!c->kent && !c->paused) return; /* closed before */
   notifd_ws_channel *ch = c->ch;
-  if (c->kprev) c->kprev->knext = c->knext;
-  else e->head = c->knext;
-  if (c->knext) c->knext->kprev = c->kprev;
-  else e->tail = c->kprev;
-  c->kprev = c->knext = NULL;
-  c->kent = NULL;
-  if (--e->count == 0) nd_ws_keymap_remove(&ch->keys, e);
+  key_unlink(c);
+  c->paused = 0;
   ch->nopen--;
   nd_ws_metric_conns(ch);
   c->close_code = (uint16_t)code;
@@ -386,6 +398,35 @@ const char *nd_ws_conn_param(notifd_ws_conn *c, const char *name) {
     v += strlen(v) + 1;
   }
   return NULL;
+}
+
+const char *nd_ws_conn_subprotocol(notifd_ws_conn *c) {
+  return c && c->proto ? c->ch->subprotocols[c->proto - 1] : NULL;
+}
+
+const char *nd_ws_conn_subject(notifd_ws_conn *c) {
+  if (!c || !c->subj) return NULL;
+  const char *v = c->params;
+  for (unsigned i = 0; i + 1 < c->subj; i++) v += strlen(v) + 1;
+  return v;
+}
+
+int nd_ws_conn_pause(notifd_ws_conn *c) {
+  if (!c) return NOTIFD_EINVAL;
+  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (c->paused) return 0;
+  key_unlink(c);
+  c->paused = 1;
+  return 0;
+}
+
+int nd_ws_conn_resume(notifd_ws_conn *c) {
+  if (!c) return NOTIFD_EINVAL;
+  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (!c->paused) return 0;
+  if (key_link(c) < 0) return NOTIFD_ENOMEM; /* still paused */
+  c->paused = 0;
+  return 0;
 }
 
 void nd_ws_conn_set_data(notifd_ws_conn *c, void *data) {

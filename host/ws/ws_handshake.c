@@ -103,6 +103,25 @@ static uint8_t subject_param(const notifd_ws_channel *ch, const char *const *val
   return 0;
 }
 
+/* 1 + the index in the channel's list of the first subprotocol the client
+ * offers (Sec-WebSocket-Protocol: a, b, c; the header may repeat, which
+ * the request keeps as one comma-joined value or the first line), or 0. */
+static uint8_t negotiate(const notifd_ws_channel *ch, const char *offer) {
+  if (!ch->subprotocols || !offer) return 0;
+  while (*offer) {
+    while (*offer == ' ' || *offer == '\t' || *offer == ',') offer++;
+    const char *s = offer;
+    while (*offer && *offer != ',') offer++;
+    const char *e = offer;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    for (size_t i = 0; ch->subprotocols[i] && i < UINT8_MAX - 1; i++)
+      if (strlen(ch->subprotocols[i]) == (size_t)(e - s) &&
+          memcmp(ch->subprotocols[i], s, (size_t)(e - s)) == 0)
+        return (uint8_t)(i + 1);
+  }
+  return 0;
+}
+
 static int refuse(notifd_ws_channel *ch, const char *reason_label, int status, const char *why,
                   const char **msg) {
   nd_ws_metric_reject(ch, reason_label);
@@ -203,15 +222,18 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
     return refuse(ch, "internal", 500, "out of memory", msg);
   }
   c->subj = subj;
+  c->proto = negotiate(ch, nd_req_header(req, "Sec-WebSocket-Protocol"));
   c->peer = nd_req_peer(req); /* the HTTP connection hands its count over */
   /* From here on the bufferevent is ours, whatever happens. */
-  char resp[160];
+  char resp[256];
+  const char *proto = nd_ws_conn_subprotocol(c);
   int n = snprintf(resp, sizeof resp,
                    "HTTP/1.1 101 Switching Protocols\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
-                   "Sec-WebSocket-Accept: %s\r\n\r\n",
-                   accept);
+                   "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                   accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                   proto ? "\r\n" : "");
   if (n < 0 || (size_t)n >= sizeof resp || bufferevent_write(bev, resp, (size_t)n) < 0) {
     nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot write the 101 response");
     return 0;

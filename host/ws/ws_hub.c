@@ -133,7 +133,13 @@ nd_ws_hub *nd_ws_hub_new(notifd_host *h) {
   return hub;
 }
 
+static void free_strv(char **v) {
+  for (size_t i = 0; v && v[i]; i++) free(v[i]);
+  free(v);
+}
+
 static void channel_free(notifd_ws_channel *ch) {
+  free_strv(ch->subprotocols);
   for (size_t i = 0; i < ch->nparams; i++) free(ch->param_names[i]);
   for (size_t i = 0; ch->missing_msgs && i < ch->nrequired; i++) free(ch->missing_msgs[i]);
   free(ch->param_names);
@@ -191,6 +197,16 @@ uint32_t nd_ws_channel_auth(const notifd_ws_channel *ch) {
 
 static int valid_param_name(const char *s) { return s && *s && strlen(s) < 128; }
 
+/* A subprotocol is an HTTP token (RFC 6455 4.1), here at most 64 long. */
+static int valid_subprotocol(const char *s) {
+  if (!s || !*s || strlen(s) > 64) return 0;
+  for (; *s; s++)
+    if (*s <= ' ' || *s >= 127 || strchr("()<>@,;:\\\"/[]?={}", *s)) return 0;
+  return 1;
+}
+
+#define MAX_SUBPROTOCOLS 16
+
 /* Index of `name` in the channel's stored parameters, adding it if new;
  * -1 on OOM. */
 static long param_index(notifd_ws_channel *ch, const char *name, size_t cap) {
@@ -222,6 +238,10 @@ int nd_ws_channel_add(nd_ws_hub *hub, notifd_plugin *owner, const notifd_ws_chan
     if (!valid_param_name(o.required_params[i])) return NOTIFD_EINVAL;
   for (size_t i = 0; o.subject_params && o.subject_params[i]; i++)
     if (!valid_param_name(o.subject_params[i])) return NOTIFD_EINVAL;
+  size_t nproto = list_len(o.subprotocols);
+  if (nproto > MAX_SUBPROTOCOLS) return NOTIFD_EINVAL;
+  for (size_t i = 0; i < nproto; i++)
+    if (!valid_subprotocol(o.subprotocols[i])) return NOTIFD_EINVAL;
   if (nd_ws_channel_find(hub, o.path)) return NOTIFD_EEXIST;
 
   notifd_ws_channel *ch = calloc(1, sizeof *ch);
@@ -241,6 +261,11 @@ int nd_ws_channel_add(nd_ws_hub *hub, notifd_plugin *owner, const notifd_ws_chan
   ch->param_names = calloc(cap, sizeof *ch->param_names);
   ch->subject_idx = calloc(nsub ? nsub : 1, sizeof *ch->subject_idx);
   if (!ch->path || !ch->param_names || !ch->subject_idx) goto oom;
+  if (nproto) {
+    if (!(ch->subprotocols = calloc(nproto + 1, sizeof *ch->subprotocols))) goto oom;
+    for (size_t i = 0; i < nproto; i++)
+      if (!(ch->subprotocols[i] = strdup(o.subprotocols[i]))) goto oom;
+  }
   if (param_index(ch, o.key_param, cap) < 0) goto oom;
   for (size_t i = 0; i < nreq; i++)
     if (param_index(ch, o.required_params[i], cap) < 0) goto oom;

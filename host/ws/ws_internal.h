@@ -69,6 +69,8 @@ struct notifd_ws_conn {
   uint8_t wr_shut;           /* LINGER: write side shut down */
   uint8_t subj;              /* 1 + index of the parameter the token's
                                 subject matched; 0 = anonymous */
+  uint8_t proto;             /* 1 + index of the negotiated subprotocol */
+  uint8_t paused;            /* open, but out of its key (ws_conn_pause) */
   nd_ws_parser parser;
 };
 
@@ -91,6 +93,7 @@ struct notifd_ws_channel {
   size_t *subject_idx;       /* indices into param_names */
   size_t nsubjects;
   uint32_t auth;
+  char **subprotocols;       /* NULL-terminated, or NULL */
   notifd_ws_upgrade_cb on_upgrade;
   notifd_ws_open_cb on_open;
   notifd_ws_message_cb on_message;
@@ -153,6 +156,12 @@ void nd_ws_conn_destroy(notifd_ws_conn *c);
  * connection is being closed as a slow consumer) or not open. */
 int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len);
 const char *nd_ws_conn_peer(notifd_ws_conn *c, char *buf, size_t len);
+
+/* Publishes to the open, unpaused connections of `key` whose proto
+ * matches `want` (ND_WS_PROTO_ANY, 0 = none, or 1 + index). */
+#define ND_WS_PROTO_ANY (-1)
+int nd_ws_publish_where(notifd_ws_channel *ch, const char *key, int want, const void *data,
+                        size_t len, uint32_t *delivered, uint32_t *failed);
 
 /* ws_publish.c: refcounted frames shared by every receiver. */
 uint8_t *nd_ws_chunk_new(int opcode, const void *data, size_t len, size_t *frame_len);

@@ -41,6 +41,27 @@ void nd_ws_chunk_unref(uint8_t *frame) {
 
 int nd_ws_publish(notifd_ws_channel *ch, const char *key, const void *data, size_t len,
                   uint32_t *delivered, uint32_t *failed) {
+  return nd_ws_publish_where(ch, key, ND_WS_PROTO_ANY, data, len, delivered, failed);
+}
+
+int nd_ws_publish_proto(notifd_ws_channel *ch, const char *key, const char *subprotocol,
+                        const void *data, size_t len, uint32_t *delivered, uint32_t *failed) {
+  int want = 0;
+  if (ch && subprotocol) {
+    want = -2;
+    for (size_t i = 0; ch->subprotocols && ch->subprotocols[i]; i++)
+      if (strcmp(ch->subprotocols[i], subprotocol) == 0) want = (int)i + 1;
+    if (want == -2) {
+      if (delivered) *delivered = 0;
+      if (failed) *failed = 0;
+      return NOTIFD_EINVAL; /* not one of the channel's subprotocols */
+    }
+  }
+  return nd_ws_publish_where(ch, key, want, data, len, delivered, failed);
+}
+
+int nd_ws_publish_where(notifd_ws_channel *ch, const char *key, int want, const void *data,
+                        size_t len, uint32_t *delivered, uint32_t *failed) {
   if (delivered) *delivered = 0;
   if (failed) *failed = 0;
   if (!ch || !key || (!data && len)) return NOTIFD_EINVAL;
@@ -53,18 +74,19 @@ int nd_ws_publish(notifd_ws_channel *ch, const char *key, const void *data, size
   const nd_config *cfg = &hub->host->cfg;
   if (cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes) return NOTIFD_ETOOBIG;
   size_t flen = 0;
-  uint8_t *frame = nd_ws_chunk_new(ND_WS_OP_TEXT, data, len, &flen);
-  if (!frame) return NOTIFD_ENOMEM;
+  uint8_t *frame = NULL; /* encoded for the first receiver */
   uint32_t d = 0, f = 0;
   /* A slow consumer closed here leaves the list (and the entry is freed
    * with its last connection), so the next pointer is taken first.  No
    * plugin code runs inside this loop (on_close is deferred). */
   for (notifd_ws_conn *c = e->head, *next; c; c = next) {
     next = c->knext;
+    if (want != ND_WS_PROTO_ANY && c->proto != want) continue;
+    if (!frame && !(frame = nd_ws_chunk_new(ND_WS_OP_TEXT, data, len, &flen))) return NOTIFD_ENOMEM;
     if (nd_ws_conn_queue(c, frame, flen) == 0) d++;
     else f++;
   }
-  nd_ws_chunk_unref(frame);
+  if (frame) nd_ws_chunk_unref(frame);
   nd_ws_metric_add(hub->m_deliveries, ch, d);
   nd_ws_metric_add(hub->m_failures, ch, f);
   nd_ws_metric_add(hub->m_frames, ch, d);

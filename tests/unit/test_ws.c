@@ -24,6 +24,7 @@
 #include "ws/ws.h"
 #include "ws/ws_frame.h"
 #include "ws/ws_internal.h"
+#include "util/buf.h"
 
 #define SECRET "ws-test-secret"
 #define INTERNAL "internal-shared-token"
@@ -35,7 +36,9 @@ typedef struct th {
   pthread_t thr;
   volatile int stop;
   int port;
-  notifd_ws_channel *chat, *echo, *tok;
+  notifd_ws_channel *chat, *echo, *tok, *v2;
+  notifd_ws_conn *paused;    /* the /v2 connection opened with pause=1 */
+  char v2_proto[32], v2_subject[32]; /* what the last /v2 on_open saw */
   pthread_mutex_t mu;
   int opens, closes, last_close_code;
   int messages;
@@ -90,6 +93,31 @@ static void on_echo(notifd_ws_conn *c, const void *data, size_t len, int32_t is_
     return;
   }
   nd_ws_send(c, data, len, is_text);
+}
+
+/* /v2: records the negotiated subprotocol and the user; a key starting
+ * with "paused" takes the connection out of its key's publishes and greets
+ * it with ws_send. */
+static void on_v2_open(notifd_ws_conn *c, void *ud) {
+  th *t = ud;
+  const char *p = nd_ws_conn_subprotocol(c), *s = nd_ws_conn_subject(c);
+  pthread_mutex_lock(&t->mu);
+  snprintf(t->v2_proto, sizeof t->v2_proto, "%s", p ? p : "-");
+  snprintf(t->v2_subject, sizeof t->v2_subject, "%s", s ? s : "-");
+  t->opens++;
+  pthread_mutex_unlock(&t->mu);
+  if (strncmp(nd_ws_conn_key(c), "paused", 6) == 0) {
+    ck_assert_int_eq(nd_ws_conn_pause(c), 0);
+    ck_assert_int_eq(nd_ws_conn_pause(c), 0); /* idempotent */
+    ck_assert_int_eq(nd_ws_send(c, "replay", 6, 1), 0);
+    t->paused = c;
+  }
+}
+
+static void on_v2_close(notifd_ws_conn *c, int32_t code, void *ud) {
+  th *t = ud;
+  (void)code;
+  if (t->paused == c) t->paused = NULL;
 }
 
 static void on_internal(notifd_req *r, void *ud) {
@@ -177,6 +205,25 @@ static th *th_start(cfg_fn tweak) {
   k.subject_params = tok_subjects;
   k.ud = t;
   ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &k, &t->tok), 0);
+
+  static const char *const v2_subjects[] = {"user", NULL};
+  static const char *const v2_protos[] = {"notifd.test.v2", "other.v1", NULL};
+  notifd_ws_channel_opts v = {sizeof v};
+  v.auth = NOTIFD_AUTH_TOKEN;
+  v.path = "/v2";
+  v.key_param = "k";
+  v.subject_params = v2_subjects;
+  v.subprotocols = v2_protos;
+  v.on_open = on_v2_open;
+  v.on_close = on_v2_close;
+  v.ud = t;
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &v, &t->v2), 0);
+  static const char *const bad_protos[] = {"has space", NULL};
+  notifd_ws_channel_opts bad = v;
+  bad.path = "/v2-bad";
+  bad.subprotocols = bad_protos;
+  notifd_ws_channel *unused = NULL;
+  ck_assert_int_eq(nd_ws_channel_add(h->ws, NULL, &bad, &unused), NOTIFD_EINVAL);
   ck_assert_int_eq(nd_router_add(h->router, "GET", "/internal", on_internal, NULL,
                                  NOTIFD_AUTH_INTERNAL, 0, "test"),
                    0);
@@ -496,6 +543,101 @@ static int wait_eof(wsc *c, int timeout_ms) {
 }
 
 /* ---- tests ---------------------------------------------------------------- */
+
+
+typedef struct pubp {
+  notifd_ws_channel *ch;
+  const char *key, *proto, *text;
+  int rc;
+  uint32_t delivered, failed;
+} pubp;
+
+static void do_publish_proto(void *arg) {
+  pubp *p = arg;
+  p->rc = nd_ws_publish_proto(p->ch, p->key, p->proto, p->text, strlen(p->text), &p->delivered,
+                              &p->failed);
+}
+
+static pubp publish_proto(th *t, const char *key, const char *proto, const char *text) {
+  pubp p = {t->v2, key, proto, text, 0, 0, 0};
+  on_loop(t, do_publish_proto, &p);
+  return p;
+}
+
+static void do_resume(void *arg) {
+  th *t = arg;
+  ck_assert_ptr_nonnull(t->paused);
+  ck_assert_int_eq(nd_ws_conn_resume(t->paused), 0);
+  ck_assert_int_eq(nd_ws_conn_resume(t->paused), 0);
+}
+
+static void expect_text(wsc *c, const char *want) {
+  frame f;
+  ck_assert_int_eq(ws_recv_data(c, &f, 3000), 1);
+  ck_assert_str_eq((char *)f.data, want);
+  free(f.data);
+}
+
+START_TEST(subprotocols_subject_and_pause) {
+  th *t = th_start(NULL);
+  int64_t now = nd_wall_ms() / 1000;
+  char *tok = nd_jwt_sign(SECRET, "ann", now + 60);
+  char target[1024], hdr[256];
+  wsc v2, plain, other, held;
+  /* The first offered protocol the channel speaks is chosen. */
+  snprintf(target, sizeof target, "/v2?k=room&user=ann&token=%s", tok);
+  ws_open_ex(&v2, t->port, target, "Sec-WebSocket-Protocol: x.unknown, notifd.test.v2, other.v1\r\n", 0);
+  ck_assert_int_eq(v2.status, 101);
+  ck_assert_msg(strcasestr(v2.head, "Sec-WebSocket-Protocol: notifd.test.v2\r\n"), "%s", v2.head);
+  pthread_mutex_lock(&t->mu);
+  ck_assert_str_eq(t->v2_proto, "notifd.test.v2");
+  ck_assert_str_eq(t->v2_subject, "ann");
+  pthread_mutex_unlock(&t->mu);
+  /* None offered, or none known: accepted without a subprotocol. */
+  ws_open(&plain, t->port, target);
+  ck_assert_int_eq(plain.status, 101);
+  ck_assert(!strcasestr(plain.head, "Sec-WebSocket-Protocol"));
+  snprintf(hdr, sizeof hdr, "Sec-WebSocket-Protocol: other.v1\r\n");
+  ws_open_ex(&other, t->port, target, hdr, 0);
+  ck_assert_int_eq(other.status, 101);
+  ck_assert(strcasestr(other.head, "Sec-WebSocket-Protocol: other.v1\r\n"));
+
+  /* Each kind gets its own encoding of an event. */
+  pubp p = publish_proto(t, "room", "notifd.test.v2", "{\"type\":\"message\"}");
+  ck_assert_int_eq(p.rc, 0);
+  ck_assert_uint_eq(p.delivered, 1);
+  p = publish_proto(t, "room", NULL, "bare");
+  ck_assert_uint_eq(p.delivered, 1);
+  p = publish_proto(t, "room", "not.listed", "x");
+  ck_assert_int_eq(p.rc, NOTIFD_EINVAL);
+  ck_assert_uint_eq(publish(t, t->v2, "room", "all").delivered, 3);
+  expect_text(&v2, "{\"type\":\"message\"}");
+  expect_text(&v2, "all");
+  expect_text(&plain, "bare");
+  expect_text(&plain, "all");
+  expect_text(&other, "all");
+
+  /* A paused connection: ws_send reaches it, publishes and counts do not. */
+  snprintf(target, sizeof target, "/v2?k=paused-room&user=ann&token=%s", tok);
+  ws_open(&held, t->port, target);
+  ck_assert_int_eq(held.status, 101);
+  expect_text(&held, "replay");
+  ck_assert_uint_eq(key_count(t, t->v2, "paused-room"), 0);
+  ck_assert_uint_eq(publish(t, t->v2, "paused-room", "missed").delivered, 0);
+  on_loop(t, do_resume, t);
+  ck_assert_uint_eq(key_count(t, t->v2, "paused-room"), 1);
+  ck_assert_uint_eq(publish(t, t->v2, "paused-room", "live").delivered, 1);
+  expect_text(&held, "live");
+  /* Closing while paused still reaches on_close (and the counts). */
+  ws_close_fd(&held);
+  wait_key_count(t, t->v2, "paused-room", 0);
+  ws_close_fd(&v2);
+  ws_close_fd(&plain);
+  ws_close_fd(&other);
+  free(tok);
+  th_stop(t);
+}
+END_TEST
 
 START_TEST(subscribe_publish_receive) {
   th *t = th_start(NULL);
@@ -1433,6 +1575,7 @@ Suite *nd_test_suite(void) {
   TCase *tc = tcase_create("e2e");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, subscribe_publish_receive);
+  tcase_add_test(tc, subprotocols_subject_and_pause);
   tcase_add_test(tc, two_connections_one_key_and_close_removes);
   tcase_add_test(tc, slow_consumer_cut_off_fast_one_keeps_receiving);
   tcase_add_test(tc, oversize_message_closes_1009);

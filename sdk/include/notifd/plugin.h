@@ -169,6 +169,11 @@ typedef struct notifd_ws_channel_opts {
   notifd_ws_message_cb on_message; /* optional; absent = client data ignored */
   notifd_ws_close_cb on_close;     /* optional */
   void *ud;
+  /* ABI 1.1: Sec-WebSocket-Protocol values this channel speaks
+   * (NULL-terminated, or NULL for none).  The host answers with the first
+   * value the client offers that is in this list; a client offering none
+   * of them is still accepted, with no subprotocol. */
+  const char *const *subprotocols;
 } notifd_ws_channel_opts;
 
 typedef struct notifd_consumer_opts {
@@ -374,6 +379,25 @@ typedef struct notifd_api {
   /* -- ABI 1.1 (check with NOTIFD_API_HAS before calling) -- */
   /* The host's auth.mode: NOTIFD_AUTH_MODE_USERS or NOTIFD_AUTH_MODE_NONE. */
   int32_t (*auth_mode)(notifd_plugin *p);
+  /* The subprotocol negotiated at the upgrade (one of the channel's
+   * `subprotocols`, borrowed for the connection's life) or NULL. */
+  const char *(*ws_conn_subprotocol)(notifd_ws_conn *c);
+  /* The connection's authenticated user (its token's `sub`) or NULL when
+   * the channel's policy is not token. */
+  const char *(*ws_conn_subject)(notifd_ws_conn *c);
+  /* ws_publish to the connections of `key` that negotiated `subprotocol`
+   * only (NULL: those that negotiated none), so each kind of client gets
+   * its own encoding of one event. */
+  int (*ws_publish_proto)(notifd_ws_channel *ch, const char *key,
+                          const char *subprotocol, const void *data,
+                          size_t len, uint32_t *delivered, uint32_t *failed);
+  /* Takes an open connection out of its key: ws_publish*, ws_key_count and
+   * ws_close_key skip it until ws_conn_resume, while ws_send still reaches
+   * it.  For replaying stored items before live ones with no gap and no
+   * duplicate (pause in on_open, ws_send the replay and what the plugin
+   * published meanwhile, resume).  NOTIFD_ECLOSED when not open. */
+  int (*ws_conn_pause)(notifd_ws_conn *c);
+  int (*ws_conn_resume)(notifd_ws_conn *c);
 } notifd_api;
 
 /* 1 when the host's table has `member` (a function added in a later minor
