@@ -22,18 +22,26 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_PARAMS 32
 
+/* The next element of a comma-separated header value, trimmed: its start
+ * and length; *v moves past it.  NULL at the end. */
+static const char *next_element(const char **v, size_t *len) {
+  const char *p = *v;
+  while (*p == ' ' || *p == '\t' || *p == ',') p++;
+  if (!*p) return NULL;
+  const char *s = p;
+  while (*p && *p != ',') p++;
+  const char *e = p;
+  while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+  *v = p;
+  *len = (size_t)(e - s);
+  return s;
+}
+
 /* 1 if the comma-separated header value lists `token` (case-insensitive). */
 static int header_has_token(const char *v, const char *token) {
-  if (!v) return 0;
-  size_t tl = strlen(token);
-  while (*v) {
-    while (*v == ' ' || *v == '\t' || *v == ',') v++;
-    const char *s = v;
-    while (*v && *v != ',') v++;
-    const char *e = v;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-    if ((size_t)(e - s) == tl && strncasecmp(s, token, tl) == 0) return 1;
-  }
+  size_t tl = strlen(token), n;
+  for (const char *s; v && (s = next_element(&v, &n));)
+    if (n == tl && strncasecmp(s, token, tl) == 0) return 1;
   return 0;
 }
 
@@ -107,18 +115,12 @@ static uint8_t subject_param(const notifd_ws_channel *ch, const char *const *val
  * offers (Sec-WebSocket-Protocol: a, b, c; the header may repeat, which
  * the request keeps as one comma-joined value or the first line), or 0. */
 static uint8_t negotiate(const notifd_ws_channel *ch, const char *offer) {
-  if (!ch->subprotocols || !offer) return 0;
-  while (*offer) {
-    while (*offer == ' ' || *offer == '\t' || *offer == ',') offer++;
-    const char *s = offer;
-    while (*offer && *offer != ',') offer++;
-    const char *e = offer;
-    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+  if (!ch->subprotocols) return 0;
+  size_t n;
+  for (const char *s; offer && (s = next_element(&offer, &n));)
     for (size_t i = 0; ch->subprotocols[i] && i < UINT8_MAX - 1; i++)
-      if (strlen(ch->subprotocols[i]) == (size_t)(e - s) &&
-          memcmp(ch->subprotocols[i], s, (size_t)(e - s)) == 0)
+      if (strlen(ch->subprotocols[i]) == n && memcmp(ch->subprotocols[i], s, n) == 0)
         return (uint8_t)(i + 1);
-  }
   return 0;
 }
 
