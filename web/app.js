@@ -1,25 +1,38 @@
-// notifd web chat: history over HTTP, live messages over the chat
-// websocket, unread badges over the notifications websocket.  Both sockets
-// reconnect with exponential backoff; every (re)connection of the chat
-// socket refetches the history it may have missed.
+// notifd web chat: conversations, history and read state over HTTP, live
+// messages, read receipts, typing and presence over the chat websocket of
+// the open conversation, the notification inbox and chat badges over the
+// notifications websocket (inbox.js), push and preferences in the settings
+// panel (settings.js).  Both sockets reconnect with exponential backoff;
+// a reconnected chat socket fetches only what came after the newest message
+// shown, a reconnected notifications socket gets what it missed replayed.
 //
 // Signing in: with the server's accounts a user id and password (or a new
 // account) give a token (session.js), sent with every call and on both
 // websocket URLs; without accounts (seed mode) a user id alone.
+//
+// Every feature of a newer server degrades on an older one: no
+// /chat/conversations (404) = the list from this browser's storage and
+// badges counted by the page; no read endpoint = no read marking; a chat
+// socket without the notifd.chat.v2 subprotocol = plain message frames, no
+// "seen", typing or presence.  Sign-in and chatting never depend on them.
 //
 // Everything a peer controls (ids, message text) is put in the page with
 // textContent or dataset, never as HTML.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
+  const util = window.notifdUtil, inbox = window.notifdInbox, settings = window.notifdSettings;
+  const { parseTime, formatWhen, wsUrl, resilientSocket, getJson, sendJson } = util;
 
-  const HISTORY_PAGE = 100;        // messages per history request
+  const HISTORY_PAGE = 50;         // messages per history request
   const MAX_CATCHUP_PAGES = 20;    // bound on one catch-up after a reconnect
   const CATCHUP_MARGIN_MS = 60000; // refetch this far before the watermark:
                                    // live frames may arrive out of order
-  const BACKOFF_FIRST_MS = 500, BACKOFF_MAX_MS = 15000;
-  // Close codes after which the token may be what the server refused.
-  const AUTH_CLOSE_CODES = new Set([1008, 4401, 4403]);
+  const CONVERSATIONS_PAGE = 50;
+  const CHAT_V2 = "notifd.chat.v2";
+  const TYPING_SEND_MS = 2000;     // at most one typing event per 2 s
+  const TYPING_SHOW_MS = 5000;     // "is typing" fades this long after the last one
+  const { BACKOFF_FIRST_MS, BACKOFF_MAX_MS } = util;
   const session = window.notifdSession;
 
   const state = {
@@ -29,27 +42,20 @@
     streamId: null,
     seen: new Set(),          // message ids shown in the open conversation
     watermark: null,          // newest created_at (ms) seen by a history fetch
-    peers: new Set(),         // conversations in the side list
-    unread: new Map(),        // peer -> Set of unread message ids
+    older: null,              // next_before cursor of "load older", null = none left
+    peers: new Set(),         // conversations opened in this browser (storage)
+    convs: new Map(),         // peer -> {last: message|null, snapTs, unread, ids: Set}
+    serverConvs: null,        // true: /chat/conversations answers; false: 404
+    readApi: true,            // false once POST .../read answered 404
+    readSent: null,           // the message id last marked read in the open conversation
+    peerRead: null,           // the peer's newest read message id (receipts)
+    proto: "",                // the open chat socket's subprotocol
+    lastTyping: 0,            // when a typing event was last sent
     chatSocket: null,
-    noteSocket: null,
     up: { chat: false, note: false },
     draft: null,              // {text, stream, id}: one id per text, so a retry is idempotent
     sending: false,
   };
-  const wsBase = () => (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
-
-  // RFC 3339 to epoch ms.  The server trims trailing zeros of the fraction
-  // (".72Z", ".7Z", no fraction at all), so the texts do not sort as
-  // strings; some engines also refuse more than three fractional digits,
-  // so the fraction is cut to milliseconds first.
-  function parseTime(s) {
-    if (typeof s !== "string") return NaN;
-    const m = /^(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s.trim());
-    if (!m) return Date.parse(s);
-    const frac = ((m[2] || "") + "000").slice(0, 3);
-    return Date.parse(m[1].replace(/[t ]/, "T") + "." + frac + m[3].toUpperCase());
-  }
 
   function updateStatus() {
     let text = "offline";
@@ -68,45 +74,6 @@
     el.classList.toggle("hidden", !text);
   }
 
-  // A websocket that reconnects with backoff (0.5 s doubling to 15 s,
-  // back to 0.5 s once a connection opens).  url() is called for every
-  // connection, so each carries the current token.  A connection that never
-  // opened (browsers hide the status of a refused upgrade) or that was
-  // closed with an auth close code refreshes the token before the next try;
-  // the backoff delay runs meanwhile.
-  function resilientSocket(url, h) {
-    let ws = null, delay = BACKOFF_FIRST_MS, stopped = false, timer = null;
-    function connect() {
-      timer = null;
-      let opened = false;
-      ws = new WebSocket(url());
-      ws.onopen = () => { opened = true; delay = BACKOFF_FIRST_MS; h.onOpen(); };
-      ws.onmessage = (ev) => {
-        let m;
-        try { m = JSON.parse(ev.data); } catch (e) { return; /* not JSON */ }
-        h.onMessage(m);
-      };
-      ws.onclose = (ev) => {
-        if (stopped) return;
-        h.onDown(ev);
-        const renewing = !opened || AUTH_CLOSE_CODES.has(ev.code) ? session.refreshIfStale() : null;
-        timer = setTimeout(async () => {
-          if (renewing) await renewing;
-          if (!stopped) connect();
-        }, delay);
-        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
-      };
-    }
-    connect();
-    return {
-      close() {
-        stopped = true;
-        clearTimeout(timer);
-        if (ws) { ws.onmessage = ws.onclose = ws.onopen = null; ws.close(1000); }
-      },
-    };
-  }
-
   function storageKey() { return "notifd.peers." + state.me; }
   function savePeers() {
     try { localStorage.setItem(storageKey(), JSON.stringify([...state.peers])); } catch (e) { /* private mode */ }
@@ -118,10 +85,42 @@
     } catch (e) { /* ignore */ }
   }
 
+  // ------------------------------------------------------ conversations
+
+  function conv(peer) {
+    let c = state.convs.get(peer);
+    if (!c) {
+      c = { last: null, snapTs: null, unread: 0, ids: new Set() };
+      state.convs.set(peer, c);
+    }
+    return c;
+  }
+
+  // `m` is the newest message of its conversation when no newer one is known.
+  function touchConversation(peer, m) {
+    const c = conv(peer);
+    const t = parseTime(m.created_at);
+    if (!c.last || !(parseTime(c.last.created_at) > t)) c.last = m;
+  }
+
+  // Most recent first; conversations without a message (opened here, never
+  // written in) after them, by name.
+  function sortedPeers() {
+    const when = (p) => { const c = state.convs.get(p); return c && c.last ? parseTime(c.last.created_at) : NaN; };
+    const all = new Set([...state.peers, ...state.convs.keys()]);
+    return [...all].sort((a, b) => {
+      const ta = when(a), tb = when(b);
+      if (Number.isFinite(ta) && Number.isFinite(tb) && ta !== tb) return tb - ta;
+      if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
+      return a < b ? -1 : a > b ? 1 : 0;
+    });
+  }
+
   function renderConversations() {
     const ul = $("conversations");
     ul.textContent = "";
-    for (const p of [...state.peers].sort()) {
+    for (const p of sortedPeers()) {
+      const c = state.convs.get(p) || { last: null, unread: 0 };
       const li = document.createElement("li");
       li.dataset.peer = p;
       li.dataset.testid = "conversation";
@@ -132,14 +131,24 @@
       name.className = "name";
       name.textContent = p;
       li.appendChild(name);
-      const n = state.unread.has(p) ? state.unread.get(p).size : 0;
-      if (n > 0 && p !== state.peer) {
+      if (c.unread > 0 && p !== state.peer) {
         const b = document.createElement("span");
         b.className = "badge";
         b.dataset.testid = "badge";
-        b.title = n + " unread";
-        b.textContent = String(n);
+        b.title = c.unread + " unread";
+        b.textContent = String(c.unread);
         li.appendChild(b);
+      }
+      if (c.last) {
+        const pre = document.createElement("span");
+        pre.className = "preview";
+        pre.dataset.testid = "preview";
+        pre.textContent = (c.last.sender_id === state.me ? "you: " : "") + String(c.last.content ?? "");
+        const when = document.createElement("time");
+        const t = parseTime(c.last.created_at);
+        if (Number.isFinite(t)) when.dateTime = new Date(t).toISOString();
+        when.textContent = formatWhen(t);
+        li.append(pre, when);
       }
       li.onclick = () => openConversation(p);
       li.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openConversation(p); } };
@@ -147,9 +156,37 @@
     }
   }
 
+  // The server's conversation list (previews and unread counts), merged
+  // with the conversations opened in this browser.  A 404 (older server)
+  // keeps the list from storage and the badges the page counts itself.
+  async function loadConversations() {
+    const me = state.me;
+    const { status, body } = await getJson("/chat/conversations?limit=" + CONVERSATIONS_PAGE);
+    if (state.me !== me) return;
+    if (status === 404) { state.serverConvs = false; return; }
+    if (status !== 200 || !body || !Array.isArray(body.conversations)) return; // kept as it is; next reconnect
+    state.serverConvs = true;
+    const fresh = new Map();
+    for (const x of body.conversations) {
+      if (!x || typeof x.peer_id !== "string" || !x.peer_id) continue;
+      const last = x.last_message && typeof x.last_message === "object" ? x.last_message : null;
+      const old = state.convs.get(x.peer_id);
+      const c = { last, snapTs: last ? parseTime(last.created_at) : null, unread: Number(x.unread) || 0, ids: new Set() };
+      // A newer message the page has already shown stays the preview.
+      if (old && old.last && last && parseTime(old.last.created_at) > c.snapTs) c.last = old.last;
+      if (x.peer_id === state.peer && document.visibilityState === "visible") c.unread = 0;
+      fresh.set(x.peer_id, c);
+    }
+    for (const [p, c] of state.convs) if (!fresh.has(p)) fresh.set(p, c);
+    state.convs = fresh;
+    renderConversations();
+  }
+
+  // ------------------------------------------------------ messages
+
   function showMessage(m) {
-    if (!m || typeof m.message_id !== "string" || !m.message_id) return;
-    if (m.stream_id !== state.streamId || state.seen.has(m.message_id)) return;
+    if (!m || typeof m.message_id !== "string" || !m.message_id) return false;
+    if (m.stream_id !== state.streamId || state.seen.has(m.message_id)) return false;
     state.seen.add(m.message_id);
     const mine = m.sender_id === state.me;
     const t = parseTime(m.created_at);
@@ -162,9 +199,11 @@
     text.className = "text";
     text.textContent = String(m.content);
     const when = document.createElement("time");
-    if (!isNaN(t)) when.dateTime = new Date(t).toISOString();
-    when.textContent = (mine ? "you" : String(m.sender_id)) + " · " +
-      (isNaN(t) ? "" : new Date(t).toLocaleTimeString());
+    if (!isNaN(t)) {
+      when.dateTime = new Date(t).toISOString();
+      when.title = new Date(t).toLocaleString();
+    }
+    when.textContent = (mine ? "you" : String(m.sender_id)) + " · " + formatWhen(t);
     li.append(text, when);
     // Chronological order by time, not by arrival: history pages and live
     // frames interleave, and live frames may come out of order.  Equal
@@ -177,46 +216,171 @@
     }
     list.insertBefore(li, prev ? prev.nextSibling : list.firstChild);
     if (atBottom || mine) list.scrollTop = list.scrollHeight;
+    return true;
   }
 
-  // First call for a conversation: the newest page.  After a reconnect:
-  // everything since the watermark (minus a margin), following next_before
-  // until the window is exhausted; duplicates are dropped by message id.
+  // A message of the open conversation from the socket or the send answer.
+  function liveMessage(m) {
+    if (!showMessage(m)) return;
+    touchConversation(state.peer, m);
+    renderConversations();
+    if (m.sender_id === state.peer) { showTyping(false); markRead(); }
+    renderSeen();
+  }
+
+  // "Seen" under the newest of my messages the peer has read: the last of
+  // mine at or before the message the peer's receipt names.
+  function renderSeen() {
+    for (const el of document.querySelectorAll("#messages .seen")) el.remove();
+    if (!state.peerRead) return;
+    const items = [...document.querySelectorAll("#messages li")];
+    const at = items.findIndex((li) => li.dataset.id === state.peerRead);
+    if (at < 0) return;
+    for (let i = at; i >= 0; i--) {
+      if (!items[i].classList.contains("mine")) continue;
+      const s = document.createElement("span");
+      s.className = "seen";
+      s.dataset.testid = "seen";
+      s.textContent = "Seen";
+      items[i].appendChild(s);
+      return;
+    }
+  }
+
+  // Tells the server the open conversation is read up to its newest
+  // message from the peer (while the page is visible); the peer gets a
+  // receipt.
+  let marking = false;
+  async function markRead() {
+    if (!state.readApi || marking || document.visibilityState !== "visible" || !state.streamId) return;
+    const theirs = [...document.querySelectorAll("#messages li:not(.mine)")];
+    const newest = theirs.length ? theirs[theirs.length - 1].dataset.id : null;
+    if (!newest || newest === state.readSent) return;
+    const stream = state.streamId, peer = state.peer;
+    marking = true;
+    const { status, body } = await sendJson("POST", `/chat/streams/${encodeURIComponent(stream)}/read`,
+      { message_id: newest, peer_id: peer });
+    marking = false;
+    if (status === 404 && !(body && /message/i.test(String(body.error || "")))) { state.readApi = false; return; }
+    if (stream !== state.streamId) return;
+    if (status === 200) {
+      state.readSent = newest;
+      const c = conv(peer);
+      c.unread = body && Number.isFinite(body.unread) ? body.unread : 0;
+      c.ids.clear();
+      renderConversations();
+      markRead(); // a newer one may have come meanwhile
+    }
+  }
+
+  function showTyping(on) {
+    clearTimeout(showTyping.timer);
+    const el = $("typing");
+    el.textContent = on ? state.peer + " is typing…" : "";
+    el.classList.toggle("hidden", !on);
+    if (on) showTyping.timer = setTimeout(() => showTyping(false), TYPING_SHOW_MS);
+  }
+
+  // online: true/false, null = not known (socket down, or no v2).
+  function showPresence(online) {
+    const el = $("presence");
+    el.classList.toggle("hidden", !state.peer || state.proto !== CHAT_V2);
+    el.className = el.className.replace(/\b(online|offline|unknown)\b/g, "").trim() + " " +
+      (online === true ? "online" : online === false ? "offline" : "unknown");
+    el.title = online === true ? state.peer + " is online" : online === false ? state.peer + " is offline" : "";
+    el.dataset.state = online === true ? "online" : online === false ? "offline" : "unknown";
+  }
+
+  // A frame of the chat socket: a typed event (notifd.chat.v2) or a bare
+  // message (no subprotocol).
+  function onChatFrame(f) {
+    if (!f || typeof f !== "object") return;
+    if (state.proto !== CHAT_V2 || f.type === undefined) { liveMessage(f); return; }
+    if (f.type === "message") liveMessage(f.message);
+    else if (f.type === "typing" && f.user_id === state.peer) showTyping(true);
+    else if (f.type === "presence" && f.user_id === state.peer) showPresence(f.online === true);
+    else if (f.type === "read" && typeof f.message_id === "string") {
+      if (f.user_id === state.peer) { state.peerRead = f.message_id; renderSeen(); }
+      else if (f.user_id === state.me) { conv(state.peer).unread = 0; renderConversations(); } // another tab of mine
+    }
+  }
+
+  function onInput() {
+    if (state.proto !== CHAT_V2 || !state.chatSocket || !$("text").value) return;
+    const now = Date.now();
+    if (now - state.lastTyping < TYPING_SEND_MS) return;
+    if (state.chatSocket.send({ type: "typing" })) state.lastTyping = now;
+  }
+
+  // One history request: {page} or {error}.
+  async function historyPage(stream, peer, params) {
+    // peer_id: with token auth the server checks the caller is a participant.
+    const q = new URLSearchParams({ peer_id: peer, limit: String(HISTORY_PAGE), ...params });
+    let r, page;
+    try {
+      r = await session.fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?${q}`);
+      page = await r.json().catch(() => null);
+    } catch (e) {
+      return { error: "Could not load the history (" + e.message + ")" };
+    }
+    if (!r.ok) return { error: "Could not load the history: " + session.describe(r, page, "read this conversation") };
+    return { page: page || {} };
+  }
+
+  // First call for a conversation: the newest page (older ones by "load
+  // older").  After a reconnect: only what came since the watermark (minus
+  // a margin), following next_before until the window is exhausted;
+  // duplicates are dropped by message id.
   async function loadHistory() {
     const stream = state.streamId, peer = state.peer;
     if (!stream) return;
     const since = state.watermark;
     let before = null, newest = since;
     for (let i = 0; i < MAX_CATCHUP_PAGES; i++) {
-      // peer_id: with token auth the server checks the caller is a participant.
-      const q = new URLSearchParams({ peer_id: peer, limit: String(HISTORY_PAGE) });
-      if (since !== null) q.set("after", new Date(since - CATCHUP_MARGIN_MS).toISOString());
-      if (before) q.set("before", before);
-      let page, r;
-      try {
-        r = await session.fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?${q}`);
-        page = r.ok ? await r.json() : await r.json().catch(() => null);
-      } catch (e) {
-        if (stream === state.streamId) showError("Could not load the history (" + e.message + ")");
-        return;
-      }
-      if (!r.ok) {
-        if (stream === state.streamId) {
-          showError("Could not load the history: " + session.describe(r, page, "read this conversation"));
-        }
-        return;
-      }
+      const params = {};
+      if (since !== null) params.after = new Date(since - CATCHUP_MARGIN_MS).toISOString();
+      if (before) params.before = before;
+      const { page, error } = await historyPage(stream, peer, params);
       if (stream !== state.streamId) return; // switched conversation meanwhile
+      if (error) { showError(error); return; }
       for (const m of page.messages || []) {
         showMessage(m);
         const t = parseTime(m && m.created_at);
         if (!isNaN(t) && (newest === null || t > newest)) newest = t;
       }
-      if (since === null || !page.next_before) break;
+      if (since === null) {
+        state.older = page.next_before || null;
+        const newestMsg = (page.messages || [])[0];
+        if (newestMsg) touchConversation(peer, newestMsg);
+        break;
+      }
+      if (!page.next_before) break;
       before = page.next_before;
     }
-    if (stream === state.streamId && newest !== null &&
-        (state.watermark === null || newest > state.watermark)) state.watermark = newest;
+    $("older").classList.toggle("hidden", !state.older);
+    if (newest !== null && (state.watermark === null || newest > state.watermark)) state.watermark = newest;
+    renderSeen();
+    renderConversations();
+    markRead();
+  }
+
+  // "Load older": the page before the oldest one shown, keeping the view
+  // where it was.
+  async function loadOlder() {
+    const stream = state.streamId, peer = state.peer, cursor = state.older;
+    if (!cursor) return;
+    $("older").disabled = true;
+    const { page, error } = await historyPage(stream, peer, { before: cursor });
+    $("older").disabled = false;
+    if (stream !== state.streamId) return;
+    if (error) { showError(error); return; }
+    const list = $("messages");
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    for (const m of page.messages || []) showMessage(m);
+    list.scrollTop = list.scrollHeight - fromBottom;
+    state.older = page.next_before || null;
+    $("older").classList.toggle("hidden", !state.older);
+    renderSeen();
   }
 
   // The open conversation (and, without accounts, the user) live in the
@@ -230,40 +394,52 @@
     try { history.replaceState(null, "", location.pathname + (s ? "?" + s : "")); } catch (e) { /* file: */ }
   }
 
-  // A websocket URL with the current token (none without accounts).
-  function wsUrl(pathname, params) {
-    const q = new URLSearchParams(params);
-    const t = session.token();
-    if (t) q.set("token", t);
-    return wsBase() + pathname + "?" + q;
-  }
-
   function openConversation(peer) {
     peer = String(peer).trim();
     if (!state.me || !peer || peer === state.peer) return;
     if (state.chatSocket) state.chatSocket.close();
-    state.peer = peer;
-    state.streamId = window.notifdStreamId(state.me, peer);
+    Object.assign(state, {
+      peer, streamId: window.notifdStreamId(state.me, peer), watermark: null, older: null,
+      readSent: null, peerRead: null, proto: "", lastTyping: 0,
+    });
     state.seen.clear();
-    state.watermark = null;
-    state.unread.delete(peer);
+    const c = conv(peer);
+    c.unread = 0;
+    c.ids.clear();
     state.peers.add(peer);
     savePeers();
     showError("");
+    showTyping(false);
+    showPresence(null);
     $("messages").textContent = "";
+    $("older").classList.add("hidden");
     $("title").textContent = "Chat with " + peer;
     $("text").disabled = $("send").disabled = false;
     renderConversations();
     rememberInUrl();
+    inbox.markChatRead(peer);
     const params = { stream_id: state.streamId, sender_id: state.me, receiver_id: peer };
     state.up.chat = false;
     let sock = null;
     sock = resilientSocket(() => wsUrl("/chat/subscribe-websocket", params), {
-      onMessage: (m) => showMessage(m),
+      onMessage: (f) => { if (state.chatSocket === sock) onChatFrame(f); },
       // Subscribed first, history second: nothing falls in between.
-      onOpen: () => { if (state.chatSocket !== sock) return; state.up.chat = true; updateStatus(); loadHistory(); },
-      onDown: () => { if (state.chatSocket !== sock) return; state.up.chat = false; updateStatus(); },
-    });
+      onOpen: (proto) => {
+        if (state.chatSocket !== sock) return;
+        state.up.chat = true;
+        state.proto = proto;
+        showPresence(null);
+        updateStatus();
+        loadHistory();
+      },
+      onDown: () => {
+        if (state.chatSocket !== sock) return;
+        state.up.chat = false;
+        showPresence(null);
+        showTyping(false);
+        updateStatus();
+      },
+    }, CHAT_V2);
     state.chatSocket = sock;
     updateStatus();
   }
@@ -295,7 +471,7 @@
         if (state.draft === draft) state.draft = null;
         if ($("text").value === content) $("text").value = "";
         showError("");
-        showMessage(data); // ignored if the conversation changed meanwhile
+        liveMessage(data); // ignored if the conversation changed meanwhile
       } else if (r.status !== 401 || state.me) {
         showError("Not sent: " + session.describe(r, data, "send messages in this conversation"));
       }
@@ -307,15 +483,23 @@
     }
   }
 
+  // A chat notification raises the badge of a closed conversation, once
+  // per message, and only for messages newer than the server's count
+  // covers (a replayed notification is in that count already).
   function onNotification(n) {
     if (!n || n.notification_type !== "chat_notification" || !n.payload) return;
     const p = n.payload;
     const from = p.sender_id;
     if (typeof from !== "string" || !from || typeof p.message_id !== "string") return;
     if (p.receiver_id !== state.me) return;
-    if (from === state.peer) return; // the open conversation shows it already
-    if (!state.unread.has(from)) state.unread.set(from, new Set());
-    state.unread.get(from).add(p.message_id); // a redelivered notification counts once
+    const c = conv(from);
+    touchConversation(from, p);
+    const t = parseTime(p.created_at);
+    const counted = c.snapTs !== null && (!(t > c.snapTs) || (c.last && c.last.message_id === p.message_id && t === c.snapTs));
+    if (from !== state.peer && !counted && !c.ids.has(p.message_id)) {
+      c.ids.add(p.message_id);
+      c.unread++;
+    }
     if (!state.peers.has(from)) { state.peers.add(from); savePeers(); }
     renderConversations();
   }
@@ -351,11 +535,21 @@
     document.title = "notifd chat — " + me;
     loadPeers();
     renderConversations();
-    state.noteSocket = resilientSocket(() => wsUrl("/notifications/subscribe", { user_id: me }), {
-      onMessage: onNotification,
-      onOpen: () => { state.up.note = true; updateStatus(); },
-      onDown: () => { state.up.note = false; updateStatus(); },
+    loadConversations();
+    let noteDropped = false;
+    inbox.start(me, {
+      onNotification,
+      onUp: () => {
+        state.up.note = true;
+        updateStatus();
+        // Without the inbox's replay, missed chat notifications are not
+        // resent: the server's counts are fetched again instead.
+        if (noteDropped && !inbox.enabled() && state.serverConvs) loadConversations();
+      },
+      onDown: () => { noteDropped = true; state.up.note = false; updateStatus(); },
+      openChat: openConversation,
     });
+    settings.start(me);
     updateStatus();
     const params = new URLSearchParams(location.search);
     if (params.get("peer")) openConversation(params.get("peer"));
@@ -367,15 +561,19 @@
   // unless `forget`.
   function leaveChat(why, forget) {
     if (state.chatSocket) state.chatSocket.close();
-    if (state.noteSocket) state.noteSocket.close();
+    inbox.stop();
+    settings.stop();
     const me = state.me;
     Object.assign(state, {
-      me: null, peer: null, streamId: null, watermark: null, chatSocket: null, noteSocket: null,
-      up: { chat: false, note: false }, draft: null, sending: false,
+      me: null, peer: null, streamId: null, watermark: null, older: null, chatSocket: null,
+      up: { chat: false, note: false }, draft: null, sending: false, convs: new Map(), serverConvs: null,
+      readApi: true, readSent: null, peerRead: null, proto: "",
     });
     state.seen.clear();
     state.peers.clear();
-    state.unread.clear();
+    showTyping(false);
+    showPresence(null);
+    $("older").classList.add("hidden");
     $("messages").textContent = "";
     $("conversations").textContent = "";
     $("title").textContent = "Pick someone to chat with";
@@ -437,12 +635,17 @@
     if ($("login").reportValidity()) submitLogin(true);
   };
   $("logout").onclick = () => {
+    settings.stop(true); // its DELETE of the push subscription still carries the token
     session.signOut();
     $("me").value = "";
     leaveChat("", true);
   };
   $("peer-form").onsubmit = (e) => { e.preventDefault(); openConversation($("peer").value); };
   $("send-form").onsubmit = send;
+  $("text").addEventListener("input", onInput);
+  $("older").onclick = loadOlder;
+  // Back to the page: what arrived meanwhile is read now.
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") markRead(); });
   window.notifdParseTime = parseTime; // for tests and the console
 
   // At load: resume this tab's session (or, in seed mode, the user in the

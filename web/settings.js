@@ -1,0 +1,279 @@
+// The settings panel (window.notifdSettings): "Notify me when offline"
+// (a service worker and a Web Push subscription) and the user's
+// notification preferences.
+//
+// The service worker (sw.js) is registered at load; it shows a system
+// notification for every push message and brings the page back on a
+// click.  Permission is asked only when the user turns the toggle on (a
+// user gesture, as browsers require).  A server without Web Push
+// (/push/vapid-public-key is 404) or without preferences
+// (/users/{id}/preferences is 404) gets the part greyed out with a reason,
+// and a browser without a push service (headless browsers, some privacy
+// settings) says so; none of this touches sign-in or chatting.
+(function (global) {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const util = global.notifdUtil;
+  const CHANNELS = ["websocket", "push", "email"];
+
+  let me = null;
+  let registration = null;  // the service worker's, once registered
+  let endpoint = null;      // this browser's push endpoint known to the server
+  let prefs = null;         // the preferences as the server sent them, edited in place
+  let gen = 0;
+
+  function pushStatus(text, bad) {
+    const el = $("push-status");
+    el.textContent = text;
+    el.classList.toggle("error", !!bad);
+  }
+  function prefsStatus(text, bad) {
+    const el = $("prefs-status");
+    el.textContent = text;
+    el.classList.toggle("error", !!bad);
+  }
+
+  // The service worker, registered once per page.
+  let registering = null;
+  function serviceWorker() {
+    if (!("serviceWorker" in navigator)) return Promise.resolve(null);
+    if (!registering) {
+      registering = navigator.serviceWorker.register("sw.js", { scope: "./" })
+        .then((r) => { registration = r; return r; })
+        .catch(() => null);
+    }
+    return registering;
+  }
+
+  function b64urlBytes(s) {
+    const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+    return Uint8Array.from(b, (c) => c.charCodeAt(0));
+  }
+
+  async function vapidKey() {
+    const { status, body } = await util.getJson("/push/vapid-public-key");
+    if (status === 404) return { missing: true };
+    if (status !== 200 || !body || typeof body.public_key !== "string" || !body.public_key) {
+      return { error: "the server did not give its push key (" + (status || "no answer") + ")" };
+    }
+    return { key: body.public_key };
+  }
+
+  // The toggle's state at sign-in.
+  async function initPush() {
+    const g = gen;
+    const toggle = $("push-toggle");
+    toggle.checked = false;
+    toggle.disabled = true;
+    const reg = await serviceWorker();
+    if (g !== gen) return;
+    if (!reg || !("PushManager" in global) || !("Notification" in global)) {
+      pushStatus("This browser cannot show notifications while the page is closed");
+      return;
+    }
+    const k = await vapidKey();
+    if (g !== gen) return;
+    if (k.missing) { pushStatus("This server does not send push notifications"); return; }
+    toggle.disabled = false;
+    const sub = await reg.pushManager.getSubscription().catch(() => null);
+    if (g !== gen) return;
+    if (sub && Notification.permission === "granted") {
+      // Tell the server again: it may have dropped the subscription, or it
+      // may belong to the user signed in before in this browser.
+      const { status } = await util.sendJson("POST", "/push/subscriptions", sub.toJSON());
+      if (g !== gen) return;
+      if (status === 200 || status === 201) {
+        endpoint = sub.endpoint;
+        toggle.checked = true;
+        pushStatus("On: you are notified when this page is closed");
+        return;
+      }
+    }
+    pushStatus(Notification.permission === "denied"
+      ? "Notifications are blocked for this site (allow them in the browser's site settings)" : "Off");
+  }
+
+  async function enablePush() {
+    const g = gen;
+    const toggle = $("push-toggle");
+    const fail = (text) => { if (g === gen) { toggle.checked = false; pushStatus(text, true); } };
+    toggle.disabled = true;
+    try {
+      pushStatus("Asking for permission…");
+      const permission = await Notification.requestPermission();
+      if (permission !== "granted") {
+        fail("Notifications are blocked for this site (allow them in the browser's site settings)");
+        return;
+      }
+      const reg = await serviceWorker();
+      const k = await vapidKey();
+      if (!reg) { fail("The service worker could not be registered"); return; }
+      if (!k.key) { fail(k.missing ? "This server does not send push notifications" : "Not turned on: " + k.error); return; }
+      let sub;
+      try {
+        sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlBytes(k.key) });
+      } catch (e) {
+        fail("This browser has no push service available (" + (e.message || e.name) +
+          "): you are notified only while this page is open");
+        return;
+      }
+      if (g !== gen) return;
+      const { status, r, body } = await util.sendJson("POST", "/push/subscriptions", sub.toJSON());
+      if (status !== 200 && status !== 201) {
+        await sub.unsubscribe().catch(() => {});
+        fail("Not turned on: " + (r ? global.notifdSession.describe(r, body, "register for push") : "cannot reach the server"));
+        return;
+      }
+      endpoint = sub.endpoint;
+      if (g === gen) pushStatus("On: you are notified when this page is closed");
+    } finally {
+      if (g === gen) toggle.disabled = false;
+    }
+  }
+
+  async function disablePush() {
+    const toggle = $("push-toggle");
+    toggle.disabled = true;
+    const reg = await serviceWorker();
+    const sub = reg ? await reg.pushManager.getSubscription().catch(() => null) : null;
+    const ep = endpoint || (sub && sub.endpoint);
+    if (ep) await util.sendJson("DELETE", "/push/subscriptions", { endpoint: ep });
+    if (sub) await sub.unsubscribe().catch(() => {});
+    endpoint = null;
+    toggle.disabled = false;
+    pushStatus("Off");
+  }
+
+  // ------------------------------------------------------ preferences
+
+  // Preferences are edited in their own shape: channels per notification
+  // type (an object of booleans or a list of channel names), quiet hours
+  // (booleans as checkboxes, the rest as text).  Keys this page does not
+  // know are kept as they came.
+  function renderPrefs() {
+    const box = $("prefs-channels");
+    box.textContent = "";
+    const channels = prefs && typeof prefs.channels === "object" && prefs.channels ? prefs.channels : {};
+    for (const type of Object.keys(channels).sort()) {
+      const row = document.createElement("div");
+      row.className = "pref-row";
+      row.dataset.type = type;
+      const name = document.createElement("span");
+      name.className = "pref-type";
+      name.textContent = type.replace(/_notification$/, "").replace(/[_-]+/g, " ");
+      row.appendChild(name);
+      const v = channels[type];
+      const keys = Array.isArray(v) ? CHANNELS
+        : v && typeof v === "object" ? Object.keys(v).filter((k) => typeof v[k] === "boolean") : [];
+      for (const ch of keys) {
+        const l = document.createElement("label");
+        l.className = "inline";
+        const cb = document.createElement("input");
+        cb.type = "checkbox";
+        cb.dataset.channel = ch;
+        cb.checked = Array.isArray(v) ? v.includes(ch) : v[ch];
+        cb.onchange = () => {
+          const cur = channels[type];
+          if (Array.isArray(cur)) channels[type] = cb.checked ? [...new Set([...cur, ch])] : cur.filter((x) => x !== ch);
+          else cur[ch] = cb.checked;
+        };
+        l.append(cb, " " + ch);
+        row.appendChild(l);
+      }
+      box.appendChild(row);
+    }
+    const qbox = $("prefs-quiet");
+    qbox.textContent = "";
+    const q = prefs && prefs.quiet_hours && typeof prefs.quiet_hours === "object" ? prefs.quiet_hours : null;
+    $("prefs-quiet-title").classList.toggle("hidden", !q);
+    for (const k of q ? Object.keys(q) : []) {
+      const l = document.createElement("label");
+      l.className = "inline";
+      const input = document.createElement("input");
+      input.dataset.key = k;
+      if (typeof q[k] === "boolean") {
+        input.type = "checkbox";
+        input.checked = q[k];
+        input.onchange = () => { q[k] = input.checked; };
+        l.append(input, " " + k.replace(/_/g, " "));
+      } else {
+        input.value = q[k] === null || q[k] === undefined ? "" : String(q[k]);
+        input.onchange = () => {
+          const t = input.value.trim();
+          q[k] = typeof q[k] === "number" && t !== "" && Number.isFinite(Number(t)) ? Number(t) : t === "" ? null : t;
+        };
+        l.append(k.replace(/_/g, " ") + " ", input);
+      }
+      qbox.appendChild(l);
+    }
+  }
+
+  async function loadPrefs() {
+    const g = gen;
+    $("prefs-form").classList.add("hidden");
+    const { status, body } = await util.getJson(`/users/${encodeURIComponent(me)}/preferences`);
+    if (g !== gen) return;
+    if (status === 404) { prefsStatus("This server keeps no notification preferences"); return; }
+    if (status !== 200 || !body || typeof body !== "object") {
+      prefsStatus("Could not load the preferences (" + (status || "no answer") + ")", true);
+      return;
+    }
+    prefs = body;
+    prefsStatus("");
+    renderPrefs();
+    $("prefs-form").classList.remove("hidden");
+  }
+
+  async function savePrefs(ev) {
+    ev.preventDefault();
+    if (!prefs) return;
+    const g = gen;
+    const { status, body, r } = await util.sendJson("PUT", `/users/${encodeURIComponent(me)}/preferences`, prefs);
+    if (g !== gen) return;
+    if (status === 200 || status === 204) {
+      if (body && typeof body === "object" && body.channels) { prefs = body; renderPrefs(); }
+      prefsStatus("Saved");
+    } else {
+      prefsStatus("Not saved: " + (r ? global.notifdSession.describe(r, body, "change these preferences") : "cannot reach the server"), true);
+    }
+  }
+
+  function start(user) {
+    me = user;
+    $("settings-btn").classList.remove("hidden");
+    initPush();
+    loadPrefs();
+  }
+
+  // Signing out: this browser stops receiving the user's pushes.  The
+  // DELETE leaves before the token is forgotten (the caller signs out
+  // right after); the browser's subscription goes too.
+  // An expired session keeps them (signOut false): the user did not ask
+  // to stop them.
+  function stop(signOut) {
+    gen++;
+    if (signOut && endpoint) util.sendJson("DELETE", "/push/subscriptions", { endpoint });
+    if (signOut && endpoint && registration) {
+      registration.pushManager.getSubscription().then((s) => s && s.unsubscribe()).catch(() => {});
+    }
+    endpoint = null;
+    me = null;
+    prefs = null;
+    $("settings").classList.add("hidden");
+    $("settings-btn").classList.add("hidden");
+    $("prefs-form").classList.add("hidden");
+    pushStatus("");
+    prefsStatus("");
+  }
+
+  $("settings-btn").onclick = () => {
+    const panel = $("settings");
+    panel.classList.toggle("hidden");
+    $("settings-btn").setAttribute("aria-expanded", String(!panel.classList.contains("hidden")));
+  };
+  $("push-toggle").onchange = () => { if ($("push-toggle").checked) enablePush(); else disablePush(); };
+  $("prefs-form").onsubmit = savePrefs;
+  serviceWorker();
+
+  global.notifdSettings = { start, stop };
+})(window);
