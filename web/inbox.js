@@ -33,7 +33,7 @@
     if (n.notification_type === "chat_notification" && typeof p.sender_id === "string") {
       return "Message from " + p.sender_id + ": " + String(p.content ?? "");
     }
-    for (const k of ["title", "message", "content", "text", "status"]) {
+    for (const k of ["title", "message", "content", "text", "product_name", "status"]) {
       if (typeof p[k] === "string" && p[k]) return label(n.notification_type) + ": " + p[k];
     }
     const json = JSON.stringify(n.payload ?? null);

@@ -28,7 +28,7 @@ function describe(data) {
   }
   const type = String(n.notification_type || "notification").replace(/_notification$/, "").replace(/[_-]+/g, " ");
   let body = "";
-  for (const k of ["title", "message", "content", "text", "status"]) {
+  for (const k of ["title", "message", "content", "text", "product_name", "status"]) {
     if (typeof p[k] === "string" && p[k]) { body = p[k]; break; }
   }
   if (!body) body = JSON.stringify(n.payload ?? "").slice(0, 200);

@@ -5,7 +5,8 @@
 #   tests/browser/run.sh BUILD_ROOT SOURCE_ROOT ARTIFACT_DIR [TEST]
 #
 # TEST is the script tests/browser/TEST.test.mjs: chat (seed mode, the
-# default) or auth (accounts and tokens).  Exit 77 (meson: SKIP) with the
+# default), auth (accounts and tokens) or state (inbox, read state,
+# presence, typing, push).  Exit 77 (meson: SKIP) with the
 # reason when node, chromium or the npm packages are missing;
 # scripts/install-deps.sh test installs all three.
 set -eu
