@@ -161,7 +161,9 @@
   // keeps the list from storage and the badges the page counts itself.
   async function loadConversations() {
     const me = state.me;
-    const { status, body } = await getJson("/chat/conversations?limit=" + CONVERSATIONS_PAGE);
+    // user_id: the token's subject anyway; without accounts (seed mode) the user.
+    const q = new URLSearchParams({ user_id: me, limit: String(CONVERSATIONS_PAGE) });
+    const { status, body } = await getJson("/chat/conversations?" + q);
     if (state.me !== me) return;
     if (status === 404) { state.serverConvs = false; return; }
     if (status !== 200 || !body || !Array.isArray(body.conversations)) return; // kept as it is; next reconnect
@@ -259,7 +261,7 @@
     const stream = state.streamId, peer = state.peer;
     marking = true;
     const { status, body } = await sendJson("POST", `/chat/streams/${encodeURIComponent(stream)}/read`,
-      { message_id: newest, peer_id: peer });
+      { message_id: newest, user_id: state.me });
     marking = false;
     if (status === 404 && !(body && /message/i.test(String(body.error || "")))) { state.readApi = false; return; }
     if (stream !== state.streamId) return;

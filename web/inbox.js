@@ -110,7 +110,8 @@
   // One page of the inbox (the newest, or older than `before`).
   async function fetchPage(before) {
     const g = gen;
-    const q = new URLSearchParams({ limit: String(PAGE) });
+    // user_id: the token's subject anyway; without accounts (seed mode) the user.
+    const q = new URLSearchParams({ user_id: me, limit: String(PAGE) });
     if (before !== null && before !== undefined) q.set("before", String(before));
     const { status, body } = await util.getJson("/notifications?" + q);
     if (g !== gen) return false;
@@ -132,7 +133,7 @@
 
   async function markRead(ids) {
     const body = ids === "all" ? { all: true } : { ids };
-    const { status, body: ans } = await util.sendJson("POST", "/notifications/read", body);
+    const { status, body: ans } = await util.sendJson("POST", "/notifications/read?" + new URLSearchParams({ user_id: me }), body);
     if (status !== 200) { inboxMessage("Not marked read (" + (status || "no answer") + ")"); return; }
     inboxMessage("");
     for (const [id, it] of items) {

@@ -216,16 +216,24 @@ function launchBrowser() {
 }
 
 // Records every chat/notification websocket a page opens and the frames
-// it receives.
+// it receives.  chatFrames are the chat messages (a notifd.chat.v2
+// message event counts as its message), chatEvents every chat frame as
+// it came.
 export function track(page) {
-  const t = { chatSockets: [], noteSockets: [], chatFrames: [], noteFrames: [] };
+  const t = { chatSockets: [], noteSockets: [], chatFrames: [], chatEvents: [], noteFrames: [] };
   page.on("websocket", (ws) => {
     const u = new URL(ws.url());
-    const frames = u.pathname === "/chat/subscribe-websocket" ? t.chatFrames
-      : u.pathname === "/notifications/subscribe" ? t.noteFrames : null;
-    if (!frames) return;
-    (frames === t.chatFrames ? t.chatSockets : t.noteSockets).push(ws);
-    ws.on("framereceived", (f) => { try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON */ } });
+    const chat = u.pathname === "/chat/subscribe-websocket";
+    if (!chat && u.pathname !== "/notifications/subscribe") return;
+    (chat ? t.chatSockets : t.noteSockets).push(ws);
+    ws.on("framereceived", (f) => {
+      let m;
+      try { m = JSON.parse(f.payload); } catch { return; /* not JSON */ }
+      if (!chat) { t.noteFrames.push(m); return; }
+      t.chatEvents.push(m);
+      if (m && m.type === undefined) t.chatFrames.push(m);
+      else if (m && m.type === "message" && m.message) t.chatFrames.push(m.message);
+    });
   });
   return t;
 }

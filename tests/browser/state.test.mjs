@@ -59,8 +59,7 @@ function upgradeProtocol(notifd, pathAndQuery, proto) {
 
 await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch, finish }) => {
   const internal = randomBytes(16).toString("hex");
-  // Presence grace: the test may shorten it (the committed default stays).
-  const notifd = await startNotifd({ env: { NOTIFD_INTERNAL_TOKEN: internal, NOTIFD_PRESENCE_GRACE: "1s" } });
+  const notifd = await startNotifd({ env: { NOTIFD_INTERNAL_TOKEN: internal } });
   const base = notifd.base;
   const tokens = {};
   const api = (method, p, body, who) =>
