@@ -26,6 +26,20 @@ static void set_pending(webpush *wp) {
   wp->api->metric_set(wp->m_pending, NULL, (double)wp->ndeliveries);
 }
 
+/* Logs name the push service by origin only: the endpoint's path is a
+ * capability (whoever knows it can push to the browser). */
+static const char *service(const char *endpoint, char *buf, size_t n) {
+  return wp_url_origin(endpoint, buf, n) == 0 ? buf : "?";
+}
+
+/* "timeout" or "transport error N" for a negative http_call status. */
+static const char *failure(int32_t status, char *buf, size_t n) {
+  if (status == NOTIFD_ETIMEDOUT) snprintf(buf, n, "timeout");
+  else if (status < 0) snprintf(buf, n, "transport error %d", status);
+  else snprintf(buf, n, "status %d", status);
+  return buf;
+}
+
 void wp_delivery_free(wp_delivery *d) {
   if (!d) return;
   webpush *wp = d->wp;
@@ -56,8 +70,7 @@ static wp_delivery *prepare(webpush *wp, const char *user_id, const wp_sub *s, c
   if (pc_b64url_decode(s->p256dh, strlen(s->p256dh), point, sizeof point) != WP_POINT_LEN ||
       pc_b64url_decode(s->auth, strlen(s->auth), auth, sizeof auth) != WP_AUTH_LEN ||
       wp_url_origin(s->endpoint, origin, sizeof origin) < 0) {
-    wp->api->log(wp->self, NOTIFD_LOG_ERROR, "user %s: unusable stored subscription %s", user_id,
-                 s->endpoint);
+    wp->api->log(wp->self, NOTIFD_LOG_ERROR, "user %s: unusable stored subscription", user_id);
     return NULL;
   }
   wp_delivery *d = calloc(1, sizeof *d);
@@ -72,8 +85,7 @@ static wp_delivery *prepare(webpush *wp, const char *user_id, const wp_sub *s, c
       wp_vapid_header(&wp->vapid, origin, (int64_t)now + JWT_LIFETIME_S, wp->subject, &d->authz) <
           0 ||
       !pc_buf_cstr(&d->authz)) {
-    wp->api->log(wp->self, NOTIFD_LOG_ERROR, "user %s: cannot encrypt for %s", user_id,
-                 s->endpoint);
+    wp->api->log(wp->self, NOTIFD_LOG_ERROR, "user %s: cannot encrypt for %s", user_id, origin);
     wp_delivery_free(d);
     return NULL;
   }
@@ -116,15 +128,17 @@ static void gone_run(wp_job *j) {
 
 static void gone_done(wp_job *j) {
   if (j->rc < 0)
-    j->wp->api->log(j->wp->self, NOTIFD_LOG_ERROR, "cannot remove subscription %s: %s",
-                    j->sub.endpoint, j->err);
+    j->wp->api->log(j->wp->self, NOTIFD_LOG_ERROR, "user %s: cannot remove a subscription: %s",
+                    j->user_id, j->err);
 }
 
 /* The push service says the subscription no longer exists. */
 static void remove_gone(wp_delivery *d, int32_t status) {
   webpush *wp = d->wp;
-  wp->api->log(wp->self, NOTIFD_LOG_INFO, "user %s: push service answered %d, removing %s",
-               d->user_id, status, d->endpoint);
+  char o[2100];
+  wp->api->log(wp->self, NOTIFD_LOG_INFO,
+               "user %s: push service %s answered %d, removing the subscription", d->user_id,
+               service(d->endpoint, o, sizeof o), status);
   wp_count(wp, "gone");
   wp_job *j = wp_job_new(wp, NULL);
   if (j) {
@@ -151,29 +165,32 @@ static int64_t backoff_ms(webpush *wp, const wp_delivery *d, notifd_http_resp *r
   return ms < wp->retry_max_ms ? ms : wp->retry_max_ms;
 }
 
-static void fail(wp_delivery *d, int32_t status, const char *why) {
+static void fail(wp_delivery *d, int32_t status) {
   webpush *wp = d->wp;
-  wp->api->log(wp->self, NOTIFD_LOG_WARN, "user %s: push to %s dropped after %d attempt(s): %s %d",
-               d->user_id, d->endpoint, d->attempt, why, status);
+  char o[2100], f[64];
+  wp->api->log(wp->self, NOTIFD_LOG_WARN, "user %s: push to %s dropped after %d attempt(s): %s",
+               d->user_id, service(d->endpoint, o, sizeof o), d->attempt,
+               failure(status, f, sizeof f));
   wp_count(wp, "failed");
   wp_delivery_free(d);
 }
 
 static void retry_or_fail(wp_delivery *d, int32_t status, notifd_http_resp *resp) {
   webpush *wp = d->wp;
-  const char *why = status < 0 ? "transport error" : "status";
   if (d->attempt >= wp->retry_attempts) {
-    fail(d, status, why);
+    fail(d, status);
     return;
   }
   int64_t ms = backoff_ms(wp, d, resp);
   if (wp->api->timer_start(wp->self, ms, 0, on_retry_timer, d, &d->timer) < 0) {
     d->timer = NULL;
-    fail(d, status, why);
+    fail(d, status);
     return;
   }
-  wp->api->log(wp->self, NOTIFD_LOG_DEBUG, "user %s: push to %s: %s %d, retry in %lldms",
-               d->user_id, d->endpoint, why, status, (long long)ms);
+  char o[2100], f[64];
+  wp->api->log(wp->self, NOTIFD_LOG_DEBUG, "user %s: push to %s: %s, retry in %lldms",
+               d->user_id, service(d->endpoint, o, sizeof o), failure(status, f, sizeof f),
+               (long long)ms);
   wp_count(wp, "retried");
 }
 
@@ -187,7 +204,7 @@ static void on_reply(int32_t status, notifd_http_resp *resp, void *ud) {
   } else if (status < 0 || status == 429 || status >= 500) {
     retry_or_fail(d, status, resp);
   } else {
-    fail(d, status, "status");
+    fail(d, status);
   }
 }
 
@@ -211,9 +228,10 @@ static void attempt(wp_delivery *d) {
 
 static void start_delivery(webpush *wp, wp_delivery *d) {
   if (wp->ndeliveries >= wp->max_pending) {
+    char o[2100];
     wp->api->log(wp->self, NOTIFD_LOG_WARN,
                  "user %s: push to %s dropped: %lld deliveries pending (max_pending)", d->user_id,
-                 d->endpoint, (long long)wp->ndeliveries);
+                 service(d->endpoint, o, sizeof o), (long long)wp->ndeliveries);
     wp_count(wp, "failed");
     wp_delivery_free(d);
     return;
