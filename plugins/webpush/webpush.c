@@ -147,21 +147,22 @@ static int read_config(webpush *wp) {
   cfg_int(&c, "retry.max_attempts", 5, 1, 1000, &wp->retry_attempts);
   cfg_dur(&c, "retry.initial_interval", 1000, 1, &wp->retry_initial_ms);
   cfg_dur(&c, "retry.max_interval", 60000, 1, &wp->retry_max_ms);
-  if (c.bad) return -1;
   wp->ttl_s = ttl_ms / 1000;
   if (wp->retry_max_ms < wp->retry_initial_ms) wp->retry_max_ms = wp->retry_initial_ms;
   /* Push services want a way to reach the sender (RFC 8292 section 2.1). */
-  if (strncmp(wp->subject, "mailto:", 7) != 0 && strncmp(wp->subject, "https://", 8) != 0) {
+  if (wp->subject && strncmp(wp->subject, "mailto:", 7) != 0 &&
+      strncmp(wp->subject, "https://", 8) != 0) {
     LOGE(wp, "config key 'subject': expected a mailto: or https: URI, got '%s'", wp->subject);
-    return -1;
+    c.bad = 1;
   }
-  for (const unsigned char *s = (const unsigned char *)wp->subject; *s; s++) {
+  for (const unsigned char *s = (const unsigned char *)wp->subject; s && *s; s++) {
     if (*s < 0x20 || *s == 0x7f) {
       LOGE(wp, "config key 'subject': control characters are not allowed");
-      return -1;
+      c.bad = 1;
+      break;
     }
   }
-  return 0;
+  return c.bad ? -1 : 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
