@@ -10,7 +10,8 @@ Covers: subscribe / list / delete, bad subscriptions refused with nothing
 stored, a send decrypted to the notification's JSON, the truncated stub for
 a large one, 410 and 404 removing the subscription, 500 then 201 retried and
 delivered once, per-user isolation, token auth mode (users) and the internal
-send route, the VAPID key kept across a restart, clean exits on SIGTERM.
+send route, the VAPID key kept across a restart, clean exits on SIGTERM (also
+with a retry waiting).
 """
 import base64
 import json
@@ -444,3 +445,18 @@ def test_configured_raw_vapid_key(notifd_factory, push):
     got = json.loads(http("GET", f"{n.url}/push/vapid-public-key")[1])["public_key"]
     assert got == want
     assert not os.path.exists(os.path.join(n.data_dir, "vapid.pem"))
+
+
+def test_sigterm_with_a_retry_waiting(notifd_factory, push):
+    """A delivery waiting on its retry timer at shutdown is dropped: the
+    daemon exits 0 at once, with nothing leaked (checked_exits, ASan)."""
+    n = seed(notifd_factory, retry="{max_attempts: 5, initial_interval: 30s, max_interval: 60s}")
+    assert subscribe(n, "alice", push.subscription("slow"))[0] == 201
+    push.answers["/push/slow"] = [503]
+    assert send(n, "alice", note(12)) == 1
+    wait_until(lambda: metric(n, "webpush_sends_total", result="retried") == 1, what="a retry")
+    assert metric(n, "webpush_pending_deliveries") == 1
+    t0 = time.time()
+    assert n.stop() == 0
+    assert time.time() - t0 < 5
+    assert "1 push deliveries unfinished" in n.read_log()
