@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
-# Kafka jars and the FerretDB binary, once, before the suites that start
-# them (cached; a failure only makes those suites report SKIPPED).
+# Kafka jars, the FerretDB binary and the Python venv, once, before the
+# suites that use them (cached; a failure only makes those suites report
+# SKIPPED).
 tests/services/kafka.sh fetch || true
 tests/services/ferretdb.sh build >/dev/null || true
+# http_ece and py_vapid (PyPI) in a cached venv for the Web Push suite.
+tests/services/pyenv.sh setup >/dev/null || true
 
 status=0
 run_suite() {

@@ -1,10 +1,12 @@
 /* Unit tests of the plugin-side helpers: Go's JSON scanner errors and
  * string rules, encoding/json output, RFC 3339 parsing and writing, gin
- * binding and validator messages of the wire models, stream ids. */
+ * binding and validator messages of the wire models, stream ids,
+ * base64url. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pc_b64.h"
 #include "pc_bind.h"
 #include "pc_jenc.h"
 #include "pc_jscan.h"
@@ -837,6 +839,34 @@ START_TEST(stream_id_vectors) {
 }
 END_TEST
 
+/* ---- base64url -------------------------------------------------------- */
+
+START_TEST(b64url_round_trip) {
+  /* RFC 4648 section 10 vectors, in the url alphabet and unpadded. */
+  static const char *const v[][2] = {
+      {"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
+      {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff\xbf", "-_-_"},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    pc_buf b;
+    pc_buf_init(&b);
+    pc_b64url_put(&b, v[i][0], strlen(v[i][0]));
+    ck_assert_str_eq(pc_buf_cstr(&b), v[i][1]);
+    pc_buf_free(&b);
+    unsigned char out[8];
+    long n = pc_b64url_decode(v[i][1], strlen(v[i][1]), out, sizeof out);
+    ck_assert_int_eq(n, (long)strlen(v[i][0]));
+    ck_assert(memcmp(out, v[i][0], (size_t)n) == 0);
+  }
+  unsigned char out[4];
+  ck_assert_int_eq(pc_b64url_decode("Zm9vYg==", 8, out, sizeof out), 4); /* padding tolerated */
+  ck_assert_int_eq(pc_b64url_decode("Zm9vY", 5, out, sizeof out), -1);   /* dangling sextet */
+  ck_assert_int_eq(pc_b64url_decode("Zh", 2, out, sizeof out), -1);      /* unused bits set */
+  ck_assert_int_eq(pc_b64url_decode("Zm+v", 4, out, sizeof out), -1);    /* standard alphabet */
+  ck_assert_int_eq(pc_b64url_decode("Zm9vYmFy", 8, out, sizeof out), -1); /* over cap */
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("plugin_common");
   TCase *t = tcase_create("all");
@@ -860,6 +890,7 @@ static Suite *suite(void) {
   tcase_add_test(t, fast_bind_sizes);
   tcase_add_test(t, fast_bind_mutations);
   tcase_add_test(t, stream_id_vectors);
+  tcase_add_test(t, b64url_round_trip);
   suite_add_tcase(s, t);
   return s;
 }

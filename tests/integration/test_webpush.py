@@ -1,0 +1,462 @@
+"""webpush plugin end to end against a push service on 127.0.0.1 written
+here, that does what a real one does (RFC 8030 / RFC 8292 / RFC 8291): it
+verifies the VAPID JWT (ES256 with the key from `k=`, aud = its origin, exp
+in the future, a sub) with PyJWT and py_vapid, and decrypts the aes128gcm
+body with http_ece (PyPI) on Python's cryptography, none of it notifd's code.
+http_ece and py_vapid come from the venv tests/services/pyenv.sh keeps; when
+it cannot be built the suite reports SKIPPED with the reason.
+
+Covers: subscribe / list / delete, bad subscriptions refused with nothing
+stored, a send decrypted to the notification's JSON, the truncated stub for
+a large one, 410 and 404 removing the subscription, 500 then 201 retried and
+delivered once, per-user isolation, token auth mode (users) and the internal
+send route, the VAPID key kept across a restart, clean exits on SIGTERM (also
+with a retry waiting).
+"""
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import SOURCE, checked_exits, free_port, http, metric, wait_until
+
+
+def _venv_site():
+    """Puts the pyenv.sh venv's site-packages on sys.path; skips the module
+    with the reason when the venv cannot be made."""
+    r = subprocess.run([os.path.join(SOURCE, "tests", "services", "pyenv.sh"), "setup"],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        pytest.skip(f"no venv with http_ece/py_vapid: {r.stderr.strip()}", allow_module_level=True)
+    py = r.stdout.strip().splitlines()[-1]
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    if site and site not in sys.path:
+        sys.path.append(site)
+
+
+_venv_site()
+http_ece = pytest.importorskip("http_ece", reason="http_ece is not installed")
+py_vapid_jwt = pytest.importorskip("py_vapid.jwt", reason="py_vapid is not installed")
+jwt = pytest.importorskip("jwt", reason="python3-jwt (PyJWT) is not installed")
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
+INTERNAL = "webpush-test-internal-token"
+JWT_SECRET = "webpush-test-secret-0123456789abcdef"
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def unb64u(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+# ---- the push service ------------------------------------------------------------
+
+class PushService:
+    """An RFC 8030 push resource per path.  `answers[path]` is the list of
+    statuses to give in order (then 201).  Every request is recorded with
+    its verified VAPID claims and its decrypted payload (or the error)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.keys = {}      # path -> (private key, auth secret)
+        self.answers = {}   # path -> [status, ...]
+        self.requests = []  # dicts, in arrival order
+        self.lock = threading.Lock()
+        svc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                rec = svc.record(self.path, dict(self.headers), body)
+                self.send_response(rec["status"])
+                self.send_header("Content-Length", "0")
+                if rec["status"] == 201:
+                    self.send_header("Location", f"{svc.origin}/message/{len(svc.requests)}")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def subscription(self, name, **extra):
+        """A browser-side subscription: a fresh P-256 key pair and auth
+        secret; the PushSubscription JSON the browser would send."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        auth = os.urandom(16)
+        path = f"/push/{name}"
+        self.keys[path] = (key, auth)
+        point = key.public_key().public_bytes(serialization.Encoding.X962,
+                                              serialization.PublicFormat.UncompressedPoint)
+        sub = {"endpoint": self.origin + path, "expirationTime": None,
+               "keys": {"p256dh": b64u(point), "auth": b64u(auth)}}
+        sub.update(extra)
+        return sub
+
+    def verify_vapid(self, headers):
+        """What a push service checks (RFC 8292 section 4.2)."""
+        authz = headers.get("Authorization", "")
+        assert authz.startswith("vapid "), authz
+        params = dict(p.strip().split("=", 1) for p in authz[len("vapid "):].split(","))
+        token, k = params["t"], params["k"]
+        pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64u(k))
+        claims = jwt.decode(token, pub, algorithms=["ES256"], audience=self.origin,
+                            options={"require": ["exp", "aud", "sub"]})
+        assert claims["exp"] > time.time() and claims["exp"] <= time.time() + 24 * 3600 + 60
+        assert claims["sub"].startswith(("mailto:", "https:"))
+        assert jwt.get_unverified_header(token)["alg"] == "ES256"
+        # py_vapid's own verification of the same token.
+        assert py_vapid_jwt.decode(token, k)["aud"] == self.origin
+        return claims, k
+
+    def record(self, path, headers, body):
+        rec = {"path": path, "headers": headers, "body": body}
+        try:
+            rec["claims"], rec["k"] = self.verify_vapid(headers)
+            assert headers.get("Content-Encoding") == "aes128gcm"
+            assert headers.get("Content-Type") == "application/octet-stream"
+            assert headers.get("Urgency") == "normal"
+            assert int(headers.get("TTL")) > 0
+            key, auth = self.keys[path]
+            rec["plain"] = http_ece.decrypt(body, private_key=key, auth_secret=auth,
+                                            version="aes128gcm")
+        except Exception as e:  # recorded; the test asserts on it
+            rec["error"] = f"{type(e).__name__}: {e}"
+        with self.lock:
+            queue = self.answers.get(path) or []
+            rec["status"] = queue.pop(0) if queue else 201
+            self.requests.append(rec)
+        return rec
+
+    def calls(self, path=None):
+        with self.lock:
+            return [r for r in self.requests if path is None or r["path"] == path]
+
+
+@pytest.fixture
+def push():
+    s = PushService()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def notifd_factory(notifd_factory):
+    yield from checked_exits(notifd_factory)
+
+
+def webpush_yaml(**config):
+    base = {"allow_insecure_endpoints": "true", "subject": "'mailto:ops@example.com'",
+            "retry": "{max_attempts: 4, initial_interval: 50ms, max_interval: 200ms}",
+            "timeout": "5s"}
+    base.update(config)
+    return "  - name: webpush\n    config:\n" + "".join(f"      {k}: {v}\n"
+                                                       for k, v in base.items())
+
+
+def seed(factory, **config):
+    """Seed mode: ?user_id= decides, /push/send open."""
+    return factory(plugins_yaml=webpush_yaml(**config), extra_yaml="auth: {mode: none}\n")
+
+
+def subscribe(n, user, sub, headers=None):
+    return http("POST", f"{n.url}/push/subscriptions?user_id={user}", sub, headers)
+
+
+def endpoints(n, user, headers=None):
+    st, body, _ = http("GET", f"{n.url}/push/subscriptions?user_id={user}", None, headers)
+    assert st == 200, body
+    return [s["endpoint"] for s in json.loads(body)["subscriptions"]]
+
+
+def send(n, user, notification, headers=None):
+    st, body, _ = http("POST", f"{n.url}/push/send", {"user_id": user,
+                                                      "notification": notification}, headers)
+    assert st == 202, body
+    return json.loads(body)["subscriptions"]
+
+
+def note(i, **extra):
+    n = {"id": i, "notification_type": "purchase", "timestamp": "2024-05-01T10:00:00Z",
+         "payload": {"order": f"o-{i}", "text": "Zoë <b>&</b> ✓"}}
+    n.update(extra)
+    return n
+
+
+# ---- subscriptions -----------------------------------------------------------------
+
+def test_subscribe_list_delete(notifd_factory, push):
+    n = seed(notifd_factory)
+    a, b = push.subscription("a"), push.subscription("b")
+    for s in (a, b):
+        st, body, _ = subscribe(n, "alice", s)
+        assert st == 201, body
+        assert json.loads(body) == {"endpoint": s["endpoint"]}
+    # Again: an update, not a second row.
+    assert subscribe(n, "alice", a)[0] == 201
+    assert sorted(endpoints(n, "alice")) == sorted([a["endpoint"], b["endpoint"]])
+    st, body, _ = http("DELETE", f"{n.url}/push/subscriptions?user_id=alice",
+                       {"endpoint": a["endpoint"]})
+    assert st == 204 and body == b""
+    assert endpoints(n, "alice") == [b["endpoint"]]
+    st, body, _ = http("DELETE", f"{n.url}/push/subscriptions?user_id=alice",
+                       {"endpoint": a["endpoint"]})
+    assert st == 404, body
+    assert http("GET", f"{n.url}/push/subscriptions")[0] == 400  # no user in seed mode
+
+
+def test_oldest_subscription_replaced_past_the_limit(notifd_factory, push):
+    n = seed(notifd_factory, max_subscriptions_per_user=3)
+    subs = [push.subscription(f"s{i}") for i in range(5)]
+    for s in subs:
+        assert subscribe(n, "alice", s)[0] == 201
+    assert sorted(endpoints(n, "alice")) == sorted(s["endpoint"] for s in subs[2:])
+
+
+def test_bad_subscriptions_refused_and_nothing_stored(notifd_factory, push):
+    n = seed(notifd_factory)
+    good = push.subscription("good")
+    point = bytearray(unb64u(good["keys"]["p256dh"]))
+
+    def with_keys(**keys):
+        return dict(good, keys=dict(good["keys"], **keys))
+
+    off_curve = bytearray(point)
+    off_curve[-1] ^= 1
+    compressed = bytes([2 + (point[-1] & 1)]) + bytes(point[1:33])
+    bad = [
+        with_keys(p256dh=b64u(bytes(off_curve))),            # not on the curve
+        with_keys(p256dh=b64u(bytes(point[:64]))),           # 64 bytes
+        with_keys(p256dh=b64u(compressed)),                  # compressed form
+        with_keys(p256dh=b64u(b"\x04" + b"\0" * 64)),        # not a point
+        with_keys(p256dh="not base64!"),
+        with_keys(auth=b64u(os.urandom(15))),                # auth 15 bytes
+        with_keys(auth=b64u(os.urandom(17))),
+        {"endpoint": good["endpoint"], "keys": {"p256dh": good["keys"]["p256dh"]}},
+        {"endpoint": good["endpoint"]},
+        dict(good, endpoint="ftp://127.0.0.1/x"),
+        dict(good, endpoint="https://user@push.example.net/x"),
+        dict(good, endpoint="https://push.example.net/a b"),
+        dict(good, endpoint=123),
+        dict(good, expirationTime=1000),                     # expired in 1970
+        dict(good, expirationTime="soon"),
+        [good],
+        "subscription",
+    ]
+    for b in bad:
+        st, body, _ = subscribe(n, "alice", b)
+        assert st == 400, (b, st, body)
+        assert "error" in json.loads(body)
+    st, body, _ = subscribe(n, "alice", b"{not json")
+    assert st == 400, body
+    # Over 4 KiB: refused before it is read.
+    big = dict(good, padding="x" * 4200)
+    st, body, _ = subscribe(n, "alice", big)
+    assert st == 413, body
+    assert endpoints(n, "alice") == []
+
+    # Plain http endpoints only when the config allows them (default: no).
+    strict = seed(notifd_factory, allow_insecure_endpoints="false")
+    st, body, _ = subscribe(strict, "alice", good)
+    assert st == 400 and b"https" in body, body
+    assert endpoints(strict, "alice") == []
+
+
+# ---- sending -----------------------------------------------------------------------
+
+def test_send_is_encrypted_and_vapid_signed(notifd_factory, push):
+    n = seed(notifd_factory)
+    st, body, _ = http("GET", f"{n.url}/push/vapid-public-key")
+    assert st == 200, body
+    public_key = json.loads(body)["public_key"]
+    assert len(unb64u(public_key)) == 65
+    subs = [push.subscription("one"), push.subscription("two")]
+    for s in subs:
+        assert subscribe(n, "alice", s)[0] == 201
+    notification = note(7)
+    assert send(n, "alice", notification) == 2
+    wait_until(lambda: len(push.calls()) == 2, what="two pushes")
+    for r in push.calls():
+        assert "error" not in r, r["error"]
+        assert json.loads(r["plain"]) == notification
+        assert r["k"] == public_key
+        assert r["claims"]["sub"] == "mailto:ops@example.com"
+    assert {r["path"] for r in push.calls()} == {"/push/one", "/push/two"}
+    wait_until(lambda: metric(n, "webpush_sends_total", result="sent") == 2, what="sent metric")
+    # Nobody subscribed: nothing to do.
+    assert send(n, "nobody", note(8)) == 0
+
+
+def test_large_notification_sent_as_truncated_stub(notifd_factory, push):
+    n = seed(notifd_factory, max_payload=1024)
+    assert subscribe(n, "alice", push.subscription("big"))[0] == 201
+    assert send(n, "alice", note(9, payload={"text": "y" * 5000})) == 1
+    wait_until(lambda: len(push.calls()) == 1, what="the push")
+    r = push.calls()[0]
+    assert "error" not in r, r["error"]
+    assert json.loads(r["plain"]) == {"id": 9, "notification_type": "purchase", "truncated": True}
+
+
+def test_bad_send_bodies(notifd_factory):
+    n = seed(notifd_factory)
+    for b in ({"user_id": "alice"}, {"notification": {}}, {"user_id": "", "notification": {}},
+              {"user_id": "alice", "notification": "x"}, [1]):
+        st, body, _ = http("POST", f"{n.url}/push/send", b)
+        assert st == 400, (b, body)
+
+
+@pytest.mark.parametrize("status", [410, 404])
+def test_gone_removes_the_subscription(notifd_factory, push, status):
+    n = seed(notifd_factory)
+    gone, kept = push.subscription("gone"), push.subscription("kept")
+    for s in (gone, kept):
+        assert subscribe(n, "alice", s)[0] == 201
+    push.answers["/push/gone"] = [status]
+    assert send(n, "alice", note(1)) == 2
+    wait_until(lambda: endpoints(n, "alice") == [kept["endpoint"]], what="the removal")
+    assert metric(n, "webpush_sends_total", result="gone") == 1
+    assert send(n, "alice", note(2)) == 1
+    wait_until(lambda: len(push.calls("/push/kept")) == 2, what="the second push")
+    assert len(push.calls("/push/gone")) == 1
+    assert metric(n, "webpush_sends_total", result="retried") == 0
+
+
+def test_server_error_retried_then_delivered_once(notifd_factory, push):
+    n = seed(notifd_factory)
+    s = push.subscription("flaky")
+    assert subscribe(n, "alice", s)[0] == 201
+    push.answers["/push/flaky"] = [500, 503]
+    notification = note(3)
+    assert send(n, "alice", notification) == 1
+    wait_until(lambda: metric(n, "webpush_sends_total", result="sent") == 1, what="delivery")
+    assert metric(n, "webpush_sends_total", result="retried") == 2
+    assert metric(n, "webpush_pending_deliveries") == 0
+    calls = push.calls("/push/flaky")
+    assert [c["status"] for c in calls] == [500, 503, 201]
+    assert all(json.loads(c["plain"]) == notification for c in calls)
+    assert endpoints(n, "alice") == [s["endpoint"]]
+
+
+def test_retries_run_out_and_permanent_errors_drop(notifd_factory, push):
+    n = seed(notifd_factory)
+    down, refused = push.subscription("down"), push.subscription("refused")
+    for s in (down, refused):
+        assert subscribe(n, "alice", s)[0] == 201
+    push.answers["/push/down"] = [502] * 10
+    push.answers["/push/refused"] = [403]
+    assert send(n, "alice", note(4)) == 2
+    wait_until(lambda: metric(n, "webpush_sends_total", result="failed") == 2, what="two failures")
+    assert len(push.calls("/push/down")) == 4  # retry.max_attempts
+    assert len(push.calls("/push/refused")) == 1
+    # Failures keep the subscription (only 404/410 remove it).
+    assert len(endpoints(n, "alice")) == 2
+    # A push service that is not there at all: transport errors, retried.
+    closed = push.subscription("closed")
+    closed["endpoint"] = f"http://127.0.0.1:{free_port()}/push/closed"
+    assert subscribe(n, "bob", closed)[0] == 201
+    assert send(n, "bob", note(5)) == 1
+    wait_until(lambda: metric(n, "webpush_sends_total", result="failed") == 3, what="3rd failure")
+
+
+def test_per_user_isolation(notifd_factory, push):
+    n = seed(notifd_factory)
+    a = push.subscription("alice")
+    assert subscribe(n, "alice", a)[0] == 201
+    assert endpoints(n, "bob") == []
+    st, _, _ = http("DELETE", f"{n.url}/push/subscriptions?user_id=bob", {"endpoint": a["endpoint"]})
+    assert st == 404
+    assert endpoints(n, "alice") == [a["endpoint"]]
+    assert send(n, "bob", note(6)) == 0
+
+
+def bearer(sub):
+    return {"Authorization": "Bearer " + jwt.encode({"sub": sub, "exp": int(time.time()) + 300},
+                                                    JWT_SECRET, algorithm="HS256")}
+
+
+def test_token_auth_users_mode(notifd_factory, push):
+    n = notifd_factory(plugins_yaml=webpush_yaml(),
+                       extra_yaml=f"auth: {{mode: users, jwt_secret: {JWT_SECRET}, "
+                                  f"internal_token: {INTERNAL}}}\n")
+    a = push.subscription("tok-alice")
+    url = f"{n.url}/push/subscriptions"
+    assert http("POST", url, a)[0] == 401
+    assert http("POST", url, a, bearer("alice"))[0] == 201
+    # The user is the token's subject; a different user_id is refused.
+    assert http("POST", url + "?user_id=bob", a, bearer("alice"))[0] == 403
+    assert http("GET", url + "?user_id=alice", None, bearer("alice"))[0] == 200
+    assert endpoints(n, "bob", bearer("bob")) == []
+    assert http("DELETE", url, {"endpoint": a["endpoint"]}, bearer("bob"))[0] == 404
+    st, body, _ = http("GET", url, None, bearer("alice"))
+    assert [s["endpoint"] for s in json.loads(body)["subscriptions"]] == [a["endpoint"]]
+    # The key is public; sending is for services only.
+    assert http("GET", f"{n.url}/push/vapid-public-key")[0] == 200
+    msg = {"user_id": "alice", "notification": note(10)}
+    assert http("POST", f"{n.url}/push/send", msg)[0] == 401
+    assert http("POST", f"{n.url}/push/send", msg, bearer("alice"))[0] == 401
+    st, body, _ = http("POST", f"{n.url}/push/send", msg, {"X-Notifd-Internal-Token": INTERNAL})
+    assert st == 202 and json.loads(body) == {"subscriptions": 1}
+    wait_until(lambda: len(push.calls()) == 1, what="the push")
+    assert json.loads(push.calls()[0]["plain"]) == note(10)
+
+
+def test_vapid_key_kept_across_restart(notifd_factory, push):
+    n = seed(notifd_factory)
+    key1 = json.loads(http("GET", f"{n.url}/push/vapid-public-key")[1])["public_key"]
+    pem = os.path.join(n.data_dir, "vapid.pem")
+    assert stat.S_IMODE(os.stat(pem).st_mode) == 0o600
+    s = push.subscription("r")
+    assert subscribe(n, "alice", s)[0] == 201
+    assert n.stop() == 0
+    n.start()
+    key2 = json.loads(http("GET", f"{n.url}/push/vapid-public-key")[1])["public_key"]
+    assert key1 == key2
+    assert endpoints(n, "alice") == [s["endpoint"]]
+    assert send(n, "alice", note(11)) == 1
+    wait_until(lambda: len(push.calls()) == 1, what="the push")
+    assert push.calls()[0]["k"] == key1 and "error" not in push.calls()[0]
+
+
+def test_configured_raw_vapid_key(notifd_factory, push):
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = key.private_numbers().private_value.to_bytes(32, "big")
+    want = b64u(key.public_key().public_bytes(serialization.Encoding.X962,
+                                              serialization.PublicFormat.UncompressedPoint))
+    n = seed(notifd_factory, vapid_private_key=b64u(raw))
+    got = json.loads(http("GET", f"{n.url}/push/vapid-public-key")[1])["public_key"]
+    assert got == want
+    assert not os.path.exists(os.path.join(n.data_dir, "vapid.pem"))
+
+
+def test_sigterm_with_a_retry_waiting(notifd_factory, push):
+    """A delivery waiting on its retry timer at shutdown is dropped: the
+    daemon exits 0 at once, with nothing leaked (checked_exits, ASan)."""
+    n = seed(notifd_factory, retry="{max_attempts: 5, initial_interval: 30s, max_interval: 60s}")
+    assert subscribe(n, "alice", push.subscription("slow"))[0] == 201
+    push.answers["/push/slow"] = [503]
+    assert send(n, "alice", note(12)) == 1
+    wait_until(lambda: metric(n, "webpush_sends_total", result="retried") == 1, what="a retry")
+    assert metric(n, "webpush_pending_deliveries") == 1
+    t0 = time.time()
+    assert n.stop() == 0
+    assert time.time() - t0 < 5
+    assert "1 push deliveries unfinished" in n.read_log()

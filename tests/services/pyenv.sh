@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A Python virtual environment for tests that need packages Debian does not
+# ship: http_ece (RFC 8188 / RFC 8291 Web Push decryption) and py_vapid
+# (RFC 8292), from PyPI.  Built on Debian's /usr/bin/python3 with
+# --system-site-packages, so pytest, cryptography and PyJWT still come from
+# Debian.  Created once and cached; idempotent; safe to call concurrently.
+#
+#   pyenv.sh setup     create / complete the venv; prints its python path
+#   pyenv.sh python    prints the venv's python path if it is complete
+#
+# Exit status 2 means "cannot run here" (no venv module, PyPI unreachable);
+# the reason is on stderr so callers can report SKIPPED with it.
+# Cache: $NOTIFD_PYVENV or ${XDG_CACHE_HOME:-$HOME/.cache}/notifd/pyvenv.
+set -u
+
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${NOTIFD_PYVENV:-${XDG_CACHE_HOME:-$HOME/.cache}/notifd/pyvenv}"
+# The packages and the versions the suites were written against.
+packages="http_ece==1.2.1 py_vapid==1.9.2"
+
+# shellcheck source=service_lib.sh
+. "$here/service_lib.sh"
+
+complete() { [ -f "$venv/.complete" ] && [ "$(cat "$venv/.complete")" = "$packages" ]; }
+
+setup() {
+  if complete; then echo "$venv/bin/python"; return 0; fi
+  mkdir -p "$(dirname "$venv")" || die_skip "cannot create $(dirname "$venv")"
+  # One setup at a time (parallel suites may all ask at once).
+  exec 9>"$venv.lock"
+  flock 9
+  if complete; then echo "$venv/bin/python"; return 0; fi
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv" >"$venv.log" 2>&1 ||
+    die_skip "python3 -m venv failed (python3-venv missing?), see $venv.log"
+  # shellcheck disable=SC2086
+  timeout 600 "$venv/bin/python" -m pip install --disable-pip-version-check -q $packages \
+      >>"$venv.log" 2>&1 ||
+    die_skip "pip could not install $packages (offline?), see $venv.log"
+  echo "$packages" >"$venv/.complete"
+  echo "$venv/bin/python"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  python) complete || die_skip "no complete venv at $venv (run pyenv.sh setup)"
+          echo "$venv/bin/python" ;;
+  *) echo "usage: $0 setup|python" >&2; exit 64 ;;
+esac
