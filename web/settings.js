@@ -113,7 +113,8 @@
       try {
         sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlBytes(k.key) });
       } catch (e) {
-        fail("This browser has no push service available (" + (e.message || e.name) +
+        // Private windows and browsers without a push service refuse here.
+        fail("This browser cannot receive push messages here (" + (e.message || e.name) +
           "): you are notified only while this page is open");
         return;
       }

@@ -4,8 +4,10 @@
 // one on the conversation).
 //
 // The push payload is a notification as the inbox stores it
-// ({id, notification_type, timestamp, payload}), possibly wrapped as
-// {"notification": {...}}; a chat message's payload is the message.
+// ({id, notification_type, timestamp, payload}; plugins/webpush/README.md),
+// possibly wrapped as {"notification": {...}}; a chat message's payload is
+// the message.  One too big for a push message comes as a stub
+// {id, notification_type, truncated: true}.
 "use strict";
 
 self.addEventListener("install", () => self.skipWaiting());
@@ -19,6 +21,10 @@ function describe(data) {
   }
   const p = n.payload && typeof n.payload === "object" ? n.payload : n;
   const tag = n.id !== undefined ? "notifd-" + n.id : undefined;
+  if (n.truncated) { // too big for one push message: the page has the rest
+    const chat = n.notification_type === "chat_notification";
+    return { title: chat ? "New message" : "New notification", options: { body: "Open notifd chat to read it", tag, data: { url: "./" } } };
+  }
   if ((n.notification_type === "chat_notification" || !n.notification_type) &&
       typeof p.sender_id === "string" && p.content !== undefined) {
     return {

@@ -15,8 +15,9 @@
 // skipped with the reason printed, so the test runs against an older
 // server too; every check waits for a condition.
 //
-// Web Push: headless chromium has no push service (pushManager.subscribe
-// fails without one), so what is checked is the service worker, the
+// Web Push: chromium's off-the-record browser contexts (what playwright
+// makes) have no push service (pushManager.subscribe is refused with
+// "Registration failed - permission denied"), so what is checked is the service worker, the
 // permission flow, a subscribe attempt that either works or is refused
 // with a clear message, and the worker's push handler fed a push message
 // through the DevTools protocol (ServiceWorker.deliverPushMessage).
@@ -365,7 +366,7 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
       await A.click("#push-toggle");
       const st = await waitFor("alice's push answer", async () => {
         const t = await A.textContent("#push-status");
-        return t.startsWith("On:") || t.startsWith("This browser has no push service") ? t : null;
+        return t.startsWith("On:") || t.startsWith("This browser cannot receive push messages") ? t : null;
       });
       log("alice's push toggle:", st);
       if (st.startsWith("On:")) {
