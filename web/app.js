@@ -186,7 +186,10 @@
 
   // ------------------------------------------------------ messages
 
-  function showMessage(m) {
+  // `older`: the message is older than the ones shown with the same time
+  // (a "load older" page); otherwise newer (history pages are shown oldest
+  // first, live frames as they come).
+  function showMessage(m, older) {
     if (!m || typeof m.message_id !== "string" || !m.message_id) return false;
     if (m.stream_id !== state.streamId || state.seen.has(m.message_id)) return false;
     state.seen.add(m.message_id);
@@ -209,12 +212,13 @@
     li.append(text, when);
     // Chronological order by time, not by arrival: history pages and live
     // frames interleave, and live frames may come out of order.  Equal
-    // times keep arrival order.
+    // times (several messages in one millisecond) keep the server's order.
     const list = $("messages");
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     let prev = list.lastElementChild;
     if (!isNaN(t)) {
-      while (prev && prev.dataset.ts !== "" && Number(prev.dataset.ts) > t) prev = prev.previousElementSibling;
+      while (prev && prev.dataset.ts !== "" &&
+             (Number(prev.dataset.ts) > t || (older && Number(prev.dataset.ts) === t))) prev = prev.previousElementSibling;
     }
     list.insertBefore(li, prev ? prev.nextSibling : list.firstChild);
     if (atBottom || mine) list.scrollTop = list.scrollHeight;
@@ -345,8 +349,8 @@
       const { page, error } = await historyPage(stream, peer, params);
       if (stream !== state.streamId) return; // switched conversation meanwhile
       if (error) { showError(error); return; }
-      for (const m of page.messages || []) {
-        showMessage(m);
+      for (const m of [...(page.messages || [])].reverse()) { // newest first: shown oldest first
+        showMessage(m, false);
         const t = parseTime(m && m.created_at);
         if (!isNaN(t) && (newest === null || t > newest)) newest = t;
       }
@@ -378,7 +382,7 @@
     if (error) { showError(error); return; }
     const list = $("messages");
     const fromBottom = list.scrollHeight - list.scrollTop;
-    for (const m of page.messages || []) showMessage(m);
+    for (const m of page.messages || []) showMessage(m, true); // newest first, each before the ones shown
     list.scrollTop = list.scrollHeight - fromBottom;
     state.older = page.next_before || null;
     $("older").classList.toggle("hidden", !state.older);

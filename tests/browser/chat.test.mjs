@@ -74,8 +74,11 @@ await run("browser", async ({ step, screenshot, pages, startNotifd, launch, fini
     await openChat(B, ALICE);
     assertEq(await A.textContent("#title"), "Chat with " + BOB, "peer id shown as text");
     assertEq(await B.$$eval("#title b, #conversations b", (e) => e.length), 0, "markup in an id is not parsed");
-    assert(tA.chatSockets.length === 1 && tB.chatSockets.length === 1, "one chat socket each");
-    const u = new URL(tA.chatSockets[0].url());
+    // One open chat socket each (against a server without notifd.chat.v2
+    // the page's first try, offering it, fails and the second goes without).
+    const open = (t) => t.chatSockets.filter((ws) => !ws.isClosed());
+    assert(open(tA).length === 1 && open(tB).length === 1, "one chat socket each");
+    const u = new URL(open(tA)[0].url());
     assertEq([u.searchParams.get("stream_id"), u.searchParams.get("sender_id"), u.searchParams.get("receiver_id")],
       [sidAB, ALICE, BOB], "chat socket parameters");
   });
