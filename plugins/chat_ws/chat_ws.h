@@ -93,7 +93,7 @@ struct cw_stream {
 struct cw_conn {
   notifd_ws_conn *c;
   cw_user *owner;    /* the token's subject, else sender_id */
-  cw_user *peer;     /* the other participant, or NULL (sender_id == receiver_id) */
+  cw_user *peer;     /* v2: the other participant, or NULL (sender_id == receiver_id) */
   cw_stream *stream; /* v2 only */
   cw_conn *snext, *sprev;
   int64_t last_typing_ms;

@@ -169,7 +169,9 @@ void cw_on_open(notifd_ws_conn *c, void *ud) {
   cc->v2 = proto && strcmp(proto, CHAT_WS_V2) == 0;
   if (!(cc->owner = cw_user_get(s, me))) goto oom;
   cc->owner->refs++;
-  if (strcmp(other, me) != 0) {
+  /* The peer matters only to v2 sockets (initial presence, the streams
+   * naming the peer); v1 sockets keep one user reference, less memory. */
+  if (cc->v2 && strcmp(other, me) != 0) {
     if (!(cc->peer = cw_user_get(s, other))) goto oom;
     cc->peer->refs++;
   }
