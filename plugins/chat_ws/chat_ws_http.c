@@ -15,6 +15,30 @@ static void count(chat_ws *s, const char *result) {
   s->api->metric_add(s->forwards, v, 1);
 }
 
+/* One publish per kind of socket, each frame encoded once: the bare
+ * ChatMessage to the sockets without a subprotocol, the message event to
+ * the v2 ones; the outcome counts both. */
+static void publish_both(chat_ws *s, cw_stream *st, const pc_buf *frame, pc_publish *out) {
+  const notifd_api *api = s->api;
+  uint32_t nv2 = st->nv2, all = api->ws_key_count(s->ch, st->id);
+  pc_publish v1 = {0}, v2 = {0};
+  v1.rc = api->ws_publish_proto(s->ch, st->id, NULL, frame->data, frame->len, &v1.delivered,
+                                &v1.failed);
+  if (v1.rc < 0) v1.failed = all > nv2 ? all - nv2 : 0;
+  pc_buf ev;
+  pc_buf_init(&ev);
+  cw_event_message(&ev, frame->data, frame->len);
+  v2.rc = ev.oom ? NOTIFD_ENOMEM
+                 : api->ws_publish_proto(s->ch, st->id, CHAT_WS_V2, ev.data, ev.len,
+                                         &v2.delivered, &v2.failed);
+  if (v2.rc < 0) v2.failed = nv2;
+  pc_buf_free(&ev);
+  cw_count_event(s, "message", v2.delivered);
+  out->rc = v1.rc < 0 ? v1.rc : v2.rc;
+  out->delivered = (v1.rc < 0 ? 0 : v1.delivered) + (v2.rc < 0 ? 0 : v2.delivered);
+  out->failed = v1.failed + v2.failed;
+}
+
 void chat_ws_on_forward(notifd_req *req, void *ud) {
   chat_ws *s = ud;
   const notifd_api *api = s->api;
@@ -46,8 +70,12 @@ void chat_ws_on_forward(notifd_req *req, void *ud) {
   }
   size_t sidlen;
   const char *sid = pc_model_str(&msg, PC_CHAT_STREAM_ID, &sidlen);
+  /* Only a stream with v2 sockets has an entry: the others keep the one
+   * plain publish of the Go-compatible frame. */
+  cw_stream *st = s->nv2 && !memchr(sid, '\0', sidlen) ? cw_stream_find(s, sid) : NULL;
   pc_publish pub;
-  pc_publish_to(api, s->ch, sid, sidlen, frame.data, frame.len, &pub);
+  if (!st) pc_publish_to(api, s->ch, sid, sidlen, frame.data, frame.len, &pub);
+  else publish_both(s, st, &frame, &pub);
 
   /* gin.H bodies: keys in alphabetical order. */
   int status;

@@ -9,7 +9,7 @@
 #   P   chat_persistence      MongoDB store, poll relay -> Kafka
 #   H   chat_change_handler   Kafka -> Redis dedupe -> forwards via nginx
 #   W1  chat_ws               \ nginx: consistent hash of stream_id
-#   W2  chat_ws               /
+#   W2  chat_ws               /  (presence between them on Kafka)
 #   N1  notifications_ws      \ nginx: consistent hash of user_id; each
 #   N2  notifications_ws      / consumes the notifications topic (own group)
 #   E   email                 Kafka -> MongoDB directory -> SMTP
@@ -205,7 +205,8 @@ start() {
   export NOTIFD_SMTP_URL="smtp://127.0.0.1:$smtp_port" NOTIFD_EMAIL_FROM="notifd@stack.test"
   export NOTIFD_EMAIL_FROM_NAME="notifd stack"
 
-  # nginx and the roles that need no backend, while Kafka boots.
+  # nginx, while Kafka boots (every notifd role uses Kafka: chat_ws for
+  # presence).
   local email_servers="server 127.0.0.1:1 down;"
   [ $email = on ] && email_servers=$(servers_line "max_fails=1 fail_timeout=10s" E)
   local user_line=""
@@ -223,7 +224,6 @@ start() {
       -e "$dir/nginx/logs/nginx-error.log" -g "daemon off;" \
       </dev/null >"$dir/nginx/logs/stdout.log" 2>&1 &
     echo $! >"$dir/nginx/nginx.master.pid" )
-  for i in W1 W2; do start_notifd "$i" || fail "cannot start $i"; done
 
   wait "$kafka_job"
   local rc=$?
@@ -240,12 +240,16 @@ start() {
 
   # Topics exist before anyone subscribes (a consumer of a missing topic
   # waits for librdkafka's metadata refresh, minutes): one record each that
-  # every consumer passes over.  chat_change_handler and email acknowledge a
+  # every consumer passes over (chat_ws's presence groups start after it).
+  # chat_change_handler and email acknowledge a
   # Debezium heartbeat; email acknowledges an unknown notification type, and
   # the notifications_ws groups start after it (new groups start at the end).
   "$notifd" bus produce -b "$kafka_addr" -k '{"serverName":"stack"}' \
       chat-persistence-change '{"ts_ms":0}' >"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack notifications '{"type":"stack-warmup"}' \
+      >>"$dir/kafka/warmup.log" 2>&1 &&
+  "$notifd" bus produce -b "$kafka_addr" -k stack chat-presence \
+      '{"instance":"stack","kind":"warmup","users":[]}' \
       >>"$dir/kafka/warmup.log" 2>&1 || fail "cannot create the topics: $(tail -n 3 "$dir/kafka/warmup.log")"
 
   # What a restart of one instance needs (stack.sh restart).
@@ -253,7 +257,7 @@ start() {
     for i in $INSTANCES; do echo "port[$i]=${port[$i]} admin[$i]=${admin[$i]}"; done
   } >"$dir/notifd.env"
 
-  for i in N1 N2 H P; do start_notifd "$i" || fail "cannot start $i"; done
+  for i in N1 N2 H P W1 W2; do start_notifd "$i" || fail "cannot start $i"; done
   [ $email = on ] && { start_notifd E || fail "cannot start E"; }
 
   for _ in $(seq 1 200); do
@@ -264,7 +268,7 @@ start() {
   port_open "$nginx_public" && port_open "$nginx_internal" ||
     fail "nginx did not start: $(tail -n 5 "$dir/nginx/logs/nginx-error.log" 2>/dev/null)"
   for i in $INSTANCES; do wait_ready "$i" || fail "$i not ready"; done
-  local consumers="H N1 N2"
+  local consumers="H N1 N2 W1 W2"
   [ $email = on ] && consumers+=" E"
   for i in $consumers; do wait_assigned "$i" || fail "$i has no partitions"; done
 

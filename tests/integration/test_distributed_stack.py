@@ -14,7 +14,8 @@ history via nginx; notifications from HTTP and from the Kafka topic; email
 over SMTP with the recipient in MongoDB; internal routes not on the public
 listener and refused without the token; a chat_ws instance down (its
 streams wait for it, nothing is lost from the history, no stream split
-after it is back); every notifd exits 0 on SIGTERM.
+after it is back); presence of a user on one chat_ws reaching their peer on
+the other through Kafka; every notifd exits 0 on SIGTERM.
 
 A service that cannot run here makes the tests SKIPPED with the reason.
 """
@@ -369,6 +370,79 @@ def test_internal_routes_are_not_public_and_need_the_token(stack):
     st, raw, _ = http("POST", stack.internal + "/chat/forward-to-websocket" + q, body,
                       headers=stack.auth)
     assert st == 200 and json.loads(raw)["delivered"] == 0, raw
+
+
+def chat_socket_v2(stack, me, peer):
+    q = f"stream_id={stream_id(me, peer)}&sender_id={me}&receiver_id={peer}"
+    return websockets.connect(f"{stack.ws}{CHAT_CHANNEL}?{q}&token={token(stack, me)}",
+                              open_timeout=15, subprotocols=["notifd.chat.v2"])
+
+
+async def placed_on(stack, ws_cm):
+    """Opens a chat socket via nginx; (socket, the chat_ws instance holding it)."""
+    before = {w: stack.metric(w, "notifd_ws_connections", channel=CHAT_CHANNEL)
+              for w in ("W1", "W2")}
+    ws = await ws_cm.__aenter__()
+    for _ in range(100):
+        now = {w: stack.metric(w, "notifd_ws_connections", channel=CHAT_CHANNEL)
+               for w in ("W1", "W2")}
+        grown = [w for w in now if now[w] > before[w]]
+        if len(grown) == 1:
+            return ws, grown[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("socket not found on W1 or W2")
+
+
+def test_presence_reaches_peers_on_the_other_chat_ws(stack):
+    """alice's socket is on W1 (her conversation with carol); bob's v2
+    socket on his stream with alice is on W2: W1's transitions reach W2
+    through Kafka and bob sees alice online, then offline after the grace
+    (5 s, config/distributed/chat_ws.yaml)."""
+    tag = uuid.uuid4().hex[:8]
+    alice = f"alice{tag}"
+
+    async def scenario():
+        bob = None
+        for k in range(24):  # a bob whose stream with alice hashes to W2
+            ws, w = await placed_on(stack, chat_socket_v2(stack, f"bob{tag}{k}", alice))
+            if w == "W2":
+                bob = ws
+                break
+            await ws.close()
+        carol = None
+        for k in range(24):  # a carol whose stream with alice hashes to W1
+            ws, w = await placed_on(stack, chat_socket(stack, f"carol{tag}{k}", alice))
+            await ws.close()
+            if w == "W1":
+                carol = f"carol{tag}{k}"
+                break
+        assert bob and carol, "no stream placement found on both instances"
+        try:
+            assert await recv_json(bob) == {"type": "presence", "user_id": alice,
+                                            "online": False}
+            figures = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                a = await chat_socket(stack, alice, carol).__aenter__()
+                t1 = time.monotonic()
+                assert await recv_json(bob, 15) == {"type": "presence", "user_id": alice,
+                                                    "online": True}
+                t2 = time.monotonic()
+                await a.close()
+                t3 = time.monotonic()
+                assert await recv_json(bob, 30) == {"type": "presence", "user_id": alice,
+                                                    "online": False}
+                t4 = time.monotonic()
+                assert t4 - t3 >= 4.5  # the grace period
+                figures.append((t2 - t0, t2 - t1, t4 - t3))
+            print("\npresence W1 -> W2 (s): connect->online, 101->online, close->offline: " +
+                  "; ".join(f"{a:.3f}, {b:.3f}, {c:.3f}" for a, b, c in figures))
+        finally:
+            await bob.close()
+
+    run(scenario())
+    assert stack.metric("W2", "chat_ws_presence_records_total", result="consumed") >= 6
+    assert stack.metric("W1", "chat_ws_presence_records_total", result="invalid") == 0
 
 
 def handshake_status(exc):
