@@ -162,7 +162,8 @@
   function connect() {
     const g = gen;
     sock = util.resilientSocket(() => {
-      const q = { user_id: me };
+      // v=2: frames carry their inbox id (the same with since).
+      const q = { user_id: me, v: "2" };
       // Recovery: replay what came after the newest id seen (the initial
       // page, then every frame).
       if (newest !== null) q.since = String(newest);

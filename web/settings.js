@@ -147,64 +147,59 @@
 
   // ------------------------------------------------------ preferences
 
-  // Preferences are edited in their own shape: channels per notification
-  // type (an object of booleans or a list of channel names), quiet hours
-  // (booleans as checkboxes, the rest as text).  Keys this page does not
-  // know are kept as they came.
+  // Preferences ({"channels": {"<type>": {"websocket","push","email"}},
+  // "quiet_hours": {start, end, tz} | null}): one row for "default" and one
+  // per notification type; a type without its own entry shows what it
+  // inherits from "default" and gets one when a box is changed.  Keys this
+  // page does not know are kept as they came.
+  const TYPES = ["default", "chat", "purchase", "payment-reminder", "shipping-update"];
+  const QUIET_DEFAULT = { start: "22:00", end: "07:00", tz: "UTC" };
+
   function renderPrefs() {
     const box = $("prefs-channels");
     box.textContent = "";
-    const channels = prefs && typeof prefs.channels === "object" && prefs.channels ? prefs.channels : {};
-    for (const type of Object.keys(channels).sort()) {
+    if (!prefs.channels || typeof prefs.channels !== "object") prefs.channels = {};
+    const channels = prefs.channels;
+    const def = channels.default && typeof channels.default === "object" ? channels.default : {};
+    const types = [...TYPES, ...Object.keys(channels).filter((k) => !TYPES.includes(k)).sort()];
+    for (const type of types) {
       const row = document.createElement("div");
       row.className = "pref-row";
       row.dataset.type = type;
       const name = document.createElement("span");
       name.className = "pref-type";
-      name.textContent = type.replace(/_notification$/, "").replace(/[_-]+/g, " ");
+      name.textContent = type === "default" ? "all (default)" : type.replace(/_notification$/, "").replace(/[_-]+/g, " ");
       row.appendChild(name);
-      const v = channels[type];
-      const keys = Array.isArray(v) ? CHANNELS
-        : v && typeof v === "object" ? Object.keys(v).filter((k) => typeof v[k] === "boolean") : [];
-      for (const ch of keys) {
+      for (const ch of CHANNELS) {
+        const own = channels[type] && typeof channels[type] === "object" ? channels[type] : null;
         const l = document.createElement("label");
         l.className = "inline";
         const cb = document.createElement("input");
         cb.type = "checkbox";
         cb.dataset.channel = ch;
-        cb.checked = Array.isArray(v) ? v.includes(ch) : v[ch];
+        cb.checked = own && typeof own[ch] === "boolean" ? own[ch] : typeof def[ch] === "boolean" ? def[ch] : true;
         cb.onchange = () => {
-          const cur = channels[type];
-          if (Array.isArray(cur)) channels[type] = cb.checked ? [...new Set([...cur, ch])] : cur.filter((x) => x !== ch);
-          else cur[ch] = cb.checked;
+          channels[type] = { ...(channels[type] && typeof channels[type] === "object" ? channels[type] : {}), [ch]: cb.checked };
+          if (type === "default") renderPrefs(); // the inherited boxes follow
         };
         l.append(cb, " " + ch);
         row.appendChild(l);
       }
       box.appendChild(row);
     }
+    const q = prefs.quiet_hours && typeof prefs.quiet_hours === "object" ? prefs.quiet_hours : null;
+    $("quiet-on").checked = !!q;
     const qbox = $("prefs-quiet");
     qbox.textContent = "";
-    const q = prefs && prefs.quiet_hours && typeof prefs.quiet_hours === "object" ? prefs.quiet_hours : null;
-    $("prefs-quiet-title").classList.toggle("hidden", !q);
     for (const k of q ? Object.keys(q) : []) {
       const l = document.createElement("label");
       l.className = "inline";
       const input = document.createElement("input");
       input.dataset.key = k;
-      if (typeof q[k] === "boolean") {
-        input.type = "checkbox";
-        input.checked = q[k];
-        input.onchange = () => { q[k] = input.checked; };
-        l.append(input, " " + k.replace(/_/g, " "));
-      } else {
-        input.value = q[k] === null || q[k] === undefined ? "" : String(q[k]);
-        input.onchange = () => {
-          const t = input.value.trim();
-          q[k] = typeof q[k] === "number" && t !== "" && Number.isFinite(Number(t)) ? Number(t) : t === "" ? null : t;
-        };
-        l.append(k.replace(/_/g, " ") + " ", input);
-      }
+      input.size = 6;
+      input.value = q[k] === null || q[k] === undefined ? "" : String(q[k]);
+      input.onchange = () => { q[k] = input.value.trim(); };
+      l.append(k === "tz" ? "time zone " : k + " ", input);
       qbox.appendChild(l);
     }
   }
@@ -274,6 +269,11 @@
   };
   $("push-toggle").onchange = () => { if ($("push-toggle").checked) enablePush(); else disablePush(); };
   $("prefs-form").onsubmit = savePrefs;
+  $("quiet-on").onchange = () => {
+    if (!prefs) return;
+    prefs.quiet_hours = $("quiet-on").checked ? { ...QUIET_DEFAULT } : null;
+    renderPrefs();
+  };
   serviceWorker();
 
   global.notifdSettings = { start, stop };

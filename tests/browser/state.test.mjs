@@ -328,19 +328,26 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
   });
 
   if (has.prefs) {
-    await step("preferences: change a channel and save", async () => {
+    await step("preferences: no email for chat messages, quiet hours, saved", async () => {
       await A.click("#settings-btn");
       await waitFor("the preferences form", () => A.isVisible("#prefs-form"));
-      const box = A.locator("#prefs-channels input[type=checkbox]").first();
-      const type = await box.evaluate((e) => e.closest(".pref-row").dataset.type);
-      const ch = await box.getAttribute("data-channel");
-      const was = await box.isChecked();
-      await box.setChecked(!was);
+      const box = A.locator('#prefs-channels .pref-row[data-type="chat"] input[data-channel="email"]');
+      assert(await box.isChecked(), "chat email inherited from default (on)");
+      await box.setChecked(false);
+      await A.check("#quiet-on");
+      await A.fill('#prefs-quiet input[data-key="start"]', "21:30");
+      await A.press('#prefs-quiet input[data-key="start"]', "Tab");
       await A.click("[data-testid=prefs-save]");
       await waitFor("saved", async () => (await A.textContent("#prefs-status")) === "Saved");
       const r = await api("GET", `/users/${ALICE}/preferences`, undefined, ALICE);
-      const v = r.body.channels[type];
-      assertEq(Array.isArray(v) ? v.includes(ch) : v[ch], !was, `${type}.${ch} on the server`);
+      assertEq(r.body.channels.chat.email, false, "chat.email on the server");
+      assertEq(r.body.quiet_hours.start, "21:30", "quiet hours start on the server");
+      await A.reload(); // shown as stored
+      await waitFor("alice back", async () => (await status(A)) === "online");
+      await A.click("#settings-btn");
+      await waitFor("the stored preferences", async () => (await A.isVisible("#prefs-form")) &&
+        !(await box.isChecked()) && (await A.isChecked("#quiet-on")));
+      await screenshot("8-preferences");
       await A.click("#settings-btn");
     });
   } else {
