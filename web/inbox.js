@@ -157,6 +157,7 @@
       }
     }
     hooks.onNotification(n);
+    global.notifdSettings.notifyIfHidden(n);
   }
 
   function connect() {

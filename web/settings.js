@@ -234,6 +234,17 @@
     }
   }
 
+  // A notification that came on the page's socket while the tab is hidden
+  // becomes a system notification (the server sends no push then: a
+  // socket got it), when the user allowed notifications.
+  function notifyIfHidden(n) {
+    if (document.visibilityState !== "hidden" || !("Notification" in global) ||
+        Notification.permission !== "granted" || !registration || !registration.active) return;
+    const p = n && n.payload;
+    if (n.notification_type === "chat_notification" && p && p.sender_id === me) return; // my own
+    registration.active.postMessage({ notify: n });
+  }
+
   function start(user) {
     me = user;
     $("settings-btn").classList.remove("hidden");
@@ -276,5 +287,5 @@
   };
   serviceWorker();
 
-  global.notifdSettings = { start, stop };
+  global.notifdSettings = { start, stop, notifyIfHidden };
 })(window);

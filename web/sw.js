@@ -1,7 +1,7 @@
 // The web client's service worker: a system notification for every Web
 // Push message (sent by notifd's webpush plugin when the user has no open
-// socket), and a click on it brings the chat back (the open tab, or a new
-// one on the conversation).
+// socket) and for what a hidden tab of the page hands over, and a click on
+// it brings the chat back (the open tab, or a new one on the conversation).
 //
 // The push payload is a notification as the inbox stores it
 // ({id, notification_type, timestamp, payload}; plugins/webpush/README.md),
@@ -47,6 +47,14 @@ self.addEventListener("push", (e) => {
     try { data = e.data.json(); } catch (err) { data = e.data.text(); }
   }
   const { title, options } = describe(data);
+  e.waitUntil(self.registration.showNotification(title, options));
+});
+
+// The page, open in a hidden tab, hands over a notification that came on
+// its socket (no push is sent then): shown the same way.
+self.addEventListener("message", (e) => {
+  if (!e.data || typeof e.data !== "object" || !e.data.notify) return;
+  const { title, options } = describe(e.data.notify);
   e.waitUntil(self.registration.showNotification(title, options));
 });
 

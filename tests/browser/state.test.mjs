@@ -354,7 +354,7 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
     skip("preferences", `GET /users/${ALICE}/preferences answered 404`);
   }
 
-  await step("push: permission flow, subscribe attempt, and the service worker shows a pushed notification", async () => {
+  await step("push: permission flow, subscribe attempt; the service worker shows a pushed notification and a hidden tab's", async () => {
     // bob's browser was granted nothing: the toggle reports it.
     await B.click("#settings-btn");
     if (!has.push) {
@@ -404,6 +404,15 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
       return list.find((x) => x.body === "pushed hello");
     });
     assertEq(shown, { title: `Message from ${BOB}`, body: "pushed hello", tag: "notifd-999" }, "notification shown");
+    // A tab in the background gets no push (its socket got the
+    // notification): the page hands it to the worker instead.
+    await A.evaluate(() => Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" }));
+    assertEq((await notify(ALICE, "Hidden Hat")).status, 200, "notification while the tab is hidden");
+    const fromTab = await waitFor("the system notification from the hidden tab", async () =>
+      (await A.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
+        .map((x) => ({ title: x.title, body: x.body })))).find((x) => x.body === "Hidden Hat"));
+    assertEq(fromTab.title, "Purchase", "its title");
+    await A.evaluate(() => delete document.visibilityState);
   });
 
   if (skipped.length) log("skipped:\n#   " + skipped.join("\n#   "));
