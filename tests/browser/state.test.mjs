@@ -206,6 +206,8 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
         (await conversations(A)).length === 2 && (await entry(A, BOB)).badge === null && (await entry(A, CAROL)).badge === null);
     }
     if (!has.v2) { skip("seen", "the chat socket has no notifd.chat.v2"); return; }
+    // Read marks come with the conversation list (chat_persistence).
+    if (!has.conversations) { skip("seen", "no read marks (GET /chat/conversations answered 404)"); return; }
     await waitFor("bob sees Seen under his last message", async () => {
       const seen = await B.$$eval("#messages li", (els) => els.map((e) => !!e.querySelector(".seen")));
       return JSON.stringify(seen) === "[false,true]";
