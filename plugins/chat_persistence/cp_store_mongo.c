@@ -850,6 +850,39 @@ int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_
   return 0;
 }
 
+/* Creates index `name` on db.coll unless an index of that name exists:
+ * FerretDB v1 (SQLite handler) drops the connection on a createIndexes of
+ * indexes that already exist, so a restart would never get past setup.
+ * 0 or -1 (err filled). */
+static int ensure_index(mongoc_client_t *c, const char *db, const char *coll, const char *name,
+                        bson_t *key, char *err, size_t errlen) {
+  mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
+  mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(col, NULL);
+  const bson_t *doc;
+  bson_iter_t it;
+  int found = 0;
+  while (!found && mongoc_cursor_next(cur, &doc))
+    found = bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+            strcmp(bson_iter_utf8(&it, NULL), name) == 0;
+  /* A missing collection lists no indexes (an error on some servers):
+   * createIndexes below creates both. */
+  mongoc_cursor_destroy(cur);
+  mongoc_collection_destroy(col);
+  if (found) {
+    bson_destroy(key);
+    return 0;
+  }
+  bson_error_t be;
+  bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(coll), "indexes", "[", "{", "key",
+                         BCON_DOCUMENT(key), "name", BCON_UTF8(name), "}", "]");
+  bson_destroy(key);
+  bool ok = mongoc_client_command_simple(c, db, cmd, NULL, NULL, &be);
+  bson_destroy(cmd);
+  if (!ok) snprintf(err, errlen, "mongodb createIndexes %s on %s.%s: %s", name, db, coll,
+                    be.message);
+  return ok ? 0 : -1;
+}
+
 int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
   mg_store *s = (mg_store *)bs;
   mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
@@ -862,34 +895,18 @@ int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
     mongoc_client_pool_push(s->pool, c);
     return -1;
   }
-  bson_t *cmd =
-      s->capture
-          ? BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[",
-                     "{", "key", "{", "stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1),
-                     "}", "name", BCON_UTF8("stream_id_1_created_at_-1"), "}",
-                     "{", "key", "{", "_published", BCON_INT32(1), "created_at", BCON_INT32(1),
-                     "}", "name", BCON_UTF8("_published_1_created_at_1"), "}", "]")
-          : BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[",
-                     "{", "key", "{", "stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1),
-                     "}", "name", BCON_UTF8("stream_id_1_created_at_-1"), "}", "]");
-  ok = mongoc_client_command_simple(c, s->db, cmd, NULL, NULL, &be);
-  bson_destroy(cmd);
+  int rc = ensure_index(c, s->db, s->coll, "stream_id_1_created_at_-1",
+                        BCON_NEW("stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1)), err,
+                        errlen);
+  if (rc == 0 && s->capture)
+    rc = ensure_index(c, s->db, s->coll, "_published_1_created_at_1",
+                      BCON_NEW("_published", BCON_INT32(1), "created_at", BCON_INT32(1)), err,
+                      errlen);
+  if (rc == 0)
+    rc = ensure_index(c, s->db, s->conv, "user_id_1_last_at_-1_stream_id_-1",
+                      BCON_NEW("user_id", BCON_INT32(1), "last_at", BCON_INT32(-1), "stream_id",
+                               BCON_INT32(-1)),
+                      err, errlen);
   mongoc_client_pool_push(s->pool, c);
-  if (!ok) {
-    snprintf(err, errlen, "mongodb createIndexes on %s.%s: %s", s->db, s->coll, be.message);
-    return -1;
-  }
-  c = mongoc_client_pool_pop(s->pool);
-  cmd = BCON_NEW("createIndexes", BCON_UTF8(s->conv), "indexes", "[", "{", "key", "{",
-                 "user_id", BCON_INT32(1), "last_at", BCON_INT32(-1), "stream_id",
-                 BCON_INT32(-1), "}", "name", BCON_UTF8("user_id_1_last_at_-1_stream_id_-1"),
-                 "}", "]");
-  ok = mongoc_client_command_simple(c, s->db, cmd, NULL, NULL, &be);
-  bson_destroy(cmd);
-  mongoc_client_pool_push(s->pool, c);
-  if (!ok) {
-    snprintf(err, errlen, "mongodb createIndexes on %s.%s: %s", s->db, s->conv, be.message);
-    return -1;
-  }
-  return 0;
+  return rc;
 }
