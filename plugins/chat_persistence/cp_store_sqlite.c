@@ -9,8 +9,8 @@
  *   index conversations_by_time(user_id, last_ms, stream_id)   -- the list
  *
  * Every message insert also upserts two conversation rows (the sender's and
- * the receiver's: last message, the receiver's unread count) in the same
- * transaction, so the list and the counts never need a history scan and
+ * the receiver's: last message, the receiver's unread count; folded per
+ * row over a group commit's batch) in the same transaction, so the list and the counts never need a history scan and
  * are exactly as durable as the messages.  A read mark is a position
  * (created_at, seq) in the stream's order; unread = the peer's messages
  * after it, recounted over that tail when the mark moves.
@@ -154,32 +154,86 @@ static int get_locked(sq_store *s, const char *id, chat_message *out, char *err,
   return result;
 }
 
-/* The conversation rows of a just-inserted message: the sender's (last
- * message) and the receiver's (last message, one more unread unless the
- * receiver's read mark is already past it).  A message to oneself has one
- * row and counts nothing.  0 or -1. */
-static int conv_upsert_locked(sq_store *s, const chat_message *m, int64_t seq) {
-  int self = strcmp(m->sender_id, m->receiver_id) == 0;
-  for (int side = 0; side < (self ? 1 : 2); side++) {
-    bind_text(s->conv_up, 1, side ? m->receiver_id : m->sender_id);
-    bind_text(s->conv_up, 2, m->stream_id);
-    bind_text(s->conv_up, 3, side ? m->sender_id : m->receiver_id);
-    sqlite3_bind_int64(s->conv_up, 4, m->created_at_ms);
-    sqlite3_bind_int64(s->conv_up, 5, seq);
-    sqlite3_bind_int(s->conv_up, 6, side);
-    int rc = step_done(s->conv_up);
-    sqlite3_clear_bindings(s->conv_up);
-    if (rc < 0) return -1;
+/* The conversation rows a batch changes.  Each inserted message touches
+ * the sender's row (last message) and the receiver's (last message, one
+ * more unread); the batch folds them per (user, stream) first, so under
+ * load a busy conversation costs one upsert per group commit instead of
+ * one per message (a message to oneself touches one row, counts nothing). */
+typedef struct conv_delta {
+  const char *user, *stream, *peer; /* borrowed from the batch's messages */
+  int64_t ms, seq;                  /* newest message (history order) */
+  int64_t min_ms, min_seq;          /* oldest counted message */
+  int64_t count;                    /* messages received */
+} conv_delta;
+
+static int pos_cmp(int64_t ams, int64_t aseq, int64_t bms, int64_t bseq) {
+  if (ams != bms) return ams < bms ? -1 : 1;
+  return aseq < bseq ? -1 : aseq > bseq;
+}
+
+static int delta_cmp(const void *a, const void *b) {
+  const conv_delta *x = a, *y = b;
+  int c = strcmp(x->user, y->user);
+  return c ? c : strcmp(x->stream, y->stream);
+}
+
+/* Caller holds mu inside the batch's transaction.  0 or -1. */
+static int conv_apply_locked(sq_store *s, chat_message *const *m, const int *rc,
+                             const int64_t *seqs, size_t n) {
+  conv_delta *d = malloc((2 * n + 1) * sizeof *d);
+  if (!d) return -1;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (rc[i] != 0) continue; /* not inserted: nothing to count */
+    int self = strcmp(m[i]->sender_id, m[i]->receiver_id) == 0;
+    for (int side = 0; side < (self ? 1 : 2); side++) {
+      conv_delta *e = &d[k++];
+      e->user = side ? m[i]->receiver_id : m[i]->sender_id;
+      e->peer = side ? m[i]->sender_id : m[i]->receiver_id;
+      e->stream = m[i]->stream_id;
+      e->ms = e->min_ms = m[i]->created_at_ms;
+      e->seq = e->min_seq = seqs[i];
+      e->count = side;
+    }
   }
-  return 0;
+  qsort(d, k, sizeof *d, delta_cmp);
+  int result = 0;
+  for (size_t i = 0; result == 0 && i < k;) {
+    conv_delta g = d[i];
+    size_t j = i + 1;
+    for (; j < k && delta_cmp(&d[j], &g) == 0; j++) {
+      if (pos_cmp(d[j].ms, d[j].seq, g.ms, g.seq) > 0) {
+        g.ms = d[j].ms;
+        g.seq = d[j].seq;
+      }
+      if (d[j].count && (!g.count || pos_cmp(d[j].min_ms, d[j].min_seq, g.min_ms, g.min_seq) < 0)) {
+        g.min_ms = d[j].min_ms;
+        g.min_seq = d[j].min_seq;
+      }
+      g.count += d[j].count;
+    }
+    i = j;
+    bind_text(s->conv_up, 1, g.user);
+    bind_text(s->conv_up, 2, g.stream);
+    bind_text(s->conv_up, 3, g.peer);
+    sqlite3_bind_int64(s->conv_up, 4, g.ms);
+    sqlite3_bind_int64(s->conv_up, 5, g.seq);
+    sqlite3_bind_int64(s->conv_up, 6, g.count);
+    sqlite3_bind_int64(s->conv_up, 7, g.min_ms);
+    sqlite3_bind_int64(s->conv_up, 8, g.min_seq);
+    result = step_done(s->conv_up);
+    sqlite3_clear_bindings(s->conv_up);
+  }
+  free(d);
+  return result;
 }
 
 /* Inside an open transaction (caller holds mu): the message row and, with
- * capture, its outbox row.  0 = inserted, 1 = the id existed (m replaced by
+ * capture, its outbox row (*seq = the message row).  0 = inserted, 1 = the id existed (m replaced by
  * the stored message; nothing written), -1 = error (err filled; the caller
  * rolls back). */
-static int insert_locked(sq_store *s, chat_message *m, pc_buf *key, pc_buf *value, char *err,
-                         size_t errlen) {
+static int insert_locked(sq_store *s, chat_message *m, int64_t *seq, pc_buf *key, pc_buf *value,
+                         char *err, size_t errlen) {
   m->created_at_ms = chat_time_now_ms();
   bind_text(s->ins, 1, m->message_id);
   sqlite3_bind_int(s->ins, 2, m->id_is_oid);
@@ -205,10 +259,7 @@ static int insert_locked(sq_store *s, chat_message *m, pc_buf *key, pc_buf *valu
     if (g == 0) snprintf(err, errlen, "message %s vanished during insert", m->message_id);
     return -1;
   }
-  if (conv_upsert_locked(s, m, sqlite3_last_insert_rowid(s->db)) < 0) {
-    set_err(err, errlen, "conversation upsert", s->db);
-    return -1;
-  }
+  *seq = sqlite3_last_insert_rowid(s->db);
   if (!s->capture) return 0;
   key->len = value->len = 0;
   if (chat_doc_key(m, key) < 0 || chat_change_value(m, m->created_at_ms, value) < 0 ||
@@ -255,8 +306,13 @@ static int sq_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
       result = -1;
     }
   }
+  int64_t *seqs = n ? malloc(n * sizeof *seqs) : NULL;
+  if (n && !seqs && result == 0) {
+    snprintf(err, errlen, "out of memory");
+    result = -1;
+  }
   for (size_t i = 0; result == 0 && i < n; i++) {
-    rc[i] = insert_locked(s, m[i], &key, &value, err, errlen);
+    rc[i] = insert_locked(s, m[i], &seqs[i], &key, &value, err, errlen);
     if (rc[i] < 0) {
       result = -1;
     } else if (rc[i] == 0 && s->capture && changes) {
@@ -273,6 +329,11 @@ static int sq_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
       }
     }
   }
+  if (result == 0 && n > 0 && conv_apply_locked(s, m, rc, seqs, n) < 0) {
+    set_err(err, errlen, "conversation upsert", s->db);
+    result = -1;
+  }
+  free(seqs);
   if (result == 0 && step_done(s->commit) < 0) {
     set_err(err, errlen, "commit", s->db);
     result = -1;
@@ -730,7 +791,7 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
            " last_seq = CASE WHEN (excluded.last_ms, excluded.last_seq) > (last_ms, last_seq)"
            "  THEN excluded.last_seq ELSE last_seq END,"
            " last_ms = MAX(last_ms, excluded.last_ms),"
-           " unread = unread + CASE WHEN (excluded.last_ms, excluded.last_seq) > (read_ms, read_seq)"
+           " unread = unread + CASE WHEN (?7, ?8) > (read_ms, read_seq)"
            "  THEN excluded.unread ELSE 0 END",
            &s->conv_up) < 0 ||
       prep(s,
