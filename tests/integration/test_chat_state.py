@@ -14,7 +14,8 @@ monotonic, another stream's message 400, unknown id 404, a non-participant
 token subject, a different user_id 403, no token 401) on the list, the
 read mark and the history; counts surviving a restart; paging of
 conversations (next_before, RFC 3339 `before`); a message retried with the
-same message_id counted once; the read receipt POSTed with the internal
+same message_id counted once; concurrent POSTs (shared group commits)
+counted exactly; the read receipt POSTed with the internal
 token to `chat_ws_url`; a chat.db written before conversations existed
 gets them at start.
 """
@@ -309,6 +310,26 @@ def test_conversation_paging(notifd_factory, mode):
         if cursor is None:
             break
     assert [x["content"] for x in seen] == [f"more {i}" for i in range(4, -1, -1)] + ["from peer-0"]
+
+
+@pytest.mark.parametrize("mode", ["users"])
+def test_concurrent_posts_are_counted_exactly(notifd_factory, mode):
+    """Many POSTs at once share group commits (the SQLite store folds a
+    batch's conversation updates): every message counts exactly once, the
+    last message is the history's newest."""
+    # The per-user write limit would refuse a burst of 120 from one user.
+    node = Node(notifd_factory, mode, extra="http: {rate_limit: {rate: 100000, burst: 100000}}\n")
+    from concurrent.futures import ThreadPoolExecutor
+    jobs = [("alice", "bob", i) for i in range(120)] + [("bob", "alice", i) for i in range(80)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda j: node.send(j[0], j[1], f"c{j[2]}"), jobs))
+    for user, peer, n in (("bob", "alice", 120), ("alice", "bob", 80)):
+        [c] = node.conversations(user)["conversations"]
+        assert c["unread"] == n
+        assert c["last_message"] == node.history(user, peer, "limit=1")["messages"][0]
+    newest = node.history("bob", "alice", "limit=200")["messages"]
+    mid = next(m for m in newest if m["sender_id"] == "alice")  # bob reads up to alice's last
+    assert node.read("bob", stream_id("alice", "bob"), mid["message_id"])["unread"] == 0
 
 
 class Recorder(httpserver.BaseHTTPRequestHandler):
