@@ -20,7 +20,9 @@
  *   max_content_bytes     65536
  *   max_id_bytes          256       message_id, stream_id, sender_id, receiver_id
  *   history_default_limit 50
- *   history_max_limit     200
+ *   history_max_limit     200       also the conversation list's limits
+ *   conversations_collection conversations  MongoDB: per-user conversation state
+ *   chat_ws_url           local:    read receipts: POST {chat_ws_url}/chat/forward-event
  *   auth                  none | token | internal   for every route; token:
  *                         sender_id must be the token subject, history needs
  *                         ?peer_id= and the caller must be a participant.
@@ -178,7 +180,8 @@ static int cfg_fail(cp_plugin *pl, const char *fmt, ...) {
 }
 
 static int read_config(cp_plugin *pl, const char **store_kind, const char **relay,
-                       const char **path, const char **sync, const char **coll) {
+                       const char **path, const char **sync, const char **coll,
+                       const char **conv_coll) {
   const notifd_api *api = pl->api;
   notifd_plugin *p = pl->self;
   const char *auth = NULL;
@@ -198,6 +201,17 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
   bad |= api->config_int(p, "max_id_bytes", 256, &pl->max_id_bytes) < 0;
   bad |= api->config_int(p, "history_default_limit", 50, &pl->history_default_limit) < 0;
   bad |= api->config_int(p, "history_max_limit", 200, &pl->history_max_limit) < 0;
+  bad |= api->config_string(p, "conversations_collection", "conversations", conv_coll) < 0;
+  const char *chat_ws_url = NULL;
+  bad |= api->config_string(p, "chat_ws_url", "local:", &chat_ws_url) < 0;
+  if (!bad) {
+    size_t n = strlen(chat_ws_url);
+    while (n > 0 && chat_ws_url[n - 1] == '/') n--; /* base + "/chat/..." */
+    pl->chat_ws_base = malloc(n + 1);
+    if (!pl->chat_ws_base) return NOTIFD_ENOMEM;
+    memcpy(pl->chat_ws_base, chat_ws_url, n);
+    pl->chat_ws_base[n] = '\0';
+  }
   /* Users post and read as themselves unless the host runs in seed
    * compatibility (auth.mode: none). */
   int seed = NOTIFD_API_HAS(api, auth_mode) && api->auth_mode(p) == NOTIFD_AUTH_MODE_NONE;
@@ -218,6 +232,8 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
     return cfg_fail(pl, "max_content_bytes: must be between 1 and 16 MiB");
   if (pl->max_id_bytes < 16 || pl->max_id_bytes > 4096)
     return cfg_fail(pl, "max_id_bytes: must be between 16 and 4096");
+  if (!**conv_coll || strcmp(*conv_coll, *coll) == 0)
+    return cfg_fail(pl, "conversations_collection: must be set and differ from collection");
   if (pl->history_max_limit < 1 || pl->history_max_limit > 10000 ||
       pl->history_default_limit < 1 || pl->history_default_limit > pl->history_max_limit)
     return cfg_fail(pl, "history limits: need 1 <= default <= max <= 10000");
@@ -225,7 +241,7 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
 }
 
 static int open_store(cp_plugin *pl, const char *kind, const char *relay, const char *path,
-                      const char *sync, const char *coll) {
+                      const char *sync, const char *coll, const char *conv_coll) {
   const notifd_api *api = pl->api;
   const char *uri = NULL, *db = NULL;
   if (api->backend_string(pl->self, "mongodb", "uri", &uri) < 0 ||
@@ -248,7 +264,8 @@ static int open_store(cp_plugin *pl, const char *kind, const char *relay, const 
   char err[512];
   int rc;
   if (pl->mongo) {
-    cp_mongo_opts o = {uri, db ? db : "notifications", coll, pl->relay_mode == CP_RELAY_POLL};
+    cp_mongo_opts o = {uri, db ? db : "notifications", coll, conv_coll,
+                       pl->relay_mode == CP_RELAY_POLL};
     rc = cp_store_mongo_open(&o, &pl->store, err, sizeof err);
   } else {
     char def[4096];
@@ -311,10 +328,10 @@ static int cp_init(notifd_plugin *p, const notifd_api *api, void **state) {
     api->log(p, NOTIFD_LOG_ERROR, "no kernel random source for message ids");
     return NOTIFD_EBACKEND;
   }
-  const char *kind, *relay, *path, *sync, *coll;
-  int rc = read_config(pl, &kind, &relay, &path, &sync, &coll);
+  const char *kind, *relay, *path, *sync, *coll, *conv_coll;
+  int rc = read_config(pl, &kind, &relay, &path, &sync, &coll, &conv_coll);
   if (rc < 0) return rc;
-  if ((rc = open_store(pl, kind, relay, path, sync, coll)) < 0) return rc;
+  if ((rc = open_store(pl, kind, relay, path, sync, coll, conv_coll)) < 0) return rc;
   if ((rc = register_metrics(pl)) < 0) return rc;
   if (pl->relay_mode != CP_RELAY_NONE && (rc = cp_relay_new(pl, &pl->relay)) < 0) return rc;
   return cp_http_register(pl);
@@ -341,6 +358,8 @@ static void cp_destroy(void *state) {
     j->release(j);
   }
   cp_http_drop_queued(pl);
+  cp_state_drop_receipts(pl);
+  free(pl->chat_ws_base);
   cp_relay_free(pl->relay);
   if (pl->store) pl->store->ops->close(pl->store);
   free(pl);

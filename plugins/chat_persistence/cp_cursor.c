@@ -143,3 +143,14 @@ void cp_changes_free(cp_change *c, size_t n) {
   }
   free(c);
 }
+
+void cp_conv_page_free(cp_conv_page *p) {
+  for (size_t i = 0; i < p->n; i++) {
+    free(p->items[i].stream_id);
+    free(p->items[i].peer_id);
+    chat_message_free(&p->items[i].last);
+  }
+  free(p->items);
+  cp_cursor_free(&p->next);
+  memset(p, 0, sizeof *p);
+}

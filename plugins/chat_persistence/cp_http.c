@@ -3,6 +3,7 @@
  *   POST /chat/persist, POST /chat/messages      store a ChatMessage
  *   GET  /chat/messages/{message_id}             one stored message
  *   GET  /chat/streams/{stream_id}/messages      history, newest first
+ *   (conversations and read marks: cp_state.c)
  *
  * Handlers validate on the loop and run the store on the worker pool; the
  * request is answered from the job's completion. */
@@ -25,7 +26,7 @@ static void count(cp_plugin *pl, const char *result) {
   pl->api->metric_add(pl->m.requests, v, 1);
 }
 
-static void observe_store(cp_plugin *pl, const char *op, int64_t t0) {
+void cp_observe_store(cp_plugin *pl, const char *op, int64_t t0) {
   const char *v[] = {op};
   pl->api->metric_observe(pl->m.store_seconds, v, cp_elapsed_s(t0));
 }
@@ -90,7 +91,9 @@ static int same_message(const chat_message *a, const chat_message *b) {
 /* Answers the POST from the store's result; 1 if a message was created. */
 static int post_answer(cp_plugin *pl, post_job *pj) {
   int created = 0;
-  observe_store(pl, "insert", pj->t0);
+  cp_observe_store(pl, "insert", pj->t0);
+  if (pj->rc == 0 && pj->err[0]) /* stored; the conversation update failed */
+    pl->api->log(pl->self, NOTIFD_LOG_WARN, "message %s: %s", pj->msg.message_id, pj->err);
   if (pj->rc < 0) {
     pl->api->log(pl->self, NOTIFD_LOG_ERROR, "storing message %s failed: %s", pj->msg.message_id,
                  pj->err);
@@ -374,7 +377,7 @@ static void get_release(cp_job *j) {
 static void get_done(cp_job *j) {
   get_job *gj = (get_job *)j;
   cp_plugin *pl = j->pl;
-  observe_store(pl, "get", gj->t0);
+  cp_observe_store(pl, "get", gj->t0);
   if (gj->rc < 0) {
     pl->api->log(pl->self, NOTIFD_LOG_ERROR, "reading message %s failed: %s", gj->id, gj->err);
     pl->api->respond_error(gj->req, 500, "failed to read message");
@@ -451,7 +454,7 @@ static void hist_release(cp_job *j) {
 static void hist_done(cp_job *j) {
   hist_job *hj = (hist_job *)j;
   cp_plugin *pl = j->pl;
-  observe_store(pl, "history", hj->t0);
+  cp_observe_store(pl, "history", hj->t0);
   if (hj->rc < 0) {
     pl->api->log(pl->self, NOTIFD_LOG_ERROR, "history of %s failed: %s", hj->stream_id, hj->err);
     pl->api->respond_error(hj->req, 500, "failed to read history");
@@ -484,12 +487,29 @@ static void hist_done(cp_job *j) {
   hist_release(j);
 }
 
-/* limit: default when absent, capped at the maximum; 0 if malformed. */
-static size_t parse_limit(cp_plugin *pl, const char *s) {
+size_t cp_parse_limit(cp_plugin *pl, const char *s) {
   if (!s || !*s) return (size_t)pl->history_default_limit;
   int64_t v;
   if (chat_parse_int64(s, &v) < 0 || v < 1) return 0;
   return v > pl->history_max_limit ? (size_t)pl->history_max_limit : (size_t)v;
+}
+
+const char *cp_acting_user(cp_plugin *pl, notifd_req *req, const char *given) {
+  const notifd_api *api = pl->api;
+  if (given && (!*given || strlen(given) > (size_t)pl->max_id_bytes)) {
+    api->respond_error(req, 400, "user_id: must be a non-empty id");
+    return NULL;
+  }
+  if (pl->auth == NOTIFD_AUTH_TOKEN) {
+    const char *sub = api->req_auth_subject(req);
+    if (!sub || (given && strcmp(given, sub) != 0)) {
+      api->respond_error(req, 403, "user_id must be the authenticated user");
+      return NULL;
+    }
+    return sub;
+  }
+  if (!given) api->respond_error(req, 400, "user_id: required");
+  return given;
 }
 
 static void on_history(notifd_req *req, void *ud) {
@@ -501,6 +521,8 @@ static void on_history(notifd_req *req, void *ud) {
     return;
   }
   if (pl->auth == NOTIFD_AUTH_TOKEN) {
+    /* Same rules as every user route: a user_id, if given, is the caller. */
+    if (!cp_acting_user(pl, req, api->req_query(req, "user_id"))) return;
     const char *sub = api->req_auth_subject(req), *peer = api->req_query(req, "peer_id");
     char want[PC_STREAM_ID_LEN + 1];
     if (!peer || !*peer) {
@@ -513,7 +535,7 @@ static void on_history(notifd_req *req, void *ud) {
       return;
     }
   }
-  size_t limit = parse_limit(pl, api->req_query(req, "limit"));
+  size_t limit = cp_parse_limit(pl, api->req_query(req, "limit"));
   if (!limit) {
     api->respond_error(req, 400, "limit: expected a positive integer");
     return;
@@ -566,5 +588,6 @@ int cp_http_register(cp_plugin *pl) {
   if (rc == 0)
     rc = api->http_route(pl->self, "GET", "/chat/streams/{stream_id}/messages", on_history, pl,
                          &get);
+  if (rc == 0) rc = cp_state_register(pl);
   return rc;
 }

@@ -27,6 +27,8 @@ struct cp_job {
   void (*release)(cp_job *j);
 };
 
+typedef struct cp_receipt cp_receipt;
+
 typedef struct cp_metrics {
   notifd_metric *requests;      /* {result} */
   notifd_metric *store_seconds; /* {op} */
@@ -50,6 +52,8 @@ struct cp_plugin {
   int64_t relay_retry_ms;
   int64_t relay_poll_ms;
   int64_t history_default_limit, history_max_limit;
+  char *chat_ws_base;         /* read receipts: {chat_ws_url}/chat/forward-event */
+  cp_receipt *receipts;       /* read receipts in flight */
   int mongo;                  /* store is MongoDB */
   int mongo_ready;            /* indexes created, ping answered */
   notifd_timer *setup_timer;
@@ -70,6 +74,19 @@ struct cp_plugin {
 
 /* 0, or < 0 (the job was not queued; the caller still owns it). */
 int cp_job_submit(cp_plugin *pl, cp_job *j);
+void cp_observe_store(cp_plugin *pl, const char *op, int64_t t0_ns);
+/* A ?limit= value: the default when absent, capped at the maximum; 0 if
+ * malformed (not a positive integer). */
+size_t cp_parse_limit(cp_plugin *pl, const char *s);
+/* The user a request acts for: under token auth the token subject (a
+ * `given` user_id must equal it, else 403), otherwise `given` (required,
+ * else 400).  NULL after answering. */
+const char *cp_acting_user(cp_plugin *pl, notifd_req *req, const char *given);
+
+/* Conversations and read state (cp_state.c). */
+int cp_state_register(cp_plugin *pl);
+/* At destroy: read receipts still in flight (their callbacks never run). */
+void cp_state_drop_receipts(cp_plugin *pl);
 
 int cp_http_register(cp_plugin *pl);
 /* At destroy: drops POSTs still queued for a batch (never answered). */

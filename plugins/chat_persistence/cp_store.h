@@ -39,6 +39,21 @@ typedef struct cp_change {
   int32_t status;      /* filled by the relay: 0 = acknowledged by the bus */
 } cp_change;
 
+/* One conversation of a user (conversation state is kept per user and
+ * stream, maintained by the inserts: no history scan per request). */
+typedef struct cp_conv {
+  char *stream_id, *peer_id; /* owned */
+  chat_message last;         /* the newest message of the stream */
+  int64_t last_ms;           /* its created_at: the list's order */
+  int64_t unread;            /* peer messages after the user's read mark */
+} cp_conv;
+
+typedef struct cp_conv_page {
+  cp_conv *items; /* most recent first */
+  size_t n;
+  cp_cursor next; /* CP_CUR_STR_ID (last_ms, stream_id); NONE = no more */
+} cp_conv_page;
+
 typedef struct cp_store_ops {
   const char *name;
   /* Stores `m` (message_id set; id_is_oid for server ids) with created_at =
@@ -63,6 +78,18 @@ typedef struct cp_store_ops {
    * be NONE), newest first, at most `limit`. < 0 = error. */
   int (*history)(cp_store *s, const char *stream_id, const cp_cursor *before,
                  const cp_cursor *after, size_t limit, cp_page *out, char *err, size_t errlen);
+  /* Conversations of `user` strictly older than `before` (NONE, TIME:
+   * last message at or before that millisecond, STR_ID: (ms, stream_id)
+   * from a previous page), most recent first (last message time, ties by
+   * stream id descending), at most `limit`.  < 0 = error. */
+  int (*conversations)(cp_store *s, const char *user, const cp_cursor *before, size_t limit,
+                       cp_conv_page *out, char *err, size_t errlen);
+  /* Moves `user`'s read mark in the stream of `m` (a stored message,
+   * user a participant, as read back by `get`) up to `m` unless it is
+   * already there or later, and sets *unread to the peer messages after
+   * the mark.  0, or < 0 = error. */
+  int (*mark_read)(cp_store *s, const char *user, const chat_message *m, int64_t *unread,
+                   char *err, size_t errlen);
   /* Up to `max` unpublished changes, oldest first.  NULL when the backend
    * has no capture of its own (Debezium mode). */
   int (*changes_fetch)(cp_store *s, size_t max, cp_change **out, size_t *n, char *err,
@@ -92,6 +119,7 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
 
 typedef struct cp_mongo_opts {
   const char *uri, *database, *collection;
+  const char *conversations;  /* collection of the per-user conversation state */
   int capture;           /* built-in relay: documents carry _published */
 } cp_mongo_opts;
 int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_t errlen);
@@ -99,6 +127,7 @@ int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_
 int cp_store_mongo_setup(cp_store *s, char *err, size_t errlen);
 
 void cp_page_free(cp_page *p);
+void cp_conv_page_free(cp_conv_page *p);
 void cp_cursor_free(cp_cursor *c);
 void cp_changes_free(cp_change *c, size_t n);
 

@@ -6,7 +6,25 @@
  * plus `_published: false` when the built-in relay captures changes (it
  * sets true once the bus acknowledged the record).  Indexes:
  * {stream_id: 1, created_at: -1} for history, {_published: 1, created_at: 1}
- * for the relay. */
+ * for the relay.
+ *
+ * Conversation state lives in a second collection (`conversations`,
+ * configurable), one document per user and stream:
+ *   {_id: "<len(user)>:<user>:<stream>", user_id, stream_id, peer_id,
+ *    last_at: Date, last_key, unread, v, read_key}
+ * `last_key` / `read_key` spell a message's position in the stream's
+ * history order as a string that sorts the same way
+ * ("<ms, 15 digits>:<1 string id | 2 ObjectId>:<id>", see msg_key).  No
+ * multi-document transactions (FerretDB v1 has none), so every write is
+ * order-tolerant: $max moves the last message and the read mark, never
+ * back; the receiver's unread gets $inc only while its read mark is
+ * before the message (a conditional upsert), and only when the message
+ * insert really inserted (a retried message_id is not counted again).  A
+ * read recounts the peer's messages after the mark and stores the number
+ * only if no $inc came in between (`v` counts them: compare and set,
+ * retried).  A crash between a message insert and its conversation
+ * updates leaves the count one short until the user's next read. */
+#include <inttypes.h>
 #include <mongoc/mongoc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +41,14 @@
 typedef struct mg_store {
   cp_store base;
   mongoc_client_pool_t *pool;
-  char *db, *coll;
+  char *db, *coll, *conv;
   int capture;
 } mg_store;
+
+static mongoc_collection_t *conv_pop(mg_store *s, mongoc_client_t **c) {
+  *c = mongoc_client_pool_pop(s->pool);
+  return mongoc_client_get_collection(*c, s->db, s->conv);
+}
 
 static mongoc_collection_t *coll_pop(mg_store *s, mongoc_client_t **c) {
   *c = mongoc_client_pool_pop(s->pool);
@@ -142,6 +165,8 @@ static int find_one(mg_store *s, const bson_t *filter, chat_message *out, char *
   return rc;
 }
 
+static int conv_on_insert(mg_store *s, const chat_message *m, char *err, size_t errlen);
+
 static int mg_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
   mg_store *s = (mg_store *)bs;
   m->created_at_ms = chat_time_now_ms();
@@ -159,7 +184,14 @@ static int mg_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
   bool ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &be);
   coll_push(s, c, coll);
   bson_destroy(&doc);
-  if (ok) return 0;
+  if (ok) {
+    /* Stored and about to be delivered: a failed conversation update is
+     * reported in err with rc 0 (logged as a warning by the caller); the
+     * next read recounts. */
+    if (conv_on_insert(s, m, err, errlen) < 0) return 0;
+    err[0] = '\0';
+    return 0;
+  }
   if (be.code != DUPLICATE_KEY) {
     snprintf(err, errlen, "mongodb insert: %s", be.message);
     return -1;
@@ -182,6 +214,365 @@ static int mg_get(cp_store *bs, const char *id, chat_message *out, char *err, si
   int rc = find_one((mg_store *)bs, &filter, out, err, errlen);
   bson_destroy(&filter);
   return rc;
+}
+
+/* ---- conversations ---- */
+
+/* The conversation document id of (user, stream): length-prefixed, so no
+ * choice of ids can make two pairs collide.  malloc'd or NULL. */
+static char *conv_id(const char *user, const char *stream) {
+  pc_buf b;
+  pc_buf_init(&b);
+  pc_buf_printf(&b, "%zu:%s:%s", strlen(user), user, stream);
+  return pc_buf_steal(&b, NULL);
+}
+
+/* A message's position in the history order (created_at, then _id with
+ * every string before every ObjectId, as BSON sorts them) as a string
+ * with the same order.  malloc'd or NULL. */
+static char *msg_key(const chat_message *m) {
+  pc_buf b;
+  pc_buf_init(&b);
+  pc_buf_printf(&b, "%015" PRId64 ":%c:%s", m->created_at_ms, m->id_is_oid ? '2' : '1',
+                m->message_id);
+  return pc_buf_steal(&b, NULL);
+}
+
+/* Back from msg_key to a cursor (and the id); -1 if malformed. */
+static int key_cursor(const char *key, cp_cursor *c) {
+  memset(c, 0, sizeof *c);
+  char *end = NULL;
+  long long ms = strtoll(key, &end, 10);
+  if (end != key + 15 || end[0] != ':' || (end[1] != '1' && end[1] != '2') || end[2] != ':')
+    return -1;
+  c->ms = ms;
+  c->kind = end[1] == '2' ? CP_CUR_OID : CP_CUR_STR_ID;
+  if (c->kind == CP_CUR_OID && !chat_oid_is_hex(end + 3)) return -1;
+  c->id = strdup(end + 3);
+  return c->id ? 0 : -1;
+}
+
+static void conv_fields(bson_t *set, const char *user, const char *stream, const char *peer) {
+  BSON_APPEND_UTF8(set, "user_id", user);
+  BSON_APPEND_UTF8(set, "stream_id", stream);
+  BSON_APPEND_UTF8(set, "peer_id", peer);
+}
+
+/* One side of a new message: the sender's document (count = 0) or the
+ * receiver's (count = 1, only while its read mark is before the message).
+ * 0, 1 = the receiver's mark is already past (nothing counted; the caller
+ * moves the last message alone), < 0 = error. */
+static int conv_side(mongoc_collection_t *coll, const char *cid, const chat_message *m,
+                     const char *key, int receiver, int count, bson_error_t *be) {
+  const char *user = receiver ? m->receiver_id : m->sender_id;
+  const char *peer = receiver ? m->sender_id : m->receiver_id;
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, d;
+  BSON_APPEND_UTF8(&filter, "_id", cid);
+  if (count) {
+    bson_t or, alt, cond;
+    BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &alt);
+    BSON_APPEND_DOCUMENT_BEGIN(&alt, "read_key", &cond);
+    BSON_APPEND_BOOL(&cond, "$exists", false);
+    bson_append_document_end(&alt, &cond);
+    bson_append_document_end(&or, &alt);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &alt);
+    BSON_APPEND_DOCUMENT_BEGIN(&alt, "read_key", &cond);
+    BSON_APPEND_UTF8(&cond, "$lt", key);
+    bson_append_document_end(&alt, &cond);
+    bson_append_document_end(&or, &alt);
+    bson_append_array_end(&filter, &or);
+  }
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &d);
+  conv_fields(&d, user, m->stream_id, peer);
+  bson_append_document_end(&update, &d);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$max", &d);
+  BSON_APPEND_DATE_TIME(&d, "last_at", m->created_at_ms);
+  BSON_APPEND_UTF8(&d, "last_key", key);
+  bson_append_document_end(&update, &d);
+  if (count) {
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &d);
+    BSON_APPEND_INT64(&d, "unread", 1);
+    BSON_APPEND_INT64(&d, "v", 1);
+    bson_append_document_end(&update, &d);
+  } else {
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &d);
+    BSON_APPEND_INT64(&d, "unread", 0);
+    BSON_APPEND_INT64(&d, "v", 0);
+    bson_append_document_end(&update, &d);
+  }
+  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+  bool ok = mongoc_collection_update_one(coll, &filter, &update, opts, NULL, be);
+  bson_destroy(opts);
+  bson_destroy(&filter);
+  bson_destroy(&update);
+  if (ok) return 0;
+  /* The filter missed an existing document: its read mark is past. */
+  return count && be->code == DUPLICATE_KEY ? 1 : -1;
+}
+
+/* After a message insert that really inserted. */
+static int conv_on_insert(mg_store *s, const chat_message *m, char *err, size_t errlen) {
+  int self = strcmp(m->sender_id, m->receiver_id) == 0;
+  char *key = msg_key(m);
+  char *ids[2] = {conv_id(m->sender_id, m->stream_id), conv_id(m->receiver_id, m->stream_id)};
+  int rc = 0;
+  if (!key || !ids[0] || !ids[1]) {
+    snprintf(err, errlen, "out of memory");
+    rc = -1;
+  }
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = conv_pop(s, &c);
+  bson_error_t be;
+  for (int side = 0; rc == 0 && side < (self ? 1 : 2); side++) {
+    int r = conv_side(coll, ids[side], m, key, side, side, &be);
+    if (r == 1) r = conv_side(coll, ids[side], m, key, side, 0, &be);
+    if (r < 0) {
+      snprintf(err, errlen, "mongodb conversation update: %s", be.message);
+      rc = -1;
+    }
+  }
+  coll_push(s, c, coll);
+  free(key);
+  free(ids[0]);
+  free(ids[1]);
+  return rc;
+}
+
+static int mg_conversations(cp_store *bs, const char *user, const cp_cursor *before,
+                            size_t limit, cp_conv_page *out, char *err, size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  memset(out, 0, sizeof *out);
+  out->items = calloc(limit + 1, sizeof *out->items);
+  char **keys = calloc(limit + 1, sizeof *keys);
+  if (!out->items || !keys) {
+    free(keys);
+    free(out->items);
+    out->items = NULL;
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  bson_t filter = BSON_INITIALIZER, cond, or, alt;
+  BSON_APPEND_UTF8(&filter, "user_id", user);
+  if (before && before->kind == CP_CUR_TIME) {
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "last_at", &cond);
+    BSON_APPEND_DATE_TIME(&cond, "$lte", before->ms);
+    bson_append_document_end(&filter, &cond);
+  } else if (before && before->kind == CP_CUR_STR_ID) {
+    BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &alt);
+    BSON_APPEND_DOCUMENT_BEGIN(&alt, "last_at", &cond);
+    BSON_APPEND_DATE_TIME(&cond, "$lt", before->ms);
+    bson_append_document_end(&alt, &cond);
+    bson_append_document_end(&or, &alt);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &alt);
+    BSON_APPEND_DATE_TIME(&alt, "last_at", before->ms);
+    BSON_APPEND_DOCUMENT_BEGIN(&alt, "stream_id", &cond);
+    BSON_APPEND_UTF8(&cond, "$lt", before->id ? before->id : "");
+    bson_append_document_end(&alt, &cond);
+    bson_append_document_end(&or, &alt);
+    bson_append_array_end(&filter, &or);
+  }
+  bson_t *opts = BCON_NEW("sort", "{", "last_at", BCON_INT32(-1), "stream_id", BCON_INT32(-1),
+                          "}", "limit", BCON_INT64((int64_t)limit + 1));
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = conv_pop(s, &c);
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+  const bson_t *doc;
+  int result = 0;
+  while (out->n <= limit && mongoc_cursor_next(cur, &doc)) {
+    cp_conv *cv = &out->items[out->n];
+    chat_message_init(&cv->last);
+    bson_iter_t it;
+    if (bson_iter_init(&it, doc)) {
+      while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "stream_id") == 0 && BSON_ITER_HOLDS_UTF8(&it)) {
+          free(cv->stream_id);
+          cv->stream_id = iter_dup_utf8(&it);
+        } else if (strcmp(k, "peer_id") == 0 && BSON_ITER_HOLDS_UTF8(&it)) {
+          free(cv->peer_id);
+          cv->peer_id = iter_dup_utf8(&it);
+        } else if (strcmp(k, "last_key") == 0 && BSON_ITER_HOLDS_UTF8(&it)) {
+          free(keys[out->n]);
+          keys[out->n] = iter_dup_utf8(&it);
+        } else if (strcmp(k, "last_at") == 0 && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+          cv->last_ms = bson_iter_date_time(&it);
+        } else if (strcmp(k, "unread") == 0 && BSON_ITER_HOLDS_NUMBER(&it)) {
+          cv->unread = bson_iter_as_int64(&it);
+        }
+      }
+    }
+    out->n++;
+    if (!cv->stream_id) cv->stream_id = strdup("");
+    if (!cv->peer_id) cv->peer_id = strdup("");
+    if (!cv->stream_id || !cv->peer_id) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+      break;
+    }
+  }
+  bson_error_t be;
+  if (result == 0 && mongoc_cursor_error(cur, &be)) {
+    snprintf(err, errlen, "mongodb conversations: %s", be.message);
+    result = -1;
+  }
+  mongoc_cursor_destroy(cur);
+  coll_push(s, c, coll);
+  bson_destroy(opts);
+  bson_destroy(&filter);
+  if (result == 0 && out->n > limit) {
+    cp_conv *extra = &out->items[limit];
+    free(extra->stream_id);
+    free(extra->peer_id);
+    chat_message_free(&extra->last);
+    memset(extra, 0, sizeof *extra);
+    out->n = limit;
+    out->next.kind = CP_CUR_STR_ID;
+    out->next.ms = out->items[limit - 1].last_ms;
+    out->next.id = strdup(out->items[limit - 1].stream_id);
+    if (!out->next.id) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+    }
+  }
+  /* The last messages, one lookup each by _id (a conversation whose
+   * message cannot be read keeps an empty one: rendered as null). */
+  for (size_t i = 0; result == 0 && i < out->n; i++) {
+    cp_cursor k;
+    if (!keys[i] || key_cursor(keys[i], &k) < 0) continue;
+    bson_t f = BSON_INITIALIZER;
+    append_id(&f, "_id", k.id, k.kind == CP_CUR_OID);
+    chat_message_free(&out->items[i].last);
+    if (find_one(s, &f, &out->items[i].last, err, errlen) < 0) result = -1;
+    bson_destroy(&f);
+    cp_cursor_free(&k);
+  }
+  for (size_t i = 0; i <= limit; i++) free(keys[i]);
+  free(keys);
+  if (result < 0) cp_conv_page_free(out);
+  return result;
+}
+
+static void bound_clause(bson_t *and, const cp_cursor *c, int older, int *and_idx);
+
+static int mg_mark_read(cp_store *bs, const char *user, const chat_message *m, int64_t *unread,
+                        char *err, size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  const char *peer = strcmp(user, m->sender_id) == 0 ? m->receiver_id : m->sender_id;
+  char *cid = conv_id(user, m->stream_id), *key = msg_key(m), *rk = NULL;
+  if (!cid || !key) {
+    free(cid);
+    free(key);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = conv_pop(s, &c);
+  mongoc_collection_t *msgs = mongoc_client_get_collection(c, s->db, s->coll);
+  bson_error_t be;
+  int result = 0;
+  /* 1. The mark only moves forward ($max). */
+  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, d;
+  BSON_APPEND_UTF8(&filter, "_id", cid);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &d);
+  conv_fields(&d, user, m->stream_id, peer);
+  bson_append_document_end(&update, &d);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$max", &d);
+  BSON_APPEND_UTF8(&d, "read_key", key);
+  bson_append_document_end(&update, &d);
+  BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &d);
+  BSON_APPEND_DATE_TIME(&d, "last_at", m->created_at_ms);
+  BSON_APPEND_UTF8(&d, "last_key", key);
+  BSON_APPEND_INT64(&d, "unread", 0);
+  BSON_APPEND_INT64(&d, "v", 0);
+  bson_append_document_end(&update, &d);
+  bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+  if (!mongoc_collection_update_one(coll, &filter, &update, upsert, NULL, &be)) {
+    snprintf(err, errlen, "mongodb read mark: %s", be.message);
+    result = -1;
+  }
+  bson_destroy(upsert);
+  bson_destroy(&update);
+  /* 2. Recount the peer's messages after the mark and store the number
+   * unless an $inc (v) or a later mark came in between; then again. */
+  *unread = 0;
+  int stored = 0;
+  for (int attempt = 0; result == 0 && !stored && attempt < 8; attempt++) {
+    int64_t v = 0;
+    free(rk);
+    rk = NULL;
+    bson_t *fopts = BCON_NEW("limit", BCON_INT64(1));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, fopts, NULL);
+    const bson_t *doc;
+    if (mongoc_cursor_next(cur, &doc)) {
+      bson_iter_t it;
+      if (bson_iter_init_find(&it, doc, "read_key") && BSON_ITER_HOLDS_UTF8(&it))
+        rk = iter_dup_utf8(&it);
+      if (bson_iter_init_find(&it, doc, "v") && BSON_ITER_HOLDS_NUMBER(&it))
+        v = bson_iter_as_int64(&it);
+    }
+    if (mongoc_cursor_error(cur, &be)) {
+      snprintf(err, errlen, "mongodb read mark lookup: %s", be.message);
+      result = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(fopts);
+    cp_cursor mark;
+    if (result == 0 && (!rk || key_cursor(rk, &mark) < 0)) {
+      snprintf(err, errlen, "conversation %s: no valid read mark", cid);
+      result = -1;
+    }
+    if (result < 0) break;
+    int64_t n = 0;
+    if (strcmp(peer, user) != 0) {
+      bson_t q = BSON_INITIALIZER, and;
+      int idx = 0;
+      BSON_APPEND_UTF8(&q, "stream_id", m->stream_id);
+      BSON_APPEND_UTF8(&q, "sender_id", peer);
+      BSON_APPEND_ARRAY_BEGIN(&q, "$and", &and);
+      bound_clause(&and, &mark, 0, &idx);
+      bson_append_array_end(&q, &and);
+      n = mongoc_collection_count_documents(msgs, &q, NULL, NULL, NULL, &be);
+      bson_destroy(&q);
+    }
+    cp_cursor_free(&mark);
+    if (n < 0) {
+      snprintf(err, errlen, "mongodb unread count: %s", be.message);
+      result = -1;
+      break;
+    }
+    bson_t cas = BSON_INITIALIZER, set = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&cas, "_id", cid);
+    BSON_APPEND_UTF8(&cas, "read_key", rk);
+    BSON_APPEND_INT64(&cas, "v", v);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, "$set", &d);
+    BSON_APPEND_INT64(&d, "unread", n);
+    bson_append_document_end(&set, &d);
+    bson_t reply;
+    if (!mongoc_collection_update_one(coll, &cas, &set, NULL, &reply, &be)) {
+      snprintf(err, errlen, "mongodb unread update: %s", be.message);
+      result = -1;
+    } else {
+      bson_iter_t it;
+      stored = bson_iter_init_find(&it, &reply, "matchedCount") && bson_iter_as_int64(&it) > 0;
+      if (stored) *unread = n;
+    }
+    bson_destroy(&reply);
+    bson_destroy(&cas);
+    bson_destroy(&set);
+  }
+  if (result == 0 && !stored) {
+    snprintf(err, errlen, "conversation %s: unread count kept changing", cid);
+    result = -1;
+  }
+  bson_destroy(&filter);
+  mongoc_collection_destroy(msgs);
+  coll_push(s, c, coll);
+  free(rk);
+  free(cid);
+  free(key);
+  return result;
 }
 
 /* Appends to `or` (an array being built) the alternatives that place a
@@ -397,6 +788,7 @@ static void mg_close(cp_store *bs) {
   if (s->pool) mongoc_client_pool_destroy(s->pool);
   free(s->db);
   free(s->coll);
+  free(s->conv);
   free(s);
 }
 
@@ -405,6 +797,8 @@ static const cp_store_ops mongo_ops = {
     .insert = mg_insert,
     .get = mg_get,
     .history = mg_history,
+    .conversations = mg_conversations,
+    .mark_read = mg_mark_read,
     .changes_fetch = mg_changes_fetch,
     .changes_done = mg_changes_done,
     .close = mg_close,
@@ -415,6 +809,8 @@ static const cp_store_ops mongo_ops_no_capture = {
     .insert = mg_insert,
     .get = mg_get,
     .history = mg_history,
+    .conversations = mg_conversations,
+    .mark_read = mg_mark_read,
     .close = mg_close,
 };
 
@@ -442,7 +838,8 @@ int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_
   mongoc_uri_destroy(uri);
   s->db = strdup(o->database);
   s->coll = strdup(o->collection);
-  if (!s->pool || !s->db || !s->coll) {
+  s->conv = strdup(o->conversations);
+  if (!s->pool || !s->db || !s->coll || !s->conv) {
     mg_close(&s->base);
     snprintf(err, errlen, "cannot create the MongoDB client pool");
     return -1;
@@ -451,6 +848,39 @@ int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_
   mongoc_client_pool_set_appname(s->pool, "notifd-chat_persistence");
   *out = &s->base;
   return 0;
+}
+
+/* Creates index `name` on db.coll unless an index of that name exists:
+ * FerretDB v1 (SQLite handler) drops the connection on a createIndexes of
+ * indexes that already exist, so a restart would never get past setup.
+ * 0 or -1 (err filled). */
+static int ensure_index(mongoc_client_t *c, const char *db, const char *coll, const char *name,
+                        bson_t *key, char *err, size_t errlen) {
+  mongoc_collection_t *col = mongoc_client_get_collection(c, db, coll);
+  mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(col, NULL);
+  const bson_t *doc;
+  bson_iter_t it;
+  int found = 0;
+  while (!found && mongoc_cursor_next(cur, &doc))
+    found = bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it) &&
+            strcmp(bson_iter_utf8(&it, NULL), name) == 0;
+  /* A missing collection lists no indexes (an error on some servers):
+   * createIndexes below creates both. */
+  mongoc_cursor_destroy(cur);
+  mongoc_collection_destroy(col);
+  if (found) {
+    bson_destroy(key);
+    return 0;
+  }
+  bson_error_t be;
+  bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(coll), "indexes", "[", "{", "key",
+                         BCON_DOCUMENT(key), "name", BCON_UTF8(name), "}", "]");
+  bson_destroy(key);
+  bool ok = mongoc_client_command_simple(c, db, cmd, NULL, NULL, &be);
+  bson_destroy(cmd);
+  if (!ok) snprintf(err, errlen, "mongodb createIndexes %s on %s.%s: %s", name, db, coll,
+                    be.message);
+  return ok ? 0 : -1;
 }
 
 int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
@@ -465,22 +895,18 @@ int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
     mongoc_client_pool_push(s->pool, c);
     return -1;
   }
-  bson_t *cmd =
-      s->capture
-          ? BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[",
-                     "{", "key", "{", "stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1),
-                     "}", "name", BCON_UTF8("stream_id_1_created_at_-1"), "}",
-                     "{", "key", "{", "_published", BCON_INT32(1), "created_at", BCON_INT32(1),
-                     "}", "name", BCON_UTF8("_published_1_created_at_1"), "}", "]")
-          : BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[",
-                     "{", "key", "{", "stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1),
-                     "}", "name", BCON_UTF8("stream_id_1_created_at_-1"), "}", "]");
-  ok = mongoc_client_command_simple(c, s->db, cmd, NULL, NULL, &be);
-  bson_destroy(cmd);
+  int rc = ensure_index(c, s->db, s->coll, "stream_id_1_created_at_-1",
+                        BCON_NEW("stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1)), err,
+                        errlen);
+  if (rc == 0 && s->capture)
+    rc = ensure_index(c, s->db, s->coll, "_published_1_created_at_1",
+                      BCON_NEW("_published", BCON_INT32(1), "created_at", BCON_INT32(1)), err,
+                      errlen);
+  if (rc == 0)
+    rc = ensure_index(c, s->db, s->conv, "user_id_1_last_at_-1_stream_id_-1",
+                      BCON_NEW("user_id", BCON_INT32(1), "last_at", BCON_INT32(-1), "stream_id",
+                               BCON_INT32(-1)),
+                      err, errlen);
   mongoc_client_pool_push(s->pool, c);
-  if (!ok) {
-    snprintf(err, errlen, "mongodb createIndexes on %s.%s: %s", s->db, s->coll, be.message);
-    return -1;
-  }
-  return 0;
+  return rc;
 }

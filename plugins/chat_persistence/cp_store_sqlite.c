@@ -4,6 +4,16 @@
  *            content, created_at (ms), stream_id, sender_id, receiver_id)
  *   index messages_by_stream(stream_id, created_at, seq)   -- history
  *   outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB, value BLOB)
+ *   conversations(user_id, stream_id, peer_id, last_ms, last_seq, unread,
+ *                 read_ms, read_seq)  PRIMARY KEY(user_id, stream_id)
+ *   index conversations_by_time(user_id, last_ms, stream_id)   -- the list
+ *
+ * Every message insert also upserts two conversation rows (the sender's and
+ * the receiver's: last message, the receiver's unread count; folded per
+ * row over a group commit's batch) in the same transaction, so the list and the counts never need a history scan and
+ * are exactly as durable as the messages.  A read mark is a position
+ * (created_at, seq) in the stream's order; unread = the peer's messages
+ * after it, recounted over that tail when the mark moves.
  *
  * The outbox row (the rendered change record) is written in the same
  * transaction as the message, so a message is never stored without its
@@ -31,6 +41,7 @@ typedef struct sq_store {
   int sync_full;
   sqlite3_stmt *ins, *get, *hist, *ob_ins, *ob_fetch, *ob_del, *begin, *commit, *rollback;
   sqlite3_stmt *sync_normal, *sync_restore;
+  sqlite3_stmt *conv_up, *conv_list, *pos, *read_up, *read_get, *unread_count, *unread_set;
 } sq_store;
 
 static const char SCHEMA[] =
@@ -47,7 +58,36 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS outbox("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " key BLOB NOT NULL,"
-    " value BLOB NOT NULL);";
+    " value BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS conversations("
+    " user_id TEXT NOT NULL,"
+    " stream_id TEXT NOT NULL,"
+    " peer_id TEXT NOT NULL,"
+    " last_ms INTEGER NOT NULL,"
+    " last_seq INTEGER NOT NULL,"
+    " unread INTEGER NOT NULL DEFAULT 0,"
+    " read_ms INTEGER NOT NULL DEFAULT -1,"
+    " read_seq INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(user_id, stream_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS conversations_by_time"
+    " ON conversations(user_id, last_ms, stream_id);";
+
+/* A file written before conversations existed (user_version 0 with
+ * messages): one pass builds every participant's row from the messages,
+ * nothing read yet (every peer message unread), the last message by the
+ * history order.  Runs once, at open. */
+static const char BACKFILL[] =
+    "INSERT OR IGNORE INTO conversations(user_id, stream_id, peer_id, last_ms, last_seq, unread)"
+    " SELECT u, stream_id, p, 0, 0, SUM(inc) FROM ("
+    "  SELECT sender_id AS u, receiver_id AS p, stream_id, 0 AS inc FROM messages"
+    "  UNION ALL SELECT receiver_id, sender_id, stream_id, 1 FROM messages"
+    "  WHERE receiver_id <> sender_id)"
+    " GROUP BY u, stream_id;"
+    "UPDATE conversations SET"
+    " last_seq = (SELECT seq FROM messages m WHERE m.stream_id = conversations.stream_id"
+    "             ORDER BY created_at DESC, seq DESC LIMIT 1),"
+    " last_ms = (SELECT created_at FROM messages m WHERE m.stream_id = conversations.stream_id"
+    "            ORDER BY created_at DESC, seq DESC LIMIT 1);";
 
 /* WAL checkpoints: a job copies frames back every 200 ms on a connection of
  * its own (sq_checkpoint); the writer keeps a large automatic checkpoint,
@@ -114,12 +154,86 @@ static int get_locked(sq_store *s, const char *id, chat_message *out, char *err,
   return result;
 }
 
+/* The conversation rows a batch changes.  Each inserted message touches
+ * the sender's row (last message) and the receiver's (last message, one
+ * more unread); the batch folds them per (user, stream) first, so under
+ * load a busy conversation costs one upsert per group commit instead of
+ * one per message (a message to oneself touches one row, counts nothing). */
+typedef struct conv_delta {
+  const char *user, *stream, *peer; /* borrowed from the batch's messages */
+  int64_t ms, seq;                  /* newest message (history order) */
+  int64_t min_ms, min_seq;          /* oldest counted message */
+  int64_t count;                    /* messages received */
+} conv_delta;
+
+static int pos_cmp(int64_t ams, int64_t aseq, int64_t bms, int64_t bseq) {
+  if (ams != bms) return ams < bms ? -1 : 1;
+  return aseq < bseq ? -1 : aseq > bseq;
+}
+
+static int delta_cmp(const void *a, const void *b) {
+  const conv_delta *x = a, *y = b;
+  int c = strcmp(x->user, y->user);
+  return c ? c : strcmp(x->stream, y->stream);
+}
+
+/* Caller holds mu inside the batch's transaction.  0 or -1. */
+static int conv_apply_locked(sq_store *s, chat_message *const *m, const int *rc,
+                             const int64_t *seqs, size_t n) {
+  conv_delta *d = malloc((2 * n + 1) * sizeof *d);
+  if (!d) return -1;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (rc[i] != 0) continue; /* not inserted: nothing to count */
+    int self = strcmp(m[i]->sender_id, m[i]->receiver_id) == 0;
+    for (int side = 0; side < (self ? 1 : 2); side++) {
+      conv_delta *e = &d[k++];
+      e->user = side ? m[i]->receiver_id : m[i]->sender_id;
+      e->peer = side ? m[i]->sender_id : m[i]->receiver_id;
+      e->stream = m[i]->stream_id;
+      e->ms = e->min_ms = m[i]->created_at_ms;
+      e->seq = e->min_seq = seqs[i];
+      e->count = side;
+    }
+  }
+  qsort(d, k, sizeof *d, delta_cmp);
+  int result = 0;
+  for (size_t i = 0; result == 0 && i < k;) {
+    conv_delta g = d[i];
+    size_t j = i + 1;
+    for (; j < k && delta_cmp(&d[j], &g) == 0; j++) {
+      if (pos_cmp(d[j].ms, d[j].seq, g.ms, g.seq) > 0) {
+        g.ms = d[j].ms;
+        g.seq = d[j].seq;
+      }
+      if (d[j].count && (!g.count || pos_cmp(d[j].min_ms, d[j].min_seq, g.min_ms, g.min_seq) < 0)) {
+        g.min_ms = d[j].min_ms;
+        g.min_seq = d[j].min_seq;
+      }
+      g.count += d[j].count;
+    }
+    i = j;
+    bind_text(s->conv_up, 1, g.user);
+    bind_text(s->conv_up, 2, g.stream);
+    bind_text(s->conv_up, 3, g.peer);
+    sqlite3_bind_int64(s->conv_up, 4, g.ms);
+    sqlite3_bind_int64(s->conv_up, 5, g.seq);
+    sqlite3_bind_int64(s->conv_up, 6, g.count);
+    sqlite3_bind_int64(s->conv_up, 7, g.min_ms);
+    sqlite3_bind_int64(s->conv_up, 8, g.min_seq);
+    result = step_done(s->conv_up);
+    sqlite3_clear_bindings(s->conv_up);
+  }
+  free(d);
+  return result;
+}
+
 /* Inside an open transaction (caller holds mu): the message row and, with
- * capture, its outbox row.  0 = inserted, 1 = the id existed (m replaced by
+ * capture, its outbox row (*seq = the message row).  0 = inserted, 1 = the id existed (m replaced by
  * the stored message; nothing written), -1 = error (err filled; the caller
  * rolls back). */
-static int insert_locked(sq_store *s, chat_message *m, pc_buf *key, pc_buf *value, char *err,
-                         size_t errlen) {
+static int insert_locked(sq_store *s, chat_message *m, int64_t *seq, pc_buf *key, pc_buf *value,
+                         char *err, size_t errlen) {
   m->created_at_ms = chat_time_now_ms();
   bind_text(s->ins, 1, m->message_id);
   sqlite3_bind_int(s->ins, 2, m->id_is_oid);
@@ -145,6 +259,7 @@ static int insert_locked(sq_store *s, chat_message *m, pc_buf *key, pc_buf *valu
     if (g == 0) snprintf(err, errlen, "message %s vanished during insert", m->message_id);
     return -1;
   }
+  *seq = sqlite3_last_insert_rowid(s->db);
   if (!s->capture) return 0;
   key->len = value->len = 0;
   if (chat_doc_key(m, key) < 0 || chat_change_value(m, m->created_at_ms, value) < 0 ||
@@ -191,8 +306,13 @@ static int sq_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
       result = -1;
     }
   }
+  int64_t *seqs = n ? malloc(n * sizeof *seqs) : NULL;
+  if (n && !seqs && result == 0) {
+    snprintf(err, errlen, "out of memory");
+    result = -1;
+  }
   for (size_t i = 0; result == 0 && i < n; i++) {
-    rc[i] = insert_locked(s, m[i], &key, &value, err, errlen);
+    rc[i] = insert_locked(s, m[i], &seqs[i], &key, &value, err, errlen);
     if (rc[i] < 0) {
       result = -1;
     } else if (rc[i] == 0 && s->capture && changes) {
@@ -209,6 +329,11 @@ static int sq_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
       }
     }
   }
+  if (result == 0 && n > 0 && conv_apply_locked(s, m, rc, seqs, n) < 0) {
+    set_err(err, errlen, "conversation upsert", s->db);
+    result = -1;
+  }
+  free(seqs);
   if (result == 0 && step_done(s->commit) < 0) {
     set_err(err, errlen, "commit", s->db);
     result = -1;
@@ -311,6 +436,157 @@ static int sq_history(cp_store *bs, const char *stream_id, const cp_cursor *befo
   return result;
 }
 
+static int sq_conversations(cp_store *bs, const char *user, const cp_cursor *before,
+                            size_t limit, cp_conv_page *out, char *err, size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  memset(out, 0, sizeof *out);
+  out->items = calloc(limit + 1, sizeof *out->items);
+  if (!out->items) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  /* (last_ms, stream_id) < bound; a bare time includes its millisecond. */
+  int64_t bms = INT64_MAX;
+  const char *bid = "";
+  if (before && before->kind == CP_CUR_TIME) {
+    bms = before->ms < INT64_MAX ? before->ms + 1 : INT64_MAX;
+  } else if (before && before->kind == CP_CUR_STR_ID) {
+    bms = before->ms;
+    bid = before->id ? before->id : "";
+  }
+  int result = 0, rc;
+  pthread_mutex_lock(&s->mu);
+  bind_text(s->conv_list, 1, user);
+  sqlite3_bind_int64(s->conv_list, 2, bms);
+  bind_text(s->conv_list, 3, bid);
+  sqlite3_bind_int64(s->conv_list, 4, (sqlite3_int64)limit + 1);
+  while ((rc = sqlite3_step(s->conv_list)) == SQLITE_ROW) {
+    cp_conv *c = &out->items[out->n];
+    /* columns: COLS of the last message (0-7), then stream, peer, unread, last_ms */
+    if (row_to_msg(s->conv_list, &c->last, NULL) < 0) {
+      result = -1;
+      break;
+    }
+    out->n++;
+    c->stream_id = col_dup(s->conv_list, 8);
+    c->peer_id = col_dup(s->conv_list, 9);
+    c->unread = sqlite3_column_int64(s->conv_list, 10);
+    c->last_ms = sqlite3_column_int64(s->conv_list, 11);
+    if (!c->stream_id || !c->peer_id) {
+      result = -1;
+      break;
+    }
+  }
+  if (result < 0) snprintf(err, errlen, "out of memory");
+  else if (rc != SQLITE_DONE) {
+    set_err(err, errlen, "conversations", s->db);
+    result = -1;
+  }
+  sqlite3_reset(s->conv_list);
+  sqlite3_clear_bindings(s->conv_list);
+  pthread_mutex_unlock(&s->mu);
+  if (result == 0 && out->n > limit) { /* one more exists */
+    cp_conv *extra = &out->items[limit];
+    free(extra->stream_id);
+    free(extra->peer_id);
+    chat_message_free(&extra->last);
+    memset(extra, 0, sizeof *extra);
+    out->n = limit;
+    out->next.kind = CP_CUR_STR_ID;
+    out->next.ms = out->items[limit - 1].last_ms;
+    out->next.id = strdup(out->items[limit - 1].stream_id);
+    if (!out->next.id) {
+      snprintf(err, errlen, "out of memory");
+      result = -1;
+    }
+  }
+  if (result < 0) cp_conv_page_free(out);
+  return result;
+}
+
+/* Caller holds mu, inside a transaction. */
+static int mark_read_locked(sq_store *s, const char *user, const chat_message *m,
+                            int64_t *unread, char *err, size_t errlen) {
+  const char *peer = strcmp(user, m->sender_id) == 0 ? m->receiver_id : m->sender_id;
+  bind_text(s->pos, 1, m->message_id);
+  int rc = sqlite3_step(s->pos);
+  int64_t seq = rc == SQLITE_ROW ? sqlite3_column_int64(s->pos, 0) : 0;
+  int64_t ms = rc == SQLITE_ROW ? sqlite3_column_int64(s->pos, 1) : 0;
+  sqlite3_reset(s->pos);
+  sqlite3_clear_bindings(s->pos);
+  if (rc != SQLITE_ROW) {
+    if (rc == SQLITE_DONE) snprintf(err, errlen, "message %s vanished", m->message_id);
+    else set_err(err, errlen, "read position", s->db);
+    return -1;
+  }
+  /* Only forward: an older message never moves the mark back. */
+  bind_text(s->read_up, 1, user);
+  bind_text(s->read_up, 2, m->stream_id);
+  bind_text(s->read_up, 3, peer);
+  sqlite3_bind_int64(s->read_up, 4, ms);
+  sqlite3_bind_int64(s->read_up, 5, seq);
+  rc = step_done(s->read_up);
+  sqlite3_clear_bindings(s->read_up);
+  if (rc < 0) {
+    set_err(err, errlen, "read mark", s->db);
+    return -1;
+  }
+  bind_text(s->read_get, 1, user);
+  bind_text(s->read_get, 2, m->stream_id);
+  rc = sqlite3_step(s->read_get);
+  int64_t rms = sqlite3_column_int64(s->read_get, 0), rseq = sqlite3_column_int64(s->read_get, 1);
+  sqlite3_reset(s->read_get);
+  sqlite3_clear_bindings(s->read_get);
+  if (rc != SQLITE_ROW) {
+    set_err(err, errlen, "read mark lookup", s->db);
+    return -1;
+  }
+  *unread = 0;
+  if (strcmp(peer, user) != 0) { /* the tail after the mark: what is still unread */
+    bind_text(s->unread_count, 1, m->stream_id);
+    sqlite3_bind_int64(s->unread_count, 2, rms);
+    sqlite3_bind_int64(s->unread_count, 3, rseq);
+    bind_text(s->unread_count, 4, peer);
+    rc = sqlite3_step(s->unread_count);
+    if (rc == SQLITE_ROW) *unread = sqlite3_column_int64(s->unread_count, 0);
+    sqlite3_reset(s->unread_count);
+    sqlite3_clear_bindings(s->unread_count);
+    if (rc != SQLITE_ROW) {
+      set_err(err, errlen, "unread count", s->db);
+      return -1;
+    }
+  }
+  sqlite3_bind_int64(s->unread_set, 1, *unread);
+  bind_text(s->unread_set, 2, user);
+  bind_text(s->unread_set, 3, m->stream_id);
+  rc = step_done(s->unread_set);
+  sqlite3_clear_bindings(s->unread_set);
+  if (rc < 0) {
+    set_err(err, errlen, "unread update", s->db);
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_mark_read(cp_store *bs, const char *user, const chat_message *m, int64_t *unread,
+                        char *err, size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  pthread_mutex_lock(&s->mu);
+  int result = 0;
+  if (step_done(s->begin) < 0) {
+    set_err(err, errlen, "begin", s->db);
+    result = -1;
+  }
+  if (result == 0) result = mark_read_locked(s, user, m, unread, err, errlen);
+  if (result == 0 && step_done(s->commit) < 0) {
+    set_err(err, errlen, "commit", s->db);
+    result = -1;
+  }
+  if (result < 0) step_done(s->rollback);
+  pthread_mutex_unlock(&s->mu);
+  return result;
+}
+
 static int sq_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *n, char *err,
                             size_t errlen) {
   sq_store *s = (sq_store *)bs;
@@ -401,7 +677,8 @@ static void sq_close(cp_store *bs) {
   if (!s) return;
   sqlite3_stmt *sts[] = {s->ins,    s->get,    s->hist,     s->ob_ins,      s->ob_fetch,
                          s->ob_del, s->begin,  s->commit,   s->rollback,    s->sync_normal,
-                         s->sync_restore};
+                         s->sync_restore, s->conv_up, s->conv_list, s->pos, s->read_up,
+                         s->read_get, s->unread_count, s->unread_set};
   for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) sqlite3_finalize(sts[i]);
   if (s->ckpt_db) sqlite3_close(s->ckpt_db);
   if (s->db) sqlite3_close(s->db);
@@ -415,11 +692,38 @@ static const cp_store_ops sqlite_ops = {
     .insert_batch = sq_insert_batch,
     .get = sq_get,
     .history = sq_history,
+    .conversations = sq_conversations,
+    .mark_read = sq_mark_read,
     .changes_fetch = sq_changes_fetch,
     .changes_done = sq_changes_done,
     .checkpoint = sq_checkpoint,
     .close = sq_close,
 };
+
+/* Conversations for a file that predates them (see BACKFILL), once. */
+static int backfill(sq_store *s, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  int version = -1;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (version < 0) {
+    set_err(err, errlen, "user_version", s->db);
+    return -1;
+  }
+  if (version >= 1) return 0;
+  char *msg = NULL;
+  if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_exec(s->db, BACKFILL, NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_exec(s->db, "PRAGMA user_version=1; COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+    snprintf(err, errlen, "sqlite conversations backfill: %s", msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+  }
+  return 0;
+}
 
 static int prep(sq_store *s, const char *sql, sqlite3_stmt **st) {
   return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
@@ -459,6 +763,10 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
     sq_close(&s->base);
     return -1;
   }
+  if (backfill(s, err, errlen) < 0) {
+    sq_close(&s->base);
+    return -1;
+  }
   if (prep(s,
            "INSERT INTO messages(message_id, id_oid, content, created_at, stream_id, sender_id,"
            " receiver_id) VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(message_id) DO NOTHING",
@@ -476,7 +784,38 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
       prep(s, "ROLLBACK", &s->rollback) < 0 ||
       prep(s, "PRAGMA synchronous=NORMAL", &s->sync_normal) < 0 ||
       prep(s, o->synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-           &s->sync_restore) < 0) {
+           &s->sync_restore) < 0 ||
+      prep(s,
+           "INSERT INTO conversations(user_id, stream_id, peer_id, last_ms, last_seq, unread)"
+           " VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(user_id, stream_id) DO UPDATE SET"
+           " last_seq = CASE WHEN (excluded.last_ms, excluded.last_seq) > (last_ms, last_seq)"
+           "  THEN excluded.last_seq ELSE last_seq END,"
+           " last_ms = MAX(last_ms, excluded.last_ms),"
+           " unread = unread + CASE WHEN (?7, ?8) > (read_ms, read_seq)"
+           "  THEN excluded.unread ELSE 0 END",
+           &s->conv_up) < 0 ||
+      prep(s,
+           "SELECT m.seq, m.message_id, m.id_oid, m.content, m.created_at, m.stream_id,"
+           " m.sender_id, m.receiver_id, c.stream_id, c.peer_id, c.unread, c.last_ms"
+           " FROM conversations c JOIN messages m ON m.seq = c.last_seq"
+           " WHERE c.user_id=?1 AND (c.last_ms, c.stream_id) < (?2, ?3)"
+           " ORDER BY c.last_ms DESC, c.stream_id DESC LIMIT ?4",
+           &s->conv_list) < 0 ||
+      prep(s, "SELECT seq, created_at FROM messages WHERE message_id=?1", &s->pos) < 0 ||
+      prep(s,
+           "INSERT INTO conversations(user_id, stream_id, peer_id, last_ms, last_seq, read_ms,"
+           " read_seq) VALUES(?1,?2,?3,?4,?5,?4,?5) ON CONFLICT(user_id, stream_id) DO UPDATE SET"
+           " read_ms=excluded.read_ms, read_seq=excluded.read_seq"
+           " WHERE (excluded.read_ms, excluded.read_seq) > (read_ms, read_seq)",
+           &s->read_up) < 0 ||
+      prep(s, "SELECT read_ms, read_seq FROM conversations WHERE user_id=?1 AND stream_id=?2",
+           &s->read_get) < 0 ||
+      prep(s,
+           "SELECT COUNT(*) FROM messages WHERE stream_id=?1 AND (created_at, seq) > (?2, ?3)"
+           " AND sender_id=?4",
+           &s->unread_count) < 0 ||
+      prep(s, "UPDATE conversations SET unread=?1 WHERE user_id=?2 AND stream_id=?3",
+           &s->unread_set) < 0) {
     set_err(err, errlen, "prepare", s->db);
     sq_close(&s->base);
     return -1;

@@ -1170,7 +1170,9 @@ START_TEST(shipped_configs) {
   ck_assert_str_eq(c.data_dir, "./data");
   ck_assert_str_eq(c.plugin_dirs[0], "./build/plugins");
   ck_assert_ptr_null(c.kafka);
-  ck_assert_uint_eq(c.nplugins, 5); /* every role */
+  ck_assert_uint_eq(c.nplugins, 6); /* every role */
+  ck_assert_int_eq(c.auth_mode, NOTIFD_AUTH_MODE_USERS); /* users sign in */
+  ck_assert(c.accounts && c.registration_open);
   nd_config_report_unknown_host_keys(&c, &e); /* plugin config is the plugins' */
   ck_assert_msg(e.n == 0, "%s", text_of(&e));
   nd_config_free(&c);
