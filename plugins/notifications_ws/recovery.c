@@ -42,6 +42,7 @@ struct nw_conn {
   notifd_ws_conn *c;    /* NULL once closed */
   uint8_t v2, replaying, job_pending, overflow;
   int64_t t0_ns;
+  int64_t replayed; /* last id replayed: a later publish of it is a duplicate */
   nw_pending *pend;
   size_t npend, cappend;
 };
@@ -161,7 +162,9 @@ static void replay_done(nw_job *j) {
     replay_free(rj);
     return;
   }
-  int64_t last = rj->since;
+  /* What the replay sent, not `since`: a client whose since is ahead of
+   * the store (a bogus position) still gets what is published next. */
+  int64_t last = 0;
   int ok = 1;
   pc_buf b;
   pc_buf_init(&b);
@@ -176,6 +179,11 @@ static void replay_done(nw_job *j) {
     if (nc->pend[i].id > last)
       ok = api->ws_send(nc->c, nc->pend[i].frame, nc->pend[i].len, 1) == 0;
   int overflow = nc->overflow;
+  /* A batch whose commit the query saw may not be published yet: its
+   * publish must skip what the replay already sent. */
+  nc->replayed = last;
+  for (size_t i = 0; i < nc->npend; i++)
+    if (nc->pend[i].id > nc->replayed) nc->replayed = nc->pend[i].id;
   pending_free(nc);
   nc->replaying = 0;
   api->metric_observe(s->m_replay, NULL, (double)(mono_ns() - nc->t0_ns) / 1e9);
@@ -309,11 +317,19 @@ void recovery_publish(notif_ws *s, const char *user, int64_t id, const char *fra
   }
   /* on_close is deferred by the host, so the list holds still here. */
   for (nw_conn *nc = u->head; nc; nc = nc->next) {
+    if (id <= nc->replayed) { /* sent by its replay */
+      pub->delivered++;
+      continue;
+    }
     if (nc->replaying) {
       pending_add(s, nc, id, idf.data, idf.len);
       pub->delivered++;
       continue;
     }
+    /* A socket already closing is not counted, as ws_publish leaves it out
+     * too: resume on a socket that is not paused only reports whether it
+     * is open. */
+    if (api->ws_conn_resume(nc->c) == NOTIFD_ECLOSED) continue;
     int rc = nc->v2 ? api->ws_send(nc->c, idf.data, idf.len, 1)
                     : api->ws_send(nc->c, frame, len, 1);
     if (rc == 0) pub->delivered++;
