@@ -1,12 +1,20 @@
 /* Store before push.  A notification is rendered once (the Go envelope's
  * timestamp and payload text), queued on the loop, and stored by a group
- * commit: one job at a time takes everything queued at that moment into one
- * transaction on a host worker, so under load one commit covers hundreds of
+ * commit: a job on a host worker takes everything queued at that moment
+ * into one transaction, so under load one commit covers hundreds of
  * notifications and an idle server still commits a lone one at once.  The
- * same job loads the preferences of users not in the cache.  Its completion
- * publishes each notification in commit order (ids increase), fires the
- * offline push where nothing was delivered, and answers (HTTP 200 / bus
- * ack) - a notification acknowledged is in the inbox.
+ * same job loads the preferences of users not in the cache.  Its
+ * completion publishes each notification in id order, fires the offline
+ * push where nothing was delivered, and answers (HTTP 200 / bus ack) - a
+ * notification acknowledged is in the inbox.
+ *
+ * Callers that wait for the answer before sending the next notification
+ * (chat_change_handler forwards one record per bus partition at a time)
+ * make the commit's round trip the throughput limit, so with SQLite up to
+ * INFLIGHT_SQLITE batches commit at once.  SQLite hands out ids in one
+ * gapless sequence in commit order; a batch that committed before an
+ * earlier-numbered one waits in q_ready, so publishing stays in id order
+ * (recovery relies on it).  MongoDB ids are per user: one batch at a time.
  *
  * Also here: the worker job list, the MongoDB setup retry and the
  * retention timer. */
@@ -19,6 +27,7 @@
 #include "pc_time.h"
 
 #define BATCH_MAX 1024
+#define INFLIGHT_SQLITE 4
 
 static void inbox_enqueue(notif_ws *s, notif_item *it);
 
@@ -147,6 +156,7 @@ int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *
 
 typedef struct batch_job {
   nw_job base;
+  struct batch_job *next_ready;
   notif_item **items;
   inbox_rec **recs;
   size_t n;
@@ -189,32 +199,64 @@ static void batch_release(nw_job *j) {
 
 static void batch_submit(notif_ws *s);
 
+static void batch_publish(notif_ws *s, batch_job *bj) {
+  for (size_t i = 0; i < bj->n; i++) {
+    notif_item *it = bj->items[i];
+    s->api->metric_observe(s->m_commit, NULL, (double)(notif_mono_ns() - it->t0_ns) / 1e9);
+    item_publish(s, it);
+    item_free(it);
+  }
+  bj->n = 0;
+  batch_free(bj);
+}
+
 static void batch_done(nw_job *j) {
   batch_job *bj = (batch_job *)j;
   notif_ws *s = j->s;
-  s->q_busy = 0;
+  s->q_inflight--;
   /* The next batch commits while this one is published. */
   if (s->q_head) batch_submit(s);
   count_op(s, "insert", bj->rc == 0);
   for (size_t i = 0; i < bj->nusers; i++)
     if (bj->found[i] >= 0) prefs_cache_put(s, bj->users[i], bj->found[i] ? bj->docs[i] : NULL);
-  if (bj->rc < 0)
+  if (bj->rc < 0) { /* no ids were used */
     s->api->log(s->self, NOTIFD_LOG_ERROR, "inbox: storing %zu notification(s) failed: %s",
                 bj->n, bj->err);
-  for (size_t i = 0; i < bj->n; i++) {
-    notif_item *it = bj->items[i];
-    if (bj->rc < 0) {
+    for (size_t i = 0; i < bj->n; i++) {
+      notif_item *it = bj->items[i];
       snprintf(it->err, sizeof it->err, "%s", bj->err);
       it->done(s, it, -1, NULL, it->ud);
-    } else {
-      item_publish(s, it);
+      item_free(it);
     }
-    item_free(it);
+    bj->n = 0;
+    batch_free(bj);
+    return;
   }
-  batch_free(bj);
+  if (s->q_expect < 0) {
+    batch_publish(s, bj);
+    return;
+  }
+  /* In id order: park it among the committed batches (sorted by first
+   * id), then publish every batch that is next in line. */
+  batch_job **pp = &s->q_ready;
+  while (*pp && (*pp)->recs[0]->id < bj->recs[0]->id) pp = &(*pp)->next_ready;
+  bj->next_ready = *pp;
+  *pp = bj;
+  while (s->q_ready && s->q_ready->recs[0]->id == s->q_expect) {
+    batch_job *b = s->q_ready;
+    s->q_ready = b->next_ready;
+    s->q_expect += (int64_t)b->n;
+    batch_publish(s, b);
+  }
 }
 
+static void batch_submit_one(notif_ws *s);
+
 static void batch_submit(notif_ws *s) {
+  while (s->q_head && s->q_inflight < s->q_max_inflight) batch_submit_one(s);
+}
+
+static void batch_submit_one(notif_ws *s) {
   size_t n = 0;
   for (notif_item *p = s->q_head; p && n < BATCH_MAX; p = p->qnext) n++;
   batch_job *bj = calloc(1, sizeof *bj);
@@ -255,9 +297,9 @@ static void batch_submit(notif_ws *s) {
   bj->base.work = batch_work;
   bj->base.done = batch_done;
   bj->base.release = batch_release;
-  s->q_busy = 1;
+  s->q_inflight++;
   if (nw_job_submit(s, &bj->base) < 0) {
-    s->q_busy = 0;
+    s->q_inflight--;
     for (size_t i = 0; i < n; i++) {
       snprintf(bj->items[i]->err, sizeof bj->items[i]->err, "server is shutting down");
       bj->items[i]->done(s, bj->items[i], -1, NULL, bj->items[i]->ud);
@@ -267,10 +309,11 @@ static void batch_submit(notif_ws *s) {
 }
 
 static void inbox_enqueue(notif_ws *s, notif_item *it) {
+  it->t0_ns = notif_mono_ns();
   if (s->q_tail) s->q_tail->qnext = it;
   else s->q_head = it;
   s->q_tail = it;
-  if (!s->q_busy) batch_submit(s);
+  batch_submit(s);
 }
 
 /* ---- MongoDB setup, retried until it works ---- */
@@ -363,6 +406,8 @@ static void on_purge_timer(notifd_timer *t, void *ud) {
 
 int inbox_start(notif_ws *s) {
   if (!s->store) return 0;
+  s->q_expect = s->store->ops->next_id ? s->store->ops->next_id(s->store) : -1;
+  s->q_max_inflight = s->q_expect < 0 ? 1 : INFLIGHT_SQLITE;
   if (s->mongo) setup_submit(s);
   if (s->api->timer_start(s->self, s->purge_ms, s->purge_ms, on_purge_timer, s,
                           &s->purge_timer) < 0)
@@ -375,6 +420,11 @@ void inbox_destroy(notif_ws *s) {
     nw_job *j = s->jobs;
     job_unlink(j);
     j->release(j);
+  }
+  while (s->q_ready) {
+    batch_job *b = s->q_ready;
+    s->q_ready = b->next_ready;
+    batch_release(&b->base);
   }
   while (s->q_head) {
     notif_item *it = s->q_head;

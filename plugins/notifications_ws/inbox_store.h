@@ -49,6 +49,12 @@ typedef struct inbox_store_ops {
   int (*prefs_get)(inbox_store *s, const char *user, char **json, char *err, size_t errlen);
   int (*prefs_put)(inbox_store *s, const char *user, const char *json, char *err,
                    size_t errlen);
+  /* The id the next insert_batch starts at, when ids form one sequence
+   * for all users with no gaps between commits (SQLite), so the plugin can
+   * run several batches at once and still publish in id order; NULL when
+   * they do not (MongoDB: one batch at a time).  Called on the loop at
+   * start, before any batch. */
+  int64_t (*next_id)(inbox_store *s);
   /* MongoDB: ping and create indexes (retried until it works); NULL for
    * SQLite. */
   int (*setup)(inbox_store *s, char *err, size_t errlen);

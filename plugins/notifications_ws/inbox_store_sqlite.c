@@ -1,17 +1,21 @@
 /* Embedded inbox: one SQLite file (<data_dir>/notifications.db) in WAL mode.
  *
- *   notifications(id INTEGER PRIMARY KEY AUTOINCREMENT, user_id, type, ts,
- *                 payload, created_at (ms), read)
- *   index notifications_by_user(user_id, id)          -- list, replay, cap
- *   index notifications_unread(user_id) WHERE read=0  -- unread counts
- *   index notifications_by_time(created_at)           -- age retention
+ *   notifications(id INTEGER PRIMARY KEY, user_id, type, ts, payload,
+ *                 created_at (ms), read)
+ *   index notifications_by_user(user_id, id)   -- list, replay, counts, cap
  *   preferences(user_id PRIMARY KEY, doc, updated_at)
+ *   meta(key PRIMARY KEY, value)               -- 'max_id' before a purge
  *
- * AUTOINCREMENT: an id is never reused, even after retention deleted the
- * newest rows, so a client's `since` stays meaningful.  Ids increase in
- * commit order because one writer connection (behind `mu`) does every
- * write; readers (list, replay, counts) use a connection of their own, so a
- * replay never waits behind a group commit. */
+ * One index only: every page a commit touches is written to the WAL, and
+ * at tens of thousands of notifications a second that write volume is the
+ * cost (a sequence table, a time index and an unread index tripled it).
+ * Ids come from a counter under the writer lock, starting above both the
+ * highest stored id and the high-water mark a purge records before
+ * deleting, so an id is never reused even when retention emptied the
+ * table.  Age retention walks rowid order (created_at increases with id).
+ * Ids increase in commit order because one writer connection (behind `mu`)
+ * does every write; readers (list, replay, counts) use a connection of
+ * their own, so a replay never waits behind a group commit. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -25,14 +29,15 @@ typedef struct sq_store {
   sqlite3 *db, *rdb;      /* writer, reader */
   pthread_mutex_t mu, rmu;
   int64_t purge_mark;     /* highest id seen by the previous purge (writer side) */
+  int64_t next_id;        /* under mu */
   sqlite3_stmt *ins, *begin, *commit, *rollback, *mark_one, *mark_all, *cap_user, *age,
-      *prefs_put;
+      *prefs_put, *age_cut, *hwm;
   sqlite3_stmt *list, *after, *unread, *prefs_get, *users_since, *max_id;
 } sq_store;
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS notifications("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id INTEGER PRIMARY KEY,"
     " user_id TEXT NOT NULL,"
     " type TEXT NOT NULL,"
     " ts TEXT NOT NULL,"
@@ -40,12 +45,11 @@ static const char SCHEMA[] =
     " created_at INTEGER NOT NULL,"
     " read INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS notifications_by_user ON notifications(user_id, id);"
-    "CREATE INDEX IF NOT EXISTS notifications_unread ON notifications(user_id) WHERE read=0;"
-    "CREATE INDEX IF NOT EXISTS notifications_by_time ON notifications(created_at);"
     "CREATE TABLE IF NOT EXISTS preferences("
     " user_id TEXT PRIMARY KEY,"
     " doc TEXT NOT NULL,"
-    " updated_at INTEGER NOT NULL);";
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 #define COLS "id, user_id, type, ts, payload, created_at, read"
 #define AGE_CHUNK 5000
@@ -71,6 +75,17 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Ends the writer's transaction: COMMIT when everything in it worked,
+ * else ROLLBACK.  Returns the outcome. */
+static int end_tx(sq_store *s, int result, char *err, size_t errlen) {
+  if (result == 0 && step_done(s->commit) < 0) {
+    set_err(err, errlen, "commit", s->db);
+    result = -1;
+  }
+  if (result < 0) step_done(s->rollback);
+  return result;
+}
+
 static int sq_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char *err,
                            size_t errlen) {
   sq_store *s = (sq_store *)bs;
@@ -86,19 +101,17 @@ static int sq_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char 
     sqlite3_bind_text(s->ins, 3, r[i]->ts, -1, SQLITE_STATIC);
     sqlite3_bind_text(s->ins, 4, r[i]->payload, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s->ins, 5, r[i]->created_ms);
+    sqlite3_bind_int64(s->ins, 6, s->next_id + (int64_t)i);
     if (step_done(s->ins) < 0) {
       set_err(err, errlen, "insert", s->db);
       result = -1;
     } else {
-      r[i]->id = sqlite3_last_insert_rowid(s->db);
+      r[i]->id = s->next_id + (int64_t)i;
     }
     sqlite3_clear_bindings(s->ins);
   }
-  if (result == 0 && step_done(s->commit) < 0) {
-    set_err(err, errlen, "commit", s->db);
-    result = -1;
-  }
-  if (result < 0) step_done(s->rollback);
+  result = end_tx(s, result, err, errlen);
+  if (result == 0) s->next_id += (int64_t)n;
   pthread_mutex_unlock(&s->mu);
   return result;
 }
@@ -218,11 +231,7 @@ static int sq_mark_read(inbox_store *bs, const char *user, const int64_t *ids, s
       }
     }
     sqlite3_clear_bindings(s->mark_one);
-    if (result == 0 && step_done(s->commit) < 0) {
-      set_err(err, errlen, "commit", s->db);
-      result = -1;
-    }
-    if (result < 0) step_done(s->rollback);
+    result = end_tx(s, result, err, errlen);
   }
   pthread_mutex_unlock(&s->mu);
   return result;
@@ -275,11 +284,27 @@ static int sq_purge(inbox_store *bs, int64_t older_than_ms, int64_t max_per_user
                     int64_t *deleted, char *err, size_t errlen) {
   sq_store *s = (sq_store *)bs;
   *deleted = 0;
-  /* Age: in chunks, so a backlog never holds the writer for long. */
+  /* Age: the first id young enough (a walk in rowid order over what
+   * expired only), then everything below it in chunks, so a backlog never
+   * holds the writer for long.  The high-water mark goes first, in case
+   * this empties the table. */
+  int64_t cut = 0;
+  pthread_mutex_lock(&s->mu);
+  sqlite3_bind_int64(s->hwm, 1, s->next_id - 1);
+  int rc = step_done(s->hwm);
+  sqlite3_bind_int64(s->age_cut, 1, older_than_ms);
+  if (rc == 0 && sqlite3_step(s->age_cut) == SQLITE_ROW) cut = sqlite3_column_int64(s->age_cut, 0);
+  else rc = -1;
+  sqlite3_reset(s->age_cut);
+  pthread_mutex_unlock(&s->mu);
+  if (rc < 0) {
+    set_err(err, errlen, "purge by age", s->db);
+    return -1;
+  }
   for (;;) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_bind_int64(s->age, 1, older_than_ms);
-    int rc = step_done(s->age);
+    sqlite3_bind_int64(s->age, 1, cut);
+    rc = step_done(s->age);
     int changed = sqlite3_changes(s->db);
     pthread_mutex_unlock(&s->mu);
     if (rc < 0) {
@@ -310,11 +335,8 @@ static int sq_purge(inbox_store *bs, int64_t older_than_ms, int64_t max_per_user
       else *deleted += sqlite3_changes(s->db);
       sqlite3_clear_bindings(s->cap_user);
     }
-    if (result == 0 && step_done(s->commit) < 0) result = -1;
-    if (result < 0) {
-      set_err(err, errlen, "purge by count", s->db);
-      step_done(s->rollback);
-    }
+    if (result < 0) set_err(err, errlen, "purge by count", s->db);
+    result = end_tx(s, result, err, errlen);
     pthread_mutex_unlock(&s->mu);
   }
   for (size_t i = 0; i < n; i++) free(users[i]);
@@ -357,10 +379,18 @@ static int sq_prefs_put(inbox_store *bs, const char *user, const char *json, cha
   return rc;
 }
 
+static int64_t sq_next_id(inbox_store *bs) {
+  sq_store *s = (sq_store *)bs;
+  pthread_mutex_lock(&s->mu);
+  int64_t id = s->next_id;
+  pthread_mutex_unlock(&s->mu);
+  return id;
+}
+
 static void sq_close(inbox_store *bs) {
   sq_store *s = (sq_store *)bs;
   if (!s) return;
-  sqlite3_stmt *sts[] = {s->ins,     s->begin,   s->commit,      s->rollback, s->mark_one,
+  sqlite3_stmt *sts[] = {s->age_cut,  s->hwm,     s->ins,     s->begin,   s->commit,      s->rollback, s->mark_one,
                          s->mark_all, s->cap_user, s->age,        s->prefs_put, s->list,
                          s->after,    s->unread,  s->prefs_get,   s->users_since, s->max_id};
   for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) sqlite3_finalize(sts[i]);
@@ -381,6 +411,7 @@ static const inbox_store_ops sqlite_ops = {
     .purge = sq_purge,
     .prefs_get = sq_prefs_get,
     .prefs_put = sq_prefs_put,
+    .next_id = sq_next_id,
     .close = sq_close,
 };
 
@@ -430,8 +461,8 @@ int inbox_store_sqlite_open(const char *path, int synchronous_full, inbox_store 
     return -1;
   }
   if (prep(s->db,
-           "INSERT INTO notifications(user_id, type, ts, payload, created_at)"
-           " VALUES(?1,?2,?3,?4,?5)",
+           "INSERT INTO notifications(user_id, type, ts, payload, created_at, id)"
+           " VALUES(?1,?2,?3,?4,?5,?6)",
            &s->ins) < 0 ||
       prep(s->db, "BEGIN IMMEDIATE", &s->begin) < 0 || prep(s->db, "COMMIT", &s->commit) < 0 ||
       prep(s->db, "ROLLBACK", &s->rollback) < 0 ||
@@ -445,8 +476,16 @@ int inbox_store_sqlite_open(const char *path, int synchronous_full, inbox_store 
            &s->cap_user) < 0 ||
       prep(s->db,
            "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications"
-           " WHERE created_at < ?1 ORDER BY created_at LIMIT 5000)",
+           " WHERE id < ?1 ORDER BY id LIMIT 5000)",
            &s->age) < 0 ||
+      prep(s->db,
+           "SELECT coalesce((SELECT id FROM notifications WHERE created_at >= ?1 ORDER BY id"
+           " LIMIT 1), (SELECT coalesce(max(id), 0) + 1 FROM notifications))",
+           &s->age_cut) < 0 ||
+      prep(s->db,
+           "INSERT INTO meta(key, value) VALUES('max_id', ?1)"
+           " ON CONFLICT(key) DO UPDATE SET value=max(value, excluded.value)",
+           &s->hwm) < 0 ||
       prep(s->db,
            "INSERT INTO preferences(user_id, doc, updated_at) VALUES(?1, ?2,"
            " CAST(strftime('%s','now') AS INTEGER) * 1000)"
@@ -475,6 +514,19 @@ int inbox_store_sqlite_open(const char *path, int synchronous_full, inbox_store 
     sq_close(&s->base);
     return -1;
   }
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->db,
+                         "SELECT max(coalesce((SELECT max(id) FROM notifications), 0),"
+                         " coalesce((SELECT value FROM meta WHERE key='max_id'), 0))",
+                         -1, &st, NULL) != SQLITE_OK ||
+      sqlite3_step(st) != SQLITE_ROW) {
+    set_err(err, errlen, "read the highest id", s->db);
+    sqlite3_finalize(st);
+    sq_close(&s->base);
+    return -1;
+  }
+  s->next_id = sqlite3_column_int64(st, 0) + 1;
+  sqlite3_finalize(st);
   *out = &s->base;
   return 0;
 }

@@ -57,6 +57,12 @@ int64_t notif_now_ms(void) {
 
 /* NotificationEnvelope's fields in declaration order; "id" first when the
  * subscriber asked for ids. */
+int64_t notif_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void notif_frame(pc_buf *b, int64_t id, const char *type, const char *ts, const char *payload) {
   if (id >= 0) pc_buf_printf(b, "{\"id\":%lld,\"notification_type\":", (long long)id);
   else pc_buf_puts(b, "{\"notification_type\":");
@@ -187,6 +193,11 @@ static int register_metrics(notif_ws *s) {
                              "not_found, error, busy) and notifications not pushed (quiet, "
                              "disabled, no_push_service).",
                              result_labels, &s->m_push);
+  if (rc == 0)
+    rc = api->metric_histogram(p, "notifications_ws_inbox_commit_seconds",
+                               "From a notification's arrival to its publish (the group commit "
+                               "it waited for and took part in).",
+                               NULL, NULL, 0, &s->m_commit);
   if (rc == 0)
     rc = api->metric_histogram(p, "notifications_ws_replay_seconds",
                                "Recovery: from the socket's open to the end of its replay.",

@@ -57,6 +57,7 @@ struct notif_item {
   const pc_notification_kind *kind;
   inbox_rec rec;      /* rec.type points at kind->notification_type (not owned) */
   size_t frame_len;   /* the Go frame's length (for 206/500 texts) */
+  int64_t t0_ns;      /* queued at (monotonic) */
   notif_done_cb done;
   void *ud;
   char err[200];
@@ -78,6 +79,7 @@ struct notif_ws {
   notifd_metric *m_push;   /* notifications_ws_push_total{result} */
   notifd_metric *m_replay; /* notifications_ws_replay_seconds */
   notifd_metric *m_purged; /* notifications_ws_inbox_purged_total */
+  notifd_metric *m_commit; /* notifications_ws_inbox_commit_seconds */
   const char *topics[2];   /* bus input: {topic, NULL} */
   notif_route routes[PC_NOTIFICATION_KINDS];
   uint32_t auth;           /* user routes and the channel */
@@ -90,7 +92,9 @@ struct notif_ws {
   notifd_timer *setup_timer, *purge_timer;
   nw_job *jobs;
   notif_item *q_head, *q_tail; /* waiting for the next group commit */
-  int q_busy;
+  int q_inflight, q_max_inflight; /* batches committing */
+  struct batch_job *q_ready;   /* committed, waiting for an earlier batch */
+  int64_t q_expect;            /* next id to publish (-1: ids are per user) */
   int purge_busy;
   int64_t max_age_ms, max_per_user, purge_ms;
   int64_t list_default, list_max, replay_max, pending_max;
@@ -121,6 +125,7 @@ const char *notif_result(const pc_publish *pub);
  * NULL after answering. */
 const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given);
 int64_t notif_now_ms(void);
+int64_t notif_mono_ns(void);
 
 /* ---- inbox.c ---- */
 /* Renders, stores and publishes one notification; `done` runs once it is

@@ -47,12 +47,6 @@ struct nw_conn {
   size_t npend, cappend;
 };
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void pending_free(nw_conn *nc) {
   for (size_t i = 0; i < nc->npend; i++) free(nc->pend[i].frame);
   free(nc->pend);
@@ -186,7 +180,7 @@ static void replay_done(nw_job *j) {
     if (nc->pend[i].id > nc->replayed) nc->replayed = nc->pend[i].id;
   pending_free(nc);
   nc->replaying = 0;
-  api->metric_observe(s->m_replay, NULL, (double)(mono_ns() - nc->t0_ns) / 1e9);
+  api->metric_observe(s->m_replay, NULL, (double)(notif_mono_ns() - nc->t0_ns) / 1e9);
   if (!ok) {
     api->ws_close(nc->c, 1011, "cannot send the replay");
   } else if (overflow) {
@@ -237,7 +231,7 @@ static void on_open(notifd_ws_conn *c, void *ud) {
   }
   nc->replaying = 1;
   nc->job_pending = 1;
-  nc->t0_ns = mono_ns();
+  nc->t0_ns = notif_mono_ns();
   rj->nc = nc;
   rj->since = up.since;
   rj->base.work = replay_work;

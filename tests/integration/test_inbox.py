@@ -25,7 +25,8 @@ import jwt
 import pytest
 import websockets
 
-from conftest import SOURCE, apost, checked_exits, http, metric, plugin_yaml, run, wait_until
+from conftest import SOURCE, checked_exits, http, metric, plugin_yaml, run, wait_until
+from test_notifications_ws import assert_silent, recv_json, upgrade_status
 
 SECRET = "inbox-test-secret"
 INTERNAL = "inbox-internal-token"
@@ -99,37 +100,6 @@ def sub_url(n, user, since=None, v=None, tok=None):
 
 def connect(url):
     return websockets.connect(url, open_timeout=10, max_queue=None)
-
-
-async def recv_json(ws, timeout=5):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def assert_silent(ws, wait=0.3):
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(ws.recv(), wait)
-
-
-def upgrade_status(n, path):
-    import base64
-    import re
-    import socket
-    key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", n.port), timeout=5) as s:
-        s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        m = re.search(rb"content-length: *(\d+)", head, re.I)
-        while m and len(rest) < int(m.group(1)):
-            rest += s.recv(4096)
-        return int(head.split(b" ")[1]), rest
 
 
 # ---- store before push, listing, read state ---------------------------------
