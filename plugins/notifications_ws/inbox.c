@@ -404,6 +404,32 @@ static void on_purge_timer(notifd_timer *t, void *ud) {
   }
 }
 
+/* ---- WAL checkpoints off the commit path ---- */
+
+#define CHECKPOINT_MS 200
+
+static void ckpt_work(nw_job *j) { j->s->store->ops->checkpoint(j->s->store); }
+static void ckpt_release(nw_job *j) { free(j); }
+static void ckpt_done(nw_job *j) {
+  j->s->ckpt_busy = 0;
+  free(j);
+}
+static void on_ckpt_timer(notifd_timer *t, void *ud) {
+  (void)t;
+  notif_ws *s = ud;
+  if (s->ckpt_busy) return;
+  nw_job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  j->work = ckpt_work;
+  j->done = ckpt_done;
+  j->release = ckpt_release;
+  s->ckpt_busy = 1;
+  if (nw_job_submit(s, j) < 0) {
+    s->ckpt_busy = 0;
+    free(j);
+  }
+}
+
 int inbox_start(notif_ws *s) {
   if (!s->store) return 0;
   s->q_expect = s->store->ops->next_id ? s->store->ops->next_id(s->store) : -1;
@@ -412,6 +438,10 @@ int inbox_start(notif_ws *s) {
   if (s->api->timer_start(s->self, s->purge_ms, s->purge_ms, on_purge_timer, s,
                           &s->purge_timer) < 0)
     s->api->log(s->self, NOTIFD_LOG_WARN, "inbox: cannot start the retention timer");
+  if (s->store->ops->checkpoint &&
+      s->api->timer_start(s->self, CHECKPOINT_MS, CHECKPOINT_MS, on_ckpt_timer, s,
+                          &s->ckpt_timer) < 0)
+    s->api->log(s->self, NOTIFD_LOG_WARN, "inbox: cannot start the checkpoint timer");
   return 0;
 }
 

@@ -55,6 +55,10 @@ typedef struct inbox_store_ops {
    * they do not (MongoDB: one batch at a time).  Called on the loop at
    * start, before any batch. */
   int64_t (*next_id)(inbox_store *s);
+  /* Copies committed WAL content into the database file on a connection of
+   * its own, so commits rarely stall on an automatic checkpoint's copies
+   * and fsyncs (NULL: nothing to do).  One call at a time. */
+  void (*checkpoint)(inbox_store *s);
   /* MongoDB: ping and create indexes (retried until it works); NULL for
    * SQLite. */
   int (*setup)(inbox_store *s, char *err, size_t errlen);

@@ -124,6 +124,8 @@ static int open_store(notif_ws *s) {
   bad |= api->config_int(p, "recovery.max_pending", 1000, &s->pending_max) < 0;
   bad |= api->config_string(p, "push_url", "local:", &s->push_url) < 0;
   bad |= api->config_duration_ms(p, "push_timeout", 2000, &s->push_timeout_ms) < 0;
+  const char *answer = NULL;
+  bad |= api->config_string(p, "answer", "stored", &answer) < 0;
   bad |= api->backend_string(p, "mongodb", "uri", &uri) < 0;
   bad |= api->backend_string(p, "mongodb", "database", &db) < 0;
   if (bad) return NOTIFD_EINVAL;
@@ -140,6 +142,9 @@ static int open_store(notif_ws *s) {
   if (s->push_timeout_ms < 1) return cfg_fail(s, "push_timeout: must be positive");
   if (strcmp(sync, "full") != 0 && strcmp(sync, "normal") != 0)
     return cfg_fail(s, "sqlite_synchronous: expected full or normal, got '%s'", sync);
+  if (strcmp(answer, "arrival") == 0) s->answer_on_arrival = 1;
+  else if (strcmp(answer, "stored") != 0)
+    return cfg_fail(s, "answer: expected stored or arrival, got '%s'", answer);
   if (strcmp(kind, "auto") == 0) kind = uri ? "mongodb" : "sqlite";
   if (strcmp(kind, "none") == 0) {
     api->log(p, NOTIFD_LOG_INFO, "inbox off (store: none): notifications are not stored");

@@ -85,11 +85,13 @@ struct notif_ws {
   uint32_t auth;           /* user routes and the channel */
   uint32_t forward_auth;   /* service routes */
   int seed;                /* auth.mode none: user_id parameters decide */
+  int answer_on_arrival;   /* config answer: arrival (POSTs answered when queued) */
 
   /* inbox (store NULL: `store: none`, the Go service's behaviour) */
   inbox_store *store;
   int mongo, mongo_ready;
-  notifd_timer *setup_timer, *purge_timer;
+  notifd_timer *setup_timer, *purge_timer, *ckpt_timer;
+  int ckpt_busy;
   nw_job *jobs;
   notif_item *q_head, *q_tail; /* waiting for the next group commit */
   int q_inflight, q_max_inflight; /* batches committing */
@@ -148,6 +150,9 @@ int recovery_register(notif_ws *s);
  * still replaying. */
 void recovery_publish(notif_ws *s, const char *user, int64_t id, const char *frame, size_t len,
                       pc_publish *pub);
+/* The sockets a notification for `user` would reach now (open ones plus
+ * those replaying). */
+uint32_t recovery_sockets(notif_ws *s, const char *user);
 void recovery_destroy(notif_ws *s);
 
 /* ---- prefs.c ---- */

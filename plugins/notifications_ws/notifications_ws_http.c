@@ -2,17 +2,34 @@
  * checks and answers (contract 6): the body is bound and validated first,
  * then user_id; the notification is stored, then published; 200 / 206 /
  * 500 by delivery outcome, 500 when it could not be stored (a caller that
- * retries, like chat_change_handler, tries again). */
+ * retries, like chat_change_handler, tries again).
+ *
+ * With `answer: arrival` the POST is answered as soon as the notification
+ * is queued for the group commit - 200 with `delivered` = the user's
+ * sockets at that moment - and stored and published right after: a caller
+ * that waits for each answer before its next notification (the change
+ * handler, one record per bus partition) then does not wait for a commit's
+ * round trip.  The price: a crash in the milliseconds before the commit, or
+ * a failing store (logged, counted as inbox_ops{op="insert",
+ * result="error"}), loses a notification that was answered 200. */
 #include <string.h>
 
 #include "notifications_ws.h"
 #include "pc_jenc.h"
 
+/* answer: arrival - the POST was answered already; count the outcome. */
+static void published(notif_ws *s, notif_item *it, int rc, const pc_publish *pub, void *ud) {
+  (void)ud;
+  notif_count(s, "http", it->kind, rc < 0 ? "failed" : notif_result(pub));
+}
+
+static void respond(notif_ws *s, notifd_req *req, const pc_notification_kind *kind,
+                    const char *user_id, size_t frame_len, const pc_publish *pub);
+
 static void answer(notif_ws *s, notif_item *it, int rc, const pc_publish *pub, void *ud) {
   notifd_req *req = ud;
   const notifd_api *api = s->api;
   const pc_notification_kind *kind = it->kind;
-  const char *user_id = it->rec.user_id;
   if (rc < 0) {
     notif_count(s, "http", kind, "failed");
     pc_buf e;
@@ -23,6 +40,12 @@ static void answer(notif_ws *s, notif_item *it, int rc, const pc_publish *pub, v
     return;
   }
   notif_count(s, "http", kind, notif_result(pub));
+  respond(s, req, kind, it->rec.user_id, it->frame_len, pub);
+}
+
+static void respond(notif_ws *s, notifd_req *req, const pc_notification_kind *kind,
+                    const char *user_id, size_t frame_len, const pc_publish *pub) {
+  const notifd_api *api = s->api;
   pc_buf out;
   pc_buf_init(&out);
   /* gin.H bodies: keys in alphabetical order. */
@@ -37,7 +60,7 @@ static void answer(notif_ws *s, notif_item *it, int rc, const pc_publish *pub, v
   } else {
     pc_buf text;
     pc_buf_init(&text);
-    pc_publish_error_text(pub, it->frame_len, &text);
+    pc_publish_error_text(pub, frame_len, &text);
     if (pub->delivered == 0) {
       status = 500;
       pc_buf_puts(&out, "{\"error\":");
@@ -82,10 +105,17 @@ void notif_on_http(notifd_req *req, void *ud) {
   if (!user_id || !*user_id) {
     notif_count(s, "http", kind, "invalid");
     PC_RESPOND_ERROR_LIT(api, req, 400, "user_id query parameter required");
-  } else if ((rc = notif_submit(s, kind, &payload, user_id, answer, req)) < 0) {
-    notif_count(s, "http", kind, "failed");
-    if (rc == -1) PC_RESPOND_ERROR_LIT(api, req, 500, "failed to serialize notification");
-    else PC_RESPOND_ERROR_LIT(api, req, 500, "out of memory");
+  } else {
+    int early = s->answer_on_arrival && s->store;
+    rc = notif_submit(s, kind, &payload, user_id, early ? published : answer, early ? NULL : req);
+    if (rc < 0) {
+      notif_count(s, "http", kind, "failed");
+      if (rc == -1) PC_RESPOND_ERROR_LIT(api, req, 500, "failed to serialize notification");
+      else PC_RESPOND_ERROR_LIT(api, req, 500, "out of memory");
+    } else if (early) {
+      pc_publish pub = {.delivered = recovery_sockets(s, user_id)};
+      respond(s, req, kind, user_id, 0, &pub);
+    }
   }
   pc_model_free(&payload);
 }

@@ -332,6 +332,13 @@ void recovery_publish(notif_ws *s, const char *user, int64_t id, const char *fra
   pc_buf_free(&idf);
 }
 
+uint32_t recovery_sockets(notif_ws *s, const char *user) {
+  uint32_t n = s->api->ws_key_count(s->ch, user);
+  nw_user *u = nw_map_get(&s->users, user);
+  for (nw_conn *nc = u ? u->head : NULL; nc; nc = nc->next) n += nc->replaying;
+  return n;
+}
+
 int recovery_register(notif_ws *s) {
   nw_map_init(&s->users);
   notifd_ws_channel_opts ch = {

@@ -202,6 +202,26 @@ def test_restart_keeps_the_inbox_and_ids_keep_increasing(notifd_factory):
     assert items[0]["payload"]["order_id"] == "after" and items[0]["id"] > first
 
 
+def test_answer_on_arrival_still_stores_before_pushing(notifd_factory):
+    n = start(notifd_factory, answer="arrival")
+
+    async def scenario():
+        async with connect(sub_url(n, "pia")) as plain, connect(sub_url(n, "pia", v=2)) as v2:
+            st, body = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: notify(n, "purchase", "pia", purchase("early")))
+            assert st == 200 and body == {"delivered": 2, "user_id": "pia",
+                                          "notification_type": "purchase_notification"}
+            frame = await recv_json(v2)
+            assert (await recv_json(plain))["payload"]["order_id"] == "early"
+            [stored] = inbox(n, "?user_id=pia")[1]["notifications"]
+            assert stored["id"] == frame["id"] and stored["payload"] == purchase("early")
+
+    run(scenario())
+    assert notify(n, "purchase", "pia", {"order_id": "x"})[0] == 400  # still validated first
+    wait_until(lambda: metric(n, "notifications_ws_forwards_total", source="http",
+                              result="delivered") == 1, what="outcome counted")
+
+
 # ---- recovery ------------------------------------------------------------------
 
 def test_recovery_replays_oldest_first_then_live(notifd_factory):
