@@ -1,38 +1,42 @@
 /* notifications_ws: the general notifications websocket role (replaces
- * the Go generalnotificationshandler, contract section 6).
+ * the Go generalnotificationshandler, contract section 6), with a
+ * notification inbox (README.md).
  *
- *   GET  /notifications/subscribe?user_id=       websocket keyed by user_id
+ *   GET  /notifications/subscribe?user_id=[&since=ID][&v=2]  websocket
  *   POST /notifications/chat?user_id=            body: ChatMessage
  *   POST /notifications/purchase?user_id=        body: PurchaseUpdate
  *   POST /notifications/payment-reminder?user_id= body: PaymentReminder
  *   POST /notifications/shipping-update?user_id= body: ShippingUpdate
- *        Each sends {"notification_type","timestamp","payload"} to the
- *        user's sockets: 200 {"delivered":n,"notification_type":...,
- *        "user_id":...}, 206 / 500 when some / all sockets failed, 400 for
- *        an invalid body (checked first) or a missing user_id.
+ *        Each stores the notification in the user's inbox, then sends
+ *        {"notification_type","timestamp","payload"} to the user's sockets:
+ *        200 {"delivered":n,"notification_type":...,"user_id":...}, 206 /
+ *        500 when some / all sockets failed, 400 for an invalid body
+ *        (checked first) or a missing user_id, 500 when it cannot be stored.
+ *   GET  /notifications?user_id=&limit=&before=   the inbox, newest first
+ *   POST /notifications/read?user_id=             {"ids":[...]} | {"all":true}
+ *   GET|PUT /users/{user_id}/preferences          channels, quiet hours
+ *   GET  /internal/users/{user_id}/preferences    the same for services
  *   Bus topic (default "notifications", group "notifications_ws"): the
  *        same notifications from other systems; record format in README.md.
  *
- * Config (all optional; defaults under the host's auth.mode users, with
- * the seed-compatible default of auth.mode none in brackets):
- *   auth: none|token             # subscribe; token: sub must be user_id:
- *                                # token [none]
- *   forward_auth: none|internal  # the POST endpoints: internal [none]
- *   topic: notifications         # bus input topic; "" disables it
- *   group: notifications_ws      # consumer group
- *   start_from_latest: false     # a new group skips the topic's backlog
- *
- * Metrics: notifications_ws_forwards_total{source,type,result}. */
+ * Config: README.md ("Configuration").  Metrics:
+ * notifications_ws_forwards_total{source,type,result},
+ * notifications_ws_inbox_ops_total{op,result},
+ * notifications_ws_inbox_purged_total, notifications_ws_push_total{result},
+ * notifications_ws_replay_seconds. */
 #include "notifications_ws.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pc_jenc.h"
-#include "pc_time.h"
 
 static const char *const forward_labels[] = {"source", "type", "result", NULL};
+static const char *const op_labels[] = {"op", "result", NULL};
+static const char *const result_labels[] = {"result", NULL};
 
 void notif_count(notif_ws *s, const char *source, const pc_notification_kind *kind,
                  const char *result) {
@@ -45,31 +49,170 @@ const char *notif_result(const pc_publish *pub) {
   return pub->delivered ? "partial" : "failed";
 }
 
-int notif_deliver(notif_ws *s, const pc_notification_kind *kind, const pc_model *payload,
-                  const char *user_id, size_t user_id_len, pc_publish *pub, size_t *frame_len) {
-  pc_buf frame;
-  pc_buf_init(&frame);
-  pc_time now;
-  pc_time_now(&now);
-  /* NotificationEnvelope's fields in declaration order. */
-  pc_buf_puts(&frame, "{\"notification_type\":");
-  pc_json_put_cstring(&frame, kind->notification_type);
-  pc_buf_puts(&frame, ",\"timestamp\":");
-  if (pc_time_put_json(&frame, &now) < 0) pc_buf_puts(&frame, "\"0001-01-01T00:00:00Z\"");
-  pc_buf_puts(&frame, ",\"payload\":");
-  if (pc_model_put_json(&frame, payload) < 0) {
-    pc_buf_free(&frame);
-    return -1;
+int64_t notif_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* NotificationEnvelope's fields in declaration order; "id" first when the
+ * subscriber asked for ids. */
+int64_t notif_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void notif_frame(pc_buf *b, int64_t id, const char *type, const char *ts, const char *payload) {
+  if (id >= 0) pc_buf_printf(b, "{\"id\":%lld,\"notification_type\":", (long long)id);
+  else pc_buf_puts(b, "{\"notification_type\":");
+  pc_json_put_cstring(b, type);
+  pc_buf_puts(b, ",\"timestamp\":");
+  pc_buf_puts(b, ts);
+  pc_buf_puts(b, ",\"payload\":");
+  pc_buf_puts(b, payload);
+  pc_buf_putc(b, '}');
+}
+
+const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given) {
+  const notifd_api *api = s->api;
+  const char *sub = api->req_auth_subject(req);
+  if (given && !*given) given = NULL;
+  if (sub) {
+    if (given && strcmp(given, sub) != 0) {
+      PC_RESPOND_ERROR_LIT(api, req, 403, "the token's user may not act for another user");
+      return NULL;
+    }
+    return sub;
   }
-  pc_buf_putc(&frame, '}');
-  if (frame.oom) {
-    pc_buf_free(&frame);
-    return -2;
+  if (!given) {
+    PC_RESPOND_ERROR_LIT(api, req, 400, "user_id query parameter required");
+    return NULL;
   }
-  *frame_len = frame.len;
-  pc_publish_to(s->api, s->ch, user_id, user_id_len, frame.data, frame.len, pub);
-  pc_buf_free(&frame);
+  return given;
+}
+
+/* ---- configuration ---- */
+
+static int cfg_fail(notif_ws *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int cfg_fail(notif_ws *s, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  s->api->log(s->self, NOTIFD_LOG_ERROR, "config: %s", msg);
+  return NOTIFD_EINVAL;
+}
+
+static int open_store(notif_ws *s) {
+  const notifd_api *api = s->api;
+  notifd_plugin *p = s->self;
+  const char *kind = NULL, *path = NULL, *sync = NULL, *coll = NULL, *uri = NULL, *db = NULL;
+  int bad = 0;
+  bad |= api->config_string(p, "store", "auto", &kind) < 0;
+  bad |= api->config_string(p, "store_path", NULL, &path) < 0;
+  bad |= api->config_string(p, "sqlite_synchronous", "normal", &sync) < 0;
+  bad |= api->config_string(p, "collection", "notifications", &coll) < 0;
+  bad |= api->config_duration_ms(p, "retention.max_age", 30LL * 24 * 3600 * 1000,
+                                 &s->max_age_ms) < 0;
+  bad |= api->config_int(p, "retention.max_per_user", 1000, &s->max_per_user) < 0;
+  bad |= api->config_duration_ms(p, "retention.interval", 60000, &s->purge_ms) < 0;
+  bad |= api->config_int(p, "list_default_limit", 50, &s->list_default) < 0;
+  bad |= api->config_int(p, "list_max_limit", 200, &s->list_max) < 0;
+  bad |= api->config_int(p, "recovery.max_replay", 1000, &s->replay_max) < 0;
+  bad |= api->config_int(p, "recovery.max_pending", 1000, &s->pending_max) < 0;
+  bad |= api->config_string(p, "push_url", "local:", &s->push_url) < 0;
+  bad |= api->config_duration_ms(p, "push_timeout", 2000, &s->push_timeout_ms) < 0;
+  const char *answer = NULL, *chat_answer = NULL;
+  bad |= api->config_string(p, "answer", "stored", &answer) < 0;
+  bad |= api->config_string(p, "chat_answer", "stored", &chat_answer) < 0;
+  bad |= api->backend_string(p, "mongodb", "uri", &uri) < 0;
+  bad |= api->backend_string(p, "mongodb", "database", &db) < 0;
+  if (bad) return NOTIFD_EINVAL;
+  if (s->max_age_ms < 1000) return cfg_fail(s, "retention.max_age: at least 1s");
+  if (s->max_per_user < 0) return cfg_fail(s, "retention.max_per_user: 0 (no cap) or more");
+  if (s->purge_ms < 10) return cfg_fail(s, "retention.interval: at least 10ms");
+  if (s->list_max < 1 || s->list_max > 10000 || s->list_default < 1 ||
+      s->list_default > s->list_max)
+    return cfg_fail(s, "list limits: need 1 <= list_default_limit <= list_max_limit <= 10000");
+  if (s->replay_max < 1 || s->replay_max > 100000)
+    return cfg_fail(s, "recovery.max_replay: between 1 and 100000");
+  if (s->pending_max < 1 || s->pending_max > 1000000)
+    return cfg_fail(s, "recovery.max_pending: between 1 and 1000000");
+  if (s->push_timeout_ms < 1) return cfg_fail(s, "push_timeout: must be positive");
+  if (strcmp(sync, "full") != 0 && strcmp(sync, "normal") != 0)
+    return cfg_fail(s, "sqlite_synchronous: expected full or normal, got '%s'", sync);
+  if (strcmp(answer, "arrival") == 0) s->answer_on_arrival = 1;
+  else if (strcmp(answer, "stored") != 0)
+    return cfg_fail(s, "answer: expected stored or arrival, got '%s'", answer);
+  if (strcmp(chat_answer, "arrival") == 0) s->chat_answer_on_arrival = 1;
+  else if (strcmp(chat_answer, "stored") != 0)
+    return cfg_fail(s, "chat_answer: expected stored or arrival, got '%s'", chat_answer);
+  if (strcmp(kind, "auto") == 0) kind = uri ? "mongodb" : "sqlite";
+  if (strcmp(kind, "none") == 0) {
+    api->log(p, NOTIFD_LOG_INFO, "inbox off (store: none): notifications are not stored");
+    return 0;
+  }
+  char err[512];
+  int rc;
+  if (strcmp(kind, "sqlite") == 0) {
+    char def[4096];
+    if (!path) {
+      snprintf(def, sizeof def, "%s/notifications.db", api->data_dir(p));
+      path = def;
+    }
+    rc = inbox_store_sqlite_open(path, strcmp(sync, "full") == 0, &s->store, err, sizeof err);
+  } else if (strcmp(kind, "mongodb") == 0) {
+    if (!uri) return cfg_fail(s, "store: mongodb needs backends.mongodb.uri");
+    s->mongo = 1;
+    rc = inbox_store_mongo_open(uri, db ? db : "notifications", coll, &s->store, err,
+                                sizeof err);
+  } else {
+    return cfg_fail(s, "store: expected auto, sqlite, mongodb or none, got '%s'", kind);
+  }
+  if (rc < 0) {
+    api->log(p, NOTIFD_LOG_ERROR, "cannot open the notification inbox: %s", err);
+    return NOTIFD_EBACKEND;
+  }
+  api->log(p, NOTIFD_LOG_INFO, "inbox store %s", s->store->ops->name);
   return 0;
+}
+
+static int register_metrics(notif_ws *s) {
+  const notifd_api *api = s->api;
+  notifd_plugin *p = s->self;
+  static const double replay_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                          0.05,  0.1,    0.25,  0.5,  1,     2.5};
+  int rc = api->metric_counter(p, "notifications_ws_forwards_total",
+                               "Notifications sent to websockets, by source, type and outcome.",
+                               forward_labels, &s->forwards);
+  if (rc == 0)
+    rc = api->metric_counter(p, "notifications_ws_inbox_ops_total",
+                             "Inbox store operations by kind (insert batches, list, read, "
+                             "replay, purge, preferences) and result.",
+                             op_labels, &s->m_store);
+  if (rc == 0)
+    rc = api->metric_counter(p, "notifications_ws_inbox_purged_total",
+                             "Notifications deleted by retention (age or per-user count).", NULL,
+                             &s->m_purged);
+  if (rc == 0)
+    rc = api->metric_counter(p, "notifications_ws_push_total",
+                             "Offline push calls to {push_url}/push/send by result (sent, "
+                             "not_found, error, busy) and notifications not pushed (quiet, "
+                             "disabled, no_push_service).",
+                             result_labels, &s->m_push);
+  if (rc == 0)
+    rc = api->metric_histogram(p, "notifications_ws_inbox_commit_seconds",
+                               "From a notification's arrival to its publish (the group commit "
+                               "it waited for and took part in).",
+                               NULL, NULL, 0, &s->m_commit);
+  if (rc == 0)
+    rc = api->metric_histogram(p, "notifications_ws_replay_seconds",
+                               "Recovery: from the socket's open to the end of its replay.",
+                               NULL, replay_buckets, sizeof replay_buckets / sizeof *replay_buckets,
+                               &s->m_replay);
+  return rc;
 }
 
 static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
@@ -78,36 +221,28 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
   *state = s; /* destroy() frees it even if init fails below */
   s->self = p;
   s->api = api;
+  nw_map_init(&s->users);
+  nw_map_init(&s->prefs);
+  s->seed = pc_auth_seed_mode(api, p);
 
-  uint32_t auth = NOTIFD_AUTH_NONE, forward_auth = NOTIFD_AUTH_NONE;
   const char *topic = NULL, *group = NULL;
   int32_t from_latest = 0;
   int rc;
   if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
-                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &auth)) < 0 ||
+                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &s->auth)) < 0 ||
       (rc = pc_config_auth(api, p, "forward_auth",
                            pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_INTERNAL)),
-                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &forward_auth)) < 0 ||
+                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &s->forward_auth)) < 0 ||
       (rc = api->config_string(p, "topic", "notifications", &topic)) < 0 ||
       (rc = api->config_string(p, "group", "notifications_ws", &group)) < 0 ||
       (rc = api->config_bool(p, "start_from_latest", 0, &from_latest)) < 0)
     return rc;
-
-  if ((rc = api->metric_counter(p, "notifications_ws_forwards_total",
-                                "Notifications sent to websockets, by source, type and outcome.",
-                                forward_labels, &s->forwards)) < 0)
+  if ((rc = open_store(s)) < 0 || (rc = register_metrics(s)) < 0 ||
+      (rc = recovery_register(s)) < 0)
     return rc;
+  if (s->store && ((rc = inbox_http_register(s)) < 0 || (rc = prefs_register(s)) < 0)) return rc;
 
-  notifd_ws_channel_opts ch = {
-      .size = sizeof ch,
-      .auth = auth,
-      .path = "/notifications/subscribe",
-      .key_param = "user_id",
-      .ud = s,
-  };
-  if ((rc = api->ws_channel(p, &ch, &s->ch)) < 0) return rc;
-
-  notifd_route_opts ro = {.size = sizeof ro, .auth = forward_auth};
+  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth};
   for (size_t i = 0; i < PC_NOTIFICATION_KINDS; i++) {
     s->routes[i].s = s;
     s->routes[i].kind = &pc_notification_kinds[i];
@@ -138,15 +273,25 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
   return 0;
 }
 
-static void notifications_ws_destroy(void *state) { free(state); }
+static int notifications_ws_start(void *state) { return inbox_start(state); }
+
+static void notifications_ws_destroy(void *state) {
+  notif_ws *s = state;
+  if (!s) return;
+  inbox_destroy(s); /* releases jobs first: a replay job may hold a socket's record */
+  recovery_destroy(s);
+  prefs_destroy(s);
+  free(s);
+}
 
 static const notifd_plugin_def notifications_ws_def = {
     .size = sizeof(notifd_plugin_def),
     .abi_major = NOTIFD_ABI_MAJOR,
-    .abi_minor = 0,
+    .abi_minor = 1, /* ws_conn_pause / ws_conn_resume */
     .name = "notifications_ws",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .init = notifications_ws_init,
+    .start = notifications_ws_start,
     .destroy = notifications_ws_destroy,
 };
 NOTIFD_PLUGIN_DEFINE(notifications_ws_def)

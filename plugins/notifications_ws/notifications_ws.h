@@ -1,16 +1,33 @@
-/* notifications_ws internals shared by its source files. */
+/* notifications_ws internals shared by its source files:
+ *
+ *   notifications_ws.c      init, config, the envelope frame
+ *   notifications_ws_http.c POST /notifications/<kind>
+ *   notifications_ws_bus.c  the bus topic input
+ *   inbox.c                 store before push: group commit, then publish;
+ *                           worker jobs; retention timer
+ *   inbox_store*.c          the store (SQLite, MongoDB)
+ *   inbox_http.c            GET /notifications, POST /notifications/read
+ *   recovery.c              the websocket channel: ?since= replay, v2 frames
+ *   prefs.c                 GET/PUT /users/{user_id}/preferences, decisions
+ *   push.c                  offline push through {push_url}/push/send */
 #ifndef NOTIFICATIONS_WS_H
 #define NOTIFICATIONS_WS_H
 
+#include <jansson.h>
 #include <notifd/plugin.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inbox_store.h"
+#include "nw_map.h"
 #include "pc_bind.h"
+#include "pc_buf.h"
 #include "pc_models.h"
 #include "pc_plugin.h"
 
 typedef struct notif_ws notif_ws;
+typedef struct nw_job nw_job;
+typedef struct notif_item notif_item;
 
 /* One POST /notifications/<kind> route's context. */
 typedef struct notif_route {
@@ -18,32 +35,145 @@ typedef struct notif_route {
   const pc_notification_kind *kind;
 } notif_route;
 
+/* Blocking work for the host pool: `work` on a worker thread (touches the
+ * job and the store only), `done` on the loop.  A job whose completion
+ * never ran (host torn down) is freed with `release` at destroy. */
+struct nw_job {
+  nw_job *prev, *next;
+  notif_ws *s;
+  void (*work)(nw_job *j);
+  void (*done)(nw_job *j);
+  void (*release)(nw_job *j);
+};
+
+/* A notification finished: rc 0 = stored (unless the inbox is off) and
+ * published with outcome *pub; rc < 0 = the store failed (it->err). */
+typedef void (*notif_done_cb)(notif_ws *s, notif_item *it, int rc, const pc_publish *pub,
+                              void *ud);
+
+/* One notification on its way: stored, then pushed. */
+struct notif_item {
+  notif_item *qnext;
+  const pc_notification_kind *kind;
+  inbox_rec rec;      /* rec.type points at kind->notification_type (not owned) */
+  size_t frame_len;   /* the Go frame's length (for 206/500 texts) */
+  int64_t t0_ns;      /* queued at (monotonic) */
+  notif_done_cb done;
+  void *ud;
+  char err[200];
+};
+
+/* The upgrade being accepted: on_upgrade parses ?since= and ?v=, the host
+ * calls on_open right after it on the same stack (host/ws/ws_handshake.c). */
+typedef struct notif_upgrade {
+  int set, has_since, v2;
+  int64_t since;
+} notif_upgrade;
+
 struct notif_ws {
   notifd_plugin *self;
   const notifd_api *api;
   notifd_ws_channel *ch;
   notifd_metric *forwards; /* notifications_ws_forwards_total{source,type,result} */
+  notifd_metric *m_store;  /* notifications_ws_inbox_ops_total{op,result} */
+  notifd_metric *m_push;   /* notifications_ws_push_total{result} */
+  notifd_metric *m_replay; /* notifications_ws_replay_seconds */
+  notifd_metric *m_purged; /* notifications_ws_inbox_purged_total */
+  notifd_metric *m_commit; /* notifications_ws_inbox_commit_seconds */
   const char *topics[2];   /* bus input: {topic, NULL} */
   notif_route routes[PC_NOTIFICATION_KINDS];
+  uint32_t auth;           /* user routes and the channel */
+  uint32_t forward_auth;   /* service routes */
+  int seed;                /* auth.mode none: user_id parameters decide */
+  int answer_on_arrival;   /* config answer: arrival (POSTs answered when queued) */
+  int chat_answer_on_arrival; /* chat_answer: arrival, for POST /notifications/chat only */
+
+  /* inbox (store NULL: `store: none`, the Go service's behaviour) */
+  inbox_store *store;
+  int mongo, mongo_ready;
+  notifd_timer *setup_timer, *purge_timer, *ckpt_timer;
+  int ckpt_busy;
+  nw_job *jobs;
+  notif_item *q_head, *q_tail; /* waiting for the next group commit */
+  int q_inflight, q_max_inflight; /* batches committing */
+  struct batch_job *q_ready;   /* committed, waiting for an earlier batch */
+  int64_t q_expect;            /* next id to publish (-1: ids are per user) */
+  int purge_busy;
+  int64_t max_age_ms, max_per_user, purge_ms;
+  int64_t list_default, list_max, replay_max, pending_max;
+
+  /* recovery: user -> nw_user (every open socket of this channel) */
+  nw_map users;
+  notif_upgrade up;
+
+  /* preferences cache: user -> prefs_ent */
+  nw_map prefs;
+
+  /* offline push */
+  const char *push_url;    /* "" = off */
+  int64_t push_timeout_ms;
+  int64_t push_off_until_ms; /* after a 404: no push service loaded */
+  int push_inflight;
 };
 
-/* Builds the envelope frame {"notification_type","timestamp","payload"}
- * for a bound payload and publishes it to `user_id`.  Returns 0 with the
- * outcome in *pub (and the frame's length in *frame_len), -1 when Go's
- * marshaller would have refused the payload, -2 on OOM. */
-int notif_deliver(notif_ws *s, const pc_notification_kind *kind, const pc_model *payload,
-                  const char *user_id, size_t user_id_len, pc_publish *pub, size_t *frame_len);
-
-/* Counts one notification: source "http" or "bus"; result delivered,
- * no_subscribers, partial, failed, invalid. */
+/* ---- notifications_ws.c ---- */
+/* The envelope {"id"?,"notification_type","timestamp","payload"} from its
+ * stored parts; id < 0 leaves "id" out (Go-compatible frame). */
+void notif_frame(pc_buf *b, int64_t id, const char *type, const char *ts, const char *payload);
 void notif_count(notif_ws *s, const char *source, const pc_notification_kind *kind,
                  const char *result);
-/* The result label for a publish outcome. */
 const char *notif_result(const pc_publish *pub);
+/* The user a request acts for: the token subject (user_id, when given,
+ * must equal it: 403), else the user_id parameter (400 when missing).
+ * NULL after answering. */
+const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given);
+int64_t notif_now_ms(void);
+int64_t notif_mono_ns(void);
 
-/* POST /notifications/<kind>; ud is a notif_route. */
+/* ---- inbox.c ---- */
+/* Renders, stores and publishes one notification; `done` runs once it is
+ * published (later, or inside this call when the inbox is off).  Returns
+ * 0, -1 when Go's marshaller would have refused the payload, -2 on OOM
+ * (`done` is then never called). */
+int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *payload,
+                 const char *user_id, notif_done_cb done, void *ud);
+int nw_job_submit(notif_ws *s, nw_job *j);
+int inbox_start(notif_ws *s);
+void inbox_destroy(notif_ws *s);
+
+/* ---- inbox_http.c ---- */
+int inbox_http_register(notif_ws *s);
+
+/* ---- recovery.c ---- */
+int recovery_register(notif_ws *s);
+/* Publishes a stored notification to `user`'s sockets: the Go frame to
+ * plain subscribers, the frame with "id" to v2 ones, queued for sockets
+ * still replaying. */
+void recovery_publish(notif_ws *s, const char *user, int64_t id, const char *frame, size_t len,
+                      pc_publish *pub);
+/* The sockets a notification for `user` would reach now (open ones plus
+ * those replaying). */
+uint32_t recovery_sockets(notif_ws *s, const char *user);
+void recovery_destroy(notif_ws *s);
+
+/* ---- prefs.c ---- */
+int prefs_register(notif_ws *s);
+/* 1 when the preferences of `user` are cached (decisions are possible). */
+int prefs_cached(notif_ws *s, const char *user);
+/* Caches a loaded document (NULL = none stored). */
+void prefs_cache_put(notif_ws *s, const char *user, const char *json);
+/* Channels for one notification now: websocket and push allowed? */
+void prefs_decide(notif_ws *s, const char *user, const pc_notification_kind *kind, int *ws,
+                  int *push, int *quiet);
+void prefs_destroy(notif_ws *s);
+
+/* ---- push.c ---- */
+/* After publishing: POST {push_url}/push/send when nothing was delivered
+ * and the preferences allow it. */
+void push_maybe(notif_ws *s, const notif_item *it, uint32_t delivered, int allowed, int quiet);
+
+/* ---- handlers ---- */
 void notif_on_http(notifd_req *req, void *ud);
-/* Bus records on the configured topic. */
 void notif_on_record(notifd_bus_msg *m, void *ud);
 
 #endif

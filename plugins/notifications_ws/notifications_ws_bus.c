@@ -2,10 +2,10 @@
  * {"type","user_id","payload"} per notification, validated like the HTTP
  * path.  A record that can never be delivered is dropped at once (with a
  * fixed reason code, the detail in the log), so poison never blocks the
- * partition.  Delivery is fire-and-forget like the Go service: no
- * subscriber, or a socket cut off as a slow consumer, still acks - the
- * notification is not persisted and a retry would duplicate it on the
- * sockets that did get it. */
+ * partition.  A valid record is stored in the inbox, then published, then
+ * acked (a store failure asks for a redelivery).  No subscriber, or a
+ * socket cut off as a slow consumer, still acks: the notification is in
+ * the inbox, and a retry would duplicate it on the sockets that did get it. */
 #include <string.h>
 
 #include "notifications_ws.h"
@@ -25,6 +25,18 @@ static void drop(notif_ws *s, notifd_bus_msg *m, const pc_notification_kind *kin
            detail ? detail : "");
   notif_count(s, "bus", kind, "invalid");
   api->bus_drop(m, reason);
+}
+
+/* Stored and published: ack; the store failed: redeliver later. */
+static void record_done(notif_ws *s, notif_item *it, int rc, const pc_publish *pub, void *ud) {
+  notifd_bus_msg *m = ud;
+  if (rc < 0) {
+    notif_count(s, "bus", it->kind, "failed");
+    s->api->bus_retry(m, it->err);
+    return;
+  }
+  notif_count(s, "bus", it->kind, notif_result(pub));
+  s->api->bus_ack(m);
 }
 
 void notif_on_record(notifd_bus_msg *m, void *ud) {
@@ -109,9 +121,13 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
     drop(s, m, kind, "invalid_payload", pc_buf_cstr(&err));
     goto done;
   }
-  pc_publish pub;
-  size_t frame_len = 0;
-  rc = notif_deliver(s, kind, &model, user.data, user.len, &pub, &frame_len);
+  if (memchr(user.data, '\0', user.len)) { /* no socket can have such a key: as before */
+    pc_model_free(&model);
+    notif_count(s, "bus", kind, "no_subscribers");
+    api->bus_ack(m);
+    goto done;
+  }
+  rc = notif_submit(s, kind, &model, user.data, record_done, m);
   pc_model_free(&model);
   if (rc == -2) {
     api->bus_retry(m, "out of memory");
@@ -121,8 +137,6 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
     drop(s, m, kind, "unserializable_payload", "a time's zone offset is 24h or more");
     goto done;
   }
-  notif_count(s, "bus", kind, notif_result(&pub));
-  api->bus_ack(m);
 done:
   pc_buf_free(&err);
   pc_buf_free(&user);
