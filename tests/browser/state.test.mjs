@@ -408,8 +408,18 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
     assertEq(shown, { title: `Message from ${BOB}`, body: "pushed hello", tag: "notifd-999" }, "notification shown");
     // A tab in the background gets no push (its socket got the
     // notification): the page hands it to the worker instead.
+    // The page must hold its notifications socket and an active worker
+    // first (the DevTools steps above may have made it reconnect).
+    await waitFor("alice's page online with an active worker", async () =>
+      (await status(A)) === "online" &&
+      (await A.evaluate(async () => !!(await navigator.serviceWorker.ready).active)));
     await A.evaluate(() => Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" }));
-    assertEq((await notify(ALICE, "Hidden Hat")).status, 200, "notification while the tab is hidden");
+    let sent;
+    await waitFor("the notification delivered to alice's hidden tab", async () => {
+      sent = await notify(ALICE, "Hidden Hat");
+      assertEq(sent.status, 200, "notification while the tab is hidden");
+      return sent.body && sent.body.delivered >= 1;
+    });
     const fromTab = await waitFor("the system notification from the hidden tab", async () =>
       (await A.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
         .map((x) => ({ title: x.title, body: x.body })))).find((x) => x.body === "Hidden Hat"));
