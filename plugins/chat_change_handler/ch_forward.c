@@ -28,18 +28,9 @@ int64_t ch_mono_ns(void) {
 }
 
 char *ch_url_encode(const char *s) {
-  static const char hexd[] = "0123456789ABCDEF";
   pc_buf b;
   pc_buf_init(&b);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-        *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-      pc_buf_putc(&b, (char)*p);
-    } else {
-      char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
-      pc_buf_put(&b, e, 3);
-    }
-  }
+  pc_buf_put_url_escaped(&b, s);
   return pc_buf_steal(&b, NULL);
 }
 

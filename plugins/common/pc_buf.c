@@ -87,3 +87,16 @@ char *pc_buf_steal(pc_buf *b, size_t *len) {
   pc_buf_init(b);
   return d;
 }
+
+void pc_buf_put_url_escaped(pc_buf *b, const char *s) {
+  static const char hexd[] = "0123456789ABCDEF";
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+        *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+      pc_buf_putc(b, (char)*p);
+    } else {
+      char e[3] = {'%', hexd[*p >> 4], hexd[*p & 15]};
+      pc_buf_put(b, e, 3);
+    }
+  }
+}

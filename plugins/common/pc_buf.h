@@ -20,6 +20,9 @@ void pc_buf_put(pc_buf *b, const void *p, size_t n);
 void pc_buf_puts(pc_buf *b, const char *s);
 void pc_buf_putc(pc_buf *b, char c);
 void pc_buf_printf(pc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends `s` percent-encoded for a URL path segment or query value: every
+ * byte but A-Z a-z 0-9 - _ . ~ becomes %XX. */
+void pc_buf_put_url_escaped(pc_buf *b, const char *s);
 /* The contents as a C string ("" when empty), or NULL after OOM. */
 const char *pc_buf_cstr(pc_buf *b);
 /* Hands the malloc'd, NUL-terminated contents to the caller (NULL after

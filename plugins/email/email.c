@@ -201,6 +201,7 @@ static int init_config(email_plugin *ep) {
   cfg_str(&c, "templates_dir", EMAIL_DEFAULT_TEMPLATES_DIR, &ep->templates_dir);
   cfg_str(&c, "store_path", "", &ep->store_path);
   cfg_str(&c, "mongodb_collection", "user_email", &ep->mongo_collection);
+  cfg_str(&c, "preferences_url", "local:", &ep->preferences_url);
   cfg_dur(&c, "dedupe_ttl", 24LL * 3600 * 1000, &ep->dedupe_ttl_ms);
   cfg_dur(&c, "chat_throttle", 0, &ep->chat_throttle_ms);
   const char *unknown;

@@ -21,6 +21,7 @@ typedef struct email_plugin {
   const char *chat_topic, *notifications_topic, *group;
   const char *from_address, *from_name;
   const char *templates_dir, *store_path, *mongo_uri, *mongo_db, *mongo_collection;
+  const char *preferences_url; /* notifications_ws base for users' preferences, "" = none */
   uint32_t auth;
   uint32_t enabled;            /* bit per EMAIL_* type */
   int64_t dedupe_ttl_ms, lease_ms, chat_throttle_ms, max_concurrent;

@@ -204,6 +204,53 @@ static void submit_or_retry(email_op *op) {
   if (email_submit_send(op) < 0) fail_unsubmitted(op);
 }
 
+/* The user's preferences (notifications_ws) decide whether this mail goes
+ * now: 200 with "email": false (the type's email channel is off, or quiet
+ * hours) suppresses it; any other answer (no notifications_ws here: 404,
+ * or an error) sends it - email is the fallback channel. */
+static void on_preferences(int32_t status, notifd_http_resp *resp, void *ud) {
+  email_op *op = ud;
+  email_plugin *ep = op->ep;
+  if (ep->stopping) {
+    email_op_free(op);
+    return;
+  }
+  size_t len = 0;
+  const void *body = status == 200 && resp ? ep->api->http_resp_body(resp, &len) : NULL;
+  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
+  int off = json_is_false(json_object_get(doc, "email"));
+  json_decref(doc);
+  if (off) {
+    email_count(ep, ep->m_suppressed, op->ev.type, "preference");
+    ep->api->log(ep->self, NOTIFD_LOG_DEBUG, "%s email for user %s not sent: preferences",
+                 email_type_name(op->ev.type), op->ev.recipient_id);
+    finish_bus(op, V_ACK, 0); /* settled; keys released for a later mail */
+    return;
+  }
+  if (status != 200)
+    ep->api->log(ep->self, NOTIFD_LOG_DEBUG, "preferences of %s unavailable (%d): mailing",
+                 op->ev.recipient_id, status);
+  submit_or_retry(op);
+}
+
+static void check_preferences(email_op *op) {
+  email_plugin *ep = op->ep;
+  if (!*ep->preferences_url) {
+    submit_or_retry(op);
+    return;
+  }
+  pc_buf url;
+  pc_buf_init(&url);
+  pc_buf_printf(&url, "%s/internal/users/", ep->preferences_url);
+  pc_buf_put_url_escaped(&url, op->ev.recipient_id);
+  pc_buf_printf(&url, "/preferences?type=%s", email_type_name(op->ev.type));
+  notifd_http_client_req q = {.size = sizeof q, .internal_auth = 1, .method = "GET",
+                              .url = pc_buf_cstr(&url), .timeout_ms = 2000};
+  int rc = url.oom ? NOTIFD_ENOMEM : ep->api->http_call(ep->self, &q, on_preferences, op);
+  pc_buf_free(&url);
+  if (rc < 0) submit_or_retry(op);
+}
+
 static void on_throttle_claimed(int32_t result, void *ud) {
   email_op *op = ud;
   email_plugin *ep = op->ep;
@@ -223,7 +270,7 @@ static void on_throttle_claimed(int32_t result, void *ud) {
     return;
   }
   op->throttle_claimed = 1;
-  submit_or_retry(op);
+  check_preferences(op);
 }
 
 static void on_dedupe_claimed(int32_t result, void *ud) {
@@ -254,7 +301,7 @@ static void on_dedupe_claimed(int32_t result, void *ud) {
     }
     return;
   }
-  submit_or_retry(op);
+  check_preferences(op);
 }
 
 static void claim_dedupe(email_op *op) {

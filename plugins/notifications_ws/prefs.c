@@ -4,7 +4,10 @@
  *   GET /users/{user_id}/preferences             the user (token subject)
  *   PUT /users/{user_id}/preferences             validated, stored, 200 with it
  *   GET /internal/users/{user_id}/preferences    services (the email role):
- *                                                the same plus "quiet_now"
+ *                                                the same plus "quiet_now";
+ *                                                with ?type=<kind> also
+ *                                                "email": whether a mail of
+ *                                                that kind may go now
  *
  *   {"channels": {"<type>": {"websocket": bool, "push": bool, "email": bool},
  *                 "default": {...}},
@@ -110,6 +113,16 @@ static int channel_on(const json_t *entry, const json_t *def, const char *channe
   if (json_is_boolean(v)) return json_is_true(v);
   v = def ? json_object_get(def, channel) : NULL;
   return json_is_boolean(v) ? json_is_true(v) : 1;
+}
+
+/* Whether `doc` lets an email of the type named `type` (notification_type
+ * or path name) go now: its channel setting and not quiet hours. */
+static int email_allowed(const json_t *doc, const char *type) {
+  json_t *ch = json_object_get(doc, "channels");
+  const pc_notification_kind *k = pc_notification_kind_find(type, strlen(type));
+  json_t *entry = k ? json_object_get(ch, k->notification_type) : NULL;
+  if (!entry) entry = json_object_get(ch, k ? k->name : type);
+  return channel_on(entry, json_object_get(ch, "default"), "email") && !quiet_now(doc);
 }
 
 void prefs_decide(notif_ws *s, const char *user, const pc_notification_kind *kind, int *ws,
@@ -241,8 +254,12 @@ static void job_done(nw_job *j) {
   pc_buf_puts(&b, doc ? doc : DEFAULT_DOC);
   if (pj->internal && b.len > 0) {
     prefs_ent *e = nw_map_get(&s->prefs, pj->user);
+    const json_t *d = e ? e->doc : NULL;
+    const char *type = api->req_query(pj->req, "type");
     b.len--; /* reopen the object */
-    pc_buf_puts(&b, quiet_now(e ? e->doc : NULL) ? ",\"quiet_now\":true}" : ",\"quiet_now\":false}");
+    pc_buf_puts(&b, quiet_now(d) ? ",\"quiet_now\":true" : ",\"quiet_now\":false");
+    if (type && *type) pc_buf_puts(&b, email_allowed(d, type) ? ",\"email\":true" : ",\"email\":false");
+    pc_buf_putc(&b, '}');
   }
   pc_respond_json(api, pj->req, 200, &b);
   pc_buf_free(&b);

@@ -450,3 +450,49 @@ def test_go_http_endpoints(notifd_factory, smtp):
     assert metric(n, "email_sent_total", type="purchase") == 1
     assert metric(n, "email_failed_total", type="chat", reason="smtp_550") == 1
     assert metric(n, "email_failed_total", type="chat", reason="unknown_recipient") == 1
+
+
+def test_preferences_decide_whether_a_mail_goes(notifd_factory, smtp):
+    """With notifications_ws in the process, the user's preferences
+    (`email` off for a type, or quiet hours) suppress the mail; a user
+    without preferences is mailed as before."""
+    srv = smtp()
+    plugins = "  - name: notifications_ws\n    config: {topic: \"\"}\n" + email_yaml(
+        f"smtp://127.0.0.1:{srv.port}", "starttls: none")
+    n = notifd_factory(plugins_yaml=plugins, extra_yaml=HOST_YAML)
+    for u in ("quiet", "loud"):
+        put_user(n, u, f"{u}@example.com", u.title())
+    st, body, _ = http("PUT", f"{n.url}/users/quiet/preferences?user_id=quiet",
+                       {"channels": {"purchase": {"email": False}}})
+    assert st == 200, body
+
+    def purchase(user, key):
+        produce(n, "notifications", {"type": "purchase", "user_id": user, "payload": {
+            "order_id": key, "buyer_id": "b", "shop_owner_id": user, "product_name": "Tea",
+            "amount": 1, "currency": "EUR", "status": "confirmed"}}, key=key)
+
+    purchase("quiet", "p-1")
+    purchase("loud", "p-2")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="purchase",
+                              reason="preference") == 1, what="the preference suppression")
+    assert [m.rcpt_tos for m in srv.wait_for(1)] == [["loud@example.com"]]
+    # Other types still mail that user; quiet hours covering the whole day
+    # stop them too.
+    produce(n, "notifications", {"type": "shipping-update", "user_id": "quiet", "payload": {
+        "order_id": "S-1", "status": "shipped", "tracking_number": "T1"}}, key="s-1")
+    srv.wait_for(2)
+    assert sorted(m.rcpt_tos[0] for m in srv.wait_for(2)) == ["loud@example.com",
+                                                              "quiet@example.com"]
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hhmm = lambda t: t.strftime("%H:%M")  # noqa: E731
+    st, body, _ = http("PUT", f"{n.url}/users/quiet/preferences?user_id=quiet",
+                       {"quiet_hours": {"start": hhmm(now - datetime.timedelta(hours=1)),
+                                        "end": hhmm(now + datetime.timedelta(hours=1)),
+                                        "tz": "UTC"}})
+    assert st == 200, body
+    produce(n, "notifications", {"type": "shipping-update", "user_id": "quiet", "payload": {
+        "order_id": "S-2", "status": "shipped", "tracking_number": "T2"}}, key="s-2")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="shipping-update",
+                              reason="preference") == 1, what="quiet hours")
+    assert len(srv.wait_for(3, timeout=1)) == 2  # nothing more was mailed

@@ -730,7 +730,7 @@ static void *read_frames(void *arg) {
   reader *r = arg;
   frame f;
   while (r->got < r->want && ws_recv_data(r->c, &f, 5000) == 1) {
-    if (f.op == ND_WS_OP_TEXT && f.len == 1000) r->got++;
+    if (f.op == ND_WS_OP_TEXT && f.len == 1000) __atomic_add_fetch(&r->got, 1, __ATOMIC_RELEASE);
     else r->bad++;
     free(f.data);
   }
@@ -764,7 +764,11 @@ START_TEST(slow_consumer_cut_off_fast_one_keeps_receiving) {
     on_loop(t, do_publish, &p);
     delivered += p.delivered;
     failed += p.failed;
-    sleep_ms(2); /* let the loop write */
+    /* The fast one reads each batch before the next is published: on a
+     * loaded machine a fixed pause let two batches pile up past its own
+     * queue limit, and it was cut too. */
+    for (int w = 0; w < 1000 && __atomic_load_n(&r.got, __ATOMIC_ACQUIRE) < (i + 1) * BATCH; w++)
+      sleep_ms(5);
   }
   pthread_join(rt, NULL);
   ck_assert_int_eq(r.bad, 0);
