@@ -68,6 +68,13 @@ int cp_job_submit(cp_plugin *pl, cp_job *j) {
   return rc;
 }
 
+void cp_job_submit_or_503(cp_plugin *pl, notifd_req *req, cp_job *j) {
+  if (cp_job_submit(pl, j) < 0) {
+    pl->api->respond_error(req, 503, "server is shutting down");
+    j->release(j);
+  }
+}
+
 int64_t cp_mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -144,6 +144,20 @@ void cp_changes_free(cp_change *c, size_t n) {
   free(c);
 }
 
+int cp_conv_page_trim(cp_conv_page *p, size_t limit) {
+  if (p->n <= limit || limit == 0) return 0;
+  cp_conv *extra = &p->items[limit];
+  free(extra->stream_id);
+  free(extra->peer_id);
+  chat_message_free(&extra->last);
+  memset(extra, 0, sizeof *extra);
+  p->n = limit;
+  p->next.kind = CP_CUR_STR_ID;
+  p->next.ms = p->items[limit - 1].last_ms;
+  p->next.id = strdup(p->items[limit - 1].stream_id);
+  return p->next.id ? 0 : -1;
+}
+
 void cp_conv_page_free(cp_conv_page *p) {
   for (size_t i = 0; i < p->n; i++) {
     free(p->items[i].stream_id);

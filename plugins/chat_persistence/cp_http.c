@@ -415,10 +415,7 @@ static void on_get_message(notifd_req *req, void *ud) {
   gj->base.work = get_work;
   gj->base.done = get_done;
   gj->base.release = get_release;
-  if (cp_job_submit(pl, &gj->base) < 0) {
-    api->respond_error(req, 503, "server is shutting down");
-    get_release(&gj->base);
-  }
+  cp_job_submit_or_503(pl, req, &gj->base);
 }
 
 /* ---- GET history ---- */
@@ -570,10 +567,7 @@ static void on_history(notifd_req *req, void *ud) {
   hj->base.work = hist_work;
   hj->base.done = hist_done;
   hj->base.release = hist_release;
-  if (cp_job_submit(pl, &hj->base) < 0) {
-    api->respond_error(req, 503, "server is shutting down");
-    hist_release(&hj->base);
-  }
+  cp_job_submit_or_503(pl, req, &hj->base);
 }
 
 int cp_http_register(cp_plugin *pl) {

@@ -74,6 +74,9 @@ struct cp_plugin {
 
 /* 0, or < 0 (the job was not queued; the caller still owns it). */
 int cp_job_submit(cp_plugin *pl, cp_job *j);
+/* cp_job_submit for a request's job: a job the pool refuses (shutting
+ * down) is answered 503 and released. */
+void cp_job_submit_or_503(cp_plugin *pl, notifd_req *req, cp_job *j);
 void cp_observe_store(cp_plugin *pl, const char *op, int64_t t0_ns);
 /* A ?limit= value: the default when absent, capped at the maximum; 0 if
  * malformed (not a positive integer). */

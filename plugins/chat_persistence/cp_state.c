@@ -23,14 +23,6 @@
 
 static void put_str(pc_buf *b, const char *s) { chat_json_str(b, s, strlen(s), CHAT_JSON_GO); }
 
-/* Answers 503 and releases a job the pool refused. */
-static void submit_or_503(cp_plugin *pl, notifd_req *req, cp_job *j) {
-  if (cp_job_submit(pl, j) < 0) {
-    pl->api->respond_error(req, 503, "server is shutting down");
-    j->release(j);
-  }
-}
-
 /* ---- GET /chat/conversations ---- */
 
 typedef struct conv_job {
@@ -146,7 +138,7 @@ static void on_conversations(notifd_req *req, void *ud) {
   cj->base.work = conv_work;
   cj->base.done = conv_done;
   cj->base.release = conv_release;
-  submit_or_503(pl, req, &cj->base);
+  cp_job_submit_or_503(pl, req, &cj->base);
 }
 
 /* ---- read receipts ---- */
@@ -384,7 +376,7 @@ static void on_read(notifd_req *req, void *ud) {
   rj->base.work = read_work;
   rj->base.done = read_done;
   rj->base.release = read_release;
-  submit_or_503(pl, req, &rj->base);
+  cp_job_submit_or_503(pl, req, &rj->base);
 }
 
 int cp_state_register(cp_plugin *pl) {

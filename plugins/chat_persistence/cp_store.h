@@ -128,6 +128,10 @@ int cp_store_mongo_setup(cp_store *s, char *err, size_t errlen);
 
 void cp_page_free(cp_page *p);
 void cp_conv_page_free(cp_conv_page *p);
+/* A store reads limit + 1 conversations to learn whether more exist: drops
+ * the extra one and sets the page's next cursor to the last kept.  0, or
+ * -1 on OOM (the caller frees the page). */
+int cp_conv_page_trim(cp_conv_page *p, size_t limit);
 void cp_cursor_free(cp_cursor *c);
 void cp_changes_free(cp_change *c, size_t n);
 

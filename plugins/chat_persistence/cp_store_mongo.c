@@ -421,20 +421,9 @@ static int mg_conversations(cp_store *bs, const char *user, const cp_cursor *bef
   coll_push(s, c, coll);
   bson_destroy(opts);
   bson_destroy(&filter);
-  if (result == 0 && out->n > limit) {
-    cp_conv *extra = &out->items[limit];
-    free(extra->stream_id);
-    free(extra->peer_id);
-    chat_message_free(&extra->last);
-    memset(extra, 0, sizeof *extra);
-    out->n = limit;
-    out->next.kind = CP_CUR_STR_ID;
-    out->next.ms = out->items[limit - 1].last_ms;
-    out->next.id = strdup(out->items[limit - 1].stream_id);
-    if (!out->next.id) {
-      snprintf(err, errlen, "out of memory");
-      result = -1;
-    }
+  if (result == 0 && cp_conv_page_trim(out, limit) < 0) {
+    snprintf(err, errlen, "out of memory");
+    result = -1;
   }
   /* The last messages, one lookup each by _id (a conversation whose
    * message cannot be read keeps an empty one: rendered as null). */

@@ -485,20 +485,9 @@ static int sq_conversations(cp_store *bs, const char *user, const cp_cursor *bef
   sqlite3_reset(s->conv_list);
   sqlite3_clear_bindings(s->conv_list);
   pthread_mutex_unlock(&s->mu);
-  if (result == 0 && out->n > limit) { /* one more exists */
-    cp_conv *extra = &out->items[limit];
-    free(extra->stream_id);
-    free(extra->peer_id);
-    chat_message_free(&extra->last);
-    memset(extra, 0, sizeof *extra);
-    out->n = limit;
-    out->next.kind = CP_CUR_STR_ID;
-    out->next.ms = out->items[limit - 1].last_ms;
-    out->next.id = strdup(out->items[limit - 1].stream_id);
-    if (!out->next.id) {
-      snprintf(err, errlen, "out of memory");
-      result = -1;
-    }
+  if (result == 0 && cp_conv_page_trim(out, limit) < 0) {
+    snprintf(err, errlen, "out of memory");
+    result = -1;
   }
   if (result < 0) cp_conv_page_free(out);
   return result;
