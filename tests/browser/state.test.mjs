@@ -394,16 +394,24 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
     cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => regs.push(...e.registrations));
     await cdp.send("ServiceWorker.enable");
     const reg = await waitFor("the worker's registration", () => regs.find((r) => r.scopeURL === base + "/" && !r.isDeleted));
-    await cdp.send("ServiceWorker.deliverPushMessage", {
+    const push = () => cdp.send("ServiceWorker.deliverPushMessage", {
       origin: base, registrationId: reg.registrationId,
       data: JSON.stringify({ id: 999, notification_type: "chat_notification", timestamp: new Date().toISOString(),
         payload: { message_id: "m-push", sender_id: BOB, receiver_id: ALICE, content: "pushed hello",
           stream_id: streamId(ALICE, BOB), created_at: new Date().toISOString() } }),
     });
+    // A worker DevTools just woke may drop the first event (seen in cold
+    // runs): a delivery that shows nothing within 2 s is repeated (same
+    // tag, so at most one notification).
+    let lastPush = 0;
     const shown = await waitFor("the system notification", async () => {
       const list = await A.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
         .map((x) => ({ title: x.title, body: x.body, tag: x.tag })));
-      return list.find((x) => x.body === "pushed hello");
+      const hit = list.find((x) => x.body === "pushed hello");
+      if (hit || Date.now() - lastPush < 2000) return hit;
+      lastPush = Date.now();
+      await push();
+      return undefined;
     });
     assertEq(shown, { title: `Message from ${BOB}`, body: "pushed hello", tag: "notifd-999" }, "notification shown");
     // A tab in the background gets no push (its socket got the
@@ -414,15 +422,21 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
       (await status(A)) === "online" &&
       (await A.evaluate(async () => !!(await navigator.serviceWorker.ready).active)));
     await A.evaluate(() => Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" }));
-    let sent;
-    await waitFor("the notification delivered to alice's hidden tab", async () => {
-      sent = await notify(ALICE, "Hidden Hat");
+    // Each try posts a notification that must reach the hidden tab's
+    // socket; a cold browser has twice dropped the first hand-over to a
+    // worker that DevTools had just woken, so a try that shows nothing
+    // within 2 s is followed by another.
+    let lastTry = 0;
+    const fromTab = await waitFor("the system notification from the hidden tab", async () => {
+      const list = await A.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
+        .map((x) => ({ title: x.title, body: x.body })));
+      const hit = list.find((x) => x.body === "Hidden Hat");
+      if (hit || Date.now() - lastTry < 2000) return hit;
+      lastTry = Date.now();
+      const sent = await notify(ALICE, "Hidden Hat");
       assertEq(sent.status, 200, "notification while the tab is hidden");
-      return sent.body && sent.body.delivered >= 1;
+      return undefined;
     });
-    const fromTab = await waitFor("the system notification from the hidden tab", async () =>
-      (await A.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
-        .map((x) => ({ title: x.title, body: x.body })))).find((x) => x.body === "Hidden Hat"));
     assertEq(fromTab.title, "Purchase", "its title");
     await A.evaluate(() => delete document.visibilityState);
   });
