@@ -10,9 +10,13 @@
 #   H   chat_change_handler   Kafka -> Redis dedupe -> forwards via nginx
 #   W1  chat_ws               \ nginx: consistent hash of stream_id
 #   W2  chat_ws               /  (presence between them on Kafka)
-#   N1  notifications_ws      \ nginx: consistent hash of user_id; each
-#   N2  notifications_ws      / consumes the notifications topic (own group)
-#   E   email                 Kafka -> MongoDB directory -> SMTP
+#   N1  notifications_ws      \ nginx: consistent hash of user_id; inbox in
+#   N2  notifications_ws      / MongoDB; the notifications topic is consumed
+#                               by one shared group and forwarded through
+#                               nginx to the user's instance; each stored
+#                               notification goes to notification-events
+#   WP  webpush               notification-events -> Web Push (MongoDB store)
+#   E   email                 notification-events -> MongoDB directory -> SMTP
 #
 #   stack.sh start DIR   start everything with its state under DIR, wait
 #                        until every process is ready (/readyz on its admin
@@ -40,7 +44,7 @@ services="$src/tests/services"
 build="${NOTIFD_BUILD_ROOT:-$src/build}"
 notifd="$build/host/notifd"
 confdir="$src/config/distributed"
-INSTANCES="P H W1 W2 N1 N2 E"
+INSTANCES="P H W1 W2 N1 N2 WP E"
 
 # shellcheck source=../services/service_lib.sh
 . "$services/service_lib.sh" # alive, port_open, stop_pid
@@ -53,7 +57,8 @@ skip_and_stop() { echo "stack: $*" >&2; wait; stop "$dir"; exit 2; }
 role_of() {
   case "$1" in
     P) echo chat_persistence ;; H) echo chat_change_handler ;;
-    W1 | W2) echo chat_ws ;; N1 | N2) echo notifications_ws ;; E) echo email ;;
+    W1 | W2) echo chat_ws ;; N1 | N2) echo notifications_ws ;; WP) echo webpush ;;
+    E) echo email ;;
   esac
 }
 
@@ -159,7 +164,7 @@ start() {
   # Ports: nginx public + internal, SMTP, FerretDB, Redis, then port and
   # admin port per instance.
   local ports p i
-  ports=($(free_ports $((5 + 2 * 7)))) || fail "no free ports"
+  ports=($(free_ports $((5 + 2 * 8)))) || fail "no free ports"
   declare -gA port admin
   local nginx_public=${ports[0]} nginx_internal=${ports[1]} smtp_port=${ports[2]}
   p=5
@@ -190,7 +195,7 @@ start() {
     done
     [ $ok = 1 ] || { email=off email_reason="smtp_server.py did not start (see $dir/smtp/smtp.log)"; }
   fi
-  [ $email = on ] || INSTANCES="P H W1 W2 N1 N2"
+  [ $email = on ] || INSTANCES="P H W1 W2 N1 N2 WP"
 
   # The settings every notifd reads (config/distributed/*.yaml).
   export NOTIFD_INTERNAL_TOKEN
@@ -218,6 +223,7 @@ start() {
       -e "s|@CHAT_PERSISTENCE_SERVERS@|$(servers_line "max_fails=1 fail_timeout=10s" P)|" \
       -e "s|@CHAT_WS_SERVERS@|$(servers_line max_fails=0 W1 W2)|" \
       -e "s|@NOTIFICATIONS_WS_SERVERS@|$(servers_line max_fails=0 N1 N2)|" \
+      -e "s|@WEBPUSH_SERVERS@|$(servers_line "max_fails=1 fail_timeout=10s" WP)|" \
       -e "s|@EMAIL_SERVERS@|$email_servers|" \
       "$confdir/nginx.conf.template" >"$dir/nginx/nginx.conf" || fail "nginx.conf"
   ( setsid "$nginx_bin" -p "$dir/nginx/run" -c "$dir/nginx/nginx.conf" \
@@ -242,11 +248,14 @@ start() {
   # waits for librdkafka's metadata refresh, minutes): one record each that
   # every consumer passes over (chat_ws's presence groups start after it).
   # chat_change_handler and email acknowledge a
-  # Debezium heartbeat; email acknowledges an unknown notification type, and
-  # the notifications_ws groups start after it (new groups start at the end).
+  # Debezium heartbeat; notifications_ws dead-letters the unknown type on the
+  # notifications topic; email and webpush pass over the warmup event.
   "$notifd" bus produce -b "$kafka_addr" -k '{"serverName":"stack"}' \
       chat-persistence-change '{"ts_ms":0}' >"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack notifications '{"type":"stack-warmup"}' \
+      >>"$dir/kafka/warmup.log" 2>&1 &&
+  "$notifd" bus produce -b "$kafka_addr" -k stack-warmup notification-events \
+      '{"id":0,"user_id":"stack-warmup","notification_type":"stack_warmup","timestamp":"2026-01-01T00:00:00Z","payload":{}}' \
       >>"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack chat-presence \
       '{"instance":"stack","kind":"warmup","users":[]}' \
@@ -257,7 +266,7 @@ start() {
     for i in $INSTANCES; do echo "port[$i]=${port[$i]} admin[$i]=${admin[$i]}"; done
   } >"$dir/notifd.env"
 
-  for i in N1 N2 H P W1 W2; do start_notifd "$i" || fail "cannot start $i"; done
+  for i in N1 N2 WP H P W1 W2; do start_notifd "$i" || fail "cannot start $i"; done
   [ $email = on ] && { start_notifd E || fail "cannot start E"; }
 
   for _ in $(seq 1 200); do
@@ -268,7 +277,7 @@ start() {
   port_open "$nginx_public" && port_open "$nginx_internal" ||
     fail "nginx did not start: $(tail -n 5 "$dir/nginx/logs/nginx-error.log" 2>/dev/null)"
   for i in $INSTANCES; do wait_ready "$i" || fail "$i not ready"; done
-  local consumers="H N1 N2 W1 W2"
+  local consumers="H N1 N2 WP W1 W2"
   [ $email = on ] && consumers+=" E"
   for i in $consumers; do wait_assigned "$i" || fail "$i has no partitions"; done
 
@@ -303,10 +312,10 @@ stop() {
   [ -d "$d" ] || return 0
   # Producers first, then consumers, then the socket roles: all at once,
   # each gets its graceful shutdown deadline (config default 10 s).
-  for i in P H E N1 N2 W1 W2; do
+  for i in P H E WP N1 N2 W1 W2; do
     [ -f "$d/$i/pid" ] && [ ! -f "$d/$i/rc" ] && kill -TERM "$(cat "$d/$i/pid")" 2>/dev/null
   done
-  for i in P H E N1 N2 W1 W2; do
+  for i in P H E WP N1 N2 W1 W2; do
     [ -f "$d/$i/pid" ] || continue
     pid=$(cat "$d/$i/pid")
     for _ in $(seq 1 150); do alive "$pid" || break; sleep 0.1; done
