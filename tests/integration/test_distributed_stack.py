@@ -357,6 +357,126 @@ def test_email_over_smtp_with_the_directory_in_mongodb(stack):
     assert stack.metric("E", "email_sent_total", type="purchase") >= 1
 
 
+def tail_events(stack, n, idle="20s"):
+    """The first n records of the notification-events topic (from the
+    beginning, a private group), as (key, headers, value) tuples."""
+    r = subprocess.run([NOTIFD, "bus", "tail", "-b", stack.kafka, "-B", "-n", str(n),
+                        "-t", idle, "notification-events"], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    out = []
+    for line in r.stdout.decode().splitlines():
+        rec = json.loads(line)
+        out.append((rec.get("key"), rec.get("headers") or {}, json.loads(rec["value"])))
+    return out
+
+
+def inbox(stack, user, query=""):
+    st, raw, _ = http("GET", f"{stack.public}/notifications?user_id={user}{query}",
+                      headers=bearer(stack, user))
+    assert st == 200, raw
+    return json.loads(raw)
+
+
+def test_inbox_read_state_preferences_and_recovery_through_nginx(stack):
+    """The user's server state in the distributed stack: notifications from
+    HTTP and from the Kafka topic are stored once in the shared MongoDB inbox
+    (the topic's one group forwards each record to the user's instance),
+    listed and marked read through nginx, replayed after a reconnect with
+    since= and then live, preferences stored and honoured; each stored
+    notification is on notification-events once."""
+    tag = uuid.uuid4().hex[:8]
+    u = f"inbox{tag}"
+    prefs = {"channels": {"purchase_notification": {"push": False}},
+             "quiet_hours": None}
+    st, raw, _ = http("PUT", f"{stack.public}/users/{u}/preferences", prefs,
+                      headers=bearer(stack, u))
+    assert st == 200, raw
+    st, raw, _ = http("GET", f"{stack.public}/users/{u}/preferences", headers=bearer(stack, u))
+    assert st == 200 and json.loads(raw)["channels"]["purchase_notification"] == {"push": False}
+    st, _, _ = http("GET", f"{stack.public}/users/{u}/preferences",
+                    headers=bearer(stack, "mallory"))
+    assert st == 403
+
+    def purchase(i):
+        return {"order_id": f"O-{i}", "buyer_id": u, "shop_owner_id": "shop",
+                "product_name": "Coffee", "amount": 15.99, "currency": "USD",
+                "status": "confirmed"}
+
+    async def first_session():
+        async with notif_socket(stack, u) as ws:
+            st, raw, _ = await in_thread(lambda: http(
+                "POST", f"{stack.internal}/notifications/purchase?user_id={u}", purchase(1),
+                headers=stack.auth))
+            assert st == 200 and json.loads(raw)["delivered"] == 1, raw
+            assert (await recv_json(ws))["payload"]["order_id"] == "O-1"
+            rec = json.dumps({"type": "shipping-update", "user_id": u,
+                              "payload": {"order_id": "O-2", "status": "shipped"}})
+            await in_thread(lambda: produce(stack, "notifications", rec, key=u))
+            assert (await recv_json(ws))["payload"]["order_id"] == "O-2"
+            await assert_silent(ws, 0.5)
+
+    run(first_session())
+    got = inbox(stack, u)
+    assert [n["payload"]["order_id"] for n in got["notifications"]] == ["O-2", "O-1"]
+    assert got["unread"] == 2
+    ids = [n["id"] for n in got["notifications"]]
+    assert ids[0] > ids[1]
+    # The inbox is the same whichever instance answers: with no user_id
+    # (the token names the user) nginx does not hash to the user's instance.
+    st, raw, _ = http("GET", f"{stack.public}/notifications", headers=bearer(stack, u))
+    assert st == 200 and json.loads(raw)["notifications"] == got["notifications"], raw
+
+    st, raw, _ = http("POST", f"{stack.public}/notifications/read?user_id={u}",
+                      {"ids": [ids[1]]}, headers=bearer(stack, u))
+    assert st == 200 and json.loads(raw) == {"unread": 1}, raw
+    assert [n["read"] for n in inbox(stack, u)["notifications"]] == [False, True]
+    # Someone else's ids change nothing.
+    st, raw, _ = http("POST", f"{stack.public}/notifications/read?user_id=mallory{tag}",
+                      {"ids": ids}, headers=bearer(stack, f"mallory{tag}"))
+    assert st == 200 and json.loads(raw) == {"unread": 0}, raw
+    assert inbox(stack, u)["unread"] == 1
+
+    # Offline: two more, then a reconnect with since= replays them in order
+    # and goes live.
+    for i in (3, 4):
+        st, raw, _ = http("POST", f"{stack.internal}/notifications/purchase?user_id={u}",
+                          purchase(i), headers=stack.auth)
+        assert st == 200 and json.loads(raw)["delivered"] == 0, raw
+
+    async def recovery():
+        url = (f"{stack.ws}/notifications/subscribe?user_id={u}&since={ids[0]}"
+               f"&token={token(stack, u)}")
+        async with websockets.connect(url, open_timeout=15) as ws:
+            replay = [await recv_json(ws), await recv_json(ws)]
+            assert [f["payload"]["order_id"] for f in replay] == ["O-3", "O-4"]
+            assert replay[0]["id"] < replay[1]["id"] and replay[0]["id"] > ids[0]
+            await in_thread(lambda: http(
+                "POST", f"{stack.internal}/notifications/purchase?user_id={u}", purchase(5),
+                headers=stack.auth))
+            live = await recv_json(ws)
+            assert live["payload"]["order_id"] == "O-5" and live["id"] > replay[1]["id"]
+            await assert_silent(ws, 0.5)
+
+    run(recovery())
+    assert inbox(stack, u)["unread"] == 4
+
+    # notification-events: each of the five once, in order, keyed by the user,
+    # with the preference (push muted for purchases) in the headers.
+    mine = []
+    def collect():
+        mine[:] = [e for e in tail_events(stack, 100000, idle="3s") if e[2]["user_id"] == u]
+        return len(mine) >= 5
+    wait_until(collect, timeout=60, what="five events for the user")
+    assert len(mine) == 5, mine
+    assert [e[2]["payload"]["order_id"] for e in mine] == ["O-1", "O-2", "O-3", "O-4", "O-5"]
+    assert all(e[0] == u for e in mine)
+    assert [e[2]["id"] for e in mine] == sorted(e[2]["id"] for e in mine)
+    assert list(mine[0][2]) == ["id", "user_id", "notification_type", "timestamp", "payload"]
+    purchases = [e for e in mine if e[2]["notification_type"] == "purchase_notification"]
+    assert all("push" in e[1].get("notifd-muted", "").split(",") for e in purchases), purchases
+    assert mine[0][1].get("notifd-delivered") == "1" and mine[2][1].get("notifd-delivered") == "0"
+
+
 def test_internal_routes_are_not_public_and_need_the_token(stack):
     (a, b), = pairs(1)
     body = {"content": "x", "stream_id": stream_id(a, b), "sender_id": a, "receiver_id": b,
