@@ -71,6 +71,11 @@ nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key);
 /* Dotted path lookup ("a.b.c") through maps, marking each step used. */
 nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted);
 
+/* Adds "file:line:col: key 'path': <msg>" at n's value position (path
+ * from the document root, e.g. plugins[2].config.url). */
+void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Typed reads of a scalar node: 0 on success; on a type error add
  * "file:line:col: key 'a.b': expected <type>, got '<text>'" (full key path
  * from the document root) and return -1.  A null scalar or a map/list is a
