@@ -286,49 +286,55 @@ static int header_ok(const char *line) {
   return 1;
 }
 
-/* Reads and checks every key; a wrong type is already reported by the
- * getter (file:line:col), a bad value by bad_config. */
+/* Reads and checks every key, reporting every problem in one pass (so
+ * `notifd --check` lists them all).  A value of the wrong type is reported
+ * by the getter itself (file:line:col) and makes it return < 0; a value of
+ * the right type that is still wrong is reported by bad_config. */
 static int read_config(webhook *w, notifd_consumer_opts *o) {
   const notifd_api *api = w->api;
   notifd_plugin *p = w->self;
-  int rc = 0;
-  rc |= api->config_string(p, "url", NULL, &w->url);
-  rc |= api->config_string(p, "topic", "notification-events", &w->topic);
-  rc |= api->config_string(p, "group", "webhook", &w->group);
-  rc |= api->config_string(p, "channel", "webhook", &w->channel);
-  rc |= api->config_duration_ms(p, "timeout", 5000, &w->timeout_ms);
-  /* 0 = the host's bus.retry setting */
-  int64_t attempts = 0;
-  rc |= api->config_int(p, "retry.max_attempts", 0, &attempts);
-  rc |= api->config_duration_ms(p, "retry.initial_interval", 0, &o->initial_interval_ms);
-  rc |= api->config_duration_ms(p, "retry.max_interval", 0, &o->max_interval_ms);
-  rc |= api->config_double(p, "retry.multiplier", 0, &o->multiplier);
-  size_t n = 0;
-  rc |= api->config_list_len(p, "headers", &n);
-  if (rc) return NOTIFD_EINVAL;
+  int failed = 0; /* a getter refused a value (already reported) */
 
-  if (!w->url) bad_config(w, "url", "is required: the receiver's http:// or https:// URL");
+  if (api->config_string(p, "url", NULL, &w->url) < 0) failed = 1;
+  else if (!w->url) bad_config(w, "url", "is required: the receiver's http:// or https:// URL");
   else if (!url_ok(w->url))
     bad_config(w, "url", "expected an http:// or https:// URL, got '%s'", w->url);
-  if (!*w->topic) bad_config(w, "topic", "must not be empty");
-  if (!*w->group) bad_config(w, "group", "must not be empty");
-  if (!channel_ok(w->channel))
+
+  if (api->config_string(p, "topic", "notification-events", &w->topic) < 0) failed = 1;
+  else if (!*w->topic) bad_config(w, "topic", "must not be empty");
+  if (api->config_string(p, "group", "webhook", &w->group) < 0) failed = 1;
+  else if (!*w->group) bad_config(w, "group", "must not be empty");
+  if (api->config_string(p, "channel", "webhook", &w->channel) < 0) failed = 1;
+  else if (!channel_ok(w->channel))
     bad_config(w, "channel", "expected 1-32 of [a-z0-9_-], got '%s'", w->channel);
-  if (w->timeout_ms <= 0) bad_config(w, "timeout", "must be positive");
-  if (attempts < 0 || attempts > 1000000)
+  if (api->config_duration_ms(p, "timeout", 5000, &w->timeout_ms) < 0) failed = 1;
+  else if (w->timeout_ms <= 0) bad_config(w, "timeout", "must be positive");
+
+  /* The consumer's backoff; 0 (absent) = the host's bus.retry setting. */
+  int64_t attempts = 0;
+  if (api->config_int(p, "retry.max_attempts", 0, &attempts) < 0) failed = 1;
+  else if (attempts < 0 || attempts > 1000000)
     bad_config(w, "retry.max_attempts", "must be 0 (the host's bus.retry) to 1000000");
-  if (o->initial_interval_ms < 0 || o->max_interval_ms < 0)
-    bad_config(w, "retry", "intervals must not be negative");
-  if (o->multiplier < 0) bad_config(w, "retry.multiplier", "must not be negative");
-  if (n > MAX_EXTRA_HEADERS) bad_config(w, "headers", "at most %d headers", MAX_EXTRA_HEADERS);
+  o->max_attempts = (int32_t)attempts;
+  if (api->config_duration_ms(p, "retry.initial_interval", 0, &o->initial_interval_ms) < 0)
+    failed = 1;
+  else if (o->initial_interval_ms < 0) bad_config(w, "retry.initial_interval", "must not be negative");
+  if (api->config_duration_ms(p, "retry.max_interval", 0, &o->max_interval_ms) < 0) failed = 1;
+  else if (o->max_interval_ms < 0) bad_config(w, "retry.max_interval", "must not be negative");
+  if (api->config_double(p, "retry.multiplier", 0, &o->multiplier) < 0) failed = 1;
+  else if (o->multiplier < 0) bad_config(w, "retry.multiplier", "must not be negative");
+
+  /* Extra request headers, e.g. ["Authorization: Bearer ..."]. */
+  size_t n = 0;
+  if (api->config_list_len(p, "headers", &n) < 0) failed = 1;
+  else if (n > MAX_EXTRA_HEADERS) bad_config(w, "headers", "at most %d headers", MAX_EXTRA_HEADERS);
   for (size_t i = 0; i < n && i < MAX_EXTRA_HEADERS; i++) {
     const char *h = NULL;
-    if (api->config_list_string(p, "headers", i, &h) < 0) return NOTIFD_EINVAL;
-    if (!header_ok(h)) bad_config(w, "headers", "item %zu: expected 'Name: value', got '%s'", i, h);
+    if (api->config_list_string(p, "headers", i, &h) < 0) failed = 1;
+    else if (!header_ok(h)) bad_config(w, "headers", "item %zu: expected 'Name: value', got '%s'", i, h);
     else w->extra[w->nextra++] = h;
   }
-  o->max_attempts = (int32_t)attempts;
-  return w->bad_config ? NOTIFD_EINVAL : 0;
+  return failed || w->bad_config ? NOTIFD_EINVAL : 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */

@@ -295,3 +295,190 @@ def test_connect_errors_are_retried_until_the_receiver_is_up(sdk, notifd_factory
         up.close()
     assert metric(n, "webhook_deliveries_total", result="delivered") == 1
     assert n.stop() == 0
+
+
+class Producer(threading.Thread):
+    """Produces `count` events for a few users, one after another, plus one
+    malformed record half-way; records what it produced."""
+
+    def __init__(self, n, count):
+        super().__init__(daemon=True)
+        self.n, self.count = n, count
+        self.lock = threading.Lock()
+        self.ids = []           # event ids produced, in order
+        self.error = None
+
+    def produced(self):
+        with self.lock:
+            return list(self.ids)
+
+    def run(self):
+        try:
+            for i in range(1, self.count + 1):
+                user = f"swap-{i % 3}"
+                produce(self.n, user, event(user, i))
+                with self.lock:
+                    self.ids.append(f"{user}:{i}")
+                if i == self.count // 2:
+                    produce(self.n, "swap-bad", "{\"id\": 1, \"user_id\": ")
+                time.sleep(0.02)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+
+def test_swap_while_events_flow_loses_nothing(sdk, receiver, notifd_factory, tmp_path):
+    old_so, new_so = sdk("1.0.0"), sdk("1.0.1-swap")
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    installed = str(plugin_dir / "webhook.so")
+    shutil.copy2(old_so, installed)
+    n = notifd_factory(webhook_yaml(installed, receiver.url), start=False)
+    n.start()
+    assert f"plugin webhook 1.0.0 loaded from {installed}" in n.read_log()
+    receiver.fail_every = 4   # retries are pending at any moment, also at SIGTERM
+
+    producer = Producer(n, 90)
+    producer.start()
+    wait_until(lambda: len(receiver.accepted()) >= 15, timeout=60, what="first deliveries")
+    replace_file(new_so, installed)
+    # Still the old build: the rename does not touch the mapped file.
+    seen = len(receiver.all())
+    wait_until(lambda: len(receiver.all()) >= seen + 3, what="deliveries after the rename")
+    assert {r["agent"] for r in receiver.all()} == {"notifd-webhook/1.0.0"}
+    assert n.stop() == 0, n.read_log()[-3000:]
+    stopped_at = len(receiver.all())
+    # Events keep coming while notifd is down.
+    down_from = len(producer.produced())
+    wait_until(lambda: len(producer.produced()) >= down_from + 5, what="events produced while down")
+    mark = os.path.getsize(n.log_path)
+    n.start()
+    run2 = log_since(n, mark)
+    assert f"plugin webhook 1.0.1-swap loaded from {installed}" in run2, run2
+    assert "webhook 1.0.0" not in run2
+
+    producer.join(120)
+    assert not producer.is_alive() and producer.error is None, producer.error
+    produced = producer.produced()
+    wait_until(lambda: set(produced) <= set(receiver.accepted()), timeout=90,
+               what="every produced event at the receiver")
+
+    reqs = receiver.all()
+    accepted = receiver.accepted()
+    assert set(accepted) == set(produced), sorted(set(accepted) ^ set(produced))[:10]
+    for r in reqs:                       # the bytes that were produced
+        user, i = r["id"].split(":")
+        assert r["body"] == event(user, int(i)).encode()
+    # Each request came from one build: the old one before the restart, the
+    # new one after it.
+    agents = [r["agent"] for r in reqs]
+    assert set(agents[:stopped_at]) == {"notifd-webhook/1.0.0"}
+    assert set(agents[stopped_at:]) == {"notifd-webhook/1.0.1-swap"}
+    # One user's events arrive in the order produced (first deliveries).
+    for u in range(3):
+        firsts = []
+        for r in reqs:
+            if r["status"] == 200 and r["id"].startswith(f"swap-{u}:") and r["id"] not in firsts:
+                firsts.append(r["id"])
+        assert firsts == [e for e in produced if e.startswith(f"swap-{u}:")]
+    dups = {k: c for k, c in Counter(r["id"] for r in reqs if r["status"] == 200).items() if c > 1}
+    print(f"events={len(produced)} requests={len(reqs)} "
+          f"failed={sum(1 for r in reqs if r['status'] != 200)} redelivered={dups}")
+
+    bad = [d for d in dead_letters(n, 1) if d["key"] == "swap-bad"]
+    assert bad and bad[0]["headers"]["notifd-error"] == "malformed event: not JSON", bad
+    info = [line for line in n.metrics().splitlines() if line.startswith("notifd_plugin_info{")
+            and 'name="webhook"' in line]
+    assert len(info) == 1 and 'version="1.0.1-swap"' in info[0], info
+    assert n.stop() == 0
+
+
+def test_check_reports_bad_config_with_file_line_col(sdk, tmp_path):
+    so = sdk("1.0.0")
+
+    def check(config_lines):
+        path = tmp_path / "webhook.yaml"
+        path.write_text("listen: {address: 127.0.0.1, port: 8080}\n"
+                        "admin: {port: -1}\n"
+                        f"data_dir: {tmp_path}/data\n"
+                        "plugins:\n"
+                        "  - name: webhook\n"
+                        f"    path: {so}\n"
+                        "    config:\n" + "".join(f"      {line}\n" for line in config_lines))
+        r = subprocess.run([NOTIFD, "--check", "-c", str(path)], capture_output=True, timeout=60)
+        assert r.returncode == 1, r
+        return str(path), (r.stdout + r.stderr).decode()
+
+    path, out = check(["url: ftp://example.com/hook",     # line 8
+                       "channel: Web Hook",               # line 9
+                       "timeout: soon",                   # line 10
+                       "headers: [\"X-Ok: 1\", \"no colon\"]"])
+    assert (f"{path}:8:12: key 'plugins[0].config.url': expected an http:// or https:// URL, "
+            "got 'ftp://example.com/hook'") in out, out
+    assert (f"{path}:9:16: key 'plugins[0].config.channel': expected 1-32 of [a-z0-9_-], "
+            "got 'Web Hook'") in out, out
+    assert f"{path}:10:16: key 'plugins[0].config.timeout': expected duration, got 'soon'" in out, out
+    assert (f"{path}:11:16: key 'plugins[0].config.headers': item 1: expected 'Name: value', "
+            "got 'no colon'") in out, out
+    assert "init failed" not in out, out
+
+    # An absent required key: at the plugin's config map.
+    path, out = check(["topic: notification-events"])
+    assert f"{path}:8:7: key 'plugins[0].config.url': is required" in out, out
+
+    # A good config passes the check.
+    path = tmp_path / "good.yaml"
+    path.write_text("listen: {address: 127.0.0.1, port: 8080}\nadmin: {port: -1}\n"
+                    f"data_dir: {tmp_path}/data\nplugins:\n  - name: webhook\n    path: {so}\n"
+                    "    config: {url: 'http://127.0.0.1:9/hook'}\n")
+    r = subprocess.run([NOTIFD, "--check", "-c", str(path)], capture_output=True, timeout=60)
+    assert r.returncode == 0, r
+
+
+def events_published():
+    readme = os.path.join(SOURCE, "plugins", "notifications_ws", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        return "events_topic" in f.read()
+
+
+def test_end_to_end_from_a_stored_notification(sdk, receiver, notifd_factory):
+    if not events_published():
+        pytest.skip("notifications_ws in this tree does not publish the notification event "
+                    "stream yet (no `events_topic` in plugins/notifications_ws/README.md; "
+                    "issue 17 section 1)")
+    so = sdk("1.0.0")
+    n = notifd_factory("  - name: notifications_ws\n" + webhook_yaml(so, receiver.url))
+    purchase = {"order_id": "e2e-1", "buyer_id": "b", "shop_owner_id": "s", "product_name": "Tea",
+                "amount": 1.5, "currency": "USD", "status": "confirmed",
+                "purchased_at": "2025-01-02T03:04:05+07:00"}
+    st, body, _ = http("POST", f"{n.url}/notifications/purchase?user_id=e2e-user", purchase)
+    assert st == 200, body
+    st, raw, _ = http("GET", f"{n.url}/notifications?user_id=e2e-user")
+    assert st == 200, raw
+    stored = json.loads(raw)["notifications"]
+    assert len(stored) == 1, stored
+    eid = f"e2e-user:{stored[0]['id']}"
+    wait_until(lambda: eid in receiver.accepted(), timeout=30, what="the webhook for the purchase")
+    ev = json.loads(receiver.accepted()[eid])
+    assert ev["user_id"] == "e2e-user" and ev["id"] == stored[0]["id"]
+    assert ev["notification_type"] == "purchase_notification"
+    assert ev["payload"]["order_id"] == "e2e-1"
+    assert ev["timestamp"] == stored[0]["timestamp"]
+
+    # The user turns the webhook off for purchases (issue 17: any channel
+    # name in preferences): the next purchase is not posted, a shipping
+    # update after it is.
+    prefs = {"channels": {"purchase_notification": {"webhook": False}}}
+    st, raw, _ = http("PUT", f"{n.url}/users/e2e-user/preferences", prefs)
+    assert st == 200, raw
+    assert http("POST", f"{n.url}/notifications/purchase?user_id=e2e-user", purchase)[0] == 200
+    shipping = {"order_id": "e2e-1", "tracking_number": "T", "status": "shipped", "location": "L",
+                "estimated_delivery": "0001-01-01T00:00:00Z", "updated_at": "0001-01-01T00:00:00Z"}
+    assert http("POST", f"{n.url}/notifications/shipping-update?user_id=e2e-user",
+                shipping)[0] == 200
+    wait_until(lambda: any(json.loads(b)["notification_type"] == "shipping_update_notification"
+                           for b in receiver.accepted().values()), timeout=30,
+               what="the shipping update's webhook")
+    types = [json.loads(b)["notification_type"] for b in receiver.accepted().values()]
+    assert types.count("purchase_notification") == 1, types
+    assert metric(n, "webhook_deliveries_total", result="muted") == 1
+    assert n.stop() == 0
