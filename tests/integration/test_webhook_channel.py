@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import BUILD, NOTIFD, SOURCE, http, metric, wait_until
+from conftest import BUILD, NOTIFD, SOURCE, checked_exits, http, metric, wait_until
 
 TOPIC = "notification-events"
 EXAMPLE = os.path.join(SOURCE, "examples", "webhook_channel")
@@ -83,6 +83,12 @@ def sdk(tmp_path_factory):
         return built[version]
 
     return build
+
+
+@pytest.fixture
+def notifd_factory(notifd_factory):
+    """Every daemon exits 0 on SIGTERM with no sanitizer report."""
+    yield from checked_exits(notifd_factory)
 
 
 # ---- the receiver ----------------------------------------------------------
