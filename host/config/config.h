@@ -71,11 +71,6 @@ nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key);
 /* Dotted path lookup ("a.b.c") through maps, marking each step used. */
 nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted);
 
-/* Adds "file:line:col: key 'path': <msg>" at n's value position (path
- * from the document root, e.g. plugins[2].config.url). */
-void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Typed reads of a scalar node: 0 on success; on a type error add
  * "file:line:col: key 'a.b': expected <type>, got '<text>'" (full key path
  * from the document root) and return -1.  A null scalar or a map/list is a
@@ -110,6 +105,11 @@ int nd_parse_bool(const char *s, int *out);
  * "plugins[2].config.foo").  A used key whose value is a map or a list is
  * searched inside; list items are always searched. */
 void nd_cfg_report_unused(nd_cfg_node *n, const char *prefix, nd_errors *e);
+
+/* Adds "file:line:col: key 'path': <msg>" at n's value position (path
+ * from the document root, e.g. plugins[2].config.url). */
+void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- the host's configuration ----------------------------------------- */
 #define ND_AUTH_POLICY_MAX 3
