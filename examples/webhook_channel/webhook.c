@@ -116,12 +116,14 @@ static const char *event_id_header(const void *value, size_t len, char *hdr, siz
   json_t *id = json_object_get(ev, "id");
   const char *user = json_string_value(json_object_get(ev, "user_id"));
   if (!json_is_object(ev)) why = "malformed event: not a JSON object";
-  else if (!json_is_integer(id) || json_integer_value(id) < 0) why = "malformed event: no integer id";
+  else if (!json_is_integer(id) || json_integer_value(id) < 0)
+    why = "malformed event: no integer id";
   else if (!user || !*user) why = "malformed event: no user_id";
   else if (!json_is_string(json_object_get(ev, "notification_type")))
     why = "malformed event: no notification_type";
   for (const char *c = user; !why && *c; c++)
-    if ((unsigned char)*c < 0x20 || *c == 0x7f) why = "malformed event: control character in user_id";
+    if ((unsigned char)*c < 0x20 || *c == 0x7f)
+      why = "malformed event: control character in user_id";
   if (!why && snprintf(hdr, hdrlen, "X-Notifd-Event-Id: %s:%lld", user,
                        (long long)json_integer_value(id)) >= (int)hdrlen)
     why = "malformed event: user_id too long";
@@ -318,7 +320,8 @@ static int read_config(webhook *w, notifd_consumer_opts *o) {
   o->max_attempts = (int32_t)attempts;
   if (api->config_duration_ms(p, "retry.initial_interval", 0, &o->initial_interval_ms) < 0)
     failed = 1;
-  else if (o->initial_interval_ms < 0) bad_config(w, "retry.initial_interval", "must not be negative");
+  else if (o->initial_interval_ms < 0)
+    bad_config(w, "retry.initial_interval", "must not be negative");
   if (api->config_duration_ms(p, "retry.max_interval", 0, &o->max_interval_ms) < 0) failed = 1;
   else if (o->max_interval_ms < 0) bad_config(w, "retry.max_interval", "must not be negative");
   if (api->config_double(p, "retry.multiplier", 0, &o->multiplier) < 0) failed = 1;
@@ -331,7 +334,8 @@ static int read_config(webhook *w, notifd_consumer_opts *o) {
   for (size_t i = 0; i < n && i < MAX_EXTRA_HEADERS; i++) {
     const char *h = NULL;
     if (api->config_list_string(p, "headers", i, &h) < 0) failed = 1;
-    else if (!header_ok(h)) bad_config(w, "headers", "item %zu: expected 'Name: value', got '%s'", i, h);
+    else if (!header_ok(h))
+      bad_config(w, "headers", "item %zu: expected 'Name: value', got '%s'", i, h);
     else w->extra[w->nextra++] = h;
   }
   return failed || w->bad_config ? NOTIFD_EINVAL : 0;

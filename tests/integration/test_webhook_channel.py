@@ -422,7 +422,8 @@ def test_check_reports_bad_config_with_file_line_col(sdk, tmp_path):
             "got 'ftp://example.com/hook'") in out, out
     assert (f"{path}:9:16: key 'plugins[0].config.channel': expected 1-32 of [a-z0-9_-], "
             "got 'Web Hook'") in out, out
-    assert f"{path}:10:16: key 'plugins[0].config.timeout': expected duration, got 'soon'" in out, out
+    assert (f"{path}:10:16: key 'plugins[0].config.timeout': expected duration, "
+            "got 'soon'") in out, out
     assert (f"{path}:11:16: key 'plugins[0].config.headers': item 1: expected 'Name: value', "
             "got 'no colon'") in out, out
     assert "init failed" not in out, out

@@ -128,13 +128,15 @@ START_TEST(plugin_config_error) {
   ck_assert_msg(strstr(err, "test.yaml:9:12: key 'plugins[0].config.url': expected an http:// or "
                             "https:// URL, got 'ftp://x'"),
                 "%s", err);
-  ck_assert_msg(strstr(err, "test.yaml:9:7: key 'plugins[0].config.token': is required"), "%s", err);
+  ck_assert_msg(strstr(err, "test.yaml:9:7: key 'plugins[0].config.token': is required"), "%s",
+                err);
   ck_assert_msg(strstr(err, "init failed") == NULL, "%s", err);
   /* No config map at all: the plugin entry's position. */
   snprintf(entry, sizeof entry, "  - name: tp_cfgerr\n    path: %s/tp_cfgerr.so\n",
            ND_TEST_PLUGIN_DIR);
   ck_assert_ptr_null(start_with(entry));
-  ck_assert_msg(strstr(err, "test.yaml:6:5: key 'plugins[0].config.token': is required"), "%s", err);
+  ck_assert_msg(strstr(err, "test.yaml:6:5: key 'plugins[0].config.token': is required"), "%s",
+                err);
 }
 END_TEST
 
