@@ -16,8 +16,9 @@ malformed event dead-lettered to notification-events.dlq with the reason;
 preferences in the headers (muted channel, quiet hours) skip the event and
 are counted; the metrics; a swap (the .so replaced by a rebuilt one with
 another version, SIGTERM, start) while events keep coming and the receiver
-fails now and then: every event arrives, the new build serves after the
-restart; `notifd --check` names file:line:col of a bad `url` (ABI 1.2
+fails now and then, and fails everything just before SIGTERM so events are
+waiting for a retry: every event arrives (the receiver dedupes), in order
+per user, and the new build serves after the restart; `notifd --check` names file:line:col of a bad `url` (ABI 1.2
 config_error); and one end-to-end case from POST /notifications/purchase,
 skipped while notifications_ws does not publish the event stream.
 """
@@ -351,8 +352,16 @@ def test_swap_while_events_flow_loses_nothing(sdk, receiver, notifd_factory, tmp
     seen = len(receiver.all())
     wait_until(lambda: len(receiver.all()) >= seen + 3, what="deliveries after the rename")
     assert {r["agent"] for r in receiver.all()} == {"notifd-webhook/1.0.0"}
+    # The receiver fails everything for a moment, so events are waiting for
+    # a retry (not committed) when SIGTERM comes.
+    receiver.fail_next = 10 ** 6
+    k = len(receiver.all())
+    wait_until(lambda: len(receiver.all()) >= k + 2, what="failing POSTs before SIGTERM")
     assert n.stop() == 0, n.read_log()[-3000:]
     stopped_at = len(receiver.all())
+    pending = {r["id"] for r in receiver.all()[k:]} - set(receiver.accepted())
+    assert pending
+    receiver.fail_next = 0
     # Events keep coming while notifd is down.
     down_from = len(producer.produced())
     wait_until(lambda: len(producer.produced()) >= down_from + 5, what="events produced while down")
@@ -379,6 +388,10 @@ def test_swap_while_events_flow_loses_nothing(sdk, receiver, notifd_factory, tmp
     agents = [r["agent"] for r in reqs]
     assert set(agents[:stopped_at]) == {"notifd-webhook/1.0.0"}
     assert set(agents[stopped_at:]) == {"notifd-webhook/1.0.1-swap"}
+    # What was waiting for a retry at SIGTERM came from the new build.
+    for r in reqs:
+        if r["id"] in pending and r["status"] == 200:
+            assert r["agent"] == "notifd-webhook/1.0.1-swap", r
     # One user's events arrive in the order produced (first deliveries).
     for u in range(3):
         firsts = []
@@ -387,7 +400,7 @@ def test_swap_while_events_flow_loses_nothing(sdk, receiver, notifd_factory, tmp
                 firsts.append(r["id"])
         assert firsts == [e for e in produced if e.startswith(f"swap-{u}:")]
     dups = {k: c for k, c in Counter(r["id"] for r in reqs if r["status"] == 200).items() if c > 1}
-    print(f"events={len(produced)} requests={len(reqs)} "
+    print(f"events={len(produced)} requests={len(reqs)} pending_at_sigterm={sorted(pending)} "
           f"failed={sum(1 for r in reqs if r['status'] != 200)} redelivered={dups}")
 
     bad = [d for d in dead_letters(n, 1) if d["key"] == "swap-bad"]
