@@ -25,20 +25,37 @@ int pc_mongo_pool_new(const char *uri, const char *appname, mongoc_client_pool_t
   return 0;
 }
 
+/* One createIndexes per index: FerretDB v1 (1.24) panics and drops the
+ * connection on a createIndexes listing two or more indexes that all exist
+ * already (a second process starting, a restart). */
 int pc_mongo_create_indexes(mongoc_client_pool_t *pool, const char *db, const char *coll,
                             const bson_t *indexes, char *err, size_t errlen) {
   mongoc_client_t *c = mongoc_client_pool_pop(pool);
-  bson_t cmd = BSON_INITIALIZER, reply;
-  BSON_APPEND_UTF8(&cmd, "createIndexes", coll);
-  BSON_APPEND_ARRAY(&cmd, "indexes", indexes);
-  bson_error_t be;
+  bson_iter_t it;
   int rc = 0;
-  if (!mongoc_client_command_simple(c, db, &cmd, NULL, &reply, &be)) {
-    snprintf(err, errlen, "createIndexes on %s.%s: %s", db, coll, be.message);
+  if (!bson_iter_init(&it, indexes)) {
+    snprintf(err, errlen, "createIndexes on %s.%s: bad index list", db, coll);
     rc = -1;
   }
-  bson_destroy(&reply);
-  bson_destroy(&cmd);
+  while (rc == 0 && bson_iter_next(&it)) {
+    const uint8_t *data = NULL;
+    uint32_t len = 0;
+    bson_t spec, one = BSON_INITIALIZER, cmd = BSON_INITIALIZER, reply;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it)) continue;
+    bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(&spec, data, len)) continue;
+    BSON_APPEND_DOCUMENT(&one, "0", &spec);
+    BSON_APPEND_UTF8(&cmd, "createIndexes", coll);
+    BSON_APPEND_ARRAY(&cmd, "indexes", &one);
+    bson_error_t be;
+    if (!mongoc_client_command_simple(c, db, &cmd, NULL, &reply, &be)) {
+      snprintf(err, errlen, "createIndexes on %s.%s: %s", db, coll, be.message);
+      rc = -1;
+    }
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    bson_destroy(&one);
+  }
   mongoc_client_pool_push(pool, c);
   return rc;
 }

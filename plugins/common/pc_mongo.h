@@ -13,8 +13,9 @@
 int pc_mongo_pool_new(const char *uri, const char *appname, mongoc_client_pool_t **out,
                       char *err, size_t errlen);
 
-/* createIndexes on db.coll with the index specs of the BSON array
- * `indexes` ([{key: {...}, name: "...", unique: true?}, ...]).  0, or -1
+/* createIndexes on db.coll for each index spec of the BSON array
+ * `indexes` ([{key: {...}, name: "...", unique: true?}, ...]), one command
+ * each (FerretDB v1 fails on several existing ones at once).  0, or -1
  * (err). */
 int pc_mongo_create_indexes(mongoc_client_pool_t *pool, const char *db, const char *coll,
                             const bson_t *indexes, char *err, size_t errlen);
