@@ -1,6 +1,7 @@
-/* POST /push/send {"user_id","notification":{...}} (internal): answers 202
- * {"subscriptions":n} once the user's subscriptions are read and the
- * payload encrypted for each (on a worker), then delivers in the
+/* Sending: POST /push/send {"user_id","notification":{...}} (internal)
+ * answers 202 {"subscriptions":n}, and an event from the bus (wp_events.c)
+ * is acked, once the user's subscriptions are read and the payload
+ * encrypted for each (on a worker); then deliveries run in the
  * background, one http_call per subscription:
  *   2xx                 sent
  *   404, 410            gone: the subscription is removed

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import (NOTIFD, SOURCE, checked_exits, free_port, http, metric, plugin_yaml,
+from conftest import (NOTIFD, SANITIZER_MARKS, SOURCE, checked_exits, free_port, http, metric, plugin_yaml,
                       wait_until)
 
 
@@ -721,7 +721,91 @@ def test_mongodb_store(notifd_factory, push, ferretdb):
     assert n.stop() == 0
     other = mongo_node(notifd_factory, ferretdb, db)
     assert endpoints(other, "alice") == [more[2]["endpoint"]]
+    # Its indexes were there already: still ready (FerretDB v1 fails on
+    # several existing indexes in one createIndexes).
+    wait_until(lambda: other.read_log().count("subscription store mongodb ready") == 2,
+               what="the second start's indexes")
+    assert "setup failed" not in other.read_log()
     assert not os.path.exists(os.path.join(other.data_dir, "webpush.db"))
+
+
+# ---- config/distributed/webpush.yaml: Kafka + MongoDB, two instances --------------
+
+from test_chat_distributed import kafka  # noqa: E402,F401  (module fixture: a real broker)
+
+DISTRIBUTED = os.path.join(SOURCE, "config", "distributed", "webpush.yaml")
+
+
+def kafka_event(brokers, topic, value, key, headers=None):
+    args = [NOTIFD, "bus", "produce", "-b", brokers, "-k", key]
+    for name, val in (headers or {}).items():
+        args += ["-H", f"{name}={val}"]
+    r = subprocess.run(args + [topic, value], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def distributed_node(factory, name, env):
+    """notifd on the shipped config, with the environment docs/operations.md
+    lists."""
+    n = factory(name=name, start=False)
+    n.config_path = DISTRIBUTED
+    n.env.update(env, NOTIFD_LISTEN_ADDRESS="127.0.0.1", NOTIFD_PORT=str(n.port),
+                 NOTIFD_ADMIN_PORT=str(n.admin_port), NOTIFD_DATA_DIR=n.data_dir,
+                 NOTIFD_PLUGIN_DIR=os.path.join(os.path.dirname(os.path.dirname(NOTIFD)),
+                                                "plugins"))
+    return n.start(timeout=30)
+
+
+def test_distributed_config_on_kafka_and_mongodb(notifd_factory, push, kafka, ferretdb):  # noqa: F811
+    tag = os.urandom(4).hex()
+    topic = f"events-{tag}"
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = {"NOTIFD_KAFKA_BROKERS": kafka, "NOTIFD_MONGODB_URI": ferretdb,
+           "NOTIFD_MONGODB_DATABASE": f"wp{tag}", "NOTIFD_INTERNAL_TOKEN": INTERNAL,
+           "NOTIFD_AUTH_MODE": "none", "NOTIFD_PUSH_ALLOW_HTTP": "true",
+           "NOTIFD_EVENTS_TOPIC": topic, "NOTIFD_WEBPUSH_GROUP": f"webpush-{tag}",
+           "NOTIFD_VAPID_PRIVATE_KEY": b64u(key.private_numbers().private_value.to_bytes(32, "big"))}
+    # The topic exists before the consumers subscribe (docs/operations.md).
+    kafka_event(kafka, topic, "{}", "warm-up")
+    nodes = [distributed_node(notifd_factory, f"wp{i}", env) for i in (1, 2)]
+    try:
+        # One key shared by the instances; subscriptions shared through MongoDB.
+        keys = {json.loads(http("GET", f"{n.url}/push/vapid-public-key")[1])["public_key"]
+                for n in nodes}
+        assert len(keys) == 1
+        sub = push.subscription("dist")
+        assert subscribe(nodes[0], "alice", sub)[0] == 201
+        assert endpoints(nodes[1], "alice") == [sub["endpoint"]]
+
+        # A new group starts at the end: warm-up events until both instances
+        # have their partitions and have handled one.
+        warm = iter(range(1, 100000))
+
+        def both_ready():
+            for i in range(8):
+                kafka_event(kafka, topic, event_text(next(warm), user=f"warm-{i}"), f"warm-{i}")
+            return all(events_metric(n, "no_subscriptions") >= 1 for n in nodes)
+        wait_until(both_ready, timeout=90, what="both instances consuming")
+
+        # One event (twice, as a redelivery would): pushed once, by one instance.
+        for _ in range(2):
+            kafka_event(kafka, topic, event_text(500), "alice")
+        kafka_event(kafka, topic, event_text(501), "alice", {"notifd-delivered": "1"})
+        kafka_event(kafka, topic, event_text(502), "alice", {"notifd-muted": "push"})
+        kafka_event(kafka, topic, event_text(503), "alice", {"notifd-delivered": "0"})
+        wait_until(lambda: sum(events_metric(n, r) for n in nodes
+                               for r in ("pushed", "duplicate", "delivered", "muted")) == 5,
+                   timeout=30, what="the five events handled")
+        wait_until(lambda: len(push.calls()) == 2, what="two pushes")
+        assert sorted(r["plain"] for r in push.calls()) == [plaintext(500), plaintext(503)]
+        assert all("error" not in r and r["k"] in keys for r in push.calls())
+        assert sum(events_metric(n, "duplicate") for n in nodes) == 1
+    finally:
+        for n in nodes:
+            rc = n.stop()
+            log = n.read_log()
+            assert rc == 0 and not any(m in log for m in SANITIZER_MARKS), log[-3000:]
+            assert "setup failed" not in log, log[-3000:]
 
 
 def test_store_mongodb_without_a_backend_is_a_config_error(notifd_factory):
