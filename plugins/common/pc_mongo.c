@@ -25,6 +25,13 @@ int pc_mongo_pool_new(const char *uri, const char *appname, mongoc_client_pool_t
   return 0;
 }
 
+int pc_mongo_cursor_check(mongoc_cursor_t *cur, const char *what, char *err, size_t errlen) {
+  bson_error_t be;
+  if (!mongoc_cursor_error(cur, &be)) return 0;
+  snprintf(err, errlen, "mongodb %s: %s", what, be.message);
+  return -1;
+}
+
 /* One createIndexes per index: FerretDB v1 (1.24) panics and drops the
  * connection on a createIndexes listing two or more indexes that all exist
  * already (a second process starting, a restart). */

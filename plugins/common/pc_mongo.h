@@ -13,6 +13,9 @@
 int pc_mongo_pool_new(const char *uri, const char *appname, mongoc_client_pool_t **out,
                       char *err, size_t errlen);
 
+/* After iterating `cur`: 0, or -1 with "mongodb <what>: <error>" in err. */
+int pc_mongo_cursor_check(mongoc_cursor_t *cur, const char *what, char *err, size_t errlen);
+
 /* createIndexes on db.coll for each index spec of the BSON array
  * `indexes` ([{key: {...}, name: "...", unique: true?}, ...]), one command
  * each (FerretDB v1 fails on several existing ones at once).  0, or -1

@@ -13,6 +13,12 @@ void wp_subs_free(wp_sub *subs, size_t n) {
   free(subs);
 }
 
+void wp_subs_clear(wp_sub **subs, size_t *n) {
+  wp_subs_free(*subs, *n);
+  *subs = NULL;
+  *n = 0;
+}
+
 wp_sub *wp_subs_grow(wp_sub **subs, size_t *n, size_t *cap) {
   if (*n == *cap) {
     size_t ncap = *cap ? *cap * 2 : 8;

@@ -46,6 +46,8 @@ int wp_store_open_mongo(const char *uri, const char *database, const char *colle
                         wp_store **out, char *err, size_t errlen);
 
 void wp_subs_free(wp_sub *subs, size_t n);
+/* wp_subs_free, then *subs = NULL and *n = 0 (a list call that failed). */
+void wp_subs_clear(wp_sub **subs, size_t *n);
 /* Appends one slot to a growing list (*cap doubles); NULL out of memory. */
 wp_sub *wp_subs_grow(wp_sub **subs, size_t *n, size_t *cap);
 

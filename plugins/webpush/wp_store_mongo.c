@@ -73,18 +73,14 @@ static int trim(mongoc_collection_t *coll, const char *user_id, int64_t keep, ch
   if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "seq") &&
       BSON_ITER_HOLDS_NUMBER(&it))
     cut = bson_iter_as_int64(&it);
-  bson_error_t be;
-  int rc = 0;
-  if (mongoc_cursor_error(cur, &be)) {
-    snprintf(err, errlen, "mongodb find (trim): %s", be.message);
-    rc = -1;
-  }
+  int rc = pc_mongo_cursor_check(cur, "find (trim)", err, errlen);
   mongoc_cursor_destroy(cur);
   bson_destroy(opts);
   bson_destroy(filter);
   if (rc < 0 || cut < 0) return rc;
   bson_t *del = BCON_NEW("user_id", BCON_UTF8(user_id), "seq", "{", "$lte", BCON_INT64(cut), "}");
   bson_t reply;
+  bson_error_t be;
   if (mongoc_collection_delete_many(coll, del, NULL, &reply, &be)) {
     rc = (int)reply_count(&reply, "deletedCount");
   } else {
@@ -163,20 +159,12 @@ static int mg_list(wp_store *bs, const char *user_id, wp_sub **out, size_t *n, c
       rc = -1;
     }
   }
-  bson_error_t be;
-  if (rc == 0 && mongoc_cursor_error(cur, &be)) {
-    snprintf(err, errlen, "mongodb find: %s", be.message);
-    rc = -1;
-  }
+  if (rc == 0) rc = pc_mongo_cursor_check(cur, "find", err, errlen);
   mongoc_cursor_destroy(cur);
   bson_destroy(opts);
   bson_destroy(filter);
   coll_push(s, c, coll);
-  if (rc < 0) {
-    wp_subs_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  if (rc < 0) wp_subs_clear(out, n);
   return rc;
 }
 

@@ -171,11 +171,7 @@ static int sq_list(wp_store *bs, const char *user_id, wp_sub **out, size_t *n, c
   }
   finish(s->list);
   pthread_mutex_unlock(&s->mu);
-  if (rc < 0) {
-    wp_subs_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  if (rc < 0) wp_subs_clear(out, n);
   return rc;
 }
 
