@@ -74,9 +74,11 @@ int pc_event_parse(const void *value, size_t len, pc_event *ev, const char **rea
   pc_buf_free(&key);
   if (oom) *reason = "out of memory";
   else if (!have_id) *reason = "id must be a positive integer";
-  else if (!have_user || ev->user_id.len == 0 || ev->user_id.len > PC_EVENT_USER_MAX)
-    *reason = "user_id must be a string of 1..256 bytes";
-  else if (!have_type || ev->type.len == 0) *reason = "notification_type must be a non-empty string";
+  else if (!have_user || ev->user_id.len == 0 || ev->user_id.len > PC_EVENT_USER_MAX ||
+           memchr(ev->user_id.data, '\0', ev->user_id.len))
+    *reason = "user_id must be a string of 1..256 bytes without NUL";
+  else if (!have_type || ev->type.len == 0 || memchr(ev->type.data, '\0', ev->type.len))
+    *reason = "notification_type must be a non-empty string without NUL";
   else if (!have_ts) *reason = "timestamp must be a string";
   else if (!have_payload) *reason = "payload is missing";
   else return 0;

@@ -907,6 +907,8 @@ START_TEST(event_parse_refusals) {
        "\"payload\":1}", "id"},
       {"{\"id\":1,\"user_id\":7,\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "user_id"},
       {"{\"id\":1,\"user_id\":\"\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "user_id"},
+      {"{\"id\":1,\"user_id\":\"a\\u0000b\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}",
+       "user_id"},
       {"{\"id\":1,\"user_id\":\"u\",\"notification_type\":\"\",\"timestamp\":\"x\",\"payload\":1}",
        "notification_type"},
       {"{\"id\":1,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":5,\"payload\":1}", "timestamp"},
