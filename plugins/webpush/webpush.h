@@ -32,7 +32,6 @@ typedef struct webpush {
 
   wp_vapid vapid;    /* loaded in start() */
   wp_store *store;   /* opened in start() */
-  int store_ready;   /* prepare (indexes) done, or none needed */
   notifd_timer *prepare_timer;
   pc_recent *recent; /* events seen lately: (user_id, id) */
 
