@@ -173,10 +173,14 @@
       if (!x || typeof x.peer_id !== "string" || !x.peer_id) continue;
       const last = x.last_message && typeof x.last_message === "object" ? x.last_message : null;
       const old = state.convs.get(x.peer_id);
-      const c = { last, snapTs: last ? parseTime(last.created_at) : null, unread: Number(x.unread) || 0, ids: new Set() };
+      const c = { last, snapTs: last ? parseTime(last.created_at) : null, unread: Number(x.unread) || 0, ids: new Set(),
+                  peerRead: typeof x.peer_read_message_id === "string" ? x.peer_read_message_id : null };
       // A newer message the page has already shown stays the preview.
       if (old && old.last && last && parseTime(old.last.created_at) > c.snapTs) c.last = old.last;
       if (x.peer_id === state.peer && document.visibilityState === "visible") c.unread = 0;
+      // How far the peer has read, from the server: "Seen" after a reload
+      // (a live receipt that came first is newer and stays).
+      if (x.peer_id === state.peer && !state.peerRead && c.peerRead) { state.peerRead = c.peerRead; renderSeen(); }
       fresh.set(x.peer_id, c);
     }
     for (const [p, c] of state.convs) if (!fresh.has(p)) fresh.set(p, c);
@@ -306,7 +310,7 @@
     else if (f.type === "typing" && f.user_id === state.peer) showTyping(true);
     else if (f.type === "presence" && f.user_id === state.peer) showPresence(f.online === true);
     else if (f.type === "read" && typeof f.message_id === "string") {
-      if (f.user_id === state.peer) { state.peerRead = f.message_id; renderSeen(); }
+      if (f.user_id === state.peer) { state.peerRead = conv(state.peer).peerRead = f.message_id; renderSeen(); }
       else if (f.user_id === state.me) { conv(state.peer).unread = 0; renderConversations(); } // another tab of mine
     }
   }
@@ -410,6 +414,7 @@
     });
     state.seen.clear();
     const c = conv(peer);
+    state.peerRead = c.peerRead || null;
     c.unread = 0;
     c.ids.clear();
     state.peers.add(peer);

@@ -23,8 +23,4 @@ int nd_parse_size(const char *s, uint64_t *out);
 /* Typed read of a size (see nd_parse_size); errors as the nd_cfg_as_*. */
 int nd_cfg_as_size(nd_cfg_node *n, nd_errors *e, uint64_t *out);
 
-/* Adds "file:line:col: key 'path': <msg>" at n's value position. */
-void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 #endif

@@ -106,6 +106,11 @@ int nd_parse_bool(const char *s, int *out);
  * searched inside; list items are always searched. */
 void nd_cfg_report_unused(nd_cfg_node *n, const char *prefix, nd_errors *e);
 
+/* Adds "file:line:col: key 'path': <msg>" at n's value position (path
+ * from the document root, e.g. plugins[2].config.url). */
+void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- the host's configuration ----------------------------------------- */
 #define ND_AUTH_POLICY_MAX 3
 

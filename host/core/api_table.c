@@ -224,4 +224,6 @@ void nd_api_fill(notifd_api *a) {
   a->ws_publish_proto = nd_ws_publish_proto;
   a->ws_conn_pause = nd_ws_conn_pause;
   a->ws_conn_resume = nd_ws_conn_resume;
+
+  a->config_error = nd_plugin_config_error;
 }

@@ -76,9 +76,13 @@ static size_t load_and_init(notifd_host *h, int fail_fast) {
     }
     p->init_called = 1;
     int rc = p->def.init(p, &h->api, &p->state);
+    /* NOTIFD_EINVAL after config errors (its own or a config_* type
+     * error): those messages already say what is wrong. */
+    int explained = rc == NOTIFD_EINVAL && h->errs.n > errs_now;
     if (rc < 0) {
-      nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
-                    "plugin '%s' (%s): init failed (%d)", pc->name, p->path, rc);
+      if (!explained)
+        nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
+                      "plugin '%s' (%s): init failed (%d)", pc->name, p->path, rc);
       /* A failed init owns nothing: its registrations die with the host. */
       mark_used(pc->config);
     } else {

@@ -2,7 +2,10 @@
  * so whatever a plugin never reads is reported as an unknown key. */
 #include "core/plugin_config.h"
 
+#include <stdarg.h>
 #include <string.h>
+
+#include "util/buf.h"
 
 static nd_cfg_node *lookup(notifd_plugin *p, const char *key) {
   if (!p || !key || !p->cfg || !p->cfg->config) return NULL;
@@ -90,4 +93,29 @@ int nd_plugin_backend_string(notifd_plugin *p, const char *backend, const char *
   nd_cfg_node *n = nd_cfg_path(b, key);
   if (absent(n)) return 0;
   return nd_cfg_as_string(n, &p->host->errs, out) < 0 ? NOTIFD_EINVAL : 0;
+}
+
+int nd_plugin_config_error(notifd_plugin *p, const char *key, const char *fmt, ...) {
+  if (!p || !fmt) return NOTIFD_EINVAL;
+  if (!nd_host_registering(p->host)) return NOTIFD_ESTATE;
+  nd_buf msg;
+  nd_buf_init(&msg);
+  va_list ap;
+  va_start(ap, fmt);
+  nd_buf_vprintf(&msg, fmt, ap);
+  va_end(ap);
+  const char *text = msg.data ? msg.data : "out of memory";
+  nd_cfg_node *n = key ? lookup(p, key) : p->cfg->config;
+  if (n) {
+    nd_cfg_error_at(&p->host->errs, n, "%s", text);
+  } else {
+    /* Absent key: at the config map, else at the plugin entry. */
+    const nd_cfg_node *at = p->cfg->config;
+    size_t i = (size_t)(p->cfg - p->host->cfg.plugins);
+    nd_errors_add(&p->host->errs, p->host->cfg.tree.file, at ? at->line : p->cfg->line,
+                  at ? at->col : p->cfg->col, "key 'plugins[%zu].config%s%s': %s", i,
+                  key ? "." : "", key ? key : "", text);
+  }
+  nd_buf_free(&msg);
+  return 0;
 }

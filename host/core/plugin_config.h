@@ -13,5 +13,7 @@ int nd_plugin_config_list_len(notifd_plugin *p, const char *key, size_t *out);
 int nd_plugin_config_list_string(notifd_plugin *p, const char *key, size_t i, const char **out);
 int nd_plugin_backend_string(notifd_plugin *p, const char *backend, const char *key,
                              const char **out);
+int nd_plugin_config_error(notifd_plugin *p, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -144,13 +144,17 @@ void cp_changes_free(cp_change *c, size_t n) {
   free(c);
 }
 
+static void conv_free(cp_conv *c) {
+  free(c->stream_id);
+  free(c->peer_id);
+  free(c->peer_read_id);
+  chat_message_free(&c->last);
+  memset(c, 0, sizeof *c);
+}
+
 int cp_conv_page_trim(cp_conv_page *p, size_t limit) {
   if (p->n <= limit || limit == 0) return 0;
-  cp_conv *extra = &p->items[limit];
-  free(extra->stream_id);
-  free(extra->peer_id);
-  chat_message_free(&extra->last);
-  memset(extra, 0, sizeof *extra);
+  conv_free(&p->items[limit]);
   p->n = limit;
   p->next.kind = CP_CUR_STR_ID;
   p->next.ms = p->items[limit - 1].last_ms;
@@ -159,11 +163,7 @@ int cp_conv_page_trim(cp_conv_page *p, size_t limit) {
 }
 
 void cp_conv_page_free(cp_conv_page *p) {
-  for (size_t i = 0; i < p->n; i++) {
-    free(p->items[i].stream_id);
-    free(p->items[i].peer_id);
-    chat_message_free(&p->items[i].last);
-  }
+  for (size_t i = 0; i < p->n; i++) conv_free(&p->items[i]);
   free(p->items);
   cp_cursor_free(&p->next);
   memset(p, 0, sizeof *p);

@@ -67,7 +67,10 @@ static int render_conversations(const cp_conv_page *page, pc_buf *b) {
     } else {
       pc_buf_puts(b, "null"); /* its message could not be read back */
     }
-    pc_buf_printf(b, ",\"unread\":%lld}", (long long)c->unread);
+    pc_buf_printf(b, ",\"unread\":%lld,\"peer_read_message_id\":", (long long)c->unread);
+    if (c->peer_read_id) put_str(b, c->peer_read_id);
+    else pc_buf_puts(b, "null");
+    pc_buf_putc(b, '}');
   }
   pc_buf_puts(b, "],\"next_before\":");
   if (page->next.kind != CP_CUR_NONE) {

@@ -46,6 +46,7 @@ typedef struct cp_conv {
   chat_message last;         /* the newest message of the stream */
   int64_t last_ms;           /* its created_at: the list's order */
   int64_t unread;            /* peer messages after the user's read mark */
+  char *peer_read_id;        /* owned; the message at the peer's read mark, NULL = none */
 } cp_conv;
 
 typedef struct cp_conv_page {

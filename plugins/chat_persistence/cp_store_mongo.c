@@ -339,6 +339,75 @@ static int conv_on_insert(mg_store *s, const chat_message *m, char *err, size_t 
   return rc;
 }
 
+/* The peers' read marks for a page: one query for every peer's document of
+ * the page's streams; each mark becomes the message id it names (a mark
+ * that cannot be parsed is left out, as if nothing were read). */
+static int peer_reads(mg_store *s, cp_conv_page *page, char *err, size_t errlen) {
+  if (page->n == 0) return 0;
+  bson_t filter = BSON_INITIALIZER, id, in;
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &id);
+  BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+  int result = 0;
+  for (size_t i = 0; i < page->n; i++) {
+    char *cid = conv_id(page->items[i].peer_id, page->items[i].stream_id);
+    char idx[24];
+    if (!cid) {
+      result = -1;
+      break;
+    }
+    snprintf(idx, sizeof idx, "%zu", i);
+    BSON_APPEND_UTF8(&in, idx, cid);
+    free(cid);
+  }
+  bson_append_array_end(&id, &in);
+  bson_append_document_end(&filter, &id);
+  if (result < 0) {
+    bson_destroy(&filter);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  bson_t *opts = BCON_NEW("projection", "{", "user_id", BCON_INT32(1), "stream_id",
+                          BCON_INT32(1), "read_key", BCON_INT32(1), "}");
+  mongoc_client_t *c;
+  mongoc_collection_t *coll = conv_pop(s, &c);
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
+  const bson_t *doc;
+  while (result == 0 && mongoc_cursor_next(cur, &doc)) {
+    bson_iter_t it;
+    const char *who = NULL, *stream = NULL, *key = NULL;
+    if (!bson_iter_init(&it, doc)) continue;
+    while (bson_iter_next(&it)) {
+      if (!BSON_ITER_HOLDS_UTF8(&it)) continue;
+      const char *k = bson_iter_key(&it), *v = bson_iter_utf8(&it, NULL);
+      if (strcmp(k, "user_id") == 0) who = v;
+      else if (strcmp(k, "stream_id") == 0) stream = v;
+      else if (strcmp(k, "read_key") == 0) key = v;
+    }
+    cp_cursor mark;
+    if (!who || !stream || !key || key_cursor(key, &mark) < 0) continue;
+    for (size_t i = 0; i < page->n; i++) {
+      cp_conv *cv = &page->items[i];
+      if (cv->peer_read_id || strcmp(cv->peer_id, who) != 0 || strcmp(cv->stream_id, stream) != 0)
+        continue;
+      cv->peer_read_id = strdup(mark.id);
+      if (!cv->peer_read_id) result = -1;
+      break;
+    }
+    cp_cursor_free(&mark);
+  }
+  bson_error_t be;
+  if (result < 0) snprintf(err, errlen, "out of memory");
+  else if (mongoc_cursor_error(cur, &be)) {
+    snprintf(err, errlen, "mongodb read marks: %s", be.message);
+    result = -1;
+  }
+  mongoc_cursor_destroy(cur);
+  coll_push(s, c, coll);
+  bson_destroy(opts);
+  bson_destroy(&filter);
+  return result;
+}
+
 static int mg_conversations(cp_store *bs, const char *user, const cp_cursor *before,
                             size_t limit, cp_conv_page *out, char *err, size_t errlen) {
   mg_store *s = (mg_store *)bs;
@@ -439,6 +508,7 @@ static int mg_conversations(cp_store *bs, const char *user, const cp_cursor *bef
   }
   for (size_t i = 0; i <= limit; i++) free(keys[i]);
   free(keys);
+  if (result == 0) result = peer_reads(s, out, err, errlen);
   if (result < 0) cp_conv_page_free(out);
   return result;
 }

@@ -462,7 +462,8 @@ static int sq_conversations(cp_store *bs, const char *user, const cp_cursor *bef
   sqlite3_bind_int64(s->conv_list, 4, (sqlite3_int64)limit + 1);
   while ((rc = sqlite3_step(s->conv_list)) == SQLITE_ROW) {
     cp_conv *c = &out->items[out->n];
-    /* columns: COLS of the last message (0-7), then stream, peer, unread, last_ms */
+    /* columns: COLS of the last message (0-7), then stream, peer, unread,
+     * last_ms, the message at the peer's read mark (NULL: none) */
     if (row_to_msg(s->conv_list, &c->last, NULL) < 0) {
       result = -1;
       break;
@@ -472,6 +473,13 @@ static int sq_conversations(cp_store *bs, const char *user, const cp_cursor *bef
     c->peer_id = col_dup(s->conv_list, 9);
     c->unread = sqlite3_column_int64(s->conv_list, 10);
     c->last_ms = sqlite3_column_int64(s->conv_list, 11);
+    if (sqlite3_column_type(s->conv_list, 12) != SQLITE_NULL) {
+      c->peer_read_id = col_dup(s->conv_list, 12);
+      if (!c->peer_read_id) {
+        result = -1;
+        break;
+      }
+    }
     if (!c->stream_id || !c->peer_id) {
       result = -1;
       break;
@@ -785,8 +793,12 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
            &s->conv_up) < 0 ||
       prep(s,
            "SELECT m.seq, m.message_id, m.id_oid, m.content, m.created_at, m.stream_id,"
-           " m.sender_id, m.receiver_id, c.stream_id, c.peer_id, c.unread, c.last_ms"
+           " m.sender_id, m.receiver_id, c.stream_id, c.peer_id, c.unread, c.last_ms,"
+           " r.message_id"
            " FROM conversations c JOIN messages m ON m.seq = c.last_seq"
+           " LEFT JOIN conversations p ON p.user_id = c.peer_id AND p.stream_id = c.stream_id"
+           "  AND p.read_ms >= 0"
+           " LEFT JOIN messages r ON r.seq = p.read_seq"
            " WHERE c.user_id=?1 AND (c.last_ms, c.stream_id) < (?2, ?3)"
            " ORDER BY c.last_ms DESC, c.stream_id DESC LIMIT ?4",
            &s->conv_list) < 0 ||

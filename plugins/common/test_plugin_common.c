@@ -8,6 +8,7 @@
 
 #include "pc_b64.h"
 #include "pc_bind.h"
+#include "pc_event.h"
 #include "pc_jenc.h"
 #include "pc_jscan.h"
 #include "pc_models.h"
@@ -867,6 +868,140 @@ START_TEST(b64url_round_trip) {
 }
 END_TEST
 
+/* ---- the notification event stream (pc_event) ---- */
+
+START_TEST(event_parse_keeps_the_bytes) {
+  const char *v = "{\"id\":42,\"user_id\":\"u\\u00e91\",\"notification_type\":\"purchase_notification\","
+                  "\"timestamp\":\"2026-12-07T21:00:00.5Z\",\"payload\":{\"a\":1e+21,\"b\":\"\\u00e9\"}}";
+  pc_event ev;
+  pc_event_init(&ev);
+  const char *why = NULL;
+  ck_assert_int_eq(pc_event_parse(v, strlen(v), &ev, &why), 0);
+  ck_assert_int_eq(ev.id, 42);
+  ck_assert_str_eq(pc_buf_cstr(&ev.user_id), "u\xc3\xa9" "1");
+  ck_assert_str_eq(pc_buf_cstr(&ev.type), "purchase_notification");
+  pc_buf out;
+  pc_buf_init(&out);
+  pc_event_put_notification(&ev, &out);
+  ck_assert_str_eq(pc_buf_cstr(&out),
+                   "{\"id\":42,\"notification_type\":\"purchase_notification\","
+                   "\"timestamp\":\"2026-12-07T21:00:00.5Z\",\"payload\":{\"a\":1e+21,\"b\":\"\\u00e9\"}}");
+  pc_buf_free(&out);
+  pc_event_free(&ev);
+}
+END_TEST
+
+START_TEST(event_parse_refusals) {
+  static const struct {
+    const char *value, *reason;
+  } cases[] = {
+      {"", "not a JSON object"},
+      {"{\"id\":1", "not a JSON object"},
+      {"[1]", "not a JSON object"},
+      {"{\"id\":1} x", "not a JSON object"},
+      {"{\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "id"},
+      {"{\"id\":0,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "id"},
+      {"{\"id\":-3,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "id"},
+      {"{\"id\":1e3,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "id"},
+      {"{\"id\":1234567890123456789,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":\"x\","
+       "\"payload\":1}", "id"},
+      {"{\"id\":1,\"user_id\":7,\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "user_id"},
+      {"{\"id\":1,\"user_id\":\"\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}", "user_id"},
+      {"{\"id\":1,\"user_id\":\"a\\u0000b\",\"notification_type\":\"t\",\"timestamp\":\"x\",\"payload\":1}",
+       "user_id"},
+      {"{\"id\":1,\"user_id\":\"u\",\"notification_type\":\"\",\"timestamp\":\"x\",\"payload\":1}",
+       "notification_type"},
+      {"{\"id\":1,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":5,\"payload\":1}", "timestamp"},
+      {"{\"id\":1,\"user_id\":\"u\",\"notification_type\":\"t\",\"timestamp\":\"x\"}", "payload"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    pc_event ev;
+    pc_event_init(&ev);
+    const char *why = NULL;
+    ck_assert_msg(pc_event_parse(cases[i].value, strlen(cases[i].value), &ev, &why) < 0, "%s",
+                  cases[i].value);
+    ck_assert_msg(why && strstr(why, cases[i].reason), "%s: %s", cases[i].value, why);
+    pc_event_free(&ev);
+  }
+}
+END_TEST
+
+/* A record with fixed headers, for pc_event_skip_reason. */
+static const char *const *test_headers;
+static const void *test_msg_header(notifd_bus_msg *m, const char *name, size_t *len) {
+  (void)m;
+  for (size_t i = 0; test_headers[i]; i += 2)
+    if (strcmp(test_headers[i], name) == 0) {
+      *len = strlen(test_headers[i + 1]);
+      return test_headers[i + 1];
+    }
+  *len = 0;
+  return NULL;
+}
+
+START_TEST(event_skip_reasons) {
+  notifd_api api;
+  memset(&api, 0, sizeof api);
+  api.msg_header = test_msg_header;
+  static const struct {
+    const char *h[7];
+    const char *push, *email; /* reasons for push (undelivered only) and email */
+  } cases[] = {
+      {{NULL}, NULL, NULL},
+      {{"notifd-delivered", "0", NULL}, NULL, NULL},
+      {{"notifd-delivered", "2", NULL}, "delivered", NULL},
+      {{"notifd-delivered", "00", NULL}, NULL, NULL},
+      {{"notifd-delivered", "x1", NULL}, NULL, NULL}, /* not a number: unknown */
+      {{"notifd-muted", "push", NULL}, "muted", NULL},
+      {{"notifd-muted", " email , push ", NULL}, "muted", "muted"},
+      {{"notifd-muted", "pushy,emails", NULL}, NULL, NULL},
+      {{"notifd-muted", "", NULL}, NULL, NULL},
+      {{"notifd-quiet", "1", "notifd-delivered", "5", NULL}, "quiet", "quiet"},
+      {{"notifd-quiet", "0", NULL}, NULL, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    test_headers = cases[i].h;
+    const char *p = pc_event_skip_reason(&api, NULL, "push", 1);
+    const char *e = pc_event_skip_reason(&api, NULL, "email", 0);
+    ck_assert_msg((p == NULL) == (cases[i].push == NULL) && (!p || !strcmp(p, cases[i].push)),
+                  "case %zu push: %s", i, p ? p : "(fire)");
+    ck_assert_msg((e == NULL) == (cases[i].email == NULL) && (!e || !strcmp(e, cases[i].email)),
+                  "case %zu email: %s", i, e ? e : "(fire)");
+  }
+}
+END_TEST
+
+START_TEST(recent_window) {
+  pc_recent *r = pc_recent_new(3, 1000);
+  ck_assert_ptr_nonnull(r);
+  ck_assert_int_eq(pc_recent_claim(r, "a", 1, 0), 0);
+  ck_assert_int_eq(pc_recent_claim(r, "a", 1, 10), 1);
+  ck_assert_int_eq(pc_recent_claim(r, "b", 1, 10), 0); /* another user */
+  ck_assert_int_eq(pc_recent_claim(r, "a", 2, 10), 0);
+  /* Full (3): the oldest, (a,1), goes first. */
+  ck_assert_int_eq(pc_recent_claim(r, "c", 9, 20), 0);
+  ck_assert_int_eq(pc_recent_claim(r, "a", 2, 20), 1);
+  ck_assert_int_eq(pc_recent_claim(r, "a", 1, 20), 0); /* back in, (b,1) out */
+  ck_assert_int_eq(pc_recent_claim(r, "c", 9, 20), 1);
+  /* Forgotten: claimed again. */
+  pc_recent_forget(r, "c", 9);
+  pc_recent_forget(r, "x", 1); /* unknown: nothing */
+  ck_assert_int_eq(pc_recent_claim(r, "c", 9, 30), 0);
+  /* Too old: claimed again. */
+  ck_assert_int_eq(pc_recent_claim(r, "c", 9, 1030), 1);
+  ck_assert_int_eq(pc_recent_claim(r, "c", 9, 1031), 0);
+  ck_assert_int_eq(pc_recent_claim(r, "c", 9, 1032), 1);
+  pc_recent_free(r);
+  /* Many entries through a small window: never more than it holds. */
+  r = pc_recent_new(100, 1000000);
+  for (int64_t i = 1; i <= 10000; i++) ck_assert_int_eq(pc_recent_claim(r, "u", i, i), 0);
+  for (int64_t i = 9901; i <= 10000; i++) ck_assert_int_eq(pc_recent_claim(r, "u", i, 10001), 1);
+  ck_assert_int_eq(pc_recent_claim(r, "u", 9900, 10001), 0);
+  pc_recent_free(r);
+  ck_assert_ptr_null(pc_recent_new(0, 1));
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("plugin_common");
   TCase *t = tcase_create("all");
@@ -891,6 +1026,10 @@ static Suite *suite(void) {
   tcase_add_test(t, fast_bind_mutations);
   tcase_add_test(t, stream_id_vectors);
   tcase_add_test(t, b64url_round_trip);
+  tcase_add_test(t, event_parse_keeps_the_bytes);
+  tcase_add_test(t, event_parse_refusals);
+  tcase_add_test(t, event_skip_reasons);
+  tcase_add_test(t, recent_window);
   suite_add_tcase(s, t);
   return s;
 }

@@ -6,6 +6,7 @@
  *   DELETE /push/subscriptions       {"endpoint"} -> 204
  *   GET    /push/vapid-public-key    {"public_key"} (public)
  *   POST   /push/send                {"user_id","notification"} -> 202 (internal)
+ *   bus    events_topic              notification events -> pushes (wp_events.c)
  *
  * Every configuration key is documented in plugins/webpush/README.md. */
 #include "webpush.h"
@@ -136,6 +137,12 @@ static int read_config(webpush *wp) {
   if (api->config_string(p, "subject", "mailto:admin@localhost", &wp->subject) < 0 ||
       api->config_string(p, "vapid_private_key", "", &wp->vapid_private_key) < 0 ||
       api->config_string(p, "store_path", "", &wp->store_path) < 0 ||
+      api->config_string(p, "store", "auto", &wp->store_kind) < 0 ||
+      api->config_string(p, "collection", "push_subscriptions", &wp->collection) < 0 ||
+      api->config_string(p, "events_topic", "notification-events", &wp->events_topic) < 0 ||
+      api->config_string(p, "events_group", "webpush", &wp->events_group) < 0 ||
+      api->backend_string(p, "mongodb", "uri", &wp->mongo_uri) < 0 ||
+      api->backend_string(p, "mongodb", "database", &wp->mongo_db) < 0 ||
       api->config_bool(p, "allow_insecure_endpoints", 0, &wp->allow_insecure) < 0)
     c.bad = 1;
   int64_t ttl_ms = 0;
@@ -145,9 +152,24 @@ static int read_config(webpush *wp) {
   cfg_dur(&c, "timeout", 10000, 1, &wp->timeout_ms);
   cfg_int(&c, "max_pending", 10000, 1, 10000000, &wp->max_pending);
   cfg_int(&c, "retry.max_attempts", 5, 1, 1000, &wp->retry_attempts);
+  cfg_int(&c, "dedupe.max_entries", 100000, 1, 10000000, &wp->dedupe_entries);
+  cfg_dur(&c, "dedupe.max_age", 3600 * 1000, 1, &wp->dedupe_age_ms);
   cfg_dur(&c, "retry.initial_interval", 1000, 1, &wp->retry_initial_ms);
   cfg_dur(&c, "retry.max_interval", 60000, 1, &wp->retry_max_ms);
   wp->ttl_s = ttl_ms / 1000;
+  if (c.bad) return -1;
+  if (strcmp(wp->store_kind, "auto") == 0) wp->store_kind = wp->mongo_uri ? "mongodb" : "sqlite";
+  if (strcmp(wp->store_kind, "mongodb") == 0 && !wp->mongo_uri) {
+    LOGE(wp, "config key 'store': mongodb needs backends.mongodb.uri");
+    c.bad = 1;
+  } else if (strcmp(wp->store_kind, "mongodb") != 0 && strcmp(wp->store_kind, "sqlite") != 0) {
+    LOGE(wp, "config key 'store': expected auto, sqlite or mongodb, got '%s'", wp->store_kind);
+    c.bad = 1;
+  }
+  if (*wp->events_topic && !*wp->events_group) {
+    LOGE(wp, "config key 'events_group': must not be empty");
+    c.bad = 1;
+  }
   if (wp->retry_max_ms < wp->retry_initial_ms) wp->retry_max_ms = wp->retry_initial_ms;
   /* Push services want a way to reach the sender (RFC 8292 section 2.1). */
   if (wp->subject && strncmp(wp->subject, "mailto:", 7) != 0 &&
@@ -182,9 +204,19 @@ static int webpush_init(notifd_plugin *p, const notifd_api *api, void **state) {
                           result_l, &wp->m_sends) < 0 ||
       api->metric_gauge(p, "webpush_pending_deliveries",
                         "Deliveries in a call to a push service or waiting to retry.", NULL,
-                        &wp->m_pending) < 0)
+                        &wp->m_pending) < 0 ||
+      api->metric_counter(p, "webpush_events_total",
+                          "Notification events by outcome (pushed, no_subscriptions, delivered, "
+                          "muted, quiet, duplicate, invalid, failed).",
+                          result_l, &wp->m_events) < 0)
     bad = 1;
-  if (!bad && (wp_http_register(wp) < 0 || wp_send_register(wp) < 0)) bad = 1;
+  if (!bad && !(wp->recent = pc_recent_new((size_t)wp->dedupe_entries, wp->dedupe_age_ms))) {
+    LOGE(wp, "out of memory for the dedupe window");
+    bad = 1;
+  }
+  if (!bad && (wp_http_register(wp) < 0 || wp_send_register(wp) < 0 ||
+               wp_events_register(wp) < 0))
+    bad = 1;
   if (bad) {
     webpush_destroy(wp);
     *state = NULL;
@@ -193,16 +225,66 @@ static int webpush_init(notifd_plugin *p, const notifd_api *api, void **state) {
   return 0;
 }
 
+/* ---- the store ------------------------------------------------------------------ */
+
+static void prepare_submit(webpush *wp);
+
+static void prepare_run(wp_job *j) {
+  j->rc = j->wp->store->ops->prepare(j->wp->store, j->err, sizeof j->err);
+}
+
+static void on_prepare_timer(notifd_timer *t, void *ud) {
+  webpush *wp = ud;
+  wp->api->timer_stop(t);
+  wp->prepare_timer = NULL;
+  prepare_submit(wp);
+}
+
+static void prepare_done(wp_job *j) {
+  webpush *wp = j->wp;
+  if (j->rc == 0) {
+    wp->api->log(wp->self, NOTIFD_LOG_INFO, "subscription store %s ready (indexes in place)",
+                 wp->store->ops->name);
+    return;
+  }
+  /* The store works without its indexes meanwhile (slower, and a racing
+   * double registration may store one endpoint twice). */
+  wp->api->log(wp->self, NOTIFD_LOG_WARN, "subscription store setup failed (%s); retrying in 5s",
+               j->err);
+  if (wp->api->timer_start(wp->self, 5000, 0, on_prepare_timer, wp, &wp->prepare_timer) < 0)
+    wp->prepare_timer = NULL;
+}
+
+static void prepare_submit(webpush *wp) {
+  wp_job *j = wp_job_new(wp, NULL);
+  if (!j) return;
+  j->run = prepare_run;
+  j->done = prepare_done;
+  wp_job_submit(j);
+}
+
+static int open_store(webpush *wp, char *where, size_t wherelen, char *err, size_t errlen) {
+  if (strcmp(wp->store_kind, "mongodb") == 0) {
+    const char *db = wp->mongo_db ? wp->mongo_db : "notifications";
+    snprintf(where, wherelen, "mongodb %s.%s", db, wp->collection);
+    return wp_store_open_mongo(wp->mongo_uri, db, wp->collection, &wp->store, err, errlen);
+  }
+  if (*wp->store_path) snprintf(where, wherelen, "%s", wp->store_path);
+  else snprintf(where, wherelen, "%s/webpush.db", wp->api->data_dir(wp->self));
+  return wp_store_open_sqlite(where, &wp->store, err, errlen);
+}
+
+/* ---- lifecycle (continued) ----------------------------------------------------- */
+
 static int webpush_start(void *state) {
   webpush *wp = state;
   const char *dir = wp->api->data_dir(wp->self);
-  char path[4096], err[512] = "";
-  if (*wp->store_path) snprintf(path, sizeof path, "%s", wp->store_path);
-  else snprintf(path, sizeof path, "%s/webpush.db", dir);
-  if (wp_store_open(path, &wp->store, err, sizeof err) < 0) {
+  char where[4096], err[512] = "";
+  if (open_store(wp, where, sizeof where, err, sizeof err) < 0) {
     LOGE(wp, "cannot open the subscription store: %s", err);
     return NOTIFD_EBACKEND;
   }
+  if (wp->store->ops->prepare) prepare_submit(wp);
   char pem[4096];
   snprintf(pem, sizeof pem, "%s/vapid.pem", dir);
   int created = 0;
@@ -211,8 +293,9 @@ static int webpush_start(void *state) {
     return NOTIFD_EINVAL;
   }
   if (created) wp->api->log(wp->self, NOTIFD_LOG_INFO, "generated a VAPID key into %s", pem);
-  wp->api->log(wp->self, NOTIFD_LOG_INFO, "webpush ready: store=%s vapid public key=%s subject=%s",
-               path, wp->vapid.pub_b64, wp->subject);
+  wp->api->log(wp->self, NOTIFD_LOG_INFO,
+               "webpush ready: store=%s events=%s vapid public key=%s subject=%s", where,
+               *wp->events_topic ? wp->events_topic : "(off)", wp->vapid.pub_b64, wp->subject);
   return 0;
 }
 
@@ -225,6 +308,8 @@ static void webpush_stop(void *state) {
     wp->api->log(wp->self, NOTIFD_LOG_WARN, "stopping with %lld push deliveries unfinished",
                  (long long)wp->ndeliveries);
   while (wp->deliveries) wp_delivery_free(wp->deliveries);
+  if (wp->prepare_timer) wp->api->timer_stop(wp->prepare_timer);
+  wp->prepare_timer = NULL;
   wp->stopping = 1;
 }
 
@@ -234,7 +319,8 @@ static void webpush_destroy(void *state) {
   /* The workers are joined: a job left here never gets its completion. */
   while (wp->jobs) wp_job_free(wp->jobs);
   while (wp->deliveries) wp_delivery_free(wp->deliveries);
-  wp_store_close(wp->store);
+  if (wp->store) wp->store->ops->close(wp->store);
+  pc_recent_free(wp->recent);
   wp_vapid_free(&wp->vapid);
   free(wp);
 }

@@ -4,10 +4,12 @@
 #ifndef WEBPUSH_H
 #define WEBPUSH_H
 
+#include <jansson.h>
 #include <notifd/plugin.h>
 #include <stdint.h>
 
 #include "pc_buf.h"
+#include "pc_event.h"
 #include "wp_crypto.h"
 #include "wp_store.h"
 
@@ -21,14 +23,19 @@ typedef struct webpush {
   /* config (strings owned by the host) */
   uint32_t auth, send_auth;
   const char *subject, *vapid_private_key, *store_path;
+  const char *store_kind, *collection, *mongo_uri, *mongo_db;
+  const char *events_topic, *events_group;
   int32_t allow_insecure;
   int64_t max_per_user, ttl_s, max_payload, timeout_ms, max_pending;
   int64_t retry_attempts, retry_initial_ms, retry_max_ms;
+  int64_t dedupe_entries, dedupe_age_ms;
 
-  wp_vapid vapid;   /* loaded in start() */
-  wp_store *store;  /* opened in start() */
+  wp_vapid vapid;    /* loaded in start() */
+  wp_store *store;   /* opened in start() */
+  notifd_timer *prepare_timer;
+  pc_recent *recent; /* events seen lately: (user_id, id) */
 
-  notifd_metric *m_sends, *m_pending;
+  notifd_metric *m_sends, *m_pending, *m_events;
 
   /* runtime, loop thread only */
   int stopping;
@@ -43,6 +50,8 @@ struct wp_job {
   webpush *wp;
   wp_job *prev, *next;
   notifd_req *req;
+  notifd_bus_msg *msg;  /* send for an event: finished in done */
+  int64_t event_id;
   void (*run)(wp_job *j);
   void (*done)(wp_job *j);
   /* inputs */
@@ -84,5 +93,18 @@ int wp_http_register(webpush *wp);
 /* wp_send.c: POST /push/send and the deliveries. */
 int wp_send_register(webpush *wp);
 void wp_delivery_free(wp_delivery *d);
+/* The plaintext for `full` (malloc'd notification JSON, taken): itself, or
+ * over max_payload the stub {"id","notification_type","truncated":true};
+ * NULL when even the stub is too large or memory ran out. */
+char *wp_payload_fit(webpush *wp, char *full, const json_t *id, const char *type, size_t *len);
+/* Queues the send job `j` (user_id and payload set): the user's
+ * subscriptions are read and encrypted for on a worker, then delivered. */
+int wp_send_submit(wp_job *j);
+
+/* wp_events.c: the notification event stream consumer. */
+int wp_events_register(webpush *wp);
+void wp_events_count(webpush *wp, const char *result);
+/* A send job for an event finished (queued, or failed: rc < 0). */
+void wp_events_send_done(wp_job *j, size_t queued);
 
 #endif

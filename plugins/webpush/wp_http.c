@@ -100,8 +100,8 @@ static int parse_subscription(webpush *wp, notifd_req *req, const json_t *body, 
 
 static void put_run(wp_job *j) {
   webpush *wp = j->wp;
-  j->rc = wp_store_put(wp->store, j->user_id, &j->sub, now_ms(), wp->max_per_user, j->err,
-                       sizeof j->err);
+  j->rc = wp->store->ops->put(wp->store, j->user_id, &j->sub, now_ms(), wp->max_per_user, j->err,
+                              sizeof j->err);
 }
 
 static void put_done(wp_job *j) {
@@ -159,7 +159,8 @@ static void on_subscribe(notifd_req *req, void *ud) {
 /* ---- GET -------------------------------------------------------------------- */
 
 static void list_run(wp_job *j) {
-  j->rc = wp_store_list(j->wp->store, j->user_id, &j->subs, &j->nsubs, j->err, sizeof j->err);
+  wp_store *st = j->wp->store;
+  j->rc = st->ops->list(st, j->user_id, &j->subs, &j->nsubs, j->err, sizeof j->err);
 }
 
 static void list_done(wp_job *j) {
@@ -192,7 +193,8 @@ static void on_list(notifd_req *req, void *ud) {
 /* ---- DELETE ----------------------------------------------------------------- */
 
 static void del_run(wp_job *j) {
-  j->rc = wp_store_delete(j->wp->store, j->user_id, j->sub.endpoint, j->err, sizeof j->err);
+  wp_store *st = j->wp->store;
+  j->rc = st->ops->del(st, j->user_id, j->sub.endpoint, j->err, sizeof j->err);
 }
 
 static void del_done(wp_job *j) {

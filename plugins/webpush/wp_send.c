@@ -1,6 +1,7 @@
-/* POST /push/send {"user_id","notification":{...}} (internal): answers 202
- * {"subscriptions":n} once the user's subscriptions are read and the
- * payload encrypted for each (on a worker), then delivers in the
+/* Sending: POST /push/send {"user_id","notification":{...}} (internal)
+ * answers 202 {"subscriptions":n}, and an event from the bus (wp_events.c)
+ * is acked, once the user's subscriptions are read and the payload
+ * encrypted for each (on a worker); then deliveries run in the
  * background, one http_call per subscription:
  *   2xx                 sent
  *   404, 410            gone: the subscription is removed
@@ -94,7 +95,8 @@ static wp_delivery *prepare(webpush *wp, const char *user_id, const wp_sub *s, c
 
 static void send_run(wp_job *j) {
   webpush *wp = j->wp;
-  j->rc = wp_store_list(wp->store, j->user_id, &j->subs, &j->nsubs, j->err, sizeof j->err);
+  j->rc = wp->store->ops->list(wp->store, j->user_id, &j->subs, &j->nsubs, j->err,
+                               sizeof j->err);
   if (j->rc < 0 || j->nsubs == 0) return;
   if (!(j->ready = calloc(j->nsubs, sizeof *j->ready))) {
     j->rc = -1;
@@ -123,7 +125,8 @@ static void on_retry_timer(notifd_timer *t, void *ud) {
 }
 
 static void gone_run(wp_job *j) {
-  j->rc = wp_store_delete(j->wp->store, j->user_id, j->sub.endpoint, j->err, sizeof j->err);
+  wp_store *st = j->wp->store;
+  j->rc = st->ops->del(st, j->user_id, j->sub.endpoint, j->err, sizeof j->err);
 }
 
 static void gone_done(wp_job *j) {
@@ -249,39 +252,45 @@ static void send_done(wp_job *j) {
   webpush *wp = j->wp;
   if (j->rc < 0) {
     wp->api->log(wp->self, NOTIFD_LOG_ERROR, "subscription store: %s", j->err);
-    PC_RESPOND_ERROR_LIT(wp->api, j->req, 500, "subscription store unavailable");
+    if (j->msg) wp_events_send_done(j, 0);
+    else PC_RESPOND_ERROR_LIT(wp->api, j->req, 500, "subscription store unavailable");
     return;
   }
   size_t n = 0;
   for (size_t i = 0; j->ready && i < j->nsubs; i++) n += j->ready[i] != NULL;
-  json_t *out = json_pack("{s:I}", "subscriptions", (json_int_t)n);
-  if (out) wp->api->respond_json(j->req, 202, out);
-  else PC_RESPOND_ERROR_LIT(wp->api, j->req, 500, "out of memory");
-  json_decref(out);
+  if (j->req) {
+    json_t *out = json_pack("{s:I}", "subscriptions", (json_int_t)n);
+    if (out) wp->api->respond_json(j->req, 202, out);
+    else PC_RESPOND_ERROR_LIT(wp->api, j->req, 500, "out of memory");
+    json_decref(out);
+  }
   for (size_t i = 0; j->ready && i < j->nsubs; i++) {
     wp_delivery *d = j->ready[i];
     j->ready[i] = NULL;
     if (d) start_delivery(wp, d);
   }
+  if (j->msg) wp_events_send_done(j, n);
+}
+
+int wp_send_submit(wp_job *j) {
+  j->run = send_run;
+  j->done = send_done;
+  return wp_job_submit(j);
 }
 
 /* ---- the route ------------------------------------------------------------- */
 
-/* The plaintext: the notification's JSON, or when that is over
- * max_payload a stub the service worker can fetch the rest for. */
-static char *payload_of(webpush *wp, const json_t *n, size_t *len) {
-  char *s = json_dumps(n, JSON_COMPACT | JSON_ENCODE_ANY);
-  if (s && strlen(s) <= (size_t)wp->max_payload) {
-    *len = strlen(s);
-    return s;
+char *wp_payload_fit(webpush *wp, char *full, const json_t *id, const char *type, size_t *len) {
+  if (full && strlen(full) <= (size_t)wp->max_payload) {
+    *len = strlen(full);
+    return full;
   }
-  free(s);
+  free(full);
   json_t *stub = json_object();
-  json_t *id = json_object_get(n, "id"), *type = json_object_get(n, "notification_type");
-  if (stub && id) json_object_set(stub, "id", id);
-  if (stub && json_is_string(type)) json_object_set(stub, "notification_type", type);
+  if (stub && id) json_object_set(stub, "id", (json_t *)id);
+  if (stub && type) json_object_set_new(stub, "notification_type", json_string(type));
   if (stub) json_object_set_new(stub, "truncated", json_true());
-  s = stub ? json_dumps(stub, JSON_COMPACT) : NULL;
+  char *s = stub ? json_dumps(stub, JSON_COMPACT) : NULL;
   json_decref(stub);
   /* A stub over the limit (a huge id or type) is not sent at all. */
   if (s && strlen(s) > (size_t)wp->max_payload) {
@@ -305,15 +314,17 @@ static void on_send(notifd_req *req, void *ud) {
     return;
   }
   wp_job *j = wp_job_new(wp, req);
-  if (j && (j->user_id = strdup(user))) j->payload = payload_of(wp, n, &j->payload_len);
+  if (j && (j->user_id = strdup(user)))
+    j->payload = wp_payload_fit(wp, json_dumps(n, JSON_COMPACT | JSON_ENCODE_ANY),
+                                json_object_get(n, "id"),
+                                json_string_value(json_object_get(n, "notification_type")),
+                                &j->payload_len);
   if (!j || !j->user_id || !j->payload) {
     wp_job_free(j);
     PC_RESPOND_ERROR_LIT(api, req, 500, "cannot encode the notification");
     return;
   }
-  j->run = send_run;
-  j->done = send_done;
-  if (wp_job_submit(j) < 0) PC_RESPOND_ERROR_LIT(api, req, 503, "shutting down");
+  if (wp_send_submit(j) < 0) PC_RESPOND_ERROR_LIT(api, req, 503, "shutting down");
 }
 
 int wp_send_register(webpush *wp) {

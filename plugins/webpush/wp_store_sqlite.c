@@ -7,18 +7,20 @@
 
 #include "wp_store.h"
 
-struct wp_store {
+typedef struct sqlite_store {
+  wp_store base;
   pthread_mutex_t mu;
   sqlite3 *db;
   sqlite3_stmt *put, *trim, *list, *del;
-};
+} sqlite_store;
 
 static void finish(sqlite3_stmt *st) {
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
 }
 
-void wp_store_close(wp_store *s) {
+static void sq_close(wp_store *bs) {
+  sqlite_store *s = (sqlite_store *)bs;
   if (!s) return;
   sqlite3_finalize(s->put);
   sqlite3_finalize(s->trim);
@@ -29,13 +31,23 @@ void wp_store_close(wp_store *s) {
   free(s);
 }
 
-int wp_store_open(const char *path, wp_store **out, char *err, size_t errlen) {
+static int sq_put(wp_store *bs, const char *user_id, const wp_sub *sub, int64_t now_ms,
+                  int64_t keep, char *err, size_t errlen);
+static int sq_list(wp_store *bs, const char *user_id, wp_sub **out, size_t *n, char *err,
+                   size_t errlen);
+static int sq_del(wp_store *bs, const char *user_id, const char *endpoint, char *err,
+                  size_t errlen);
+
+static const wp_store_ops sqlite_ops = {"sqlite", sq_put, sq_list, sq_del, NULL, sq_close};
+
+int wp_store_open_sqlite(const char *path, wp_store **out, char *err, size_t errlen) {
   *out = NULL;
-  wp_store *s = calloc(1, sizeof *s);
+  sqlite_store *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
+  s->base.ops = &sqlite_ops;
   pthread_mutex_init(&s->mu, NULL);
   /* `seq` orders a user's subscriptions by their last registration. */
   static const char schema[] =
@@ -80,15 +92,16 @@ int wp_store_open(const char *path, wp_store **out, char *err, size_t errlen) {
     rc = sqlite3_prepare_v2(s->db, stmts[i].sql, -1, stmts[i].st, NULL);
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-    wp_store_close(s);
+    sq_close(&s->base);
     return -1;
   }
-  *out = s;
+  *out = &s->base;
   return 0;
 }
 
-int wp_store_put(wp_store *s, const char *user_id, const wp_sub *sub, int64_t now_ms,
-                 int64_t keep, char *err, size_t errlen) {
+static int sq_put(wp_store *bs, const char *user_id, const wp_sub *sub, int64_t now_ms,
+                  int64_t keep, char *err, size_t errlen) {
+  sqlite_store *s = (sqlite_store *)bs;
   pthread_mutex_lock(&s->mu);
   int rc = -1;
   /* One transaction: the insert and the trim are seen together. */
@@ -126,17 +139,9 @@ static char *col_dup(sqlite3_stmt *st, int i) {
   return strdup(v ? v : "");
 }
 
-void wp_subs_free(wp_sub *subs, size_t n) {
-  for (size_t i = 0; subs && i < n; i++) {
-    free(subs[i].endpoint);
-    free(subs[i].p256dh);
-    free(subs[i].auth);
-  }
-  free(subs);
-}
-
-int wp_store_list(wp_store *s, const char *user_id, wp_sub **out, size_t *n, char *err,
-                  size_t errlen) {
+static int sq_list(wp_store *bs, const char *user_id, wp_sub **out, size_t *n, char *err,
+                   size_t errlen) {
+  sqlite_store *s = (sqlite_store *)bs;
   *out = NULL;
   *n = 0;
   size_t cap = 0;
@@ -144,18 +149,12 @@ int wp_store_list(wp_store *s, const char *user_id, wp_sub **out, size_t *n, cha
   pthread_mutex_lock(&s->mu);
   sqlite3_bind_text(s->list, 1, user_id, -1, SQLITE_STATIC);
   while ((st = sqlite3_step(s->list)) == SQLITE_ROW) {
-    if (*n == cap) {
-      size_t ncap = cap ? cap * 2 : 8;
-      wp_sub *grown = realloc(*out, ncap * sizeof *grown);
-      if (!grown) {
-        rc = -1;
-        snprintf(err, errlen, "out of memory");
-        break;
-      }
-      *out = grown;
-      cap = ncap;
+    wp_sub *w = wp_subs_grow(out, n, &cap);
+    if (!w) {
+      rc = -1;
+      snprintf(err, errlen, "out of memory");
+      break;
     }
-    wp_sub *w = &(*out)[(*n)++];
     w->endpoint = col_dup(s->list, 0);
     w->p256dh = col_dup(s->list, 1);
     w->auth = col_dup(s->list, 2);
@@ -172,16 +171,13 @@ int wp_store_list(wp_store *s, const char *user_id, wp_sub **out, size_t *n, cha
   }
   finish(s->list);
   pthread_mutex_unlock(&s->mu);
-  if (rc < 0) {
-    wp_subs_free(*out, *n);
-    *out = NULL;
-    *n = 0;
-  }
+  if (rc < 0) wp_subs_clear(out, n);
   return rc;
 }
 
-int wp_store_delete(wp_store *s, const char *user_id, const char *endpoint, char *err,
-                    size_t errlen) {
+static int sq_del(wp_store *bs, const char *user_id, const char *endpoint, char *err,
+                  size_t errlen) {
+  sqlite_store *s = (sqlite_store *)bs;
   pthread_mutex_lock(&s->mu);
   sqlite3_bind_text(s->del, 1, user_id, -1, SQLITE_STATIC);
   sqlite3_bind_text(s->del, 2, endpoint, -1, SQLITE_STATIC);

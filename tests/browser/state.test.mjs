@@ -217,6 +217,12 @@ await run("browser-state", async ({ step, screenshot, pages, startNotifd, launch
     await expectShownOnce(A, "one more", "alice");
     await waitFor("Seen moves to the new message", async () =>
       JSON.stringify(await B.$$eval("#messages li", (els) => els.map((e) => !!e.querySelector(".seen")))) === "[false,false,true]");
+    // After a reload no receipt comes live: the list's peer_read_message_id
+    // (alice's read mark on the server) puts it back.
+    await B.reload();
+    await waitFor("Seen after bob reloads, from the server's read mark", async () =>
+      (await status(B)) === "online" &&
+      JSON.stringify(await B.$$eval("#messages li", (els) => els.map((e) => !!e.querySelector(".seen")))) === "[false,false,true]");
     await screenshot("3-seen");
   });
 

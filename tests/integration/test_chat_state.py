@@ -170,8 +170,16 @@ def test_conversations_unread_and_read_marks(notifd_factory, mode):
     check_three_users(node, m)
     ab, ac = stream_id("alice", "bob"), stream_id("alice", "carol")
 
+    def peer_read(user, peer):
+        return {c["peer_id"]: c["peer_read_message_id"]
+                for c in node.conversations(user)["conversations"]}[peer]
+
+    assert peer_read("alice", "bob") is None and peer_read("bob", "alice") is None
     # Bob reads up to his latest message from alice: nothing left unread.
     r = node.read("bob", ab, m[1]["message_id"])
+    # alice's list says how far bob read ("Seen" after a reload).
+    assert peer_read("alice", "bob") == m[1]["message_id"]
+    assert peer_read("bob", "alice") is None
     assert r == {"stream_id": ab, "user_id": "bob", "message_id": m[1]["message_id"], "unread": 0}
     m6 = node.send("alice", "bob", "one")
     m7 = node.send("alice", "bob", "two")
@@ -184,10 +192,12 @@ def test_conversations_unread_and_read_marks(notifd_factory, mode):
     # Reading one's own message marks everything before it.
     assert node.read("bob", ab, m[3]["message_id"])["unread"] == 1
     assert node.read("bob", ab, m7["message_id"])["unread"] == 0
+    assert peer_read("alice", "bob") == m7["message_id"]
     # Alice's side is her own: carol's two are still unread, bob's two too.
     a = {c["peer_id"]: c["unread"] for c in node.conversations("alice")["conversations"]}
     assert a == {"bob": 2, "carol": 2}
     assert node.read("alice", ac, m[2]["message_id"])["unread"] == 1
+    assert peer_read("carol", "alice") == m[2]["message_id"]
 
     # Wrong stream, unknown id, someone else's stream.
     err = node.read("alice", ab, m[5]["message_id"], expect=400)
@@ -414,6 +424,15 @@ def test_mongodb_store_conversations_and_read_marks(notifd_factory, ferretdb):  
     assert node.read("carol", ab, m[1]["message_id"], expect=403)
     assert node.read("alice", ab, "nope", expect=404)
     assert node.read("alice", ac, m[5]["message_id"])["unread"] == 0
+    # The peers' read marks: bob read nothing, alice read up to m5 with carol.
+    bob_side = {c["peer_id"]: c["peer_read_message_id"]
+                for c in node.conversations("bob")["conversations"]}
+    assert bob_side == {"alice": first["message_id"]}
+    carol_side = {c["peer_id"]: c["peer_read_message_id"]
+                  for c in node.conversations("carol")["conversations"]}
+    assert carol_side == {"alice": m[5]["message_id"]}
+    assert all(c["peer_read_message_id"] is None
+               for c in node.conversations("alice")["conversations"])
     # Paging.
     page = node.conversations("alice", "limit=1")
     assert len(page["conversations"]) == 1 and page["next_before"]

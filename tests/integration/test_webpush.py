@@ -12,6 +12,16 @@ a large one, 410 and 404 removing the subscription, 500 then 201 retried and
 delivered once, per-user isolation, token auth mode (users) and the internal
 send route, the VAPID key kept across a restart, clean exits on SIGTERM (also
 with a retry waiting).
+
+The notification event stream (docs/events.md): events produced onto
+`notification-events` with `notifd bus produce` (embedded bus, with the
+notifd-* headers) become pushes whose decrypted plaintext is the
+notification's bytes; delivered > 0, muted and quiet events are not pushed;
+a redelivered event is pushed once; invalid events are dead-lettered with
+the reason.  notifications_ws producing those events itself (POST a
+notification, get the push) when its tree has the event stream.  The
+subscription store on MongoDB (FerretDB v1 from tests/services/ferretdb.sh;
+SKIPPED with the reason when it cannot run).
 """
 import base64
 import json
@@ -25,7 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import SOURCE, checked_exits, free_port, http, metric, wait_until
+from conftest import (NOTIFD, SANITIZER_MARKS, SOURCE, checked_exits, free_port, http, metric, plugin_yaml,
+                      wait_until)
 
 
 def _venv_site():
@@ -460,3 +471,346 @@ def test_sigterm_with_a_retry_waiting(notifd_factory, push):
     assert n.stop() == 0
     assert time.time() - t0 < 5
     assert "1 push deliveries unfinished" in n.read_log()
+
+
+# ---- the notification event stream ---------------------------------------------------
+
+EVENTS = "notification-events"
+
+
+def produce_event(n, value, key=None, headers=None, topic=EVENTS):
+    """One record onto the embedded bus, as notifications_ws produces it:
+    key = the user, value = the event JSON, notifd-* headers."""
+    args = [NOTIFD, "bus", "produce", "-d", n.data_dir]
+    if key is not None:
+        args += ["-k", key]
+    for name, val in (headers or {}).items():
+        args += ["-H", f"{name}={val}"]
+    args += [topic, value if isinstance(value, str) else json.dumps(value)]
+    r = subprocess.run(args, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def event_text(i, user="alice", payload='{"order":"o-%d","amount":1e+21,"text":"Zo\\u00eb ✓"}'):
+    """The event's exact bytes, in the documented field order; the payload
+    keeps its producer's number and escape spelling."""
+    return ('{"id":%d,"user_id":%s,"notification_type":"purchase_notification",'
+            '"timestamp":"2026-12-07T21:00:00.123456789Z","payload":%s}'
+            % (i, json.dumps(user), payload.replace("%d", str(i)) if "%d" in payload else payload))
+
+
+def plaintext(i, payload='{"order":"o-%d","amount":1e+21,"text":"Zo\\u00eb ✓"}'):
+    """What the push carries for event_text(i): the websocket frame with id."""
+    p = payload.replace("%d", str(i)) if "%d" in payload else payload
+    return ('{"id":%d,"notification_type":"purchase_notification",'
+            '"timestamp":"2026-12-07T21:00:00.123456789Z","payload":%s}' % (i, p)).encode()
+
+
+def events_metric(n, result):
+    return metric(n, "webpush_events_total", result=result)
+
+
+def test_event_is_pushed_with_the_notification_bytes(notifd_factory, push):
+    n = seed(notifd_factory)
+    subs = [push.subscription("ev-one"), push.subscription("ev-two")]
+    for s in subs:
+        assert subscribe(n, "alice", s)[0] == 201
+    # notifd-delivered absent (unknown) and "0" both push.
+    produce_event(n, event_text(41), key="alice")
+    produce_event(n, event_text(42), key="alice", headers={"notifd-delivered": "0"})
+    wait_until(lambda: len(push.calls()) == 4, what="four pushes")
+    for r in push.calls():
+        assert "error" not in r, r["error"]
+    got = sorted((r["path"], r["plain"]) for r in push.calls())
+    assert got == sorted((p, plaintext(i)) for p in ("/push/ev-one", "/push/ev-two")
+                         for i in (41, 42))
+    wait_until(lambda: events_metric(n, "pushed") == 2, what="pushed metric")
+    wait_until(lambda: metric(n, "webpush_sends_total", result="sent") == 4, what="sent metric")
+    # A user with no subscription: acked, counted, nothing sent.
+    produce_event(n, event_text(43, user="nobody"), key="nobody")
+    wait_until(lambda: events_metric(n, "no_subscriptions") == 1, what="no_subscriptions")
+    assert len(push.calls()) == 4
+
+
+def test_delivered_muted_and_quiet_events_are_not_pushed(notifd_factory, push):
+    n = seed(notifd_factory)
+    assert subscribe(n, "alice", push.subscription("ev-skip"))[0] == 201
+    skipped = [
+        (1, {"notifd-delivered": "1"}),
+        (2, {"notifd-delivered": "3", "notifd-muted": ""}),
+        (3, {"notifd-muted": "push"}),
+        (4, {"notifd-muted": "email, push"}),
+        (5, {"notifd-quiet": "1"}),
+        (6, {"notifd-quiet": "1", "notifd-delivered": "0"}),
+    ]
+    pushed = [
+        (7, {"notifd-muted": "email,webhook"}),   # other channels muted
+        (8, {"notifd-muted": "pushy"}),           # not the same name
+        (9, {"notifd-quiet": "0", "notifd-delivered": "0"}),
+    ]
+    for i, headers in skipped + pushed:
+        produce_event(n, event_text(i), key="alice", headers=headers)
+    # Every event is decided (and counted) before its pushes start.
+    wait_until(lambda: sum(events_metric(n, r) for r in ("delivered", "muted", "quiet", "pushed"))
+               == len(skipped) + len(pushed), what="every event handled")
+    wait_until(lambda: len(push.calls()) == len(pushed), what="the pushes")
+    assert sorted(r["plain"] for r in push.calls()) == sorted(plaintext(i) for i, _ in pushed)
+    assert events_metric(n, "delivered") == 2
+    assert events_metric(n, "muted") == 2
+    assert events_metric(n, "quiet") == 2
+    assert events_metric(n, "pushed") == 3
+
+
+def test_redelivered_event_is_pushed_once(notifd_factory, push):
+    n = seed(notifd_factory)
+    assert subscribe(n, "alice", push.subscription("ev-dup"))[0] == 201
+    assert subscribe(n, "bob", push.subscription("ev-dup-bob"))[0] == 201
+    for _ in range(3):
+        produce_event(n, event_text(77), key="alice")
+    # The same id for another user is another notification.
+    produce_event(n, event_text(77, user="bob"), key="bob")
+    produce_event(n, event_text(78), key="alice")
+    wait_until(lambda: events_metric(n, "duplicate") + events_metric(n, "pushed") == 5,
+               what="every event handled")
+    wait_until(lambda: len(push.calls()) == 3, what="the pushes")
+    assert sorted(r["plain"] for r in push.calls("/push/ev-dup")) == [plaintext(77), plaintext(78)]
+    assert [r["plain"] for r in push.calls("/push/ev-dup-bob")] == [plaintext(77)]
+    assert events_metric(n, "duplicate") == 2
+    assert events_metric(n, "pushed") == 3
+
+
+def tail(n, topic, count, idle="8s"):
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t", idle,
+                        topic], capture_output=True, timeout=60)
+    return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
+
+
+def test_invalid_events_are_dead_lettered_with_the_reason(notifd_factory, push):
+    n = seed(notifd_factory)
+    assert subscribe(n, "alice", push.subscription("ev-bad"))[0] == 201
+    good = json.loads(event_text(5))
+    bad = [
+        ("{not json", "not a JSON object"),
+        ("[1,2]", "not a JSON object"),
+        (dict(good, id="5"), "id must be a positive integer"),
+        (dict(good, id=0), "id must be a positive integer"),
+        (dict(good, id=1.5), "id must be a positive integer"),
+        ({k: v for k, v in good.items() if k != "user_id"}, "user_id"),
+        (dict(good, user_id=""), "user_id"),
+        (dict(good, notification_type=7), "notification_type"),
+        (dict(good, timestamp=None), "timestamp"),
+        ({k: v for k, v in good.items() if k != "payload"}, "payload"),
+    ]
+    for value, _ in bad:
+        produce_event(n, value, key="alice")
+    produce_event(n, event_text(6), key="alice")
+    wait_until(lambda: len(push.calls()) == 1, what="the valid event's push")
+    assert push.calls()[0]["plain"] == plaintext(6)
+    assert events_metric(n, "invalid") == len(bad)
+    dead = tail(n, EVENTS + ".dlq", len(bad))
+    assert len(dead) == len(bad)
+    for rec, (_, why) in zip(dead, bad):
+        assert why in rec["headers"]["notifd-error"], rec["headers"]
+        assert rec["headers"]["notifd-original-topic"] == EVENTS
+
+
+def test_events_topic_can_be_turned_off(notifd_factory, push):
+    n = seed(notifd_factory, events_topic='""')
+    assert subscribe(n, "alice", push.subscription("ev-off"))[0] == 201
+    produce_event(n, event_text(1), key="alice")
+    # /push/send still works; the event never arrives.
+    assert send(n, "alice", note(2)) == 1
+    wait_until(lambda: len(push.calls()) == 1, what="the /push/send push")
+    time.sleep(0.5)
+    assert len(push.calls()) == 1 and json.loads(push.calls()[0]["plain"]) == note(2)
+    assert events_metric(n, "pushed") == 0
+    assert "events=(off)" in n.read_log()
+
+
+def _ws_has_events():
+    with open(os.path.join(SOURCE, "plugins", "notifications_ws", "README.md")) as f:
+        return "events_topic" in f.read()
+
+
+@pytest.mark.skipif(not _ws_has_events(), reason="needs the events branch")
+def test_notification_posted_to_notifications_ws_is_pushed(notifd_factory, push):
+    """End to end on one node: notifications_ws stores a notification for a
+    user with no socket and publishes the event; webpush pushes it."""
+    n = notifd_factory(plugins_yaml=plugin_yaml("notifications_ws") + webpush_yaml(),
+                       extra_yaml="auth: {mode: none}\n")
+    assert subscribe(n, "alice", push.subscription("e2e"))[0] == 201
+    payload = {"order_id": "o-1", "buyer_id": "b", "shop_owner_id": "s", "product_name": "Tea",
+               "amount": 12.5, "currency": "EUR", "status": "confirmed",
+               "purchased_at": "2025-01-02T03:04:05+07:00"}
+    st, body, _ = http("POST", f"{n.url}/notifications/purchase?user_id=alice", payload)
+    assert st == 200, body
+    wait_until(lambda: len(push.calls()) == 1, what="the push")
+    r = push.calls()[0]
+    assert "error" not in r, r["error"]
+    got = json.loads(r["plain"])
+    st, body, _ = http("GET", f"{n.url}/notifications?user_id=alice")
+    stored = json.loads(body)["notifications"][0]
+    assert got == {k: stored[k] for k in ("id", "notification_type", "timestamp", "payload")}
+    assert list(got) == ["id", "notification_type", "timestamp", "payload"]
+    assert got["payload"]["order_id"] == "o-1"
+    # Preferences turning push off for the type: stored, not pushed.
+    st, body, _ = http("PUT", f"{n.url}/users/alice/preferences",
+                       {"channels": {"purchase": {"push": False}}})
+    assert st == 200, body
+    assert http("POST", f"{n.url}/notifications/purchase?user_id=alice", payload)[0] == 200
+    wait_until(lambda: events_metric(n, "muted") == 1, what="the muted event")
+    assert len(push.calls()) == 1
+
+
+# ---- the MongoDB store ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ferretdb():
+    """FerretDB v1 (MongoDB wire protocol), started and stopped by pid by
+    tests/services/ferretdb.sh (built on first use)."""
+    import shutil
+    import tempfile
+    script = os.path.join(SOURCE, "tests", "services", "ferretdb.sh")
+    d = tempfile.mkdtemp(prefix="notifd-webpush-ferretdb-")
+    try:
+        r = subprocess.run([script, "start", d], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            pytest.skip("SKIPPED: ferretdb: " + (r.stderr.strip()[-300:] or
+                                                  f"ferretdb.sh exited {r.returncode}"))
+        yield r.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([script, "stop", d], capture_output=True, timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def mongo_node(factory, uri, db, **config):
+    return factory(plugins_yaml=webpush_yaml(**config),
+                   extra_yaml=f"auth: {{mode: none}}\nbackends:\n  mongodb: "
+                              f"{{uri: \"{uri}\", database: {db}}}\n")
+
+
+def test_mongodb_store(notifd_factory, push, ferretdb):
+    db = "wp" + os.urandom(4).hex()
+    n = mongo_node(notifd_factory, ferretdb, db, max_subscriptions_per_user=3)
+    wait_until(lambda: "subscription store mongodb ready" in n.read_log(), what="the indexes")
+    assert f"store=mongodb {db}.push_subscriptions" in n.read_log()
+    a, b = push.subscription("m-a"), push.subscription("m-b")
+    for s in (a, b):
+        assert subscribe(n, "alice", s)[0] == 201
+    assert subscribe(n, "alice", a)[0] == 201   # an update: a is now the newest
+    assert endpoints(n, "alice") == [a["endpoint"], b["endpoint"]]
+    assert endpoints(n, "bob") == []
+    st, _, _ = http("DELETE", f"{n.url}/push/subscriptions?user_id=bob", {"endpoint": a["endpoint"]})
+    assert st == 404
+    # Past the limit the oldest goes.
+    more = [push.subscription(f"m-{i}") for i in range(3)]
+    for s in more:
+        assert subscribe(n, "alice", s)[0] == 201
+    assert endpoints(n, "alice") == [s["endpoint"] for s in reversed(more)]
+    # An event pushes to each; 410 removes that subscription.
+    push.answers["/push/m-0"] = [410]
+    produce_event(n, event_text(3), key="alice")
+    wait_until(lambda: len(push.calls()) == 3, what="three pushes")
+    assert all(r["plain"] == plaintext(3) and "error" not in r for r in push.calls())
+    wait_until(lambda: endpoints(n, "alice") == [more[2]["endpoint"], more[1]["endpoint"]],
+               what="the removal")
+    st, body, _ = http("DELETE", f"{n.url}/push/subscriptions?user_id=alice",
+                       {"endpoint": more[1]["endpoint"]})
+    assert st == 204, body
+    # Another process on the same database sees the same subscriptions.
+    assert n.stop() == 0
+    other = mongo_node(notifd_factory, ferretdb, db)
+    assert endpoints(other, "alice") == [more[2]["endpoint"]]
+    # Its indexes were there already: still ready (FerretDB v1 fails on
+    # several existing indexes in one createIndexes).
+    wait_until(lambda: other.read_log().count("subscription store mongodb ready") == 2,
+               what="the second start's indexes")
+    assert "setup failed" not in other.read_log()
+    assert not os.path.exists(os.path.join(other.data_dir, "webpush.db"))
+
+
+# ---- config/distributed/webpush.yaml: Kafka + MongoDB, two instances --------------
+
+from test_chat_distributed import kafka  # noqa: E402,F401  (module fixture: a real broker)
+
+DISTRIBUTED = os.path.join(SOURCE, "config", "distributed", "webpush.yaml")
+
+
+def kafka_event(brokers, topic, value, key, headers=None):
+    args = [NOTIFD, "bus", "produce", "-b", brokers, "-k", key]
+    for name, val in (headers or {}).items():
+        args += ["-H", f"{name}={val}"]
+    r = subprocess.run(args + [topic, value], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def distributed_node(factory, name, env):
+    """notifd on the shipped config, with the environment docs/operations.md
+    lists."""
+    n = factory(name=name, start=False)
+    n.config_path = DISTRIBUTED
+    n.env.update(env, NOTIFD_LISTEN_ADDRESS="127.0.0.1", NOTIFD_PORT=str(n.port),
+                 NOTIFD_ADMIN_PORT=str(n.admin_port), NOTIFD_DATA_DIR=n.data_dir,
+                 NOTIFD_PLUGIN_DIR=os.path.join(os.path.dirname(os.path.dirname(NOTIFD)),
+                                                "plugins"))
+    return n.start(timeout=30)
+
+
+def test_distributed_config_on_kafka_and_mongodb(notifd_factory, push, kafka, ferretdb):  # noqa: F811
+    tag = os.urandom(4).hex()
+    topic = f"events-{tag}"
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = {"NOTIFD_KAFKA_BROKERS": kafka, "NOTIFD_MONGODB_URI": ferretdb,
+           "NOTIFD_MONGODB_DATABASE": f"wp{tag}", "NOTIFD_INTERNAL_TOKEN": INTERNAL,
+           "NOTIFD_AUTH_MODE": "none", "NOTIFD_PUSH_ALLOW_HTTP": "true",
+           "NOTIFD_EVENTS_TOPIC": topic, "NOTIFD_WEBPUSH_GROUP": f"webpush-{tag}",
+           "NOTIFD_VAPID_PRIVATE_KEY": b64u(key.private_numbers().private_value.to_bytes(32, "big"))}
+    # The topic exists before the consumers subscribe (docs/operations.md).
+    kafka_event(kafka, topic, "{}", "warm-up")
+    nodes = [distributed_node(notifd_factory, f"wp{i}", env) for i in (1, 2)]
+    try:
+        # One key shared by the instances; subscriptions shared through MongoDB.
+        keys = {json.loads(http("GET", f"{n.url}/push/vapid-public-key")[1])["public_key"]
+                for n in nodes}
+        assert len(keys) == 1
+        sub = push.subscription("dist")
+        assert subscribe(nodes[0], "alice", sub)[0] == 201
+        assert endpoints(nodes[1], "alice") == [sub["endpoint"]]
+
+        # A new group starts at the end: warm-up events until both instances
+        # have their partitions and have handled one.
+        warm = iter(range(1, 100000))
+
+        def both_ready():
+            for i in range(8):
+                kafka_event(kafka, topic, event_text(next(warm), user=f"warm-{i}"), f"warm-{i}")
+            return all(events_metric(n, "no_subscriptions") >= 1 for n in nodes)
+        wait_until(both_ready, timeout=90, what="both instances consuming")
+
+        # One event (twice, as a redelivery would): pushed once, by one instance.
+        for _ in range(2):
+            kafka_event(kafka, topic, event_text(500), "alice")
+        kafka_event(kafka, topic, event_text(501), "alice", {"notifd-delivered": "1"})
+        kafka_event(kafka, topic, event_text(502), "alice", {"notifd-muted": "push"})
+        kafka_event(kafka, topic, event_text(503), "alice", {"notifd-delivered": "0"})
+        wait_until(lambda: sum(events_metric(n, r) for n in nodes
+                               for r in ("pushed", "duplicate", "delivered", "muted")) == 5,
+                   timeout=30, what="the five events handled")
+        wait_until(lambda: len(push.calls()) == 2, what="two pushes")
+        assert sorted(r["plain"] for r in push.calls()) == [plaintext(500), plaintext(503)]
+        assert all("error" not in r and r["k"] in keys for r in push.calls())
+        assert sum(events_metric(n, "duplicate") for n in nodes) == 1
+    finally:
+        for n in nodes:
+            rc = n.stop()
+            log = n.read_log()
+            assert rc == 0 and not any(m in log for m in SANITIZER_MARKS), log[-3000:]
+            assert "setup failed" not in log, log[-3000:]
+
+
+def test_store_mongodb_without_a_backend_is_a_config_error(notifd_factory):
+    n = notifd_factory(plugins_yaml=webpush_yaml(store="mongodb"),
+                       extra_yaml="auth: {mode: none}\n", start=False)
+    with pytest.raises(RuntimeError) as e:
+        n.start()
+    assert "mongodb needs backends.mongodb.uri" in str(e.value)

@@ -9,6 +9,7 @@
 #define CASE_INITFAIL 5    /* init returns an error */
 #define CASE_NAME 6        /* calls itself something else */
 #define CASE_DUPROUTE 7    /* registers a route tp_ok already has */
+#define CASE_CFGERR 8      /* reports config errors with api->config_error */
 
 static int ok_init(notifd_plugin *p, const notifd_api *api, void **st) {
   (void)p;
@@ -24,7 +25,14 @@ static void noop_req(notifd_req *r, void *ud) {
 
 static int fail_init(notifd_plugin *p, const notifd_api *api, void **st) {
   *st = NULL;
-#if TP_CASE == CASE_DUPROUTE
+#if TP_CASE == CASE_CFGERR
+  (void)noop_req;
+  const char *url = NULL;
+  if (api->config_string(p, "url", NULL, &url) < 0) return NOTIFD_EINVAL;
+  api->config_error(p, "url", "expected an http:// or https:// URL, got '%s'", url ? url : "");
+  api->config_error(p, "token", "is required");
+  return NOTIFD_EINVAL;
+#elif TP_CASE == CASE_DUPROUTE
   return api->http_route(p, "GET", "/tp/hello", noop_req, NULL, NULL);
 #else
   (void)p;
@@ -37,10 +45,12 @@ static int fail_init(notifd_plugin *p, const notifd_api *api, void **st) {
 static const notifd_plugin_def def = {
     .size = sizeof(notifd_plugin_def),
     .abi_major = TP_CASE == CASE_MAJOR ? 2 : NOTIFD_ABI_MAJOR,
-    .abi_minor = TP_CASE == CASE_MINOR ? NOTIFD_ABI_MINOR + 1 : 0,
+    .abi_minor = TP_CASE == CASE_MINOR ? NOTIFD_ABI_MINOR + 1 : TP_CASE == CASE_CFGERR ? 2 : 0,
     .name = TP_CASE == CASE_NAME ? "someone_else" : TP_NAME,
     .version = "0.0.1",
-    .init = (TP_CASE == CASE_INITFAIL || TP_CASE == CASE_DUPROUTE) ? fail_init : ok_init,
+    .init = (TP_CASE == CASE_INITFAIL || TP_CASE == CASE_DUPROUTE || TP_CASE == CASE_CFGERR)
+                ? fail_init
+                : ok_init,
 };
 
 #if TP_CASE == CASE_V2ONLY

@@ -161,6 +161,10 @@ static int tp_start(void *st) {
   /* Registration is refused after init. */
   if (s->api->http_route(s->self, "GET", "/tp/late", on_hello, s, NULL) != NOTIFD_ESTATE)
     return NOTIFD_EINVAL;
+  /* So are config errors (ABI 1.2; this plugin asks for 1.0, so it checks). */
+  if (NOTIFD_API_HAS(s->api, config_error) &&
+      s->api->config_error(s->self, "greeting", "too late") != NOTIFD_ESTATE)
+    return NOTIFD_EINVAL;
   s->started = 1;
   return 0;
 }

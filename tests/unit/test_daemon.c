@@ -30,7 +30,9 @@ static int run_notifd(char **out, const char *a1, const char *a2, const char *a3
 START_TEST(version_and_help) {
   char *out;
   ck_assert_int_eq(run_notifd(&out, "--version", NULL, NULL), 0);
-  ck_assert_msg(strstr(out, "notifd 0.1.0 (plugin ABI 1.1)"), "%s", out);
+  char want[64];
+  snprintf(want, sizeof want, "notifd 0.1.0 (plugin ABI %d.%d)", NOTIFD_ABI_MAJOR, NOTIFD_ABI_MINOR);
+  ck_assert_msg(strstr(out, want), "%s", out);
   free(out);
   ck_assert_int_eq(run_notifd(&out, "--help", NULL, NULL), 0);
   ck_assert_msg(strstr(out, "--check"), "%s", out);
@@ -132,7 +134,10 @@ START_TEST(serve_and_sigterm) {
   char *body = NULL;
   snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", admin);
   ck_assert_int_eq(nd_test_http("GET", url, NULL, NULL, &body), 200);
-  ck_assert_msg(strstr(body, "notifd_build_info{version=\"0.1.0\",abi=\"1.1\"} 1"), "%s", body);
+  char info[96];
+  snprintf(info, sizeof info, "notifd_build_info{version=\"0.1.0\",abi=\"%d.%d\"} 1",
+           NOTIFD_ABI_MAJOR, NOTIFD_ABI_MINOR);
+  ck_assert_msg(strstr(body, info), "%s", body);
   ck_assert_msg(strstr(body, "notifd_http_requests_total"), "%s", body);
   free(body);
 

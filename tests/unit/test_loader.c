@@ -36,11 +36,19 @@ static void expect_refused(const char *name, const char *needle) {
 }
 
 START_TEST(major_mismatch) {
-  expect_refused("tp_major", "ABI major mismatch: plugin built for 2.0, host provides 1.1");
+  char want[128];
+  snprintf(want, sizeof want, "ABI major mismatch: plugin built for 2.0, host provides %d.%d",
+           NOTIFD_ABI_MAJOR, NOTIFD_ABI_MINOR);
+  expect_refused("tp_major", want);
 }
 END_TEST
 
-START_TEST(newer_minor) { expect_refused("tp_minor", "needs ABI 1.2, host provides 1.1"); }
+START_TEST(newer_minor) {
+  char want[128];
+  snprintf(want, sizeof want, "needs ABI %d.%d, host provides %d.%d", NOTIFD_ABI_MAJOR,
+           NOTIFD_ABI_MINOR + 1, NOTIFD_ABI_MAJOR, NOTIFD_ABI_MINOR);
+  expect_refused("tp_minor", want);
+}
 END_TEST
 
 START_TEST(missing_symbol) { expect_refused("tp_nosym", "missing entry symbol notifd_plugin_entry_v1"); }
@@ -105,6 +113,30 @@ START_TEST(wrong_type_plugin_key) {
   nd_test_host *t = start_with(entry);
   ck_assert_ptr_null(t);
   ck_assert_msg(strstr(err, "test.yaml:9:14") && strstr(err, "limit"), "%s", err);
+}
+END_TEST
+
+/* api->config_error (ABI 1.2): the host's own format, at the value, or
+ * at the config map for an absent key; no "init failed" line after it. */
+START_TEST(plugin_config_error) {
+  char entry[1024];
+  snprintf(entry, sizeof entry,
+           "  - name: tp_cfgerr\n    path: %s/tp_cfgerr.so\n    config:\n      url: ftp://x\n",
+           ND_TEST_PLUGIN_DIR);
+  nd_test_host *t = start_with(entry);
+  ck_assert_ptr_null(t);
+  ck_assert_msg(strstr(err, "test.yaml:9:12: key 'plugins[0].config.url': expected an http:// or "
+                            "https:// URL, got 'ftp://x'"),
+                "%s", err);
+  ck_assert_msg(strstr(err, "test.yaml:9:7: key 'plugins[0].config.token': is required"), "%s",
+                err);
+  ck_assert_msg(strstr(err, "init failed") == NULL, "%s", err);
+  /* No config map at all: the plugin entry's position. */
+  snprintf(entry, sizeof entry, "  - name: tp_cfgerr\n    path: %s/tp_cfgerr.so\n",
+           ND_TEST_PLUGIN_DIR);
+  ck_assert_ptr_null(start_with(entry));
+  ck_assert_msg(strstr(err, "test.yaml:6:5: key 'plugins[0].config.token': is required"), "%s",
+                err);
 }
 END_TEST
 
@@ -181,6 +213,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, duplicate_route);
   tcase_add_test(tc, unknown_plugin_key);
   tcase_add_test(tc, wrong_type_plugin_key);
+  tcase_add_test(tc, plugin_config_error);
   tcase_add_test(tc, good_plugin_round_trip);
   suite_add_tcase(s, tc);
   return s;

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define NOTIFD_ABI_MAJOR 1
-#define NOTIFD_ABI_MINOR 1
+#define NOTIFD_ABI_MINOR 2
 
 /* The one exported entry symbol; the ABI major is part of its name. */
 #define NOTIFD_PLUGIN_ENTRY_SYMBOL "notifd_plugin_entry_v1"
@@ -398,6 +398,19 @@ typedef struct notifd_api {
    * published meanwhile, resume).  NOTIFD_ECLOSED when not open. */
   int (*ws_conn_pause)(notifd_ws_conn *c);
   int (*ws_conn_resume)(notifd_ws_conn *c);
+
+  /* -- ABI 1.2 (check with NOTIFD_API_HAS before calling) -- */
+  /* Reports a problem with the value of the plugin's config key `key`
+   * (dotted, as for config_*; NULL = the whole `config:` map) the way the
+   * host reports its own: "<file>:<line>:<col>: key
+   * 'plugins[<i>].config.<key>': <message>", at the value's position, or at
+   * the `config:` map (else the plugin entry) when the key is absent.
+   * The host fails startup and `notifd --check` once init returns; init
+   * may go on checking and report every problem, then return
+   * NOTIFD_EINVAL (no extra "init failed" line is printed then).  Init
+   * only: NOTIFD_ESTATE afterwards. */
+  int (*config_error)(notifd_plugin *p, const char *key, const char *fmt, ...)
+      NOTIFD_PRINTF(3, 4);
 } notifd_api;
 
 /* 1 when the host's table has `member` (a function added in a later minor
