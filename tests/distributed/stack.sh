@@ -209,6 +209,8 @@ start() {
   export NOTIFD_NOTIFICATIONS_URL="http://127.0.0.1:$nginx_internal"
   export NOTIFD_SMTP_URL="smtp://127.0.0.1:$smtp_port" NOTIFD_EMAIL_FROM="notifd@stack.test"
   export NOTIFD_EMAIL_FROM_NAME="notifd stack"
+  # The tests' push service listens on http://127.0.0.1 (real ones are https).
+  export NOTIFD_PUSH_ALLOW_HTTP=true
 
   # nginx, while Kafka boots (every notifd role uses Kafka: chat_ws for
   # presence).
