@@ -477,6 +477,54 @@ def test_inbox_read_state_preferences_and_recovery_through_nginx(stack):
     assert mine[0][1].get("notifd-delivered") == "1" and mine[2][1].get("notifd-delivered") == "0"
 
 
+def test_web_push_for_a_user_with_no_socket(stack):
+    """A user's browser subscription is stored through nginx in MongoDB (the
+    webpush role); a notification stored while the user has no socket goes
+    from notification-events to the push service (VAPID verified, payload
+    decrypted by http_ece), one that reached a socket does not."""
+    wp = pytest.importorskip("test_webpush", reason="the Web Push test helpers (PyPI venv)")
+    svc = wp.PushService()
+    try:
+        tag = uuid.uuid4().hex[:8]
+        u = f"push{tag}"
+        sub = svc.subscription(u)
+        st, raw, _ = http("POST", f"{stack.public}/push/subscriptions", sub,
+                          headers=bearer(stack, u))
+        assert st == 201, raw
+        st, raw, _ = http("GET", f"{stack.public}/push/subscriptions", headers=bearer(stack, u))
+        assert st == 200 and json.loads(raw)["subscriptions"] == [{"endpoint": sub["endpoint"]}]
+        st, raw, _ = http("GET", f"{stack.public}/push/vapid-public-key")
+        assert st == 200 and json.loads(raw)["public_key"]
+
+        ship = {"order_id": f"P-{tag}", "status": "shipped"}
+        st, raw, _ = http("POST", f"{stack.internal}/notifications/shipping-update?user_id={u}",
+                          ship, headers=stack.auth)
+        assert st == 200 and json.loads(raw)["delivered"] == 0, raw
+        wait_until(lambda: len(svc.calls()) == 1, timeout=60, what="the push")
+        rec = svc.calls()[0]
+        assert "error" not in rec, rec.get("error")
+        pushed = json.loads(rec["plain"])
+        assert pushed["notification_type"] == "shipping_update_notification"
+        assert pushed["payload"]["order_id"] == f"P-{tag}"
+        assert pushed["id"] == inbox(stack, u)["notifications"][0]["id"]
+
+        async def online():
+            async with notif_socket(stack, u) as ws:
+                st, raw, _ = await in_thread(lambda: http(
+                    "POST", f"{stack.internal}/notifications/shipping-update?user_id={u}",
+                    ship, headers=stack.auth))
+                assert st == 200 and json.loads(raw)["delivered"] == 1, raw
+                await recv_json(ws)
+
+        run(online())
+        # The event of the delivered one has been consumed when the metric moves.
+        wait_until(lambda: stack.metric("WP", "webpush_events_total", result="delivered") >= 1,
+                   timeout=60, what="webpush passed over the delivered notification")
+        assert len(svc.calls()) == 1
+    finally:
+        svc.stop()
+
+
 def test_internal_routes_are_not_public_and_need_the_token(stack):
     (a, b), = pairs(1)
     body = {"content": "x", "stream_id": stream_id(a, b), "sender_id": a, "receiver_id": b,
