@@ -241,12 +241,16 @@ start() {
   # Topics exist before anyone subscribes (a consumer of a missing topic
   # waits for librdkafka's metadata refresh, minutes): one record each that
   # every consumer passes over (chat_ws's presence groups start after it).
-  # chat_change_handler and email acknowledge a
-  # Debezium heartbeat; email acknowledges an unknown notification type, and
-  # the notifications_ws groups start after it (new groups start at the end).
+  # chat_change_handler acknowledges a
+  # Debezium heartbeat; the notifications_ws groups start after the record
+  # on "notifications" (new groups start at the end); email acknowledges an
+  # event of a type it does not mail.
   "$notifd" bus produce -b "$kafka_addr" -k '{"serverName":"stack"}' \
       chat-persistence-change '{"ts_ms":0}' >"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack notifications '{"type":"stack-warmup"}' \
+      >>"$dir/kafka/warmup.log" 2>&1 &&
+  "$notifd" bus produce -b "$kafka_addr" -k stack notification-events \
+      '{"id":0,"user_id":"stack","notification_type":"stack_warmup","timestamp":"","payload":{}}' \
       >>"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack chat-presence \
       '{"instance":"stack","kind":"warmup","users":[]}' \
