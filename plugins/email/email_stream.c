@@ -43,11 +43,13 @@ static int header_equals(email_plugin *ep, notifd_bus_msg *m, const char *name,
   return v && len == strlen(want) && memcmp(v, want, len) == 0;
 }
 
-/* A string member that is non-empty, one line of UTF-8 and has no NUL. */
+/* A string member that is non-empty, one line of UTF-8 without NUL or tab
+ * (it goes into kv keys). */
 static const char *text_member(const json_t *doc, const char *name) {
   const json_t *v = json_object_get(doc, name);
   const char *s = json_string_value(v);
-  if (!s || !*s || strlen(s) != json_string_length(v) || !email_utf8_printable(s, strlen(s)))
+  if (!s || !*s || strlen(s) != json_string_length(v) || !email_utf8_printable(s, strlen(s)) ||
+      strchr(s, '\t'))
     return NULL;
   return s;
 }
