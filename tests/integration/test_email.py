@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import NOTIFD, SOURCE, free_port, http, metric, wait_until
+from conftest import NOTIFD, SOURCE, checked_exits, free_port, http, metric, wait_until
 
 sys.path.insert(0, os.path.join(SOURCE, "tests", "services"))
 smtp_server = pytest.importorskip("smtp_server", reason="python3-aiosmtpd is not installed")
@@ -119,6 +119,12 @@ def chat_event(n, ev_id, msg_id, content, sender, receiver, stream="stream-1", h
 
 def parse(msg):
     return email.message_from_bytes(msg.data, policy=email.policy.default)
+
+
+@pytest.fixture
+def notifd_factory(notifd_factory):
+    """Every daemon stops with status 0 and no sanitizer report."""
+    yield from checked_exits(notifd_factory)
 
 
 @pytest.fixture
