@@ -80,23 +80,24 @@ static int name_ok(const char *s, size_t max, const char *extra) {
   return 1;
 }
 
-/* One `types` entry: a name, or {name, notification_type}. */
+/* One `types` entry: a name, or {name, notification_type}.  Problems are
+ * reported at the entry's key (file:line:col). */
 static int read_type(cfg_state *c, size_t i) {
   email_plugin *ep = c->ep;
-  char key[64];
+  char item[32], name_key[48], nt_key[64];
   const char *name = NULL, *nt = NULL;
-  snprintf(key, sizeof key, "types.%zu.name", i);
-  cfg_str(c, key, NULL, &name);
-  snprintf(key, sizeof key, "types.%zu.notification_type", i);
-  cfg_str(c, key, NULL, &nt);
-  if (!name && !nt) {
-    snprintf(key, sizeof key, "types.%zu", i);
-    cfg_str(c, key, NULL, &name);
-  }
+  snprintf(item, sizeof item, "types.%zu", i);
+  snprintf(name_key, sizeof name_key, "%s.name", item);
+  snprintf(nt_key, sizeof nt_key, "%s.notification_type", item);
+  cfg_str(c, name_key, NULL, &name);
+  cfg_str(c, nt_key, NULL, &nt);
+  int is_map = name || nt;
+  if (!is_map) cfg_str(c, item, NULL, &name);
   if (c->bad) return -1;
   if (!name || !name_ok(name, 48, "-") || email_type_from_name(name) >= 0) {
-    LOGE(ep, "config key 'types[%zu].name': expected [a-z0-9-]{1,48}, not a built-in type, "
-             "got '%s'", i, name ? name : "");
+    ep->api->config_error(ep->self, is_map ? name_key : item,
+                          "expected a type name [a-z0-9-]{1,48}, not a built-in type, got '%s'",
+                          name ? name : "");
     return -1;
   }
   email_decl *d = &ep->decl[ep->ndecl];
@@ -110,15 +111,16 @@ static int read_type(cfg_state *c, size_t i) {
   }
   if (!name_ok(d->notification_type, 64, "_-.") ||
       email_type_from_notification_type(d->notification_type) >= 0) {
-    LOGE(ep, "config key 'types[%zu].notification_type': expected [a-z0-9_.-]{1,64}, not a "
-             "built-in type, got '%s'", i, nt ? nt : d->notification_type);
+    ep->api->config_error(ep->self, nt ? nt_key : item,
+                          "expected a notification_type [a-z0-9_.-]{1,64}, not a built-in "
+                          "one, got '%s'", nt ? nt : d->notification_type);
     return -1;
   }
   for (int j = 0; j < ep->ndecl; j++) {
     if (strcmp(ep->decl[j].name, name) == 0 ||
         strcmp(ep->decl[j].notification_type, d->notification_type) == 0) {
-      LOGE(ep, "config key 'types[%zu]': '%s' (%s) is declared twice", i, name,
-           d->notification_type);
+      ep->api->config_error(ep->self, item, "'%s' (%s) is declared twice", name,
+                            d->notification_type);
       return -1;
     }
   }
@@ -131,7 +133,7 @@ static int read_types(cfg_state *c) {
   size_t n = 0;
   if (ep->api->config_list_len(ep->self, "types", &n) < 0) return -1;
   if (n > EMAIL_MAX_DECLARED) {
-    LOGE(ep, "config key 'types': at most %d types", EMAIL_MAX_DECLARED);
+    ep->api->config_error(ep->self, "types", "at most %d types", EMAIL_MAX_DECLARED);
     return -1;
   }
   int bad = 0;
@@ -408,7 +410,7 @@ static void email_destroy(void *state) {
 static const notifd_plugin_def email_def = {
     .size = sizeof(notifd_plugin_def),
     .abi_major = NOTIFD_ABI_MAJOR,
-    .abi_minor = 0,
+    .abi_minor = 2, /* config_error */
     .name = "email",
     .version = "1.0.0",
     .init = email_init,

@@ -619,16 +619,18 @@ def test_malformed_events_are_dead_lettered_with_a_reason(notifd_factory, smtp):
     put_user(n, "u", "u@example.com", "U")
     good = {"id": 1, "user_id": "u", "notification_type": "shipping_update_notification",
             "timestamp": "t", "payload": {"order_id": "G-1", "status": "ok"}}
+    # The reasons are plugins/common's pc_event (as webpush's), then email's own.
     bad = [
-        ("not json", "invalid_event: not JSON"),
-        ('["an", "array"]', "invalid_event: not a JSON object"),
-        (dict(good, id="1"), 'invalid_event: "id" is not a non-negative integer'),
-        (dict(good, id=-4), 'invalid_event: "id" is not a non-negative integer'),
+        ("not json", "value is not a JSON object"),
+        ('["an", "array"]', "value is not a JSON object"),
+        (dict(good, id="1"), "id must be a positive integer"),
+        (dict(good, id=0), "id must be a positive integer"),
         ({k: v for k, v in good.items() if k != "user_id"},
-         'invalid_event: "user_id" is not a non-empty string'),
+         "user_id must be a string of 1..256 bytes without NUL"),
         (dict(good, notification_type=""),
-         'invalid_event: "notification_type" is not a non-empty string'),
-        (dict(good, payload="{}"), 'invalid_event: "payload" is not an object'),
+         "notification_type must be a non-empty string without NUL"),
+        (dict(good, user_id="a\tb"), "user_id must be one line of text without tabs"),
+        (dict(good, payload="{}"), "payload is not a JSON object"),
     ]
     for i, (value, _) in enumerate(bad):
         produce(n, EVENTS, value if isinstance(value, str) else json.dumps(value), key="u",
@@ -665,11 +667,18 @@ def test_check_reports_declared_type_errors(tmp_path):
     assert f"{tdir}/order-cancelled.tmpl:8: unclosed '{{{{'" in out, out
     assert f"{tdir}/gift-card.tmpl: cannot open template" in out, out
     rc, out = check("  - purchase\n  - Bad_Name\n  - {name: ok-one, notification_type: "
-                    "chat_notification}\n  - {name: x, required: [a]}\n")
+                    "chat_notification}\n  - dup\n  - {name: dup2, notification_type: "
+                    "dup_notification}\n")
     assert rc == 1, out
-    assert "types[0].name': expected [a-z0-9-]{1,48}, not a built-in type, got 'purchase'" in out
-    assert "got 'Bad_Name'" in out, out
-    assert "types[2].notification_type'" in out and "got 'chat_notification'" in out, out
+    # file:line:col of the entry, and its key path.
+    assert (f"{cfg}:9:11: key 'plugins[0].config.types[0]': expected a type name "
+            "[a-z0-9-]{1,48}, not a built-in type, got 'purchase'") in out, out
+    assert f"{cfg}:10:11: key 'plugins[0].config.types[1]': " in out and "'Bad_Name'" in out, out
+    assert (f"{cfg}:11:45: key 'plugins[0].config.types[2].notification_type': expected a "
+            "notification_type [a-z0-9_.-]{1,64}, not a built-in one, got "
+            "'chat_notification'") in out, out
+    assert f"key 'plugins[0].config.types[4]': 'dup2' (dup_notification) is declared twice" \
+        in out, out
     # Entries hold name and notification_type only (required: is
     # notifications_ws's); the shared templates pass.
     with open(os.path.join(tdir, "x.tmpl"), "w") as f:
