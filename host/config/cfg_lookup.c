@@ -7,7 +7,21 @@
 
 #include "config/cfg_internal.h"
 
+/* A list's item by a decimal index segment ("0", "12"), marking it used. */
+static nd_cfg_node *get_item(nd_cfg_node *seq, const char *key, size_t len) {
+  size_t i = 0;
+  if (len == 0 || len > 9) return NULL;
+  for (size_t k = 0; k < len; k++) {
+    if (key[k] < '0' || key[k] > '9') return NULL;
+    i = i * 10 + (size_t)(key[k] - '0');
+  }
+  if (i >= seq->n) return NULL;
+  seq->items[i]->used = 1;
+  return seq->items[i];
+}
+
 static nd_cfg_node *get_n(nd_cfg_node *map, const char *key, size_t len) {
+  if (map && key && map->kind == ND_CFG_SEQ) return get_item(map, key, len);
   if (!map || !key || map->kind != ND_CFG_MAP) return NULL;
   for (size_t i = 0; i < map->n; i++) {
     nd_cfg_node *c = map->items[i];

@@ -1,7 +1,8 @@
 /* email: notification emails over SMTP (replaces the Go emailhandler).
  *
- * Sources: the chat change topic (Debezium MongoDB envelopes), the
- * notifications topic ({"type","user_id","payload"}), and the Go HTTP
+ * Sources: the notification event stream (events_topic, docs/events.md),
+ * opt-in legacy topics (chat_topic: Debezium MongoDB envelopes,
+ * notifications_topic: {"type","user_id","payload"}), and the Go HTTP
  * endpoints.  Recipients come from the user_email directory (SQLite in the
  * data dir, or MongoDB).  Every configuration key is documented in
  * plugins/email/README.md. */
@@ -70,6 +71,76 @@ static int read_events(cfg_state *c) {
   return 0;
 }
 
+static int name_ok(const char *s, size_t max, const char *extra) {
+  size_t n = strlen(s);
+  if (n == 0 || n > max) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || strchr(extra, s[i])))
+      return 0;
+  return 1;
+}
+
+/* One `types` entry: a name, or {name, notification_type}.  Problems are
+ * reported at the entry's key (file:line:col). */
+static int read_type(cfg_state *c, size_t i) {
+  email_plugin *ep = c->ep;
+  char item[32], name_key[48], nt_key[64];
+  const char *name = NULL, *nt = NULL;
+  snprintf(item, sizeof item, "types.%zu", i);
+  snprintf(name_key, sizeof name_key, "%s.name", item);
+  snprintf(nt_key, sizeof nt_key, "%s.notification_type", item);
+  cfg_str(c, name_key, NULL, &name);
+  cfg_str(c, nt_key, NULL, &nt);
+  int is_map = name || nt;
+  if (!is_map) cfg_str(c, item, NULL, &name);
+  if (c->bad) return -1;
+  if (!name || !name_ok(name, 48, "-") || email_type_from_name(name) >= 0) {
+    ep->api->config_error(ep->self, is_map ? name_key : item,
+                          "expected a type name [a-z0-9-]{1,48}, not a built-in type, got '%s'",
+                          name ? name : "");
+    return -1;
+  }
+  email_decl *d = &ep->decl[ep->ndecl];
+  d->name = name;
+  if (nt) {
+    snprintf(d->notification_type, sizeof d->notification_type, "%s", nt);
+  } else {
+    size_t n = 0;
+    for (; name[n]; n++) d->notification_type[n] = name[n] == '-' ? '_' : name[n];
+    snprintf(d->notification_type + n, sizeof d->notification_type - n, "_notification");
+  }
+  if (!name_ok(d->notification_type, 64, "_-.") ||
+      email_type_from_notification_type(d->notification_type) >= 0) {
+    ep->api->config_error(ep->self, nt ? nt_key : item,
+                          "expected a notification_type [a-z0-9_.-]{1,64}, not a built-in "
+                          "one, got '%s'", nt ? nt : d->notification_type);
+    return -1;
+  }
+  for (int j = 0; j < ep->ndecl; j++) {
+    if (strcmp(ep->decl[j].name, name) == 0 ||
+        strcmp(ep->decl[j].notification_type, d->notification_type) == 0) {
+      ep->api->config_error(ep->self, item, "'%s' (%s) is declared twice", name,
+                            d->notification_type);
+      return -1;
+    }
+  }
+  ep->ndecl++;
+  return 0;
+}
+
+static int read_types(cfg_state *c) {
+  email_plugin *ep = c->ep;
+  size_t n = 0;
+  if (ep->api->config_list_len(ep->self, "types", &n) < 0) return -1;
+  if (n > EMAIL_MAX_DECLARED) {
+    ep->api->config_error(ep->self, "types", "at most %d types", EMAIL_MAX_DECLARED);
+    return -1;
+  }
+  int bad = 0;
+  for (size_t i = 0; i < n; i++) bad |= read_type(c, i) < 0;
+  return bad ? -1 : 0;
+}
+
 static int read_smtp(cfg_state *c) {
   email_plugin *ep = c->ep;
   const char *url, *starttls, *user, *pass, *ca;
@@ -114,11 +185,14 @@ static int read_smtp(cfg_state *c) {
 
 static int load_templates(email_plugin *ep) {
   int bad = 0;
-  for (int t = 0; t < EMAIL_TYPE_COUNT; t++) {
-    if (!(ep->enabled & (1u << t))) continue;
+  for (int t = 0; t < EMAIL_TYPE_COUNT + ep->ndecl; t++) {
+    if (t < EMAIL_TYPE_COUNT && !(ep->enabled & (1u << t))) continue;
     char path[4096], err[1024];
-    snprintf(path, sizeof path, "%s/%s.tmpl", ep->templates_dir, email_type_name(t));
-    if (email_template_load(path, t, &ep->tmpl[t], err, sizeof err) < 0) {
+    snprintf(path, sizeof path, "%s/%s.tmpl", ep->templates_dir, email_type_label(ep, t));
+    int rc = t < EMAIL_TYPE_COUNT
+                 ? email_template_load(path, t, &ep->tmpl[t], err, sizeof err)
+                 : email_template_load_declared(path, t, &ep->tmpl[t], err, sizeof err);
+    if (rc < 0) {
       LOGE(ep, "template error: %s", err);
       bad = 1;
     }
@@ -141,17 +215,25 @@ static int register_consumer(cfg_state *c) {
     LOGE(ep, "config key 'retry.max_attempts': expected 1..1000000");
     return -1;
   }
-  const char *topics[3] = {NULL, NULL, NULL};
+  const char *topics[4] = {NULL, NULL, NULL, NULL};
+  const char *given[3] = {ep->events_topic, ep->chat_topic, ep->notifications_topic};
   int n = 0;
-  if (*ep->chat_topic) topics[n++] = ep->chat_topic;
-  if (*ep->notifications_topic) {
-    if (n && strcmp(ep->chat_topic, ep->notifications_topic) == 0) {
-      LOGE(ep, "chat_topic and notifications_topic must differ");
-      return -1;
+  for (int i = 0; i < 3; i++) {
+    if (!*given[i]) continue;
+    for (int j = 0; j < n; j++) {
+      if (strcmp(topics[j], given[i]) == 0) {
+        LOGE(ep, "events_topic, chat_topic and notifications_topic must differ ('%s' twice)",
+             given[i]);
+        return -1;
+      }
     }
-    topics[n++] = ep->notifications_topic;
+    topics[n++] = given[i];
   }
   if (n == 0) return 0; /* HTTP only */
+  if (*ep->events_topic && n > 1)
+    ep->api->log(ep->self, NOTIFD_LOG_WARN,
+                 "events_topic and a legacy topic are both consumed: a notification that "
+                 "reaches both is mailed twice (set events_topic: \"\" for legacy only)");
   notifd_consumer_opts o = {
       .size = sizeof o,
       .topics = topics,
@@ -166,8 +248,9 @@ static int register_consumer(cfg_state *c) {
   };
   notifd_consumer *consumer = NULL; /* owned by the host */
   int rc = ep->api->bus_consume(ep->self, &o, &consumer);
-  if (rc < 0) LOGE(ep, "cannot consume %s%s%s as group %s (%d)", topics[0], n > 1 ? ", " : "",
-                   n > 1 ? topics[1] : "", ep->group, rc);
+  if (rc < 0) LOGE(ep, "cannot consume %s%s%s%s%s as group %s (%d)", topics[0],
+                   n > 1 ? ", " : "", n > 1 ? topics[1] : "", n > 2 ? ", " : "",
+                   n > 2 ? topics[2] : "", ep->group, rc);
   return rc;
 }
 
@@ -193,15 +276,15 @@ static int init_config(email_plugin *ep) {
   cfg_state c = {ep, 0};
   const char *auth;
   cfg_str(&c, "auth", "internal", &auth);
-  cfg_str(&c, "chat_topic", "chat-persistence-change", &ep->chat_topic);
-  cfg_str(&c, "notifications_topic", "notifications", &ep->notifications_topic);
+  cfg_str(&c, "events_topic", "notification-events", &ep->events_topic);
+  cfg_str(&c, "chat_topic", "", &ep->chat_topic);
+  cfg_str(&c, "notifications_topic", "", &ep->notifications_topic);
   cfg_str(&c, "group", "email", &ep->group);
   cfg_str(&c, "from_address", "notifd@localhost", &ep->from_address);
   cfg_str(&c, "from_name", "", &ep->from_name);
   cfg_str(&c, "templates_dir", EMAIL_DEFAULT_TEMPLATES_DIR, &ep->templates_dir);
   cfg_str(&c, "store_path", "", &ep->store_path);
   cfg_str(&c, "mongodb_collection", "user_email", &ep->mongo_collection);
-  cfg_str(&c, "preferences_url", "local:", &ep->preferences_url);
   cfg_dur(&c, "dedupe_ttl", 24LL * 3600 * 1000, &ep->dedupe_ttl_ms);
   cfg_dur(&c, "chat_throttle", 0, &ep->chat_throttle_ms);
   const char *unknown;
@@ -211,6 +294,7 @@ static int init_config(email_plugin *ep) {
       ep->api->backend_string(ep->self, "mongodb", "database", &ep->mongo_db) < 0)
     c.bad = 1;
   if (read_events(&c) < 0) c.bad = 1;
+  if (read_types(&c) < 0) c.bad = 1;
   if (c.bad) return -1;
   if (parse_auth(ep, auth) < 0) return -1;
   if (strcmp(unknown, "skip") != 0 && strcmp(unknown, "dead_letter") != 0) {
@@ -288,9 +372,11 @@ static int email_start(void *state) {
     return NOTIFD_EBACKEND;
   }
   if (ep->store->ops->prepare) ep->api->work_submit(ep->self, prepare_work, NULL, ep);
-  ep->api->log(ep->self, NOTIFD_LOG_INFO, "email ready: directory=%s topics=[%s%s%s] group=%s",
-               ep->store->ops->name, ep->chat_topic, *ep->notifications_topic ? " " : "",
-               ep->notifications_topic, ep->group);
+  ep->api->log(ep->self, NOTIFD_LOG_INFO,
+               "email ready: directory=%s events_topic=%s chat_topic=%s notifications_topic=%s "
+               "group=%s declared_types=%d",
+               ep->store->ops->name, ep->events_topic, ep->chat_topic, ep->notifications_topic,
+               ep->group, ep->ndecl);
   return 0;
 }
 
@@ -314,7 +400,7 @@ static void email_destroy(void *state) {
   /* Workers are joined by now: whatever op is left waits for a callback
    * that will never come. */
   while (ep->live) email_op_free(ep->live);
-  for (int t = 0; t < EMAIL_TYPE_COUNT; t++) email_template_free(ep->tmpl[t]);
+  for (int t = 0; t < EMAIL_MAX_TYPES; t++) email_template_free(ep->tmpl[t]);
   if (ep->store) ep->store->ops->close(ep->store);
   email_smtp_free(ep->smtp);
   curl_global_cleanup();
@@ -324,7 +410,7 @@ static void email_destroy(void *state) {
 static const notifd_plugin_def email_def = {
     .size = sizeof(notifd_plugin_def),
     .abi_major = NOTIFD_ABI_MAJOR,
-    .abi_minor = 0,
+    .abi_minor = 2, /* config_error */
     .name = "email",
     .version = "1.0.0",
     .init = email_init,

@@ -13,20 +13,27 @@
 
 typedef struct email_op email_op;
 
+/* A config-declared type (`types:`): number EMAIL_TYPE_COUNT + its index. */
+typedef struct email_decl {
+  const char *name;              /* "order-cancelled" (host-owned) */
+  char notification_type[72];    /* "order_cancelled_notification" */
+} email_decl;
+
 typedef struct email_plugin {
   notifd_plugin *self;
   const notifd_api *api;
 
   /* config (strings owned by the host) */
-  const char *chat_topic, *notifications_topic, *group;
+  const char *events_topic, *chat_topic, *notifications_topic, *group;
   const char *from_address, *from_name;
   const char *templates_dir, *store_path, *mongo_uri, *mongo_db, *mongo_collection;
-  const char *preferences_url; /* notifications_ws base for users' preferences, "" = none */
   uint32_t auth;
-  uint32_t enabled;            /* bit per EMAIL_* type */
+  uint32_t enabled;            /* bit per built-in EMAIL_* type (declared ones always are) */
   int64_t dedupe_ttl_ms, lease_ms, chat_throttle_ms, max_concurrent;
   int dead_letter_unknown;     /* unknown_recipients: dead_letter (else skip) */
-  email_template *tmpl[EMAIL_TYPE_COUNT];
+  email_decl decl[EMAIL_MAX_DECLARED];
+  int ndecl;
+  email_template *tmpl[EMAIL_MAX_TYPES]; /* by type number */
   email_smtp *smtp;
   email_store *store;          /* opened in start() */
 
@@ -84,6 +91,12 @@ void email_on_record(notifd_bus_msg *m, void *ud);
  * finishes the op.  0 or < 0 (op untouched on failure). */
 int email_submit_send(email_op *op);
 void email_count(email_plugin *ep, notifd_metric *m, int type, const char *reason);
+/* A type's name for metrics and logs: built-in, declared, or "other". */
+const char *email_type_label(const email_plugin *ep, int type);
+
+/* email_stream.c: a record of events_topic into op->ev and op->dedupe_key.
+ * 1 = mail it; 0 = finished here (acked or dropped); -1 = out of memory. */
+int email_stream_decode(email_plugin *ep, notifd_bus_msg *m, email_op *op);
 
 /* email_job.c: runs on a worker thread. */
 void email_job_send(email_op *op);

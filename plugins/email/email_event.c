@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "email_gojson.h"
+
 /* Every type also gets these (filled in by the send job after lookup). */
 #define COMMON_FIELDS "recipient_id", "recipient_name", "recipient_email", "from_name"
 
@@ -21,8 +23,13 @@ static const char *const shipping_fields[] = {
     "order_id", "tracking_number", "status", "location", "estimated_delivery",
     "updated_at", COMMON_FIELDS, NULL};
 
+static const char *const common_fields[] = {COMMON_FIELDS, NULL};
+
 static const char *const type_names[EMAIL_TYPE_COUNT] = {"chat", "purchase", "payment-reminder",
                                                          "shipping-update"};
+static const char *const notification_types[EMAIL_TYPE_COUNT] = {
+    "chat_notification", "purchase_notification", "payment_reminder_notification",
+    "shipping_update_notification"};
 static const char *const *const type_fields[EMAIL_TYPE_COUNT] = {chat_fields, purchase_fields,
                                                                  payment_fields, shipping_fields};
 
@@ -36,24 +43,44 @@ int email_type_from_name(const char *name) {
   return -1;
 }
 
+const char *email_type_notification_type(int type) {
+  return type >= 0 && type < EMAIL_TYPE_COUNT ? notification_types[type] : NULL;
+}
+
+int email_type_from_notification_type(const char *notification_type) {
+  for (int i = 0; notification_type && i < EMAIL_TYPE_COUNT; i++)
+    if (strcmp(notification_type, notification_types[i]) == 0) return i;
+  return -1;
+}
+
 const char *const *email_type_fields(int type) {
   return type >= 0 && type < EMAIL_TYPE_COUNT ? type_fields[type] : NULL;
 }
 
-int email_field_index(int type, const char *name) {
-  const char *const *f = email_type_fields(type);
+const char *const *email_common_fields(void) { return common_fields; }
+
+static int index_in(const char *const *f, const char *name) {
   for (int i = 0; f && f[i]; i++)
     if (strcmp(f[i], name) == 0) return i;
   return -1;
 }
 
-void email_event_init(email_event *ev, int type) {
+int email_field_index(int type, const char *name) {
+  return index_in(email_type_fields(type), name);
+}
+
+void email_event_init_fields(email_event *ev, int type, const char *const *fields) {
   memset(ev, 0, sizeof *ev);
   ev->type = type;
+  ev->fields = fields;
+}
+
+void email_event_init(email_event *ev, int type) {
+  email_event_init_fields(ev, type, email_type_fields(type));
 }
 
 int email_event_set(email_event *ev, const char *name, const char *value) {
-  int i = email_field_index(ev->type, name);
+  int i = index_in(ev->fields, name);
   if (i < 0 || i >= EMAIL_MAX_FIELDS) return -1;
   char *v = strdup(value ? value : "");
   if (!v) return -1;
@@ -63,7 +90,7 @@ int email_event_set(email_event *ev, const char *name, const char *value) {
 }
 
 const char *email_event_get(const email_event *ev, const char *name) {
-  int i = email_field_index(ev->type, name);
+  int i = index_in(ev->fields, name);
   return i >= 0 && ev->vals[i] ? ev->vals[i] : "";
 }
 
@@ -144,6 +171,66 @@ static int set_from_payload(email_event *ev, const json_t *payload, const char *
   return email_event_set(ev, name, s);
 }
 
+static int is_common(const char *name) { return index_in(common_fields, name) >= 0; }
+
+static int fill_builtin(email_event *ev, const json_t *payload) {
+  const char *const *f = ev->fields;
+  int bad = 0;
+  for (int i = 0; f[i] && !bad; i++) {
+    if (is_common(f[i])) continue;
+    if (strcmp(f[i], "amount") == 0) {
+      const json_t *a = json_object_get(payload, "amount");
+      bad |= json_is_number(a) ? set_amount(ev, json_number_value(a)) < 0
+                               : set_from_payload(ev, payload, "amount", 0) < 0;
+      continue;
+    }
+    size_t l = strlen(f[i]);
+    int is_time = (l > 3 && strcmp(f[i] + l - 3, "_at") == 0) || strcmp(f[i], "due_date") == 0 ||
+                  strcmp(f[i], "estimated_delivery") == 0;
+    bad |= set_from_payload(ev, payload, f[i], is_time) < 0;
+  }
+  if (!bad && ev->type == EMAIL_CHAT) {
+    ev->sender_id = strdup(email_event_get(ev, "sender_id"));
+    bad = !ev->sender_id;
+  }
+  return bad ? -1 : 0;
+}
+
+/* A declared type's member as text: JSON text for anything but strings. */
+static int set_as_json_text(email_event *ev, const char *name, const json_t *v) {
+  if (!v || json_is_null(v)) return email_event_set(ev, name, "");
+  if (json_is_string(v)) return email_event_set(ev, name, json_string_value(v));
+  char buf[64];
+  if (json_is_real(v)) {
+    email_go_float(json_real_value(v), buf, sizeof buf);
+    return email_event_set(ev, name, buf);
+  }
+  char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (!text) return -1;
+  int rc = email_event_set(ev, name, text);
+  free(text);
+  return rc;
+}
+
+int email_event_from_payload(email_event *ev, int type, const char *const *fields,
+                             const char *user, const json_t *payload) {
+  email_event_init_fields(ev, type, fields ? fields : email_type_fields(type));
+  ev->recipient_id = strdup(user);
+  int bad = !ev->recipient_id || !ev->fields;
+  if (!bad && fields) {
+    for (int i = 0; fields[i] && !bad; i++)
+      if (!is_common(fields[i]))
+        bad |= set_as_json_text(ev, fields[i], json_object_get(payload, fields[i])) < 0;
+  } else if (!bad) {
+    bad = fill_builtin(ev, payload) < 0;
+  }
+  if (bad) {
+    email_event_free(ev);
+    return -2;
+  }
+  return 0;
+}
+
 int email_event_from_notification(email_event *ev, const json_t *record, int *type_out,
                                   const char **why) {
   *type_out = -1;
@@ -170,29 +257,7 @@ int email_event_from_notification(email_event *ev, const json_t *record, int *ty
     *why = "record has no object \"payload\"";
     return -1;
   }
-  email_event_init(ev, type);
-  ev->recipient_id = strdup(user);
-  if (!ev->recipient_id) return -2;
-  const char *const *f = email_type_fields(type);
-  int bad = 0;
-  for (int i = 0; f[i] && !bad; i++) {
-    if (strncmp(f[i], "recipient_", 10) == 0 || strcmp(f[i], "from_name") == 0) continue;
-    if (strcmp(f[i], "amount") == 0) {
-      const json_t *a = json_object_get(payload, "amount");
-      bad |= json_is_number(a) ? set_amount(ev, json_number_value(a)) < 0
-                               : set_from_payload(ev, payload, "amount", 0) < 0;
-      continue;
-    }
-    size_t l = strlen(f[i]);
-    int is_time = (l > 3 && strcmp(f[i] + l - 3, "_at") == 0) || strcmp(f[i], "due_date") == 0 ||
-                  strcmp(f[i], "estimated_delivery") == 0;
-    bad |= set_from_payload(ev, payload, f[i], is_time) < 0;
-  }
-  if (bad) {
-    email_event_free(ev);
-    return -2;
-  }
-  return 0;
+  return email_event_from_payload(ev, type, NULL, user, payload);
 }
 
 void email_chat_msg_free(email_chat_msg *m) {

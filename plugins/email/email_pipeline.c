@@ -4,8 +4,9 @@
  *   -> [chat throttle claim] -> send job on a worker (at most max_concurrent at once) -> metrics -> kv writes ->
  *   ack | retry | drop
  *
- * Dedupe key "email:<topic>:<record key>" (partition:offset when the record
- * has no key).  It is claimed for a short lease before sending, marked for
+ * Dedupe key: "email:event:<id>:<user_id>" for the event stream
+ * (email_stream.c), "email:<topic>:<record key>" for the legacy topics
+ * (partition:offset when the record has no key).  It is claimed for a short lease before sending, marked for
  * dedupe_ttl after a successful send, and released (re-marked with a 1 ms
  * TTL) after a failure so the retry can claim it again.  A record seen again
  * while its key is held is acked as a duplicate. */
@@ -49,8 +50,14 @@ void email_op_free(email_op *op) {
   free(op);
 }
 
+const char *email_type_label(const email_plugin *ep, int type) {
+  if (type >= EMAIL_TYPE_COUNT && type < EMAIL_TYPE_COUNT + ep->ndecl)
+    return ep->decl[type - EMAIL_TYPE_COUNT].name;
+  return email_type_name(type);
+}
+
 void email_count(email_plugin *ep, notifd_metric *m, int type, const char *reason) {
-  const char *v[] = {email_type_name(type), reason, NULL};
+  const char *v[] = {email_type_label(ep, type), reason, NULL};
   ep->api->metric_add(m, v, 1);
 }
 
@@ -109,19 +116,19 @@ static void finish_send(email_op *op) {
      * so the conversation's throttle and the dedupe key hold. */
     email_count(ep, ep->m_suppressed, type, reason);
     ep->api->log(ep->self, NOTIFD_LOG_DEBUG, "%s email for user %s skipped: %s",
-                 email_type_name(type), op->ev.recipient_id, op->detail);
+                 email_type_label(ep, type), op->ev.recipient_id, op->detail);
     finish_bus(op, V_ACK, 1);
     return;
   }
   if (sent) {
-    const char *v[] = {email_type_name(type), NULL};
+    const char *v[] = {email_type_label(ep, type), NULL};
     ep->api->metric_add(ep->m_sent, v, 1);
-    ep->api->log(ep->self, NOTIFD_LOG_INFO, "%s email for user %s: %s", email_type_name(type),
-                 op->ev.recipient_id, op->detail);
+    ep->api->log(ep->self, NOTIFD_LOG_INFO, "%s email for user %s: %s",
+                 email_type_label(ep, type), op->ev.recipient_id, op->detail);
   } else {
     email_count(ep, ep->m_failed, type, reason);
     ep->api->log(ep->self, NOTIFD_LOG_WARN, "%s email for user %s failed (%s): %s",
-                 email_type_name(type), op->ev.recipient_id, reason, op->detail);
+                 email_type_label(ep, type), op->ev.recipient_id, reason, op->detail);
   }
   if (op->kind == OP_HTTP_SEND) {
     if (sent)
@@ -204,53 +211,6 @@ static void submit_or_retry(email_op *op) {
   if (email_submit_send(op) < 0) fail_unsubmitted(op);
 }
 
-/* The user's preferences (notifications_ws) decide whether this mail goes
- * now: 200 with "email": false (the type's email channel is off, or quiet
- * hours) suppresses it; any other answer (no notifications_ws here: 404,
- * or an error) sends it - email is the fallback channel. */
-static void on_preferences(int32_t status, notifd_http_resp *resp, void *ud) {
-  email_op *op = ud;
-  email_plugin *ep = op->ep;
-  if (ep->stopping) {
-    email_op_free(op);
-    return;
-  }
-  size_t len = 0;
-  const void *body = status == 200 && resp ? ep->api->http_resp_body(resp, &len) : NULL;
-  json_t *doc = body ? json_loadb(body, len, 0, NULL) : NULL;
-  int off = json_is_false(json_object_get(doc, "email"));
-  json_decref(doc);
-  if (off) {
-    email_count(ep, ep->m_suppressed, op->ev.type, "preference");
-    ep->api->log(ep->self, NOTIFD_LOG_DEBUG, "%s email for user %s not sent: preferences",
-                 email_type_name(op->ev.type), op->ev.recipient_id);
-    finish_bus(op, V_ACK, 0); /* settled; keys released for a later mail */
-    return;
-  }
-  if (status != 200)
-    ep->api->log(ep->self, NOTIFD_LOG_DEBUG, "preferences of %s unavailable (%d): mailing",
-                 op->ev.recipient_id, status);
-  submit_or_retry(op);
-}
-
-static void check_preferences(email_op *op) {
-  email_plugin *ep = op->ep;
-  if (!*ep->preferences_url) {
-    submit_or_retry(op);
-    return;
-  }
-  pc_buf url;
-  pc_buf_init(&url);
-  pc_buf_printf(&url, "%s/internal/users/", ep->preferences_url);
-  pc_buf_put_url_escaped(&url, op->ev.recipient_id);
-  pc_buf_printf(&url, "/preferences?type=%s", email_type_name(op->ev.type));
-  notifd_http_client_req q = {.size = sizeof q, .internal_auth = 1, .method = "GET",
-                              .url = pc_buf_cstr(&url), .timeout_ms = 2000};
-  int rc = url.oom ? NOTIFD_ENOMEM : ep->api->http_call(ep->self, &q, on_preferences, op);
-  pc_buf_free(&url);
-  if (rc < 0) submit_or_retry(op);
-}
-
 static void on_throttle_claimed(int32_t result, void *ud) {
   email_op *op = ud;
   email_plugin *ep = op->ep;
@@ -270,7 +230,7 @@ static void on_throttle_claimed(int32_t result, void *ud) {
     return;
   }
   op->throttle_claimed = 1;
-  check_preferences(op);
+  submit_or_retry(op);
 }
 
 static void on_dedupe_claimed(int32_t result, void *ud) {
@@ -301,7 +261,7 @@ static void on_dedupe_claimed(int32_t result, void *ud) {
     }
     return;
   }
-  check_preferences(op);
+  submit_or_retry(op);
 }
 
 static void claim_dedupe(email_op *op) {
@@ -366,7 +326,10 @@ static int decode_record(email_plugin *ep, notifd_bus_msg *m, const char *topic,
   size_t vlen = 0;
   const void *val = ep->api->msg_value(m, &vlen);
   const char *why = "invalid record";
-  if (ep->chat_topic && strcmp(topic, ep->chat_topic) == 0) {
+  if (*ep->events_topic && strcmp(topic, ep->events_topic) == 0) {
+    int rc = email_stream_decode(ep, m, op);
+    if (rc <= 0) return rc;
+  } else if (*ep->chat_topic && strcmp(topic, ep->chat_topic) == 0) {
     chat_change cc;
     chat_change_parse(val, vlen, NULL, &cc);
     int rc = 0;
@@ -409,7 +372,7 @@ static int decode_record(email_plugin *ep, notifd_bus_msg *m, const char *topic,
     ep->api->bus_drop(m, "invalid_record");
     return 0;
   }
-  if (!(ep->enabled & (1u << op->ev.type))) {
+  if (op->ev.type < EMAIL_TYPE_COUNT && !(ep->enabled & (1u << op->ev.type))) {
     email_count(ep, ep->m_suppressed, op->ev.type, "disabled_type");
     ep->api->bus_ack(m);
     return 0;
@@ -432,7 +395,7 @@ void email_on_record(notifd_bus_msg *m, void *ud) {
     email_op_free(op);
     return;
   }
-  op->dedupe_key = dedupe_key(ep, m, topic);
+  if (!op->dedupe_key) op->dedupe_key = dedupe_key(ep, m, topic); /* events set theirs */
   if (op->ev.type == EMAIL_CHAT && ep->chat_throttle_ms > 0) {
     pc_buf b;
     pc_buf_init(&b);

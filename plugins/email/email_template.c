@@ -30,6 +30,9 @@ struct email_template {
   char *text;      /* the file, normalised: LF endings */
   part subject, body, html;
   int has_html;
+  const char *const *fields; /* a built-in type's, or `names` */
+  int open;                  /* declared type: any {{name}} is a payload field */
+  char *names[EMAIL_MAX_FIELDS + 1]; /* open: the common fields, then the template's */
 };
 
 static int part_add(part *p, const char *lit, size_t len, int field) {
@@ -66,14 +69,27 @@ static int fail(loader *l, int line, const char *fmt, ...) {
   return -1;
 }
 
-static void known_fields(int type, char *out, size_t n) {
+static void known_fields(const email_template *t, char *out, size_t n) {
   size_t used = 0;
   out[0] = '\0';
-  for (const char *const *f = email_type_fields(type); *f && used < n; f++) {
+  for (const char *const *f = t->fields; *f && used < n; f++) {
     int w = snprintf(out + used, n - used, "%s%s", used ? ", " : "", *f);
     if (w < 0) break;
     used += (size_t)w;
   }
+}
+
+/* The index of a placeholder's field; an open template adds a new name.
+ * -1 unknown, -2 out of memory, -3 too many fields. */
+static int field_index(loader *l, const char *field) {
+  email_template *t = l->t;
+  int i = 0;
+  for (; t->fields[i]; i++)
+    if (strcmp(t->fields[i], field) == 0) return i;
+  if (!t->open) return -1;
+  if (i >= EMAIL_MAX_FIELDS) return -3;
+  if (!(t->names[i] = strdup(field))) return -2;
+  return i;
 }
 
 /* Compiles [s, s+len) (which lies on `line`, or spans lines starting at
@@ -105,10 +121,13 @@ static int compile(loader *l, part *p, const char *s, size_t len, int line) {
     if (nl == 0 || nl >= sizeof field) return fail(l, line, "bad placeholder '{{%.*s}}'", (int)(j - i - 2), s + i + 2);
     memcpy(field, name, nl);
     field[nl] = '\0';
-    int idx = email_field_index(l->t->type, field);
+    int idx = field_index(l, field);
+    if (idx == -2) return fail(l, 0, "out of memory");
+    if (idx == -3)
+      return fail(l, line, "more than %d different fields", EMAIL_MAX_FIELDS);
     if (idx < 0) {
       char known[512];
-      known_fields(l->t->type, known, sizeof known);
+      known_fields(l->t, known, sizeof known);
       return fail(l, line, "unknown field {{%s}} for %s templates (known: %s)", field,
                   email_type_name(l->t->type), known);
     }
@@ -255,14 +274,26 @@ static int parse(loader *l, size_t len) {
   return 0;
 }
 
-int email_template_load(const char *path, int type, email_template **out, char *err,
-                        size_t errlen) {
+static int load(const char *path, int type, int open, email_template **out, char *err,
+                size_t errlen) {
   *out = NULL;
   loader l = {path, err, errlen, NULL};
   email_template *t = calloc(1, sizeof *t);
   if (!t) return fail(&l, 0, "out of memory");
   t->type = type;
+  t->open = open;
+  t->fields = email_type_fields(type);
   l.t = t;
+  if (open) {
+    const char *const *common = email_common_fields();
+    for (int i = 0; common[i]; i++) {
+      if (!(t->names[i] = strdup(common[i]))) {
+        email_template_free(t);
+        return fail(&l, 0, "out of memory");
+      }
+    }
+    t->fields = (const char *const *)t->names;
+  }
   size_t len = 0;
   t->text = read_file(&l, &len);
   if (!t->text || parse(&l, len) < 0) {
@@ -273,8 +304,21 @@ int email_template_load(const char *path, int type, email_template **out, char *
   return 0;
 }
 
+int email_template_load(const char *path, int type, email_template **out, char *err,
+                        size_t errlen) {
+  return load(path, type, 0, out, err, errlen);
+}
+
+int email_template_load_declared(const char *path, int type, email_template **out, char *err,
+                                 size_t errlen) {
+  return load(path, type, 1, out, err, errlen);
+}
+
+const char *const *email_template_fields(const email_template *t) { return t->fields; }
+
 void email_template_free(email_template *t) {
   if (!t) return;
+  for (int i = 0; i < EMAIL_MAX_FIELDS; i++) free(t->names[i]);
   free(t->subject.segs);
   free(t->body.segs);
   free(t->html.segs);

@@ -28,6 +28,15 @@ typedef struct email_template email_template;
 /* 0, or -1 with "<path>:<line>: ..." in err. */
 int email_template_load(const char *path, int type, email_template **out, char *err,
                         size_t errlen);
+/* A config-declared type's template: every {{name}} other than the common
+ * recipient fields is a top-level payload field (any name, at most
+ * EMAIL_MAX_FIELDS in all).  Same format and errors otherwise. */
+int email_template_load_declared(const char *path, int type, email_template **out, char *err,
+                                 size_t errlen);
+/* The template's field names (NULL-terminated, in the order of an event's
+ * vals; valid as long as the template): build a declared type's events
+ * with them. */
+const char *const *email_template_fields(const email_template *t);
 void email_template_free(email_template *t);
 
 typedef struct email_rendered {

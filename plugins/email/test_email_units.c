@@ -240,6 +240,67 @@ START_TEST(template_errors_name_file_and_line) {
 }
 END_TEST
 
+START_TEST(declared_template_takes_payload_fields) {
+  const char *p = write_tmpl("order-cancelled.tmpl",
+                             "Subject: Order {{order_id}} cancelled\n\n"
+                             "Hi {{recipient_name}}: {{reason}} n={{n}} x={{x}} ok={{ok}} "
+                             "o={{obj}} z={{nothing}}|{{nul}}\n");
+  email_template *t;
+  char err[512];
+  int type = EMAIL_TYPE_COUNT + 3;
+  ck_assert_msg(email_template_load_declared(p, type, &t, err, sizeof err) == 0, "%s", err);
+  const char *const *f = email_template_fields(t);
+  ck_assert_str_eq(f[0], "recipient_id");
+  ck_assert_str_eq(f[4], "order_id");
+  json_t *payload = json_loads("{\"order_id\":\"O-1\",\"reason\":\"out of stock\",\"n\":42,"
+                               "\"x\":0.1,\"ok\":true,\"obj\":{\"a\":[1,\"b\"]},\"nul\":null}",
+                               0, NULL);
+  email_event ev;
+  ck_assert_int_eq(email_event_from_payload(&ev, type, f, "u1", payload), 0);
+  ck_assert_str_eq(ev.recipient_id, "u1");
+  email_event_set(&ev, "recipient_name", "Ann");
+  email_rendered r;
+  ck_assert_int_eq(email_template_render(t, &ev, &r), 0);
+  ck_assert_str_eq(r.subject, "Order O-1 cancelled");
+  ck_assert_str_eq(r.text,
+                   "Hi Ann: out of stock n=42 x=0.1 ok=true o={\"a\":[1,\"b\"]} z=|");
+  email_rendered_free(&r);
+  email_event_free(&ev);
+  json_decref(payload);
+  email_template_free(t);
+  /* Errors are reported as for built-ins; too many fields is one. */
+  char body[2048] = "Subject: s\n\n";
+  for (int i = 0; i < EMAIL_MAX_FIELDS; i++)
+    snprintf(body + strlen(body), sizeof body - strlen(body), "{{f%d}}\n", i);
+  p = write_tmpl("many.tmpl", body);
+  ck_assert_int_eq(email_template_load_declared(p, type, &t, err, sizeof err), -1);
+  ck_assert_msg(strstr(err, "more than 32 different fields") != NULL, "%s", err);
+  p = write_tmpl("bad.tmpl", "Subject: s\n\nline\n{{open\n");
+  ck_assert_int_eq(email_template_load_declared(p, type, &t, err, sizeof err), -1);
+  ck_assert_msg(strstr(err, "bad.tmpl:4: unclosed '{{'") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(chat_event_from_payload) {
+  json_t *payload = js("{\"message_id\":\"m1\",\"content\":\"hi\",\"created_at\":"
+                       "\"2026-01-02T03:04:05Z\",\"stream_id\":\"s\",\"sender_id\":\"a\","
+                       "\"receiver_id\":\"b\"}");
+  email_event ev;
+  ck_assert_int_eq(email_event_from_payload(&ev, EMAIL_CHAT, NULL, "b", payload), 0);
+  /* The recipient is the event's user; the sender is named from the payload. */
+  ck_assert(strcmp(ev.recipient_id, "b") == 0 && strcmp(ev.sender_id, "a") == 0);
+  static const char *const want[][2] = {
+      {"created_at", "2026-01-02 03:04:05"}, {"content", "hi"}, {"stream_id", "s"}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    ck_assert_str_eq(email_event_get(&ev, want[i][0]), want[i][1]);
+  email_event_free(&ev);
+  json_decref(payload);
+  ck_assert_int_eq(email_type_from_notification_type("shipping_update_notification"),
+                   EMAIL_SHIPPING_UPDATE);
+  ck_assert_int_eq(email_type_from_notification_type("shipping-update"), -1);
+}
+END_TEST
+
 START_TEST(shipped_templates_load) {
   for (int type = 0; type < EMAIL_TYPE_COUNT; type++) {
     char path[1024], err[1024];
@@ -338,6 +399,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, notification_records);
   tcase_add_test(tc, template_render_and_escape);
   tcase_add_test(tc, template_errors_name_file_and_line);
+  tcase_add_test(tc, declared_template_takes_payload_fields);
+  tcase_add_test(tc, chat_event_from_payload);
   tcase_add_test(tc, shipped_templates_load);
   tcase_add_test(tc, mime_plain_message);
   tcase_add_test(tc, mime_encoded_words_and_multipart);

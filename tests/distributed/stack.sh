@@ -249,9 +249,10 @@ start() {
   # Topics exist before anyone subscribes (a consumer of a missing topic
   # waits for librdkafka's metadata refresh, minutes): one record each that
   # every consumer passes over (chat_ws's presence groups start after it).
-  # chat_change_handler and email acknowledge a
-  # Debezium heartbeat; notifications_ws dead-letters the unknown type on the
-  # notifications topic; email and webpush pass over the warmup event.
+  # chat_change_handler acknowledges a Debezium heartbeat; notifications_ws
+  # dead-letters the unknown type on "notifications"; email and webpush pass
+  # over the warmup event (a type email does not mail, a user with no
+  # push subscription).
   "$notifd" bus produce -b "$kafka_addr" -k '{"serverName":"stack"}' \
       chat-persistence-change '{"ts_ms":0}' >"$dir/kafka/warmup.log" 2>&1 &&
   "$notifd" bus produce -b "$kafka_addr" -k stack notifications '{"type":"stack-warmup"}' \

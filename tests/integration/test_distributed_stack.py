@@ -11,7 +11,8 @@ holding the stream's sockets (connected via nginx); many streams, each always
 on one instance (nginx access log and each instance's metrics agree), both
 instances used; the receiver's notification via nginx (hash of user_id);
 history via nginx; notifications from HTTP and from the Kafka topic; email
-over SMTP with the recipient in MongoDB; internal routes not on the public
+from the notification event stream (events produced by the test: chat,
+purchase, a muted one, a replayed one) over SMTP with the recipient in MongoDB; internal routes not on the public
 listener and refused without the token; a chat_ws instance down (its
 streams wait for it, nothing is lost from the history, no stream split
 after it is back); presence of a user on one chat_ws reaching their peer on
@@ -315,10 +316,12 @@ def test_notifications_over_http_and_kafka_reach_the_users_instance(stack):
     assert {i for v in held.values() for i in v} == {"N1", "N2"}, held
 
 
-def produce(stack, topic, value, key=None):
+def produce(stack, topic, value, key=None, headers=None):
     args = [NOTIFD, "bus", "produce", "-b", stack.kafka]
     if key is not None:
         args += ["-k", key]
+    for name, v in (headers or {}).items():
+        args += ["-H", f"{name}={v}"]
     r = subprocess.run(args + [topic, value], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
 
@@ -331,12 +334,23 @@ def test_email_over_smtp_with_the_directory_in_mongodb(stack):
         st, raw, _ = http("PUT", f"{stack.internal}/email/users/{u}",
                           {"email": f"{u}@example.com", "name": f"Name {u}"}, headers=stack.auth)
         assert st == 200, raw
-    persist(stack, a, b, "mail me")
-    record = {"type": "purchase", "user_id": b,
-              "payload": {"order_id": "ORD-MAIL", "buyer_id": b, "shop_owner_id": "s",
-                          "product_name": "Tea", "amount": 3.5, "currency": "EUR",
-                          "status": "confirmed"}}
-    produce(stack, "notifications", json.dumps(record), key=b)
+    # E mails from the event stream notifications_ws produces after storing
+    # (docs/events.md); the events are produced here in that shape.
+    def event(ev_id, notification_type, payload, headers=None):
+        value = {"id": ev_id, "user_id": b, "notification_type": notification_type,
+                 "timestamp": "2026-12-07T21:00:00Z", "payload": payload}
+        produce(stack, "notification-events", json.dumps(value), key=b, headers=headers)
+
+    event(1, "chat_notification", {"message_id": "m-mail", "content": "mail me",
+                                   "created_at": "2026-12-07T21:00:00Z",
+                                   "stream_id": stream_id(a, b), "sender_id": a,
+                                   "receiver_id": b})
+    purchase = {"order_id": "ORD-MAIL", "buyer_id": b, "shop_owner_id": "s",
+                "product_name": "Tea", "amount": 3.5, "currency": "EUR", "status": "confirmed"}
+    event(2, "purchase_notification", purchase)
+    event(3, "purchase_notification", dict(purchase, order_id="ORD-MUTED"),
+          headers={"notifd-muted": "push,email"})
+    event(2, "purchase_notification", purchase)  # a replayed event: mailed once
 
     def mails_to(addr):
         out = []
@@ -355,6 +369,11 @@ def test_email_over_smtp_with_the_directory_in_mongodb(stack):
     assert any("ORD-MAIL" in body for body in bodies.values()), bodies
     assert stack.metric("E", "email_sent_total", type="chat") >= 1
     assert stack.metric("E", "email_sent_total", type="purchase") >= 1
+    wait_until(lambda: stack.metric("E", "email_suppressed_total", type="purchase",
+                                    reason="duplicate") >= 1
+               and stack.metric("E", "email_suppressed_total", type="purchase",
+                                reason="preferences") >= 1, what="duplicate and muted")
+    assert len(mails_to(f"{b}@example.com")) == 2
 
 
 def tail_events(stack, n, idle="20s"):

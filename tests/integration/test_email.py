@@ -2,11 +2,19 @@
 loopback port, in this process), with records injected through the operator
 tool `notifd bus produce` on the embedded bus.
 
-Covers: chat change record -> exactly one email (subject, body, headers,
-MIME), redelivery -> still one, SMTP down -> retried then delivered,
-permanent 550 -> dead letter without retry, STARTTLS + AUTH with certificate
-verification, SMTPS, notifications topic, chat throttle, connection reuse,
-template errors caught by `notifd --check`, and the Go HTTP endpoints.
+The default source is the notification event stream (`notification-events`,
+docs/events.md); the tests produce events in its documented shape (value,
+key = user_id, headers notifd-muted / notifd-quiet) themselves.
+
+Covers: chat event -> exactly one email (subject, body, headers, MIME), each
+built-in type and a config-declared type from events, muted / quiet events
+skipped, the same event twice -> one mail, malformed events dead-lettered
+with a reason, SMTP down -> retried then delivered, permanent 550 -> dead
+letter without retry, STARTTLS + AUTH with certificate verification, SMTPS,
+chat throttle, connection reuse, the legacy chat change topic and
+notifications topic when configured (redelivery -> still one mail, also
+after a restart), template and `types` errors caught by `notifd --check`,
+and the Go HTTP endpoints.
 """
 import email
 import email.policy
@@ -20,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import NOTIFD, SOURCE, free_port, http, metric, wait_until
+from conftest import NOTIFD, SOURCE, checked_exits, free_port, http, metric, wait_until
 
 sys.path.insert(0, os.path.join(SOURCE, "tests", "services"))
 smtp_server = pytest.importorskip("smtp_server", reason="python3-aiosmtpd is not installed")
@@ -30,16 +38,18 @@ TOKEN = "email-test-internal-token"
 AUTH = {"X-Notifd-Internal-Token": TOKEN}
 TEMPLATES = os.path.join(SOURCE, "config", "templates")
 CHAT_TOPIC = "chat-persistence-change"
+EVENTS = "notification-events"
+LEGACY_CHAT = f"chat_topic: {CHAT_TOPIC}"
 
 
-def email_yaml(smtp_url, extra=""):
+def email_yaml(smtp_url, extra="", templates=TEMPLATES):
     return (
         "  - name: email\n"
         "    config:\n"
         f"      smtp_url: {smtp_url}\n"
         "      from_address: noreply@example.com\n"
         "      from_name: Notifd Tests\n"
-        f"      templates_dir: {TEMPLATES}\n"
+        f"      templates_dir: {templates}\n"
         "      timeout: 5s\n"
         "      retry: {max_attempts: 60, initial_interval: 100ms, max_interval: 300ms, jitter: 0}\n"
         + "".join(f"      {line}\n" for line in extra.splitlines() if line.strip())
@@ -49,9 +59,10 @@ def email_yaml(smtp_url, extra=""):
 HOST_YAML = f"auth: {{internal_token: {TOKEN}}}\n"
 
 
-def start(notifd_factory, smtp_url, extra=""):
+def start(notifd_factory, smtp_url, extra="", templates=TEMPLATES):
     starttls = "" if "starttls" in extra or smtp_url.startswith("smtps") else "starttls: none\n"
-    return notifd_factory(plugins_yaml=email_yaml(smtp_url, starttls + extra), extra_yaml=HOST_YAML)
+    return notifd_factory(plugins_yaml=email_yaml(smtp_url, starttls + extra, templates),
+                          extra_yaml=HOST_YAML)
 
 
 def put_user(n, user_id, addr, name):
@@ -61,10 +72,12 @@ def put_user(n, user_id, addr, name):
     assert json.loads(body) == {"user_id": user_id, "email": addr, "name": name}
 
 
-def produce(n, topic, value, key=None):
+def produce(n, topic, value, key=None, headers=None):
     args = [NOTIFD, "bus", "produce", "-d", n.data_dir]
     if key is not None:
         args += ["-k", key]
+    for name, v in (headers or {}).items():
+        args += ["-H", f"{name}={v}"]
     args += [topic, value if isinstance(value, str) else json.dumps(value)]
     r = subprocess.run(args, capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr.decode()
@@ -83,8 +96,35 @@ def chat_record(msg_id, content, sender, receiver, stream="stream-1", op="c"):
     return json.dumps({"before": None, "after": json.dumps(doc), "op": op, "ts_ms": 1700000000001})
 
 
+def event(ev_id, user, notification_type, payload):
+    """An event as notifications_ws publishes it (docs/events.md)."""
+    return json.dumps({"id": ev_id, "user_id": user, "notification_type": notification_type,
+                       "timestamp": "2026-12-07T21:00:00.123456789Z", "payload": payload},
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def produce_event(n, ev_id, user, notification_type, payload, headers=None):
+    produce(n, EVENTS, event(ev_id, user, notification_type, payload), key=user, headers=headers)
+
+
+def chat_payload(msg_id, content, sender, receiver, stream="stream-1"):
+    return {"message_id": msg_id, "content": content, "created_at": "2023-11-14T22:13:20Z",
+            "stream_id": stream, "sender_id": sender, "receiver_id": receiver}
+
+
+def chat_event(n, ev_id, msg_id, content, sender, receiver, stream="stream-1", headers=None):
+    produce_event(n, ev_id, receiver, "chat_notification",
+                  chat_payload(msg_id, content, sender, receiver, stream), headers=headers)
+
+
 def parse(msg):
     return email.message_from_bytes(msg.data, policy=email.policy.default)
+
+
+@pytest.fixture
+def notifd_factory(notifd_factory):
+    """Every daemon stops with status 0 and no sanitizer report."""
+    yield from checked_exits(notifd_factory)
 
 
 @pytest.fixture
@@ -101,13 +141,13 @@ def smtp():
         s.stop()
 
 
-def test_chat_record_sends_one_email_with_headers_and_mime(notifd_factory, smtp):
+def test_chat_event_sends_one_email_with_headers_and_mime(notifd_factory, smtp):
     srv = smtp()
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
     put_user(n, "alice", "alice@example.com", "Zoë Sender")
     put_user(n, "bob", "bob@example.com", "Bob Receiver")
     content = "Hi Bob <b>&</b>\n.line starting with a dot\nünïcode ✓"
-    produce(n, CHAT_TOPIC, chat_record("m-1", content, "alice", "bob"), key="m-1")
+    chat_event(n, 1, "m-1", content, "alice", "bob")
     msgs = srv.wait_for(1)
     assert len(msgs) == 1
     m = msgs[0]
@@ -139,9 +179,10 @@ def test_chat_record_sends_one_email_with_headers_and_mime(notifd_factory, smtp)
     assert len(srv.messages) == 1
 
 
-def test_redelivered_record_still_one_email(notifd_factory, smtp):
+def test_legacy_chat_topic_redelivered_record_still_one_email(notifd_factory, smtp):
+    """chat_topic (Debezium change records) still mails when configured."""
     srv = smtp()
-    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", LEGACY_CHAT)
     put_user(n, "u1", "u1@example.com", "User One")
     put_user(n, "u2", "u2@example.com", "User Two")
     rec = chat_record("dup-1", "hello once", "u1", "u2")
@@ -152,7 +193,8 @@ def test_redelivered_record_still_one_email(notifd_factory, smtp):
                what="duplicate counted")
     # A restart does not forget it either (the dedupe store is durable).
     n.stop()
-    n2 = notifd_factory(plugins_yaml=email_yaml(f"smtp://127.0.0.1:{srv.port}", "starttls: none"),
+    n2 = notifd_factory(plugins_yaml=email_yaml(f"smtp://127.0.0.1:{srv.port}",
+                                                "starttls: none\n" + LEGACY_CHAT),
                         extra_yaml=HOST_YAML, name="again", start=False)
     with open(n2.config_path) as f:  # reuse the first process's data directory
         cfg = f.read().replace(f"data_dir: {n2.data_dir}\n", f"data_dir: {n.data_dir}\n", 1)
@@ -172,7 +214,7 @@ def test_smtp_down_then_up_is_retried_then_delivered(notifd_factory, smtp):
     n = start(notifd_factory, f"smtp://127.0.0.1:{port}")
     put_user(n, "a", "a@example.com", "A")
     put_user(n, "b", "b@example.com", "B")
-    produce(n, CHAT_TOPIC, chat_record("down-1", "are you there?", "a", "b"), key="down-1")
+    chat_event(n, 1, "down-1", "are you there?", "a", "b")
     wait_until(lambda: metric(n, "email_failed_total", type="chat", reason="transport") >= 2,
                what="transport failures")
     assert metric(n, "notifd_bus_retried_total") >= 2
@@ -190,10 +232,10 @@ def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
     put_user(n, "a", "a@example.com", "A")
     put_user(n, "gone", "gone@example.com", "Gone")
-    produce(n, CHAT_TOPIC, chat_record("perm-1", "bounce me", "a", "gone"), key="perm-1")
-    dlq = tail(n, CHAT_TOPIC + ".dlq")
+    chat_event(n, 1, "perm-1", "bounce me", "a", "gone")
+    dlq = tail(n, EVENTS + ".dlq")
     assert len(dlq) == 1
-    assert dlq[0]["key"] == "perm-1"
+    assert dlq[0]["key"] == "gone"
     assert dlq[0]["headers"]["notifd-error"] == "smtp_permanent_550"
     assert metric(n, "email_failed_total", type="chat", reason="smtp_550") == 1
     time.sleep(1.0)  # a retry would have happened within 100-300 ms
@@ -202,7 +244,8 @@ def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
     assert srv.messages == []
     # The next record on the same partition is not held back.
     put_user(n, "ok", "ok@example.com", "Ok")
-    produce(n, CHAT_TOPIC, chat_record("perm-2", "fine", "a", "ok"), key="perm-1")
+    produce(n, EVENTS, event(2, "ok", "chat_notification", chat_payload("perm-2", "fine", "a", "ok")),
+            key="gone")
     assert len(srv.wait_for(1)) == 1
 
 
@@ -213,13 +256,13 @@ def test_unknown_recipient_is_skipped_by_default(notifd_factory, smtp):
     up again."""
     srv = smtp()
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "chat_throttle: 10m")
-    produce(n, CHAT_TOPIC, chat_record("skip-1", "x", "a", "nobody"), key="skip-1")
+    chat_event(n, 1, "skip-1", "x", "a", "nobody")
     wait_until(lambda: metric(n, "email_suppressed_total", type="chat",
                               reason="unknown_recipient") == 1, what="skipped")
-    produce(n, CHAT_TOPIC, chat_record("skip-2", "y", "a", "nobody"), key="skip-2")
+    chat_event(n, 2, "skip-2", "y", "a", "nobody")
     wait_until(lambda: metric(n, "email_suppressed_total", type="chat", reason="throttled") == 1,
                what="throttled")
-    assert tail(n, CHAT_TOPIC + ".dlq", idle="1s") == []
+    assert tail(n, EVENTS + ".dlq", idle="1s") == []
     assert metric(n, "email_failed_total") == 0
     assert metric(n, "notifd_bus_retried_total") == 0
     assert "level=warn comp=email" not in n.read_log()
@@ -229,8 +272,8 @@ def test_unknown_recipient_is_skipped_by_default(notifd_factory, smtp):
 def test_unknown_recipient_is_dead_lettered_when_configured(notifd_factory, smtp):
     srv = smtp()
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "unknown_recipients: dead_letter")
-    produce(n, CHAT_TOPIC, chat_record("nouser-1", "x", "a", "nobody"), key="nouser-1")
-    dlq = tail(n, CHAT_TOPIC + ".dlq")
+    chat_event(n, 1, "nouser-1", "x", "a", "nobody")
+    dlq = tail(n, EVENTS + ".dlq")
     assert len(dlq) == 1 and dlq[0]["headers"]["notifd-error"] == "unknown_recipient"
     assert metric(n, "email_failed_total", type="chat", reason="unknown_recipient") == 1
     assert metric(n, "notifd_bus_retried_total") == 0
@@ -243,7 +286,7 @@ def test_starttls_with_auth_and_verified_certificate(notifd_factory, smtp, tmp_p
               f"starttls: required\nusername: mailer\npassword: s3cret\nca_file: {cert}")
     put_user(n, "a", "a@example.com", "A")
     put_user(n, "b", "b@example.com", "B")
-    produce(n, CHAT_TOPIC, chat_record("tls-1", "secret hello", "a", "b"), key="tls-1")
+    chat_event(n, 1, "tls-1", "secret hello", "a", "b")
     msgs = srv.wait_for(1)
     assert len(msgs) == 1
     assert msgs[0].tls and msgs[0].authenticated
@@ -255,7 +298,7 @@ def test_starttls_required_refuses_a_server_without_it(notifd_factory, smtp):
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "starttls: required")
     put_user(n, "a", "a@example.com", "A")
     put_user(n, "b", "b@example.com", "B")
-    produce(n, CHAT_TOPIC, chat_record("notls-1", "never in clear", "a", "b"), key="notls-1")
+    chat_event(n, 1, "notls-1", "never in clear", "a", "b")
     wait_until(lambda: metric(n, "email_failed_total", type="chat") >= 2, what="failures")
     assert srv.messages == []
 
@@ -266,14 +309,15 @@ def test_smtps_implicit_tls_with_insecure_skip_verify(notifd_factory, smtp, tmp_
     n = start(notifd_factory, f"smtps://127.0.0.1:{srv.port}", "insecure_skip_verify: true")
     put_user(n, "a", "a@example.com", "A")
     put_user(n, "b", "b@example.com", "B")
-    produce(n, CHAT_TOPIC, chat_record("smtps-1", "over tls", "a", "b"), key="smtps-1")
+    chat_event(n, 1, "smtps-1", "over tls", "a", "b")
     msgs = srv.wait_for(1)
     assert len(msgs) == 1 and msgs[0].tls
 
 
-def test_notifications_topic_and_connection_reuse(notifd_factory, smtp):
+def test_legacy_notifications_topic_and_connection_reuse(notifd_factory, smtp):
     srv = smtp()
-    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "max_concurrent: 1")
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}",
+              "max_concurrent: 1\nnotifications_topic: notifications")
     put_user(n, "shop", "shop@example.com", "Shop Owner")
     produce(n, "notifications", {"type": "purchase", "user_id": "shop", "payload": {
         "order_id": "ORD-9", "buyer_id": "b", "shop_owner_id": "shop", "product_name": "Tea",
@@ -305,18 +349,18 @@ def test_chat_throttle_mails_first_message_of_a_conversation(notifd_factory, smt
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "chat_throttle: 10m")
     put_user(n, "a", "a@example.com", "A")
     put_user(n, "b", "b@example.com", "B")
-    produce(n, CHAT_TOPIC, chat_record("t-1", "first", "a", "b", stream="s-ab"), key="t-1")
-    produce(n, CHAT_TOPIC, chat_record("t-2", "second", "a", "b", stream="s-ab"), key="t-2")
-    produce(n, CHAT_TOPIC, chat_record("t-3", "other stream", "a", "b", stream="s-other"), key="t-3")
+    chat_event(n, 1, "t-1", "first", "a", "b", stream="s-ab")
+    chat_event(n, 2, "t-2", "second", "a", "b", stream="s-ab")
+    chat_event(n, 3, "t-3", "other stream", "a", "b", stream="s-other")
     wait_until(lambda: metric(n, "email_suppressed_total", type="chat", reason="throttled") == 1,
                what="throttled")
     msgs = srv.wait_for(2)
     time.sleep(0.3)
     assert len(srv.messages) == 2
     bodies = [parse(m).get_body(preferencelist=("plain",)).get_content() for m in msgs]
-    # Records keyed by message id spread over partitions, so which of the two
-    # s-ab messages counts as first is the order they were handled in.
-    assert sum(("first" in b) or ("second" in b) for b in bodies) == 1
+    # Events are keyed by user: one partition, so the first one is first.
+    assert sum("first" in b for b in bodies) == 1
+    assert sum("second" in b for b in bodies) == 0
     assert sum("other stream" in b for b in bodies) == 1
 
 
@@ -345,14 +389,14 @@ def test_mongodb_directory(notifd_factory, smtp, ferretdb):
     put_user(n, "m-a", "ma@example.com", "Mongo Sender")
     put_user(n, "m-b", "old@example.com", "Old Name")
     put_user(n, "m-b", "mb@example.com", "Mongo Receiver")  # upsert replaces
-    produce(n, CHAT_TOPIC, chat_record("mg-1", "via mongo", "m-a", "m-b"), key="mg-1")
+    chat_event(n, 1, "mg-1", "via mongo", "m-a", "m-b")
     msgs = srv.wait_for(1)
     assert len(msgs) == 1 and msgs[0].rcpt_tos == ["mb@example.com"]
     p = parse(msgs[0])
     assert p["Subject"] == "You have a new chat message from Mongo Sender"
     assert p["To"].addresses[0].display_name == "Mongo Receiver"
     assert "directory=mongodb" in n.read_log()
-    produce(n, CHAT_TOPIC, chat_record("mg-2", "x", "m-a", "nobody"), key="mg-2")
+    chat_event(n, 2, "mg-2", "x", "m-a", "nobody")
     wait_until(lambda: metric(n, "email_suppressed_total", reason="unknown_recipient") == 1,
                what="unknown recipient")
 
@@ -452,47 +496,197 @@ def test_go_http_endpoints(notifd_factory, smtp):
     assert metric(n, "email_failed_total", type="chat", reason="unknown_recipient") == 1
 
 
-def test_preferences_decide_whether_a_mail_goes(notifd_factory, smtp):
-    """With notifications_ws in the process, the user's preferences
-    (`email` off for a type, or quiet hours) suppress the mail; a user
-    without preferences is mailed as before."""
+
+
+DECLARED = """\
+  - order-cancelled
+  - {name: gift-card, notification_type: gift_card_sent}
+"""
+
+
+def declared_templates(tmp_path):
+    tdir = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, tdir)
+    (tdir / "order-cancelled.tmpl").write_text(
+        "# a config-declared type: any top-level payload field\n"
+        "Subject: Order {{order_id}} was cancelled\n\n"
+        "Hi {{recipient_name}} ({{recipient_email}}),\n"
+        "reason: {{reason}}; refund: {{refund}}; items: {{items}}; restock: {{restock}}; "
+        "note: [{{note}}]\n"
+        "--- html ---\n<p>{{reason}}</p>\n")
+    (tdir / "gift-card.tmpl").write_text("Subject: A gift card from {{from}}\n\n{{code}}\n")
+    return str(tdir)
+
+
+def test_events_mail_each_builtin_and_declared_type(notifd_factory, smtp, tmp_path):
     srv = smtp()
-    plugins = "  - name: notifications_ws\n    config: {topic: \"\"}\n" + email_yaml(
-        f"smtp://127.0.0.1:{srv.port}", "starttls: none")
-    n = notifd_factory(plugins_yaml=plugins, extra_yaml=HOST_YAML)
-    for u in ("quiet", "loud"):
-        put_user(n, u, f"{u}@example.com", u.title())
-    st, body, _ = http("PUT", f"{n.url}/users/quiet/preferences?user_id=quiet",
-                       {"channels": {"purchase": {"email": False}}})
-    assert st == 200, body
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", "types:\n" + DECLARED,
+              templates=declared_templates(tmp_path))
+    put_user(n, "shop", "shop@example.com", "Shop Owner")
+    put_user(n, "al", "al@example.com", "Al")
+    produce_event(n, 11, "shop", "purchase_notification", {
+        "order_id": "ORD-9", "buyer_id": "b", "shop_owner_id": "shop", "product_name": "Tea",
+        "amount": 12.5, "currency": "EUR", "status": "confirmed",
+        "purchased_at": "2024-05-06T07:08:09+02:00"})
+    produce_event(n, 12, "shop", "shipping_update_notification", {
+        "order_id": "ORD-9", "status": "shipped", "tracking_number": "TRK1"})
+    produce_event(n, 13, "shop", "payment_reminder_notification", {
+        "order_id": "ORD-9", "amount": 3, "currency": "EUR", "due_date": "2024-06-01T00:00:00Z",
+        "days_overdue": 2, "message": "please pay"})
+    chat_event(n, 14, "c-1", "hello shop", "al", "shop")
+    produce_event(n, 15, "shop", "order_cancelled_notification", {
+        "order_id": "ORD-9", "reason": "out of stock", "refund": 12.5, "items": [1, "x"],
+        "restock": False, "note": None})
+    produce_event(n, 16, "shop", "gift_card_sent", {"from": "Al", "code": 1234})
+    produce_event(n, 17, "shop", "poll_notification", {"q": "?"})  # not ours: acked
+    msgs = srv.wait_for(6)
+    assert len(msgs) == 6 and all(m.rcpt_tos == ["shop@example.com"] for m in msgs)
+    by_subject = {parse(m)["Subject"]: parse(m) for m in msgs}
+    assert sorted(by_subject) == [
+        "A gift card from Al", "New purchase order: Tea", "Order ORD-9 was cancelled",
+        "Payment reminder for order ORD-9", "Shipping update for order ORD-9: shipped",
+        "You have a new chat message from Al"]
+    text = lambda p: p.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")  # noqa: E731
+    assert text(by_subject["New purchase order: Tea"]).rstrip("\n") == (
+        "Order ID: ORD-9\nProduct: Tea\nAmount: EUR 12.50\nStatus: confirmed\n"
+        "Purchased: 2024-05-06 07:08:09")
+    assert "hello shop" in text(by_subject["You have a new chat message from Al"])
+    assert "Days overdue: 2" in text(by_subject["Payment reminder for order ORD-9"])
+    cancelled = by_subject["Order ORD-9 was cancelled"]
+    assert text(cancelled).rstrip("\n") == (
+        "Hi Shop Owner (shop@example.com),\n"
+        'reason: out of stock; refund: 12.5; items: [1,"x"]; restock: false; note: []')
+    assert cancelled.get_body(preferencelist=("html",)).get_content().strip() == \
+        "<p>out of stock</p>"
+    assert text(by_subject["A gift card from Al"]).strip() == "1234"
+    wait_until(lambda: metric(n, "email_sent_total", type="order-cancelled") == 1
+               and metric(n, "email_sent_total", type="gift-card") == 1, what="declared metrics")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="other",
+                              reason="unsupported_type") == 1, what="unknown type acked")
+    assert metric(n, "email_failed_total") == 0
+    assert "events_topic=notification-events chat_topic= notifications_topic=" in n.read_log()
 
-    def purchase(user, key):
-        produce(n, "notifications", {"type": "purchase", "user_id": user, "payload": {
-            "order_id": key, "buyer_id": "b", "shop_owner_id": user, "product_name": "Tea",
-            "amount": 1, "currency": "EUR", "status": "confirmed"}}, key=key)
 
-    purchase("quiet", "p-1")
-    purchase("loud", "p-2")
-    wait_until(lambda: metric(n, "email_suppressed_total", type="purchase",
-                              reason="preference") == 1, what="the preference suppression")
-    assert [m.rcpt_tos for m in srv.wait_for(1)] == [["loud@example.com"]]
-    # Other types still mail that user; quiet hours covering the whole day
-    # stop them too.
-    produce(n, "notifications", {"type": "shipping-update", "user_id": "quiet", "payload": {
-        "order_id": "S-1", "status": "shipped", "tracking_number": "T1"}}, key="s-1")
-    srv.wait_for(2)
-    assert sorted(m.rcpt_tos[0] for m in srv.wait_for(2)) == ["loud@example.com",
-                                                              "quiet@example.com"]
-    import datetime
-    now = datetime.datetime.now(datetime.timezone.utc)
-    hhmm = lambda t: t.strftime("%H:%M")  # noqa: E731
-    st, body, _ = http("PUT", f"{n.url}/users/quiet/preferences?user_id=quiet",
-                       {"quiet_hours": {"start": hhmm(now - datetime.timedelta(hours=1)),
-                                        "end": hhmm(now + datetime.timedelta(hours=1)),
-                                        "tz": "UTC"}})
-    assert st == 200, body
-    produce(n, "notifications", {"type": "shipping-update", "user_id": "quiet", "payload": {
-        "order_id": "S-2", "status": "shipped", "tracking_number": "T2"}}, key="s-2")
+def test_muted_and_quiet_events_are_not_mailed(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    put_user(n, "u", "u@example.com", "U")
+    payload = {"order_id": "S-1", "status": "shipped"}
+    produce_event(n, 1, "u", "shipping_update_notification", payload,
+                  headers={"notifd-muted": "push,email", "notifd-delivered": "0"})
+    produce_event(n, 2, "u", "shipping_update_notification", payload,
+                  headers={"notifd-quiet": "1"})
+    produce_event(n, 3, "u", "shipping_update_notification", dict(payload, order_id="S-3"),
+                  headers={"notifd-muted": "push, webhook", "notifd-quiet": "0"})
     wait_until(lambda: metric(n, "email_suppressed_total", type="shipping-update",
-                              reason="preference") == 1, what="quiet hours")
-    assert len(srv.wait_for(3, timeout=1)) == 2  # nothing more was mailed
+                              reason="preferences") == 1
+               and metric(n, "email_suppressed_total", type="shipping-update",
+                          reason="quiet") == 1, what="muted and quiet counted")
+    msgs = srv.wait_for(1)
+    assert [parse(m)["Subject"] for m in msgs] == ["Shipping update for order S-3: shipped"]
+    time.sleep(0.3)
+    assert len(srv.messages) == 1
+    assert metric(n, "notifd_bus_retried_total") == 0
+    assert tail(n, EVENTS + ".dlq", idle="1s") == []
+
+
+def test_the_same_event_twice_is_mailed_once(notifd_factory, smtp):
+    """At-least-once events: the same (user_id, id) again, even with other
+    bytes, is a duplicate; the same id for another user is not."""
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    for u in ("u1", "u2"):
+        put_user(n, u, f"{u}@example.com", u)
+    payload = {"order_id": "P-1", "status": "shipped"}
+    produce_event(n, 7, "u1", "shipping_update_notification", payload)
+    assert len(srv.wait_for(1)) == 1
+    produce_event(n, 7, "u1", "shipping_update_notification", payload)  # replayed
+    produce(n, EVENTS, event(7, "u1", "shipping_update_notification", payload), key="other-key")
+    wait_until(lambda: metric(n, "email_suppressed_total", type="shipping-update",
+                              reason="duplicate") == 2, what="duplicates counted")
+    produce_event(n, 7, "u2", "shipping_update_notification", payload)
+    produce_event(n, 8, "u1", "shipping_update_notification", payload)
+    msgs = srv.wait_for(3)
+    time.sleep(0.3)
+    assert sorted(m.rcpt_tos[0] for m in srv.messages) == [
+        "u1@example.com", "u1@example.com", "u2@example.com"]
+    assert metric(n, "email_sent_total", type="shipping-update") == 3
+
+
+def test_malformed_events_are_dead_lettered_with_a_reason(notifd_factory, smtp):
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
+    put_user(n, "u", "u@example.com", "U")
+    good = {"id": 1, "user_id": "u", "notification_type": "shipping_update_notification",
+            "timestamp": "t", "payload": {"order_id": "G-1", "status": "ok"}}
+    # The reasons are plugins/common's pc_event (as webpush's), then email's own.
+    bad = [
+        ("not json", "value is not a JSON object"),
+        ('["an", "array"]', "value is not a JSON object"),
+        (dict(good, id="1"), "id must be a positive integer"),
+        (dict(good, id=0), "id must be a positive integer"),
+        ({k: v for k, v in good.items() if k != "user_id"},
+         "user_id must be a string of 1..256 bytes without NUL"),
+        (dict(good, notification_type=""),
+         "notification_type must be a non-empty string without NUL"),
+        (dict(good, user_id="a\tb"), "user_id must be one line of text without tabs"),
+        (dict(good, payload="{}"), "payload is not a JSON object"),
+    ]
+    for i, (value, _) in enumerate(bad):
+        produce(n, EVENTS, value if isinstance(value, str) else json.dumps(value), key="u",
+                headers={"test-case": str(i)})
+    dlq = tail(n, EVENTS + ".dlq", count=len(bad))
+    assert len(dlq) == len(bad)
+    got = {int(r["headers"]["test-case"]): r["headers"]["notifd-error"] for r in dlq}
+    assert got == {i: reason for i, (_, reason) in enumerate(bad)}
+    assert metric(n, "email_failed_total", type="other", reason="invalid_record") == len(bad)
+    assert metric(n, "notifd_bus_retried_total") == 0
+    produce(n, EVENTS, json.dumps(good), key="u")  # the partition goes on
+    assert [parse(m)["Subject"] for m in srv.wait_for(1)] == ["Shipping update for order G-1: ok"]
+
+
+def test_check_reports_declared_type_errors(tmp_path):
+    tdir = declared_templates(tmp_path)
+    os.unlink(os.path.join(tdir, "gift-card.tmpl"))
+    with open(os.path.join(tdir, "order-cancelled.tmpl"), "a") as f:
+        f.write("{{unclosed\n")
+    cfg = tmp_path / "check.yaml"
+
+    def check(types):
+        cfg.write_text(
+            f"data_dir: {tmp_path / 'data'}\n"
+            f"plugin_dirs: [{os.path.join(os.environ.get('NOTIFD_BUILD_ROOT', ''), 'plugins')}]\n"
+            "plugins:\n  - name: email\n    config:\n      smtp_url: smtp://127.0.0.1:25\n"
+            f"      templates_dir: {tdir}\n      types:\n"
+            + "".join(f"      {line}\n" for line in types.splitlines()))
+        r = subprocess.run([NOTIFD, "--check", "-c", str(cfg)], capture_output=True, timeout=30)
+        return r.returncode, (r.stdout + r.stderr).decode()
+
+    rc, out = check(DECLARED)
+    assert rc == 1, out
+    assert f"{tdir}/order-cancelled.tmpl:8: unclosed '{{{{'" in out, out
+    assert f"{tdir}/gift-card.tmpl: cannot open template" in out, out
+    rc, out = check("  - purchase\n  - Bad_Name\n  - {name: ok-one, notification_type: "
+                    "chat_notification}\n  - dup\n  - {name: dup2, notification_type: "
+                    "dup_notification}\n")
+    assert rc == 1, out
+    # file:line:col of the entry, and its key path.
+    assert (f"{cfg}:9:11: key 'plugins[0].config.types[0]': expected a type name "
+            "[a-z0-9-]{1,48}, not a built-in type, got 'purchase'") in out, out
+    assert f"{cfg}:10:11: key 'plugins[0].config.types[1]': " in out and "'Bad_Name'" in out, out
+    assert (f"{cfg}:11:45: key 'plugins[0].config.types[2].notification_type': expected a "
+            "notification_type [a-z0-9_.-]{1,64}, not a built-in one, got "
+            "'chat_notification'") in out, out
+    assert f"key 'plugins[0].config.types[4]': 'dup2' (dup_notification) is declared twice" \
+        in out, out
+    # Entries hold name and notification_type only (required: is
+    # notifications_ws's); the shared templates pass.
+    with open(os.path.join(tdir, "x.tmpl"), "w") as f:
+        f.write("Subject: {{a}}\n\n{{b}}\n")
+    rc, out = check("  - {name: x, required: [a]}\n")
+    assert rc == 1 and "unknown key 'plugins[0].config.types[0].required'" in out, out
+    rc, out = check("  - x\n  - {name: x2, notification_type: yz_happened}\n")
+    assert rc == 1 and "x2.tmpl: cannot open template" in out, out
+    shutil.copy(os.path.join(tdir, "x.tmpl"), os.path.join(tdir, "x2.tmpl"))
+    rc, out = check("  - x\n  - {name: x2, notification_type: yz_happened}\n")
+    assert rc == 0, out

@@ -145,6 +145,11 @@ def write_config(n, plugin_dir, smtp_port):
             f"      templates_dir: {os.path.join(SOURCE, 'config', 'templates')}\n"
             "      timeout: 5s\n"
             "      retry: {max_attempts: 100, initial_interval: 100ms, max_interval: 300ms, jitter: 0}\n"
+            # Mails from the change records (one per acknowledged message,
+            # deduped per record) rather than from notifications_ws's event
+            # stream, so "mailed exactly once" is about the swapped role.
+            "      chat_topic: chat-persistence-change\n"
+            "      events_topic: \"\"\n"
         )
 
 

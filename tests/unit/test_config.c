@@ -301,7 +301,15 @@ START_TEST(lookup_marks_used) {
   ck_assert_ptr_null(nd_cfg_path(t.root, "a..b"));
   ck_assert_ptr_null(nd_cfg_path(t.root, ""));
   ck_assert_ptr_null(nd_cfg_path(t.root, "a.b.c.d")); /* through a scalar */
-  ck_assert_ptr_null(nd_cfg_path(t.root, "e.0"));     /* lists are not maps */
+  /* A decimal segment indexes a list. */
+  nd_cfg_node *e0 = t.root->items[1]->items[0];
+  ck_assert(!e0->used);
+  ck_assert_ptr_eq(nd_cfg_path(t.root, "e.0"), e0);
+  ck_assert(e0->used);
+  ck_assert_ptr_null(nd_cfg_path(t.root, "e.1"));
+  ck_assert_ptr_null(nd_cfg_path(t.root, "e.x"));
+  ck_assert_ptr_null(nd_cfg_path(t.root, "e.-1"));
+  ck_assert_ptr_null(nd_cfg_path(t.root, "a.0"));     /* maps are not lists */
   ck_assert_ptr_null(nd_cfg_path(NULL, "a"));
   ck_assert_ptr_null(nd_cfg_get(NULL, "a"));
   ck_assert_ptr_null(nd_cfg_get(c, "a"));
