@@ -68,7 +68,8 @@ void nd_cfg_tree_free(nd_cfg_tree *t);
 
 /* Child of a map by key (marks it used), or NULL. */
 nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key);
-/* Dotted path lookup ("a.b.c") through maps, marking each step used. */
+/* Dotted path lookup ("a.b.c") through maps, marking each step used; a
+ * segment of digits indexes a list ("types.0.name"). */
 nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted);
 
 /* Typed reads of a scalar node: 0 on success; on a type error add

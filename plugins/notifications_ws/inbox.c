@@ -3,10 +3,11 @@
  * commit: a job on a host worker takes everything queued at that moment
  * into one transaction, so under load one commit covers hundreds of
  * notifications and an idle server still commits a lone one at once.  The
- * same job loads the preferences of users not in the cache.  Its
- * completion publishes each notification in id order, fires the offline
- * push where nothing was delivered, and answers (HTTP 200 / bus ack) - a
- * notification acknowledged is in the inbox.
+ * same job loads the preferences of users not in the cache, and marks the
+ * events the bus confirmed since the previous batch as sent (events.c).
+ * Its completion publishes each notification in id order, produces its
+ * event, and answers (HTTP 200 / bus ack) - a notification acknowledged is
+ * in the inbox.
  *
  * Callers that wait for the answer before sending the next notification
  * (chat_change_handler forwards one record per bus partition at a time)
@@ -95,8 +96,7 @@ static void count_op(notif_ws *s, const char *op, int ok) {
 static void item_publish(notif_ws *s, notif_item *it) {
   pc_publish pub;
   memset(&pub, 0, sizeof pub);
-  int ws = 1, push = 1, quiet = 0;
-  if (s->store) prefs_decide(s, it->rec.user_id, it->kind, &ws, &push, &quiet);
+  int ws = s->store ? prefs_websocket_on(s, it->rec.user_id, it->kind) : 1;
   pc_buf frame;
   pc_buf_init(&frame);
   notif_frame(&frame, -1, it->rec.type, it->rec.ts, it->rec.payload);
@@ -108,12 +108,12 @@ static void item_publish(notif_ws *s, notif_item *it) {
     recovery_publish(s, it->rec.user_id, it->rec.id, frame.data, frame.len, &pub);
   }
   pc_buf_free(&frame);
-  if (s->store) push_maybe(s, it, pub.delivered, push, quiet);
+  if (s->store) events_publish(s, &it->rec, it->kind, pub.delivered);
   it->done(s, it, 0, &pub, it->ud);
 }
 
 int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *payload,
-                 const char *user_id, notif_done_cb done, void *ud) {
+                 const char *json, const char *user_id, notif_done_cb done, void *ud) {
   notif_item *it = calloc(1, sizeof *it);
   if (!it) return -2;
   pc_buf ts, body;
@@ -122,7 +122,8 @@ int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *
   pc_time now;
   pc_time_now(&now);
   if (pc_time_put_json(&ts, &now) < 0) pc_buf_puts(&ts, "\"0001-01-01T00:00:00Z\"");
-  if (pc_model_put_json(&body, payload) < 0) {
+  if (!payload) pc_buf_puts(&body, json);
+  else if (pc_model_put_json(&body, payload) < 0) {
     pc_buf_free(&ts);
     pc_buf_free(&body);
     free(it);
@@ -135,6 +136,7 @@ int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *
   it->rec.user_id = strdup(user_id);
   it->rec.created_ms = notif_now_ms();
   it->rec.id = -1;
+  it->rec.event_sent = s->events_topic == NULL; /* nothing due when the stream is off */
   it->done = done;
   it->ud = ud;
   if (!it->rec.ts || !it->rec.payload || !it->rec.user_id) {
@@ -164,6 +166,8 @@ typedef struct batch_job {
   char **docs;  /* their documents (NULL = none stored) */
   int *found;
   size_t nusers;
+  inbox_sent *sent; /* events to mark sent in the same transaction */
+  size_t nsent;
   int rc;
   char err[200];
 } batch_job;
@@ -171,7 +175,8 @@ typedef struct batch_job {
 static void batch_work(nw_job *j) {
   batch_job *bj = (batch_job *)j;
   inbox_store *st = j->s->store;
-  bj->rc = st->ops->insert_batch(st, bj->recs, bj->n, bj->err, sizeof bj->err);
+  bj->rc = st->ops->insert_batch(st, bj->recs, bj->n, bj->sent, bj->nsent, bj->err,
+                                 sizeof bj->err);
   for (size_t i = 0; i < bj->nusers; i++) {
     char e[200];
     bj->found[i] = st->ops->prefs_get(st, bj->users[i], &bj->docs[i], e, sizeof e);
@@ -186,6 +191,7 @@ static void batch_free(batch_job *bj) {
   free(bj->users);
   free(bj->docs);
   free(bj->found);
+  inbox_sent_free(bj->sent, bj->nsent);
   free(bj->items);
   free(bj->recs);
   free(bj);
@@ -193,6 +199,9 @@ static void batch_free(batch_job *bj) {
 
 static void batch_release(nw_job *j) {
   batch_job *bj = (batch_job *)j;
+  events_return_sent(j->s, bj->sent, bj->nsent); /* marked at destroy */
+  bj->sent = NULL;
+  bj->nsent = 0;
   for (size_t i = 0; i < bj->n; i++) item_free(bj->items[i]);
   batch_free(bj);
 }
@@ -222,6 +231,9 @@ static void batch_done(nw_job *j) {
   if (bj->rc < 0) { /* no ids were used */
     s->api->log(s->self, NOTIFD_LOG_ERROR, "inbox: storing %zu notification(s) failed: %s",
                 bj->n, bj->err);
+    events_return_sent(s, bj->sent, bj->nsent); /* the next batch marks them */
+    bj->sent = NULL;
+    bj->nsent = 0;
     for (size_t i = 0; i < bj->n; i++) {
       notif_item *it = bj->items[i];
       snprintf(it->err, sizeof it->err, "%s", bj->err);
@@ -294,6 +306,7 @@ static void batch_submit_one(notif_ws *s) {
     return;
   }
   bj->n = n;
+  bj->sent = events_take_sent(s, &bj->nsent);
   bj->base.work = batch_work;
   bj->base.done = batch_done;
   bj->base.release = batch_release;
@@ -342,6 +355,7 @@ static void setup_done(nw_job *j) {
   if (sj->rc == 0) {
     s->mongo_ready = 1;
     s->api->log(s->self, NOTIFD_LOG_INFO, "inbox: MongoDB reachable, indexes in place");
+    events_start(s);
   } else {
     s->api->log(s->self, NOTIFD_LOG_WARN, "inbox: MongoDB setup failed (%s); retrying in 5s",
                 sj->err);
@@ -435,6 +449,7 @@ int inbox_start(notif_ws *s) {
   s->q_expect = s->store->ops->next_id ? s->store->ops->next_id(s->store) : -1;
   s->q_max_inflight = s->q_expect < 0 ? 1 : INFLIGHT_SQLITE;
   if (s->mongo) setup_submit(s);
+  else events_start(s);
   if (s->api->timer_start(s->self, s->purge_ms, s->purge_ms, on_purge_timer, s,
                           &s->purge_timer) < 0)
     s->api->log(s->self, NOTIFD_LOG_WARN, "inbox: cannot start the retention timer");
@@ -462,6 +477,7 @@ void inbox_destroy(notif_ws *s) {
     item_free(it);
   }
   s->q_tail = NULL;
+  events_destroy(s);
   if (s->store) s->store->ops->close(s->store);
   s->store = NULL;
 }

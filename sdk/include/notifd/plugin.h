@@ -231,7 +231,8 @@ typedef struct notifd_api {
   const char *(*data_dir)(notifd_plugin *p);
 
   /* -- per-plugin configuration (the plugin's `config:` subtree) --
-   * `key` is a dotted path ("forward.timeout").  Absent keys give `def`
+   * `key` is a dotted path ("forward.timeout"); a segment of digits
+   * indexes a list ("types.0.name": the first element's `name`).  Absent keys give `def`
    * and return 0.  A present key of the wrong type is recorded as a
    * config error with file:line:column and NOTIFD_EINVAL is returned.
    * Keys never read during init are reported as unknown keys.  Strings
