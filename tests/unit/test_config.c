@@ -301,8 +301,8 @@ START_TEST(lookup_marks_used) {
   ck_assert_ptr_null(nd_cfg_path(t.root, "a..b"));
   ck_assert_ptr_null(nd_cfg_path(t.root, ""));
   ck_assert_ptr_null(nd_cfg_path(t.root, "a.b.c.d")); /* through a scalar */
-  ck_assert_ptr_eq(nd_cfg_path(t.root, "e.0"), t.root->items[2]->items[0]); /* list index */
-  ck_assert(t.root->items[2]->items[0]->used);
+  ck_assert_ptr_eq(nd_cfg_path(t.root, "e.0"), t.root->items[1]->items[0]); /* list index */
+  ck_assert(t.root->items[1]->items[0]->used);
   ck_assert_ptr_null(nd_cfg_path(t.root, "e.1"));     /* out of range */
   ck_assert_ptr_null(nd_cfg_path(t.root, "e.x"));     /* lists are not maps */
   ck_assert_ptr_null(nd_cfg_path(NULL, "a"));
