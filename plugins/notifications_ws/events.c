@@ -193,8 +193,6 @@ static void sent_release(nw_job *j) {
   free(sj);
 }
 
-static void round_start(notif_ws *s);
-
 static void sent_done(nw_job *j) {
   sent_job *sj = (sent_job *)j;
   notif_ws *s = j->s;
@@ -217,81 +215,52 @@ static int flush_sent(notif_ws *s) {
   sent_job *sj = calloc(1, sizeof *sj);
   if (!sj) return -1;
   sj->sent = events_take_sent(s, &sj->n);
-  sj->base.work = sent_work;
-  sj->base.done = sent_done;
-  sj->base.release = sent_release;
-  s->ev_flush_busy = 1;
-  if (nw_job_submit(s, &sj->base) < 0) {
-    s->ev_flush_busy = 0;
-    sent_release(&sj->base);
-    return -1;
-  }
-  return 0;
+  return nw_job_start(s, &sj->base, sent_work, sent_done, sent_release, &s->ev_flush_busy);
 }
 
 /* ---- replay ---- */
 
-typedef struct replay_job {
+typedef struct outbox_job {
   nw_job base;
   int64_t since_ms;
   inbox_rec *recs;
   size_t n;
-  char **users, **docs; /* the preferences of the rows' users */
-  int *found;
-  size_t nusers;
+  prefs_load prefs; /* of the rows' users */
   int rc;
   char err[200];
-} replay_job;
+} outbox_job;
 
-static void replay_work(nw_job *j) {
-  replay_job *rj = (replay_job *)j;
+static void outbox_work(nw_job *j) {
+  outbox_job *rj = (outbox_job *)j;
   inbox_store *st = j->s->store;
   rj->rc = st->ops->unsent(st, rj->since_ms, EV_ROUND_MAX, &rj->recs, &rj->n, rj->err,
                            sizeof rj->err);
   if (rj->rc < 0 || !rj->n) return;
-  rj->users = calloc(rj->n, sizeof *rj->users);
-  rj->docs = calloc(rj->n, sizeof *rj->docs);
-  rj->found = calloc(rj->n, sizeof *rj->found);
-  if (!rj->users || !rj->docs || !rj->found) return; /* headers without preferences */
-  for (size_t i = 0; i < rj->n; i++) {
-    int dup = 0;
-    for (size_t k = 0; k < rj->nusers && !dup; k++)
-      dup = strcmp(rj->users[k], rj->recs[i].user_id) == 0;
-    if (dup || !(rj->users[rj->nusers] = strdup(rj->recs[i].user_id))) continue;
-    char e[200];
-    rj->found[rj->nusers] =
-        st->ops->prefs_get(st, rj->users[rj->nusers], &rj->docs[rj->nusers], e, sizeof e);
-    rj->nusers++;
-  }
+  if (prefs_load_init(&rj->prefs, rj->n) < 0) return; /* headers without preferences */
+  for (size_t i = 0; i < rj->n; i++) prefs_load_add(&rj->prefs, rj->recs[i].user_id);
+  prefs_load_work(&rj->prefs, st);
 }
 
-static void replay_free(replay_job *rj) {
+static void outbox_free(outbox_job *rj) {
   inbox_recs_free(rj->recs, rj->n);
-  for (size_t i = 0; i < rj->nusers; i++) {
-    free(rj->users[i]);
-    free(rj->docs[i]);
-  }
-  free(rj->users);
-  free(rj->docs);
-  free(rj->found);
+  prefs_load_free(&rj->prefs);
   free(rj);
 }
 
-static void replay_release(nw_job *j) { replay_free((replay_job *)j); }
+static void outbox_release(nw_job *j) { outbox_free((outbox_job *)j); }
 
-static void replay_done(nw_job *j) {
-  replay_job *rj = (replay_job *)j;
+static void outbox_done(nw_job *j) {
+  outbox_job *rj = (outbox_job *)j;
   notif_ws *s = j->s;
   if (rj->rc < 0) {
     s->api->log(s->self, NOTIFD_LOG_WARN, "events: reading unsent events failed: %s", rj->err);
     s->ev_replaying = 0;
     s->ev_failed = 1;
     s->ev_retry_at_ms = notif_now_ms() + EV_RETRY_MS;
-    replay_free(rj);
+    outbox_free(rj);
     return;
   }
-  for (size_t i = 0; i < rj->nusers; i++)
-    if (rj->found[i] >= 0) prefs_cache_put(s, rj->users[i], rj->found[i] ? rj->docs[i] : NULL);
+  prefs_load_done(s, &rj->prefs);
   if (rj->n)
     s->api->log(s->self, NOTIFD_LOG_INFO, "events: replaying %zu unsent event(s)", rj->n);
   s->ev_round_full = rj->n == EV_ROUND_MAX;
@@ -301,22 +270,15 @@ static void replay_done(nw_job *j) {
     const pc_notification_kind *k = types_find(s, r->type, strlen(r->type), NULL);
     produce(s, r, k ? k->name : NULL, -1, 1);
   }
-  replay_free(rj);
+  outbox_free(rj);
   if (--s->ev_round_left == 0) round_step(s);
 }
 
 static void round_start(notif_ws *s) {
-  replay_job *rj = calloc(1, sizeof *rj);
+  outbox_job *rj = calloc(1, sizeof *rj);
   if (!rj) return;
   rj->since_ms = notif_now_ms() - s->replay_window_ms;
-  rj->base.work = replay_work;
-  rj->base.done = replay_done;
-  rj->base.release = replay_release;
-  s->ev_replaying = 1;
-  if (nw_job_submit(s, &rj->base) < 0) {
-    s->ev_replaying = 0;
-    free(rj);
-  }
+  nw_job_start(s, &rj->base, outbox_work, outbox_done, outbox_release, &s->ev_replaying);
 }
 
 /* A round's produces are all confirmed (or failed): mark them, then read

@@ -78,6 +78,20 @@ int nw_job_submit(notif_ws *s, nw_job *j) {
   return rc;
 }
 
+int nw_job_start(notif_ws *s, nw_job *j, void (*work)(nw_job *), void (*done)(nw_job *),
+                 void (*release)(nw_job *), int *busy) {
+  j->work = work;
+  j->done = done;
+  j->release = release;
+  if (busy) *busy = 1;
+  int rc = nw_job_submit(s, j);
+  if (rc < 0) {
+    if (busy) *busy = 0;
+    release(j);
+  }
+  return rc;
+}
+
 /* ---- items ---- */
 
 static void item_free(notif_item *it) {
@@ -162,10 +176,7 @@ typedef struct batch_job {
   notif_item **items;
   inbox_rec **recs;
   size_t n;
-  char **users; /* preferences to load */
-  char **docs;  /* their documents (NULL = none stored) */
-  int *found;
-  size_t nusers;
+  prefs_load prefs; /* of users not cached */
   inbox_sent *sent; /* events to mark sent in the same transaction */
   size_t nsent;
   int rc;
@@ -177,20 +188,11 @@ static void batch_work(nw_job *j) {
   inbox_store *st = j->s->store;
   bj->rc = st->ops->insert_batch(st, bj->recs, bj->n, bj->sent, bj->nsent, bj->err,
                                  sizeof bj->err);
-  for (size_t i = 0; i < bj->nusers; i++) {
-    char e[200];
-    bj->found[i] = st->ops->prefs_get(st, bj->users[i], &bj->docs[i], e, sizeof e);
-  }
+  prefs_load_work(&bj->prefs, st);
 }
 
 static void batch_free(batch_job *bj) {
-  for (size_t i = 0; i < bj->nusers; i++) {
-    free(bj->users[i]);
-    free(bj->docs[i]);
-  }
-  free(bj->users);
-  free(bj->docs);
-  free(bj->found);
+  prefs_load_free(&bj->prefs);
   inbox_sent_free(bj->sent, bj->nsent);
   free(bj->items);
   free(bj->recs);
@@ -226,8 +228,7 @@ static void batch_done(nw_job *j) {
   /* The next batch commits while this one is published. */
   if (s->q_head) batch_submit(s);
   count_op(s, "insert", bj->rc == 0);
-  for (size_t i = 0; i < bj->nusers; i++)
-    if (bj->found[i] >= 0) prefs_cache_put(s, bj->users[i], bj->found[i] ? bj->docs[i] : NULL);
+  prefs_load_done(s, &bj->prefs);
   if (bj->rc < 0) { /* no ids were used */
     s->api->log(s->self, NOTIFD_LOG_ERROR, "inbox: storing %zu notification(s) failed: %s",
                 bj->n, bj->err);
@@ -276,10 +277,7 @@ static void batch_submit_one(notif_ws *s) {
   if (ok) {
     bj->items = calloc(n, sizeof *bj->items);
     bj->recs = calloc(n, sizeof *bj->recs);
-    bj->users = calloc(n, sizeof *bj->users);
-    bj->docs = calloc(n, sizeof *bj->docs);
-    bj->found = calloc(n, sizeof *bj->found);
-    ok = bj->items && bj->recs && bj->users && bj->docs && bj->found;
+    ok = bj->items && bj->recs && prefs_load_init(&bj->prefs, n) == 0;
   }
   for (size_t i = 0; i < n; i++) {
     notif_item *it = s->q_head;
@@ -295,11 +293,7 @@ static void batch_submit_one(notif_ws *s) {
     bj->items[i] = it;
     bj->recs[i] = &it->rec;
     /* Preferences not cached yet are loaded by the same job. */
-    const char *u = it->rec.user_id;
-    if (prefs_cached(s, u)) continue;
-    int dup = 0;
-    for (size_t k = 0; k < bj->nusers && !dup; k++) dup = strcmp(bj->users[k], u) == 0;
-    if (!dup && (bj->users[bj->nusers] = strdup(u))) bj->nusers++;
+    if (!prefs_cached(s, it->rec.user_id)) prefs_load_add(&bj->prefs, it->rec.user_id);
   }
   if (!ok) {
     if (bj) batch_free(bj);
@@ -367,10 +361,7 @@ static void setup_done(nw_job *j) {
 static void setup_submit(notif_ws *s) {
   setup_job *sj = calloc(1, sizeof *sj);
   if (!sj) return;
-  sj->base.work = setup_work;
-  sj->base.done = setup_done;
-  sj->base.release = setup_release;
-  if (nw_job_submit(s, &sj->base) < 0) free(sj);
+  nw_job_start(s, &sj->base, setup_work, setup_done, setup_release, NULL);
 }
 
 /* ---- retention ---- */
@@ -408,14 +399,7 @@ static void on_purge_timer(notifd_timer *t, void *ud) {
   purge_job *pj = calloc(1, sizeof *pj);
   if (!pj) return;
   pj->older_than_ms = notif_now_ms() - s->max_age_ms;
-  pj->base.work = purge_work;
-  pj->base.done = purge_done;
-  pj->base.release = purge_release;
-  s->purge_busy = 1;
-  if (nw_job_submit(s, &pj->base) < 0) {
-    s->purge_busy = 0;
-    free(pj);
-  }
+  nw_job_start(s, &pj->base, purge_work, purge_done, purge_release, &s->purge_busy);
 }
 
 /* ---- WAL checkpoints off the commit path ---- */
@@ -433,15 +417,7 @@ static void on_ckpt_timer(notifd_timer *t, void *ud) {
   notif_ws *s = ud;
   if (s->ckpt_busy) return;
   nw_job *j = calloc(1, sizeof *j);
-  if (!j) return;
-  j->work = ckpt_work;
-  j->done = ckpt_done;
-  j->release = ckpt_release;
-  s->ckpt_busy = 1;
-  if (nw_job_submit(s, j) < 0) {
-    s->ckpt_busy = 0;
-    free(j);
-  }
+  if (j) nw_job_start(s, j, ckpt_work, ckpt_done, ckpt_release, &s->ckpt_busy);
 }
 
 int inbox_start(notif_ws *s) {

@@ -168,6 +168,11 @@ int64_t notif_mono_ns(void);
 int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *payload,
                  const char *json, const char *user_id, notif_done_cb done, void *ud);
 int nw_job_submit(notif_ws *s, nw_job *j);
+/* Sets the job's callbacks and submits it; *busy (busy may be NULL) is 1
+ * from now until `done` clears it.  On failure *busy is 0 again and the job
+ * is released (`release`). */
+int nw_job_start(notif_ws *s, nw_job *j, void (*work)(nw_job *), void (*done)(nw_job *),
+                 void (*release)(nw_job *), int *busy);
 int inbox_start(notif_ws *s);
 void inbox_destroy(notif_ws *s);
 
@@ -187,6 +192,21 @@ uint32_t recovery_sockets(notif_ws *s, const char *user);
 void recovery_destroy(notif_ws *s);
 
 /* ---- prefs.c ---- */
+/* Preferences a worker job loads for the loop's cache: users added on the
+ * loop (or in the job, from rows it read), documents read by the job,
+ * cached by its completion. */
+typedef struct prefs_load {
+  char **users;
+  char **docs; /* NULL = none stored */
+  int *found;  /* 1 found, 0 none, < 0 error (not cached) */
+  size_t n, cap;
+} prefs_load;
+int prefs_load_init(prefs_load *pl, size_t cap);          /* 0, or -1 on OOM */
+void prefs_load_add(prefs_load *pl, const char *user);   /* once per user; full: ignored */
+void prefs_load_work(prefs_load *pl, inbox_store *st);   /* worker */
+void prefs_load_done(notif_ws *s, const prefs_load *pl); /* loop: into the cache */
+void prefs_load_free(prefs_load *pl);
+
 int prefs_register(notif_ws *s);
 /* 1 when the preferences of `user` are cached (decisions are possible). */
 int prefs_cached(notif_ws *s, const char *user);

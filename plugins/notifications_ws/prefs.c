@@ -73,6 +73,45 @@ void prefs_cache_put(notif_ws *s, const char *user, const char *json) {
   ent_free(old);
 }
 
+int prefs_load_init(prefs_load *pl, size_t cap) {
+  memset(pl, 0, sizeof *pl);
+  pl->users = calloc(cap ? cap : 1, sizeof *pl->users);
+  pl->docs = calloc(cap ? cap : 1, sizeof *pl->docs);
+  pl->found = calloc(cap ? cap : 1, sizeof *pl->found);
+  pl->cap = cap;
+  return pl->users && pl->docs && pl->found ? 0 : -1;
+}
+
+void prefs_load_add(prefs_load *pl, const char *user) {
+  if (pl->n >= pl->cap) return;
+  for (size_t k = 0; k < pl->n; k++)
+    if (strcmp(pl->users[k], user) == 0) return;
+  if ((pl->users[pl->n] = strdup(user))) pl->n++;
+}
+
+void prefs_load_work(prefs_load *pl, inbox_store *st) {
+  for (size_t i = 0; i < pl->n; i++) {
+    char e[200];
+    pl->found[i] = st->ops->prefs_get(st, pl->users[i], &pl->docs[i], e, sizeof e);
+  }
+}
+
+void prefs_load_done(notif_ws *s, const prefs_load *pl) {
+  for (size_t i = 0; i < pl->n; i++)
+    if (pl->found[i] >= 0) prefs_cache_put(s, pl->users[i], pl->found[i] ? pl->docs[i] : NULL);
+}
+
+void prefs_load_free(prefs_load *pl) {
+  for (size_t i = 0; i < pl->n; i++) {
+    free(pl->users ? pl->users[i] : NULL);
+    free(pl->docs ? pl->docs[i] : NULL);
+  }
+  free(pl->users);
+  free(pl->docs);
+  free(pl->found);
+  memset(pl, 0, sizeof *pl);
+}
+
 /* ---- quiet hours ---- */
 
 /* "HH:MM" -> minutes of the day, or -1. */

@@ -113,6 +113,12 @@ def chat_msg(content):
             "stream_id": "6b79c4fda3031c04", "sender_id": "Mr.A", "receiver_id": "Mr.B"}
 
 
+def subscribe(n, query):
+    """A websocket of /notifications/subscribe?user_id=<query>."""
+    return websockets.connect(f"{n.ws_url}/notifications/subscribe?user_id={query}",
+                              open_timeout=10)
+
+
 def value(rec):
     v = json.loads(rec["value"])
     assert list(v) == FIELDS
@@ -210,12 +216,8 @@ def test_headers_follow_sockets_and_preferences(notifd_factory):
     put("nows", {"channels": {"shipping_update_notification": {"websocket": False}}})
 
     async def online():
-        async with websockets.connect(f"{n.ws_url}/notifications/subscribe?user_id=online",
-                                      open_timeout=10) as ws, \
-                websockets.connect(f"{n.ws_url}/notifications/subscribe?user_id=online&v=2",
-                                   open_timeout=10) as ws2, \
-                websockets.connect(f"{n.ws_url}/notifications/subscribe?user_id=nows",
-                                   open_timeout=10) as ws3:
+        async with subscribe(n, "online") as ws, subscribe(n, "online&v=2") as ws2, \
+                subscribe(n, "nows") as ws3:
             loop = asyncio.get_running_loop()
             assert (await loop.run_in_executor(
                 None, lambda: notify(n, "purchase", "online", purchase("o"))))[1][
@@ -319,8 +321,7 @@ def test_declared_type_over_http_and_bus(notifd_factory):
     n = start(notifd_factory)
 
     async def scenario():
-        async with websockets.connect(f"{n.ws_url}/notifications/subscribe?user_id=t",
-                                      open_timeout=10) as ws:
+        async with subscribe(n, "t") as ws:
             loop = asyncio.get_running_loop()
             body = b'{ "order_id" : "O-1",\n "reason": "a b\\" c", "extra": {"k": [1, 2.50]} }'
             st, raw, _ = await loop.run_in_executor(None, lambda: http(
@@ -391,8 +392,7 @@ def test_bus_input_forward_to_the_owning_process(notifd_factory, tmp_path):
               forward_url=f"http://127.0.0.1:{b.port}/")
 
     async def scenario():
-        async with websockets.connect(f"{b.ws_url}/notifications/subscribe?user_id=fw",
-                                      open_timeout=10) as ws:
+        async with subscribe(b, "fw") as ws:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, lambda: produce(
                 a, {"type": "purchase", "user_id": "fw", "payload": purchase("f1")}, key="fw"))
