@@ -524,6 +524,26 @@ static int mg_setup(inbox_store *bs, char *err, size_t errlen) {
     mongoc_client_pool_push(s->pool, c);
     return -1;
   }
+  /* Indexes in place already (a restart): createIndexes is not sent again,
+   * FerretDB v1 fails it on a collection that has them (a server panic,
+   * "slice bounds out of range"), which kept the setup retrying forever. */
+  static const char *const names[] = {"user_id_1_id_-1", "created_at_1", "user_id_1_read_1"};
+  int have = 0;
+  mongoc_collection_t *ic = mongoc_client_get_collection(c, s->db, s->coll);
+  mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(ic, NULL);
+  const bson_t *idx;
+  while (mongoc_cursor_next(cur, &idx)) {
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, idx, "name") || !BSON_ITER_HOLDS_UTF8(&it)) continue;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+      if (strcmp(bson_iter_utf8(&it, NULL), names[i]) == 0) have++;
+  }
+  mongoc_cursor_destroy(cur);
+  mongoc_collection_destroy(ic);
+  if (have == (int)(sizeof names / sizeof *names)) {
+    mongoc_client_pool_push(s->pool, c);
+    return 0;
+  }
   bson_t *cmd = BCON_NEW(
       "createIndexes", BCON_UTF8(s->coll), "indexes", "[",
       "{", "key", "{", "user_id", BCON_INT32(1), "id", BCON_INT32(-1), "}", "name",

@@ -426,3 +426,40 @@ def test_bus_input_forward_to_the_owning_process(notifd_factory, tmp_path):
     assert [x["payload"]["order_id"] for x in inbox(b, "fw")] == ["f4", "f2", "f1"]
     # events come from B, the process that stored them
     assert [value(r)["payload"]["order_id"] for r in events(b, 3)] == ["f1", "f2", "f4"]
+
+
+# ---- MongoDB (FerretDB) ------------------------------------------------------------------
+
+from test_inbox import ferretdb  # noqa: E402,F401  (the fixture; SKIPPED when it cannot run)
+
+
+def test_outbox_on_mongodb(notifd_factory, ferretdb):  # noqa: F811
+    db = f"events{os.getpid()}{int(time.time())}"
+    n = start(notifd_factory, extra_yaml=f"backends:\n  mongodb: {{uri: \"{ferretdb}\", "
+              f"database: {db}}}\n")
+    wait_until(lambda: "inbox: MongoDB reachable" in n.read_log(), timeout=30,
+               what="MongoDB setup")
+    for i in range(3):
+        assert notify(n, "purchase", "mona", purchase(f"a{i}"))[0] == 200
+    assert [value(r)["id"] for r in events(n, 3)] == [1, 2, 3]
+    time.sleep(1.5)  # the marks: next batch or the 0.5 s timer
+    assert n.stop() == 0
+    n.start()
+    wait_until(lambda: n.read_log().count("inbox: MongoDB reachable") == 2,
+               timeout=30, what="MongoDB setup after restart")
+    time.sleep(1)
+    assert len(tail(n)) == 3  # every event was marked sent: nothing replayed
+    # kill -9 right after the answers: the last marks cannot have committed
+    for i in range(3, 6):
+        assert notify(n, "purchase", "mona", purchase(f"a{i}"))[0] == 200
+    n.kill9()
+    n.start()
+    wait_until(lambda: metric(n, "notifications_ws_events_total", result="replayed") >= 1,
+               timeout=30, what="unsent events replayed")
+    ids = [value(r)["id"] for r in events(n, 6)]
+    assert sorted(set(ids)) == [1, 2, 3, 4, 5, 6] and ids[:3] == [1, 2, 3]  # none lost
+    time.sleep(1.5)
+    assert n.stop() == 0
+    n.start()
+    time.sleep(2)
+    assert len(tail(n)) == len(ids)  # marked: nothing replayed a second time
