@@ -119,6 +119,7 @@ int forward_init(notif_ws *s) {
   if (rc == 0) rc = api->config_string(s->self, "forward_url", NULL, &url);
   if (rc == 0) rc = api->config_duration_ms(s->self, "forward_timeout", 5000, &s->forward_timeout_ms);
   if (rc < 0) return rc;
+  if (url && !*url) url = NULL;
   if (strcmp(mode, "store") == 0) {
     if (url) {
       api->log(s->self, NOTIFD_LOG_ERROR, "config: forward_url: only with bus_input: forward");
@@ -131,7 +132,7 @@ int forward_init(notif_ws *s) {
              mode);
     return NOTIFD_EINVAL;
   }
-  if (!url || !*url) {
+  if (!url) {
     api->log(s->self, NOTIFD_LOG_ERROR,
              "config: forward_url: required with bus_input: forward (e.g. http://proxy:8080)");
     return NOTIFD_EINVAL;

@@ -252,6 +252,7 @@ static void outbox_release(nw_job *j) { outbox_free((outbox_job *)j); }
 static void outbox_done(nw_job *j) {
   outbox_job *rj = (outbox_job *)j;
   notif_ws *s = j->s;
+  s->ev_reading = 0;
   if (rj->rc < 0) {
     s->api->log(s->self, NOTIFD_LOG_WARN, "events: reading unsent events failed: %s", rj->err);
     s->ev_replaying = 0;
@@ -278,13 +279,15 @@ static void round_start(notif_ws *s) {
   outbox_job *rj = calloc(1, sizeof *rj);
   if (!rj) return;
   rj->since_ms = notif_now_ms() - s->replay_window_ms;
-  nw_job_start(s, &rj->base, outbox_work, outbox_done, outbox_release, &s->ev_replaying);
+  s->ev_replaying = 1;
+  if (nw_job_start(s, &rj->base, outbox_work, outbox_done, outbox_release, &s->ev_reading) < 0)
+    s->ev_replaying = 0;
 }
 
 /* A round's produces are all confirmed (or failed): mark them, then read
  * the next round when this one was full and nothing failed. */
 static void round_step(notif_ws *s) {
-  if (!s->ev_replaying) return;
+  if (!s->ev_replaying || s->ev_reading) return;
   if (s->ev_nsent && flush_sent(s) == 0) return; /* sent_done comes back here */
   if (s->ev_flush_busy) return;
   if (s->ev_round_full && !s->ev_failed) {

@@ -139,6 +139,7 @@ struct notif_ws {
   int ev_failed;             /* a produce failed since the last replay */
   int64_t ev_retry_at_ms;    /* replay after a failure no sooner than this */
   int ev_replaying;          /* a replay round is reading or producing */
+  int ev_reading;            /* its outbox job is reading */
   size_t ev_round_left;      /* the round's produces not confirmed yet */
   int ev_round_full;         /* the round read its maximum: another follows */
   notifd_timer *ev_timer;

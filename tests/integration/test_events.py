@@ -284,6 +284,33 @@ def test_unsent_rows_are_produced_again_at_start(notifd_factory):
     assert len(tail(n)) == 6
 
 
+def test_replay_runs_in_rounds_until_the_outbox_is_empty(notifd_factory):
+    """More unsent rows than one round reads (500): every one is produced
+    again, in id order, and marked."""
+    n = start(notifd_factory)
+    for i in range(620):
+        produce_value = {"type": "shipping-update", "user_id": f"u{i % 7}",
+                         "payload": shipping(f"o{i}")}
+        if i % 62 == 0:  # a few over the bus, the rest over HTTP
+            produce(n, produce_value, key=produce_value["user_id"])
+        else:
+            assert notify(n, "shipping-update", f"u{i % 7}", shipping(f"o{i}"))[0] == 200
+    wait_until(lambda: db_rows(n, "SELECT count(*), sum(event_sent) FROM notifications")
+               == [(620, 620)], what="all stored and marked")
+    assert n.stop() == 0
+    db_rows(n, "UPDATE notifications SET event_sent=0")
+    n.start()
+    wait_until(lambda: db_rows(n, "SELECT count(*) FROM notifications WHERE event_sent=0")
+               == [(0,)], timeout=30, what="outbox emptied")
+    recs = events(n, 1240)
+    assert len(recs) == 1240
+    for u in range(7):  # per user: the first run, then the replay, each in id order
+        ids = [value(r)["id"] for r in recs if r["key"] == f"u{u}"]
+        first = sorted(set(ids))
+        assert ids == first + first
+    assert metric(n, "notifications_ws_events_total", result="replayed") == 620
+
+
 def test_database_from_before_the_outbox_is_migrated(notifd_factory, tmp_path):
     data = os.path.join(str(tmp_path), "notifd-data")
     os.makedirs(data)
