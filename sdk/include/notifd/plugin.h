@@ -232,9 +232,10 @@ typedef struct notifd_api {
 
   /* -- per-plugin configuration (the plugin's `config:` subtree) --
    * `key` is a dotted path ("forward.timeout"); a segment of digits
-   * indexes a list ("types.0.name": the first element's `name`).  Absent keys give `def`
-   * and return 0.  A present key of the wrong type is recorded as a
-   * config error with file:line:column and NOTIFD_EINVAL is returned.
+   * indexes a list ("types.0.name": the first element's `name`).  Absent
+   * keys give `def` and return 0.  A present key of the wrong type is
+   * recorded as a config error with file:line:column and NOTIFD_EINVAL is
+   * returned.
    * Keys never read during init are reported as unknown keys.  Strings
    * returned are owned by the host and live as long as the plugin. */
   int (*config_string)(notifd_plugin *p, const char *key, const char *def,
