@@ -37,6 +37,20 @@ nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key) {
   return key ? get_n(map, key, strlen(key)) : NULL;
 }
 
+/* Element `i` of a list named by a segment of decimal digits ("0", "12"),
+ * marked used; NULL when the segment is not one or is out of range. */
+static nd_cfg_node *get_i(nd_cfg_node *seq, const char *seg, size_t len) {
+  if (!seq || seq->kind != ND_CFG_SEQ || len > 9) return NULL;
+  size_t i = 0;
+  for (size_t k = 0; k < len; k++) {
+    if (seg[k] < '0' || seg[k] > '9') return NULL;
+    i = i * 10 + (size_t)(seg[k] - '0');
+  }
+  if (i >= seq->n) return NULL;
+  seq->items[i]->used = 1;
+  return seq->items[i];
+}
+
 nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted) {
   if (!dotted) return NULL;
   nd_cfg_node *cur = map;
@@ -45,7 +59,7 @@ nd_cfg_node *nd_cfg_path(nd_cfg_node *map, const char *dotted) {
     const char *dot = strchr(p, '.');
     size_t len = dot ? (size_t)(dot - p) : strlen(p);
     if (len == 0) return NULL;
-    cur = get_n(cur, p, len);
+    cur = cur && cur->kind == ND_CFG_SEQ ? get_i(cur, p, len) : get_n(cur, p, len);
     if (!cur || !dot) return cur;
     p = dot + 1;
   }

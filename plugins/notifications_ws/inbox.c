@@ -3,10 +3,11 @@
  * commit: a job on a host worker takes everything queued at that moment
  * into one transaction, so under load one commit covers hundreds of
  * notifications and an idle server still commits a lone one at once.  The
- * same job loads the preferences of users not in the cache.  Its
- * completion publishes each notification in id order, fires the offline
- * push where nothing was delivered, and answers (HTTP 200 / bus ack) - a
- * notification acknowledged is in the inbox.
+ * same job loads the preferences of users not in the cache, and marks the
+ * events the bus confirmed since the previous batch as sent (events.c).
+ * Its completion publishes each notification in id order, produces its
+ * event, and answers (HTTP 200 / bus ack) - a notification acknowledged is
+ * in the inbox.
  *
  * Callers that wait for the answer before sending the next notification
  * (chat_change_handler forwards one record per bus partition at a time)
@@ -77,6 +78,20 @@ int nw_job_submit(notif_ws *s, nw_job *j) {
   return rc;
 }
 
+int nw_job_start(notif_ws *s, nw_job *j, void (*work)(nw_job *), void (*done)(nw_job *),
+                 void (*release)(nw_job *), int *busy) {
+  j->work = work;
+  j->done = done;
+  j->release = release;
+  if (busy) *busy = 1;
+  int rc = nw_job_submit(s, j);
+  if (rc < 0) {
+    if (busy) *busy = 0;
+    release(j);
+  }
+  return rc;
+}
+
 /* ---- items ---- */
 
 static void item_free(notif_item *it) {
@@ -95,8 +110,7 @@ static void count_op(notif_ws *s, const char *op, int ok) {
 static void item_publish(notif_ws *s, notif_item *it) {
   pc_publish pub;
   memset(&pub, 0, sizeof pub);
-  int ws = 1, push = 1, quiet = 0;
-  if (s->store) prefs_decide(s, it->rec.user_id, it->kind, &ws, &push, &quiet);
+  int ws = s->store ? prefs_websocket_on(s, it->rec.user_id, it->kind) : 1;
   pc_buf frame;
   pc_buf_init(&frame);
   notif_frame(&frame, -1, it->rec.type, it->rec.ts, it->rec.payload);
@@ -108,12 +122,12 @@ static void item_publish(notif_ws *s, notif_item *it) {
     recovery_publish(s, it->rec.user_id, it->rec.id, frame.data, frame.len, &pub);
   }
   pc_buf_free(&frame);
-  if (s->store) push_maybe(s, it, pub.delivered, push, quiet);
+  if (s->store) events_publish(s, &it->rec, it->kind, pub.delivered);
   it->done(s, it, 0, &pub, it->ud);
 }
 
 int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *payload,
-                 const char *user_id, notif_done_cb done, void *ud) {
+                 const char *json, const char *user_id, notif_done_cb done, void *ud) {
   notif_item *it = calloc(1, sizeof *it);
   if (!it) return -2;
   pc_buf ts, body;
@@ -122,7 +136,8 @@ int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *
   pc_time now;
   pc_time_now(&now);
   if (pc_time_put_json(&ts, &now) < 0) pc_buf_puts(&ts, "\"0001-01-01T00:00:00Z\"");
-  if (pc_model_put_json(&body, payload) < 0) {
+  if (!payload) pc_buf_puts(&body, json);
+  else if (pc_model_put_json(&body, payload) < 0) {
     pc_buf_free(&ts);
     pc_buf_free(&body);
     free(it);
@@ -135,6 +150,7 @@ int notif_submit(notif_ws *s, const pc_notification_kind *kind, const pc_model *
   it->rec.user_id = strdup(user_id);
   it->rec.created_ms = notif_now_ms();
   it->rec.id = -1;
+  it->rec.event_sent = s->events_topic == NULL; /* nothing due when the stream is off */
   it->done = done;
   it->ud = ud;
   if (!it->rec.ts || !it->rec.payload || !it->rec.user_id) {
@@ -160,10 +176,9 @@ typedef struct batch_job {
   notif_item **items;
   inbox_rec **recs;
   size_t n;
-  char **users; /* preferences to load */
-  char **docs;  /* their documents (NULL = none stored) */
-  int *found;
-  size_t nusers;
+  prefs_load prefs; /* of users not cached */
+  inbox_sent *sent; /* events to mark sent in the same transaction */
+  size_t nsent;
   int rc;
   char err[200];
 } batch_job;
@@ -171,21 +186,14 @@ typedef struct batch_job {
 static void batch_work(nw_job *j) {
   batch_job *bj = (batch_job *)j;
   inbox_store *st = j->s->store;
-  bj->rc = st->ops->insert_batch(st, bj->recs, bj->n, bj->err, sizeof bj->err);
-  for (size_t i = 0; i < bj->nusers; i++) {
-    char e[200];
-    bj->found[i] = st->ops->prefs_get(st, bj->users[i], &bj->docs[i], e, sizeof e);
-  }
+  bj->rc = st->ops->insert_batch(st, bj->recs, bj->n, bj->sent, bj->nsent, bj->err,
+                                 sizeof bj->err);
+  prefs_load_work(&bj->prefs, st);
 }
 
 static void batch_free(batch_job *bj) {
-  for (size_t i = 0; i < bj->nusers; i++) {
-    free(bj->users[i]);
-    free(bj->docs[i]);
-  }
-  free(bj->users);
-  free(bj->docs);
-  free(bj->found);
+  prefs_load_free(&bj->prefs);
+  inbox_sent_free(bj->sent, bj->nsent);
   free(bj->items);
   free(bj->recs);
   free(bj);
@@ -193,6 +201,9 @@ static void batch_free(batch_job *bj) {
 
 static void batch_release(nw_job *j) {
   batch_job *bj = (batch_job *)j;
+  events_return_sent(j->s, bj->sent, bj->nsent); /* marked at destroy */
+  bj->sent = NULL;
+  bj->nsent = 0;
   for (size_t i = 0; i < bj->n; i++) item_free(bj->items[i]);
   batch_free(bj);
 }
@@ -217,11 +228,13 @@ static void batch_done(nw_job *j) {
   /* The next batch commits while this one is published. */
   if (s->q_head) batch_submit(s);
   count_op(s, "insert", bj->rc == 0);
-  for (size_t i = 0; i < bj->nusers; i++)
-    if (bj->found[i] >= 0) prefs_cache_put(s, bj->users[i], bj->found[i] ? bj->docs[i] : NULL);
+  prefs_load_done(s, &bj->prefs);
   if (bj->rc < 0) { /* no ids were used */
     s->api->log(s->self, NOTIFD_LOG_ERROR, "inbox: storing %zu notification(s) failed: %s",
                 bj->n, bj->err);
+    events_return_sent(s, bj->sent, bj->nsent); /* the next batch marks them */
+    bj->sent = NULL;
+    bj->nsent = 0;
     for (size_t i = 0; i < bj->n; i++) {
       notif_item *it = bj->items[i];
       snprintf(it->err, sizeof it->err, "%s", bj->err);
@@ -264,10 +277,7 @@ static void batch_submit_one(notif_ws *s) {
   if (ok) {
     bj->items = calloc(n, sizeof *bj->items);
     bj->recs = calloc(n, sizeof *bj->recs);
-    bj->users = calloc(n, sizeof *bj->users);
-    bj->docs = calloc(n, sizeof *bj->docs);
-    bj->found = calloc(n, sizeof *bj->found);
-    ok = bj->items && bj->recs && bj->users && bj->docs && bj->found;
+    ok = bj->items && bj->recs && prefs_load_init(&bj->prefs, n) == 0;
   }
   for (size_t i = 0; i < n; i++) {
     notif_item *it = s->q_head;
@@ -283,17 +293,14 @@ static void batch_submit_one(notif_ws *s) {
     bj->items[i] = it;
     bj->recs[i] = &it->rec;
     /* Preferences not cached yet are loaded by the same job. */
-    const char *u = it->rec.user_id;
-    if (prefs_cached(s, u)) continue;
-    int dup = 0;
-    for (size_t k = 0; k < bj->nusers && !dup; k++) dup = strcmp(bj->users[k], u) == 0;
-    if (!dup && (bj->users[bj->nusers] = strdup(u))) bj->nusers++;
+    if (!prefs_cached(s, it->rec.user_id)) prefs_load_add(&bj->prefs, it->rec.user_id);
   }
   if (!ok) {
     if (bj) batch_free(bj);
     return;
   }
   bj->n = n;
+  bj->sent = events_take_sent(s, &bj->nsent);
   bj->base.work = batch_work;
   bj->base.done = batch_done;
   bj->base.release = batch_release;
@@ -342,6 +349,7 @@ static void setup_done(nw_job *j) {
   if (sj->rc == 0) {
     s->mongo_ready = 1;
     s->api->log(s->self, NOTIFD_LOG_INFO, "inbox: MongoDB reachable, indexes in place");
+    events_start(s);
   } else {
     s->api->log(s->self, NOTIFD_LOG_WARN, "inbox: MongoDB setup failed (%s); retrying in 5s",
                 sj->err);
@@ -353,10 +361,7 @@ static void setup_done(nw_job *j) {
 static void setup_submit(notif_ws *s) {
   setup_job *sj = calloc(1, sizeof *sj);
   if (!sj) return;
-  sj->base.work = setup_work;
-  sj->base.done = setup_done;
-  sj->base.release = setup_release;
-  if (nw_job_submit(s, &sj->base) < 0) free(sj);
+  nw_job_start(s, &sj->base, setup_work, setup_done, setup_release, NULL);
 }
 
 /* ---- retention ---- */
@@ -394,14 +399,7 @@ static void on_purge_timer(notifd_timer *t, void *ud) {
   purge_job *pj = calloc(1, sizeof *pj);
   if (!pj) return;
   pj->older_than_ms = notif_now_ms() - s->max_age_ms;
-  pj->base.work = purge_work;
-  pj->base.done = purge_done;
-  pj->base.release = purge_release;
-  s->purge_busy = 1;
-  if (nw_job_submit(s, &pj->base) < 0) {
-    s->purge_busy = 0;
-    free(pj);
-  }
+  nw_job_start(s, &pj->base, purge_work, purge_done, purge_release, &s->purge_busy);
 }
 
 /* ---- WAL checkpoints off the commit path ---- */
@@ -419,15 +417,7 @@ static void on_ckpt_timer(notifd_timer *t, void *ud) {
   notif_ws *s = ud;
   if (s->ckpt_busy) return;
   nw_job *j = calloc(1, sizeof *j);
-  if (!j) return;
-  j->work = ckpt_work;
-  j->done = ckpt_done;
-  j->release = ckpt_release;
-  s->ckpt_busy = 1;
-  if (nw_job_submit(s, j) < 0) {
-    s->ckpt_busy = 0;
-    free(j);
-  }
+  if (j) nw_job_start(s, j, ckpt_work, ckpt_done, ckpt_release, &s->ckpt_busy);
 }
 
 int inbox_start(notif_ws *s) {
@@ -435,6 +425,7 @@ int inbox_start(notif_ws *s) {
   s->q_expect = s->store->ops->next_id ? s->store->ops->next_id(s->store) : -1;
   s->q_max_inflight = s->q_expect < 0 ? 1 : INFLIGHT_SQLITE;
   if (s->mongo) setup_submit(s);
+  else events_start(s);
   if (s->api->timer_start(s->self, s->purge_ms, s->purge_ms, on_purge_timer, s,
                           &s->purge_timer) < 0)
     s->api->log(s->self, NOTIFD_LOG_WARN, "inbox: cannot start the retention timer");
@@ -462,6 +453,7 @@ void inbox_destroy(notif_ws *s) {
     item_free(it);
   }
   s->q_tail = NULL;
+  events_destroy(s);
   if (s->store) s->store->ops->close(s->store);
   s->store = NULL;
 }

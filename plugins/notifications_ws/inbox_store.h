@@ -21,13 +21,27 @@ typedef struct inbox_rec {
   char *payload;      /* the payload's JSON text */
   int64_t created_ms; /* wall clock, for retention */
   int read;
+  int event_sent;     /* outbox flag: 1 = its event was produced (or none is due) */
 } inbox_rec;
+
+/* A record whose event the bus confirmed: marked sent by a later batch. */
+typedef struct inbox_sent {
+  char *user_id;
+  int64_t id;
+} inbox_sent;
 
 typedef struct inbox_store_ops {
   const char *name;
   /* Stores the `n` records in one transaction (group commit) and sets
-   * their ids, increasing in the order given.  All or nothing. */
-  int (*insert_batch)(inbox_store *s, inbox_rec *const *r, size_t n, char *err, size_t errlen);
+   * their ids, increasing in the order given, and in the same transaction
+   * sets event_sent on the `nsent` records `sent` (the outbox; n may be 0).
+   * All or nothing. */
+  int (*insert_batch)(inbox_store *s, inbox_rec *const *r, size_t n, const inbox_sent *sent,
+                      size_t nsent, char *err, size_t errlen);
+  /* The outbox: the oldest `max` records with event_sent = 0 created at
+   * or after `since_ms`, oldest first. */
+  int (*unsent)(inbox_store *s, int64_t since_ms, size_t max, inbox_rec **out, size_t *n,
+                char *err, size_t errlen);
   /* The user's records with id < before (0 = no bound), newest first, at
    * most `limit`. */
   int (*list)(inbox_store *s, const char *user, int64_t before, size_t limit, inbox_rec **out,

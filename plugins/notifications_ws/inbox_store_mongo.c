@@ -3,7 +3,8 @@
  *   <collection> (default "notifications"):
  *     {_id: ObjectId, user_id, id: int64, notification_type, timestamp:
  *      string (the JSON string as sent, quotes included), payload: string
- *      (the payload's JSON text), created_at: Date, read: bool}
+ *      (the payload's JSON text), created_at: Date, read: bool,
+ *      event_sent: bool (the event outbox; absent = sent)}
  *     indexes {user_id: 1, id: -1} unique, {created_at: 1}, {user_id: 1, read: 1}
  *   <collection>_counters: {_id: user_id, seq: int64}   per-user id counter
  *   <collection>_preferences: {_id: user_id, doc: string, updated_at: Date}
@@ -12,7 +13,10 @@
  * ids, then one insert_many stores the batch.  The plugin runs one batch at
  * a time, so ids reach the collection in increasing order per user within
  * a process (which recovery relies on: a user's sockets are served by one
- * process). */
+ * process).
+ *
+ * Outbox marks: one bulk write per batch, an update_many per user
+ * ({user_id, id: {$in: [...]}}), after the batch's insert_many. */
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -136,16 +140,19 @@ static int reserve(mg_store *s, mongoc_collection_t *counters, const char *user,
   return rc;
 }
 
-static int mg_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char *err,
-                           size_t errlen) {
+static int mark_sent(mg_store *s, mongoc_collection_t *coll, const inbox_sent *sent, size_t n,
+                     char *err, size_t errlen);
+
+static int mg_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n,
+                           const inbox_sent *sent, size_t nsent, char *err, size_t errlen) {
   mg_store *s = (mg_store *)bs;
-  if (n == 0) return 0;
+  if (n == 0 && nsent == 0) return 0;
   mongoc_client_t *c;
   mongoc_collection_t *counters = coll_pop(s, s->counters, &c);
   mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->coll);
   int result = 0;
   /* Group by user (in order of first appearance): one counter call each. */
-  char *done = calloc(n, 1);
+  char *done = calloc(n ? n : 1, 1);
   if (!done) {
     snprintf(err, errlen, "out of memory");
     result = -1;
@@ -168,7 +175,7 @@ static int mg_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char 
       }
   }
   free(done);
-  bson_t **docs = result == 0 ? calloc(n, sizeof *docs) : NULL;
+  bson_t **docs = result == 0 ? calloc(n ? n : 1, sizeof *docs) : NULL;
   if (result == 0 && !docs) {
     snprintf(err, errlen, "out of memory");
     result = -1;
@@ -182,22 +189,72 @@ static int mg_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char 
     BSON_APPEND_UTF8(docs[i], "payload", r[i]->payload);
     BSON_APPEND_DATE_TIME(docs[i], "created_at", r[i]->created_ms);
     BSON_APPEND_BOOL(docs[i], "read", false);
+    BSON_APPEND_BOOL(docs[i], "event_sent", r[i]->event_sent != 0);
   }
-  if (docs) {
+  /* The marks first: a failure then fails the batch before anything was
+   * inserted (a retry must not store the notifications twice), and marks
+   * that stuck before a failed insert are repeated harmlessly. */
+  if (result == 0 && nsent) result = mark_sent(s, coll, sent, nsent, err, errlen);
+  if (result == 0 && docs && n) {
     bson_error_t be;
     if (!mongoc_collection_insert_many(coll, (const bson_t **)docs, n, NULL, NULL, &be)) {
       snprintf(err, errlen, "mongodb insert: %s", be.message);
       result = -1;
     }
-    for (size_t i = 0; i < n; i++) bson_destroy(docs[i]);
-    free(docs);
   }
+  for (size_t i = 0; docs && i < n; i++) bson_destroy(docs[i]);
+  free(docs);
   mongoc_collection_destroy(coll);
   coll_push(s, c, counters);
   if (result == 0)
     for (size_t i = 0; i < n; i++)
       if (i == 0 || strcmp(r[i]->user_id, r[i - 1]->user_id) != 0) touch(s, r[i]->user_id);
   return result;
+}
+
+/* {user_id: U, id: {$in: [...]}} -> event_sent: true, one update per user
+ * of `sent` (grouped in order of first appearance), in one bulk write. */
+static int mark_sent(mg_store *s, mongoc_collection_t *coll, const inbox_sent *sent, size_t n,
+                     char *err, size_t errlen) {
+  (void)s;
+  char *done = calloc(n, 1);
+  mongoc_bulk_operation_t *bulk =
+      done ? mongoc_collection_create_bulk_operation_with_opts(coll, NULL) : NULL;
+  if (!bulk) {
+    free(done);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  bson_t *set = BCON_NEW("$set", "{", "event_sent", BCON_BOOL(true), "}");
+  for (size_t i = 0; i < n; i++) {
+    if (done[i]) continue;
+    bson_t filter = BSON_INITIALIZER, in, arr;
+    BSON_APPEND_UTF8(&filter, "user_id", sent[i].user_id);
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    size_t k = 0;
+    for (size_t j = i; j < n; j++) {
+      if (done[j] || strcmp(sent[j].user_id, sent[i].user_id) != 0) continue;
+      char key[24];
+      snprintf(key, sizeof key, "%zu", k++);
+      BSON_APPEND_INT64(&arr, key, sent[j].id);
+      done[j] = 1;
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(&filter, &in);
+    mongoc_bulk_operation_update_many_with_opts(bulk, &filter, set, NULL, NULL);
+    bson_destroy(&filter);
+  }
+  bson_error_t be;
+  int rc = 0;
+  if (!mongoc_bulk_operation_execute(bulk, NULL, &be)) {
+    snprintf(err, errlen, "mongodb mark event sent: %s", be.message);
+    rc = -1;
+  }
+  mongoc_bulk_operation_destroy(bulk);
+  bson_destroy(set);
+  free(done);
+  return rc;
 }
 
 static int find_recs(mg_store *s, bson_t *filter, bson_t *opts, size_t max, inbox_rec **out,
@@ -263,6 +320,18 @@ static int mg_after(inbox_store *bs, const char *user, int64_t after, size_t max
       (*out)[i] = (*out)[j];
       (*out)[j] = t;
     }
+  return rc;
+}
+
+static int mg_unsent(inbox_store *bs, int64_t since_ms, size_t max, inbox_rec **out,
+                     size_t *n, char *err, size_t errlen) {
+  bson_t *filter = BCON_NEW("event_sent", BCON_BOOL(false), "created_at", "{", "$gte",
+                            BCON_DATE_TIME(since_ms), "}");
+  bson_t *opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(1), "id", BCON_INT32(1), "}",
+                          "limit", BCON_INT64((int64_t)max));
+  int rc = find_recs((mg_store *)bs, filter, opts, max, out, n, err, errlen);
+  bson_destroy(filter);
+  bson_destroy(opts);
   return rc;
 }
 
@@ -455,6 +524,26 @@ static int mg_setup(inbox_store *bs, char *err, size_t errlen) {
     mongoc_client_pool_push(s->pool, c);
     return -1;
   }
+  /* Indexes in place already (a restart): createIndexes is not sent again,
+   * FerretDB v1 fails it on a collection that has them (a server panic,
+   * "slice bounds out of range"), which kept the setup retrying forever. */
+  static const char *const names[] = {"user_id_1_id_-1", "created_at_1", "user_id_1_read_1"};
+  int have = 0;
+  mongoc_collection_t *ic = mongoc_client_get_collection(c, s->db, s->coll);
+  mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(ic, NULL);
+  const bson_t *idx;
+  while (mongoc_cursor_next(cur, &idx)) {
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, idx, "name") || !BSON_ITER_HOLDS_UTF8(&it)) continue;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+      if (strcmp(bson_iter_utf8(&it, NULL), names[i]) == 0) have++;
+  }
+  mongoc_cursor_destroy(cur);
+  mongoc_collection_destroy(ic);
+  if (have == (int)(sizeof names / sizeof *names)) {
+    mongoc_client_pool_push(s->pool, c);
+    return 0;
+  }
   bson_t *cmd = BCON_NEW(
       "createIndexes", BCON_UTF8(s->coll), "indexes", "[",
       "{", "key", "{", "user_id", BCON_INT32(1), "id", BCON_INT32(-1), "}", "name",
@@ -489,6 +578,7 @@ static void mg_close(inbox_store *bs) {
 static const inbox_store_ops mongo_ops = {
     .name = "mongodb",
     .insert_batch = mg_insert_batch,
+    .unsent = mg_unsent,
     .list = mg_list,
     .after = mg_after,
     .unread = mg_unread,

@@ -1,7 +1,7 @@
 /* Embedded inbox: one SQLite file (<data_dir>/notifications.db) in WAL mode.
  *
  *   notifications(id INTEGER PRIMARY KEY, user_id, type, ts, payload,
- *                 created_at (ms), read)
+ *                 created_at (ms), read, event_sent)
  *   index notifications_by_user(user_id, id)   -- list, replay, counts, cap
  *   preferences(user_id PRIMARY KEY, doc, updated_at)
  *   meta(key PRIMARY KEY, value)               -- 'max_id' before a purge
@@ -18,7 +18,16 @@
  * their own, so a replay never waits behind a group commit.  WAL
  * checkpoints run every 200 ms from a job on a third connection; the
  * writer's automatic checkpoint is set high, so it rarely fires (and then
- * finds little to copy). */
+ * finds little to copy).
+ *
+ * The event outbox: event_sent is 0 for a row whose event is due and 1 once
+ * the bus confirmed it; the marks ride in a later group commit's transaction
+ * (a page the insert writes anyway: the newest rows), never a transaction
+ * of their own on the hot path.  The column defaults to 1, so a database
+ * from before the outbox (migrated by ALTER TABLE at open) replays nothing,
+ * and the outbox scan walks rowid order from the first id young enough
+ * (found by a binary search: created_at increases with id), not an index
+ * every insert would pay for. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -33,10 +42,12 @@ typedef struct sq_store {
   pthread_mutex_t mu, rmu;
   int64_t purge_mark;     /* highest id seen by the previous purge (writer side) */
   int64_t next_id;        /* under mu */
-  sqlite3_stmt *ins, *begin, *commit, *rollback, *mark_one, *mark_all, *cap_user, *age,
+  sqlite3_stmt *ins, *sent, *begin, *commit, *rollback, *mark_one, *mark_all, *cap_user, *age,
       *prefs_put, *age_cut, *hwm;
-  sqlite3_stmt *list, *after, *unread, *prefs_get, *users_since, *max_id;
+  sqlite3_stmt *list, *after, *unread, *prefs_get, *users_since, *max_id, *first_from, *unsent;
 } sq_store;
+
+static int64_t sq_next_id_locked(sq_store *s);
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS notifications("
@@ -46,7 +57,8 @@ static const char SCHEMA[] =
     " ts TEXT NOT NULL,"
     " payload TEXT NOT NULL,"
     " created_at INTEGER NOT NULL,"
-    " read INTEGER NOT NULL DEFAULT 0);"
+    " read INTEGER NOT NULL DEFAULT 0,"
+    " event_sent INTEGER NOT NULL DEFAULT 1);"
     "CREATE INDEX IF NOT EXISTS notifications_by_user ON notifications(user_id, id);"
     "CREATE TABLE IF NOT EXISTS preferences("
     " user_id TEXT PRIMARY KEY,"
@@ -90,8 +102,8 @@ static int end_tx(sq_store *s, int result, char *err, size_t errlen) {
   return result;
 }
 
-static int sq_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char *err,
-                           size_t errlen) {
+static int sq_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n,
+                           const inbox_sent *sent, size_t nsent, char *err, size_t errlen) {
   sq_store *s = (sq_store *)bs;
   int result = 0;
   pthread_mutex_lock(&s->mu);
@@ -106,6 +118,7 @@ static int sq_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char 
     sqlite3_bind_text(s->ins, 4, r[i]->payload, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s->ins, 5, r[i]->created_ms);
     sqlite3_bind_int64(s->ins, 6, s->next_id + (int64_t)i);
+    sqlite3_bind_int(s->ins, 7, r[i]->event_sent ? 1 : 0);
     if (step_done(s->ins) < 0) {
       set_err(err, errlen, "insert", s->db);
       result = -1;
@@ -113,6 +126,13 @@ static int sq_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n, char 
       r[i]->id = s->next_id + (int64_t)i;
     }
     sqlite3_clear_bindings(s->ins);
+  }
+  for (size_t i = 0; result == 0 && i < nsent; i++) { /* ids are unique across users */
+    sqlite3_bind_int64(s->sent, 1, sent[i].id);
+    if (step_done(s->sent) < 0) {
+      set_err(err, errlen, "mark event sent", s->db);
+      result = -1;
+    }
   }
   result = end_tx(s, result, err, errlen);
   if (result == 0) s->next_id += (int64_t)n;
@@ -188,6 +208,36 @@ static int sq_after(inbox_store *bs, const char *user, int64_t after, size_t max
       (*out)[i] = (*out)[j];
       (*out)[j] = t;
     }
+  return rc;
+}
+
+/* The first id created at or after since_ms: a binary search over rowids
+ * (created_at increases with id), a handful of point reads.  rmu held. */
+static int64_t first_id_since(sq_store *s, int64_t since_ms, int64_t hi) {
+  int64_t lo = 0;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2, id = -1, created = 0;
+    sqlite3_bind_int64(s->first_from, 1, mid);
+    if (sqlite3_step(s->first_from) == SQLITE_ROW) {
+      id = sqlite3_column_int64(s->first_from, 0);
+      created = sqlite3_column_int64(s->first_from, 1);
+    }
+    sqlite3_reset(s->first_from);
+    if (id < 0 || created >= since_ms) hi = mid; /* no row from mid on is too old */
+    else lo = id + 1;
+  }
+  return lo;
+}
+
+static int sq_unsent(inbox_store *bs, int64_t since_ms, size_t max, inbox_rec **out, size_t *n,
+                     char *err, size_t errlen) {
+  sq_store *s = (sq_store *)bs;
+  int64_t hi = sq_next_id_locked(s);
+  pthread_mutex_lock(&s->rmu);
+  sqlite3_bind_int64(s->unsent, 1, first_id_since(s, since_ms, hi));
+  sqlite3_bind_int64(s->unsent, 2, (sqlite3_int64)max);
+  int rc = read_rows(s, s->unsent, max, out, n, err, errlen);
+  pthread_mutex_unlock(&s->rmu);
   return rc;
 }
 
@@ -388,8 +438,9 @@ static void sq_checkpoint(inbox_store *bs) {
   if (s->cdb) sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
-static int64_t sq_next_id(inbox_store *bs) {
-  sq_store *s = (sq_store *)bs;
+static int64_t sq_next_id(inbox_store *bs) { return sq_next_id_locked((sq_store *)bs); }
+
+static int64_t sq_next_id_locked(sq_store *s) {
   pthread_mutex_lock(&s->mu);
   int64_t id = s->next_id;
   pthread_mutex_unlock(&s->mu);
@@ -399,9 +450,10 @@ static int64_t sq_next_id(inbox_store *bs) {
 static void sq_close(inbox_store *bs) {
   sq_store *s = (sq_store *)bs;
   if (!s) return;
-  sqlite3_stmt *sts[] = {s->age_cut,  s->hwm,     s->ins,     s->begin,   s->commit,      s->rollback, s->mark_one,
-                         s->mark_all, s->cap_user, s->age,        s->prefs_put, s->list,
-                         s->after,    s->unread,  s->prefs_get,   s->users_since, s->max_id};
+  sqlite3_stmt *sts[] = {s->age_cut,   s->hwm,        s->ins,      s->sent,     s->begin,
+                         s->commit,    s->rollback,   s->mark_one, s->mark_all, s->cap_user,
+                         s->age,       s->prefs_put,  s->list,     s->after,    s->unread,
+                         s->prefs_get, s->users_since, s->max_id,  s->first_from, s->unsent};
   for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++) sqlite3_finalize(sts[i]);
   if (s->rdb) sqlite3_close(s->rdb);
   if (s->cdb) sqlite3_close(s->cdb);
@@ -414,6 +466,7 @@ static void sq_close(inbox_store *bs) {
 static const inbox_store_ops sqlite_ops = {
     .name = "sqlite",
     .insert_batch = sq_insert_batch,
+    .unsent = sq_unsent,
     .list = sq_list,
     .after = sq_after,
     .unread = sq_unread,
@@ -425,6 +478,23 @@ static const inbox_store_ops sqlite_ops = {
     .checkpoint = sq_checkpoint,
     .close = sq_close,
 };
+
+/* A notifications.db from before the event outbox: add event_sent (1 for
+ * the rows already there: their notifications predate the stream). */
+static int migrate(sqlite3 *db, char **msg) {
+  sqlite3_stmt *st = NULL;
+  int has = 0;
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('notifications')"
+                             " WHERE name='event_sent'", -1, &st, NULL) != SQLITE_OK) {
+    *msg = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    return -1;
+  }
+  has = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  if (has) return 0;
+  return sqlite3_exec(db, "ALTER TABLE notifications ADD COLUMN event_sent INTEGER NOT NULL"
+                          " DEFAULT 1", NULL, NULL, msg) == SQLITE_OK ? 0 : -1;
+}
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
   return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK ? 0
@@ -462,7 +532,8 @@ int inbox_store_sqlite_open(const char *path, int synchronous_full, inbox_store 
            synchronous_full ? "FULL" : "NORMAL", AUTO_CHECKPOINT_FRAMES);
   char *msg = NULL;
   if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
-      sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
+      sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+      migrate(s->db, &msg) < 0) {
     snprintf(err, errlen, "sqlite schema in %s: %s", path, msg ? msg : "?");
     sqlite3_free(msg);
     sq_close(&s->base);
@@ -478,9 +549,10 @@ int inbox_store_sqlite_open(const char *path, int synchronous_full, inbox_store 
   sqlite3_exec(s->cdb, synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
                NULL, NULL, NULL);
   if (prep(s->db,
-           "INSERT INTO notifications(user_id, type, ts, payload, created_at, id)"
-           " VALUES(?1,?2,?3,?4,?5,?6)",
+           "INSERT INTO notifications(user_id, type, ts, payload, created_at, id, event_sent)"
+           " VALUES(?1,?2,?3,?4,?5,?6,?7)",
            &s->ins) < 0 ||
+      prep(s->db, "UPDATE notifications SET event_sent=1 WHERE id=?1", &s->sent) < 0 ||
       prep(s->db, "BEGIN IMMEDIATE", &s->begin) < 0 || prep(s->db, "COMMIT", &s->commit) < 0 ||
       prep(s->db, "ROLLBACK", &s->rollback) < 0 ||
       prep(s->db, "UPDATE notifications SET read=1 WHERE id=?1 AND user_id=?2 AND read=0",
@@ -526,7 +598,13 @@ int inbox_store_sqlite_open(const char *path, int synchronous_full, inbox_store 
       prep(s->rdb,
            "SELECT DISTINCT user_id FROM notifications WHERE id > ?1 AND id <= ?2",
            &s->users_since) < 0 ||
-      prep(s->rdb, "SELECT coalesce(max(id), 0) FROM notifications", &s->max_id) < 0) {
+      prep(s->rdb, "SELECT coalesce(max(id), 0) FROM notifications", &s->max_id) < 0 ||
+      prep(s->rdb, "SELECT id, created_at FROM notifications WHERE id >= ?1 ORDER BY id LIMIT 1",
+           &s->first_from) < 0 ||
+      prep(s->rdb,
+           "SELECT " COLS " FROM notifications WHERE id >= ?1 AND event_sent=0"
+           " ORDER BY id LIMIT ?2",
+           &s->unsent) < 0) {
     set_err(err, errlen, "prepare", s->rdb);
     sq_close(&s->base);
     return -1;

@@ -16,13 +16,17 @@
  *   POST /notifications/read?user_id=             {"ids":[...]} | {"all":true}
  *   GET|PUT /users/{user_id}/preferences          channels, quiet hours
  *   GET  /internal/users/{user_id}/preferences    the same for services
+ *   POST /notifications/<declared type>?user_id=  config `types:` (types.c)
  *   Bus topic (default "notifications", group "notifications_ws"): the
- *        same notifications from other systems; record format in README.md.
+ *        same notifications from other systems; record format in README.md;
+ *        stored here, or (bus_input: forward) POSTed to forward_url.
+ *   Bus topic events_topic (default "notification-events"): every stored
+ *        notification, produced after its commit (events.c, docs/events.md).
  *
  * Config: README.md ("Configuration").  Metrics:
  * notifications_ws_forwards_total{source,type,result},
  * notifications_ws_inbox_ops_total{op,result},
- * notifications_ws_inbox_purged_total, notifications_ws_push_total{result},
+ * notifications_ws_inbox_purged_total, notifications_ws_events_total{result},
  * notifications_ws_replay_seconds. */
 #include "notifications_ws.h"
 
@@ -36,7 +40,6 @@
 
 static const char *const forward_labels[] = {"source", "type", "result", NULL};
 static const char *const op_labels[] = {"op", "result", NULL};
-static const char *const result_labels[] = {"result", NULL};
 
 void notif_count(notif_ws *s, const char *source, const pc_notification_kind *kind,
                  const char *result) {
@@ -122,8 +125,6 @@ static int open_store(notif_ws *s) {
   bad |= api->config_int(p, "list_max_limit", 200, &s->list_max) < 0;
   bad |= api->config_int(p, "recovery.max_replay", 1000, &s->replay_max) < 0;
   bad |= api->config_int(p, "recovery.max_pending", 1000, &s->pending_max) < 0;
-  bad |= api->config_string(p, "push_url", "local:", &s->push_url) < 0;
-  bad |= api->config_duration_ms(p, "push_timeout", 2000, &s->push_timeout_ms) < 0;
   const char *answer = NULL, *chat_answer = NULL;
   bad |= api->config_string(p, "answer", "stored", &answer) < 0;
   bad |= api->config_string(p, "chat_answer", "stored", &chat_answer) < 0;
@@ -140,7 +141,6 @@ static int open_store(notif_ws *s) {
     return cfg_fail(s, "recovery.max_replay: between 1 and 100000");
   if (s->pending_max < 1 || s->pending_max > 1000000)
     return cfg_fail(s, "recovery.max_pending: between 1 and 1000000");
-  if (s->push_timeout_ms < 1) return cfg_fail(s, "push_timeout: must be positive");
   if (strcmp(sync, "full") != 0 && strcmp(sync, "normal") != 0)
     return cfg_fail(s, "sqlite_synchronous: expected full or normal, got '%s'", sync);
   if (strcmp(answer, "arrival") == 0) s->answer_on_arrival = 1;
@@ -197,12 +197,6 @@ static int register_metrics(notif_ws *s) {
                              "Notifications deleted by retention (age or per-user count).", NULL,
                              &s->m_purged);
   if (rc == 0)
-    rc = api->metric_counter(p, "notifications_ws_push_total",
-                             "Offline push calls to {push_url}/push/send by result (sent, "
-                             "not_found, error, busy) and notifications not pushed (quiet, "
-                             "disabled, no_push_service).",
-                             result_labels, &s->m_push);
-  if (rc == 0)
     rc = api->metric_histogram(p, "notifications_ws_inbox_commit_seconds",
                                "From a notification's arrival to its publish (the group commit "
                                "it waited for and took part in).",
@@ -238,7 +232,7 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
       (rc = api->config_bool(p, "start_from_latest", 0, &from_latest)) < 0)
     return rc;
   if ((rc = open_store(s)) < 0 || (rc = register_metrics(s)) < 0 ||
-      (rc = recovery_register(s)) < 0)
+      (rc = events_init(s)) < 0 || (rc = forward_init(s)) < 0 || (rc = recovery_register(s)) < 0)
     return rc;
   if (s->store && ((rc = inbox_http_register(s)) < 0 || (rc = prefs_register(s)) < 0)) return rc;
 
@@ -251,6 +245,7 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
     if ((rc = api->http_route(p, "POST", path, notif_on_http, &s->routes[i], &ro)) < 0)
       return rc;
   }
+  if ((rc = types_init(s)) < 0) return rc;
 
   if (topic && *topic) {
     s->topics[0] = topic;
@@ -281,6 +276,8 @@ static void notifications_ws_destroy(void *state) {
   inbox_destroy(s); /* releases jobs first: a replay job may hold a socket's record */
   recovery_destroy(s);
   prefs_destroy(s);
+  types_destroy(s);
+  free(s->forward_url_owned);
   free(s);
 }
 

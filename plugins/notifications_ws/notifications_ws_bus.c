@@ -48,9 +48,10 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
     drop(s, m, NULL, "empty_value", NULL);
     return;
   }
-  pc_buf err, user;
+  pc_buf err, user, compact;
   pc_buf_init(&err);
   pc_buf_init(&user);
+  pc_buf_init(&compact);
   if (pc_json_check_document(value, len, &err) < 0) {
     if (err.oom) api->bus_retry(m, "out of memory");
     else drop(s, m, NULL, "invalid_json", pc_buf_cstr(&err));
@@ -72,6 +73,7 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
   }
 
   const pc_notification_kind *kind = NULL;
+  const nw_type *custom = NULL;
   if (!type.n || type.p[0] != '"') {
     drop(s, m, NULL, "missing_type", NULL);
     goto done;
@@ -79,7 +81,7 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
   pc_buf tname;
   pc_buf_init(&tname);
   if (pc_json_unquote(type, &tname) == 0 && pc_buf_cstr(&tname))
-    kind = pc_notification_kind_find(tname.data, tname.len);
+    kind = types_find(s, tname.data, tname.len, &custom);
   if (!kind) {
     drop(s, m, NULL, "unknown_type", tname.oom ? NULL : pc_buf_cstr(&tname));
     pc_buf_free(&tname);
@@ -112,8 +114,10 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
     goto done;
   }
   pc_model model;
-  int rc = pc_bind_value(kind->model, payload, &model, &err);
-  if (rc == PC_BIND_NOMEM) {
+  int rc = custom ? types_payload(custom, payload, &compact, &err)
+                  : pc_bind_value(kind->model, payload, &model, &err);
+  if (rc == PC_BIND_NOMEM || (custom && rc == 0 && !pc_buf_cstr(&compact))) {
+    if (rc == 0 && !custom) pc_model_free(&model);
     api->bus_retry(m, "out of memory");
     goto done;
   }
@@ -122,13 +126,18 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
     goto done;
   }
   if (memchr(user.data, '\0', user.len)) { /* no socket can have such a key: as before */
-    pc_model_free(&model);
+    if (!custom) pc_model_free(&model);
     notif_count(s, "bus", kind, "no_subscribers");
     api->bus_ack(m);
     goto done;
   }
-  rc = notif_submit(s, kind, &model, user.data, record_done, m);
-  pc_model_free(&model);
+  if (s->forward_url) { /* bus_input: forward - the owning instance stores it */
+    if (!custom) pc_model_free(&model);
+    forward_record(s, m, kind, user.data, payload);
+    goto done;
+  }
+  rc = notif_submit(s, kind, custom ? NULL : &model, compact.data, user.data, record_done, m);
+  if (!custom) pc_model_free(&model);
   if (rc == -2) {
     api->bus_retry(m, "out of memory");
     goto done;
@@ -140,4 +149,5 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
 done:
   pc_buf_free(&err);
   pc_buf_free(&user);
+  pc_buf_free(&compact);
 }

@@ -82,6 +82,32 @@ static void respond(notif_ws *s, notifd_req *req, const pc_notification_kind *ki
   pc_buf_free(&out);
 }
 
+void notif_http_submit(notif_ws *s, notifd_req *req, const pc_notification_kind *kind,
+                       const pc_model *payload, const char *json, const char *user_id) {
+  const notifd_api *api = s->api;
+  if (!user_id || !*user_id) {
+    notif_count(s, "http", kind, "invalid");
+    PC_RESPOND_ERROR_LIT(api, req, 400, "user_id query parameter required");
+    return;
+  }
+  /* A chat notification is derived from a message already stored in the
+   * chat store: chat_answer may answer it on arrival while the other
+   * types still wait for their commit. */
+  int is_chat = strcmp(kind->name, "chat") == 0;
+  int early = s->store && (is_chat ? s->chat_answer_on_arrival || s->answer_on_arrival
+                                   : s->answer_on_arrival);
+  int rc = notif_submit(s, kind, payload, json, user_id, early ? published : answer,
+                        early ? NULL : req);
+  if (rc < 0) {
+    notif_count(s, "http", kind, "failed");
+    if (rc == -1) PC_RESPOND_ERROR_LIT(api, req, 500, "failed to serialize notification");
+    else PC_RESPOND_ERROR_LIT(api, req, 500, "out of memory");
+  } else if (early) {
+    pc_publish pub = {.delivered = recovery_sockets(s, user_id)};
+    respond(s, req, kind, user_id, 0, &pub);
+  }
+}
+
 void notif_on_http(notifd_req *req, void *ud) {
   notif_route *route = ud;
   notif_ws *s = route->s;
@@ -102,26 +128,6 @@ void notif_on_http(notifd_req *req, void *ud) {
     return;
   }
   pc_buf_free(&err);
-  const char *user_id = api->req_query(req, "user_id");
-  if (!user_id || !*user_id) {
-    notif_count(s, "http", kind, "invalid");
-    PC_RESPOND_ERROR_LIT(api, req, 400, "user_id query parameter required");
-  } else {
-    /* A chat notification is derived from a message already stored in the
-     * chat store: chat_answer may answer it on arrival while the four
-     * primary types still wait for their commit. */
-    int is_chat = strcmp(kind->name, "chat") == 0;
-    int early = s->store && (is_chat ? s->chat_answer_on_arrival || s->answer_on_arrival
-                                     : s->answer_on_arrival);
-    rc = notif_submit(s, kind, &payload, user_id, early ? published : answer, early ? NULL : req);
-    if (rc < 0) {
-      notif_count(s, "http", kind, "failed");
-      if (rc == -1) PC_RESPOND_ERROR_LIT(api, req, 500, "failed to serialize notification");
-      else PC_RESPOND_ERROR_LIT(api, req, 500, "out of memory");
-    } else if (early) {
-      pc_publish pub = {.delivered = recovery_sockets(s, user_id)};
-      respond(s, req, kind, user_id, 0, &pub);
-    }
-  }
+  notif_http_submit(s, req, kind, &payload, NULL, api->req_query(req, "user_id"));
   pc_model_free(&payload);
 }

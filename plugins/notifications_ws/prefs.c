@@ -9,14 +9,17 @@
  *                                                "email": whether a mail of
  *                                                that kind may go now
  *
- *   {"channels": {"<type>": {"websocket": bool, "push": bool, "email": bool},
+ *   {"channels": {"<type>": {"websocket": bool, "push": bool, "email": bool,
+ *                            "<any channel>": bool},
  *                 "default": {...}},
  *    "quiet_hours": {"start": "22:00", "end": "07:00", "tz": "UTC"} | null}
  *
  * A type is looked up by notification_type ("purchase_notification"), then
  * by its path name ("purchase"), then "default"; a channel left out of an
  * entry falls back to "default", then to true.  Unknown type names are
- * accepted (future types).  tz is "UTC" or a fixed offset "+05:30".  During
+ * accepted (future types); channel names are [a-z0-9_-]{1,32}, at most
+ * PREFS_MAX_CHANNELS per entry, so a third-party channel consuming the
+ * event stream (notifd-muted) can be turned off per type too.  tz is "UTC" or a fixed offset "+05:30".  During
  * quiet hours push and email do not fire; the websocket still does.
  *
  * Decisions on the publish path read a loop-side cache, filled by the group
@@ -32,6 +35,7 @@
 #define PREFS_CACHE_MAX 50000
 #define PREFS_MAX_BODY (16 * 1024)
 #define PREFS_MAX_TYPES 256
+#define PREFS_MAX_CHANNELS 16
 #define DEFAULT_DOC \
   "{\"channels\":{\"default\":{\"websocket\":true,\"push\":true,\"email\":true}}," \
   "\"quiet_hours\":null}"
@@ -67,6 +71,45 @@ void prefs_cache_put(notif_ws *s, const char *user, const char *json) {
     return;
   }
   ent_free(old);
+}
+
+int prefs_load_init(prefs_load *pl, size_t cap) {
+  memset(pl, 0, sizeof *pl);
+  pl->users = calloc(cap ? cap : 1, sizeof *pl->users);
+  pl->docs = calloc(cap ? cap : 1, sizeof *pl->docs);
+  pl->found = calloc(cap ? cap : 1, sizeof *pl->found);
+  pl->cap = cap;
+  return pl->users && pl->docs && pl->found ? 0 : -1;
+}
+
+void prefs_load_add(prefs_load *pl, const char *user) {
+  if (pl->n >= pl->cap) return;
+  for (size_t k = 0; k < pl->n; k++)
+    if (strcmp(pl->users[k], user) == 0) return;
+  if ((pl->users[pl->n] = strdup(user))) pl->n++;
+}
+
+void prefs_load_work(prefs_load *pl, inbox_store *st) {
+  for (size_t i = 0; i < pl->n; i++) {
+    char e[200];
+    pl->found[i] = st->ops->prefs_get(st, pl->users[i], &pl->docs[i], e, sizeof e);
+  }
+}
+
+void prefs_load_done(notif_ws *s, const prefs_load *pl) {
+  for (size_t i = 0; i < pl->n; i++)
+    if (pl->found[i] >= 0) prefs_cache_put(s, pl->users[i], pl->found[i] ? pl->docs[i] : NULL);
+}
+
+void prefs_load_free(prefs_load *pl) {
+  for (size_t i = 0; i < pl->n; i++) {
+    free(pl->users ? pl->users[i] : NULL);
+    free(pl->docs ? pl->docs[i] : NULL);
+  }
+  free(pl->users);
+  free(pl->docs);
+  free(pl->found);
+  memset(pl, 0, sizeof *pl);
 }
 
 /* ---- quiet hours ---- */
@@ -115,28 +158,54 @@ static int channel_on(const json_t *entry, const json_t *def, const char *channe
   return json_is_boolean(v) ? json_is_true(v) : 1;
 }
 
-/* Whether `doc` lets an email of the type named `type` (notification_type
- * or path name) go now: its channel setting and not quiet hours. */
-static int email_allowed(const json_t *doc, const char *type) {
+/* The entry of `doc` for a type: by notification_type, then by path
+ * name (when not NULL); *def gets "default". */
+static json_t *type_entry(const json_t *doc, const char *type, const char *name, json_t **def) {
   json_t *ch = json_object_get(doc, "channels");
-  const pc_notification_kind *k = pc_notification_kind_find(type, strlen(type));
-  json_t *entry = k ? json_object_get(ch, k->notification_type) : NULL;
-  if (!entry) entry = json_object_get(ch, k ? k->name : type);
-  return channel_on(entry, json_object_get(ch, "default"), "email") && !quiet_now(doc);
+  json_t *entry = type ? json_object_get(ch, type) : NULL;
+  if (!entry && name) entry = json_object_get(ch, name);
+  *def = json_object_get(ch, "default");
+  return entry;
 }
 
-void prefs_decide(notif_ws *s, const char *user, const pc_notification_kind *kind, int *ws,
-                  int *push, int *quiet) {
-  *ws = *push = 1;
+/* Whether `doc` lets an email of the type named `type` (notification_type
+ * or path name) go now: its channel setting and not quiet hours. */
+static int email_allowed(notif_ws *s, const json_t *doc, const char *type) {
+  const pc_notification_kind *k = types_find(s, type, strlen(type), NULL);
+  json_t *def;
+  json_t *entry = type_entry(doc, k ? k->notification_type : NULL, k ? k->name : type, &def);
+  return channel_on(entry, def, "email") && !quiet_now(doc);
+}
+
+int prefs_websocket_on(notif_ws *s, const char *user, const pc_notification_kind *kind) {
+  prefs_ent *e = nw_map_get(&s->prefs, user);
+  if (!e || !e->doc) return 1;
+  json_t *def;
+  json_t *entry = type_entry(e->doc, kind->notification_type, kind->name, &def);
+  return channel_on(entry, def, "websocket");
+}
+
+void prefs_event_flags(notif_ws *s, const char *user, const char *type, const char *name,
+                       pc_buf *muted, int *quiet) {
   *quiet = 0;
   prefs_ent *e = nw_map_get(&s->prefs, user);
   if (!e || !e->doc) return;
-  json_t *ch = json_object_get(e->doc, "channels");
-  json_t *entry = json_object_get(ch, kind->notification_type);
-  if (!entry) entry = json_object_get(ch, kind->name);
-  json_t *def = json_object_get(ch, "default");
-  *ws = channel_on(entry, def, "websocket");
-  *push = channel_on(entry, def, "push");
+  json_t *def, *v;
+  json_t *entry = type_entry(e->doc, type, name, &def);
+  const char *ch;
+  /* The entry's channels, then those of "default" the entry leaves out. */
+  json_object_foreach(entry, ch, v) {
+    if (json_is_false(v)) {
+      if (muted->len) pc_buf_putc(muted, ',');
+      pc_buf_puts(muted, ch);
+    }
+  }
+  json_object_foreach(def, ch, v) {
+    if (json_is_false(v) && !(entry && json_object_get(entry, ch))) {
+      if (muted->len) pc_buf_putc(muted, ',');
+      pc_buf_puts(muted, ch);
+    }
+  }
   *quiet = quiet_now(e->doc);
 }
 
@@ -148,6 +217,15 @@ static int valid_type_name(const char *k) {
   for (; *k; k++)
     if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
           *k == '_' || *k == '-' || *k == '.'))
+      return 0;
+  return 1;
+}
+
+static int valid_channel_name(const char *k) {
+  size_t n = strlen(k);
+  if (n < 1 || n > 32) return 0;
+  for (; *k; k++)
+    if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_' || *k == '-'))
       return 0;
   return 1;
 }
@@ -172,10 +250,11 @@ static const char *validate(json_t *body, json_t **out) {
       if (!valid_type_name(type))
         return "channels: a notification type is 1-64 letters, digits, '_', '-' or '.'";
       if (!json_is_object(entry)) return "channels: each entry must be an object";
+      if (json_object_size(entry) > PREFS_MAX_CHANNELS)
+        return "channels: at most 16 channels per entry";
       json_object_foreach(entry, key, v) {
-        if (strcmp(key, "websocket") != 0 && strcmp(key, "push") != 0 &&
-            strcmp(key, "email") != 0)
-          return "channels: unknown channel (allowed: websocket, push, email)";
+        if (!valid_channel_name(key))
+          return "channels: a channel name is 1-32 lowercase letters, digits, '_' or '-'";
         if (!json_is_boolean(v)) return "channels: a channel is true or false";
       }
     }
@@ -258,7 +337,7 @@ static void job_done(nw_job *j) {
     const char *type = api->req_query(pj->req, "type");
     b.len--; /* reopen the object */
     pc_buf_puts(&b, quiet_now(d) ? ",\"quiet_now\":true" : ",\"quiet_now\":false");
-    if (type && *type) pc_buf_puts(&b, email_allowed(d, type) ? ",\"email\":true" : ",\"email\":false");
+    if (type && *type) pc_buf_puts(&b, email_allowed(s, d, type) ? ",\"email\":true" : ",\"email\":false");
     pc_buf_putc(&b, '}');
   }
   pc_respond_json(api, pj->req, 200, &b);
