@@ -2,21 +2,26 @@
 
 tests/distributed/stack.sh starts (once for this module) Kafka, redis-server,
 FerretDB, an SMTP server, nginx (config/distributed/nginx.conf.template) and
-seven notifd processes with config/distributed/*.yaml: P chat_persistence,
-H chat_change_handler, W1/W2 chat_ws, N1/N2 notifications_ws, E email.
+eight notifd processes with config/distributed/*.yaml: P chat_persistence,
+H chat_change_handler, W1/W2 chat_ws, N1/N2 notifications_ws, WP webpush,
+E email.
 
 Covers: POST /chat/persist via nginx -> MongoDB -> poll relay -> Kafka -> H
 (Redis dedupe) -> forward via nginx (hash of ?stream_id=) -> the chat_ws
 holding the stream's sockets (connected via nginx); many streams, each always
 on one instance (nginx access log and each instance's metrics agree), both
 instances used; the receiver's notification via nginx (hash of user_id);
-history via nginx; notifications from HTTP and from the Kafka topic; email
-from the notification event stream (events produced by the test: chat,
-purchase, a muted one, a replayed one) over SMTP with the recipient in MongoDB; internal routes not on the public
-listener and refused without the token; a chat_ws instance down (its
-streams wait for it, nothing is lost from the history, no stream split
-after it is back); presence of a user on one chat_ws reaching their peer on
-the other through Kafka; every notifd exits 0 on SIGTERM.
+history via nginx; notifications from HTTP and from the Kafka topic (one
+shared group, forwarded to the user's instance); the users' server state:
+the MongoDB inbox listed and marked read through nginx, preferences,
+recovery with since=, each stored notification once on notification-events,
+Web Push for a user with no socket (webpush on the event stream, MongoDB
+subscriptions); email over SMTP from the event stream with the recipient in
+MongoDB; internal routes not on the public listener and refused without the
+token; a chat_ws instance down (its streams wait for it, nothing is lost
+from the history, no stream split after it is back); presence of a user on
+one chat_ws reaching their peer on the other through Kafka; every notifd
+exits 0 on SIGTERM.
 
 A service that cannot run here makes the tests SKIPPED with the reason.
 """
