@@ -545,9 +545,12 @@ static void dead_letter(notifd_bus_msg *m, const char *error) {
   snprintf(part, sizeof part, "%d", (int)m->partition);
   snprintf(off, sizeof off, "%" PRId64, m->offset);
   const char *err = error ? error : "";
+  /* Every group that gives a record up writes its own dead letter: two
+   * groups failing one record are two entries, told apart by notifd-group. */
   nd_bus_hdr extra[] = {
       {"notifd-error", err, strlen(err)},
       {"notifd-attempts", attempts, strlen(attempts)},
+      {"notifd-group", c->group, strlen(c->group)},
       {"notifd-original-topic", m->topic, strlen(m->topic)},
       {"notifd-original-partition", part, strlen(part)},
       {"notifd-original-offset", off, strlen(off)},
@@ -578,8 +581,8 @@ static void dead_letter(notifd_bus_msg *m, const char *error) {
     complete(m, 1);
     return;
   }
-  ND_WARN("bus", "%s/%d@%" PRId64 " dead-lettered to %s after %d attempt(s): %s", m->topic,
-          (int)m->partition, m->offset, topic.data, (int)m->attempt, err);
+  ND_WARN("bus", "%s/%d@%" PRId64 " dead-lettered to %s by group %s after %d attempt(s): %s",
+          m->topic, (int)m->partition, m->offset, topic.data, c->group, (int)m->attempt, err);
   nd_buf_free(&topic);
 }
 

@@ -195,6 +195,7 @@ def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
     assert len(dlq) == 1
     assert dlq[0]["key"] == "perm-1"
     assert dlq[0]["headers"]["notifd-error"] == "smtp_permanent_550"
+    assert dlq[0]["headers"]["notifd-group"] == "email"
     assert metric(n, "email_failed_total", type="chat", reason="smtp_550") == 1
     time.sleep(1.0)  # a retry would have happened within 100-300 ms
     assert srv.rcpt_attempts == ["gone@example.com"]

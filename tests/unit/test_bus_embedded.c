@@ -39,7 +39,7 @@ typedef struct tstate {
   int exhausted, exhausted_finish_rc;
   int stopped;
   /* dead-letter reader */
-  char dlq_hdr[64][6][64];
+  char dlq_hdr[64][7][64];
   int ndlq;
   char dlq_key[64][16];
 } tstate;
@@ -111,10 +111,12 @@ static void on_exhausted(notifd_bus_msg *m, const char *error, void *ud) {
 
 static void dlq_handler(notifd_bus_msg *m, void *ud) {
   tstate *t = ud;
-  static const char *const names[] = {"notifd-error", "notifd-attempts", "notifd-original-topic",
-                                      "notifd-original-partition", "notifd-original-offset", "h1"};
+  static const char *const names[] = {"notifd-error",           "notifd-attempts",
+                                      "notifd-original-topic",  "notifd-original-partition",
+                                      "notifd-original-offset", "h1",
+                                      "notifd-group"};
   if (t->ndlq < 64) {
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
       size_t n;
       const char *v = nd_msg_header(m, names[i], &n);
       snprintf(t->dlq_hdr[t->ndlq][i], 64, "%.*s", v ? (int)n : 4, v ? v : "NULL");
@@ -549,6 +551,7 @@ START_TEST(dead_letter_after_exhaustion) {
     ck_assert_str_eq(d->dlq_hdr[i][5] + 0, d->dlq_hdr[i][5]); /* present */
     ck_assert(d->dlq_hdr[i][5][0] == 'x');                  /* original header kept */
     ck_assert(d->dlq_key[i][0] == 'k');                     /* key kept */
+    ck_assert_str_eq(d->dlq_hdr[i][6], "g");                /* the failing group */
   }
   ck_assert(metric(&e, e.b->m.dead_lettered, "g", "jobs") == 5);
   env_close(&e, t);
@@ -599,6 +602,45 @@ START_TEST(poison_is_dropped_and_never_blocks) {
   env_close(&e, t);
   env_done(&e);
   free(t);
+  free(d);
+}
+END_TEST
+
+/* Two groups give up the same poison record: one dead letter each, each
+ * naming its group. */
+START_TEST(dead_letter_per_failing_group) {
+  env e = {0};
+  tstate *g1 = tnew(), *g2 = tnew(), *d = tnew();
+  env_open(&e, NULL);
+  consume(&e, "shared", "handler", g1, 1, NULL);
+  consume(&e, "shared", "email", g2, 1, NULL);
+  consume(&e, "shared.dlq", "r", d, 1, dlq_handler);
+  start(&e);
+  produce_value(&e, "shared", "kp", "bad", g1);
+  produce_value(&e, "shared", "kp", "v1", g1);
+  target = 2;
+  ck_assert(run_until(e.base, dlq_cond, d, 5000));
+  target = 1;
+  ck_assert(run_until(e.base, acked_cond, g2, 5000));
+  run_for(e.base, 200);
+  ck_assert_int_eq(d->ndlq, 2);
+  int saw_h = 0, saw_e = 0;
+  for (int i = 0; i < d->ndlq; i++) {
+    ck_assert_str_eq(d->dlq_hdr[i][0], "invalid_format");
+    ck_assert_str_eq(d->dlq_hdr[i][1], "1");
+    ck_assert_str_eq(d->dlq_hdr[i][2], "shared");
+    saw_h += strcmp(d->dlq_hdr[i][6], "handler") == 0;
+    saw_e += strcmp(d->dlq_hdr[i][6], "email") == 0;
+    ck_assert_str_eq(d->dlq_hdr[i][4], d->dlq_hdr[0][4]); /* the same record */
+  }
+  ck_assert_int_eq(saw_h, 1);
+  ck_assert_int_eq(saw_e, 1);
+  ck_assert(metric(&e, e.b->m.dead_lettered, "handler", "shared") == 1);
+  ck_assert(metric(&e, e.b->m.dead_lettered, "email", "shared") == 1);
+  env_close(&e, g1);
+  env_done(&e);
+  free(g1);
+  free(g2);
   free(d);
 }
 END_TEST
@@ -985,6 +1027,7 @@ Suite *nd_test_suite(void) {
   suite_add(s, "kill9", kill9_loses_nothing_confirmed, 90);
   suite_add(s, "dead_letter", dead_letter_after_exhaustion, 60);
   suite_add(s, "poison", poison_is_dropped_and_never_blocks, 60);
+  suite_add(s, "dead_letter_per_group", dead_letter_per_failing_group, 60);
   suite_add(s, "group_split", group_members_in_process_split_partitions, 60);
   suite_add(s, "retention", retention_by_count_and_age, 60);
   suite_add(s, "latest", start_from_latest_is_remembered, 60);
