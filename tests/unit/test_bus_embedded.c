@@ -725,6 +725,76 @@ START_TEST(retention_by_count_and_age) {
 }
 END_TEST
 
+/* Used bytes (pages minus free pages) of bus.db, and its records' span. */
+static void bus_db_stats(env *e, int64_t *used, int64_t *count, int64_t *first_val,
+                         int64_t *last_val) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/bus.db", e->dir);
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  const char *q[] = {"PRAGMA page_count", "PRAGMA freelist_count", "PRAGMA page_size",
+                     "SELECT count(*) FROM records WHERE topic='big'",
+                     "SELECT CAST(substr(value, 2, 6) AS INTEGER) FROM records WHERE topic='big' "
+                     "ORDER BY seq LIMIT 1",
+                     "SELECT CAST(substr(value, 2, 6) AS INTEGER) FROM records WHERE topic='big' "
+                     "ORDER BY seq DESC LIMIT 1"};
+  int64_t v[6];
+  for (int i = 0; i < 6; i++) {
+    ck_assert_int_eq(sqlite3_prepare_v2(db, q[i], -1, &st, NULL), SQLITE_OK);
+    v[i] = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  *used = (v[0] - v[1]) * v[2];
+  *count = v[3];
+  *first_val = v[4];
+  *last_val = v[5];
+}
+
+/* Retention by size: 4 MB produced into a 256 KiB budget; the oldest go,
+ * the newest stay, the used pages end under the budget. */
+START_TEST(retention_by_bytes) {
+  env e = {0};
+  tstate *t = tnew();
+  nd_cfg_node *bus = tcfg_map();
+  nd_cfg_node *r = tcfg_add(bus, "retention", tcfg_map());
+  tcfg_set(r, "max_bytes", "256KiB");
+  tcfg_set(r, "interval", "20ms");
+  env_open(&e, bus);
+  char val[1001];
+  memset(val, 'x', sizeof val - 1);
+  val[sizeof val - 1] = '\0';
+  for (int round = 0; round < 4; round++) {
+    for (int i = round * 1000; i < (round + 1) * 1000; i++) {
+      char key[16], head[8];
+      snprintf(key, sizeof key, "k%d", i % 7);
+      snprintf(head, sizeof head, "v%06d", i);
+      memcpy(val, head, 7);
+      ck_assert_int_eq(nd_bus_produce(e.b, "big", key, strlen(key), val, strlen(val), NULL,
+                                      on_produced, t),
+                       0);
+    }
+    target = (round + 1) * 1000;
+    ck_assert(run_until(e.base, produced_cond, t, 10000));
+    run_for(e.base, 100); /* a few retention passes */
+  }
+  run_for(e.base, 200);
+  env_close(&e, t);
+  int64_t used, count, first, last;
+  bus_db_stats(&e, &used, &count, &first, &last);
+  printf("retention_bytes: used %lld bytes, %lld records kept (%lld..%lld)\n", (long long)used,
+         (long long)count, (long long)first, (long long)last);
+  ck_assert_int_le(used, 256 * 1024);
+  ck_assert_int_gt(count, 50);
+  ck_assert_int_lt(count, 1000);
+  ck_assert_int_eq(last, 3999);             /* the newest stay */
+  ck_assert_int_eq(first, 4000 - count);    /* a contiguous tail: only the oldest went */
+  env_done(&e);
+  free(t);
+}
+END_TEST
+
 static notifd_consumer *consume_latest(env *e, const char *topic, const char *group, tstate *t) {
   const char *topics[] = {topic, NULL};
   notifd_consumer_opts o;
@@ -1030,6 +1100,7 @@ Suite *nd_test_suite(void) {
   suite_add(s, "dead_letter_per_group", dead_letter_per_failing_group, 60);
   suite_add(s, "group_split", group_members_in_process_split_partitions, 60);
   suite_add(s, "retention", retention_by_count_and_age, 60);
+  suite_add(s, "retention_bytes", retention_by_bytes, 60);
   suite_add(s, "latest", start_from_latest_is_remembered, 60);
   suite_add(s, "durable_confirm", produce_confirms_after_commit, 60);
   suite_add(s, "accessors", accessors_null_key_empty_value_headers, 60);
