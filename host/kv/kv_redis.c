@@ -51,6 +51,7 @@ typedef struct rreq {
   struct event *timer;
   int in_redis;   /* hiredis holds it: freed by its callback */
   int answered;
+  int waiting;    /* made while connecting: sent once connected */
   const char *fail; /* reason for an immediate failure */
 } rreq;
 
@@ -149,6 +150,8 @@ static void pay_owed(rredis *r) {
 /* ---- connection ---- */
 
 static void connect_now(rredis *r);
+static void fail_waiting(rredis *r);
+static void release_waiting(rredis *r);
 
 static void schedule_reconnect(rredis *r) {
   if (r->freeing) return;
@@ -173,6 +176,7 @@ static void on_ready_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     r->backoff_ms = 0;
     ND_INFO("kv", "redis %s:%d connected", r->unix_path ? r->unix_path : r->host, r->port);
     if (r->owed_head || r->owed_dropped) pay_owed(r);
+    release_waiting(r);
     return;
   }
   ND_ERROR("kv", "redis handshake failed: %s",
@@ -193,8 +197,9 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (r->freeing) return;
   event_del(r->connect_timer);
   if (status != REDIS_OK) {
-    ND_WARN("kv", "redis connect failed: %s", ac->errstr);
+    ND_WARN_RL("kv", "redis connect failed: %s", ac->errstr);
     r->ac = NULL; /* hiredis frees it */
+    fail_waiting(r);
     schedule_reconnect(r);
     return;
   }
@@ -217,6 +222,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
             status != REDIS_OK ? ac->errstr : "");
   r->ready = 0;
   r->ac = NULL;
+  fail_waiting(r);
   schedule_reconnect(r);
 }
 
@@ -231,6 +237,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg) {
   r->freeing = 1; /* callbacks from this free are ours, ignore them */
   redisAsyncFree(ac);
   r->freeing = 0;
+  fail_waiting(r);
   schedule_reconnect(r);
 }
 
@@ -298,9 +305,62 @@ static void on_req_timer(evutil_socket_t fd, short what, void *arg) {
   rredis *r = q->r;
   if (q->answered) return;
   q->answered = 1;
+  q->waiting = 0;
   owe(r, q);
-  nd_kv_failed(r->kv, q->op, q->cb, q->ud, q->in_redis ? "timed out" : q->fail);
+  nd_kv_failed(r->kv, q->op, q->cb, q->ud,
+               q->in_redis ? "timed out" : q->fail ? q->fail : "not connected");
   if (!q->in_redis) req_unlink_free(q); /* else freed when hiredis lets go */
+}
+
+/* Hands q to hiredis; REDIS_OK or REDIS_ERR. */
+static int send_req(rredis *r, rreq *q) {
+  long long ttl = (long long)q->ttl_ms;
+  const char *key = q->key;
+  size_t key_len = q->key_len;
+  switch (q->op) {
+  case ND_KV_CLAIM:
+    return ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX PX %lld", key, key_len, ttl)
+                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX", key, key_len);
+  case ND_KV_MARK:
+    return ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 PX %lld", key, key_len, ttl)
+                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1", key, key_len);
+  default:
+    return redisAsyncCommand(r->ac, on_reply, q, "EXISTS %b", key, key_len);
+  }
+}
+
+static void start_req(rredis *r, rreq *q) {
+  if (send_req(r, q) == REDIS_OK) {
+    q->in_redis = 1;
+    struct timeval tv = tv_ms(r->command_timeout_ms);
+    evtimer_add(q->timer, &tv);
+  } else {
+    /* Answered on the next loop turn, never inside the caller's call. */
+    q->fail = "command refused";
+    event_active(q->timer, EV_TIMEOUT, 0);
+  }
+}
+
+/* Connected (after AUTH/SELECT/PING): requests made while connecting go. */
+static void release_waiting(rredis *r) {
+  for (rreq *q = r->reqs; q; q = q->next) {
+    if (!q->waiting) continue;
+    q->waiting = 0;
+    event_del(q->timer);
+    start_req(r, q);
+  }
+}
+
+/* The connection attempt failed: requests waiting for it are answered by
+ * the policy now. */
+static void fail_waiting(rredis *r) {
+  for (rreq *q = r->reqs; q; q = q->next) {
+    if (!q->waiting) continue;
+    q->waiting = 0;
+    q->fail = "not connected";
+    event_del(q->timer);
+    event_active(q->timer, EV_TIMEOUT, 0);
+  }
 }
 
 static int redis_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t ttl_ms,
@@ -309,47 +369,36 @@ static int redis_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t 
   rreq *q = calloc(1, sizeof *q);
   if (!q) return NOTIFD_ENOMEM;
   q->timer = evtimer_new(kv->base, on_req_timer, q);
-  if (!q->timer) {
+  q->key = malloc(key_len ? key_len : 1);
+  if (!q->timer || !q->key) {
+    if (q->timer) event_free(q->timer);
+    free(q->key);
     free(q);
     return NOTIFD_ENOMEM;
   }
+  memcpy(q->key, key, key_len);
+  q->key_len = key_len;
   q->r = r;
   q->op = op;
   q->cb = cb;
   q->ud = ud;
   q->ttl_ms = ttl_ms;
   q->at_ms = nd_now_ms();
-  if (op != ND_KV_EXISTS && !kv->fail_closed && (q->key = malloc(key_len ? key_len : 1))) {
-    memcpy(q->key, key, key_len);
-    q->key_len = key_len;
-  }
   q->next = r->reqs;
   if (r->reqs) r->reqs->prev = q;
   r->reqs = q;
-  int rc = REDIS_ERR;
   if (r->ready && r->ac) {
-    long long ttl = (long long)ttl_ms;
-    switch (op) {
-    case ND_KV_CLAIM:
-      rc = ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX PX %lld", key, key_len, ttl)
-                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX", key, key_len);
-      break;
-    case ND_KV_MARK:
-      rc = ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 PX %lld", key, key_len, ttl)
-                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1", key, key_len);
-      break;
-    default:
-      rc = redisAsyncCommand(r->ac, on_reply, q, "EXISTS %b", key, key_len);
-      break;
-    }
-  }
-  if (rc == REDIS_OK) {
-    q->in_redis = 1;
+    start_req(r, q);
+  } else if (r->ac) {
+    /* Connecting (at start, or reconnecting): wait for it, up to the
+     * command timeout, rather than answer by the policy - a record handled
+     * in the first milliseconds after a start would otherwise pass the
+     * dedupe unchecked. */
+    q->waiting = 1;
     struct timeval tv = tv_ms(r->command_timeout_ms);
     evtimer_add(q->timer, &tv);
   } else {
-    /* Answered on the next loop turn, never inside the caller's call. */
-    q->fail = r->ready ? "command refused" : "not connected";
+    q->fail = "not connected";
     event_active(q->timer, EV_TIMEOUT, 0);
   }
   return 0;
