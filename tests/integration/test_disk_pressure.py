@@ -114,6 +114,10 @@ def test_readyz_follows_the_data_dir_and_store_errors_are_rate_limited(tmp_path)
         assert time.monotonic() - t0 < 5
         assert "is writable again" in n.read_log()
         wait_until(lambda: post(n, 1000) == 201, timeout=10, what="a POST stored again")
+        assert n.stop() == 0
+        time.sleep(0.2)  # the pipe's last lines
+        log = n.read_log()
+        assert "ERROR: AddressSanitizer" not in log and "runtime error:" not in log, log[-3000:]
     finally:
         if not ROOT:
             os.chmod(n.data_dir, 0o750)
