@@ -235,7 +235,8 @@ def test_smtp_outage_longer_than_the_old_budget_loses_and_doubles_nothing(notifd
     arrives exactly once and nothing is dead-lettered."""
     srv = smtp()
     port = srv.port
-    yaml_text = email_yaml(f"smtp://127.0.0.1:{port}", "starttls: none\nchat_throttle: \"0\"")
+    yaml_text = email_yaml(f"smtp://127.0.0.1:{port}",
+                           "starttls: none\nchat_throttle: \"0\"\nchat_topic: " + CHAT_TOPIC)
     yaml_text = re.sub(r"retry: \{[^}]*\}",
                        "retry: {max_attempts: 30, initial_interval: 100ms, max_interval: 2s, "
                        "jitter: 0}", yaml_text)

@@ -593,9 +593,8 @@ static int redis_start_conf(redis_srv *s, int port, const char *conf) {
   }
   char cmd[1600], line[128] = "", portstr[16] = "''";
   if (port) snprintf(portstr, sizeof portstr, "%d", port);
-  snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s' %s %s%s%s%s", ND_SOURCE_ROOT,
-           s->dir, portstr, conf ? "'" ND_SOURCE_ROOT "/" : "", conf ? conf : "",
-           conf ? "'" : "", "");
+  snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s' %s %s%s%s", ND_SOURCE_ROOT,
+           s->dir, portstr, conf ? "'" ND_SOURCE_ROOT "/" : "", conf ? conf : "", conf ? "'" : "");
   FILE *p = popen(cmd, "r");
   if (!p) return -1;
   if (!fgets(line, sizeof line, p)) line[0] = '\0';
