@@ -53,6 +53,8 @@
 
 #define LAG_INTERVAL_MS 5000
 #define TRIM_CHUNK 5000
+#define TRIM_BYTES_ROWS 20000 /* records one size-retention pass deletes at most */
+#define TRIM_AGAIN_MS 50
 
 typedef struct emb_topic {
   char *name;
@@ -80,6 +82,8 @@ typedef struct emb {
   struct event *flush_ev, *poll_ev, *trim_ev, *lag_ev, *cursor_ev;
   int64_t default_parts, fetch_batch, batch_max, poll_ms, max_age_ms, max_records, trim_ms;
   int64_t max_bytes; /* retention by size; 0 = off */
+  int trim_again;    /* the size pass stopped early: run again soon */
+  int64_t trim_period_ms; /* trim_ev's current period */
   int64_t cursor_delay_ms; /* cursor-only commits wait this long for company */
   int sync_full;
   int64_t data_version;
@@ -559,7 +563,9 @@ static int64_t used_bytes(emb *e) {
 
 /* Retention by size: deletes the oldest records (every topic) until the used
  * pages are under 90% of max_bytes, estimating the records to delete from
- * the average record size; a few rounds, each re-measured. */
+ * the average record size; a few rounds, each re-measured, and at most
+ * TRIM_BYTES_ROWS records per pass (the loop waits for it): when more must
+ * go, the next pass runs TRIM_AGAIN_MS later. */
 static int trim_bytes(emb *e, int64_t *deleted) {
   int64_t used = used_bytes(e);
   if (used < 0) return -1;
@@ -572,7 +578,8 @@ static int trim_bytes(emb *e, int64_t *deleted) {
                               "DELETE FROM records WHERE seq IN (SELECT seq FROM records ORDER "
                               "BY seq LIMIT ?1)",
                               -1, &del, NULL) == SQLITE_OK;
-  for (int round = 0; ok && round < 16 && used > target; round++) {
+  int64_t budget = TRIM_BYTES_ROWS; /* per pass: the loop waits for it */
+  for (int round = 0; ok && round < 16 && used > target && budget > 0; round++) {
     sqlite3_reset(span);
     if (sqlite3_step(span) != SQLITE_ROW || sqlite3_column_type(span, 0) == SQLITE_NULL) break;
     /* seq has holes (deleted records), so this overestimates the count and
@@ -581,7 +588,8 @@ static int trim_bytes(emb *e, int64_t *deleted) {
     if (rows < 1) break;
     double per = (double)used / (double)rows;
     int64_t n = (int64_t)((double)(used - target) / (per > 1 ? per : 1)) + 1;
-    if (n > 50000) n = 50000; /* one round's share of the loop */
+    if (n > budget) n = budget;
+    budget -= n;
     sqlite3_reset(del);
     sqlite3_bind_int64(del, 1, n);
     if (sqlite3_step(del) != SQLITE_DONE) {
@@ -594,6 +602,8 @@ static int trim_bytes(emb *e, int64_t *deleted) {
     if (ch == 0 || now < 0 || now >= used) break; /* nothing left, or no page freed */
     used = now;
   }
+  /* Not there yet: the next pass comes soon instead of after `interval`. */
+  e->trim_again = ok && used > target && budget <= 0;
   sqlite3_finalize(span);
   sqlite3_finalize(del);
   return ok ? 0 : -1;
@@ -658,10 +668,19 @@ static void trim(emb *e) {
   }
 }
 
+static int add_timer(struct event *ev, int64_t ms);
+
 static void on_trim(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  trim(arg);
+  emb *e = arg;
+  e->trim_again = 0;
+  trim(e);
+  int64_t want = e->trim_again ? TRIM_AGAIN_MS : e->trim_ms;
+  if (want != e->trim_period_ms) {
+    e->trim_period_ms = want;
+    add_timer(e->trim_ev, want);
+  }
 }
 
 static void on_lag(evutil_socket_t fd, short what, void *arg) {
@@ -967,6 +986,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
     emb_free(b);
     return NOTIFD_ENOMEM;
   }
+  e->trim_period_ms = e->trim_ms;
   if (e->max_age_ms > 0 || e->max_records > 0 || e->max_bytes > 0) add_timer(e->trim_ev, e->trim_ms);
   if (!(e->ckpt = nd_sqlite_ckpt_start(e->path, e->checkpoint_ms)))
     exec_sql(e, "PRAGMA wal_autocheckpoint=1000"); /* no thread: checkpoint inline */

@@ -795,6 +795,42 @@ START_TEST(retention_by_bytes) {
 }
 END_TEST
 
+/* More than one pass's share to delete (20 000 records): the next passes
+ * follow within milliseconds, not one `interval` apart. */
+START_TEST(retention_by_bytes_catches_up_in_short_passes) {
+  env e = {0};
+  tstate *t = tnew();
+  nd_cfg_node *bus = tcfg_map();
+  nd_cfg_node *r = tcfg_add(bus, "retention", tcfg_map());
+  tcfg_set(r, "max_bytes", "64KiB");
+  tcfg_set(r, "interval", "3s");
+  env_open(&e, bus);
+  char val[101];
+  memset(val, 'y', sizeof val - 1);
+  val[sizeof val - 1] = '\0';
+  for (int i = 0; i < 30000; i++) {
+    char head[8];
+    snprintf(head, sizeof head, "v%06d", i);
+    memcpy(val, head, 7);
+    ck_assert_int_eq(
+        nd_bus_produce(e.b, "big", "k", 1, val, strlen(val), NULL, on_produced, t), 0);
+  }
+  target = 30000;
+  ck_assert(run_until(e.base, produced_cond, t, 20000));
+  run_for(e.base, 3500); /* one interval, then the short passes (not another 3 s) */
+  env_close(&e, t);
+  int64_t used, count, first, last;
+  bus_db_stats(&e, &used, &count, &first, &last);
+  printf("retention_bytes catch-up: used %lld bytes, %lld records kept\n", (long long)used,
+         (long long)count);
+  ck_assert_int_le(used, 64 * 1024);
+  ck_assert_int_lt(count, 10000); /* more than one pass's 20 000 went */
+  ck_assert_int_eq(last, 29999);
+  env_done(&e);
+  free(t);
+}
+END_TEST
+
 static notifd_consumer *consume_latest(env *e, const char *topic, const char *group, tstate *t) {
   const char *topics[] = {topic, NULL};
   notifd_consumer_opts o;
@@ -1101,6 +1137,7 @@ Suite *nd_test_suite(void) {
   suite_add(s, "group_split", group_members_in_process_split_partitions, 60);
   suite_add(s, "retention", retention_by_count_and_age, 60);
   suite_add(s, "retention_bytes", retention_by_bytes, 60);
+  suite_add(s, "retention_bytes_passes", retention_by_bytes_catches_up_in_short_passes, 60);
   suite_add(s, "latest", start_from_latest_is_remembered, 60);
   suite_add(s, "durable_confirm", produce_confirms_after_commit, 60);
   suite_add(s, "accessors", accessors_null_key_empty_value_headers, 60);
