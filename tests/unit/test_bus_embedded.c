@@ -752,31 +752,41 @@ static void bus_db_stats(env *e, int64_t *used, int64_t *count, int64_t *first_v
   *last_val = v[5];
 }
 
+static nd_cfg_node *size_retention_cfg(const char *max_bytes, const char *interval) {
+  nd_cfg_node *bus = tcfg_map();
+  nd_cfg_node *r = tcfg_add(bus, "retention", tcfg_map());
+  tcfg_set(r, "max_bytes", max_bytes);
+  tcfg_set(r, "interval", interval);
+  return bus;
+}
+
+/* Produces values "v<6-digit i>" padded to `size` bytes for i in [from, to)
+ * to topic "big" with keys k0..k<nkeys-1>, and waits for them. */
+static void produce_big(env *e, tstate *t, int from, int to, size_t size, int nkeys) {
+  char val[1024];
+  ck_assert_uint_lt(size, sizeof val);
+  memset(val, 'x', size);
+  val[size] = '\0';
+  for (int i = from; i < to; i++) {
+    char key[16], head[8];
+    snprintf(key, sizeof key, "k%d", i % nkeys);
+    snprintf(head, sizeof head, "v%06d", i);
+    memcpy(val, head, 7);
+    ck_assert_int_eq(
+        nd_bus_produce(e->b, "big", key, strlen(key), val, size, NULL, on_produced, t), 0);
+  }
+  target = to;
+  ck_assert(run_until(e->base, produced_cond, t, 20000));
+}
+
 /* Retention by size: 4 MB produced into a 256 KiB budget; the oldest go,
  * the newest stay, the used pages end under the budget. */
 START_TEST(retention_by_bytes) {
   env e = {0};
   tstate *t = tnew();
-  nd_cfg_node *bus = tcfg_map();
-  nd_cfg_node *r = tcfg_add(bus, "retention", tcfg_map());
-  tcfg_set(r, "max_bytes", "256KiB");
-  tcfg_set(r, "interval", "20ms");
-  env_open(&e, bus);
-  char val[1001];
-  memset(val, 'x', sizeof val - 1);
-  val[sizeof val - 1] = '\0';
+  env_open(&e, size_retention_cfg("256KiB", "20ms"));
   for (int round = 0; round < 4; round++) {
-    for (int i = round * 1000; i < (round + 1) * 1000; i++) {
-      char key[16], head[8];
-      snprintf(key, sizeof key, "k%d", i % 7);
-      snprintf(head, sizeof head, "v%06d", i);
-      memcpy(val, head, 7);
-      ck_assert_int_eq(nd_bus_produce(e.b, "big", key, strlen(key), val, strlen(val), NULL,
-                                      on_produced, t),
-                       0);
-    }
-    target = (round + 1) * 1000;
-    ck_assert(run_until(e.base, produced_cond, t, 10000));
+    produce_big(&e, t, round * 1000, (round + 1) * 1000, 1000, 7);
     run_for(e.base, 100); /* a few retention passes */
   }
   run_for(e.base, 200);
@@ -800,23 +810,8 @@ END_TEST
 START_TEST(retention_by_bytes_catches_up_in_short_passes) {
   env e = {0};
   tstate *t = tnew();
-  nd_cfg_node *bus = tcfg_map();
-  nd_cfg_node *r = tcfg_add(bus, "retention", tcfg_map());
-  tcfg_set(r, "max_bytes", "64KiB");
-  tcfg_set(r, "interval", "3s");
-  env_open(&e, bus);
-  char val[101];
-  memset(val, 'y', sizeof val - 1);
-  val[sizeof val - 1] = '\0';
-  for (int i = 0; i < 30000; i++) {
-    char head[8];
-    snprintf(head, sizeof head, "v%06d", i);
-    memcpy(val, head, 7);
-    ck_assert_int_eq(
-        nd_bus_produce(e.b, "big", "k", 1, val, strlen(val), NULL, on_produced, t), 0);
-  }
-  target = 30000;
-  ck_assert(run_until(e.base, produced_cond, t, 20000));
+  env_open(&e, size_retention_cfg("64KiB", "3s"));
+  produce_big(&e, t, 0, 30000, 100, 1);
   run_for(e.base, 3500); /* one interval, then the short passes (not another 3 s) */
   env_close(&e, t);
   int64_t used, count, first, last;
