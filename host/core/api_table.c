@@ -17,14 +17,16 @@
 
 static const char *api_host_version(void) { return NOTIFD_VERSION; }
 
-/* Errors and warnings are rate-limited per call site (the format string):
- * a plugin that logs one line per failed message (a full disk, a backend
- * down) writes ND_LOG_RL_BURST of them per window and then a count. */
+/* While serving, errors and warnings are rate-limited per call site (the
+ * format string): a plugin that logs one line per failed message (a full
+ * disk, a backend down) writes ND_LOG_RL_BURST of them per window and then
+ * a count.  Startup (init, --check) logs every line. */
 static void api_log(notifd_plugin *p, int32_t level, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *comp = p && p->cfg ? p->cfg->name : "plugin";
-  if (level <= NOTIFD_LOG_WARN && fmt) nd_log_limitedv(fmt, level, comp, fmt, ap);
+  int serving = p && p->host && p->host->phase >= ND_PHASE_RUNNING;
+  if (serving && level <= NOTIFD_LOG_WARN && fmt) nd_log_limitedv(fmt, level, comp, fmt, ap);
   else nd_logv(level, comp, fmt, ap);
   va_end(ap);
 }
