@@ -77,6 +77,9 @@ int main(int argc, char **argv) {
   }
 
   signal(SIGPIPE, SIG_IGN);
+  /* Past a file-size limit a write fails with EFBIG instead of killing the
+   * daemon: the store answers 500 and /readyz turns 503, as on a full disk. */
+  signal(SIGXFSZ, SIG_IGN);
   /* SQLite's memory statistics take one process-wide mutex per allocation;
    * with the loop, the kv writer and the chat store's workers all in SQLite
    * that lock is contended, and notifd never reads the statistics.  Only

@@ -16,6 +16,7 @@
  *   bus.embedded.cursor_commit_delay 5ms  a lone cursor move waits for company
  *   bus.retention.max_age      168h    embedded retention (0 = off)
  *   bus.retention.max_records  0       per partition (0 = off)
+ *   bus.retention.max_bytes    1GiB    embedded: bus.db's used pages (0 = off)
  *   bus.retention.interval     1m
  *   bus.retry.*                        read by the config module (nd_retry_cfg)
  *   backends.kafka.brokers     "h:p,h:p" or a list (required for Kafka)
@@ -37,6 +38,7 @@
 #include <time.h>
 
 #include "bus/bus_internal.h"
+#include "config/cfg_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
 
@@ -73,6 +75,16 @@ int nd_bus_cfg_dur(nd_cfg_node *map, const char *key, int64_t def, int64_t *out,
   nd_cfg_node *n = map ? nd_cfg_get(map, key) : NULL;
   if (!n || n->is_null) return 0;
   return nd_cfg_as_duration_ms(n, e, out);
+}
+
+int nd_bus_cfg_bytes(nd_cfg_node *map, const char *key, int64_t def, int64_t *out, nd_errors *e) {
+  *out = def;
+  nd_cfg_node *n = map ? nd_cfg_get(map, key) : NULL;
+  if (!n || n->is_null) return 0;
+  uint64_t v;
+  if (nd_cfg_as_size(n, e, &v) < 0) return -1;
+  *out = v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+  return 0;
 }
 
 int nd_bus_cfg_str(nd_cfg_node *map, const char *key, const char *def, const char **out,
@@ -524,7 +536,7 @@ static void on_dead_letter_done(int32_t status, void *ud) {
   notifd_consumer *c = m->consumer;
   const char *l[] = {c->group, m->topic};
   if (status < 0) {
-    ND_ERROR("bus",
+    ND_ERROR_RL("bus",
              "dead letter for %s/%d@%" PRId64 " could not be produced (%d); committing anyway",
              m->topic, (int)m->partition, m->offset, (int)status);
     metric_inc(c->bus->m.dead_letter_failed, l);
@@ -545,9 +557,12 @@ static void dead_letter(notifd_bus_msg *m, const char *error) {
   snprintf(part, sizeof part, "%d", (int)m->partition);
   snprintf(off, sizeof off, "%" PRId64, m->offset);
   const char *err = error ? error : "";
+  /* Every group that gives a record up writes its own dead letter: two
+   * groups failing one record are two entries, told apart by notifd-group. */
   nd_bus_hdr extra[] = {
       {"notifd-error", err, strlen(err)},
       {"notifd-attempts", attempts, strlen(attempts)},
+      {"notifd-group", c->group, strlen(c->group)},
       {"notifd-original-topic", m->topic, strlen(m->topic)},
       {"notifd-original-partition", part, strlen(part)},
       {"notifd-original-offset", off, strlen(off)},
@@ -570,7 +585,7 @@ static void dead_letter(notifd_bus_msg *m, const char *error) {
   }
   free(h);
   if (rc < 0) {
-    ND_ERROR("bus", "dead letter to %s for %s/%d@%" PRId64 " refused (%d); committing anyway",
+    ND_ERROR_RL("bus", "dead letter to %s for %s/%d@%" PRId64 " refused (%d); committing anyway",
              topic.data ? topic.data : "?", m->topic, (int)m->partition, m->offset, rc);
     const char *l[] = {c->group, m->topic};
     metric_inc(b->m.dead_letter_failed, l);
@@ -578,8 +593,8 @@ static void dead_letter(notifd_bus_msg *m, const char *error) {
     complete(m, 1);
     return;
   }
-  ND_WARN("bus", "%s/%d@%" PRId64 " dead-lettered to %s after %d attempt(s): %s", m->topic,
-          (int)m->partition, m->offset, topic.data, (int)m->attempt, err);
+  ND_WARN_RL("bus", "%s/%d@%" PRId64 " dead-lettered to %s by group %s after %d attempt(s): %s",
+          m->topic, (int)m->partition, m->offset, topic.data, c->group, (int)m->attempt, err);
   nd_buf_free(&topic);
 }
 

@@ -32,10 +32,12 @@
  * checkpoint on the writer (ND_SQLITE_CKPT_AUTO_FRAMES) only syncs and lets
  * the log restart, so the WAL file stays bounded.
  *
- * Retention (periodic): records older than retention.max_age, and beyond the
- * newest retention.max_records of a partition, are deleted whether or not a
- * group has consumed them (as Kafka does); a group that falls that far
- * behind skips them. */
+ * Retention (periodic): records older than retention.max_age, beyond the
+ * newest retention.max_records of a partition, and the oldest ones while the
+ * file's used pages exceed retention.max_bytes (default 1 GiB), are deleted
+ * whether or not a group has consumed them (as Kafka does); a group that
+ * falls that far behind skips them.  Freed pages are reused, so the file
+ * stays near max_bytes plus what one retention interval adds. */
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <time.h>
@@ -51,6 +53,8 @@
 
 #define LAG_INTERVAL_MS 5000
 #define TRIM_CHUNK 5000
+#define TRIM_BYTES_ROWS 20000 /* records one size-retention pass deletes at most */
+#define TRIM_AGAIN_MS 50
 
 typedef struct emb_topic {
   char *name;
@@ -77,6 +81,9 @@ typedef struct emb {
   size_t ntopics, cap_topics;
   struct event *flush_ev, *poll_ev, *trim_ev, *lag_ev, *cursor_ev;
   int64_t default_parts, fetch_batch, batch_max, poll_ms, max_age_ms, max_records, trim_ms;
+  int64_t max_bytes; /* retention by size; 0 = off */
+  int trim_again;    /* the size pass stopped early: run again soon */
+  int64_t trim_period_ms; /* trim_ev's current period */
   int64_t cursor_delay_ms; /* cursor-only commits wait this long for company */
   int sync_full;
   int64_t data_version;
@@ -92,7 +99,7 @@ static emb *E(nd_bus *b) { return b->impl; }
 static int exec_sql(emb *e, const char *sql) {
   char *err = NULL;
   if (sqlite3_exec(e->db, sql, NULL, NULL, &err) != SQLITE_OK) {
-    ND_ERROR("bus", "embedded bus %s: %s: %s", e->path, sql, err ? err : "?");
+    ND_ERROR_RL("bus", "embedded bus %s: %s: %s", e->path, sql, err ? err : "?");
     sqlite3_free(err);
     return -1;
   }
@@ -312,7 +319,7 @@ static void flush(emb *e) {
   for (nd_bus_record *r = batch; ok && r; r = r->next) {
     int32_t part;
     if (insert_record(e, r, &part) < 0) {
-      ND_ERROR("bus", "embedded bus: insert into %s failed: %s", r->topic, sqlite3_errmsg(e->db));
+      ND_ERROR_RL("bus", "embedded bus: insert into %s failed: %s", r->topic, sqlite3_errmsg(e->db));
       ok = 0;
       break;
     }
@@ -496,7 +503,7 @@ static void emb_refill(nd_bus_stream *s) {
     nd_bus_stream_push(s, m);
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    ND_ERROR("bus", "embedded bus: fetch %s/%d: %s", s->topic, (int)s->partition,
+    ND_ERROR_RL("bus", "embedded bus: fetch %s/%d: %s", s->topic, (int)s->partition,
              sqlite3_errmsg(e->db));
   sqlite3_reset(st);
   if (rc == SQLITE_DONE && rows < e->fetch_batch) es->caught_up = 1;
@@ -533,6 +540,73 @@ static void on_poll(evutil_socket_t fd, short what, void *arg) {
     e->data_version = v;
     wake_all(e);
   }
+}
+
+static int64_t pragma_int(emb *e, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int64_t v = -1;
+  if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* Bytes of the file in use (pages minus free pages), as this connection sees
+ * it inside the retention transaction. */
+static int64_t used_bytes(emb *e) {
+  int64_t pages = pragma_int(e, "PRAGMA page_count");
+  int64_t free_pages = pragma_int(e, "PRAGMA freelist_count");
+  int64_t size = pragma_int(e, "PRAGMA page_size");
+  if (pages < 0 || free_pages < 0 || size <= 0) return -1;
+  return (pages - free_pages) * size;
+}
+
+/* Retention by size: deletes the oldest records (every topic) until the used
+ * pages are under 90% of max_bytes, estimating the records to delete from
+ * the average record size; a few rounds, each re-measured, and at most
+ * TRIM_BYTES_ROWS records per pass (the loop waits for it): when more must
+ * go, the next pass runs TRIM_AGAIN_MS later. */
+static int trim_bytes(emb *e, int64_t *deleted) {
+  int64_t used = used_bytes(e);
+  if (used < 0) return -1;
+  if (used <= e->max_bytes) return 0;
+  int64_t target = e->max_bytes - e->max_bytes / 10;
+  sqlite3_stmt *span = NULL, *del = NULL;
+  int ok = sqlite3_prepare_v2(e->db, "SELECT MIN(seq), MAX(seq) FROM records", -1, &span,
+                              NULL) == SQLITE_OK &&
+           sqlite3_prepare_v2(e->db,
+                              "DELETE FROM records WHERE seq IN (SELECT seq FROM records ORDER "
+                              "BY seq LIMIT ?1)",
+                              -1, &del, NULL) == SQLITE_OK;
+  int64_t budget = TRIM_BYTES_ROWS; /* per pass: the loop waits for it */
+  for (int round = 0; ok && round < 16 && used > target && budget > 0; round++) {
+    sqlite3_reset(span);
+    if (sqlite3_step(span) != SQLITE_ROW || sqlite3_column_type(span, 0) == SQLITE_NULL) break;
+    /* seq has holes (deleted records), so this overestimates the count and
+     * underestimates a record's size: rounds converge from below. */
+    int64_t rows = sqlite3_column_int64(span, 1) - sqlite3_column_int64(span, 0) + 1;
+    if (rows < 1) break;
+    double per = (double)used / (double)rows;
+    int64_t n = (int64_t)((double)(used - target) / (per > 1 ? per : 1)) + 1;
+    if (n > budget) n = budget;
+    budget -= n;
+    sqlite3_reset(del);
+    sqlite3_bind_int64(del, 1, n);
+    if (sqlite3_step(del) != SQLITE_DONE) {
+      ok = 0;
+      break;
+    }
+    int ch = sqlite3_changes(e->db);
+    *deleted += ch;
+    int64_t now = used_bytes(e);
+    if (ch == 0 || now < 0 || now >= used) break; /* nothing left, or no page freed */
+    used = now;
+  }
+  /* Not there yet: the next pass comes soon instead of after `interval`. */
+  e->trim_again = ok && used > target && budget <= 0;
+  sqlite3_finalize(span);
+  sqlite3_finalize(del);
+  return ok ? 0 : -1;
 }
 
 static void trim(emb *e) {
@@ -585,18 +659,28 @@ static void trim(emb *e) {
     sqlite3_finalize(tl);
     sqlite3_finalize(del);
   }
+  if (ok && e->max_bytes > 0) ok = trim_bytes(e, &deleted) == 0;
   if (ok && exec_sql(e, "COMMIT") == 0) {
     if (deleted) ND_INFO("bus", "embedded bus retention removed %" PRId64 " records", deleted);
   } else {
-    ND_ERROR("bus", "embedded bus retention failed: %s", sqlite3_errmsg(e->db));
+    ND_ERROR_RL("bus", "embedded bus retention failed: %s", sqlite3_errmsg(e->db));
     exec_sql(e, "ROLLBACK");
   }
 }
 
+static int add_timer(struct event *ev, int64_t ms);
+
 static void on_trim(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  trim(arg);
+  emb *e = arg;
+  e->trim_again = 0;
+  trim(e);
+  int64_t want = e->trim_again ? TRIM_AGAIN_MS : e->trim_ms;
+  if (want != e->trim_period_ms) {
+    e->trim_period_ms = want;
+    add_timer(e->trim_ev, want);
+  }
 }
 
 static void on_lag(evutil_socket_t fd, short what, void *arg) {
@@ -808,6 +892,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
   bad |= nd_bus_cfg_dur(ret, "max_age", 168LL * 3600 * 1000, &e->max_age_ms, errs) < 0;
   bad |= nd_bus_cfg_int(ret, "max_records", 0, &e->max_records, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "interval", 60000, &e->trim_ms, errs) < 0;
+  bad |= nd_bus_cfg_bytes(ret, "max_bytes", 1LL << 30, &e->max_bytes, errs) < 0;
   if (bad) return -1;
   if (e->default_parts < 1 || e->default_parts > 1024) {
     nd_errors_add(errs, NULL, 0, 0, "bus.partitions: must be between 1 and 1024");
@@ -827,6 +912,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
   if (e->batch_max < 1) e->batch_max = 1;
   if (e->trim_ms < 10) e->trim_ms = 10;
   if (e->max_records < 0) e->max_records = 0;
+  if (e->max_bytes < 0) e->max_bytes = 0;
   if (path) {
     e->path = strdup(path);
   } else {
@@ -900,7 +986,8 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
     emb_free(b);
     return NOTIFD_ENOMEM;
   }
-  if (e->max_age_ms > 0 || e->max_records > 0) add_timer(e->trim_ev, e->trim_ms);
+  e->trim_period_ms = e->trim_ms;
+  if (e->max_age_ms > 0 || e->max_records > 0 || e->max_bytes > 0) add_timer(e->trim_ev, e->trim_ms);
   if (!(e->ckpt = nd_sqlite_ckpt_start(e->path, e->checkpoint_ms)))
     exec_sql(e, "PRAGMA wal_autocheckpoint=1000"); /* no thread: checkpoint inline */
   return 0;

@@ -211,5 +211,7 @@ int nd_bus_cfg_int(nd_cfg_node *map, const char *key, int64_t def, int64_t *out,
 int nd_bus_cfg_dur(nd_cfg_node *map, const char *key, int64_t def, int64_t *out, nd_errors *e);
 int nd_bus_cfg_str(nd_cfg_node *map, const char *key, const char *def, const char **out,
                    nd_errors *e);
+/* A byte count (nd_cfg_as_size: 1048576, 512KiB, 1GiB, ...). */
+int nd_bus_cfg_bytes(nd_cfg_node *map, const char *key, int64_t def, int64_t *out, nd_errors *e);
 
 #endif

@@ -236,7 +236,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
   if (op->next) op->next->prev = op->prev;
   k->outstanding--;
   if (rkm->err)
-    ND_WARN("bus", "kafka delivery to %s failed: %s", rd_kafka_topic_name(rkm->rkt),
+    ND_WARN_RL("bus", "kafka delivery to %s failed: %s", rd_kafka_topic_name(rkm->rkt),
             rd_kafka_err2str(rkm->err));
   notifd_produce_cb cb = op->cb;
   void *ud = op->ud;
@@ -288,7 +288,7 @@ static int kafka_produce(nd_bus *b, nd_bus_record *r) {
       RD_KAFKA_V_KEY(r->key, r->key_len), RD_KAFKA_V_VALUE(r->value, r->value_len),
       RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(op), RD_KAFKA_V_END);
   if (err) {
-    ND_WARN("bus", "kafka produce to %s refused: %s", r->topic, rd_kafka_err2str(err));
+    ND_WARN_RL("bus", "kafka produce to %s refused: %s", r->topic, rd_kafka_err2str(err));
     if (h) rd_kafka_headers_destroy(h);
     free(op);
     free(r);
@@ -359,7 +359,7 @@ static void kafka_commit(nd_bus_stream *s, int64_t next) {
   if (!err && l->elems[0].err) err = l->elems[0].err;
   rd_kafka_topic_partition_list_destroy(l);
   if (err)
-    ND_WARN("bus", "kafka offset store %s/%d@%" PRId64 ": %s", s->topic, (int)s->partition, next,
+    ND_WARN_RL("bus", "kafka offset store %s/%d@%" PRId64 ": %s", s->topic, (int)s->partition, next,
             rd_kafka_err2str(err));
   int64_t lo, hi;
   if (rd_kafka_get_watermark_offsets(kc->rk, s->topic, s->partition, &lo, &hi) == 0 && hi >= 0)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "bus/bus.h"
+#include "core/disk_probe.h"
 #include "core/lifecycle.h"
 #include "http/http.h"
 #include "kv/kv.h"
@@ -32,6 +33,14 @@ static void on_readyz(notifd_req *r, void *ud) {
   if (h->kv) {
     int ok = nd_kv_ready(h->kv);
     json_object_set_new(checks, "kv", json_boolean(ok));
+    ready = ready && ok;
+  }
+  if (h->disk_probe) {
+    /* A data dir that cannot be written fails every store and bus write. */
+    int err = 0;
+    int ok = nd_disk_probe_ok(h->disk_probe, &err);
+    json_object_set_new(checks, "data_dir", json_boolean(ok));
+    if (!ok) json_object_set_new(o, "data_dir_error", json_string(strerror(err)));
     ready = ready && ok;
   }
   json_object_set_new(o, "status", json_string(ready ? "ready" : "not ready"));

@@ -17,10 +17,17 @@
 
 static const char *api_host_version(void) { return NOTIFD_VERSION; }
 
+/* While serving, errors and warnings are rate-limited per call site (the
+ * format string): a plugin that logs one line per failed message (a full
+ * disk, a backend down) writes ND_LOG_RL_BURST of them per window and then
+ * a count.  Startup (init, --check) logs every line. */
 static void api_log(notifd_plugin *p, int32_t level, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  nd_logv(level, p && p->cfg ? p->cfg->name : "plugin", fmt, ap);
+  const char *comp = p && p->cfg ? p->cfg->name : "plugin";
+  int serving = p && p->host && p->host->phase >= ND_PHASE_RUNNING;
+  if (serving && level <= NOTIFD_LOG_WARN && fmt) nd_log_limitedv(fmt, level, comp, fmt, ap);
+  else nd_logv(level, comp, fmt, ap);
   va_end(ap);
 }
 

@@ -21,6 +21,7 @@ typedef struct nd_poster nd_poster;
 typedef struct nd_timer_list nd_timer_list;
 typedef struct nd_accounts nd_accounts;
 typedef struct nd_verifier nd_verifier;
+typedef struct nd_disk_probe nd_disk_probe;
 
 enum nd_phase {
   ND_PHASE_NEW = 0,   /* config parsed */
@@ -62,6 +63,7 @@ struct notifd_host {
   nd_workers *workers;
   nd_poster *poster;
   nd_accounts *accounts;       /* auth.accounts, or NULL */
+  nd_disk_probe *disk_probe;   /* data_dir writability for /readyz, from start */
 
   const notifd_plugin_def **builtins;
   size_t nbuiltins;

@@ -12,6 +12,7 @@
 #include "auth/secret_file.h"
 #include "auth/auth.h"
 #include "bus/bus.h"
+#include "core/disk_probe.h"
 #include "core/loader.h"
 #include "core/loop_services.h"
 #include "http/http.h"
@@ -151,6 +152,8 @@ void nd_host_teardown(notifd_host *h) {
   if (h->admin) nd_http_server_free(h->admin);
   h->admin = NULL;
   nd_auth_stop(h); /* after the servers: their parked requests cancel waiters */
+  nd_disk_probe_stop(h->disk_probe);
+  h->disk_probe = NULL;
   h->phase = ND_PHASE_STOPPED;
   if (was_serving) ND_INFO("host", "notifd stopped");
 }
@@ -170,6 +173,9 @@ int notifd_host_start(notifd_host *h, char *err, size_t errlen) {
     goto fail;
   }
   if (load_and_init(h, 1)) goto fail;
+  /* Before serving, so /readyz has an answer from the first request. */
+  if (!(h->disk_probe = nd_disk_probe_start(h->cfg.data_dir, ND_DISK_PROBE_INTERVAL_MS)))
+    ND_WARN("host", "data_dir write probe not started: /readyz will not check the disk");
   if (h->accounts) {
     /* A single node with accounts and no configured secret signs its
      * tokens with one generated into the data dir. */

@@ -121,7 +121,7 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
 static void on_accept_error(struct evconnlistener *lev, void *arg) {
   nd_http_server *s = arg;
   int err = EVUTIL_SOCKET_ERROR();
-  ND_WARN("http", "accept failed: %s", evutil_socket_error_to_string(err));
+  ND_WARN_RL("http", "accept failed: %s", evutil_socket_error_to_string(err));
   if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
     /* Out of descriptors: the pending connection stays readable and would
      * spin the loop; pause accepting for a moment. */

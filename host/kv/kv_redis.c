@@ -2,8 +2,12 @@
  *
  * claim = SET key 1 NX PX ttl, mark = SET key 1 PX ttl (ttl 0: no expiry),
  * exists = EXISTS key.  One connection; when it drops (or never comes up)
- * it is re-opened with a doubling backoff (100 ms .. 5 s), and meanwhile
- * every operation is answered at once by the failure policy.  hiredis 0.14
+ * it is re-opened with a doubling backoff (100 ms .. 500 ms), and meanwhile
+ * every operation is answered at once by the failure policy.  Under
+ * fail-open, the claims and marks Redis did not take are kept (up to
+ * OWED_MAX) and written, with what is left of their TTL, once it answers
+ * again: a record delivered during the outage is still a duplicate if it
+ * comes back later.  hiredis 0.14
  * has no timeouts, so each request carries its own timer
  * (backends.redis.command_timeout) and connecting has one too
  * (connect_timeout). */
@@ -20,17 +24,34 @@
 #include "util/buf.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 500 /* a restarted Redis is used again within 0.5 s */
+
+/* A claim or mark the fail-open policy answered while Redis could not take
+ * it: written when Redis is back, so a record delivered during the outage
+ * is still recognised if it comes again later. */
+typedef struct owed {
+  struct owed *next;
+  int op;
+  int64_t expires_ms; /* monotonic; 0 = no expiry */
+  size_t key_len;
+  char key[];
+} owed;
+
+#define OWED_MAX 100000 /* about 10 MB of keys at most */
 
 typedef struct rreq {
   struct rreq *prev, *next;
   struct rredis *r;
   int op;
+  char *key;      /* claims and marks: for the owed list */
+  size_t key_len;
+  int64_t ttl_ms, at_ms;
   notifd_kv_cb cb;
   void *ud;
   struct event *timer;
   int in_redis;   /* hiredis holds it: freed by its callback */
   int answered;
+  int waiting;    /* made while connecting: sent once connected */
   const char *fail; /* reason for an immediate failure */
 } rreq;
 
@@ -44,6 +65,9 @@ typedef struct rredis {
   int64_t backoff_ms;
   struct event *reconnect_ev, *connect_timer;
   rreq *reqs;
+  owed *owed_head, *owed_tail;
+  size_t nowed;
+  uint64_t owed_dropped;
 } rredis;
 
 static struct timeval tv_ms(int64_t ms) {
@@ -57,12 +81,77 @@ static void req_unlink_free(rreq *q) {
   else r->reqs = q->next;
   if (q->next) q->next->prev = q->prev;
   event_free(q->timer);
+  free(q->key);
   free(q);
+}
+
+/* Under fail-open, remembers a claim or mark Redis did not take. */
+static void owe(rredis *r, rreq *q) {
+  if (r->kv->fail_closed || !q->key || q->op == ND_KV_EXISTS) return;
+  if (r->nowed >= OWED_MAX) {
+    r->owed_dropped++;
+    return;
+  }
+  owed *o = malloc(sizeof *o + q->key_len);
+  if (!o) {
+    r->owed_dropped++;
+    return;
+  }
+  o->next = NULL;
+  o->op = q->op;
+  o->expires_ms = q->ttl_ms > 0 ? q->at_ms + q->ttl_ms : 0;
+  o->key_len = q->key_len;
+  memcpy(o->key, q->key, q->key_len);
+  if (r->owed_tail) r->owed_tail->next = o;
+  else r->owed_head = o;
+  r->owed_tail = o;
+  r->nowed++;
+}
+
+static void owed_clear(rredis *r) {
+  while (r->owed_head) {
+    owed *o = r->owed_head;
+    r->owed_head = o->next;
+    free(o);
+  }
+  r->owed_tail = NULL;
+  r->nowed = 0;
+}
+
+/* Connected again: writes what was owed, in order (a claim then its
+ * release stay in that order), with what is left of each TTL. */
+static void pay_owed(rredis *r) {
+  size_t sent = 0, expired = 0;
+  int64_t now = nd_now_ms();
+  for (owed *o = r->owed_head; o; o = o->next) {
+    long long left = o->expires_ms ? (long long)(o->expires_ms - now) : 0;
+    if (o->expires_ms && left <= 0) {
+      expired++;
+      continue;
+    }
+    int claim = o->op == ND_KV_CLAIM, rc;
+    if (left > 0)
+      rc = redisAsyncCommand(r->ac, NULL, NULL, claim ? "SET %b 1 NX PX %lld" : "SET %b 1 PX %lld",
+                             o->key, o->key_len, left);
+    else
+      rc = redisAsyncCommand(r->ac, NULL, NULL, claim ? "SET %b 1 NX" : "SET %b 1", o->key,
+                             o->key_len);
+    if (rc == REDIS_OK) sent++;
+  }
+  if (sent || expired || r->owed_dropped)
+    ND_INFO("kv",
+            "redis: wrote %zu dedupe key(s) answered fail-open while it was unreachable "
+            "(%zu expired meanwhile, %llu not kept)",
+            sent, expired, (unsigned long long)r->owed_dropped);
+  owed_clear(r);
+  r->owed_dropped = 0;
 }
 
 /* ---- connection ---- */
 
 static void connect_now(rredis *r);
+static void fail_waiting(rredis *r);
+static void release_waiting(rredis *r);
 
 static void schedule_reconnect(rredis *r) {
   if (r->freeing) return;
@@ -86,6 +175,8 @@ static void on_ready_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     r->ready = 1;
     r->backoff_ms = 0;
     ND_INFO("kv", "redis %s:%d connected", r->unix_path ? r->unix_path : r->host, r->port);
+    if (r->owed_head || r->owed_dropped) pay_owed(r);
+    release_waiting(r);
     return;
   }
   ND_ERROR("kv", "redis handshake failed: %s",
@@ -106,8 +197,9 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (r->freeing) return;
   event_del(r->connect_timer);
   if (status != REDIS_OK) {
-    ND_WARN("kv", "redis connect failed: %s", ac->errstr);
+    ND_WARN_RL("kv", "redis connect failed: %s", ac->errstr);
     r->ac = NULL; /* hiredis frees it */
+    fail_waiting(r);
     schedule_reconnect(r);
     return;
   }
@@ -130,6 +222,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
             status != REDIS_OK ? ac->errstr : "");
   r->ready = 0;
   r->ac = NULL;
+  fail_waiting(r);
   schedule_reconnect(r);
 }
 
@@ -144,6 +237,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg) {
   r->freeing = 1; /* callbacks from this free are ours, ignore them */
   redisAsyncFree(ac);
   r->freeing = 0;
+  fail_waiting(r);
   schedule_reconnect(r);
 }
 
@@ -189,8 +283,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     event_del(q->timer);
     redisReply *rep = reply;
     if (!rep) {
+      owe(r, q);
       nd_kv_failed(r->kv, q->op, q->cb, q->ud, "connection lost");
     } else if (rep->type == REDIS_REPLY_ERROR) {
+      owe(r, q);
       nd_kv_failed(r->kv, q->op, q->cb, q->ud, rep->str);
     } else {
       int32_t res;
@@ -209,8 +305,62 @@ static void on_req_timer(evutil_socket_t fd, short what, void *arg) {
   rredis *r = q->r;
   if (q->answered) return;
   q->answered = 1;
-  nd_kv_failed(r->kv, q->op, q->cb, q->ud, q->in_redis ? "timed out" : q->fail);
+  q->waiting = 0;
+  owe(r, q);
+  nd_kv_failed(r->kv, q->op, q->cb, q->ud,
+               q->in_redis ? "timed out" : q->fail ? q->fail : "not connected");
   if (!q->in_redis) req_unlink_free(q); /* else freed when hiredis lets go */
+}
+
+/* Hands q to hiredis; REDIS_OK or REDIS_ERR. */
+static int send_req(rredis *r, rreq *q) {
+  long long ttl = (long long)q->ttl_ms;
+  const char *key = q->key;
+  size_t key_len = q->key_len;
+  switch (q->op) {
+  case ND_KV_CLAIM:
+    return ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX PX %lld", key, key_len, ttl)
+                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX", key, key_len);
+  case ND_KV_MARK:
+    return ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 PX %lld", key, key_len, ttl)
+                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1", key, key_len);
+  default:
+    return redisAsyncCommand(r->ac, on_reply, q, "EXISTS %b", key, key_len);
+  }
+}
+
+static void start_req(rredis *r, rreq *q) {
+  if (send_req(r, q) == REDIS_OK) {
+    q->in_redis = 1;
+    struct timeval tv = tv_ms(r->command_timeout_ms);
+    evtimer_add(q->timer, &tv);
+  } else {
+    /* Answered on the next loop turn, never inside the caller's call. */
+    q->fail = "command refused";
+    event_active(q->timer, EV_TIMEOUT, 0);
+  }
+}
+
+/* Connected (after AUTH/SELECT/PING): requests made while connecting go. */
+static void release_waiting(rredis *r) {
+  for (rreq *q = r->reqs; q; q = q->next) {
+    if (!q->waiting) continue;
+    q->waiting = 0;
+    event_del(q->timer);
+    start_req(r, q);
+  }
+}
+
+/* The connection attempt failed: requests waiting for it are answered by
+ * the policy now. */
+static void fail_waiting(rredis *r) {
+  for (rreq *q = r->reqs; q; q = q->next) {
+    if (!q->waiting) continue;
+    q->waiting = 0;
+    q->fail = "not connected";
+    event_del(q->timer);
+    event_active(q->timer, EV_TIMEOUT, 0);
+  }
 }
 
 static int redis_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t ttl_ms,
@@ -219,41 +369,36 @@ static int redis_op(nd_kv *kv, int op, const char *key, size_t key_len, int64_t 
   rreq *q = calloc(1, sizeof *q);
   if (!q) return NOTIFD_ENOMEM;
   q->timer = evtimer_new(kv->base, on_req_timer, q);
-  if (!q->timer) {
+  q->key = malloc(key_len ? key_len : 1);
+  if (!q->timer || !q->key) {
+    if (q->timer) event_free(q->timer);
+    free(q->key);
     free(q);
     return NOTIFD_ENOMEM;
   }
+  memcpy(q->key, key, key_len);
+  q->key_len = key_len;
   q->r = r;
   q->op = op;
   q->cb = cb;
   q->ud = ud;
+  q->ttl_ms = ttl_ms;
+  q->at_ms = nd_now_ms();
   q->next = r->reqs;
   if (r->reqs) r->reqs->prev = q;
   r->reqs = q;
-  int rc = REDIS_ERR;
   if (r->ready && r->ac) {
-    long long ttl = (long long)ttl_ms;
-    switch (op) {
-    case ND_KV_CLAIM:
-      rc = ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX PX %lld", key, key_len, ttl)
-                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 NX", key, key_len);
-      break;
-    case ND_KV_MARK:
-      rc = ttl > 0 ? redisAsyncCommand(r->ac, on_reply, q, "SET %b 1 PX %lld", key, key_len, ttl)
-                   : redisAsyncCommand(r->ac, on_reply, q, "SET %b 1", key, key_len);
-      break;
-    default:
-      rc = redisAsyncCommand(r->ac, on_reply, q, "EXISTS %b", key, key_len);
-      break;
-    }
-  }
-  if (rc == REDIS_OK) {
-    q->in_redis = 1;
+    start_req(r, q);
+  } else if (r->ac) {
+    /* Connecting (at start, or reconnecting): wait for it, up to the
+     * command timeout, rather than answer by the policy - a record handled
+     * in the first milliseconds after a start would otherwise pass the
+     * dedupe unchecked. */
+    q->waiting = 1;
     struct timeval tv = tv_ms(r->command_timeout_ms);
     evtimer_add(q->timer, &tv);
   } else {
-    /* Answered on the next loop turn, never inside the caller's call. */
-    q->fail = r->ready ? "command refused" : "not connected";
+    q->fail = "not connected";
     event_active(q->timer, EV_TIMEOUT, 0);
   }
   return 0;
@@ -272,6 +417,7 @@ static void redis_free(nd_kv *kv) {
   if (r->ac) redisAsyncFree(r->ac);
   r->ac = NULL;
   while (r->reqs) req_unlink_free(r->reqs);
+  owed_clear(r);
   if (r->reconnect_ev) event_free(r->reconnect_ev);
   if (r->connect_timer) event_free(r->connect_timer);
   free(r->host);

@@ -3,6 +3,7 @@
 #define ND_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef struct nd_logger nd_logger;
 
@@ -16,7 +17,23 @@ void nd_log(int level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void nd_logv(int level, const char *component, const char *fmt, va_list ap);
 
+/* Rate-limited: for lines that can repeat once per message (a full disk, a
+ * backend down).  Per call site (`site`, NULL = the format string) the first
+ * ND_LOG_RL_BURST lines of each ND_LOG_RL_WINDOW_MS window are written; the
+ * rest are counted and reported in one line ("N more like this in the last
+ * 10s, the last: ...") once the window is over, by the site's next line or
+ * by nd_log_limited_flush() (the host calls it every few seconds). */
+#define ND_LOG_RL_WINDOW_MS 10000
+#define ND_LOG_RL_BURST 10
+void nd_log_limited(const void *site, int level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void nd_log_limitedv(const void *site, int level, const char *component, const char *fmt,
+                     va_list ap);
+void nd_log_limited_flush(void);
+
 #define ND_ERROR(c, ...) nd_log(0, c, __VA_ARGS__)
+#define ND_ERROR_RL(c, ...) nd_log_limited(NULL, 0, c, __VA_ARGS__)
+#define ND_WARN_RL(c, ...) nd_log_limited(NULL, 1, c, __VA_ARGS__)
 #define ND_WARN(c, ...) nd_log(1, c, __VA_ARGS__)
 #define ND_INFO(c, ...) nd_log(2, c, __VA_ARGS__)
 #define ND_DEBUG(c, ...) \

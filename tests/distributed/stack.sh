@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The distributed deployment on one machine, every server on loopback:
-# Kafka (tests/services/kafka.sh), redis-server (redis.sh), FerretDB as the
+# Kafka (tests/services/kafka.sh), redis-server (redis.sh, with
+# config/distributed/redis.conf: append-only, fsync every second), FerretDB as the
 # MongoDB (ferretdb.sh), an SMTP server (smtp_server.py, needs
 # python3-aiosmtpd; without it the email role is left out), nginx in front
 # (config/distributed/nginx.conf.template), and seven notifd processes run
@@ -173,8 +174,10 @@ start() {
       2>"$dir/ferretdb/start.err" &
   local ferret_job=$!
   local redis_addr
-  redis_addr=$("$services/redis.sh" start "$dir/redis" "${ports[4]}" 2>"$dir/redis/start.err" |
-               tail -n 1)
+  # Redis as shipped: append-only file, fsync every second (dedupe keys
+  # survive a restart; docs/operations.md).
+  redis_addr=$("$services/redis.sh" start "$dir/redis" "${ports[4]}" "$confdir/redis.conf" \
+               2>"$dir/redis/start.err" | tail -n 1)
   [ -n "$redis_addr" ] || { skip_and_stop "redis: $(cat "$dir/redis/start.err")"; }
 
   # SMTP (optional: the email role needs it).

@@ -179,10 +179,14 @@ class Notifd:
     def ws_url(self):
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout=15):
+    def spawn(self):
+        """Starts the process (a subclass may send its output elsewhere)."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([NOTIFD, "-c", self.config_path], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=self.env)
+
+    def start(self, timeout=15):
+        self.spawn()
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -364,3 +364,10 @@ def test_target_down_for_good_closes_the_stream_and_dead_letters(cluster):
     assert len(dlq) == 1
     assert dlq[0]["key"] == json.dumps({"id": '{"$oid": "%s"}' % stored["message_id"]},
                                        separators=(",", ":"))
+    # Who gave up, on what, after how many attempts.
+    hd = dlq[0]["headers"]
+    assert hd["notifd-group"] == cluster.group
+    assert hd["notifd-attempts"] == "3"
+    assert hd["notifd-original-topic"] == cluster.topic
+    assert int(hd["notifd-original-partition"]) >= 0 and int(hd["notifd-original-offset"]) >= 0
+    assert hd["notifd-error"]

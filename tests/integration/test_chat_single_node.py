@@ -372,9 +372,14 @@ def test_malformed_records_are_dead_lettered_and_non_changes_ignored(notifd_fact
                what="u/d acknowledged")
     assert metric(n, "chat_persistence_change_consumer_ignored_event_total", reason="heartbeat") == 1
     assert metric(n, "chat_persistence_change_consumer_failed_event_total") == 0
-    dead = tail(n, TOPIC + ".dlq", count=len(bad))
-    assert len(dead) == len(bad)
+    dead = tail(n, TOPIC + ".dlq", count=len(bad) + 1, idle="2s")
+    assert len(dead) == len(bad)  # one entry per record: only the handler's group failed
     assert {r.get("key") for r in dead} == {k for _, k in bad}
+    for r in dead:
+        assert r["headers"]["notifd-group"] == "chat-persistence-change-consumer"
+        assert r["headers"]["notifd-error"]  # the parser's reason
+        assert r["headers"]["notifd-attempts"] == "1"
+        assert r["headers"]["notifd-original-topic"] == TOPIC
 
 
 def test_exhausted_retries_close_the_stream_and_dead_letter(notifd_factory):

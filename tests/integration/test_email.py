@@ -227,6 +227,93 @@ def test_smtp_down_then_up_is_retried_then_delivered(notifd_factory, smtp):
     assert metric(n, "notifd_bus_dead_lettered_total") == 0
 
 
+def retry_budget_s(max_attempts, initial_s, max_s, multiplier=2.0):
+    """Seconds from the first attempt to the last (no jitter): the host's
+    backoff, initial * multiplier^(n-2) capped at max, for attempts 2..n."""
+    total, wait = 0.0, initial_s
+    for _ in range(2, max_attempts + 1):
+        total += min(wait, max_s)
+        wait *= multiplier
+    return total
+
+
+def yaml_duration_s(v):
+    v = str(v)
+    for suffix, mult in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if v.endswith(suffix) and v[:-len(suffix)].replace(".", "").isdigit():
+            return float(v[:-len(suffix)]) * mult
+    raise ValueError(v)
+
+
+def shipped_email_retry(path):
+    """(max_attempts, initial_s, max_s) of the email role in a shipped config;
+    ${VAR:-default} scalars count as their default."""
+    import yaml
+    with open(os.path.join(SOURCE, path)) as f:
+        text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", f.read())
+    cfg = yaml.safe_load(text)
+    email_cfg = next(p for p in cfg["plugins"] if p["name"] == "email").get("config", {})
+    r = email_cfg.get("retry") or {}
+    return (int(r.get("max_attempts", 5)), yaml_duration_s(r.get("initial_interval", "100ms")),
+            yaml_duration_s(r.get("max_interval", "30s")))
+
+
+def test_single_node_retries_mail_at_least_as_long_as_distributed():
+    """config/single-node.yaml rides out an SMTP outage at least as long as
+    config/distributed/email.yaml (about 25 minutes), not ~1.5 s (the host's
+    bus.retry default: 5 attempts from 100 ms)."""
+    single = retry_budget_s(*shipped_email_retry("config/single-node.yaml"))
+    dist = retry_budget_s(*shipped_email_retry("config/distributed/email.yaml"))
+    assert dist >= 20 * 60, dist
+    assert single >= dist, (single, dist)
+
+
+def test_smtp_outage_longer_than_the_old_budget_loses_and_doubles_nothing(notifd_factory, smtp):
+    """The SMTP server stops for 12 s - eight times the old single-node budget
+    (5 attempts from 100 ms, ~1.5 s, then dead-lettered) - while ten mails are
+    due.  The shipped policy (30 attempts, 1 s doubling to 1 min) scaled down
+    tenfold in its first intervals (100 ms doubling to 2 s, so the test does
+    not wait minutes) keeps retrying; once the server is back every mail
+    arrives exactly once and nothing is dead-lettered."""
+    srv = smtp()
+    port = srv.port
+    yaml_text = email_yaml(f"smtp://127.0.0.1:{port}",
+                           "starttls: none\nchat_throttle: \"0\"\nchat_topic: " + CHAT_TOPIC)
+    yaml_text = re.sub(r"retry: \{[^}]*\}",
+                       "retry: {max_attempts: 30, initial_interval: 100ms, max_interval: 2s, "
+                       "jitter: 0}", yaml_text)
+    n = notifd_factory(plugins_yaml=yaml_text, extra_yaml=HOST_YAML)
+    put_user(n, "a", "a@example.com", "A")
+    for i in range(10):
+        put_user(n, f"r{i}", f"r{i}@example.com", f"R{i}")
+    produce(n, CHAT_TOPIC, chat_record("before", "before the outage", "a", "r0"), key="before")
+    assert len(srv.wait_for(1)) == 1
+    srv.stop()
+    down_at = time.monotonic()
+    for i in range(10):
+        produce(n, CHAT_TOPIC, chat_record(f"out-{i}", f"during the outage #{i}#", "a", f"r{i}"),
+                key=f"out-{i}")
+    old_budget = retry_budget_s(5, 0.1, 30)
+    assert old_budget < 2
+    time.sleep(max(0.0, 12 - (time.monotonic() - down_at)))
+    failures = metric(n, "email_failed_total", type="chat", reason="transport")
+    # Each partition's first record has been tried more often than the old
+    # policy's five attempts, and still nothing was given up.
+    assert failures >= 6, failures
+    assert metric(n, "notifd_bus_dead_lettered_total") == 0
+    back = smtp(port=port)
+    msgs = back.wait_for(10, timeout=30)
+    time.sleep(2.5)  # a duplicate would come from a retry after success
+    bodies = [parse(m).get_body(preferencelist=("plain",)).get_content() for m in back.messages]
+    for i in range(10):
+        hits = sum(f"during the outage #{i}#" in b for b in bodies)
+        assert hits == 1, (i, hits, len(msgs))
+    assert len(back.messages) == 10
+    assert metric(n, "email_sent_total", type="chat") == 11
+    assert metric(n, "notifd_bus_dead_lettered_total") == 0
+    assert tail(n, CHAT_TOPIC + ".dlq", idle="1s") == []
+
+
 def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
     srv = smtp(reject={"gone@example.com": "550 5.1.1 No such user"})
     n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}")
@@ -237,6 +324,7 @@ def test_permanent_550_is_dead_lettered_without_retry(notifd_factory, smtp):
     assert len(dlq) == 1
     assert dlq[0]["key"] == "gone"
     assert dlq[0]["headers"]["notifd-error"] == "smtp_permanent_550"
+    assert dlq[0]["headers"]["notifd-group"] == "email"
     assert metric(n, "email_failed_total", type="chat", reason="smtp_550") == 1
     time.sleep(1.0)  # a retry would have happened within 100-300 ms
     assert srv.rcpt_attempts == ["gone@example.com"]

@@ -39,7 +39,7 @@ typedef struct tstate {
   int exhausted, exhausted_finish_rc;
   int stopped;
   /* dead-letter reader */
-  char dlq_hdr[64][6][64];
+  char dlq_hdr[64][7][64];
   int ndlq;
   char dlq_key[64][16];
 } tstate;
@@ -111,10 +111,12 @@ static void on_exhausted(notifd_bus_msg *m, const char *error, void *ud) {
 
 static void dlq_handler(notifd_bus_msg *m, void *ud) {
   tstate *t = ud;
-  static const char *const names[] = {"notifd-error", "notifd-attempts", "notifd-original-topic",
-                                      "notifd-original-partition", "notifd-original-offset", "h1"};
+  static const char *const names[] = {"notifd-error",           "notifd-attempts",
+                                      "notifd-original-topic",  "notifd-original-partition",
+                                      "notifd-original-offset", "h1",
+                                      "notifd-group"};
   if (t->ndlq < 64) {
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
       size_t n;
       const char *v = nd_msg_header(m, names[i], &n);
       snprintf(t->dlq_hdr[t->ndlq][i], 64, "%.*s", v ? (int)n : 4, v ? v : "NULL");
@@ -549,6 +551,7 @@ START_TEST(dead_letter_after_exhaustion) {
     ck_assert_str_eq(d->dlq_hdr[i][5] + 0, d->dlq_hdr[i][5]); /* present */
     ck_assert(d->dlq_hdr[i][5][0] == 'x');                  /* original header kept */
     ck_assert(d->dlq_key[i][0] == 'k');                     /* key kept */
+    ck_assert_str_eq(d->dlq_hdr[i][6], "g");                /* the failing group */
   }
   ck_assert(metric(&e, e.b->m.dead_lettered, "g", "jobs") == 5);
   env_close(&e, t);
@@ -599,6 +602,45 @@ START_TEST(poison_is_dropped_and_never_blocks) {
   env_close(&e, t);
   env_done(&e);
   free(t);
+  free(d);
+}
+END_TEST
+
+/* Two groups give up the same poison record: one dead letter each, each
+ * naming its group. */
+START_TEST(dead_letter_per_failing_group) {
+  env e = {0};
+  tstate *g1 = tnew(), *g2 = tnew(), *d = tnew();
+  env_open(&e, NULL);
+  consume(&e, "shared", "handler", g1, 1, NULL);
+  consume(&e, "shared", "email", g2, 1, NULL);
+  consume(&e, "shared.dlq", "r", d, 1, dlq_handler);
+  start(&e);
+  produce_value(&e, "shared", "kp", "bad", g1);
+  produce_value(&e, "shared", "kp", "v1", g1);
+  target = 2;
+  ck_assert(run_until(e.base, dlq_cond, d, 5000));
+  target = 1;
+  ck_assert(run_until(e.base, acked_cond, g2, 5000));
+  run_for(e.base, 200);
+  ck_assert_int_eq(d->ndlq, 2);
+  int saw_h = 0, saw_e = 0;
+  for (int i = 0; i < d->ndlq; i++) {
+    ck_assert_str_eq(d->dlq_hdr[i][0], "invalid_format");
+    ck_assert_str_eq(d->dlq_hdr[i][1], "1");
+    ck_assert_str_eq(d->dlq_hdr[i][2], "shared");
+    saw_h += strcmp(d->dlq_hdr[i][6], "handler") == 0;
+    saw_e += strcmp(d->dlq_hdr[i][6], "email") == 0;
+    ck_assert_str_eq(d->dlq_hdr[i][4], d->dlq_hdr[0][4]); /* the same record */
+  }
+  ck_assert_int_eq(saw_h, 1);
+  ck_assert_int_eq(saw_e, 1);
+  ck_assert(metric(&e, e.b->m.dead_lettered, "handler", "shared") == 1);
+  ck_assert(metric(&e, e.b->m.dead_lettered, "email", "shared") == 1);
+  env_close(&e, g1);
+  env_done(&e);
+  free(g1);
+  free(g2);
   free(d);
 }
 END_TEST
@@ -680,6 +722,107 @@ START_TEST(retention_by_count_and_age) {
   free(r1);
   free(t2);
   free(r2);
+}
+END_TEST
+
+/* Used bytes (pages minus free pages) of bus.db, and its records' span. */
+static void bus_db_stats(env *e, int64_t *used, int64_t *count, int64_t *first_val,
+                         int64_t *last_val) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/bus.db", e->dir);
+  sqlite3 *db;
+  ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  const char *q[] = {"PRAGMA page_count", "PRAGMA freelist_count", "PRAGMA page_size",
+                     "SELECT count(*) FROM records WHERE topic='big'",
+                     "SELECT CAST(substr(value, 2, 6) AS INTEGER) FROM records WHERE topic='big' "
+                     "ORDER BY seq LIMIT 1",
+                     "SELECT CAST(substr(value, 2, 6) AS INTEGER) FROM records WHERE topic='big' "
+                     "ORDER BY seq DESC LIMIT 1"};
+  int64_t v[6];
+  for (int i = 0; i < 6; i++) {
+    ck_assert_int_eq(sqlite3_prepare_v2(db, q[i], -1, &st, NULL), SQLITE_OK);
+    v[i] = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  *used = (v[0] - v[1]) * v[2];
+  *count = v[3];
+  *first_val = v[4];
+  *last_val = v[5];
+}
+
+static nd_cfg_node *size_retention_cfg(const char *max_bytes, const char *interval) {
+  nd_cfg_node *bus = tcfg_map();
+  nd_cfg_node *r = tcfg_add(bus, "retention", tcfg_map());
+  tcfg_set(r, "max_bytes", max_bytes);
+  tcfg_set(r, "interval", interval);
+  return bus;
+}
+
+/* Produces values "v<6-digit i>" padded to `size` bytes for i in [from, to)
+ * to topic "big" with keys k0..k<nkeys-1>, and waits for them. */
+static void produce_big(env *e, tstate *t, int from, int to, size_t size, int nkeys) {
+  char val[1024];
+  ck_assert_uint_lt(size, sizeof val);
+  memset(val, 'x', size);
+  val[size] = '\0';
+  for (int i = from; i < to; i++) {
+    char key[16], head[8];
+    snprintf(key, sizeof key, "k%d", i % nkeys);
+    snprintf(head, sizeof head, "v%06d", i);
+    memcpy(val, head, 7);
+    ck_assert_int_eq(
+        nd_bus_produce(e->b, "big", key, strlen(key), val, size, NULL, on_produced, t), 0);
+  }
+  target = to;
+  ck_assert(run_until(e->base, produced_cond, t, 20000));
+}
+
+/* Retention by size: 4 MB produced into a 256 KiB budget; the oldest go,
+ * the newest stay, the used pages end under the budget. */
+START_TEST(retention_by_bytes) {
+  env e = {0};
+  tstate *t = tnew();
+  env_open(&e, size_retention_cfg("256KiB", "20ms"));
+  for (int round = 0; round < 4; round++) {
+    produce_big(&e, t, round * 1000, (round + 1) * 1000, 1000, 7);
+    run_for(e.base, 100); /* a few retention passes */
+  }
+  run_for(e.base, 200);
+  env_close(&e, t);
+  int64_t used, count, first, last;
+  bus_db_stats(&e, &used, &count, &first, &last);
+  printf("retention_bytes: used %lld bytes, %lld records kept (%lld..%lld)\n", (long long)used,
+         (long long)count, (long long)first, (long long)last);
+  ck_assert_int_le(used, 256 * 1024);
+  ck_assert_int_gt(count, 50);
+  ck_assert_int_lt(count, 1000);
+  ck_assert_int_eq(last, 3999);             /* the newest stay */
+  ck_assert_int_eq(first, 4000 - count);    /* a contiguous tail: only the oldest went */
+  env_done(&e);
+  free(t);
+}
+END_TEST
+
+/* More than one pass's share to delete (20 000 records): the next passes
+ * follow within milliseconds, not one `interval` apart. */
+START_TEST(retention_by_bytes_catches_up_in_short_passes) {
+  env e = {0};
+  tstate *t = tnew();
+  env_open(&e, size_retention_cfg("64KiB", "3s"));
+  produce_big(&e, t, 0, 30000, 100, 1);
+  run_for(e.base, 3500); /* one interval, then the short passes (not another 3 s) */
+  env_close(&e, t);
+  int64_t used, count, first, last;
+  bus_db_stats(&e, &used, &count, &first, &last);
+  printf("retention_bytes catch-up: used %lld bytes, %lld records kept\n", (long long)used,
+         (long long)count);
+  ck_assert_int_le(used, 64 * 1024);
+  ck_assert_int_lt(count, 10000); /* more than one pass's 20 000 went */
+  ck_assert_int_eq(last, 29999);
+  env_done(&e);
+  free(t);
 }
 END_TEST
 
@@ -985,8 +1128,11 @@ Suite *nd_test_suite(void) {
   suite_add(s, "kill9", kill9_loses_nothing_confirmed, 90);
   suite_add(s, "dead_letter", dead_letter_after_exhaustion, 60);
   suite_add(s, "poison", poison_is_dropped_and_never_blocks, 60);
+  suite_add(s, "dead_letter_per_group", dead_letter_per_failing_group, 60);
   suite_add(s, "group_split", group_members_in_process_split_partitions, 60);
   suite_add(s, "retention", retention_by_count_and_age, 60);
+  suite_add(s, "retention_bytes", retention_by_bytes, 60);
+  suite_add(s, "retention_bytes_passes", retention_by_bytes_catches_up_in_short_passes, 60);
   suite_add(s, "latest", start_from_latest_is_remembered, 60);
   suite_add(s, "durable_confirm", produce_confirms_after_commit, 60);
   suite_add(s, "accessors", accessors_null_key_empty_value_headers, 60);

@@ -113,6 +113,8 @@ typedef struct tstate {
   char dlq_err[64][32];
   char dlq_attempts[64][8];
   char dlq_topic[64][96];
+  char dlq_group[64][32];
+  char dlq_offset[64][24];
   int ndlq;
 } tstate;
 
@@ -164,6 +166,10 @@ static void dlq_handler(notifd_bus_msg *m, void *ud) {
     snprintf(t->dlq_attempts[t->ndlq], 8, "%.*s", v ? (int)n : 0, v ? v : "");
     v = nd_msg_header(m, "notifd-original-topic", &n);
     snprintf(t->dlq_topic[t->ndlq], 96, "%.*s", v ? (int)n : 0, v ? v : "");
+    v = nd_msg_header(m, "notifd-group", &n);
+    snprintf(t->dlq_group[t->ndlq], 32, "%.*s", v ? (int)n : 0, v ? v : "");
+    v = nd_msg_header(m, "notifd-original-offset", &n);
+    snprintf(t->dlq_offset[t->ndlq], 24, "%.*s", v ? (int)n : 0, v ? v : "");
     t->ndlq++;
   }
   nd_bus_ack(m);
@@ -366,6 +372,9 @@ START_TEST(kafka_dead_letter_and_poison) {
   int exhausted = 0, dropped = 0;
   for (int i = 0; i < d->ndlq; i++) {
     ck_assert_str_eq(d->dlq_topic[i], topic);
+    ck_assert_str_eq(d->dlq_group[i], "g-dl");
+    ck_assert_int_ge(atoll(d->dlq_offset[i]), 0);
+    ck_assert(d->dlq_offset[i][0] != '\0');
     if (strcmp(d->dlq_err[i], "again") == 0) {
       exhausted++;
       ck_assert_str_eq(d->dlq_attempts[i], "2");

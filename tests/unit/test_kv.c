@@ -584,15 +584,17 @@ typedef struct redis_srv {
   pid_t pid;
 } redis_srv;
 
-static int redis_start(redis_srv *s, int port) {
+/* conf: NULL = no persistence, else a redis.conf (config/distributed/...). */
+static int redis_start_conf(redis_srv *s, int port, const char *conf) {
   if (!s->dir[0]) {
     char *d = nd_test_tmpdir();
     snprintf(s->dir, sizeof s->dir, "%s", d);
     free(d);
   }
-  char cmd[1200], line[128] = "";
-  if (port) snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s' %d", ND_SOURCE_ROOT, s->dir, port);
-  else snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s'", ND_SOURCE_ROOT, s->dir);
+  char cmd[1600], line[128] = "", portstr[16] = "''";
+  if (port) snprintf(portstr, sizeof portstr, "%d", port);
+  snprintf(cmd, sizeof cmd, "%s/tests/services/redis.sh start '%s' %s %s%s%s", ND_SOURCE_ROOT,
+           s->dir, portstr, conf ? "'" ND_SOURCE_ROOT "/" : "", conf ? conf : "", conf ? "'" : "");
   FILE *p = popen(cmd, "r");
   if (!p) return -1;
   if (!fgets(line, sizeof line, p)) line[0] = '\0';
@@ -606,6 +608,8 @@ static int redis_start(redis_srv *s, int port) {
   free(pid);
   return 0;
 }
+
+static int redis_start(redis_srv *s, int port) { return redis_start_conf(s, port, NULL); }
 
 static void redis_stop(redis_srv *s) {
   char cmd[1200];
@@ -760,6 +764,48 @@ START_TEST(redis_restart_reconnects_and_timeouts) {
 }
 END_TEST
 
+/* The shipped config/distributed/redis.conf (append-only file): keys
+ * survive kill -9 of Redis, and what fail-open answered while Redis was
+ * down is written once it is back.  Without persistence the keys are gone
+ * (what the distributed stack ran before). */
+START_TEST(redis_kill9_keeps_keys_with_the_shipped_config) {
+  if (!have_redis()) return;
+  for (int aof = 1; aof >= 0; aof--) {
+    redis_srv s = {0};
+    ck_assert_int_eq(redis_start_conf(&s, 0, aof ? "config/distributed/redis.conf" : NULL), 0);
+    struct event_base *base = event_base_new();
+    notifd_host *h = redis_host(base, s.port, NULL);
+    nd_kv *kv;
+    ck_assert_int_eq(nd_kv_open(h, &kv, &h->errs), 0);
+    ck_assert(run_until(base, ready_cond, kv, 5000));
+    ck_assert_int_eq(CLAIM("before", 60000), 1);
+    ck_assert_int_eq(MARK("marked", 0), 1);
+    kill(s.pid, SIGKILL);
+    ck_assert(run_until(base, not_ready_cond, kv, 5000));
+    ck_assert_int_eq(CLAIM("during", 60000), 1); /* fail-open: delivered */
+    ck_assert_int_eq(MARK("during", 60000), 1);
+    ck_assert_int_eq(MARK("released", 1), 1);    /* a claim given back */
+    ck_assert_int_eq(redis_start_conf(&s, s.port, aof ? "config/distributed/redis.conf" : NULL),
+                     0);
+    ck_assert(run_until(base, ready_cond, kv, 10000));
+    ck_assert_int_eq(EXISTS("before"), aof);
+    ck_assert_int_eq(EXISTS("marked"), aof);
+    ck_assert_int_eq(EXISTS("during"), 1); /* written on reconnect, either way */
+    ck_assert_int_eq(EXISTS("released"), 0);
+    redisContext *rc = redisConnect("127.0.0.1", s.port);
+    ck_assert(rc && !rc->err);
+    redisReply *r = redisCommand(rc, "PTTL %s", "eventstore:chat-persistence-change:during");
+    ck_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer > 50000 && r->integer <= 60000);
+    freeReplyObject(r);
+    redisFree(rc);
+    nd_kv_free(kv);
+    thost_free(h);
+    event_base_free(base);
+    redis_done(&s);
+  }
+}
+END_TEST
+
 Suite *nd_test_suite(void) {
   Suite *s = suite_create("kv");
   TCase *tc = tcase_create("embedded");
@@ -780,6 +826,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, redis_down_fail_open);
   tcase_add_test(tc, redis_down_fail_closed);
   tcase_add_test(tc, redis_restart_reconnects_and_timeouts);
+  tcase_add_test(tc, redis_kill9_keeps_keys_with_the_shipped_config);
   suite_add_tcase(s, tc);
   return s;
 }
