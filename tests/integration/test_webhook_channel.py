@@ -19,20 +19,27 @@ another version, SIGTERM, start) while events keep coming and the receiver
 fails now and then, and fails everything just before SIGTERM so events are
 waiting for a retry: every event arrives (the receiver dedupes), in order
 per user, and the new build serves after the restart; `notifd --check` names file:line:col of a bad `url` (ABI 1.2
-config_error); and one end-to-end case from POST /notifications/purchase,
-skipped while notifications_ws does not publish the event stream.
+config_error); one end-to-end case from POST /notifications/purchase,
+skipped while notifications_ws does not publish the event stream; and a
+config-declared type end to end: POST, inbox, websocket frame, this
+plugin and email over SMTP.
 """
+import asyncio
+import email
+import email.policy
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import websockets
 
 from conftest import BUILD, NOTIFD, SOURCE, checked_exits, http, metric, wait_until
 
@@ -502,3 +509,74 @@ def test_end_to_end_from_a_stored_notification(sdk, receiver, notifd_factory):
     assert types.count("purchase_notification") == 1, types
     assert metric(n, "webhook_deliveries_total", result="muted") == 1
     assert n.stop() == 0
+
+
+def test_declared_type_end_to_end(sdk, receiver, notifd_factory, tmp_path):
+    """Issue 17's acceptance for a type declared in config only: POST,
+    inbox, websocket frame, the out-of-tree channel plugin and email."""
+    sys.path.insert(0, os.path.join(SOURCE, "tests", "services"))
+    smtp_server = pytest.importorskip("smtp_server", reason="python3-aiosmtpd is not installed")
+    srv = smtp_server.SmtpServer().start()
+    try:
+        tdir = tmp_path / "templates"
+        shutil.copytree(os.path.join(SOURCE, "config", "templates"), tdir)
+        (tdir / "order-cancelled.tmpl").write_text(
+            "Subject: Order {{order_id}} was cancelled\n\n"
+            "Hi {{recipient_name}}, because: {{reason}} (refund {{refund}})\n")
+        so = sdk("1.0.0")
+        n = notifd_factory(
+            "  - name: notifications_ws\n"
+            "    config:\n"
+            "      types:\n"
+            "        - {name: order-cancelled, required: [order_id, reason]}\n"
+            "  - name: email\n"
+            "    config:\n"
+            f"      smtp_url: smtp://127.0.0.1:{srv.port}\n"
+            "      starttls: none\n"
+            "      from_address: noreply@example.com\n"
+            f"      templates_dir: {tdir}\n"
+            "      types: [order-cancelled]\n"
+            + webhook_yaml(so, receiver.url),
+            extra_yaml="auth: {mode: none, internal_token: e2e-internal}\n")
+        auth = {"X-Notifd-Internal-Token": "e2e-internal"}
+        st, raw, _ = http("PUT", f"{n.url}/email/users/shop",
+                          {"email": "shop@example.com", "name": "Shop"}, headers=auth)
+        assert st == 200, raw
+        body = {"order_id": "ORD-1", "reason": "out of stock", "refund": 12.5}
+
+        async def post_and_receive():
+            ws_url = n.url.replace("http://", "ws://") + "/notifications/subscribe?user_id=shop"
+            async with websockets.connect(ws_url, open_timeout=15) as ws:
+                st, raw, _ = await asyncio.get_running_loop().run_in_executor(None, lambda: http(
+                    "POST", f"{n.url}/notifications/order-cancelled?user_id=shop", body,
+                    headers=auth))
+                assert st == 200 and json.loads(raw)["delivered"] == 1, raw
+                return json.loads(await asyncio.wait_for(ws.recv(), 15))
+
+        frame = asyncio.run(asyncio.wait_for(post_and_receive(), 60))
+        assert list(frame) == ["notification_type", "timestamp", "payload"]
+        assert frame["notification_type"] == "order_cancelled_notification"
+        assert frame["payload"] == body
+        st, raw, _ = http("GET", f"{n.url}/notifications?user_id=shop")
+        stored = json.loads(raw)["notifications"]
+        assert [s["payload"] for s in stored] == [body], stored
+        eid = f"shop:{stored[0]['id']}"
+        wait_until(lambda: eid in receiver.accepted(), timeout=30, what="the webhook")
+        ev = json.loads(receiver.accepted()[eid])
+        assert ev["notification_type"] == "order_cancelled_notification"
+        assert ev["payload"] == body and ev["timestamp"] == stored[0]["timestamp"]
+        mails = srv.wait_for(1, timeout=30)
+        assert len(mails) == 1 and mails[0].rcpt_tos == ["shop@example.com"]
+        m = email.message_from_bytes(mails[0].data, policy=email.policy.default)
+        assert m["Subject"] == "Order ORD-1 was cancelled"
+        assert "because: out of stock (refund 12.5)" in m.get_body(("plain",)).get_content()
+        # A body without a required field: 400 naming it, nothing stored or sent.
+        st, raw, _ = http("POST", f"{n.url}/notifications/order-cancelled?user_id=shop",
+                          {"order_id": "ORD-2"}, headers=auth)
+        assert st == 400 and "reason" in json.loads(raw)["error"], raw
+        assert len(json.loads(http("GET", f"{n.url}/notifications?user_id=shop")[1])
+                   ["notifications"]) == 1
+        assert n.stop() == 0
+        assert len(srv.messages) == 1 and len(receiver.accepted()) == 1
+    finally:
+        srv.stop()
