@@ -3,7 +3,9 @@
  *
  *   GET /users/{user_id}/preferences             the user (token subject)
  *   PUT /users/{user_id}/preferences             validated, stored, 200 with it
- *   GET /internal/users/{user_id}/preferences    services (the email role):
+ *   GET /internal/users/{user_id}/preferences    services (outside the event
+ *                                                stream, whose headers carry
+ *                                                the decision):
  *                                                the same plus "quiet_now";
  *                                                with ?type=<kind> also
  *                                                "email": whether a mail of
