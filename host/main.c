@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <notifd/embed.h>
@@ -11,6 +12,7 @@
 
 #include "auth/user_ctl.h"
 #include "bus/bus_ctl.h"
+#include "notifd_build_config.h"
 
 typedef struct daemon_state {
   struct event_base *base;
@@ -26,7 +28,18 @@ static void usage(FILE *out) {
           "       notifd bus produce|tail   inject or inspect bus records (notifd bus --help)\n"
           "       notifd user add|passwd|del|list  manage built-in accounts (notifd user --help)\n"
           "       notifd --version          print host version and plugin ABI\n"
-          "       notifd --help\n");
+          "       notifd --help\n"
+          "Without -c: $NOTIFD_CONFIG if set, else the installed config\n"
+          "  %s%s\n",
+          NOTIFD_DEFAULT_CONFIG, access(NOTIFD_DEFAULT_CONFIG, R_OK) == 0 ? "" : " (not found)");
+}
+
+/* The config when -c is absent: $NOTIFD_CONFIG, else the installed one
+ * (sysconfdir/notifd/notifd.yaml) when it is readable, else NULL. */
+static const char *default_config(void) {
+  const char *env = getenv("NOTIFD_CONFIG");
+  if (env && *env) return env;
+  return access(NOTIFD_DEFAULT_CONFIG, R_OK) == 0 ? NOTIFD_DEFAULT_CONFIG : NULL;
 }
 
 static void on_stopped(notifd_host *h, void *ud) {
@@ -71,6 +84,7 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
   }
+  if (!config) config = default_config();
   if (!config || optind != argc) {
     usage(stderr);
     return 2;
