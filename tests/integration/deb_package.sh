@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The Debian package, as a user of a fresh Debian 12 gets it: build the
+# source tree with `dpkg-buildpackage -us -uc -b` (debian/, meson, debhelper
+# compat 13), extract notifd, libnotifd1 and libnotifd-dev into a scratch
+# root with `dpkg -x` (nothing is installed on this machine), check what
+# each package holds, `systemd-analyze verify` the unit, and run the
+# packaged daemon with the packaged config through one chat round trip.
+#
+# The extracted tree is not at /: the daemon is pointed at it only through
+# the config's documented variables (NOTIFD_CONFIG for the file, then
+# NOTIFD_PLUGIN_DIR, NOTIFD_WEB_DIR, NOTIFD_TEMPLATES_DIR, NOTIFD_DATA_DIR
+# for its paths), exactly the prefix of the root; nothing comes from the
+# checkout or a build dir.  Exit 77 (SKIPPED) without debhelper.
+# Usage: deb_package.sh SOURCE_DIR
+set -euo pipefail
+src="$(cd "$1" && pwd)"
+for tool in dpkg-buildpackage dh dpkg-deb; do
+  command -v "$tool" >/dev/null || { echo "SKIPPED: $tool not installed (scripts/install-deps.sh test installs debhelper)"; exit 77; }
+done
+tmp="$(mktemp -d)"
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; [ -f "$tmp/notifd.log" ] && tail -n 40 "$tmp/notifd.log"; exit 1; }
+freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# -- build, from a copy of the tracked (and new, unignored) files --
+mkdir "$tmp/src"
+if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+  (cd "$src" && git ls-files -z --cached --others --exclude-standard |
+     grep -zv '^tests/browser/node_modules/' | xargs -0 cp --parents -t "$tmp/src")
+else
+  tar -C "$src" --exclude='./build*' --exclude='./obj-*' --exclude=node_modules -cf - . |
+    tar -C "$tmp/src" -xf -
+fi
+t0=$(date +%s)
+(cd "$tmp/src" && env -u LD_LIBRARY_PATH dpkg-buildpackage -us -uc -b -j2 >"$tmp/build.log" 2>&1) ||
+  { tail -n 60 "$tmp/build.log"; fail "dpkg-buildpackage failed"; }
+echo "dpkg-buildpackage -us -uc -b: $(( $(date +%s) - t0 )) s"
+if grep -E '^(dh_missing|dpkg-shlibdeps): warning' "$tmp/build.log"; then fail "packaging warnings"; fi
+
+R="$tmp/root"
+mkdir "$R"
+for p in notifd libnotifd1 libnotifd-dev; do
+  deb="$(ls "$tmp"/${p}_*_*.deb)"
+  dpkg-deb -c "$deb" | awk '{print $6}' > "$tmp/$p.list"
+  dpkg -x "$deb" "$R"
+done
+has() { grep -qx "./$2" "$tmp/$1.list" || fail "$1 lacks /$2"; }
+has notifd usr/bin/notifd
+has notifd etc/notifd/notifd.yaml
+has notifd lib/systemd/system/notifd.service
+has notifd usr/share/notifd/web/index.html
+has notifd usr/share/notifd/templates/chat.tmpl
+grep -q '^\./usr/lib/.*/notifd/plugins/chat_ws\.so$' "$tmp/notifd.list" || fail "notifd lacks the plugins"
+grep -q '^\./usr/lib/.*/libnotifd\.so\.1' "$tmp/libnotifd1.list" || fail "libnotifd1 lacks libnotifd.so.1"
+has libnotifd-dev usr/include/notifd/plugin.h
+has libnotifd-dev usr/include/notifd/embed.h
+grep -q '^\./usr/lib/.*/pkgconfig/notifd-sdk\.pc$' "$tmp/libnotifd-dev.list" || fail "no notifd-sdk.pc"
+grep -q '^\./usr/lib/.*/pkgconfig/notifd\.pc$' "$tmp/libnotifd-dev.list" || fail "no notifd.pc"
+if grep -q '^\./var/lib/notifd' "$tmp/notifd.list"; then fail "/var/lib/notifd is systemd's to create"; fi
+dpkg-deb -e "$(ls "$tmp"/notifd_*_*.deb)" "$tmp/ctl"
+grep -qx /etc/notifd/notifd.yaml "$tmp/ctl/conffiles" || fail "notifd.yaml is not a conffile"
+
+# -- nothing of the build machine in what is shipped --
+if grep -rlF -e "$tmp/src" -e "$src" "$R"; then fail "a shipped file names the build or source dir"; fi
+
+# -- the unit --
+unit="$R/lib/systemd/system/notifd.service"
+for k in DynamicUser=yes StateDirectory=notifd ProtectSystem=strict NoNewPrivileges=yes \
+         PrivateTmp=yes ProtectHome=yes 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' \
+         'ExecStart=/usr/bin/notifd -c /etc/notifd/notifd.yaml'; do
+  grep -qx "$k" "$unit" || fail "unit lacks $k"
+done
+if grep -q '^ExecReload=' "$unit"; then fail "ExecReload: notifd has no reload (a swap is a restart)"; fi
+if command -v systemd-analyze >/dev/null; then
+  # ExecStart must exist for verify: point it at the extracted binary.
+  mkdir "$tmp/unit"
+  sed "s|^ExecStart=/usr/bin/notifd|ExecStart=$R/usr/bin/notifd|" "$unit" >"$tmp/unit/notifd.service"
+  out="$(systemd-analyze verify "$tmp/unit/notifd.service" 2>&1)" || fail "systemd-analyze verify: $out"
+  [ -z "$out" ] || fail "systemd-analyze verify: $out"
+  echo "systemd-analyze verify: clean"
+else
+  echo "SKIPPED check: systemd-analyze not installed, unit not verified"
+fi
+
+# -- the packaged daemon with the packaged config --
+conf="$R/etc/notifd/notifd.yaml"
+plugins="$(dirname "$(find "$R/usr/lib" -name chat_ws.so | head -n1)")"
+grep -q "^  - \${NOTIFD_PLUGIN_DIR:-${plugins#"$R"}}\$" "$conf" || fail "config: plugin dir"
+grep -q '^data_dir: ${NOTIFD_DATA_DIR:-/var/lib/notifd}$' "$conf" || fail "config: data dir"
+port=$(freeport); admin=$(freeport)
+mkdir "$tmp/data"
+( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_CONFIG="$conf" \
+    NOTIFD_PLUGIN_DIR="$plugins" NOTIFD_WEB_DIR="$R/usr/share/notifd/web" \
+    NOTIFD_TEMPLATES_DIR="$R/usr/share/notifd/templates" NOTIFD_DATA_DIR="$tmp/data" \
+    NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" NOTIFD_ADMIN_PORT="$admin" \
+    NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$R/usr/bin/notifd" ) >"$tmp/notifd.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "packaged notifd not ready"
+/usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" || fail "chat round trip"
+n=$(grep -c "plugin .* loaded from $plugins/" "$tmp/notifd.log" || true)
+[ "$n" -eq 6 ] || fail "expected the 6 roles loaded from the package, saw $n"
+kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
+[ "$rc" -eq 0 ] || fail "packaged notifd exited $rc after SIGTERM"
+echo "deb package: built, extracted, unit verified, packaged notifd chatted"
+echo "1 passed, 0 failed"
