@@ -126,8 +126,16 @@ def test_json_lines(node):
     n = node("{level: info, format: json}")
     token, sid = traffic(n)
     wait_until(lambda: '"ws close"' in n.read_log(), 10, "the ws close line")
+    # A path with characters JSON must escape (the parser allows " and \\)
+    # still gives a valid line.
+    with socket.create_connection(("127.0.0.1", n.port), timeout=5) as s:
+        s.sendall(b'GET /we"ird\\path{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+        assert s.recv(4096).startswith(b"HTTP/1.1 404")
+    wait_until(lambda: "ird" in n.read_log(), 10, "the odd path's line")
     log = n.read_log()
     recs = [json.loads(l) for l in log.splitlines() if l.startswith("{")]
+    assert any(r.get("path") == '/we"ird\\path{}' for r in recs), log[-2000:]
+    recs = [r for r in recs if r.get("path", "").find("ird") < 0]
     check([r for r in recs if r.get("comp") == "access"], token, sid, numeric=True)
     me = next(r for r in recs if r.get("path") == "/auth/me")
     assert isinstance(me["status"], int) and isinstance(me["duration_ms"], float)
