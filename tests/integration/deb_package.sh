@@ -4,12 +4,15 @@
 # compat 13), extract notifd, libnotifd1 and libnotifd-dev into a scratch
 # root with `dpkg -x` (nothing is installed on this machine), check what
 # each package holds, `systemd-analyze verify` the unit, and run the
-# packaged daemon with the packaged config through one chat round trip.
+# packaged daemon with the packaged config through one chat round trip,
+# extracted where it is and, in a private mount namespace, as the unit runs
+# it (its ExecStart line, unprivileged, no_new_privs).
 #
-# The extracted tree is not at /: the daemon is pointed at it only through
-# the config's documented variables (NOTIFD_CONFIG for the file, then
+# In the first run the daemon finds the extracted tree only through the
+# config's documented variables (NOTIFD_CONFIG for the file, then
 # NOTIFD_PLUGIN_DIR, NOTIFD_WEB_DIR, NOTIFD_TEMPLATES_DIR, NOTIFD_DATA_DIR
-# for its paths), exactly the prefix of the root; nothing comes from the
+# for its paths: the root's prefix and nothing else); in the second the
+# root is laid over / and no path is given.  Nothing comes from the
 # checkout or a build dir.  Exit 77 (SKIPPED) without debhelper.
 # Usage: deb_package.sh SOURCE_DIR
 set -euo pipefail
@@ -24,25 +27,33 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$tmp/notifd.log" ] && tail -n 40 "$tmp/notifd.log"; exit 1; }
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# -- build, from a copy of the tracked (and new, unignored) files --
-mkdir "$tmp/src"
-if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
-  (cd "$src" && git ls-files -z --cached --others --exclude-standard |
-     grep -zv '^tests/browser/node_modules/' | xargs -0 cp --parents -t "$tmp/src")
+# -- build, from a copy of the tracked (and new, unignored) files; or take
+#    the .debs of an earlier build from $NOTIFD_DEB_DIR (for iterating on
+#    this script; CI always builds) --
+debs="$tmp"
+if [ -n "${NOTIFD_DEB_DIR:-}" ]; then
+  debs="$NOTIFD_DEB_DIR"
+  echo "using the packages in $debs (NOTIFD_DEB_DIR), not building"
 else
-  tar -C "$src" --exclude='./build*' --exclude='./obj-*' --exclude=node_modules -cf - . |
-    tar -C "$tmp/src" -xf -
+  mkdir "$tmp/src"
+  if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+    (cd "$src" && git ls-files -z --cached --others --exclude-standard |
+       grep -zv '^tests/browser/node_modules/' | xargs -0 cp --parents -t "$tmp/src")
+  else
+    tar -C "$src" --exclude='./build*' --exclude='./obj-*' --exclude=node_modules -cf - . |
+      tar -C "$tmp/src" -xf -
+  fi
+  t0=$(date +%s)
+  (cd "$tmp/src" && env -u LD_LIBRARY_PATH dpkg-buildpackage -us -uc -b -j2 >"$tmp/build.log" 2>&1) ||
+    { tail -n 60 "$tmp/build.log"; fail "dpkg-buildpackage failed"; }
+  echo "dpkg-buildpackage -us -uc -b: $(( $(date +%s) - t0 )) s"
+  if grep -E '^(dh_missing|dpkg-shlibdeps): warning' "$tmp/build.log"; then fail "packaging warnings"; fi
 fi
-t0=$(date +%s)
-(cd "$tmp/src" && env -u LD_LIBRARY_PATH dpkg-buildpackage -us -uc -b -j2 >"$tmp/build.log" 2>&1) ||
-  { tail -n 60 "$tmp/build.log"; fail "dpkg-buildpackage failed"; }
-echo "dpkg-buildpackage -us -uc -b: $(( $(date +%s) - t0 )) s"
-if grep -E '^(dh_missing|dpkg-shlibdeps): warning' "$tmp/build.log"; then fail "packaging warnings"; fi
 
 R="$tmp/root"
 mkdir "$R"
 for p in notifd libnotifd1 libnotifd-dev; do
-  deb="$(ls "$tmp"/${p}_*_*.deb)"
+  deb="$(ls "$debs"/${p}_*_*.deb)"
   dpkg-deb -c "$deb" | awk '{print $6}' > "$tmp/$p.list"
   dpkg -x "$deb" "$R"
 done
@@ -59,11 +70,11 @@ has libnotifd-dev usr/include/notifd/embed.h
 grep -q '^\./usr/lib/.*/pkgconfig/notifd-sdk\.pc$' "$tmp/libnotifd-dev.list" || fail "no notifd-sdk.pc"
 grep -q '^\./usr/lib/.*/pkgconfig/notifd\.pc$' "$tmp/libnotifd-dev.list" || fail "no notifd.pc"
 if grep -q '^\./var/lib/notifd' "$tmp/notifd.list"; then fail "/var/lib/notifd is systemd's to create"; fi
-dpkg-deb -e "$(ls "$tmp"/notifd_*_*.deb)" "$tmp/ctl"
+dpkg-deb -e "$(ls "$debs"/notifd_*_*.deb)" "$tmp/ctl"
 grep -qx /etc/notifd/notifd.yaml "$tmp/ctl/conffiles" || fail "notifd.yaml is not a conffile"
 
 # -- nothing of the build machine in what is shipped --
-if grep -rlF -e "$tmp/src" -e "$src" "$R"; then fail "a shipped file names the build or source dir"; fi
+if grep -rlF -e "$tmp/src" -e "$src" -e /obj-x86_64 "$R"; then fail "a shipped file names the build or source dir"; fi
 
 # -- the unit --
 unit="$R/lib/systemd/system/notifd.service"
@@ -89,20 +100,62 @@ conf="$R/etc/notifd/notifd.yaml"
 plugins="$(dirname "$(find "$R/usr/lib" -name chat_ws.so | head -n1)")"
 grep -q "^  - \${NOTIFD_PLUGIN_DIR:-${plugins#"$R"}}\$" "$conf" || fail "config: plugin dir"
 grep -q '^data_dir: ${NOTIFD_DATA_DIR:-/var/lib/notifd}$' "$conf" || fail "config: data dir"
-port=$(freeport); admin=$(freeport)
+chat_through() {
+  local label="$1"; shift
+  local port admin
+  port=$(freeport); admin=$(freeport)
+  ( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" \
+      NOTIFD_ADMIN_PORT="$admin" NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$@" ) >"$tmp/notifd.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "$label: packaged notifd not ready"
+  /usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" ||
+    fail "$label: chat round trip"
+  kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
+  [ "$rc" -eq 0 ] || fail "$label: packaged notifd exited $rc after SIGTERM"
+  echo "$label: chatted"
+}
+nplugins() { grep -c "plugin .* loaded from $1/" "$tmp/notifd.log" || true; }
+
+# 1. The extracted tree where it is: the packaged config through
+#    NOTIFD_CONFIG, its paths through the config's own variables.
 mkdir "$tmp/data"
-( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_CONFIG="$conf" \
-    NOTIFD_PLUGIN_DIR="$plugins" NOTIFD_WEB_DIR="$R/usr/share/notifd/web" \
-    NOTIFD_TEMPLATES_DIR="$R/usr/share/notifd/templates" NOTIFD_DATA_DIR="$tmp/data" \
-    NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" NOTIFD_ADMIN_PORT="$admin" \
-    NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$R/usr/bin/notifd" ) >"$tmp/notifd.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "packaged notifd not ready"
-/usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" || fail "chat round trip"
-n=$(grep -c "plugin .* loaded from $plugins/" "$tmp/notifd.log" || true)
-[ "$n" -eq 6 ] || fail "expected the 6 roles loaded from the package, saw $n"
-kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
-[ "$rc" -eq 0 ] || fail "packaged notifd exited $rc after SIGTERM"
+chat_through "extracted root (NOTIFD_CONFIG + NOTIFD_*_DIR)" env NOTIFD_CONFIG="$conf" \
+  NOTIFD_PLUGIN_DIR="$plugins" NOTIFD_WEB_DIR="$R/usr/share/notifd/web" \
+  NOTIFD_TEMPLATES_DIR="$R/usr/share/notifd/templates" NOTIFD_DATA_DIR="$tmp/data" \
+  "$R/usr/bin/notifd"
+[ "$(nplugins "$plugins")" -eq 6 ] || fail "expected the 6 roles loaded from the package"
+
+# 2. As the unit runs it: in a private mount namespace the package's /etc,
+#    /usr/bin, /usr/lib/<triplet> and /usr/share are laid over the real ones
+#    (read-only overlays, this process only), then the unit's ExecStart
+#    line runs as is, with the unit's NOTIFD_DATA_DIR pointing at a scratch
+#    dir (systemd's StateDirectory), as an unprivileged user with
+#    no_new_privs and no capabilities (DynamicUser=, NoNewPrivileges=).
+#    Needs root and overlayfs; otherwise said and skipped (run 1 covers
+#    the daemon).
+exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
+triplet_dir="$(dirname "$(dirname "$plugins")")"   # $R/usr/lib/<triplet>
+lower() { echo "lowerdir=$R$1:$1"; }
+if unshare --mount --propagation private sh -c \
+     "mount -t overlay overlay -o $(lower /etc) /etc" 2>/dev/null && command -v setpriv >/dev/null; then
+  chmod 0755 "$tmp"
+  rm -rf "$tmp/data" && mkdir "$tmp/data" && chown 65534:65534 "$tmp/data"
+  lib="${triplet_dir#"$R"}"
+  # shellcheck disable=SC2086
+  chat_through "as the unit runs it (overlaid root, nobody, no_new_privs)" \
+    env -u NOTIFD_CONFIG -u NOTIFD_PLUGIN_DIR -u NOTIFD_WEB_DIR -u NOTIFD_TEMPLATES_DIR \
+    NOTIFD_DATA_DIR="$tmp/data" unshare --mount --propagation private sh -c '
+      for d in /etc /usr/bin "$2" /usr/share; do
+        mount -t overlay overlay -o "lowerdir=$1$d:$d" "$d" || exit 1
+      done
+      shift 2
+      exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \
+        --inh-caps=-all --bounding-set=-all "$@"' sh "$R" "$lib" $exec_start
+  [ "$(nplugins "${plugins#"$R"}")" -eq 6 ] || fail "as the unit: the roles were not loaded from ${plugins#"$R"}"
+  [ -f "$tmp/data/auth.secret" ] || fail "as the unit: the data dir was not used"
+else
+  echo "SKIPPED check: run as the unit (needs root, overlayfs and setpriv)"
+fi
 echo "deb package: built, extracted, unit verified, packaged notifd chatted"
 echo "1 passed, 0 failed"

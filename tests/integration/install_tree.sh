@@ -4,10 +4,11 @@
 #  - the installed notifd.yaml, web client, templates, plugins, data dir and
 #    systemd unit are where the README says; no source or build path in them;
 #  - `notifd --help` names the compiled-in config (sysconfdir/notifd/notifd.yaml);
-#  - the installed notifd, started with no -c (the config found through
-#    NOTIFD_CONFIG, the DESTDIR's paths given by the config's own
-#    NOTIFD_*_DIR variables, as for any relocated tree), serves the web
-#    client and one chat round trip over HTTP + websocket;
+#  - the installed notifd, started with no -c, serves the web client and
+#    one chat round trip over HTTP + websocket, twice: relocated (the
+#    config found through NOTIFD_CONFIG, the DESTDIR's paths given by the
+#    config's own NOTIFD_*_DIR variables) and as installed (the DESTDIR
+#    bound over /usr/local in a private mount namespace: no path given);
 #  - the installed programs start without LD_LIBRARY_PATH (RUNPATH), shown
 #    by the embedding example linked against the installed libnotifd.
 # Usage: install_tree.sh BUILD_DIR SOURCE_DIR
@@ -66,20 +67,49 @@ kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
 [ "$rc" -eq 0 ] || fail "embed_example exited $rc"
 
 # -- the installed daemon, no -c --
-port=$(freeport); admin=$(freeport)
+# chat_through LABEL CMD...: starts CMD (a notifd) with the ports in the
+# environment, one chat round trip, SIGTERM, exit 0.
+port=0; admin=0
+chat_through() {
+  local label="$1"; shift
+  port=$(freeport); admin=$(freeport)
+  ( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" \
+      NOTIFD_ADMIN_PORT="$admin" NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$@" ) >"$tmp/notifd.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "$label: installed notifd not ready"
+  /usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" ||
+    fail "$label: chat round trip"
+  grep -q 'comp=access msg="ws open"' "$tmp/notifd.log" || fail "$label: no access line for the websockets"
+  if grep -q 'token=' "$tmp/notifd.log"; then fail "$label: a token reached the log"; fi
+  kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
+  [ "$rc" -eq 0 ] || fail "$label: installed notifd exited $rc after SIGTERM"
+  echo "$label: chatted"
+}
+
+# 1. The DESTDIR tree where it is, as any relocated tree runs: the config
+#    by NOTIFD_CONFIG, its paths by the config's own variables.
 mkdir -p "$tmp/data"
-( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_CONFIG="$D$conf" \
-    NOTIFD_PLUGIN_DIR="$D$plugins" NOTIFD_WEB_DIR="$D$share/web" \
-    NOTIFD_TEMPLATES_DIR="$D$share/templates" NOTIFD_DATA_DIR="$tmp/data" \
-    NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" NOTIFD_ADMIN_PORT="$admin" \
-    NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$exe" ) >"$tmp/notifd.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "installed notifd not ready"
-/usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" || fail "chat round trip"
-grep -q 'comp=access msg="ws open"' "$tmp/notifd.log" || fail "no access log line for the websockets"
-if grep -q 'token=' "$tmp/notifd.log"; then fail "a token reached the log"; fi
-kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
-[ "$rc" -eq 0 ] || fail "installed notifd exited $rc after SIGTERM"
+chat_through "relocated (NOTIFD_CONFIG + NOTIFD_*_DIR)" env NOTIFD_CONFIG="$D$conf" \
+  NOTIFD_PLUGIN_DIR="$D$plugins" NOTIFD_WEB_DIR="$D$share/web" \
+  NOTIFD_TEMPLATES_DIR="$D$share/templates" NOTIFD_DATA_DIR="$tmp/data" "$exe"
+
+# 2. As installed: in a private mount namespace the DESTDIR's /usr/local and
+#    /var/local are bound over the real ones (for this process only), and
+#    notifd runs with no -c and no path at all: the compiled-in config and
+#    the config's installed defaults.  Needs root or user namespaces and the
+#    default prefix; otherwise said and skipped (run 1 covers the daemon).
+if [ "$prefix" = /usr/local ] && [ "$(abs "$localstatedir")" = /var/local ] &&
+   [ -d /var/local ] && unshare --mount --propagation private true 2>/dev/null; then
+  chat_through "as installed (no -c, no paths)" env -u NOTIFD_CONFIG -u NOTIFD_PLUGIN_DIR \
+    -u NOTIFD_WEB_DIR -u NOTIFD_TEMPLATES_DIR -u NOTIFD_DATA_DIR unshare --mount --propagation private sh -c \
+    'mount --bind "$1/usr/local" /usr/local && mount --bind "$1/var/local" /var/local && exec /usr/local/bin/notifd' \
+    sh "$D"
+  grep -q "plugin chat_ws .* loaded from $plugins/chat_ws.so" "$tmp/notifd.log" ||
+    fail "as installed: chat_ws not loaded from $plugins"
+  [ -f "$D$state/auth.secret" ] || fail "as installed: the data dir $state was not used"
+else
+  echo "SKIPPED check: as-installed run (needs prefix /usr/local and unshare --mount)"
+fi
 echo "install tree: layout, no checkout paths, RUNPATH, installed notifd chatted with no -c"
 echo "1 passed, 0 failed"
