@@ -20,12 +20,8 @@ src="$(cd "$1" && pwd)"
 for tool in dpkg-buildpackage dh dpkg-deb; do
   command -v "$tool" >/dev/null || { echo "SKIPPED: $tool not installed (scripts/install-deps.sh test installs debhelper)"; exit 77; }
 done
-tmp="$(mktemp -d)"
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/notifd.log" ] && tail -n 40 "$tmp/notifd.log"; exit 1; }
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=installed_lib.sh
+. "$src/tests/integration/installed_lib.sh"
 
 # -- build, from a copy of the tracked (and new, unignored) files; or take
 #    the .debs of an earlier build from $NOTIFD_DEB_DIR (for iterating on
@@ -100,21 +96,6 @@ conf="$R/etc/notifd/notifd.yaml"
 plugins="$(dirname "$(find "$R/usr/lib" -name chat_ws.so | head -n1)")"
 grep -q "^  - \${NOTIFD_PLUGIN_DIR:-${plugins#"$R"}}\$" "$conf" || fail "config: plugin dir"
 grep -q '^data_dir: ${NOTIFD_DATA_DIR:-/var/lib/notifd}$' "$conf" || fail "config: data dir"
-chat_through() {
-  local label="$1"; shift
-  local port admin
-  port=$(freeport); admin=$(freeport)
-  ( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" \
-      NOTIFD_ADMIN_PORT="$admin" NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$@" ) >"$tmp/notifd.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "$label: packaged notifd not ready"
-  /usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" ||
-    fail "$label: chat round trip"
-  kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
-  [ "$rc" -eq 0 ] || fail "$label: packaged notifd exited $rc after SIGTERM"
-  echo "$label: chatted"
-}
 nplugins() { grep -c "plugin .* loaded from $1/" "$tmp/notifd.log" || true; }
 
 # 1. The extracted tree where it is: the packaged config through

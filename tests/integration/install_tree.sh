@@ -14,12 +14,8 @@
 # Usage: install_tree.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build="$(cd "$1" && pwd)"; src="$(cd "$2" && pwd)"
-tmp="$(mktemp -d)"
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/notifd.log" ] && tail -n 40 "$tmp/notifd.log"; exit 1; }
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=installed_lib.sh
+. "$src/tests/integration/installed_lib.sh"
 
 D="$tmp/root"
 DESTDIR="$D" meson install -C "$build" --no-rebuild --quiet >/dev/null
@@ -67,26 +63,6 @@ kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
 [ "$rc" -eq 0 ] || fail "embed_example exited $rc"
 
 # -- the installed daemon, no -c --
-# chat_through LABEL CMD...: starts CMD (a notifd) with the ports in the
-# environment, one chat round trip, SIGTERM, exit 0.
-port=0; admin=0
-chat_through() {
-  local label="$1"; shift
-  port=$(freeport); admin=$(freeport)
-  ( cd "$tmp" && exec env -u LD_LIBRARY_PATH NOTIFD_ADDRESS=127.0.0.1 NOTIFD_PORT="$port" \
-      NOTIFD_ADMIN_PORT="$admin" NOTIFD_SMTP_URL=smtp://127.0.0.1:9 "$@" ) >"$tmp/notifd.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null || fail "$label: installed notifd not ready"
-  /usr/bin/python3 "$src/tests/integration/chat_round_trip.py" "http://127.0.0.1:$port" ||
-    fail "$label: chat round trip"
-  grep -q 'comp=access msg="ws open"' "$tmp/notifd.log" || fail "$label: no access line for the websockets"
-  if grep -q 'token=' "$tmp/notifd.log"; then fail "$label: a token reached the log"; fi
-  kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
-  [ "$rc" -eq 0 ] || fail "$label: installed notifd exited $rc after SIGTERM"
-  echo "$label: chatted"
-}
-
 # 1. The DESTDIR tree where it is, as any relocated tree runs: the config
 #    by NOTIFD_CONFIG, its paths by the config's own variables.
 mkdir -p "$tmp/data"
