@@ -97,6 +97,7 @@ plugins="$(dirname "$(find "$R/usr/lib" -name chat_ws.so | head -n1)")"
 grep -q "^  - \${NOTIFD_PLUGIN_DIR:-${plugins#"$R"}}\$" "$conf" || fail "config: plugin dir"
 grep -q '^data_dir: ${NOTIFD_DATA_DIR:-/var/lib/notifd}$' "$conf" || fail "config: data dir"
 nplugins() { grep -c "plugin .* loaded from $1/" "$tmp/notifd.log" || true; }
+roles=$(grep -c '^  - name:' "$conf")   # every role of the packaged config
 
 # 1. The extracted tree where it is: the packaged config through
 #    NOTIFD_CONFIG, its paths through the config's own variables.
@@ -105,7 +106,7 @@ chat_through "extracted root (NOTIFD_CONFIG + NOTIFD_*_DIR)" env NOTIFD_CONFIG="
   NOTIFD_PLUGIN_DIR="$plugins" NOTIFD_WEB_DIR="$R/usr/share/notifd/web" \
   NOTIFD_TEMPLATES_DIR="$R/usr/share/notifd/templates" NOTIFD_DATA_DIR="$tmp/data" \
   "$R/usr/bin/notifd"
-[ "$(nplugins "$plugins")" -eq 6 ] || fail "expected the 6 roles loaded from the package"
+[ "$(nplugins "$plugins")" -eq "$roles" ] || fail "expected the $roles roles loaded from the package"
 
 # 2. As the unit runs it: in a private mount namespace the package's /etc,
 #    /usr/bin, /usr/lib/<triplet> and /usr/share are laid over the real ones
@@ -133,7 +134,7 @@ if unshare --mount --propagation private sh -c \
       shift 2
       exec setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs \
         --inh-caps=-all --bounding-set=-all "$@"' sh "$R" "$lib" $exec_start
-  [ "$(nplugins "${plugins#"$R"}")" -eq 6 ] || fail "as the unit: the roles were not loaded from ${plugins#"$R"}"
+  [ "$(nplugins "${plugins#"$R"}")" -eq "$roles" ] || fail "as the unit: the roles were not loaded from ${plugins#"$R"}"
   [ -f "$tmp/data/auth.secret" ] || fail "as the unit: the data dir was not used"
 else
   echo "SKIPPED check: run as the unit (needs root, overlayfs and setpriv)"
