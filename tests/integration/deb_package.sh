@@ -3,7 +3,8 @@
 # source tree with `dpkg-buildpackage -us -uc -b` (debian/, meson, debhelper
 # compat 13), extract notifd, libnotifd1 and libnotifd-dev into a scratch
 # root with `dpkg -x` (nothing is installed on this machine), check what
-# each package holds, `systemd-analyze verify` the unit, and run the
+# each package holds, build examples/out-of-tree-plugin against
+# libnotifd-dev, `systemd-analyze verify` the unit, and run the
 # packaged daemon with the packaged config through one chat round trip,
 # extracted where it is and, in a private mount namespace, as the unit runs
 # it (its ExecStart line, unprivileged, no_new_privs).
@@ -68,6 +69,13 @@ grep -q '^\./usr/lib/.*/pkgconfig/notifd\.pc$' "$tmp/libnotifd-dev.list" || fail
 if grep -q '^\./var/lib/notifd' "$tmp/notifd.list"; then fail "/var/lib/notifd is systemd's to create"; fi
 dpkg-deb -e "$(ls "$debs"/notifd_*_*.deb)" "$tmp/ctl"
 grep -qx /etc/notifd/notifd.yaml "$tmp/ctl/conffiles" || fail "notifd.yaml is not a conffile"
+
+# -- libnotifd-dev is enough to build a plugin (pkg-config notifd-sdk) --
+cp -r "$src/examples/out-of-tree-plugin" "$tmp/plugin"
+pcdir="$(dirname "$(find "$R/usr/lib" -name notifd-sdk.pc | head -n1)")"
+PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$R" make -s -C "$tmp/plugin" >/dev/null 2>&1 ||
+  fail "examples/out-of-tree-plugin does not build against libnotifd-dev"
+[ -f "$tmp/plugin/greeter.so" ] || fail "no greeter.so from libnotifd-dev"
 
 # -- nothing of the build machine in what is shipped --
 if grep -rlF -e "$tmp/src" -e "$src" -e /obj-x86_64 "$R"; then fail "a shipped file names the build or source dir"; fi
