@@ -46,6 +46,12 @@ grep -q "static_dir: \${NOTIFD_WEB_DIR:-$share/web}\$" "$D$conf" || fail "instal
 grep -q "^data_dir: \${NOTIFD_DATA_DIR:-$state}\$" "$D$conf" || fail "installed config: data dir"
 grep -q "^ExecStart=$(abs "$bindir")/notifd -c $conf\$" "$unit" || fail "unit: ExecStart"
 grep -qF "$conf" <<<"$("$exe" --help)" || fail "notifd --help does not name $conf"
+# Nothing installed at the real path and no NOTIFD_CONFIG: usage, exit 2, as before.
+if [ ! -e "$conf" ]; then
+  rc=0; env -u NOTIFD_CONFIG "$exe" >/dev/null 2>"$tmp/usage" || rc=$?
+  [ "$rc" -eq 2 ] && grep -q '^usage: notifd -c FILE' "$tmp/usage" ||
+    fail "no -c, no config: expected usage and exit 2, got $rc"
+fi
 
 # -- no LD_LIBRARY_PATH: the embedding example links libnotifd.so.1 --
 ex="$D$(abs "$(intro libexecdir)")/notifd/embed_example"
