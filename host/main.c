@@ -12,7 +12,7 @@
 
 #include "auth/user_ctl.h"
 #include "bus/bus_ctl.h"
-#include "notifd_build_config.h"
+#include "config/config_default.h"
 
 typedef struct daemon_state {
   struct event_base *base;
@@ -31,15 +31,8 @@ static void usage(FILE *out) {
           "       notifd --help\n"
           "Without -c: $NOTIFD_CONFIG if set, else the installed config\n"
           "  %s%s\n",
-          NOTIFD_DEFAULT_CONFIG, access(NOTIFD_DEFAULT_CONFIG, R_OK) == 0 ? "" : " (not found)");
-}
-
-/* The config when -c is absent: $NOTIFD_CONFIG, else the installed one
- * (sysconfdir/notifd/notifd.yaml) when it is readable, else NULL. */
-static const char *default_config(void) {
-  const char *env = getenv("NOTIFD_CONFIG");
-  if (env && *env) return env;
-  return access(NOTIFD_DEFAULT_CONFIG, R_OK) == 0 ? NOTIFD_DEFAULT_CONFIG : NULL;
+          nd_config_installed_path(),
+          access(nd_config_installed_path(), R_OK) == 0 ? "" : " (not found)");
 }
 
 static void on_stopped(notifd_host *h, void *ud) {
@@ -84,7 +77,7 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
   }
-  if (!config) config = default_config();
+  if (!config) config = nd_config_default_path();
   if (!config || optind != argc) {
     usage(stderr);
     return 2;

@@ -90,6 +90,12 @@ if [ "$prefix" = /usr/local ] && [ "$(abs "$localstatedir")" = /var/local ] &&
   grep -q "plugin chat_ws .* loaded from $plugins/chat_ws.so" "$tmp/notifd.log" ||
     fail "as installed: chat_ws not loaded from $plugins"
   [ -f "$D$state/auth.secret" ] || fail "as installed: the data dir $state was not used"
+  # `notifd user` without -c reads the installed config too.
+  users="$(env -u NOTIFD_CONFIG unshare --mount --propagation private sh -c \
+    'mount --bind "$1/usr/local" /usr/local && mount --bind "$1/var/local" /var/local &&
+     exec /usr/local/bin/notifd user list' sh "$D")" || fail "as installed: notifd user list"
+  grep -q '^alice' <<<"$users" && grep -q '^bob' <<<"$users" ||
+    fail "as installed: notifd user list shows no alice and bob: $users"
 else
   echo "SKIPPED check: as-installed run (needs prefix /usr/local and unshare --mount)"
 fi
