@@ -95,6 +95,16 @@ if command -v systemd-analyze >/dev/null; then
   out="$(systemd-analyze verify "$tmp/unit/notifd.service" 2>&1)" || fail "systemd-analyze verify: $out"
   [ -z "$out" ] || fail "systemd-analyze verify: $out"
   echo "systemd-analyze verify: clean"
+  # The hardening as systemd scores it (0 = locked down, 10 = exposed):
+  # 1.2 as shipped; fail if it slips past 2.0.
+  score="$(systemd-analyze security --offline=yes "$tmp/unit/notifd.service" 2>/dev/null |
+           sed -n 's/.*exposure level for notifd.service: \([0-9.]*\).*/\1/p')" || true
+  if [ -n "$score" ]; then
+    awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "systemd-analyze security: exposure $score > 2.0"
+    echo "systemd-analyze security: exposure $score"
+  else
+    echo "SKIPPED check: systemd-analyze security --offline (systemd < 250)"
+  fi
 else
   echo "SKIPPED check: systemd-analyze not installed, unit not verified"
 fi
