@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <notifd/embed.h>
@@ -11,6 +12,7 @@
 
 #include "auth/user_ctl.h"
 #include "bus/bus_ctl.h"
+#include "config/config_default.h"
 
 typedef struct daemon_state {
   struct event_base *base;
@@ -26,7 +28,11 @@ static void usage(FILE *out) {
           "       notifd bus produce|tail   inject or inspect bus records (notifd bus --help)\n"
           "       notifd user add|passwd|del|list  manage built-in accounts (notifd user --help)\n"
           "       notifd --version          print host version and plugin ABI\n"
-          "       notifd --help\n");
+          "       notifd --help\n"
+          "Without -c: $NOTIFD_CONFIG if set, else the installed config\n"
+          "  %s%s\n",
+          nd_config_installed_path(),
+          access(nd_config_installed_path(), R_OK) == 0 ? "" : " (not found)");
 }
 
 static void on_stopped(notifd_host *h, void *ud) {
@@ -71,6 +77,7 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
   }
+  if (!config) config = nd_config_default_path();
   if (!config || optind != argc) {
     usage(stderr);
     return 2;

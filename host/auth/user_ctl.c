@@ -17,13 +17,15 @@
 #include "auth/password.h"
 #include "auth/user_store.h"
 #include "config/config.h"
+#include "config/config_default.h"
 
 static const char USAGE[] =
     "usage: notifd user add USER_ID -c FILE      create an account (password on stdin)\n"
     "       notifd user passwd USER_ID -c FILE   set a new password (password on stdin)\n"
     "       notifd user del USER_ID -c FILE      delete an account\n"
     "       notifd user list -c FILE             list accounts\n"
-    "  -c, --config FILE      the daemon's config (its data_dir holds users.db)\n"
+    "  -c, --config FILE      the daemon's config (its data_dir holds users.db;\n"
+    "                         default $NOTIFD_CONFIG, else the installed config)\n"
     "  -d, --data-dir DIR     use DIR/users.db instead of a config\n"
     "The password is the first line of standard input; on a terminal it is\n"
     "prompted for without echo.  A running daemon sees changes at once.\n"
@@ -143,6 +145,7 @@ int nd_user_ctl_main(int argc, char **argv) {
   int known = cmd && (is_list || !strcmp(cmd, "add") || !strcmp(cmd, "passwd") ||
                       !strcmp(cmd, "del"));
   int want_args = is_list ? 1 : 2;
+  if (!config && !data_dir) config = nd_config_default_path();
   if (!known || argc - optind != want_args || (!config == !data_dir)) {
     fputs(USAGE, stderr);
     return 2;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bus/bus_internal.h"
+#include "config/config_default.h"
 #include "core/host.h"
 #include "log/log.h"
 #include "util/buf.h"
@@ -23,7 +24,8 @@ static const char usage_text[] =
     "       notifd bus tail [OPTIONS] TOPIC...\n"
     "\n"
     "Backend (one of):\n"
-    "  -c, --config FILE      use the bus configured in FILE (backends.kafka or embedded)\n"
+    "  -c, --config FILE      use the bus configured in FILE (backends.kafka or embedded;\n"
+    "                         default $NOTIFD_CONFIG, else the installed config)\n"
     "  -b, --brokers LIST     Kafka bootstrap servers (host:port,...)\n"
     "  -d, --data-dir DIR     embedded bus in DIR/bus.db\n"
     "\n"
@@ -419,6 +421,7 @@ int nd_bus_ctl_main(int argc, char **argv) {
   }
   int nargs = argc - 1 - optind;
   char **args = argv + 1 + optind;
+  if (!config && !brokers && !data_dir) config = nd_config_default_path();
   if (!!config + !!brokers + !!data_dir != 1) {
     rc = usage("give exactly one of --config, --brokers, --data-dir");
     goto out;

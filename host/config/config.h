@@ -142,6 +142,8 @@ typedef struct nd_config {
   char *data_dir;
   int log_level;          /* NOTIFD_LOG_* */
   int log_json;           /* logging.format: json (1) or logfmt (0) */
+  int log_access;         /* logging.access: a line per request and per
+                             websocket open/close (default 1) */
 
   /* http */
   uint64_t http_max_body;           /* default 1 MiB */
@@ -214,7 +216,7 @@ typedef struct nd_config {
 /* Builds the host config from a parsed tree (takes ownership of the tree,
  * also on failure).  Every problem is added to `errs`; returns -1 if any.
  * A key set to null (`~`, empty) takes its default.  Defaults: listen
- * 0.0.0.0:8080, admin 127.0.0.1:9090, data_dir ./data, logging info/logfmt,
+ * 0.0.0.0:8080, admin 127.0.0.1:9090, data_dir ./data, logging info/logfmt/access,
  * the http/websocket/shutdown values noted at each field, workers 4, no
  * plugin_dirs, embedded backends, bus.retry 5 attempts, 100ms, 30s, x2.0,
  * jitter 0.2.  The keys `backends`, `backends.kafka|redis|mongodb`, `bus`,

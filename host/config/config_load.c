@@ -257,6 +257,7 @@ static void load_logging(loader *L, nd_cfg_node *root, nd_config *c) {
   nd_cfg_node *log = section(L, root, "logging");
   c->log_level = get_choice(L, log, "level", levels, NOTIFD_LOG_INFO);
   c->log_json = get_choice(L, log, "format", formats, 0);
+  get_bool(L, log, "access", 1, &c->log_access);
 }
 
 /* Each listed origin as a browser sends it: "scheme://host[:port]", no

@@ -28,14 +28,16 @@ static char *try_file(const char *dir, const char *name, int nested) {
   return NULL;
 }
 
-/* Search order: explicit path; each plugin_dirs entry; the build tree;
- * the install dir.  In a dir: <name>.so, then <name>/<name>.so. */
+/* Search order: explicit path; each plugin_dirs entry; the build tree
+ * (unless built with -Dtests=false: then empty, skipped); the install
+ * dir.  In a dir: <name>.so, then <name>/<name>.so. */
 static char *resolve_path(notifd_host *h, nd_plugin_cfg *pc) {
   if (pc->path) return strdup(pc->path);
   const char *builtin_dirs[] = {NOTIFD_BUILD_PLUGIN_DIR, NOTIFD_PLUGIN_DIR, NULL};
   for (int pass = 0; pass < 2; pass++) {
     char **dirs = pass == 0 ? h->cfg.plugin_dirs : (char **)builtin_dirs;
     for (size_t i = 0; dirs && dirs[i]; i++) {
+      if (!dirs[i][0]) continue;
       char *p = try_file(dirs[i], pc->name, 0);
       if (!p) p = try_file(dirs[i], pc->name, 1);
       if (p) return p;

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -31,6 +32,7 @@
 #include "auth/auth.h"
 #include "http/server_internal.h"
 #include "http/tls.h"
+#include "log/access.h"
 #include "log/log.h"
 #include "util/ipcount.h"
 #include "ws/ws.h"
@@ -301,6 +303,22 @@ static int write_response(nd_conn *c, int minor, nd_resp_view *v, int keep) {
   return evbuffer_add(c->out, v->body, v->len);
 }
 
+static int access_on(const nd_http_server *s) { return s->host && s->host->cfg.log_access; }
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The access line of an answered request (never its query string). */
+static void access_line(notifd_req *r, int status, size_t bytes) {
+  char addr[64];
+  if (nd_req_client_addr(r, addr, sizeof addr) < 0) addr[0] = '\0';
+  nd_access_request(nd_method_name(r->method), r->path, status, bytes, mono_ns() - r->t0_ns,
+                    r->auth_subject, addr[0] ? addr : NULL);
+}
+
 /* The answer to the current request (from nd_respond*). */
 static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
   nd_conn *c = sink;
@@ -310,12 +328,14 @@ static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
   nd_http_server *s = c->srv;
   int keep = c->keep_alive && !c->must_close && !c->close_after && !c->peer_eof && !s->stopping;
   hold(c);
+  size_t before = evbuffer_get_length(c->out);
   if (write_response(c, r->minor, v, keep) < 0) {
     ND_WARN("http", "out of memory writing a response; closing the connection");
     nd_conn_close(c);
     release(c);
     return;
   }
+  if (access_on(s)) access_line(r, v->status, evbuffer_get_length(c->out) - before);
   if (keep) {
     c->state = CONN_IDLE;
     set_timer(c, s->tv_keepalive);
@@ -339,10 +359,16 @@ static void deliver(void *sink, notifd_req *r, nd_resp_view *v) {
  * discarded): answer and close. */
 static void conn_fail(nd_conn *c, int status, const char *why) {
   nd_http_server *s = c->srv;
+  char method[16] = "-", path[256] = "-";
   if (c->req) {
+    if (c->req->path) {
+      snprintf(method, sizeof method, "%s", nd_method_name(c->req->method));
+      snprintf(path, sizeof path, "%s", c->req->path);
+    }
     nd_req_free(c->req);
     c->req = NULL;
   }
+  size_t before = evbuffer_get_length(c->out);
   c->must_close = 1;
   if (!why) why = nd_status_reason(status);
   char body[160];
@@ -360,6 +386,13 @@ static void conn_fail(nd_conn *c, int status, const char *why) {
                           body) < 0) {
     nd_conn_close(c);
     return;
+  }
+  if (access_on(s)) {
+    char addr[64] = "";
+    if (c->peer) nd_ipent_text(c->peer, addr, sizeof addr);
+    int64_t ms = c->head_ms ? nd_now_ms() - c->head_ms : 0;
+    nd_access_request(method, path, status, evbuffer_get_length(c->out) - before,
+                      ms * 1000000, NULL, addr[0] ? addr : NULL);
   }
   c->state = CONN_CLOSING;
   set_timer(c, s->tv_request);

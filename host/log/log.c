@@ -43,19 +43,21 @@ static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s) {
   return pos;
 }
 
-static void emit(int level, const char *component, const char *msg);
-
-void nd_logv(int level, const char *component, const char *fmt, va_list ap) {
-  if (level > atomic_load(&g_level)) return;
-  char msg[2048];
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  emit(level, component, msg);
+/* logfmt: a value goes bare unless it is empty or holds a space, '=',
+ * '"', a backslash or a control character. */
+static int needs_quotes(const char *s) {
+  if (!*s) return 1;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c <= ' ' || c == '=' || c == '"' || c == '\\' || c == 0x7f) return 1;
+  }
+  return 0;
 }
 
-static void emit(int level, const char *component, const char *msg) {
+static void emit(int level, const char *component, const char *msg, const nd_log_field *f,
+                 size_t nf) {
   if (level < 0) level = 0;
   if (level > 3) level = 3;
-
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
@@ -64,27 +66,52 @@ static void emit(int level, const char *component, const char *msg) {
   size_t w = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(when + w, sizeof when - w, ".%03ldZ", ts.tv_nsec / 1000000);
 
+  /* Content stays below `cap`, so the closing '}' (JSON) and the newline
+   * always fit; put_escaped leaves room for a closing quote. */
   char line[4096];
+  const size_t cap = sizeof line - 2;
+  int json = atomic_load(&g_json);
   size_t pos;
-  if (atomic_load(&g_json)) {
-    pos = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":\"",
-                           when, level_names[level]);
-    pos = put_escaped(line, pos, sizeof line, component ? component : "-");
-    pos += (size_t)snprintf(line + pos, sizeof line - pos, "\",\"msg\":\"");
-    pos = put_escaped(line, pos, sizeof line, msg);
-    if (pos + 3 > sizeof line) pos = sizeof line - 3;
-    line[pos++] = '"';
-    line[pos++] = '}';
+  if (json) {
+    pos = (size_t)snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"comp\":\"", when,
+                           level_names[level]);
+    pos = put_escaped(line, pos, cap, component ? component : "-");
+    pos += (size_t)snprintf(line + pos, cap - pos, "\",\"msg\":\"");
   } else {
-    pos = (size_t)snprintf(line, sizeof line, "ts=%s level=%s comp=%s msg=\"", when,
-                           level_names[level], component ? component : "-");
-    pos = put_escaped(line, pos, sizeof line, msg);
-    if (pos + 2 > sizeof line) pos = sizeof line - 2;
-    line[pos++] = '"';
+    pos = (size_t)snprintf(line, cap, "ts=%s level=%s comp=%s msg=\"", when, level_names[level],
+                           component ? component : "-");
   }
+  pos = put_escaped(line, pos, cap, msg);
+  line[pos++] = '"';
+  for (size_t i = 0; i < nf; i++) {
+    if (!f[i].value || pos + 24 + strlen(f[i].key) >= cap) continue;
+    pos += (size_t)snprintf(line + pos, cap - pos, json ? ",\"%s\":" : " %s=", f[i].key);
+    int quote = json ? !f[i].num : needs_quotes(f[i].value);
+    if (quote) line[pos++] = '"';
+    pos = put_escaped(line, pos, cap, f[i].value);
+    if (quote) line[pos++] = '"';
+  }
+  if (json) line[pos++] = '}';
   line[pos++] = '\n';
   ssize_t r = write(STDERR_FILENO, line, pos);
   (void)r;
+}
+
+void nd_logv(int level, const char *component, const char *fmt, va_list ap) {
+  if (level > atomic_load(&g_level)) return;
+  if (level < 0) level = 0;
+  if (level > 3) level = 3;
+  char msg[2048];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  emit(level, component, msg, NULL, 0);
+}
+
+void nd_log_fields(int level, const char *component, const char *msg, const nd_log_field *f,
+                   size_t n) {
+  if (level > atomic_load(&g_level)) return;
+  if (level < 0) level = 0;
+  if (level > 3) level = 3;
+  emit(level, component, msg ? msg : "", f, n);
 }
 
 void nd_log(int level, const char *component, const char *fmt, ...) {
@@ -147,7 +174,7 @@ static void rl_report(const rl_summary *r) {
   char line[700];
   snprintf(line, sizeof line, "%llu more like this in the last %ds, the last: %s",
            (unsigned long long)r->n, ND_LOG_RL_WINDOW_MS / 1000, r->last);
-  emit(r->level, r->comp, line);
+  emit(r->level, r->comp, line, NULL, 0);
 }
 
 void nd_log_limitedv(const void *site, int level, const char *component, const char *fmt,
@@ -192,7 +219,7 @@ void nd_log_limitedv(const void *site, int level, const char *component, const c
   }
   pthread_mutex_unlock(&rl_mu);
   if (have_sum) rl_report(&sum);
-  if (pass) emit(level, component, msg);
+  if (pass) emit(level, component, msg, NULL, 0);
 }
 
 void nd_log_limited(const void *site, int level, const char *component, const char *fmt, ...) {

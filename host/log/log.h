@@ -31,6 +31,18 @@ void nd_log_limitedv(const void *site, int level, const char *component, const c
                      va_list ap);
 void nd_log_limited_flush(void);
 
+/* One line with fields after `msg`, in the configured format: logfmt
+ * `key=value` (quoted when needed) or JSON members ("key":"value", or a
+ * bare number when `num` is set).  Fields whose value is NULL are left
+ * out.  For access lines and other records meant for machines. */
+typedef struct nd_log_field {
+  const char *key;   /* [a-z_]+, written as is */
+  const char *value; /* NULL = field omitted */
+  int num;           /* value is a number: unquoted in JSON */
+} nd_log_field;
+void nd_log_fields(int level, const char *component, const char *msg, const nd_log_field *f,
+                   size_t n);
+
 #define ND_ERROR(c, ...) nd_log(0, c, __VA_ARGS__)
 #define ND_ERROR_RL(c, ...) nd_log_limited(NULL, 0, c, __VA_ARGS__)
 #define ND_WARN_RL(c, ...) nd_log_limited(NULL, 1, c, __VA_ARGS__)

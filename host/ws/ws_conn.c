@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "http/tls.h"
+#include "log/access.h"
 #include "log/log.h"
 #include "util/buf.h"
 #include "util/ipcount.h"
@@ -133,6 +134,14 @@ static void detach(notifd_ws_conn *c, int code) {
   nd_ws_metric_conns(ch);
   c->close_code = (uint16_t)code;
   if (c->opened) {
+    if (ch->hub->host->cfg.log_access) {
+      const char *user = NULL;
+      if (c->subj) {
+        user = c->params;
+        for (unsigned i = 1; i < c->subj; i++) user += strlen(user) + 1;
+      }
+      nd_access_ws_close(ch->path, c->params, user, nd_now_ms() - c->open_ms, code);
+    }
     c->close_pending = 1;
     nd_ws_hub_defer(ch->hub, c);
   }

@@ -16,7 +16,9 @@
 
 #include "auth/auth.h"
 #include "http/http.h"
+#include "log/access.h"
 #include "log/log.h"
+#include "util/buf.h"
 #include "ws/ws_internal.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -241,6 +243,13 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
     return 0;
   }
   ND_DEBUG("ws", "open %s key=%s", ch->path, c->params);
+  c->open_ms = nd_now_ms();
+  if (cfg->log_access) {
+    char addr[64];
+    if (nd_req_client_addr(req, addr, sizeof addr) < 0) addr[0] = '\0';
+    nd_access_ws_open(ch->path, c->params, nd_req_auth_subject(req), addr[0] ? addr : NULL,
+                      proto);
+  }
   c->opened = 1;
   if (ch->on_open) ch->on_open(c, ch->ud);
   /* Bytes the client sent right after its request are parsed on the next

@@ -56,6 +56,7 @@ struct notifd_ws_conn {
   notifd_ws_conn *tprev, *tnext;   /* timer list */
   notifd_ws_conn *pnext;           /* hub's pending list (on_close / free) */
   int64_t due_ms;
+  int64_t open_ms;           /* when the 101 went out (access log) */
   void *data;                /* plugin's pointer */
   char *params;              /* values of ch->param_names, NUL-separated */
   struct nd_ipent *peer;     /* hold on the address's connection count */
