@@ -9,7 +9,8 @@ build_pkgs=(build-essential pkg-config meson ninja-build
   libwebsockets-dev libargon2-dev curl)
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
   python3-jwt python3-cryptography python3-argon2
-  openjdk-17-jre-headless maven nginx-light chromium nodejs npm)
+  openjdk-17-jre-headless maven nginx-light chromium nodejs npm
+  postgresql)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
