@@ -132,11 +132,12 @@ static void post_done(cp_job *j) {
 
 /* ---- group commit ----
  *
- * With a store that has insert_batch (SQLite), POSTs do not each take a
- * worker and a transaction: they queue on the loop, and one batch job at a
- * time stores everything queued so far in one transaction, so under load
- * one fsync covers many messages and an idle server still commits a lone
- * message at once.  Answers go out in arrival order after the commit, while
+ * With a store that has insert_batch (SQLite, MongoDB), POSTs do not each
+ * take a worker and a transaction: they queue on the loop, and one batch
+ * job at a time stores everything queued so far in one transaction (SQLite)
+ * or in one insert_many and a few bulk writes (MongoDB), so under load one
+ * fsync or round trip covers many messages and an idle server still
+ * commits a lone message at once.  Answers go out in arrival order after the commit, while
  * the next batch commits. */
 
 #define CP_BATCH_MAX 512
@@ -193,6 +194,8 @@ static void batch_done(cp_job *j) {
     cp_relay_deletes_failed(j->pl->relay, bj->dels, bj->ndel);
     bj->dels = NULL;
   } else {
+    if (bj->err[0]) /* stored; a conversation update or a change record failed */
+      pl->api->log(pl->self, NOTIFD_LOG_WARN, "insert batch of %zu: %s", bj->n, bj->err);
     cp_relay_committed(j->pl->relay, bj->changes, bj->n);
   }
   for (size_t i = 0; i < bj->n; i++) {

@@ -120,7 +120,8 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
 typedef struct cp_mongo_opts {
   const char *uri, *database, *collection;
   const char *conversations;  /* collection of the per-user conversation state */
-  int capture;           /* built-in relay: documents carry _published */
+  const char *outbox;    /* collection of unpublished change records */
+  int capture;           /* built-in relay: write change records to `outbox` */
 } cp_mongo_opts;
 int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_t errlen);
 /* Blocking (worker): ping, create indexes.  0 or < 0 with err. */
