@@ -380,6 +380,7 @@ static void cp_destroy(void *state) {
     j->release(j);
   }
   cp_http_drop_queued(pl);
+  cp_conv_drop(pl);
   cp_state_drop_receipts(pl);
   free(pl->chat_ws_base);
   cp_relay_free(pl->relay);

@@ -42,8 +42,14 @@
 
 #include "cp_internal.h"
 
-/* Confirmed outbox rows wait this long for an insert batch to delete them. */
+/* Confirmed outbox rows wait this long for an insert batch to delete them
+ * (SQLite: the delete rides in the batch's transaction).  MongoDB deletes
+ * in a command of its own, at most every RELAY_DELETE_MONGO_MS: on
+ * FerretDB every command costs about a millisecond of CPU, and records
+ * acknowledged but not yet deleted only matter after a crash (published
+ * again; consumers dedupe by key). */
 #define RELAY_DELETE_MS 10
+#define RELAY_DELETE_MONGO_MS 200
 /* Committed changes kept in memory while catching up; beyond, they are
  * dropped and read back from the outbox instead. */
 #define RELAY_QUEUE_MAX 65536
@@ -91,6 +97,7 @@ struct cp_relay {
   int64_t *del;         /* acknowledged, outbox rows not yet deleted */
   size_t ndel, capdel;
   int deleting;         /* a delete-only job is in flight */
+  int deleting_now;     /* delete_submit takes the rows (MongoDB: only it) */
   int live_failed;      /* a live batch failed: catch up after the others */
   notifd_timer *del_timer;
   int64_t last_sweep_ns; /* poll mode, live: the last sweep */
@@ -243,7 +250,7 @@ static int del_add(cp_relay *r, const int64_t *seqs, size_t n) {
 int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
   *seqs = NULL;
   *n = 0;
-  if (!r || !r->ndel) return 0;
+  if (!r || !r->ndel || (r->pl->mongo && !r->deleting_now)) return 0;
   *seqs = r->del;
   *n = r->ndel;
   r->del = NULL;
@@ -288,7 +295,9 @@ static int delete_submit(cp_relay *r, int then_fetch) {
   if (!dj) return -1;
   dj->r = r;
   dj->then_fetch = then_fetch;
+  r->deleting_now = 1;
   cp_relay_take_deletes(r, &dj->seqs, &dj->n);
+  r->deleting_now = 0;
   dj->base.work = delete_work;
   dj->base.done = delete_done;
   dj->base.release = delete_release;
@@ -313,8 +322,8 @@ static void on_del_timer(notifd_timer *t, void *ud) {
  * alone if none comes soon. */
 static void deletes_pending(cp_relay *r) {
   if (!r->ndel || r->del_timer) return;
-  if (r->pl->api->timer_start(r->pl->self, RELAY_DELETE_MS, 0, on_del_timer, r, &r->del_timer) <
-      0)
+  if (r->pl->api->timer_start(r->pl->self, r->pl->mongo ? RELAY_DELETE_MONGO_MS : RELAY_DELETE_MS,
+                              0, on_del_timer, r, &r->del_timer) < 0)
     r->del_timer = NULL;
 }
 

@@ -72,6 +72,12 @@ typedef struct cp_store_ops {
    * every rc[i] < 0, no changes). */
   int (*insert_batch)(cp_store *s, chat_message *const *m, int *rc, size_t n, cp_change *changes,
                       const int64_t *del, size_t ndel, char *err, size_t errlen);
+  /* Conversation state for messages insert_batch inserted (rc 0), when the
+   * store keeps it apart from the insert (NULL: insert_batch does it in its
+   * transaction).  The caller runs it after answering the POSTs, one call
+   * at a time, with every message inserted since the last call.  0, or < 0
+   * (err filled; the next read of a conversation recounts). */
+  int (*conv_apply)(cp_store *s, chat_message *const *m, size_t n, char *err, size_t errlen);
   /* 1 = found (out filled), 0 = absent, < 0 = error. */
   int (*get)(cp_store *s, const char *id, chat_message *out, char *err, size_t errlen);
   /* Messages of a stream strictly between `after` and `before` (either may

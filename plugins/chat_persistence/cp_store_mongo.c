@@ -357,10 +357,9 @@ out:
 static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, const int *rc,
                        size_t n, char *err, size_t errlen);
 
-static int mg_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t n,
-                           cp_change *changes, const int64_t *del, size_t ndel, char *err,
-                           size_t errlen) {
-  mg_store *s = (mg_store *)bs;
+static int insert_batch(mg_store *s, chat_message *const *m, int *rc, size_t n,
+                        cp_change *changes, const int64_t *del, size_t ndel, int with_conv,
+                        char *err, size_t errlen) {
   int result = 0;
   mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
   bson_t *docs = NULL;
@@ -413,10 +412,11 @@ static int mg_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t
     *m[i] = stored;
     rc[i] = 1;
   }
-  /* Stored and about to be delivered: a failed conversation update is
-   * reported in err with rc 0 (logged as a warning); the next read
-   * recounts. */
-  if (any_new) conv_apply(c, s, m, rc, n, err, errlen);
+  /* The conversation state follows in mg_conv_apply, after the answer;
+   * a lone insert (mg_insert) does it here.  Stored and about to be
+   * delivered: a failed update is reported in err with rc 0 (logged as a
+   * warning); the next read recounts. */
+  if (any_new && with_conv) conv_apply(c, s, m, rc, n, err, errlen);
   if (s->capture) outbox_add(c, s, m, rc, n, changes, err, errlen);
 out:
   mongoc_client_pool_push(s->pool, c);
@@ -427,9 +427,31 @@ out:
   return result;
 }
 
+static int mg_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t n,
+                           cp_change *changes, const int64_t *del, size_t ndel, char *err,
+                           size_t errlen) {
+  return insert_batch((mg_store *)bs, m, rc, n, changes, del, ndel, 0, err, errlen);
+}
+
 static int mg_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
   int rc;
-  return mg_insert_batch(bs, &m, &rc, 1, NULL, NULL, 0, err, errlen) < 0 ? -1 : rc;
+  return insert_batch((mg_store *)bs, &m, &rc, 1, NULL, NULL, 0, 1, err, errlen) < 0 ? -1 : rc;
+}
+
+static int mg_conv_apply(cp_store *bs, chat_message *const *m, size_t n, char *err,
+                         size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  int *rc = calloc(n ? n : 1, sizeof *rc); /* all 0: inserted */
+  if (!rc) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  err[0] = '\0';
+  mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
+  conv_apply(c, s, m, rc, n, err, errlen);
+  mongoc_client_pool_push(s->pool, c);
+  free(rc);
+  return err[0] ? -1 : 0;
 }
 
 static int mg_get(cp_store *bs, const char *id, chat_message *out, char *err, size_t errlen) {
@@ -518,8 +540,49 @@ static void agg_see(conv_agg *g, const chat_message *m, const char *key) {
   }
 }
 
+/* Bulk writes of at most CONV_BULK_MAX updates per command: FerretDB v1
+ * holds one PostgreSQL connection per update of a command until the
+ * command ends, and a command with more updates than its pool has
+ * connections (pool_max_conns, 50 by default) waits forever. */
+#define CONV_BULK_MAX 32
+
+typedef struct bulk_run {
+  mongoc_collection_t *coll;
+  const bson_t *opts;
+  mongoc_bulk_operation_t *b;
+  size_t n;
+  int64_t matched;
+  int failed;
+  char *err;
+  size_t errlen;
+} bulk_run;
+
+static void bulk_exec(bulk_run *br) {
+  if (!br->b) return;
+  bson_t reply;
+  bson_error_t be;
+  if (!mongoc_bulk_operation_execute(br->b, &reply, &be)) {
+    snprintf(br->err, br->errlen, "mongodb conversation update: %s", be.message);
+    br->failed = 1;
+  } else {
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, &reply, "nMatched")) br->matched += bson_iter_as_int64(&it);
+  }
+  bson_destroy(&reply);
+  mongoc_bulk_operation_destroy(br->b);
+  br->b = NULL;
+  br->n = 0;
+}
+
+static void bulk_add(bulk_run *br, const bson_t *f, const bson_t *u, const bson_t *opts) {
+  if (!br->b) br->b = mongoc_collection_create_bulk_operation_with_opts(br->coll, br->opts);
+  mongoc_bulk_operation_update_one_with_opts(br->b, f, u, opts, NULL);
+  if (++br->n == CONV_BULK_MAX) bulk_exec(br);
+}
+
 /* Conversation state for the messages of a batch that were inserted (rc
- * 0), in two bulk writes whatever the batch size:
+ * 0), in two bulk writes (of CONV_BULK_MAX updates each) whatever the
+ * number of messages:
  *   A. per touched document an upsert: participants, $max of the last
  *      message, unread/v 0 when new;
  *   B. per document with messages from the peer: $inc of unread (and v) by
@@ -575,10 +638,8 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
   mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->conv);
   bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
   bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
-  bson_error_t be;
-  bson_t reply;
+  bulk_run br = {coll, bopts, NULL, 0, 0, 0, err, errlen};
   /* A */
-  mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
   for (size_t i = 0; i < na; i++) {
     bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, d;
     BSON_APPEND_UTF8(&f, "_id", a[i].cid);
@@ -593,18 +654,15 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
     BSON_APPEND_INT64(&d, "unread", 0);
     BSON_APPEND_INT64(&d, "v", 0);
     bson_append_document_end(&u, &d);
-    mongoc_bulk_operation_update_one_with_opts(bulk, &f, &u, upsert, NULL);
+    bulk_add(&br, &f, &u, upsert);
     bson_destroy(&f);
     bson_destroy(&u);
   }
-  int ok = na == 0 || mongoc_bulk_operation_execute(bulk, &reply, &be) != 0;
-  if (na) bson_destroy(&reply);
-  mongoc_bulk_operation_destroy(bulk);
-  if (!ok) snprintf(err, errlen, "mongodb conversation update: %s", be.message);
+  bulk_exec(&br);
   /* B */
   size_t nb = 0;
-  bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
-  for (size_t i = 0; ok && i < na; i++) {
+  br.matched = 0;
+  for (size_t i = 0; !br.failed && i < na; i++) {
     if (!a[i].nkeys) continue;
     bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, d, or, alt, cond;
     BSON_APPEND_UTF8(&f, "_id", a[i].cid);
@@ -624,28 +682,15 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
     BSON_APPEND_INT64(&d, "unread", (int64_t)a[i].nkeys);
     BSON_APPEND_INT64(&d, "v", (int64_t)a[i].nkeys);
     bson_append_document_end(&u, &d);
-    mongoc_bulk_operation_update_one_with_opts(bulk, &f, &u, NULL, NULL);
+    bulk_add(&br, &f, &u, NULL);
     bson_destroy(&f);
     bson_destroy(&u);
     nb++;
   }
-  int64_t matched = (int64_t)nb;
-  if (nb) {
-    if (!mongoc_bulk_operation_execute(bulk, &reply, &be)) {
-      snprintf(err, errlen, "mongodb unread update: %s", be.message);
-      ok = 0;
-    } else {
-      bson_iter_t it;
-      if (bson_iter_init_find(&it, &reply, "nMatched")) matched = bson_iter_as_int64(&it);
-    }
-    bson_destroy(&reply);
-  }
-  mongoc_bulk_operation_destroy(bulk);
+  bulk_exec(&br);
   /* C: only the documents whose mark is at or after their oldest new
    * message match (read_key >= min_key); those B counted do not. */
-  if (ok && matched < (int64_t)nb) {
-    size_t nc = 0;
-    bulk = mongoc_collection_create_bulk_operation_with_opts(coll, bopts);
+  if (!br.failed && br.matched < (int64_t)nb) {
     for (size_t i = 0; i < na; i++) {
       for (size_t k = 0; k < a[i].nkeys; k++) {
         if (a[i].keys[k] == a[i].min_key) continue; /* never after the mark */
@@ -659,18 +704,12 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
         BSON_APPEND_INT64(&d, "unread", 1);
         BSON_APPEND_INT64(&d, "v", 1);
         bson_append_document_end(&u, &d);
-        mongoc_bulk_operation_update_one_with_opts(bulk, &f, &u, NULL, NULL);
+        bulk_add(&br, &f, &u, NULL);
         bson_destroy(&f);
         bson_destroy(&u);
-        nc++;
       }
     }
-    if (nc) {
-      if (!mongoc_bulk_operation_execute(bulk, &reply, &be))
-        snprintf(err, errlen, "mongodb unread update: %s", be.message);
-      bson_destroy(&reply);
-    }
-    mongoc_bulk_operation_destroy(bulk);
+    bulk_exec(&br);
   }
   bson_destroy(upsert);
   bson_destroy(bopts);
@@ -1132,6 +1171,7 @@ static const cp_store_ops mongo_ops = {
     .name = "mongodb",
     .insert = mg_insert,
     .insert_batch = mg_insert_batch,
+    .conv_apply = mg_conv_apply,
     .get = mg_get,
     .history = mg_history,
     .conversations = mg_conversations,
@@ -1145,6 +1185,7 @@ static const cp_store_ops mongo_ops_no_capture = {
     .name = "mongodb",
     .insert = mg_insert,
     .insert_batch = mg_insert_batch,
+    .conv_apply = mg_conv_apply,
     .get = mg_get,
     .history = mg_history,
     .conversations = mg_conversations,

@@ -88,7 +88,10 @@ start() {
       pg_url=$("$(dirname "$0")/postgres.sh" start "$dir/postgres" 2>"$dir/postgres.err" | tail -n 1)
       if [ -n "$pg_url" ]; then
         backend=postgresql
-        handler_args=(--handler=postgresql --postgresql-url="$pg_url")
+        # FerretDB v1 holds a PostgreSQL connection per update of a
+        # command until the command ends; its default pool (50) is the
+        # limit on updates in flight (the cluster allows 200 connections).
+        handler_args=(--handler=postgresql --postgresql-url="$pg_url?pool_max_conns=150")
       elif grep -q "not installed" "$dir/postgres.err"; then
         echo "ferretdb: $(cat "$dir/postgres.err"); using the SQLite handler" >&2
         backend=sqlite
