@@ -274,8 +274,15 @@ static void batch_enqueue(cp_plugin *pl, post_job *pj) {
  * the insert: they run after the POSTs are answered, one job at a time
  * over everything inserted meanwhile (under load one job covers many
  * batches; the updates per conversation do not grow with its messages).
- * A conversation list or a read mark waits for the job that covers the
- * messages answered before it arrived, so a client reads its own writes. */
+ * Under load (a job that covered CONV_BUSY messages or more) the next job
+ * starts CONV_PAUSE_MS after the last one, so each covers more messages
+ * for the same number of updates (one or two per conversation), unless a
+ * read is waiting.  A conversation list or a read mark waits for the job
+ * that covers the messages answered before it arrived, so a client reads
+ * its own writes. */
+
+#define CONV_BUSY 64
+#define CONV_PAUSE_MS 200
 
 typedef struct cp_conv_waiter {
   struct cp_conv_waiter *next;
@@ -325,17 +332,30 @@ static void conv_wake(cp_plugin *pl) {
   }
 }
 
+static void on_conv_timer(notifd_timer *t, void *ud) {
+  cp_plugin *pl = ud;
+  pl->api->timer_stop(t);
+  pl->conv_timer = NULL;
+  if (!pl->conv_busy && pl->conv_n) conv_submit(pl);
+}
+
 static void conv_apply_done(cp_job *j) {
   conv_apply_job *cj = (conv_apply_job *)j;
   cp_plugin *pl = j->pl;
+  size_t n = cj->n;
   pl->conv_busy = 0;
   if (cj->rc < 0)
     pl->api->log(pl->self, NOTIFD_LOG_WARN, "conversation state of %zu messages: %s", cj->n,
                  cj->err);
   if (cj->gen > pl->conv_done_gen) pl->conv_done_gen = cj->gen;
   conv_apply_release(j);
-  if (pl->conv_n) conv_submit(pl);
   conv_wake(pl);
+  if (!pl->conv_n || pl->conv_timer) return;
+  if (n < CONV_BUSY || pl->conv_waiters ||
+      pl->api->timer_start(pl->self, CONV_PAUSE_MS, 0, on_conv_timer, pl, &pl->conv_timer) < 0) {
+    pl->conv_timer = NULL;
+    conv_submit(pl);
+  }
 }
 
 static void conv_submit(cp_plugin *pl) {
@@ -386,7 +406,7 @@ void cp_conv_queue(cp_plugin *pl, chat_message *const *m, const int *rc, size_t 
     if (chat_message_copy(d, m[i]) == 0) pl->conv_n++;
   }
   pl->conv_queued_gen++;
-  if (!pl->conv_busy && pl->conv_n) conv_submit(pl);
+  if (!pl->conv_busy && !pl->conv_timer && pl->conv_n) conv_submit(pl);
 }
 
 void cp_submit_after_conv(cp_plugin *pl, notifd_req *req, cp_job *j) {
@@ -404,6 +424,11 @@ void cp_submit_after_conv(cp_plugin *pl, notifd_req *req, cp_job *j) {
   w->gen = pl->conv_queued_gen;
   w->next = pl->conv_waiters;
   pl->conv_waiters = w;
+  if (pl->conv_timer && !pl->conv_busy) { /* a read waits: no pause */
+    pl->api->timer_stop(pl->conv_timer);
+    pl->conv_timer = NULL;
+    conv_submit(pl);
+  }
 }
 
 void cp_conv_drop(cp_plugin *pl) {

@@ -74,6 +74,7 @@ struct cp_plugin {
   chat_message *conv_q;
   size_t conv_n, conv_cap;
   int conv_busy;
+  notifd_timer *conv_timer;   /* under load: the next job waits a little */
   uint64_t conv_queued_gen, conv_done_gen;
   struct cp_conv_waiter *conv_waiters;
   /* Periodic WAL checkpoint job (stores with a checkpoint op). */
