@@ -580,6 +580,16 @@ static void bulk_add(bulk_run *br, const bson_t *f, const bson_t *u, const bson_
   if (++br->n == CONV_BULK_MAX) bulk_exec(br);
 }
 
+/* {$inc: {unread: n, v: n}}: `v` counts every increment (mark_read's
+ * compare and set). */
+static void append_inc_unread(bson_t *u, int64_t n) {
+  bson_t d;
+  BSON_APPEND_DOCUMENT_BEGIN(u, "$inc", &d);
+  BSON_APPEND_INT64(&d, "unread", n);
+  BSON_APPEND_INT64(&d, "v", n);
+  bson_append_document_end(u, &d);
+}
+
 /* Conversation state for the messages of a batch that were inserted (rc
  * 0), in two bulk writes (of CONV_BULK_MAX updates each) whatever the
  * number of messages:
@@ -664,7 +674,7 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
   br.matched = 0;
   for (size_t i = 0; !br.failed && i < na; i++) {
     if (!a[i].nkeys) continue;
-    bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, d, or, alt, cond;
+    bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, or, alt, cond;
     BSON_APPEND_UTF8(&f, "_id", a[i].cid);
     BSON_APPEND_ARRAY_BEGIN(&f, "$or", &or);
     BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &alt);
@@ -678,10 +688,7 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
     bson_append_document_end(&alt, &cond);
     bson_append_document_end(&or, &alt);
     bson_append_array_end(&f, &or);
-    BSON_APPEND_DOCUMENT_BEGIN(&u, "$inc", &d);
-    BSON_APPEND_INT64(&d, "unread", (int64_t)a[i].nkeys);
-    BSON_APPEND_INT64(&d, "v", (int64_t)a[i].nkeys);
-    bson_append_document_end(&u, &d);
+    append_inc_unread(&u, (int64_t)a[i].nkeys);
     bulk_add(&br, &f, &u, NULL);
     bson_destroy(&f);
     bson_destroy(&u);
@@ -694,16 +701,13 @@ static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, 
     for (size_t i = 0; i < na; i++) {
       for (size_t k = 0; k < a[i].nkeys; k++) {
         if (a[i].keys[k] == a[i].min_key) continue; /* never after the mark */
-        bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, d, cond;
+        bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, cond;
         BSON_APPEND_UTF8(&f, "_id", a[i].cid);
         BSON_APPEND_DOCUMENT_BEGIN(&f, "read_key", &cond);
         BSON_APPEND_UTF8(&cond, "$gte", a[i].min_key);
         BSON_APPEND_UTF8(&cond, "$lt", a[i].keys[k]);
         bson_append_document_end(&f, &cond);
-        BSON_APPEND_DOCUMENT_BEGIN(&u, "$inc", &d);
-        BSON_APPEND_INT64(&d, "unread", 1);
-        BSON_APPEND_INT64(&d, "v", 1);
-        bson_append_document_end(&u, &d);
+        append_inc_unread(&u, 1);
         bulk_add(&br, &f, &u, NULL);
         bson_destroy(&f);
         bson_destroy(&u);
