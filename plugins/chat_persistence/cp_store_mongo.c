@@ -14,7 +14,7 @@
  * multi-document transactions in FerretDB v1).  The relay gets each batch's
  * records handed over, publishes them, and deletes them by (o, seq) once
  * the bus acknowledged them; a catch-up reads the outbox oldest first
- * ({created_at: 1, _id: 1}) and deletes by _id.  The outbox stays as small
+ * (created_at, _id) and deletes by _id.  The outbox stays as small
  * as the records in flight, which matters on FerretDB v1: its finds and
  * deletes other than inserts scan the collection (no index use beyond the
  * _id uniqueness), so a flag on each message document (`_published`,
@@ -1293,13 +1293,9 @@ int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
   int rc = ensure_index(c, s->db, s->coll, "stream_id_1_created_at_-1",
                         BCON_NEW("stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1)), err,
                         errlen);
-  /* The outbox: live deletes by (o, seq), catch-up in (created_at, _id). */
-  if (rc == 0 && s->capture)
-    rc = ensure_index(c, s->db, s->outbox, "o_1_seq_1",
-                      BCON_NEW("o", BCON_INT32(1), "seq", BCON_INT32(1)), err, errlen);
-  if (rc == 0 && s->capture)
-    rc = ensure_index(c, s->db, s->outbox, "created_at_1__id_1",
-                      BCON_NEW("created_at", BCON_INT32(1), "_id", BCON_INT32(1)), err, errlen);
+  /* The outbox has no index but _id: it holds only the records in flight
+   * (a scan of it is cheap), and every index costs each record an insert
+   * and a delete (on FerretDB/PostgreSQL an expression index each). */
   if (rc == 0)
     rc = ensure_index(c, s->db, s->conv, "user_id_1_last_at_-1_stream_id_-1",
                       BCON_NEW("user_id", BCON_INT32(1), "last_at", BCON_INT32(-1), "stream_id",
