@@ -5,8 +5,8 @@
  * Catch-up (at start, after a failure, and always for MongoDB): fetch up to
  * relay_batch unpublished changes (worker), produce them in order (loop),
  * and once every produce callback reported, confirm the acknowledged ones in
- * the store (worker): the outbox rows are deleted (SQLite) or the documents
- * marked _published (MongoDB) only after the bus accepted them.
+ * the store (worker): the outbox rows (SQLite) or outbox collection records
+ * (MongoDB) are deleted only after the bus accepted them.
  *
  * Live (a store with group commit - the SQLite outbox, the MongoDB outbox
  * collection - once a fetch found the outbox drained): the insert batches
@@ -97,7 +97,7 @@ struct cp_relay {
   int64_t *del;         /* acknowledged, outbox rows not yet deleted */
   size_t ndel, capdel;
   int deleting;         /* a delete-only job is in flight */
-  int deleting_now;     /* delete_submit takes the rows (MongoDB: only it) */
+  int dels_in_batches;  /* insert batches delete acknowledged rows (SQLite) */
   int live_failed;      /* a live batch failed: catch up after the others */
   notifd_timer *del_timer;
   int64_t last_sweep_ns; /* poll mode, live: the last sweep */
@@ -247,15 +247,24 @@ static int del_add(cp_relay *r, const int64_t *seqs, size_t n) {
   return 0;
 }
 
-int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
+static int take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
   *seqs = NULL;
   *n = 0;
-  if (!r || !r->ndel || (r->pl->mongo && !r->deleting_now)) return 0;
+  if (!r || !r->ndel) return 0;
   *seqs = r->del;
   *n = r->ndel;
   r->del = NULL;
   r->ndel = r->capdel = 0;
   return 1;
+}
+
+int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
+  if (r && !r->dels_in_batches) {
+    *seqs = NULL;
+    *n = 0;
+    return 0;
+  }
+  return take_deletes(r, seqs, n);
 }
 
 void cp_relay_deletes_failed(cp_relay *r, int64_t *seqs, size_t n) {
@@ -295,9 +304,7 @@ static int delete_submit(cp_relay *r, int then_fetch) {
   if (!dj) return -1;
   dj->r = r;
   dj->then_fetch = then_fetch;
-  r->deleting_now = 1;
-  cp_relay_take_deletes(r, &dj->seqs, &dj->n);
-  r->deleting_now = 0;
+  take_deletes(r, &dj->seqs, &dj->n);
   dj->base.work = delete_work;
   dj->base.done = delete_done;
   dj->base.release = delete_release;
@@ -322,8 +329,9 @@ static void on_del_timer(notifd_timer *t, void *ud) {
  * alone if none comes soon. */
 static void deletes_pending(cp_relay *r) {
   if (!r->ndel || r->del_timer) return;
-  if (r->pl->api->timer_start(r->pl->self, r->pl->mongo ? RELAY_DELETE_MONGO_MS : RELAY_DELETE_MS,
-                              0, on_del_timer, r, &r->del_timer) < 0)
+  if (r->pl->api->timer_start(r->pl->self,
+                              r->dels_in_batches ? RELAY_DELETE_MS : RELAY_DELETE_MONGO_MS, 0,
+                              on_del_timer, r, &r->del_timer) < 0)
     r->del_timer = NULL;
 }
 
@@ -661,6 +669,7 @@ int cp_relay_new(cp_plugin *pl, cp_relay **out) {
   r->pl = pl;
   r->can_live = pl->relay_mode != CP_RELAY_NONE && pl->store->ops->insert_batch != NULL &&
                 pl->store->ops->changes_fetch != NULL;
+  r->dels_in_batches = !pl->mongo;
   r->last_sweep_ns = cp_mono_ns();
   *out = r;
   return 0;
