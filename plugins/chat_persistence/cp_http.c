@@ -137,8 +137,8 @@ static void post_done(cp_job *j) {
  * job at a time stores everything queued so far in one transaction (SQLite)
  * or in one insert_many and a few bulk writes (MongoDB), so under load one
  * fsync or round trip covers many messages and an idle server still
- * commits a lone message at once.  Answers go out in arrival order after the commit, while
- * the next batch commits. */
+ * commits a lone message at once.  Answers go out in arrival order after
+ * the commit, while the next batch commits. */
 
 #define CP_BATCH_MAX 512
 
