@@ -16,18 +16,24 @@
 #                127.0.0.x) and fan-out deliveries/s, all roles loaded
 #                (bench/run_ws_bench.py)
 #   distributed  latency with the roles in separate processes, through
-#                tests/distributed/stack.sh (Kafka, Redis, FerretDB, nginx, 7
-#                notifd): as shipped at 100 msg/s (FerretDB cannot take 1,000
-#                inserts/s here), then without the email role and with
-#                chat_persistence on the SQLite store + outbox relay to Kafka at
-#                1,000 msg/s (linger.ms=1, as config/distributed ships); when
-#                stack.sh cannot run: Kafka + Redis + 4 notifd, SQLite store
+#                tests/distributed/stack.sh (Kafka, Redis, FerretDB on
+#                PostgreSQL, nginx, 7 notifd): as shipped at 1,000 msg/s, then
+#                without the email role and with chat_persistence on the
+#                SQLite store + outbox relay to Kafka at 1,000 msg/s
+#                (linger.ms=1, as config/distributed ships); when stack.sh
+#                cannot run: Kafka + Redis + 4 notifd, SQLite store
+#   distcompare  needs --compare REV: the distributed stack as shipped, REV
+#                then this tree, per round: latency at 1,000 msg/s and a
+#                closed loop (256 connections), same stack script and
+#                configs (this tree's), then the ratios; --rev-build DIR
+#                reuses a build of REV
 #   compare      needs --compare REV: builds REV (git archive) and runs the
 #                latency and closed-loop ingest runs alternately for REV and this
 #                tree, then prints the ratios (same machine, same minutes)
 #
 # --build DIR (default build) is set up with meson if missing and built with
 # ninja.  --rounds N (default 3) repeats each latency / closed-loop run.
+# --dist-count N sets the messages per distributed run (default 20000).
 # --quick shortens every run (a smoke test, not a measurement).  Results:
 # one JSON file per run in --out (default a new /tmp/notifd-sysbench.*), and
 # a summary at the end (bench/sysbench_summary.py).
@@ -39,6 +45,8 @@ out=""
 rounds=3
 quick=0
 compare_rev=""
+rev_build=""
+dist_count_opt=""
 parts=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,13 +55,16 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --compare) compare_rev="$2"; shift 2 ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
-    latency | ingest | ws | distributed | compare) parts+=("$1"); shift ;;
+    --rev-build) rev_build="$(cd "$2" && pwd)"; shift 2 ;;
+    --dist-count) dist_count_opt="$2"; shift 2 ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
+    latency | ingest | ws | distributed | compare | distcompare) parts+=("$1"); shift ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ ${#parts[@]} -eq 0 ] && parts=(latency ingest ws distributed)
-[ -n "$compare_rev" ] && ! printf '%s\n' "${parts[@]}" | grep -qx compare && parts+=(compare)
+[ -n "$compare_rev" ] && ! printf '%s\n' "${parts[@]}" | grep -qx 'compare\|distcompare' &&
+  parts+=(compare)
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
 
 py=/usr/bin/python3 # Debian's python3 (the integration tests' interpreter)
@@ -219,6 +230,7 @@ if [ $quick = 1 ]; then
 else
   lat_count=30000 max_count=60000 step_s=10 ws_idle=40000 dist_count=20000
 fi
+[ -n "$dist_count_opt" ] && dist_count="$dist_count_opt"
 
 part_latency() {
   log "latency: single node, all roles, 1000 msg/s, $lat_count messages x $rounds"
@@ -342,10 +354,11 @@ dist_fallback() {
     latency-distributed-fallback >&2
 }
 
-# stack_run NAME RATE COUNT: chat_bench through the stack's nginx (public
-# listener; registrations on the internal one when the email role runs).
+# stack_run NAME RATE COUNT [CONNS]: chat_bench through the stack's nginx
+# (public listener; registrations on the internal one when the email role
+# runs); RATE 0 = closed loop.
 stack_run() {
-  local name="$1" rate="$2" count="$3" sd="$stack_dir"
+  local name="$1" rate="$2" count="$3" conns="${4:-32}" sd="$stack_dir"
   local spids
   spids="$(cat "$sd/P/pid"),$STACK_H_PID,$STACK_W1_PID,$STACK_W2_PID,$STACK_N1_PID,$STACK_N2_PID"
   local extra=()
@@ -355,15 +368,15 @@ stack_run() {
   fi
   [ "$auth_mode" = users ] && extra+=(--jwt-secret "$STACK_JWT_SECRET")
   "$cb" --port "$STACK_PUBLIC_PORT" --server-pid "$spids" "${extra[@]}" --rate "$rate" \
-    --count "$count" --warmup "$((rate < 1000 ? rate : 1000))" --streams 100 --http-conns 32 \
-    >"$out/$name.json" 2>"$out/$name.err"
+    --count "$count" --warmup "$((rate > 0 && rate < 1000 ? rate : 1000))" --streams 100 \
+    --http-conns "$conns" >"$out/$name.json" 2>"$out/$name.err"
   $py "$root/bench/sysbench_summary.py" --line "$out/$name.json" "$name" >&2
 }
 
 stack_start() { # DIR [env...]
   local sd="$1" rc
   shift
-  env "$@" NOTIFD_AUTH_MODE="$auth_mode" NOTIFD_BUILD_ROOT="$build" "$root/tests/distributed/stack.sh" start "$sd" \
+  env NOTIFD_BUILD_ROOT="$build" "$@" NOTIFD_AUTH_MODE="$auth_mode" "$root/tests/distributed/stack.sh" start "$sd" \
     >"$sd.out" 2>&1
   rc=$?
   if [ $rc -ne 0 ]; then
@@ -414,9 +427,9 @@ stack_sqlite_p() {
 part_distributed() {
   local r
   if [ -x "$root/tests/distributed/stack.sh" ]; then
-    log "distributed 1/2: stack as shipped (P on FerretDB, poll relay; email on), 100 msg/s"
+    log "distributed 1/2: stack as shipped (P on FerretDB/PostgreSQL, live relay; email on), 1000 msg/s"
     if stack_start "$tmp/stack1"; then
-      stack_run "latency-distributed-ferretdb-100" 100 $((dist_count / 10))
+      stack_run "latency-distributed-ferretdb" 1000 "$dist_count"
       stack_stop
       log "distributed 2/2: stack without email, P on SQLite + outbox relay (linger.ms=1 as shipped), 1000 msg/s"
       if stack_start "$tmp/stack2" NOTIFD_STACK_NO_EMAIL=1 && stack_sqlite_p; then
@@ -434,6 +447,39 @@ part_distributed() {
     fi
   fi
   dist_fallback || echo "distributed: Kafka or Redis cannot run here; skipped" >&2
+}
+
+# Builds REV (git archive) into $tmp/rev/build unless --rev-build gave one;
+# prints the build directory.
+rev_build_dir() {
+  if [ -n "$rev_build" ]; then echo "$rev_build"; return 0; fi
+  local rdir="$tmp/rev"
+  if [ ! -x "$rdir/build/host/notifd" ]; then
+    log "compare: building $compare_rev"
+    mkdir -p "$rdir/src"
+    git -C "$root" archive "$compare_rev" | tar -x -C "$rdir/src" || return 1
+    meson setup "$rdir/build" "$rdir/src" -Dtests=false >/dev/null &&
+      ninja -C "$rdir/build" >/dev/null || return 1
+  fi
+  echo "$rdir/build"
+}
+
+part_distcompare() {
+  [ -n "$compare_rev" ] || { echo "distcompare needs --compare REV" >&2; return 1; }
+  local rb r v b
+  rb="$(rev_build_dir)" || return 1
+  for r in $(seq 1 "$rounds"); do
+    for v in rev cur; do
+      b="$build"
+      [ $v = rev ] && b="$rb"
+      log "distcompare round $r: $v ($b)"
+      stack_start "$tmp/dc-$v-$r" NOTIFD_BUILD_ROOT="$b" || return 1
+      stack_run "warmup-dist-$v-r$r" 1000 5000
+      stack_run "compare-$v-dist-latency-r$r" 1000 "$dist_count"
+      stack_run "compare-$v-dist-max-r$r" 0 "$dist_count" 256
+      stack_stop
+    done
+  done
 }
 
 part_compare() {

@@ -160,8 +160,9 @@ def report(dirname):
                         ("chat p99.9 ms", lambda d: d["latency_ms"]["chat_ws"]["p999"]),
                         ("POST p99 ms", lambda d: d["latency_ms"]["post_answer"]["p99"]),
                         ("server us/msg", lambda d: d.get("server_cpu_us_per_message"))]
-                       if what == "latency" else
+                       if what.endswith("latency") else
                        [("delivered msg/s", lambda d: d["complete_rate"]),
+                        ("all delivered", lambda d: 1 if d["ok"] else 0),
                         ("chat p50 ms", lambda d: d["latency_ms"]["chat_ws"]["p50"]),
                         ("server us/msg", lambda d: d.get("server_cpu_us_per_message"))])
             for label, fn in metrics:

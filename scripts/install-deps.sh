@@ -11,7 +11,7 @@ build_pkgs=(build-essential pkg-config meson ninja-build
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
   python3-jwt python3-cryptography python3-argon2
   openjdk-17-jre-headless maven nginx-light chromium nodejs npm
-  debhelper dpkg-dev fakeroot)
+  debhelper dpkg-dev fakeroot postgresql)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then want+=("${test_pkgs[@]}"); fi

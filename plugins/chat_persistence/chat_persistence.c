@@ -12,7 +12,9 @@
  *   change_topic          chat-persistence-change
  *   relay                 auto | outbox | poll | none   auto = outbox for
  *                         SQLite, poll for MongoDB; none with Debezium
- *   relay_batch           256       changes per relay cycle
+ *   relay_batch           256 (SQLite), 2000 (MongoDB)   changes per relay
+ *                         cycle (a catch-up fetch on MongoDB reads the
+ *                         outbox collection, FerretDB all of it)
  *   relay_delay           0         wait after a commit before publishing
  *   relay_retry_interval  1s        backoff after a failed cycle
  *   relay_poll_interval   500ms     poll mode: look for unpublished documents
@@ -22,6 +24,8 @@
  *   history_default_limit 50
  *   history_max_limit     200       also the conversation list's limits
  *   conversations_collection conversations  MongoDB: per-user conversation state
+ *   outbox_collection     <collection>_outbox  MongoDB: change records not yet
+ *                         published (built-in relay)
  *   chat_ws_url           local:    read receipts: POST {chat_ws_url}/chat/forward-event
  *   auth                  none | token | internal   for every route; token:
  *                         sender_id must be the token subject, history needs
@@ -188,7 +192,7 @@ static int cfg_fail(cp_plugin *pl, const char *fmt, ...) {
 
 static int read_config(cp_plugin *pl, const char **store_kind, const char **relay,
                        const char **path, const char **sync, const char **coll,
-                       const char **conv_coll) {
+                       const char **conv_coll, const char **outbox_coll) {
   const notifd_api *api = pl->api;
   notifd_plugin *p = pl->self;
   const char *auth = NULL;
@@ -199,7 +203,7 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
   bad |= api->config_string(p, "collection", "chat", coll) < 0;
   bad |= api->config_string(p, "change_topic", "chat-persistence-change", &pl->change_topic) < 0;
   bad |= api->config_string(p, "relay", "auto", relay) < 0;
-  bad |= api->config_int(p, "relay_batch", 256, &pl->relay_batch) < 0;
+  bad |= api->config_int(p, "relay_batch", 0, &pl->relay_batch) < 0; /* 0: per store */
   bad |= api->config_duration_ms(p, "relay_delay", 0, &pl->relay_delay_ms) < 0;
   bad |= api->config_duration_ms(p, "relay_retry_interval", 1000, &pl->relay_retry_ms) < 0;
   bad |= api->config_duration_ms(p, "relay_poll_interval", 500, &pl->relay_poll_ms) < 0;
@@ -209,6 +213,7 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
   bad |= api->config_int(p, "history_default_limit", 50, &pl->history_default_limit) < 0;
   bad |= api->config_int(p, "history_max_limit", 200, &pl->history_max_limit) < 0;
   bad |= api->config_string(p, "conversations_collection", "conversations", conv_coll) < 0;
+  bad |= api->config_string(p, "outbox_collection", NULL, outbox_coll) < 0;
   const char *chat_ws_url = NULL;
   bad |= api->config_string(p, "chat_ws_url", "local:", &chat_ws_url) < 0;
   if (!bad) {
@@ -231,7 +236,7 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
   if (strcmp(*sync, "full") != 0 && strcmp(*sync, "normal") != 0)
     return cfg_fail(pl, "sqlite_synchronous: expected full or normal, got '%s'", *sync);
   if (!*pl->change_topic) return cfg_fail(pl, "change_topic: must not be empty");
-  if (pl->relay_batch < 1 || pl->relay_batch > 100000)
+  if (pl->relay_batch < 0 || pl->relay_batch > 100000)
     return cfg_fail(pl, "relay_batch: must be between 1 and 100000");
   if (pl->relay_retry_ms < 1 || pl->relay_poll_ms < 1 || pl->relay_delay_ms < 0)
     return cfg_fail(pl, "relay intervals: must be positive");
@@ -248,7 +253,8 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
 }
 
 static int open_store(cp_plugin *pl, const char *kind, const char *relay, const char *path,
-                      const char *sync, const char *coll, const char *conv_coll) {
+                      const char *sync, const char *coll, const char *conv_coll,
+                      const char *outbox_coll) {
   const notifd_api *api = pl->api;
   const char *uri = NULL, *db = NULL;
   if (api->backend_string(pl->self, "mongodb", "uri", &uri) < 0 ||
@@ -268,10 +274,19 @@ static int open_store(cp_plugin *pl, const char *kind, const char *relay, const 
     return cfg_fail(pl, "relay: '%s' does not fit the store (sqlite: auto|outbox|none, "
                         "mongodb: auto|poll|none)", relay);
 
+  if (pl->relay_batch == 0) pl->relay_batch = pl->mongo ? 2000 : 256;
   char err[512];
   int rc;
   if (pl->mongo) {
-    cp_mongo_opts o = {uri, db ? db : "notifications", coll, conv_coll,
+    char outbox_def[512];
+    if (!outbox_coll) {
+      snprintf(outbox_def, sizeof outbox_def, "%s_outbox", coll);
+      outbox_coll = outbox_def;
+    }
+    if (!*outbox_coll || strcmp(outbox_coll, coll) == 0 || strcmp(outbox_coll, conv_coll) == 0)
+      return cfg_fail(pl, "outbox_collection: must differ from collection and "
+                          "conversations_collection");
+    cp_mongo_opts o = {uri, db ? db : "notifications", coll, conv_coll, outbox_coll,
                        pl->relay_mode == CP_RELAY_POLL};
     rc = cp_store_mongo_open(&o, &pl->store, err, sizeof err);
   } else {
@@ -335,10 +350,10 @@ static int cp_init(notifd_plugin *p, const notifd_api *api, void **state) {
     api->log(p, NOTIFD_LOG_ERROR, "no kernel random source for message ids");
     return NOTIFD_EBACKEND;
   }
-  const char *kind, *relay, *path, *sync, *coll, *conv_coll;
-  int rc = read_config(pl, &kind, &relay, &path, &sync, &coll, &conv_coll);
+  const char *kind, *relay, *path, *sync, *coll, *conv_coll, *outbox_coll;
+  int rc = read_config(pl, &kind, &relay, &path, &sync, &coll, &conv_coll, &outbox_coll);
   if (rc < 0) return rc;
-  if ((rc = open_store(pl, kind, relay, path, sync, coll, conv_coll)) < 0) return rc;
+  if ((rc = open_store(pl, kind, relay, path, sync, coll, conv_coll, outbox_coll)) < 0) return rc;
   if ((rc = register_metrics(pl)) < 0) return rc;
   if (pl->relay_mode != CP_RELAY_NONE && (rc = cp_relay_new(pl, &pl->relay)) < 0) return rc;
   return cp_http_register(pl);
@@ -365,6 +380,7 @@ static void cp_destroy(void *state) {
     j->release(j);
   }
   cp_http_drop_queued(pl);
+  cp_conv_drop(pl);
   cp_state_drop_receipts(pl);
   free(pl->chat_ws_base);
   cp_relay_free(pl->relay);

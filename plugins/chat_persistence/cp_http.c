@@ -132,12 +132,13 @@ static void post_done(cp_job *j) {
 
 /* ---- group commit ----
  *
- * With a store that has insert_batch (SQLite), POSTs do not each take a
- * worker and a transaction: they queue on the loop, and one batch job at a
- * time stores everything queued so far in one transaction, so under load
- * one fsync covers many messages and an idle server still commits a lone
- * message at once.  Answers go out in arrival order after the commit, while
- * the next batch commits. */
+ * With a store that has insert_batch (SQLite, MongoDB), POSTs do not each
+ * take a worker and a transaction: they queue on the loop, and one batch
+ * job at a time stores everything queued so far in one transaction (SQLite)
+ * or in one insert_many and a few bulk writes (MongoDB), so under load one
+ * fsync or round trip covers many messages and an idle server still
+ * commits a lone message at once.  Answers go out in arrival order after
+ * the commit, while the next batch commits. */
 
 #define CP_BATCH_MAX 512
 
@@ -193,8 +194,11 @@ static void batch_done(cp_job *j) {
     cp_relay_deletes_failed(j->pl->relay, bj->dels, bj->ndel);
     bj->dels = NULL;
   } else {
+    if (bj->err[0]) /* stored; a conversation update or a change record failed */
+      pl->api->log(pl->self, NOTIFD_LOG_WARN, "insert batch of %zu: %s", bj->n, bj->err);
     cp_relay_committed(j->pl->relay, bj->changes, bj->n);
   }
+  if (bj->rc >= 0 && pl->store->ops->conv_apply) cp_conv_queue(pl, bj->msgs, bj->rcs, bj->n);
   for (size_t i = 0; i < bj->n; i++) {
     post_job *pj = bj->items[i];
     pj->rc = bj->rcs[i];
@@ -261,6 +265,184 @@ static void batch_enqueue(cp_plugin *pl, post_job *pj) {
   else pl->ins_head = pj;
   pl->ins_tail = pj;
   if (!pl->ins_busy) batch_submit(pl);
+}
+
+/* ---- conversation state after the answer (stores with conv_apply) ----
+ *
+ * The MongoDB store has no transaction to put a message and its
+ * conversation updates in, and on FerretDB those updates cost more than
+ * the insert: they run after the POSTs are answered, one job at a time
+ * over everything inserted meanwhile (under load one job covers many
+ * batches; the updates per conversation do not grow with its messages).
+ * Under load (a job that covered CONV_BUSY messages or more) the next job
+ * starts CONV_PAUSE_MS after the last one, so each covers more messages
+ * for the same number of updates (one or two per conversation), unless a
+ * read is waiting.  A conversation list or a read mark waits for the job
+ * that covers the messages answered before it arrived, so a client reads
+ * its own writes. */
+
+#define CONV_BUSY 64
+#define CONV_PAUSE_MS 200
+
+typedef struct cp_conv_waiter {
+  struct cp_conv_waiter *next;
+  notifd_req *req;
+  cp_job *job;
+  uint64_t gen; /* runs once conv_done_gen reaches it */
+} cp_conv_waiter;
+
+typedef struct conv_apply_job {
+  cp_job base;
+  chat_message *msgs;
+  chat_message **ptrs;
+  size_t n;
+  uint64_t gen;
+  int rc;
+  char err[256];
+} conv_apply_job;
+
+static void conv_apply_work(cp_job *j) {
+  conv_apply_job *cj = (conv_apply_job *)j;
+  cp_store *s = j->pl->store;
+  cj->rc = s->ops->conv_apply(s, cj->ptrs, cj->n, cj->err, sizeof cj->err);
+}
+
+static void conv_apply_release(cp_job *j) {
+  conv_apply_job *cj = (conv_apply_job *)j;
+  for (size_t i = 0; i < cj->n; i++) chat_message_free(&cj->msgs[i]);
+  free(cj->msgs);
+  free(cj->ptrs);
+  free(cj);
+}
+
+static void conv_submit(cp_plugin *pl);
+
+/* Runs the parked reads whose messages are covered now. */
+static void conv_wake(cp_plugin *pl) {
+  cp_conv_waiter **pp = &pl->conv_waiters;
+  while (*pp) {
+    cp_conv_waiter *w = *pp;
+    if (w->gen > pl->conv_done_gen) {
+      pp = &w->next;
+      continue;
+    }
+    *pp = w->next;
+    cp_job_submit_or_503(pl, w->req, w->job);
+    free(w);
+  }
+}
+
+static void on_conv_timer(notifd_timer *t, void *ud) {
+  cp_plugin *pl = ud;
+  pl->api->timer_stop(t);
+  pl->conv_timer = NULL;
+  if (!pl->conv_busy && pl->conv_n) conv_submit(pl);
+}
+
+static void conv_apply_done(cp_job *j) {
+  conv_apply_job *cj = (conv_apply_job *)j;
+  cp_plugin *pl = j->pl;
+  size_t n = cj->n;
+  pl->conv_busy = 0;
+  if (cj->rc < 0)
+    pl->api->log(pl->self, NOTIFD_LOG_WARN, "conversation state of %zu messages: %s", cj->n,
+                 cj->err);
+  if (cj->gen > pl->conv_done_gen) pl->conv_done_gen = cj->gen;
+  conv_apply_release(j);
+  conv_wake(pl);
+  if (!pl->conv_n || pl->conv_timer) return;
+  if (n < CONV_BUSY || pl->conv_waiters ||
+      pl->api->timer_start(pl->self, CONV_PAUSE_MS, 0, on_conv_timer, pl, &pl->conv_timer) < 0) {
+    pl->conv_timer = NULL;
+    conv_submit(pl);
+  }
+}
+
+static void conv_submit(cp_plugin *pl) {
+  conv_apply_job *cj = calloc(1, sizeof *cj);
+  chat_message **ptrs = calloc(pl->conv_n ? pl->conv_n : 1, sizeof *ptrs);
+  if (!cj || !ptrs) {
+    free(cj);
+    free(ptrs);
+    return; /* tried again after the next batch */
+  }
+  cj->msgs = pl->conv_q;
+  cj->n = pl->conv_n;
+  cj->ptrs = ptrs;
+  for (size_t i = 0; i < cj->n; i++) ptrs[i] = &cj->msgs[i];
+  cj->gen = pl->conv_queued_gen;
+  pl->conv_q = NULL;
+  pl->conv_n = pl->conv_cap = 0;
+  cj->base.work = conv_apply_work;
+  cj->base.done = conv_apply_done;
+  cj->base.release = conv_apply_release;
+  pl->conv_busy = 1;
+  if (cp_job_submit(pl, &cj->base) < 0) { /* shutting down */
+    pl->conv_busy = 0;
+    conv_apply_release(&cj->base);
+  }
+}
+
+void cp_conv_queue(cp_plugin *pl, chat_message *const *m, const int *rc, size_t n) {
+  size_t add = 0;
+  for (size_t i = 0; i < n; i++) add += rc[i] == 0;
+  if (!add) return;
+  if (pl->conv_n + add > pl->conv_cap) {
+    size_t cap = pl->conv_cap ? pl->conv_cap : 256;
+    while (cap < pl->conv_n + add) cap *= 2;
+    chat_message *v = realloc(pl->conv_q, cap * sizeof *v);
+    if (!v) {
+      pl->api->log(pl->self, NOTIFD_LOG_WARN,
+                   "conversation state of %zu messages skipped: out of memory", add);
+      return;
+    }
+    pl->conv_q = v;
+    pl->conv_cap = cap;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (rc[i] != 0) continue;
+    chat_message *d = &pl->conv_q[pl->conv_n];
+    chat_message_init(d);
+    if (chat_message_copy(d, m[i]) == 0) pl->conv_n++;
+  }
+  pl->conv_queued_gen++;
+  if (!pl->conv_busy && !pl->conv_timer && pl->conv_n) conv_submit(pl);
+}
+
+void cp_submit_after_conv(cp_plugin *pl, notifd_req *req, cp_job *j) {
+  if (pl->conv_done_gen >= pl->conv_queued_gen) {
+    cp_job_submit_or_503(pl, req, j);
+    return;
+  }
+  cp_conv_waiter *w = calloc(1, sizeof *w);
+  if (!w) {
+    cp_job_submit_or_503(pl, req, j); /* reads what is there */
+    return;
+  }
+  w->req = req;
+  w->job = j;
+  w->gen = pl->conv_queued_gen;
+  w->next = pl->conv_waiters;
+  pl->conv_waiters = w;
+  if (pl->conv_timer && !pl->conv_busy) { /* a read waits: no pause */
+    pl->api->timer_stop(pl->conv_timer);
+    pl->conv_timer = NULL;
+    conv_submit(pl);
+  }
+}
+
+void cp_conv_drop(cp_plugin *pl) {
+  for (size_t i = 0; i < pl->conv_n; i++) chat_message_free(&pl->conv_q[i]);
+  free(pl->conv_q);
+  pl->conv_q = NULL;
+  pl->conv_n = pl->conv_cap = 0;
+  while (pl->conv_waiters) {
+    cp_conv_waiter *w = pl->conv_waiters;
+    pl->conv_waiters = w->next;
+    w->job->pl = pl;
+    w->job->release(w->job);
+    free(w);
+  }
 }
 
 void cp_http_drop_queued(cp_plugin *pl) {

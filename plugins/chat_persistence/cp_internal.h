@@ -67,6 +67,16 @@ struct cp_plugin {
    * one batch in flight commits; its completion submits the next batch. */
   struct post_job *ins_head, *ins_tail;
   int ins_busy;
+  /* Conversation state apart from the insert (stores with conv_apply):
+   * messages inserted and answered, waiting for the one conv job at a
+   * time; conversation reads wait until what was queued before them is
+   * applied (gen counters). */
+  chat_message *conv_q;
+  size_t conv_n, conv_cap;
+  int conv_busy;
+  notifd_timer *conv_timer;   /* under load: the next job waits a little */
+  uint64_t conv_queued_gen, conv_done_gen;
+  struct cp_conv_waiter *conv_waiters;
   /* Periodic WAL checkpoint job (stores with a checkpoint op). */
   notifd_timer *ckpt_timer;
   int ckpt_busy;
@@ -85,6 +95,16 @@ size_t cp_parse_limit(cp_plugin *pl, const char *s);
  * `given` user_id must equal it, else 403), otherwise `given` (required,
  * else 400).  NULL after answering. */
 const char *cp_acting_user(cp_plugin *pl, notifd_req *req, const char *given);
+
+/* Conversation state apart from the insert (cp_http.c): queues copies of
+ * the inserted messages and runs the conv job. */
+void cp_conv_queue(cp_plugin *pl, chat_message *const *m, const int *rc, size_t n);
+/* Submits a conversation read or a read mark once the conversation state
+ * of every message answered so far is applied (cp_job_submit_or_503 now or
+ * later). */
+void cp_submit_after_conv(cp_plugin *pl, notifd_req *req, cp_job *j);
+/* At destroy: queued messages and parked reads (never answered). */
+void cp_conv_drop(cp_plugin *pl);
 
 /* Conversations and read state (cp_state.c). */
 int cp_state_register(cp_plugin *pl);

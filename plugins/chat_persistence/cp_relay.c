@@ -5,11 +5,12 @@
  * Catch-up (at start, after a failure, and always for MongoDB): fetch up to
  * relay_batch unpublished changes (worker), produce them in order (loop),
  * and once every produce callback reported, confirm the acknowledged ones in
- * the store (worker): the outbox rows are deleted (SQLite) or the documents
- * marked _published (MongoDB) only after the bus accepted them.
+ * the store (worker): the outbox rows (SQLite) or outbox collection records
+ * (MongoDB) are deleted only after the bus accepted them.
  *
- * Live (SQLite outbox with group commit, once a fetch found the outbox
- * drained): the insert batches hand their committed change records over
+ * Live (a store with group commit - the SQLite outbox, the MongoDB outbox
+ * collection - once a fetch found the outbox drained): the insert batches
+ * hand their committed change records over
  * (cp_relay_committed) and they are produced at once, nothing is read back.
  * Up to RELAY_LIVE_INFLIGHT batches may wait for the bus's acknowledgement
  * together (a Kafka acknowledgement takes milliseconds; the bus keeps the
@@ -27,21 +28,35 @@
  * is retried after later ones of the same batch went out.
  *
  * Wake-ups: a commit in this process (kick), the start, a backoff timer
- * after failures, and in poll mode a periodic timer (for documents written
- * by other processes). */
+ * after failures, and in poll mode a periodic timer (for records written
+ * by other processes).  A live relay in poll mode sweeps (one catch-up
+ * cycle, then live again) at most every RELAY_SWEEP_MS and only when
+ * nothing is waiting or in flight, so records other writers left in the
+ * outbox go out too, without holding up its own.
+ *
+ * A catch-up cycle never sleeps while a backlog remains: a fetch that came
+ * back full starts the next one as soon as its records are confirmed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cp_internal.h"
 
-/* Confirmed outbox rows wait this long for an insert batch to delete them. */
+/* Confirmed outbox rows wait this long for an insert batch to delete them
+ * (SQLite: the delete rides in the batch's transaction).  MongoDB deletes
+ * in a command of its own, at most every RELAY_DELETE_MONGO_MS: on
+ * FerretDB every command costs about a millisecond of CPU, and records
+ * acknowledged but not yet deleted only matter after a crash (published
+ * again; consumers dedupe by key). */
 #define RELAY_DELETE_MS 10
+#define RELAY_DELETE_MONGO_MS 200
 /* Committed changes kept in memory while catching up; beyond, they are
  * dropped and read back from the outbox instead. */
 #define RELAY_QUEUE_MAX 65536
 /* Live batches produced and not yet acknowledged at a time. */
 #define RELAY_LIVE_INFLIGHT 8
+/* Poll mode, live: the least time between two sweeps of the outbox. */
+#define RELAY_SWEEP_MS 5000
 
 typedef struct relay_batch relay_batch;
 
@@ -82,8 +97,10 @@ struct cp_relay {
   int64_t *del;         /* acknowledged, outbox rows not yet deleted */
   size_t ndel, capdel;
   int deleting;         /* a delete-only job is in flight */
+  int dels_in_batches;  /* insert batches delete acknowledged rows (SQLite) */
   int live_failed;      /* a live batch failed: catch up after the others */
   notifd_timer *del_timer;
+  int64_t last_sweep_ns; /* poll mode, live: the last sweep */
 };
 
 typedef struct fetch_job {
@@ -230,7 +247,7 @@ static int del_add(cp_relay *r, const int64_t *seqs, size_t n) {
   return 0;
 }
 
-int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
+static int take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
   *seqs = NULL;
   *n = 0;
   if (!r || !r->ndel) return 0;
@@ -239,6 +256,15 @@ int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
   r->del = NULL;
   r->ndel = r->capdel = 0;
   return 1;
+}
+
+int cp_relay_take_deletes(cp_relay *r, int64_t **seqs, size_t *n) {
+  if (r && !r->dels_in_batches) {
+    *seqs = NULL;
+    *n = 0;
+    return 0;
+  }
+  return take_deletes(r, seqs, n);
 }
 
 void cp_relay_deletes_failed(cp_relay *r, int64_t *seqs, size_t n) {
@@ -278,7 +304,7 @@ static int delete_submit(cp_relay *r, int then_fetch) {
   if (!dj) return -1;
   dj->r = r;
   dj->then_fetch = then_fetch;
-  cp_relay_take_deletes(r, &dj->seqs, &dj->n);
+  take_deletes(r, &dj->seqs, &dj->n);
   dj->base.work = delete_work;
   dj->base.done = delete_done;
   dj->base.release = delete_release;
@@ -303,8 +329,9 @@ static void on_del_timer(notifd_timer *t, void *ud) {
  * alone if none comes soon. */
 static void deletes_pending(cp_relay *r) {
   if (!r->ndel || r->del_timer) return;
-  if (r->pl->api->timer_start(r->pl->self, RELAY_DELETE_MS, 0, on_del_timer, r, &r->del_timer) <
-      0)
+  if (r->pl->api->timer_start(r->pl->self,
+                              r->dels_in_batches ? RELAY_DELETE_MS : RELAY_DELETE_MONGO_MS, 0,
+                              on_del_timer, r, &r->del_timer) < 0)
     r->del_timer = NULL;
 }
 
@@ -329,6 +356,7 @@ static void maybe_go_live(cp_relay *r, int short_fetch, unsigned drops) {
   if (!r->can_live || r->live || !short_fetch || drops != r->q_drops) return;
   while (r->qn && r->q[r->qhead].seq <= r->fetched_max) {
     cp_change *c = &r->q[r->qhead];
+    free(c->doc_id);
     free(c->key);
     free(c->value);
     memset(c, 0, sizeof *c);
@@ -508,7 +536,10 @@ static void fetch_done(cp_job *j) {
     cycle_end(r, 0, 0);
     return;
   }
-  if (items[n - 1].seq > r->fetched_max) r->fetched_max = items[n - 1].seq;
+  /* SQLite fetches in seq order; MongoDB in time order, own records with
+   * their seq and other writers' with 0. */
+  for (size_t i = 0; i < n; i++)
+    if (items[i].seq > r->fetched_max) r->fetched_max = items[i].seq;
   relay_batch *b = calloc(1, sizeof *b);
   if (!b) {
     cp_changes_free(items, n);
@@ -608,7 +639,18 @@ void cp_relay_kick(cp_relay *r) {
 
 static void on_poll(notifd_timer *t, void *ud) {
   (void)t;
-  cp_relay_kick(ud);
+  cp_relay *r = ud;
+  if (r->live) {
+    int64_t now = cp_mono_ns();
+    if (r->qn || r->inflight || r->busy || r->deleting || r->ndel || r->timer ||
+        now - r->last_sweep_ns < (int64_t)RELAY_SWEEP_MS * 1000000)
+      return;
+    r->last_sweep_ns = now;
+    go_catch_up(r);
+    cycle_now(r);
+    return;
+  }
+  cp_relay_kick(r);
 }
 
 void cp_relay_start(cp_relay *r) {
@@ -625,7 +667,10 @@ int cp_relay_new(cp_plugin *pl, cp_relay **out) {
   cp_relay *r = calloc(1, sizeof *r);
   if (!r) return NOTIFD_ENOMEM;
   r->pl = pl;
-  r->can_live = pl->relay_mode == CP_RELAY_OUTBOX && pl->store->ops->insert_batch != NULL;
+  r->can_live = pl->relay_mode != CP_RELAY_NONE && pl->store->ops->insert_batch != NULL &&
+                pl->store->ops->changes_fetch != NULL;
+  r->dels_in_batches = !pl->mongo;
+  r->last_sweep_ns = cp_mono_ns();
   *out = r;
   return 0;
 }

@@ -141,7 +141,7 @@ static void on_conversations(notifd_req *req, void *ud) {
   cj->base.work = conv_work;
   cj->base.done = conv_done;
   cj->base.release = conv_release;
-  cp_job_submit_or_503(pl, req, &cj->base);
+  cp_submit_after_conv(pl, req, &cj->base);
 }
 
 /* ---- read receipts ---- */
@@ -379,7 +379,7 @@ static void on_read(notifd_req *req, void *ud) {
   rj->base.work = read_work;
   rj->base.done = read_done;
   rj->base.release = read_release;
-  cp_job_submit_or_503(pl, req, &rj->base);
+  cp_submit_after_conv(pl, req, &rj->base);
 }
 
 int cp_state_register(cp_plugin *pl) {

@@ -73,6 +73,12 @@ typedef struct cp_store_ops {
    * every rc[i] < 0, no changes). */
   int (*insert_batch)(cp_store *s, chat_message *const *m, int *rc, size_t n, cp_change *changes,
                       const int64_t *del, size_t ndel, char *err, size_t errlen);
+  /* Conversation state for messages insert_batch inserted (rc 0), when the
+   * store keeps it apart from the insert (NULL: insert_batch does it in its
+   * transaction).  The caller runs it after answering the POSTs, one call
+   * at a time, with every message inserted since the last call.  0, or < 0
+   * (err filled; the next read of a conversation recounts). */
+  int (*conv_apply)(cp_store *s, chat_message *const *m, size_t n, char *err, size_t errlen);
   /* 1 = found (out filled), 0 = absent, < 0 = error. */
   int (*get)(cp_store *s, const char *id, chat_message *out, char *err, size_t errlen);
   /* Messages of a stream strictly between `after` and `before` (either may
@@ -121,7 +127,8 @@ int cp_store_sqlite_open(const cp_sqlite_opts *o, cp_store **out, char *err, siz
 typedef struct cp_mongo_opts {
   const char *uri, *database, *collection;
   const char *conversations;  /* collection of the per-user conversation state */
-  int capture;           /* built-in relay: documents carry _published */
+  const char *outbox;    /* collection of unpublished change records */
+  int capture;           /* built-in relay: write change records to `outbox` */
 } cp_mongo_opts;
 int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_t errlen);
 /* Blocking (worker): ping, create indexes.  0 or < 0 with err. */

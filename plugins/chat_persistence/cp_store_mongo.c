@@ -3,10 +3,22 @@
  * service's document shape:
  *   {_id: string | ObjectId, content, created_at: Date, stream_id,
  *    sender_id, receiver_id}
- * plus `_published: false` when the built-in relay captures changes (it
- * sets true once the bus acknowledged the record).  Indexes:
- * {stream_id: 1, created_at: -1} for history, {_published: 1, created_at: 1}
- * for the relay.
+ * indexed {stream_id: 1, created_at: -1} for history.  Inserts come in
+ * group-commit batches (mg_insert_batch: one unordered insert_many; a
+ * duplicate _id is a retried message_id, answered as "existing").
+ *
+ * Change capture for the built-in relay: an outbox collection
+ * (`chat_outbox`, configurable) holds one record per message not yet
+ * published - the message's fields plus {o: this store's random owner id,
+ * seq: its sequence number} - written right after the message (no
+ * multi-document transactions in FerretDB v1).  The relay gets each batch's
+ * records handed over, publishes them, and deletes them by (o, seq) once
+ * the bus acknowledged them; a catch-up reads the outbox oldest first
+ * (created_at, _id) and deletes by _id.  The outbox stays as small
+ * as the records in flight, which matters on FerretDB v1: its finds and
+ * deletes other than inserts scan the collection (no index use beyond the
+ * _id uniqueness), so a flag on each message document (`_published`,
+ * before) made every relay cycle read the whole history.
  *
  * Conversation state lives in a second collection (`conversations`,
  * configurable), one document per user and stream:
@@ -18,8 +30,9 @@
  * multi-document transactions (FerretDB v1 has none), so every write is
  * order-tolerant: $max moves the last message and the read mark, never
  * back; the receiver's unread gets $inc only while its read mark is
- * before the message (a conditional upsert), and only when the message
- * insert really inserted (a retried message_id is not counted again).  A
+ * before the message (conditional updates, per batch: conv_apply), and
+ * only when the message insert really inserted (a retried message_id is
+ * not counted again).  A
  * read recounts the peer's messages after the mark and stores the number
  * only if no $inc came in between (`v` counts them: compare and set,
  * retried).  A crash between a message insert and its conversation
@@ -41,8 +54,10 @@
 typedef struct mg_store {
   cp_store base;
   mongoc_client_pool_t *pool;
-  char *db, *coll, *conv;
+  char *db, *coll, *conv, *outbox;
   int capture;
+  char owner[33];    /* this store's outbox records: {o: owner, seq} */
+  int64_t next_seq;  /* atomic */
 } mg_store;
 
 static mongoc_collection_t *conv_pop(mg_store *s, mongoc_client_t **c) {
@@ -165,47 +180,278 @@ static int find_one(mg_store *s, const bson_t *filter, chat_message *out, char *
   return rc;
 }
 
-static int conv_on_insert(mg_store *s, const chat_message *m, char *err, size_t errlen);
+/* ---- inserts: group commit ----
+ *
+ * A batch is one unordered insert_many of the messages (a duplicate _id is
+ * a retried message_id: that message answers as "existing"), then the
+ * conversation updates of the inserted ones (conv_apply: two bulk writes),
+ * then, with capture, one unordered insert_many of their change records
+ * into the outbox collection.  No multi-document transactions: a message
+ * whose change record could not be written answers as an error, and the
+ * client's retry (same message_id: "existing") writes the record again.
+ * Each written record is handed to the relay (`changes`), which publishes
+ * it without reading it back and deletes it from the outbox once the bus
+ * acknowledged it (`del`: own records by sequence number). */
 
-static int mg_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
-  mg_store *s = (mg_store *)bs;
-  m->created_at_ms = chat_time_now_ms();
-  bson_t doc = BSON_INITIALIZER;
-  append_id(&doc, "_id", m->message_id, m->id_is_oid);
-  BSON_APPEND_UTF8(&doc, "content", m->content);
-  BSON_APPEND_DATE_TIME(&doc, "created_at", m->created_at_ms);
-  BSON_APPEND_UTF8(&doc, "stream_id", m->stream_id);
-  BSON_APPEND_UTF8(&doc, "sender_id", m->sender_id);
-  BSON_APPEND_UTF8(&doc, "receiver_id", m->receiver_id);
-  if (s->capture) BSON_APPEND_BOOL(&doc, "_published", false);
-  mongoc_client_t *c;
-  mongoc_collection_t *coll = coll_pop(s, &c);
-  bson_error_t be;
-  bool ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &be);
-  coll_push(s, c, coll);
-  bson_destroy(&doc);
-  if (ok) {
-    /* Stored and about to be delivered: a failed conversation update is
-     * reported in err with rc 0 (logged as a warning by the caller); the
-     * next read recounts. */
-    if (conv_on_insert(s, m, err, errlen) < 0) return 0;
-    err[0] = '\0';
-    return 0;
+static void msg_doc(bson_t *doc, const chat_message *m) {
+  append_id(doc, "_id", m->message_id, m->id_is_oid);
+  BSON_APPEND_UTF8(doc, "content", m->content);
+  BSON_APPEND_DATE_TIME(doc, "created_at", m->created_at_ms);
+  BSON_APPEND_UTF8(doc, "stream_id", m->stream_id);
+  BSON_APPEND_UTF8(doc, "sender_id", m->sender_id);
+  BSON_APPEND_UTF8(doc, "receiver_id", m->receiver_id);
+}
+
+/* The write errors of an unordered write's reply: codes[index] = the
+ * error's code (unchanged for the documents written).  0, or -1 when the
+ * reply names no write error (the command itself failed). */
+static int write_errors(const bson_t *reply, int *codes, size_t n) {
+  bson_iter_t it, arr;
+  int any = 0;
+  if (bson_iter_init_find(&it, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
+      bson_iter_recurse(&it, &arr)) {
+    while (bson_iter_next(&arr)) {
+      bson_iter_t e;
+      if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e)) continue;
+      int64_t idx = -1, code = -1;
+      while (bson_iter_next(&e)) {
+        if (strcmp(bson_iter_key(&e), "index") == 0) idx = bson_iter_as_int64(&e);
+        else if (strcmp(bson_iter_key(&e), "code") == 0) code = bson_iter_as_int64(&e);
+      }
+      if (idx >= 0 && (size_t)idx < n) {
+        codes[idx] = code ? (int)code : -1;
+        any = 1;
+      }
+    }
   }
-  if (be.code != DUPLICATE_KEY) {
-    snprintf(err, errlen, "mongodb insert: %s", be.message);
+  return any ? 0 : -1;
+}
+
+/* insert_many(ordered: false) of docs[0..n) into `name`; codes[i] = 0 or
+ * the document's write error.  0, or -1 when the command failed (err). */
+static int insert_unordered(mongoc_client_t *c, mg_store *s, const char *name, bson_t *docs,
+                            size_t n, int *codes, char *err, size_t errlen) {
+  const bson_t **ptrs = calloc(n, sizeof *ptrs);
+  if (!ptrs) {
+    snprintf(err, errlen, "out of memory");
     return -1;
   }
-  bson_t filter = BSON_INITIALIZER;
-  append_id(&filter, "_id", m->message_id, m->id_is_oid);
-  chat_message stored;
-  int rc = find_one(s, &filter, &stored, err, errlen);
+  for (size_t i = 0; i < n; i++) {
+    ptrs[i] = &docs[i];
+    codes[i] = 0;
+  }
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, name);
+  bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+  bson_t reply;
+  bson_error_t be;
+  int rc = 0;
+  if (!mongoc_collection_insert_many(coll, ptrs, n, opts, &reply, &be) &&
+      write_errors(&reply, codes, n) < 0) {
+    snprintf(err, errlen, "mongodb insert into %s: %s", name, be.message);
+    rc = -1;
+  }
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  mongoc_collection_destroy(coll);
+  free(ptrs);
+  return rc;
+}
+
+/* Deletes this store's own outbox records `seqs` (published). */
+static int outbox_delete_seqs(mongoc_client_t *c, mg_store *s, const int64_t *seqs, size_t n,
+                              char *err, size_t errlen) {
+  bson_t filter = BSON_INITIALIZER, in, arr;
+  BSON_APPEND_UTF8(&filter, "o", s->owner);
+  BSON_APPEND_DOCUMENT_BEGIN(&filter, "seq", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+  for (size_t i = 0; i < n; i++) {
+    char key[24];
+    snprintf(key, sizeof key, "%zu", i);
+    BSON_APPEND_INT64(&arr, key, seqs[i]);
+  }
+  bson_append_array_end(&in, &arr);
+  bson_append_document_end(&filter, &in);
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->outbox);
+  bson_error_t be;
+  int rc = 0;
+  if (!mongoc_collection_delete_many(coll, &filter, NULL, NULL, &be)) {
+    snprintf(err, errlen, "mongodb outbox delete: %s", be.message);
+    rc = -1;
+  }
+  mongoc_collection_destroy(coll);
   bson_destroy(&filter);
-  if (rc == 0) snprintf(err, errlen, "message %s: duplicate key but not found", m->message_id);
-  if (rc != 1) return -1;
-  chat_message_free(m);
-  *m = stored;
-  return 1;
+  return rc;
+}
+
+/* The change record of a message (key, value rendered now). */
+static int change_fill(cp_change *ch, const chat_message *m, int64_t seq, int64_t now) {
+  pc_buf k, v;
+  pc_buf_init(&k);
+  pc_buf_init(&v);
+  memset(ch, 0, sizeof *ch);
+  ch->status = -1;
+  ch->seq = seq;
+  ch->doc_id_is_oid = m->id_is_oid;
+  ch->doc_id = strdup(m->message_id);
+  int bad = chat_doc_key(m, &k) < 0 || chat_change_value(m, now, &v) < 0;
+  ch->key = pc_buf_steal(&k, &ch->key_len);
+  ch->value = pc_buf_steal(&v, &ch->value_len);
+  pc_buf_free(&k);
+  pc_buf_free(&v);
+  return bad || !ch->doc_id || !ch->key || !ch->value ? -1 : 0;
+}
+
+/* Change records of the messages with rc >= 0 (inserted, or existing: a
+ * retry writes the record again in case the first attempt stored the
+ * message and not its record; consumers dedupe by key).  A message whose
+ * record failed gets rc -1. */
+static void outbox_add(mongoc_client_t *c, mg_store *s, chat_message *const *m, int *rc, size_t n,
+                       cp_change *changes, char *err, size_t errlen) {
+  bson_t *docs = calloc(n, sizeof *docs);
+  size_t *map = calloc(n, sizeof *map);
+  int64_t *seqs = calloc(n, sizeof *seqs);
+  int *codes = calloc(n, sizeof *codes);
+  size_t k = 0;
+  if (!docs || !map || !seqs || !codes) {
+    snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; i < n; i++) rc[i] = -1;
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (rc[i] < 0) continue;
+    bson_init(&docs[k]);
+    msg_doc(&docs[k], m[i]);
+    seqs[k] = __atomic_add_fetch(&s->next_seq, 1, __ATOMIC_RELAXED);
+    BSON_APPEND_UTF8(&docs[k], "o", s->owner);
+    BSON_APPEND_INT64(&docs[k], "seq", seqs[k]);
+    map[k++] = i;
+  }
+  if (k == 0) goto out;
+  int cmd_failed = insert_unordered(c, s, s->outbox, docs, k, codes, err, errlen) < 0;
+  int64_t now = chat_time_now_ms();
+  for (size_t j = 0; j < k; j++) {
+    size_t i = map[j];
+    if (cmd_failed) {
+      rc[i] = -1;
+    } else if (codes[j] == DUPLICATE_KEY) {
+      /* the record of a retried message is still waiting: nothing new */
+    } else if (codes[j] != 0) {
+      snprintf(err, errlen, "mongodb outbox insert: error %d", codes[j]);
+      rc[i] = -1;
+    } else if (changes && change_fill(&changes[i], m[i], seqs[j], now) < 0) {
+      /* the relay reads it back from the outbox instead */
+      free(changes[i].doc_id);
+      free(changes[i].key);
+      free(changes[i].value);
+      memset(&changes[i], 0, sizeof changes[i]);
+    }
+  }
+out:
+  for (size_t j = 0; j < k; j++) bson_destroy(&docs[j]);
+  free(docs);
+  free(map);
+  free(seqs);
+  free(codes);
+}
+
+static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, const int *rc,
+                       size_t n, char *err, size_t errlen);
+
+static int insert_batch(mg_store *s, chat_message *const *m, int *rc, size_t n,
+                        cp_change *changes, const int64_t *del, size_t ndel, int with_conv,
+                        char *err, size_t errlen) {
+  int result = 0;
+  mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
+  bson_t *docs = NULL;
+  int *codes = NULL;
+  if (ndel > 0 && outbox_delete_seqs(c, s, del, ndel, err, errlen) < 0) {
+    result = -1;
+    goto out;
+  }
+  if (n == 0) goto out;
+  docs = calloc(n, sizeof *docs);
+  codes = calloc(n, sizeof *codes);
+  if (!docs || !codes) {
+    snprintf(err, errlen, "out of memory");
+    result = -1;
+    goto out;
+  }
+  int64_t now = chat_time_now_ms();
+  for (size_t i = 0; i < n; i++) {
+    m[i]->created_at_ms = now;
+    bson_init(&docs[i]);
+    msg_doc(&docs[i], m[i]);
+  }
+  result = insert_unordered(c, s, s->coll, docs, n, codes, err, errlen);
+  for (size_t i = 0; i < n; i++) bson_destroy(&docs[i]);
+  if (result < 0) goto out;
+  int any_new = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (codes[i] == 0) {
+      rc[i] = 0;
+      any_new = 1;
+      continue;
+    }
+    if (codes[i] != DUPLICATE_KEY) {
+      snprintf(err, errlen, "mongodb insert: error %d", codes[i]);
+      rc[i] = -1;
+      continue;
+    }
+    /* A retried message_id: answer with what is stored. */
+    bson_t filter = BSON_INITIALIZER;
+    append_id(&filter, "_id", m[i]->message_id, m[i]->id_is_oid);
+    chat_message stored;
+    int r = find_one(s, &filter, &stored, err, errlen);
+    bson_destroy(&filter);
+    if (r == 0) snprintf(err, errlen, "message %s: duplicate key but not found", m[i]->message_id);
+    if (r != 1) {
+      rc[i] = -1;
+      continue;
+    }
+    chat_message_free(m[i]);
+    *m[i] = stored;
+    rc[i] = 1;
+  }
+  /* The conversation state follows in mg_conv_apply, after the answer;
+   * a lone insert (mg_insert) does it here.  Stored and about to be
+   * delivered: a failed update is reported in err with rc 0 (logged as a
+   * warning); the next read recounts. */
+  if (any_new && with_conv) conv_apply(c, s, m, rc, n, err, errlen);
+  if (s->capture) outbox_add(c, s, m, rc, n, changes, err, errlen);
+out:
+  mongoc_client_pool_push(s->pool, c);
+  free(docs);
+  free(codes);
+  if (result < 0)
+    for (size_t i = 0; i < n; i++) rc[i] = -1;
+  return result;
+}
+
+static int mg_insert_batch(cp_store *bs, chat_message *const *m, int *rc, size_t n,
+                           cp_change *changes, const int64_t *del, size_t ndel, char *err,
+                           size_t errlen) {
+  return insert_batch((mg_store *)bs, m, rc, n, changes, del, ndel, 0, err, errlen);
+}
+
+static int mg_insert(cp_store *bs, chat_message *m, char *err, size_t errlen) {
+  int rc;
+  return insert_batch((mg_store *)bs, &m, &rc, 1, NULL, NULL, 0, 1, err, errlen) < 0 ? -1 : rc;
+}
+
+static int mg_conv_apply(cp_store *bs, chat_message *const *m, size_t n, char *err,
+                         size_t errlen) {
+  mg_store *s = (mg_store *)bs;
+  int *rc = calloc(n ? n : 1, sizeof *rc); /* all 0: inserted */
+  if (!rc) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  err[0] = '\0';
+  mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
+  conv_apply(c, s, m, rc, n, err, errlen);
+  mongoc_client_pool_push(s->pool, c);
+  free(rc);
+  return err[0] ? -1 : 0;
 }
 
 static int mg_get(cp_store *bs, const char *id, chat_message *out, char *err, size_t errlen) {
@@ -258,19 +504,179 @@ static void conv_fields(bson_t *set, const char *user, const char *stream, const
   BSON_APPEND_UTF8(set, "peer_id", peer);
 }
 
-/* One side of a new message: the sender's document (count = 0) or the
- * receiver's (count = 1, only while its read mark is before the message).
- * 0, 1 = the receiver's mark is already past (nothing counted; the caller
- * moves the last message alone), < 0 = error. */
-static int conv_side(mongoc_collection_t *coll, const char *cid, const chat_message *m,
-                     const char *key, int receiver, int count, bson_error_t *be) {
-  const char *user = receiver ? m->receiver_id : m->sender_id;
-  const char *peer = receiver ? m->sender_id : m->receiver_id;
-  bson_t filter = BSON_INITIALIZER, update = BSON_INITIALIZER, d;
-  BSON_APPEND_UTF8(&filter, "_id", cid);
-  if (count) {
-    bson_t or, alt, cond;
-    BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
+/* The conversation documents an insert batch touches, one entry each. */
+typedef struct conv_agg {
+  char *cid;
+  const char *user, *peer, *stream;
+  int64_t max_ms;
+  const char *max_key;  /* the newest message's key */
+  const char **keys;    /* messages counted as unread for `user` */
+  size_t nkeys, capkeys;
+  const char *min_key;
+} conv_agg;
+
+static conv_agg *agg_get(conv_agg *a, size_t *na, const char *user, const char *peer,
+                         const char *stream) {
+  char *cid = conv_id(user, stream);
+  if (!cid) return NULL;
+  for (size_t i = 0; i < *na; i++)
+    if (strcmp(a[i].cid, cid) == 0) {
+      free(cid);
+      return &a[i];
+    }
+  conv_agg *g = &a[(*na)++];
+  memset(g, 0, sizeof *g);
+  g->cid = cid;
+  g->user = user;
+  g->peer = peer;
+  g->stream = stream;
+  return g;
+}
+
+static void agg_see(conv_agg *g, const chat_message *m, const char *key) {
+  if (!g->max_key || strcmp(key, g->max_key) > 0) {
+    g->max_key = key;
+    g->max_ms = m->created_at_ms;
+  }
+}
+
+/* Bulk writes of at most CONV_BULK_MAX updates per command: FerretDB v1
+ * holds one PostgreSQL connection per update of a command until the
+ * command ends, and a command with more updates than its pool has
+ * connections (pool_max_conns, 50 by default) waits forever. */
+#define CONV_BULK_MAX 32
+
+typedef struct bulk_run {
+  mongoc_collection_t *coll;
+  const bson_t *opts;
+  mongoc_bulk_operation_t *b;
+  size_t n;
+  int64_t matched;
+  int failed;
+  char *err;
+  size_t errlen;
+} bulk_run;
+
+static void bulk_exec(bulk_run *br) {
+  if (!br->b) return;
+  bson_t reply;
+  bson_error_t be;
+  if (!mongoc_bulk_operation_execute(br->b, &reply, &be)) {
+    snprintf(br->err, br->errlen, "mongodb conversation update: %s", be.message);
+    br->failed = 1;
+  } else {
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, &reply, "nMatched")) br->matched += bson_iter_as_int64(&it);
+  }
+  bson_destroy(&reply);
+  mongoc_bulk_operation_destroy(br->b);
+  br->b = NULL;
+  br->n = 0;
+}
+
+static void bulk_add(bulk_run *br, const bson_t *f, const bson_t *u, const bson_t *opts) {
+  if (!br->b) br->b = mongoc_collection_create_bulk_operation_with_opts(br->coll, br->opts);
+  mongoc_bulk_operation_update_one_with_opts(br->b, f, u, opts, NULL);
+  if (++br->n == CONV_BULK_MAX) bulk_exec(br);
+}
+
+/* {$inc: {unread: n, v: n}}: `v` counts every increment (mark_read's
+ * compare and set). */
+static void append_inc_unread(bson_t *u, int64_t n) {
+  bson_t d;
+  BSON_APPEND_DOCUMENT_BEGIN(u, "$inc", &d);
+  BSON_APPEND_INT64(&d, "unread", n);
+  BSON_APPEND_INT64(&d, "v", n);
+  bson_append_document_end(u, &d);
+}
+
+/* Conversation state for the messages of a batch that were inserted (rc
+ * 0), in two bulk writes (of CONV_BULK_MAX updates each) whatever the
+ * number of messages:
+ *   A. per touched document an upsert: participants, $max of the last
+ *      message, unread/v 0 when new;
+ *   B. per document with messages from the peer: $inc of unread (and v) by
+ *      their number, only while the read mark is before the oldest of them.
+ * Only when B matched fewer documents than it addressed (a read mark past
+ * one of the new messages, a race with a read) does a third bulk count the
+ * messages after the mark one by one, on exactly the documents B left
+ * alone (their mark is at or after that oldest message).  Failures go to
+ * err; the next read recounts. */
+static void conv_apply(mongoc_client_t *c, mg_store *s, chat_message *const *m, const int *rc,
+                       size_t n, char *err, size_t errlen) {
+  char **keys = calloc(n, sizeof *keys);
+  conv_agg *a = calloc(2 * n, sizeof *a);
+  size_t na = 0;
+  int oom = !keys || !a;
+  for (size_t i = 0; !oom && i < n; i++) {
+    if (rc[i] != 0) continue;
+    const chat_message *x = m[i];
+    if (!(keys[i] = msg_key(x))) {
+      oom = 1;
+      break;
+    }
+    conv_agg *g = agg_get(a, &na, x->sender_id, x->receiver_id, x->stream_id);
+    if (!g) {
+      oom = 1;
+      break;
+    }
+    agg_see(g, x, keys[i]);
+    if (strcmp(x->sender_id, x->receiver_id) == 0) continue;
+    g = agg_get(a, &na, x->receiver_id, x->sender_id, x->stream_id);
+    if (!g) {
+      oom = 1;
+      break;
+    }
+    agg_see(g, x, keys[i]);
+    if (g->nkeys == g->capkeys) {
+      size_t cap = g->capkeys ? g->capkeys * 2 : 4;
+      const char **v = realloc(g->keys, cap * sizeof *v);
+      if (!v) {
+        oom = 1;
+        break;
+      }
+      g->keys = v;
+      g->capkeys = cap;
+    }
+    g->keys[g->nkeys++] = keys[i];
+    if (!g->min_key || strcmp(keys[i], g->min_key) < 0) g->min_key = keys[i];
+  }
+  if (oom) {
+    snprintf(err, errlen, "out of memory (conversation update)");
+    goto out;
+  }
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->conv);
+  bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
+  bson_t *upsert = BCON_NEW("upsert", BCON_BOOL(true));
+  bulk_run br = {coll, bopts, NULL, 0, 0, 0, err, errlen};
+  /* A */
+  for (size_t i = 0; i < na; i++) {
+    bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, d;
+    BSON_APPEND_UTF8(&f, "_id", a[i].cid);
+    BSON_APPEND_DOCUMENT_BEGIN(&u, "$set", &d);
+    conv_fields(&d, a[i].user, a[i].stream, a[i].peer);
+    bson_append_document_end(&u, &d);
+    BSON_APPEND_DOCUMENT_BEGIN(&u, "$max", &d);
+    BSON_APPEND_DATE_TIME(&d, "last_at", a[i].max_ms);
+    BSON_APPEND_UTF8(&d, "last_key", a[i].max_key);
+    bson_append_document_end(&u, &d);
+    BSON_APPEND_DOCUMENT_BEGIN(&u, "$setOnInsert", &d);
+    BSON_APPEND_INT64(&d, "unread", 0);
+    BSON_APPEND_INT64(&d, "v", 0);
+    bson_append_document_end(&u, &d);
+    bulk_add(&br, &f, &u, upsert);
+    bson_destroy(&f);
+    bson_destroy(&u);
+  }
+  bulk_exec(&br);
+  /* B */
+  size_t nb = 0;
+  br.matched = 0;
+  for (size_t i = 0; !br.failed && i < na; i++) {
+    if (!a[i].nkeys) continue;
+    bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, or, alt, cond;
+    BSON_APPEND_UTF8(&f, "_id", a[i].cid);
+    BSON_APPEND_ARRAY_BEGIN(&f, "$or", &or);
     BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &alt);
     BSON_APPEND_DOCUMENT_BEGIN(&alt, "read_key", &cond);
     BSON_APPEND_BOOL(&cond, "$exists", false);
@@ -278,65 +684,48 @@ static int conv_side(mongoc_collection_t *coll, const char *cid, const chat_mess
     bson_append_document_end(&or, &alt);
     BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &alt);
     BSON_APPEND_DOCUMENT_BEGIN(&alt, "read_key", &cond);
-    BSON_APPEND_UTF8(&cond, "$lt", key);
+    BSON_APPEND_UTF8(&cond, "$lt", a[i].min_key);
     bson_append_document_end(&alt, &cond);
     bson_append_document_end(&or, &alt);
-    bson_append_array_end(&filter, &or);
+    bson_append_array_end(&f, &or);
+    append_inc_unread(&u, (int64_t)a[i].nkeys);
+    bulk_add(&br, &f, &u, NULL);
+    bson_destroy(&f);
+    bson_destroy(&u);
+    nb++;
   }
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &d);
-  conv_fields(&d, user, m->stream_id, peer);
-  bson_append_document_end(&update, &d);
-  BSON_APPEND_DOCUMENT_BEGIN(&update, "$max", &d);
-  BSON_APPEND_DATE_TIME(&d, "last_at", m->created_at_ms);
-  BSON_APPEND_UTF8(&d, "last_key", key);
-  bson_append_document_end(&update, &d);
-  if (count) {
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &d);
-    BSON_APPEND_INT64(&d, "unread", 1);
-    BSON_APPEND_INT64(&d, "v", 1);
-    bson_append_document_end(&update, &d);
-  } else {
-    BSON_APPEND_DOCUMENT_BEGIN(&update, "$setOnInsert", &d);
-    BSON_APPEND_INT64(&d, "unread", 0);
-    BSON_APPEND_INT64(&d, "v", 0);
-    bson_append_document_end(&update, &d);
-  }
-  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-  bool ok = mongoc_collection_update_one(coll, &filter, &update, opts, NULL, be);
-  bson_destroy(opts);
-  bson_destroy(&filter);
-  bson_destroy(&update);
-  if (ok) return 0;
-  /* The filter missed an existing document: its read mark is past. */
-  return count && be->code == DUPLICATE_KEY ? 1 : -1;
-}
-
-/* After a message insert that really inserted. */
-static int conv_on_insert(mg_store *s, const chat_message *m, char *err, size_t errlen) {
-  int self = strcmp(m->sender_id, m->receiver_id) == 0;
-  char *key = msg_key(m);
-  char *ids[2] = {conv_id(m->sender_id, m->stream_id), conv_id(m->receiver_id, m->stream_id)};
-  int rc = 0;
-  if (!key || !ids[0] || !ids[1]) {
-    snprintf(err, errlen, "out of memory");
-    rc = -1;
-  }
-  mongoc_client_t *c;
-  mongoc_collection_t *coll = conv_pop(s, &c);
-  bson_error_t be;
-  for (int side = 0; rc == 0 && side < (self ? 1 : 2); side++) {
-    int r = conv_side(coll, ids[side], m, key, side, side, &be);
-    if (r == 1) r = conv_side(coll, ids[side], m, key, side, 0, &be);
-    if (r < 0) {
-      snprintf(err, errlen, "mongodb conversation update: %s", be.message);
-      rc = -1;
+  bulk_exec(&br);
+  /* C: only the documents whose mark is at or after their oldest new
+   * message match (read_key >= min_key); those B counted do not. */
+  if (!br.failed && br.matched < (int64_t)nb) {
+    for (size_t i = 0; i < na; i++) {
+      for (size_t k = 0; k < a[i].nkeys; k++) {
+        if (a[i].keys[k] == a[i].min_key) continue; /* never after the mark */
+        bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER, cond;
+        BSON_APPEND_UTF8(&f, "_id", a[i].cid);
+        BSON_APPEND_DOCUMENT_BEGIN(&f, "read_key", &cond);
+        BSON_APPEND_UTF8(&cond, "$gte", a[i].min_key);
+        BSON_APPEND_UTF8(&cond, "$lt", a[i].keys[k]);
+        bson_append_document_end(&f, &cond);
+        append_inc_unread(&u, 1);
+        bulk_add(&br, &f, &u, NULL);
+        bson_destroy(&f);
+        bson_destroy(&u);
+      }
     }
+    bulk_exec(&br);
   }
-  coll_push(s, c, coll);
-  free(key);
-  free(ids[0]);
-  free(ids[1]);
-  return rc;
+  bson_destroy(upsert);
+  bson_destroy(bopts);
+  mongoc_collection_destroy(coll);
+out:
+  for (size_t i = 0; a && i < na; i++) {
+    free(a[i].cid);
+    free(a[i].keys);
+  }
+  free(a);
+  for (size_t i = 0; keys && i < n; i++) free(keys[i]);
+  free(keys);
 }
 
 /* The peers' read marks for a page: one query for every peer's document of
@@ -749,6 +1138,9 @@ static int mg_history(cp_store *bs, const char *stream_id, const cp_cursor *befo
   return result;
 }
 
+/* Catch-up: the oldest records of the outbox (this store's and any other
+ * writer's; other writers' records carry seq 0 here, so they never count
+ * as this relay's own). */
 static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *n, char *err,
                             size_t errlen) {
   mg_store *s = (mg_store *)bs;
@@ -759,12 +1151,12 @@ static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  bson_t *filter = BCON_NEW("_published", BCON_BOOL(false));
+  bson_t filter = BSON_INITIALIZER;
   bson_t *opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(1), "_id", BCON_INT32(1), "}",
                           "limit", BCON_INT64((int64_t)max));
-  mongoc_client_t *c;
-  mongoc_collection_t *coll = coll_pop(s, &c);
-  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+  mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
+  mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->outbox);
+  mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
   const bson_t *doc;
   int result = 0;
   int64_t now = chat_time_now_ms();
@@ -774,18 +1166,15 @@ static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *
       result = -1;
       break;
     }
-    cp_change *ch = &out[(*n)++];
-    pc_buf k, v;
-    pc_buf_init(&k);
-    pc_buf_init(&v);
-    ch->status = -1;
-    ch->doc_id_is_oid = m.id_is_oid;
-    ch->doc_id = strdup(m.message_id);
-    int bad = chat_doc_key(&m, &k) < 0 || chat_change_value(&m, now, &v) < 0;
-    ch->key = pc_buf_steal(&k, &ch->key_len);
-    ch->value = pc_buf_steal(&v, &ch->value_len);
+    int64_t seq = 0;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, "o") && BSON_ITER_HOLDS_UTF8(&it) &&
+        strcmp(bson_iter_utf8(&it, NULL), s->owner) == 0 &&
+        bson_iter_init_find(&it, doc, "seq") && BSON_ITER_HOLDS_NUMBER(&it))
+      seq = bson_iter_as_int64(&it);
+    int bad = change_fill(&out[(*n)++], &m, seq, now) < 0;
     chat_message_free(&m);
-    if (bad || !ch->doc_id || !ch->key || !ch->value) {
+    if (bad) {
       result = -1;
       break;
     }
@@ -797,9 +1186,9 @@ static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *
     result = -1;
   }
   mongoc_cursor_destroy(cur);
-  coll_push(s, c, coll);
+  mongoc_collection_destroy(coll);
+  mongoc_client_pool_push(s->pool, c);
   bson_destroy(opts);
-  bson_destroy(filter);
   if (result < 0) {
     cp_changes_free(out, *n);
     *n = 0;
@@ -809,6 +1198,7 @@ static int mg_changes_fetch(cp_store *bs, size_t max, cp_change **outp, size_t *
   return 0;
 }
 
+/* Deletes the outbox records of the changes with status 0 (published). */
 static int mg_changes_done(cp_store *bs, const cp_change *ch, size_t n, char *err,
                            size_t errlen) {
   mg_store *s = (mg_store *)bs;
@@ -826,16 +1216,15 @@ static int mg_changes_done(cp_store *bs, const cp_change *ch, size_t n, char *er
   bson_append_document_end(&filter, &in);
   int rc = 0;
   if (k > 0) {
-    bson_t *update = BCON_NEW("$set", "{", "_published", BCON_BOOL(true), "}");
-    mongoc_client_t *c;
-    mongoc_collection_t *coll = coll_pop(s, &c);
+    mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, s->db, s->outbox);
     bson_error_t be;
-    if (!mongoc_collection_update_many(coll, &filter, update, NULL, NULL, &be)) {
-      snprintf(err, errlen, "mongodb relay mark: %s", be.message);
+    if (!mongoc_collection_delete_many(coll, &filter, NULL, NULL, &be)) {
+      snprintf(err, errlen, "mongodb outbox delete: %s", be.message);
       rc = -1;
     }
-    coll_push(s, c, coll);
-    bson_destroy(update);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(s->pool, c);
   }
   bson_destroy(&filter);
   return rc;
@@ -848,12 +1237,15 @@ static void mg_close(cp_store *bs) {
   free(s->db);
   free(s->coll);
   free(s->conv);
+  free(s->outbox);
   free(s);
 }
 
 static const cp_store_ops mongo_ops = {
     .name = "mongodb",
     .insert = mg_insert,
+    .insert_batch = mg_insert_batch,
+    .conv_apply = mg_conv_apply,
     .get = mg_get,
     .history = mg_history,
     .conversations = mg_conversations,
@@ -866,6 +1258,8 @@ static const cp_store_ops mongo_ops = {
 static const cp_store_ops mongo_ops_no_capture = {
     .name = "mongodb",
     .insert = mg_insert,
+    .insert_batch = mg_insert_batch,
+    .conv_apply = mg_conv_apply,
     .get = mg_get,
     .history = mg_history,
     .conversations = mg_conversations,
@@ -898,7 +1292,19 @@ int cp_store_mongo_open(const cp_mongo_opts *o, cp_store **out, char *err, size_
   s->db = strdup(o->database);
   s->coll = strdup(o->collection);
   s->conv = strdup(o->conversations);
-  if (!s->pool || !s->db || !s->coll || !s->conv) {
+  s->outbox = strdup(o->outbox);
+  /* Outbox records are this store's by owner: 16 random bytes. */
+  unsigned char rnd[16];
+  FILE *ur = fopen("/dev/urandom", "rb");
+  int have_rnd = ur && fread(rnd, 1, sizeof rnd, ur) == sizeof rnd;
+  if (ur) fclose(ur);
+  for (size_t i = 0; have_rnd && i < sizeof rnd; i++)
+    snprintf(s->owner + 2 * i, 3, "%02x", rnd[i]);
+  if (!have_rnd) {
+    mongoc_client_pool_destroy(s->pool);
+    s->pool = NULL;
+  }
+  if (!s->pool || !s->db || !s->coll || !s->conv || !s->outbox) {
     mg_close(&s->base);
     snprintf(err, errlen, "cannot create the MongoDB client pool");
     return -1;
@@ -957,10 +1363,9 @@ int cp_store_mongo_setup(cp_store *bs, char *err, size_t errlen) {
   int rc = ensure_index(c, s->db, s->coll, "stream_id_1_created_at_-1",
                         BCON_NEW("stream_id", BCON_INT32(1), "created_at", BCON_INT32(-1)), err,
                         errlen);
-  if (rc == 0 && s->capture)
-    rc = ensure_index(c, s->db, s->coll, "_published_1_created_at_1",
-                      BCON_NEW("_published", BCON_INT32(1), "created_at", BCON_INT32(1)), err,
-                      errlen);
+  /* The outbox has no index but _id: it holds only the records in flight
+   * (a scan of it is cheap), and every index costs each record an insert
+   * and a delete (on FerretDB/PostgreSQL an expression index each). */
   if (rc == 0)
     rc = ensure_index(c, s->db, s->conv, "user_id_1_last_at_-1_stream_id_-1",
                       BCON_NEW("user_id", BCON_INT32(1), "last_at", BCON_INT32(-1), "stream_id",

@@ -2,7 +2,8 @@
 # The distributed deployment on one machine, every server on loopback:
 # Kafka (tests/services/kafka.sh), redis-server (redis.sh, with
 # config/distributed/redis.conf: append-only, fsync every second), FerretDB as the
-# MongoDB (ferretdb.sh), an SMTP server (smtp_server.py, needs
+# MongoDB (ferretdb.sh; on its own PostgreSQL unless
+# NOTIFD_FERRETDB_BACKEND=sqlite), an SMTP server (smtp_server.py, needs
 # python3-aiosmtpd; without it the email role is left out), nginx in front
 # (config/distributed/nginx.conf.template), and seven notifd processes run
 # with the configs in config/distributed/:
@@ -297,6 +298,7 @@ start() {
       STACK_KAFKA "$kafka_addr" STACK_KAFKA_PID "$(cat "$dir/kafka/kafka.pid")" \
       STACK_REDIS "$redis_addr" STACK_REDIS_PID "$(cat "$dir/redis/redis.pid")" \
       STACK_MONGODB_URI "$mongo_uri" STACK_FERRETDB_PID "$(cat "$dir/ferretdb/ferretdb.pid")" \
+      STACK_FERRETDB_BACKEND "$(cat "$dir/ferretdb/backend")" \
       STACK_MONGODB_DATABASE notifications \
       STACK_INTERNAL_TOKEN "$NOTIFD_INTERNAL_TOKEN" STACK_JWT_SECRET "$NOTIFD_JWT_SECRET" \
       STACK_EMAIL "$email" STACK_EMAIL_REASON "$email_reason" \

@@ -25,12 +25,13 @@ import os
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import jwt
 import pytest
 
-from conftest import checked_exits, free_port, http, stream_id, wait_until
+from conftest import checked_exits, free_port, http, metric, stream_id, wait_until
 from test_chat_distributed import ferretdb  # noqa: F401  (module fixture: FerretDB v1)
 
 SECRET = "chat-state-test-secret-0123456789abcdef"
@@ -444,3 +445,44 @@ def test_mongodb_store_conversations_and_read_marks(notifd_factory, ferretdb):  
     node.restart()
     wait_until(lambda: node.n.read_log().count("MongoDB reachable") >= 2, 30, "MongoDB setup")
     assert node.conversations("alice")["conversations"] == whole
+
+
+def test_mongodb_group_commit_burst_with_retries(notifd_factory, ferretdb):  # noqa: F811
+    """Many POSTs at once on the MongoDB store: they are stored in group
+    commits (one insert_many per batch), every message_id posted twice at
+    the same time (a client retry) is stored once and answered "existing"
+    once, the conversation state (applied after the answers) counts each
+    message once, and every message's change record is published."""
+    db = f"chat_burst_{int(time.time() * 1000)}"
+    node = Node(notifd_factory, "users", persist={"store": "mongodb", "relay": "poll",
+                                                  "relay_poll_interval": "200ms"},
+                extra=f"backends:\n  mongodb: {{uri: \"{ferretdb}\", database: {db}}}\n")
+    wait_until(lambda: "MongoDB reachable" in node.n.read_log(), 30, "MongoDB setup")
+    # 40 senders (the per-user write limit stays out of the way), two
+    # messages each to alice, one each from alice to the first 10.
+    senders = [f"burst-user-{i}" for i in range(40)]
+    jobs = [(u, "alice", f"{u}-{k}") for u in senders for k in range(2)]
+    jobs += [("alice", u, f"alice-{u}") for u in senders[:10]]
+    jobs = jobs + jobs  # each message_id twice, concurrently
+
+    def send(job):
+        sender, receiver, mid = job
+        return node.send(sender, receiver, f"burst {mid}", message_id=f"burst-{mid}")
+
+    with ThreadPoolExecutor(max_workers=24) as ex:
+        answers = list(ex.map(send, jobs))
+    by_id = {}
+    for a in answers:
+        by_id.setdefault(a["message_id"], []).append(a)
+    assert len(by_id) == 90
+    assert all(len(v) == 2 and v[0] == v[1] for v in by_id.values())  # the stored message twice
+    assert metric(node.n, "chat_persistence_requests_total", result="created") == 90
+    assert metric(node.n, "chat_persistence_requests_total", result="existing") == 90
+    alice = {c["peer_id"]: c["unread"]
+             for c in node.conversations("alice", "limit=100")["conversations"]}
+    assert alice == {u: 2 for u in senders}
+    for u in senders[:10]:
+        assert {c["peer_id"]: c["unread"] for c in node.conversations(u)["conversations"]} == \
+            {"alice": 1}
+    wait_until(lambda: metric(node.n, "chat_persistence_relay_published_total") >= 90, 30,
+               "every change record published")

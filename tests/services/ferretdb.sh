@@ -1,5 +1,15 @@
 #!/usr/bin/env bash
-# A real FerretDB v1 (MongoDB wire protocol on SQLite) for tests, on loopback.
+# A real FerretDB v1 (MongoDB wire protocol) for tests, on loopback, on one
+# of its two backends:
+#   postgresql (default)  a throwaway PostgreSQL cluster of its own
+#                         (postgres.sh, Debian's postgresql), started and
+#                         stopped with the server; falls back to sqlite,
+#                         with a note on stderr, when PostgreSQL is not
+#                         installed
+#   sqlite                FerretDB's SQLite handler (one file per database
+#                         in DIR/state): ~150 inserts/s here and "database
+#                         is locked" under concurrent writers (bench/README.md)
+# chosen with NOTIFD_FERRETDB_BACKEND=postgresql|sqlite.
 # The binary is built here from the FerretDB Go module (go mod download +
 # go build; `go install` of a v1 tag stops on the module proxy's version list).
 #
@@ -7,7 +17,9 @@
 #                               prints its path
 #   ferretdb.sh start DIR [PORT] start a server with its state in DIR; prints
 #                               "mongodb://127.0.0.1:PORT/" once it answers
-#   ferretdb.sh stop DIR        stop the server started in DIR (by pid)
+#                               (DIR/backend says which backend runs)
+#   ferretdb.sh stop DIR        stop the server started in DIR (by pid), then
+#                               its PostgreSQL
 #
 # Binary: $NOTIFD_FERRETDB, else `ferretdb` on PATH, else the cache
 # ($NOTIFD_FERRETDB_CACHE or ${XDG_CACHE_HOME:-$HOME/.cache}/notifd/ferretdb).
@@ -69,9 +81,29 @@ start() {
   [ -n "$bin" ] && [ -x "$bin" ] || exit 2
   mkdir -p "$dir/state" || exit 1
   [ -n "$port" ] || port=$(free_port) || die_skip "no free port"
-  local dport
+  local dport backend="${NOTIFD_FERRETDB_BACKEND:-postgresql}" handler_args pg_url
   dport=$(free_port "$port") || die_skip "no free port"
-  setsid "$bin" --handler=sqlite --sqlite-url="file:$dir/state/" \
+  case "$backend" in
+    postgresql | postgres | pg)
+      pg_url=$("$(dirname "$0")/postgres.sh" start "$dir/postgres" 2>"$dir/postgres.err" | tail -n 1)
+      if [ -n "$pg_url" ]; then
+        backend=postgresql
+        # FerretDB v1 holds a PostgreSQL connection per update of a
+        # command until the command ends; its default pool (50) is the
+        # limit on updates in flight (the cluster allows 200 connections).
+        handler_args=(--handler=postgresql --postgresql-url="$pg_url?pool_max_conns=150")
+      elif grep -q "not installed" "$dir/postgres.err"; then
+        echo "ferretdb: $(cat "$dir/postgres.err"); using the SQLite handler" >&2
+        backend=sqlite
+      else
+        die_skip "postgres for ferretdb: $(cat "$dir/postgres.err")"
+      fi ;;
+    sqlite) ;;
+    *) echo "NOTIFD_FERRETDB_BACKEND: expected postgresql or sqlite, got '$backend'" >&2; exit 1 ;;
+  esac
+  [ "$backend" = sqlite ] && handler_args=(--handler=sqlite --sqlite-url="file:$dir/state/")
+  echo "$backend" >"$dir/backend"
+  setsid "$bin" "${handler_args[@]}" \
       --listen-addr="127.0.0.1:$port" --debug-addr="127.0.0.1:$dport" \
       --telemetry=disable --state-dir="$dir/state" --log-level=warn \
       >"$dir/ferretdb.log" 2>&1 </dev/null &
@@ -79,18 +111,22 @@ start() {
   echo "$pid" >"$dir/ferretdb.pid"
   echo "mongodb://127.0.0.1:$port/" >"$dir/ferretdb.uri"
   for _ in $(seq 1 400); do
-    kill -0 "$pid" 2>/dev/null || die_skip "ferretdb exited during startup (see $dir/ferretdb.log)"
+    kill -0 "$pid" 2>/dev/null || { stop "$dir"; die_skip "ferretdb exited during startup (see $dir/ferretdb.log)"; }
     if port_open "$port"; then
       echo "mongodb://127.0.0.1:$port/"
       return 0
     fi
     sleep 0.05
   done
-  kill -9 "$pid" 2>/dev/null
+  stop "$dir"
   die_skip "ferretdb did not listen within 20 s"
 }
 
-stop() { stop_pidfile "$1/ferretdb.pid" 10; }
+stop() {
+  stop_pidfile "$1/ferretdb.pid" 10
+  [ -d "$1/postgres" ] && "$(dirname "$0")/postgres.sh" stop "$1/postgres"
+  return 0
+}
 
 case "${1:-}" in
   build) build ;;
