@@ -2,6 +2,7 @@
  * queue with its limits, the close handshake and teardown.  See
  * ws_internal.h for the connection states. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "http/tls.h"
 #include "log/log.h"
@@ -116,7 +118,12 @@ int nd_ws_conn_start(notifd_ws_conn *c) {
   bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
   bufferevent_set_timeouts(bev, NULL, NULL);
   bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
-  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  /* A plain socket is written by nd_ws_conn_flush; its bufferevent only
+   * watches for writability after the kernel buffer filled up. */
+  c->direct = hub->write_mode != ND_WS_WRITE_BEV && !nd_tls_bev_is_tls(bev);
+  /* (A new bufferevent starts with EV_WRITE enabled.) */
+  if (c->direct) bufferevent_disable(bev, EV_WRITE);
+  bufferevent_enable(bev, c->direct ? EV_READ : EV_READ | EV_WRITE);
   nd_ws_timer_set(hub, c, ND_WS_TL_PING);
   nd_ws_metric_conns(ch);
   return 0;
@@ -144,7 +151,9 @@ static int write_control(notifd_ws_conn *c, int opcode, const void *payload, siz
   uint8_t frame[14 + 125];
   size_t h = nd_ws_frame_header(frame, opcode, 1, len, NULL);
   if (len) memcpy(frame + h, payload, len);
-  return bufferevent_write(c->bev, frame, h + len);
+  if (bufferevent_write(c->bev, frame, h + len) < 0) return -1;
+  nd_ws_conn_kick(c);
+  return 0;
 }
 
 static void send_close_frame(notifd_ws_conn *c, int code, const char *reason) {
@@ -201,6 +210,10 @@ void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why) {
   }
   detach(c, code);
   c->state = ND_WS_DEAD;
+  if (c->dirty_idx) {
+    hub->dirty[c->dirty_idx - 1] = NULL;
+    c->dirty_idx = 0;
+  }
   nd_ws_timer_set(hub, c, ND_WS_TL_NONE);
   bufferevent_disable(c->bev, EV_READ | EV_WRITE);
   bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -209,6 +222,10 @@ void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why) {
 }
 
 void nd_ws_conn_destroy(notifd_ws_conn *c) {
+  if (c->dirty_idx) {
+    c->ch->hub->dirty[c->dirty_idx - 1] = NULL;
+    c->dirty_idx = 0;
+  }
   if (c->bev) {
     /* Queued frames reference c in their cleanup: release them now, before
      * libevent possibly finalizes the bufferevent later. */
@@ -273,7 +290,89 @@ int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
     nd_ws_chunk_unref(frame);
     return -1;
   }
+  nd_ws_conn_kick(c);
   return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+#define FLUSH_IOV 64
+
+/* The socket is full (or failed): its bufferevent writes the rest when it
+ * becomes writable (and reports a failure through conn_eventcb, as it
+ * always did); conn_writecb hands writing back to us once it drained. */
+static void arm_write(notifd_ws_conn *c) {
+  c->wr_armed = 1;
+  bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void nd_ws_conn_flush(notifd_ws_conn *c) {
+  if (!c->direct || c->wr_armed || c->wr_shut || c->state == ND_WS_DEAD || !c->bev) return;
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  size_t left;
+  while ((left = evbuffer_get_length(out)) > 0) {
+    struct evbuffer_iovec v[FLUSH_IOV];
+    struct iovec iov[FLUSH_IOV];
+    int n = evbuffer_peek(out, -1, NULL, v, FLUSH_IOV);
+    if (n > FLUSH_IOV) n = FLUSH_IOV;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+      iov[i].iov_base = v[i].iov_base;
+      iov[i].iov_len = v[i].iov_len;
+      total += v[i].iov_len;
+    }
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      /* EAGAIN, or an error the bufferevent's own write will report. */
+      arm_write(c);
+      return;
+    }
+    /* A socket bufferevent keeps its output's start frozen: only it may
+     * drain, and here we are it.  Written frames release their chunks. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_drain(out, (size_t)w);
+    evbuffer_freeze(out, 1);
+    if ((size_t)w < total) { /* kernel buffer full */
+      arm_write(c);
+      return;
+    }
+  }
+  if (c->state == ND_WS_LINGER) linger_flushed(c);
+}
+
+void nd_ws_conn_kick(notifd_ws_conn *c) {
+  if (!c->direct || c->wr_armed || c->state == ND_WS_DEAD) return;
+  nd_ws_hub *hub = c->ch->hub;
+  if (hub->write_mode == ND_WS_WRITE_NOW) {
+    nd_ws_conn_flush(c);
+    return;
+  }
+  if (c->dirty_idx) return; /* written at the end of this turn already */
+  if (hub->ndirty == hub->dirty_cap) {
+    size_t cap = hub->dirty_cap ? hub->dirty_cap * 2 : 256;
+    notifd_ws_conn **d = realloc(hub->dirty, cap * sizeof *d);
+    if (!d) {
+      nd_ws_conn_flush(c); /* no room to remember it: write now */
+      return;
+    }
+    hub->dirty = d;
+    hub->dirty_cap = cap;
+  }
+  hub->dirty[hub->ndirty++] = c;
+  c->dirty_idx = (uint32_t)hub->ndirty;
+  /* After the callbacks already active in this turn: everything they
+   * queue for c goes out in the same sendmsg. */
+  if (hub->ndirty == 1) {
+    if (hub->write_mode == ND_WS_WRITE_NEXT) {
+      static const struct timeval zero = {0, 0};
+      event_add(hub->flush_ev, &zero); /* after the next poll's callbacks */
+    } else {
+      event_active(hub->flush_ev, EV_TIMEOUT, 0);
+    }
+  }
 }
 
 /* ---- inbound ------------------------------------------------------------ */
@@ -340,6 +439,11 @@ static void conn_readcb(struct bufferevent *bev, void *arg) {
 
 static void conn_writecb(struct bufferevent *bev, void *arg) {
   notifd_ws_conn *c = arg;
+  if (c->wr_armed && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    /* Drained: back to writing directly, no write event. */
+    c->wr_armed = 0;
+    bufferevent_disable(bev, EV_WRITE);
+  }
   if (c->state == ND_WS_LINGER && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
     linger_flushed(c);
 }
