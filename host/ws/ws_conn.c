@@ -363,14 +363,16 @@ void nd_ws_conn_kick(notifd_ws_conn *c) {
   }
   hub->dirty[hub->ndirty++] = c;
   c->dirty_idx = (uint32_t)hub->ndirty;
-  /* After the callbacks already active in this turn: everything they
-   * queue for c goes out in the same sendmsg. */
+  /* Everything queued for c until the flush goes out in one sendmsg. */
   if (hub->ndirty == 1) {
     if (hub->write_mode == ND_WS_WRITE_NEXT) {
+      /* A zero-delay timer runs after the I/O callbacks of the next poll
+       * (which does not block while it is pending): requests that were
+       * already waiting publish into the same writes. */
       static const struct timeval zero = {0, 0};
-      event_add(hub->flush_ev, &zero); /* after the next poll's callbacks */
+      event_add(hub->flush_ev, &zero);
     } else {
-      event_active(hub->flush_ev, EV_TIMEOUT, 0);
+      event_active(hub->flush_ev, EV_TIMEOUT, 0); /* after this turn's callbacks */
     }
   }
 }

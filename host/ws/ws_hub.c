@@ -118,10 +118,10 @@ static void on_flush(evutil_socket_t fd, short what, void *arg) {
 
 static int write_mode_from_env(void) {
   const char *m = getenv("NOTIFD_WS_WRITE");
+  if (m && strcmp(m, "turn") == 0) return ND_WS_WRITE_TURN;
   if (m && strcmp(m, "now") == 0) return ND_WS_WRITE_NOW;
   if (m && strcmp(m, "bev") == 0) return ND_WS_WRITE_BEV;
-  if (m && strcmp(m, "next") == 0) return ND_WS_WRITE_NEXT;
-  return ND_WS_WRITE_TURN;
+  return ND_WS_WRITE_NEXT;
 }
 
 void nd_ws_hub_defer(nd_ws_hub *hub, notifd_ws_conn *c) {

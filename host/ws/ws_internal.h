@@ -26,12 +26,14 @@ struct event;
 struct nd_ipent;
 
 /* How output reaches a plain socket (NOTIFD_WS_WRITE, a benchmark knob):
- * TURN (default) writes each connection's queued frames with one sendmsg
- * at the end of the loop turn that queued them; NOW writes at once, each
- * time something is queued; BEV leaves writing to the bufferevent (a write
- * event added and removed for every burst).  TLS connections always use
- * their bufferevent. */
-enum { ND_WS_WRITE_TURN = 0, ND_WS_WRITE_NOW, ND_WS_WRITE_BEV, ND_WS_WRITE_NEXT };
+ * NEXT (default) writes each connection's queued frames with one sendmsg
+ * after the next poll's callbacks (a zero-delay timer), so publishes whose
+ * requests were already waiting share the write; TURN writes at the end
+ * of the turn that queued them; NOW writes at once, each time something is
+ * queued; BEV leaves writing to the bufferevent (a write event added and
+ * removed for every burst: the layer before issue 14).  TLS connections
+ * always use their bufferevent.  Measured in bench/README.md (issue 14). */
+enum { ND_WS_WRITE_NEXT = 0, ND_WS_WRITE_TURN, ND_WS_WRITE_NOW, ND_WS_WRITE_BEV };
 
 enum { ND_WS_OPEN = 0, ND_WS_CLOSE_SENT, ND_WS_LINGER, ND_WS_DEAD };
 
@@ -127,8 +129,8 @@ struct nd_ws_hub {
   int64_t tick_ms;
   int64_t close_grace_ms;
   nd_ws_tlist tl[ND_WS_TL_COUNT];
-  /* Output written once per loop turn: connections that got bytes since
-   * the last flush (entries may be NULL: aborted meanwhile). */
+  /* Connections that got bytes since the last flush (entries may be NULL:
+   * aborted meanwhile); flush_ev writes them. */
   notifd_ws_conn **dirty;
   size_t ndirty, dirty_cap;
   struct event *flush_ev;
