@@ -29,7 +29,7 @@
  *   --server-pid PID     server CPU (utime+stime) over the publish window:
  *                        server_us_per_publish in the output
  * Publishes to key i % keys in turn; the run ends when every socket got its
- * M messages (or at --hold). */
+ * M messages (or at --hold; or after 60 s if not every socket got ready). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -419,6 +419,17 @@ static void open_batch(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* Publishing never started: some connection did not get ready. */
+static void on_ready_deadline(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  run *r = arg;
+  if (r->publishing) return;
+  fprintf(stderr, "ws_loadgen: %d of %d connections ready (%d failed): not publishing\n",
+          r->ready_marker ? r->nready : r->upgraded, r->nconns, r->failed);
+  event_base_loopexit(r->base, NULL);
+}
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
@@ -478,6 +489,8 @@ int main(int argc, char **argv) {
   struct timeval tv0 = {0, 0}, hold = {r.hold_s, 0};
   event_base_once(r.base, -1, EV_TIMEOUT, open_batch, &r, &tv0);
   event_base_once(r.base, -1, EV_TIMEOUT, on_deadline, &r, &hold);
+  struct timeval ready_tv = {60, 0}; /* to be subscribed before publishing */
+  if (r.pub_path) event_base_once(r.base, -1, EV_TIMEOUT, on_ready_deadline, &r, &ready_tv);
   printf("{\"event\":\"started\",\"conns\":%d}\n", r.nconns);
   fflush(stdout);
   event_base_dispatch(r.base);
@@ -489,9 +502,9 @@ int main(int argc, char **argv) {
          (unsigned long long)r.frames, (unsigned long long)r.bytes, span,
          span > 0 ? (double)r.frames / span : 0.0);
   if (r.pub_path) {
-    double t1 = r.t_last_frame > r.t_pub0 ? r.t_last_frame : now_s();
+    double t1 = !r.publishing ? r.t_pub0 : r.t_last_frame > r.t_pub0 ? r.t_last_frame : now_s();
     long pubs = r.messages * r.nkeys;
-    if (r.server_pid && r.cpu_server == 0 && r.cpu0 >= 0)
+    if (r.publishing && r.server_pid && r.cpu_server == 0 && r.cpu0 >= 0)
       r.cpu_server = proc_cpu(r.server_pid) - r.cpu0; /* ended at --hold */
     printf("{\"event\":\"published\",\"publishes\":%ld,\"answered\":%ld,\"http_errors\":%ld,"
            "\"expected\":%llu,\"received\":%llu,\"seconds\":%.3f,\"server_cpu_seconds\":%.3f,"
