@@ -50,6 +50,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from run_ws_bench import bench_yaml  # noqa: E402  (the same notifd config head)
 CENTRIFUGO_MODULE = "github.com/centrifugal/centrifugo/v6"
 CENTRIFUGO_VERSION = "v6.9.1"
 CONTENT = "x" * 64
@@ -166,19 +168,8 @@ class Notifd:
         self.port, admin = free_port(), free_port()
         cfg = os.path.join(tmp, "notifd.yaml")
         with open(cfg, "w") as f:
-            f.write(f"""listen: {{address: 127.0.0.1, port: {self.port}}}
-admin: {{address: 127.0.0.1, port: {admin}}}
-data_dir: {tmp}/data
-logging: {{level: warn}}
-auth: {{mode: none}}
-http: {{max_connections: 200000, max_connections_per_ip: 0}}
-websocket:
-  max_connections: 200000
-  max_connections_per_key: 20000
-plugin_dirs: [{self.build}/plugins]
-plugins:
-  - name: chat_ws
-    config: {{verify_stream_id: false}}
+            f.write(bench_yaml(tmp, self.port, admin, self.build) + """  - name: chat_ws
+    config: {verify_stream_id: false}
 """)
         self.log = open(os.path.join(tmp, "notifd.log"), "w")
         self.proc = subprocess.Popen([os.path.join(self.build, "host", "notifd"), "-c", cfg],

@@ -298,6 +298,25 @@ static void pub_event(struct bufferevent *bev, short what, void *arg) {
   }
 }
 
+/* A bufferevent on `fd` (-1: a new socket) connecting to the server;
+ * NULL if the connect failed at once. */
+static struct bufferevent *connect_to(run *r, evutil_socket_t fd, bufferevent_data_cb readcb,
+                                      bufferevent_event_cb eventcb, void *arg) {
+  struct bufferevent *bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!bev) return NULL;
+  bufferevent_setcb(bev, readcb, NULL, eventcb, arg);
+  bufferevent_enable(bev, EV_READ);
+  struct sockaddr_in dst = {0};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons((uint16_t)r->port);
+  dst.sin_addr.s_addr = htonl(0x7f000001u);
+  if (bufferevent_socket_connect(bev, (struct sockaddr *)&dst, sizeof dst) < 0) {
+    bufferevent_free(bev);
+    return NULL;
+  }
+  return bev;
+}
+
 static void maybe_start_publishing(run *r) {
   if (!r->pub_path || r->publishing) return;
   int ready = r->ready_marker ? r->nready : r->upgraded;
@@ -311,16 +330,7 @@ static void maybe_start_publishing(run *r) {
   for (int i = 0; i < r->http_conns; i++) {
     pubconn *p = &r->pubs[i];
     p->r = r;
-    p->bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setcb(p->bev, pub_read, NULL, pub_event, p);
-    bufferevent_enable(p->bev, EV_READ);
-    struct sockaddr_in dst = {0};
-    dst.sin_family = AF_INET;
-    dst.sin_port = htons((uint16_t)r->port);
-    dst.sin_addr.s_addr = htonl(0x7f000001u);
-    if (bufferevent_socket_connect(p->bev, (struct sockaddr *)&dst, sizeof dst) < 0) {
-      bufferevent_free(p->bev);
-      p->bev = NULL;
+    if (!(p->bev = connect_to(r, -1, pub_read, pub_event, p))) {
       r->http_errors++;
       continue;
     }
@@ -398,16 +408,7 @@ static void open_batch(evutil_socket_t fd, short what, void *arg) {
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (bind(s, (struct sockaddr *)&src, sizeof src) < 0) { close(s); r->failed++; continue; }
     evutil_make_socket_nonblocking(s);
-    c->bev = bufferevent_socket_new(r->base, s, BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    bufferevent_enable(c->bev, EV_READ);
-    struct sockaddr_in dst = {0};
-    dst.sin_family = AF_INET;
-    dst.sin_port = htons((uint16_t)r->port);
-    dst.sin_addr.s_addr = htonl(0x7f000001u);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&dst, sizeof dst) < 0) {
-      bufferevent_free(c->bev);
-      c->bev = NULL;
+    if (!(c->bev = connect_to(r, s, on_read, on_event, c))) {
       r->failed++;
       continue;
     }

@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include "http/tls.h"
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/evbuf_send.h"
 #include "util/ipcount.h"
 #include "ws/ws_internal.h"
 
@@ -310,20 +310,9 @@ void nd_ws_conn_flush(notifd_ws_conn *c) {
   if (!c->direct || c->wr_armed || c->wr_shut || c->state == ND_WS_DEAD || !c->bev) return;
   struct evbuffer *out = bufferevent_get_output(c->bev);
   evutil_socket_t fd = bufferevent_getfd(c->bev);
-  size_t left;
-  while ((left = evbuffer_get_length(out)) > 0) {
-    struct evbuffer_iovec v[FLUSH_IOV];
-    struct iovec iov[FLUSH_IOV];
-    int n = evbuffer_peek(out, -1, NULL, v, FLUSH_IOV);
-    if (n > FLUSH_IOV) n = FLUSH_IOV;
+  while (evbuffer_get_length(out) > 0) {
     size_t total = 0;
-    for (int i = 0; i < n; i++) {
-      iov[i].iov_base = v[i].iov_base;
-      iov[i].iov_len = v[i].iov_len;
-      total += v[i].iov_len;
-    }
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = nd_evbuffer_sendmsg(out, fd, MSG_DONTWAIT, FLUSH_IOV, &total);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       /* EAGAIN, or an error the bufferevent's own write will report. */
