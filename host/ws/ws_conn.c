@@ -339,7 +339,7 @@ void nd_ws_conn_kick(notifd_ws_conn *c) {
     nd_ws_conn_flush(c);
     return;
   }
-  if (c->dirty_idx) return; /* written at the end of this turn already */
+  if (c->dirty_idx) return; /* listed for the coming flush already */
   if (hub->ndirty == hub->dirty_cap) {
     size_t cap = hub->dirty_cap ? hub->dirty_cap * 2 : 256;
     notifd_ws_conn **d = realloc(hub->dirty, cap * sizeof *d);

@@ -98,7 +98,7 @@ static void on_pending(evutil_socket_t fd, short what, void *arg) {
   run_pending(arg);
 }
 
-/* ---- end-of-turn writes -------------------------------------------------- */
+/* ---- the dirty connections' writes ------------------------------------- */
 
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
