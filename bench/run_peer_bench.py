@@ -27,8 +27,10 @@ Scenarios (those of run_ws_bench.py): 1 key x 1 000 subscribers and
 medians and ratios (peer CPU per publish / notifd CPU per publish).
 
 --notifd NAME[:VAR=VALUE,...] adds a notifd variant (environment for the
-server; e.g. `--notifd bev:NOTIFD_WS_WRITE=bev` for an A/B of the
-websocket write path).  Default: one variant, "notifd".
+server, e.g. `--notifd bev:NOTIFD_WS_WRITE=bev` for an A/B of the
+websocket write path; `websocket.KEY=VALUE` sets a config key instead,
+e.g. `--notifd d1:websocket.write_delay=1ms`).  Default: one variant,
+"notifd".
 
 If Go, the module or the build is unavailable, Centrifugo is reported as
 SKIPPED with the reason and notifd still runs.  Bounded: every wait has a
@@ -162,13 +164,18 @@ class Notifd:
     def __init__(self, build, name, env):
         self.build = build
         self.name = name
-        self.env = env
+        # websocket.KEY=VALUE entries are config keys, the rest environment.
+        self.ws_keys = {k[len("websocket."):]: v for k, v in env.items()
+                        if k.startswith("websocket.")}
+        self.env = {k: v for k, v in env.items() if not k.startswith("websocket.")}
 
     def start(self, tmp):
         self.port, admin = free_port(), free_port()
         cfg = os.path.join(tmp, "notifd.yaml")
         with open(cfg, "w") as f:
-            f.write(bench_yaml(tmp, self.port, admin, self.build) + """  - name: chat_ws
+            head = bench_yaml(tmp, self.port, admin, self.build)
+            extra = "".join(f"  {k}: {v}\n" for k, v in self.ws_keys.items())
+            f.write(head.replace("websocket:\n", "websocket:\n" + extra, 1) + """  - name: chat_ws
     config: {verify_stream_id: false}
 """)
         self.log = open(os.path.join(tmp, "notifd.log"), "w")

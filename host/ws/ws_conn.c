@@ -357,9 +357,11 @@ void nd_ws_conn_kick(notifd_ws_conn *c) {
     if (hub->write_mode == ND_WS_WRITE_NEXT) {
       /* A zero-delay timer runs after the I/O callbacks of the next poll
        * (which does not block while it is pending): requests that were
-       * already waiting publish into the same writes. */
-      static const struct timeval zero = {0, 0};
-      event_add(hub->flush_ev, &zero);
+       * already waiting publish into the same writes.  websocket.
+       * write_delay holds the writes longer, for bigger batches. */
+      int64_t d = hub->host->cfg.ws_write_delay_ms; /* websocket.write_delay */
+      struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+      event_add(hub->flush_ev, &tv);
     } else {
       event_active(hub->flush_ev, EV_TIMEOUT, 0); /* after this turn's callbacks */
     }

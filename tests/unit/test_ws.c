@@ -880,6 +880,26 @@ START_TEST(full_socket_then_drained_keeps_order) {
 }
 END_TEST
 
+static void slow_writes(nd_config *c) { c->ws_write_delay_ms = 1000; }
+
+/* websocket.write_delay holds queued frames (the 101 too) that long. */
+START_TEST(write_delay_holds_frames) {
+  th *t = th_start(slow_writes);
+  wsc c;
+  ws_open(&c, t->port, "/chat/subscribe-websocket?stream_id=d&sender_id=a&receiver_id=b");
+  ck_assert_int_eq(c.status, 101);
+  pub p = publish(t, t->chat, "d", "late");
+  ck_assert_uint_eq(p.delivered, 1);
+  frame f;
+  ck_assert_int_eq(ws_recv_data(&c, &f, 300), -1); /* not yet: timed out */
+  ck_assert_int_eq(ws_recv_data(&c, &f, 5000), 1);
+  ck_assert_str_eq((char *)f.data, "late");
+  free(f.data);
+  ws_close_fd(&c);
+  th_stop(t);
+}
+END_TEST
+
 static void small_messages(nd_config *c) { c->ws_max_message = 1024; }
 
 START_TEST(oversize_message_closes_1009) {
@@ -1664,6 +1684,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, two_connections_one_key_and_close_removes);
   tcase_add_test(tc, slow_consumer_cut_off_fast_one_keeps_receiving);
   tcase_add_test(tc, full_socket_then_drained_keeps_order);
+  tcase_add_test(tc, write_delay_holds_frames);
   tcase_add_test(tc, oversize_message_closes_1009);
   tcase_add_test(tc, echo_fragments_pings_and_protocol_errors);
   tcase_add_test(tc, frame_in_same_packet_as_request);
