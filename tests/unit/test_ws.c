@@ -801,6 +801,21 @@ START_TEST(slow_consumer_cut_off_fast_one_keeps_receiving) {
 }
 END_TEST
 
+/* Publishes `text` to `key` of the chat channel, checks that c (its one
+ * subscriber) receives nothing for `quiet_ms` and then the frame; closes
+ * c and stops t. */
+static void publish_and_receive(th *t, wsc *c, const char *key, const char *text, int quiet_ms) {
+  pub p = publish(t, t->chat, key, text);
+  ck_assert_uint_eq(p.delivered, 1);
+  frame f;
+  if (quiet_ms) ck_assert_int_eq(ws_recv_data(c, &f, quiet_ms), -1); /* timed out */
+  ck_assert_int_eq(ws_recv_data(c, &f, 5000), 1);
+  ck_assert_str_eq((char *)f.data, text);
+  free(f.data);
+  ws_close_fd(c);
+  th_stop(t);
+}
+
 /* The connection's write state, read on the loop thread. */
 typedef struct wstate {
   th *t;
@@ -869,14 +884,7 @@ START_TEST(full_socket_then_drained_keeps_order) {
     sleep_ms(10);
   }
   ck_assert(w.found && w.direct && !w.armed && w.queued == 0);
-  pub p = publish(t, t->chat, "f", "after");
-  ck_assert_uint_eq(p.delivered, 1);
-  frame f;
-  ck_assert_int_eq(ws_recv_data(&c, &f, 2000), 1);
-  ck_assert_str_eq((char *)f.data, "after");
-  free(f.data);
-  ws_close_fd(&c);
-  th_stop(t);
+  publish_and_receive(t, &c, "f", "after", 0);
 }
 END_TEST
 
@@ -888,15 +896,7 @@ START_TEST(write_delay_holds_frames) {
   wsc c;
   ws_open(&c, t->port, "/chat/subscribe-websocket?stream_id=d&sender_id=a&receiver_id=b");
   ck_assert_int_eq(c.status, 101);
-  pub p = publish(t, t->chat, "d", "late");
-  ck_assert_uint_eq(p.delivered, 1);
-  frame f;
-  ck_assert_int_eq(ws_recv_data(&c, &f, 300), -1); /* not yet: timed out */
-  ck_assert_int_eq(ws_recv_data(&c, &f, 5000), 1);
-  ck_assert_str_eq((char *)f.data, "late");
-  free(f.data);
-  ws_close_fd(&c);
-  th_stop(t);
+  publish_and_receive(t, &c, "d", "late", 300);
 }
 END_TEST
 
