@@ -83,10 +83,10 @@ def fd_limit():
     return soft
 
 
-def write_config(tmp, port, admin, b, roles):
-    cfg = os.path.join(tmp, "bench.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""listen: {{address: 127.0.0.1, port: {port}}}
+def bench_yaml(tmp, port, admin, b):
+    """The head of a benchmark config (shared with run_peer_bench.py); the
+    caller appends the plugins list."""
+    return f"""listen: {{address: 127.0.0.1, port: {port}}}
 admin: {{address: 127.0.0.1, port: {admin}}}
 data_dir: {tmp}/data
 logging: {{level: warn}}
@@ -101,7 +101,13 @@ websocket:
   max_queue_bytes: 4194304
 plugin_dirs: [{b}/plugins]
 plugins:
-  - name: ws_bench
+"""
+
+
+def write_config(tmp, port, admin, b, roles):
+    cfg = os.path.join(tmp, "bench.yaml")
+    with open(cfg, "w") as f:
+        f.write(bench_yaml(tmp, port, admin, b) + f"""  - name: ws_bench
     path: {b}/bench/ws_bench.so
 """)
         if roles == "all":

@@ -193,6 +193,9 @@ typedef struct nd_config {
   uint64_t ws_max_message;          /* 64 KiB */
   uint64_t ws_max_queue_bytes;      /* 1 MiB */
   uint32_t ws_max_queue_frames;     /* 1024 */
+  int64_t ws_write_delay_ms;        /* 0: frames go out after the next poll;
+                                       more batches broadcasts (a latency
+                                       for CPU trade, bench/README.md) */
   uint32_t ws_max_connections;      /* 100000 */
   uint32_t ws_max_per_key;          /* 64 */
   char **ws_allowed_origins;        /* NULL-terminated; the Host's own

@@ -34,6 +34,7 @@
 #include "http/tls.h"
 #include "log/access.h"
 #include "log/log.h"
+#include "util/evbuf_send.h"
 #include "util/ipcount.h"
 #include "ws/ws.h"
 
@@ -184,16 +185,8 @@ void nd_conn_flush_once(nd_conn *c) {
     if (w > 0) evbuffer_drain(c->out, (size_t)w);
     return;
   }
-  struct evbuffer_iovec v[SEND_IOV];
-  struct iovec iov[SEND_IOV];
-  int n = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
-  if (n > SEND_IOV) n = SEND_IOV;
-  for (int i = 0; i < n; i++) {
-    iov[i].iov_base = v[i].iov_base;
-    iov[i].iov_len = v[i].iov_len;
-  }
-  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-  ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  size_t total;
+  ssize_t w = nd_evbuffer_sendmsg(c->out, c->fd, MSG_DONTWAIT, SEND_IOV, &total);
   if (w > 0) evbuffer_drain(c->out, (size_t)w);
 }
 
@@ -216,18 +209,8 @@ static void finish_close(nd_conn *c) {
 static void flush(nd_conn *c) {
   if (c->ssl && tls_flush(c) < 0) return; /* waiting, or closed */
   while (!c->ssl && !c->dead && evbuffer_get_length(c->out)) {
-    struct evbuffer_iovec v[SEND_IOV];
-    struct iovec iov[SEND_IOV];
-    int n = evbuffer_peek(c->out, -1, NULL, v, SEND_IOV);
-    if (n > SEND_IOV) n = SEND_IOV;
     size_t total = 0;
-    for (int i = 0; i < n; i++) {
-      iov[i].iov_base = v[i].iov_base;
-      iov[i].iov_len = v[i].iov_len;
-      total += v[i].iov_len;
-    }
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    ssize_t w = nd_evbuffer_sendmsg(c->out, c->fd, 0, SEND_IOV, &total);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       nd_conn_close(c); /* peer gone: nothing more to say */

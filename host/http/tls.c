@@ -230,6 +230,10 @@ struct bufferevent *nd_tls_bev_new(struct event_base *base, evutil_socket_t fd,
   return bev;
 }
 
+int nd_tls_bev_is_tls(struct bufferevent *bev) {
+  return bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
 void nd_tls_bev_free(struct bufferevent *bev) {
   SSL *ssl = bufferevent_openssl_get_ssl(bev); /* NULL for a socket bufferevent */
   evutil_socket_t fd = ssl ? bufferevent_getfd(bev) : -1;

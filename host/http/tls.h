@@ -57,6 +57,8 @@ void nd_tls_free(struct ssl_st *ssl);
  * releases both. */
 struct bufferevent *nd_tls_bev_new(struct event_base *base, evutil_socket_t fd,
                                    struct ssl_st *ssl);
+/* 1 for a bufferevent_openssl, 0 for a socket bufferevent. */
+int nd_tls_bev_is_tls(struct bufferevent *bev);
 /* bufferevent_free, plus the SSL object and socket of a TLS one. */
 void nd_tls_bev_free(struct bufferevent *bev);
 /* Ends our sending side: close_notify (TLS) and shutdown(SHUT_WR). */

@@ -2,6 +2,7 @@
  * queue with its limits, the close handshake and teardown.  See
  * ws_internal.h for the connection states. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -15,6 +16,7 @@
 #include "log/access.h"
 #include "log/log.h"
 #include "util/buf.h"
+#include "util/evbuf_send.h"
 #include "util/ipcount.h"
 #include "ws/ws_internal.h"
 
@@ -117,7 +119,12 @@ int nd_ws_conn_start(notifd_ws_conn *c) {
   bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
   bufferevent_set_timeouts(bev, NULL, NULL);
   bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
-  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  /* A plain socket is written by nd_ws_conn_flush; its bufferevent only
+   * watches for writability after the kernel buffer filled up. */
+  c->direct = hub->write_mode != ND_WS_WRITE_BEV && !nd_tls_bev_is_tls(bev);
+  /* (A new bufferevent starts with EV_WRITE enabled.) */
+  if (c->direct) bufferevent_disable(bev, EV_WRITE);
+  bufferevent_enable(bev, c->direct ? EV_READ : EV_READ | EV_WRITE);
   nd_ws_timer_set(hub, c, ND_WS_TL_PING);
   nd_ws_metric_conns(ch);
   return 0;
@@ -153,7 +160,9 @@ static int write_control(notifd_ws_conn *c, int opcode, const void *payload, siz
   uint8_t frame[14 + 125];
   size_t h = nd_ws_frame_header(frame, opcode, 1, len, NULL);
   if (len) memcpy(frame + h, payload, len);
-  return bufferevent_write(c->bev, frame, h + len);
+  if (bufferevent_write(c->bev, frame, h + len) < 0) return -1;
+  nd_ws_conn_kick(c);
+  return 0;
 }
 
 static void send_close_frame(notifd_ws_conn *c, int code, const char *reason) {
@@ -210,6 +219,10 @@ void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why) {
   }
   detach(c, code);
   c->state = ND_WS_DEAD;
+  if (c->dirty_idx) {
+    hub->dirty[c->dirty_idx - 1] = NULL;
+    c->dirty_idx = 0;
+  }
   nd_ws_timer_set(hub, c, ND_WS_TL_NONE);
   bufferevent_disable(c->bev, EV_READ | EV_WRITE);
   bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -218,6 +231,10 @@ void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why) {
 }
 
 void nd_ws_conn_destroy(notifd_ws_conn *c) {
+  if (c->dirty_idx) {
+    c->ch->hub->dirty[c->dirty_idx - 1] = NULL;
+    c->dirty_idx = 0;
+  }
   if (c->bev) {
     /* Queued frames reference c in their cleanup: release them now, before
      * libevent possibly finalizes the bufferevent later. */
@@ -282,7 +299,82 @@ int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
     nd_ws_chunk_unref(frame);
     return -1;
   }
+  nd_ws_conn_kick(c);
   return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+#define FLUSH_IOV 64
+
+/* The socket is full (or failed): its bufferevent writes the rest when it
+ * becomes writable (and reports a failure through conn_eventcb, as it
+ * always did); conn_writecb hands writing back to us once it drained. */
+static void arm_write(notifd_ws_conn *c) {
+  c->wr_armed = 1;
+  bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void nd_ws_conn_flush(notifd_ws_conn *c) {
+  if (!c->direct || c->wr_armed || c->wr_shut || c->state == ND_WS_DEAD || !c->bev) return;
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  evutil_socket_t fd = bufferevent_getfd(c->bev);
+  while (evbuffer_get_length(out) > 0) {
+    size_t total = 0;
+    ssize_t w = nd_evbuffer_sendmsg(out, fd, MSG_DONTWAIT, FLUSH_IOV, &total);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      /* EAGAIN, or an error the bufferevent's own write will report. */
+      arm_write(c);
+      return;
+    }
+    /* A socket bufferevent keeps its output's start frozen: only it may
+     * drain, and here we are it.  Written frames release their chunks. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_drain(out, (size_t)w);
+    evbuffer_freeze(out, 1);
+    if ((size_t)w < total) { /* kernel buffer full */
+      arm_write(c);
+      return;
+    }
+  }
+  if (c->state == ND_WS_LINGER) linger_flushed(c);
+}
+
+void nd_ws_conn_kick(notifd_ws_conn *c) {
+  if (!c->direct || c->wr_armed || c->state == ND_WS_DEAD) return;
+  nd_ws_hub *hub = c->ch->hub;
+  if (hub->write_mode == ND_WS_WRITE_NOW) {
+    nd_ws_conn_flush(c);
+    return;
+  }
+  if (c->dirty_idx) return; /* listed for the coming flush already */
+  if (hub->ndirty == hub->dirty_cap) {
+    size_t cap = hub->dirty_cap ? hub->dirty_cap * 2 : 256;
+    notifd_ws_conn **d = realloc(hub->dirty, cap * sizeof *d);
+    if (!d) {
+      nd_ws_conn_flush(c); /* no room to remember it: write now */
+      return;
+    }
+    hub->dirty = d;
+    hub->dirty_cap = cap;
+  }
+  hub->dirty[hub->ndirty++] = c;
+  c->dirty_idx = (uint32_t)hub->ndirty;
+  /* Everything queued for c until the flush goes out in one sendmsg. */
+  if (hub->ndirty == 1) {
+    if (hub->write_mode == ND_WS_WRITE_NEXT) {
+      /* A zero-delay timer runs after the I/O callbacks of the next poll
+       * (which does not block while it is pending): requests that were
+       * already waiting publish into the same writes.  websocket.
+       * write_delay holds the writes longer, for bigger batches. */
+      int64_t d = hub->host->cfg.ws_write_delay_ms; /* websocket.write_delay */
+      struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+      event_add(hub->flush_ev, &tv);
+    } else {
+      event_active(hub->flush_ev, EV_TIMEOUT, 0); /* after this turn's callbacks */
+    }
+  }
 }
 
 /* ---- inbound ------------------------------------------------------------ */
@@ -349,6 +441,11 @@ static void conn_readcb(struct bufferevent *bev, void *arg) {
 
 static void conn_writecb(struct bufferevent *bev, void *arg) {
   notifd_ws_conn *c = arg;
+  if (c->wr_armed && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    /* Drained: back to writing directly, no write event. */
+    c->wr_armed = 0;
+    bufferevent_disable(bev, EV_WRITE);
+  }
   if (c->state == ND_WS_LINGER && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
     linger_flushed(c);
 }

@@ -242,6 +242,7 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
     nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot write the 101 response");
     return 0;
   }
+  nd_ws_conn_kick(c);
   ND_DEBUG("ws", "open %s key=%s", ch->path, c->params);
   c->open_ms = nd_now_ms();
   if (cfg->log_access) {

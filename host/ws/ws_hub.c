@@ -98,6 +98,32 @@ static void on_pending(evutil_socket_t fd, short what, void *arg) {
   run_pending(arg);
 }
 
+/* ---- the dirty connections' writes ------------------------------------- */
+
+static void on_flush(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  nd_ws_hub *hub = arg;
+  /* Flushing queues nothing new, but a connection aborted meanwhile left
+   * a NULL behind. */
+  for (size_t i = 0; i < hub->ndirty; i++) {
+    notifd_ws_conn *c = hub->dirty[i];
+    if (!c) continue;
+    hub->dirty[i] = NULL;
+    c->dirty_idx = 0;
+    nd_ws_conn_flush(c);
+  }
+  hub->ndirty = 0;
+}
+
+static int write_mode_from_env(void) {
+  const char *m = getenv("NOTIFD_WS_WRITE");
+  if (m && strcmp(m, "turn") == 0) return ND_WS_WRITE_TURN;
+  if (m && strcmp(m, "now") == 0) return ND_WS_WRITE_NOW;
+  if (m && strcmp(m, "bev") == 0) return ND_WS_WRITE_BEV;
+  return ND_WS_WRITE_NEXT;
+}
+
 void nd_ws_hub_defer(nd_ws_hub *hub, notifd_ws_conn *c) {
   if (c->in_pending) return;
   c->in_pending = 1;
@@ -125,7 +151,9 @@ nd_ws_hub *nd_ws_hub_new(notifd_host *h) {
   if (!hub) return NULL;
   hub->host = h;
   hub->pending_ev = event_new(h->base, -1, 0, on_pending, hub);
-  if (!hub->pending_ev || nd_ws_timers_init(hub) < 0) {
+  hub->flush_ev = event_new(h->base, -1, 0, on_flush, hub);
+  hub->write_mode = write_mode_from_env();
+  if (!hub->pending_ev || !hub->flush_ev || nd_ws_timers_init(hub) < 0) {
     nd_ws_hub_free(hub);
     return NULL;
   }
@@ -159,6 +187,8 @@ void nd_ws_hub_free(nd_ws_hub *hub) {
   run_pending(hub); /* on_close for each, then frees */
   nd_ws_timers_free(hub);
   if (hub->pending_ev) event_free(hub->pending_ev);
+  if (hub->flush_ev) event_free(hub->flush_ev);
+  free(hub->dirty);
   notifd_ws_channel *ch = hub->channels;
   while (ch) {
     notifd_ws_channel *next = ch->next;

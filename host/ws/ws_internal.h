@@ -25,6 +25,16 @@
 struct event;
 struct nd_ipent;
 
+/* How output reaches a plain socket (NOTIFD_WS_WRITE, a benchmark knob):
+ * NEXT (default) writes each connection's queued frames with one sendmsg
+ * after the next poll's callbacks (a zero-delay timer), so publishes whose
+ * requests were already waiting share the write; TURN writes at the end
+ * of the turn that queued them; NOW writes at once, each time something is
+ * queued; BEV leaves writing to the bufferevent (a write event added and
+ * removed for every burst: the layer before issue 14).  TLS connections
+ * always use their bufferevent.  Measured in bench/README.md (issue 14). */
+enum { ND_WS_WRITE_NEXT = 0, ND_WS_WRITE_TURN, ND_WS_WRITE_NOW, ND_WS_WRITE_BEV };
+
 enum { ND_WS_OPEN = 0, ND_WS_CLOSE_SENT, ND_WS_LINGER, ND_WS_DEAD };
 
 /* Timer lists: each holds connections in deadline order because every
@@ -61,6 +71,7 @@ struct notifd_ws_conn {
   char *params;              /* values of ch->param_names, NUL-separated */
   struct nd_ipent *peer;     /* hold on the address's connection count */
   uint32_t q_frames;         /* data frames queued and not yet written */
+  uint32_t dirty_idx;        /* 1 + index in hub->dirty; 0 = not listed */
   uint16_t close_code;       /* reported to on_close */
   uint8_t state;
   uint8_t tlist;             /* ND_WS_TL_* the connection is on */
@@ -72,6 +83,9 @@ struct notifd_ws_conn {
                                 subject matched; 0 = anonymous */
   uint8_t proto;             /* 1 + index of the negotiated subprotocol */
   uint8_t paused;            /* open, but out of its key (ws_conn_pause) */
+  uint8_t direct;            /* plain socket: we write, not the bufferevent */
+  uint8_t wr_armed;          /* direct, and the socket was full: the
+                                bufferevent's write event drains the rest */
   nd_ws_parser parser;
 };
 
@@ -116,6 +130,12 @@ struct nd_ws_hub {
   int64_t tick_ms;
   int64_t close_grace_ms;
   nd_ws_tlist tl[ND_WS_TL_COUNT];
+  /* Connections that got bytes since the last flush (entries may be NULL:
+   * aborted meanwhile); flush_ev writes them. */
+  notifd_ws_conn **dirty;
+  size_t ndirty, dirty_cap;
+  struct event *flush_ev;
+  int write_mode;            /* ND_WS_WRITE_* */
   int shutting_down;
   char msg[256];             /* refusal text handed to the HTTP layer */
 
@@ -150,6 +170,11 @@ void nd_ws_conn_close(notifd_ws_conn *c, int code, const char *reason);
 /* Drops the TCP connection now (no close frame); on_close gets `code`. */
 void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why);
 void nd_ws_conn_send_ping(notifd_ws_conn *c);
+/* Something was added to c's output: have it written (at once, at the end
+ * of the loop turn, or by the bufferevent, per hub->write_mode). */
+void nd_ws_conn_kick(notifd_ws_conn *c);
+/* Writes c's output now (direct connections); hub's end-of-turn flush. */
+void nd_ws_conn_flush(notifd_ws_conn *c);
 /* Final teardown (hub's pending list and hub free). */
 void nd_ws_conn_destroy(notifd_ws_conn *c);
 /* Queues a pre-encoded data frame (a chunk from nd_ws_chunk_new) within

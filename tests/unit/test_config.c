@@ -709,6 +709,7 @@ START_TEST(load_defaults) {
     ck_assert_uint_eq(c.ws_max_message, 64 * 1024);
     ck_assert_uint_eq(c.ws_max_queue_bytes, 1024 * 1024);
     ck_assert_uint_eq(c.ws_max_queue_frames, 1024);
+    ck_assert_int_eq(c.ws_write_delay_ms, 0);
     ck_assert_uint_eq(c.ws_max_connections, 100000);
     ck_assert_uint_eq(c.ws_max_per_key, 64);
     ck_assert_ptr_null(c.ws_allowed_origins);
@@ -770,6 +771,7 @@ START_TEST(load_full_fixture) {
   ck_assert_uint_eq(c.ws_max_message, 32 * 1024);
   ck_assert_uint_eq(c.ws_max_queue_bytes, 1000000);
   ck_assert_uint_eq(c.ws_max_queue_frames, 16);
+  ck_assert_int_eq(c.ws_write_delay_ms, 2);
   ck_assert_uint_eq(c.ws_max_connections, 1000);
   ck_assert_uint_eq(c.ws_max_per_key, 8);
   ck_assert_ptr_nonnull(c.ws_allowed_origins);
@@ -801,16 +803,16 @@ START_TEST(load_full_fixture) {
   ck_assert_ptr_null(c.plugins[1].config);
   ck_assert_str_eq(c.plugins[2].name, "test_echo2");
   ck_assert_int_eq(c.plugins[2].builtin, 1);
-  ck_assert_int_eq(c.plugins[0].line, 54);
+  ck_assert_int_eq(c.plugins[0].line, 55);
   ck_assert_int_eq(c.plugins[0].col, 5);
   /* What the host module did not read: the backend, bus and kv contents
    * and the plugins' own config, left for their modules. */
   nd_cfg_report_unused(c.tree.root, "", &e);
-  const char *want = FIXTURES "/full.yaml:44:5: unknown key 'backends.kafka.brokers'\n"
-                     FIXTURES "/full.yaml:46:5: unknown key 'backends.redis.address'\n"
-                     FIXTURES "/full.yaml:49:3: unknown key 'bus.dead_letter_suffix'\n"
-                     FIXTURES "/full.yaml:52:3: unknown key 'kv.key_prefix'\n"
-                     FIXTURES "/full.yaml:56:7: unknown key 'plugins[0].config.page_size'";
+  const char *want = FIXTURES "/full.yaml:45:5: unknown key 'backends.kafka.brokers'\n"
+                     FIXTURES "/full.yaml:47:5: unknown key 'backends.redis.address'\n"
+                     FIXTURES "/full.yaml:50:3: unknown key 'bus.dead_letter_suffix'\n"
+                     FIXTURES "/full.yaml:53:3: unknown key 'kv.key_prefix'\n"
+                     FIXTURES "/full.yaml:57:7: unknown key 'plugins[0].config.page_size'";
   ck_assert_msg(strcmp(text_of(&e), want) == 0, "got:\n%s\nwant:\n%s", text_of(&e), want);
   nd_errors_free(&e);
   nd_config_free(&c);
@@ -875,6 +877,8 @@ START_TEST(load_type_and_range_errors) {
              "key 'websocket.max_message': must be between 1 and 1073741824 bytes, got 2147483648");
   load_fails("websocket: {max_queue_frames: 0}\n",
              "key 'websocket.max_queue_frames': must be between 1");
+  load_fails("websocket: {write_delay: 2s}\n",
+             "key 'websocket.write_delay': must be between 0ms and 1000ms");
   load_fails("websocket: {max_connections_per_key: -3}\n",
              "key 'websocket.max_connections_per_key'");
   load_fails("websocket: {allowed_origins: '*'}\n",

@@ -3,6 +3,8 @@
  * TCP sockets in the test thread. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
@@ -799,6 +801,105 @@ START_TEST(slow_consumer_cut_off_fast_one_keeps_receiving) {
 }
 END_TEST
 
+/* Publishes `text` to `key` of the chat channel, checks that c (its one
+ * subscriber) receives nothing for `quiet_ms` and then the frame; closes
+ * c and stops t. */
+static void publish_and_receive(th *t, wsc *c, const char *key, const char *text, int quiet_ms) {
+  pub p = publish(t, t->chat, key, text);
+  ck_assert_uint_eq(p.delivered, 1);
+  frame f;
+  if (quiet_ms) ck_assert_int_eq(ws_recv_data(c, &f, quiet_ms), -1); /* timed out */
+  ck_assert_int_eq(ws_recv_data(c, &f, 5000), 1);
+  ck_assert_str_eq((char *)f.data, text);
+  free(f.data);
+  ws_close_fd(c);
+  th_stop(t);
+}
+
+/* The connection's write state, read on the loop thread. */
+typedef struct wstate {
+  th *t;
+  const char *key;
+  int found, direct, armed;
+  size_t queued;
+} wstate;
+
+static void read_wstate(void *arg) {
+  wstate *w = arg;
+  nd_ws_keyent *e = nd_ws_keymap_find(&w->t->chat->keys, w->key);
+  w->found = e && e->head;
+  if (!w->found) return;
+  notifd_ws_conn *c = e->head;
+  w->direct = c->direct;
+  w->armed = c->wr_armed;
+  w->queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Plain sockets are written directly; a full socket hands the rest to the
+ * bufferevent's write event, and once that drained, writing is direct
+ * again (no write event).  Every frame arrives, in order. */
+static void big_queue(nd_config *c) {
+  c->ws_max_queue_bytes = 32 * 1024 * 1024;
+  c->ws_max_queue_frames = 8192;
+}
+
+START_TEST(full_socket_then_drained_keeps_order) {
+  th *t = th_start(big_queue);
+  wsc c;
+  ws_open_ex(&c, t->port, "/chat/subscribe-websocket?stream_id=f&sender_id=a&receiver_id=b",
+             NULL, 4096);
+  ck_assert_int_eq(c.status, 101);
+  wstate w = {t, "f", 0, 0, 0, 0};
+  on_loop(t, read_wstate, &w);
+  ck_assert(w.found && w.direct && !w.armed);
+  enum { N = 2000, LEN = 3999 };
+  static char msg[LEN + 1];
+  for (int i = 0; i < N; i++) {
+    int n = snprintf(msg, sizeof msg, "%06d", i);
+    memset(msg + n, 'y', LEN - (size_t)n);
+    msg[LEN] = 0;
+    pub p = publish(t, t->chat, "f", msg);
+    ck_assert_uint_eq(p.delivered, 1);
+  }
+  /* The client has not read: 8 MB do not fit its 4 KB receive buffer
+   * and the server's send buffer (at most tcp_wmem's 4 MB) together. */
+  for (int i = 0; i < 100; i++) {
+    on_loop(t, read_wstate, &w);
+    if (w.armed) break;
+    sleep_ms(10);
+  }
+  ck_assert_msg(w.armed && w.queued > 0, "armed %d queued %zu", w.armed, w.queued);
+  for (int i = 0; i < N; i++) {
+    frame f;
+    ck_assert_int_eq(ws_recv_data(&c, &f, 3000), 1);
+    ck_assert_uint_eq(f.len, LEN);
+    char want[8];
+    snprintf(want, sizeof want, "%06d", i);
+    ck_assert_msg(memcmp(f.data, want, 6) == 0, "frame %d is %.6s", i, (char *)f.data);
+    free(f.data);
+  }
+  for (int i = 0; i < 100; i++) {
+    on_loop(t, read_wstate, &w);
+    if (!w.armed) break;
+    sleep_ms(10);
+  }
+  ck_assert(w.found && w.direct && !w.armed && w.queued == 0);
+  publish_and_receive(t, &c, "f", "after", 0);
+}
+END_TEST
+
+static void slow_writes(nd_config *c) { c->ws_write_delay_ms = 1000; }
+
+/* websocket.write_delay holds queued frames (the 101 too) that long. */
+START_TEST(write_delay_holds_frames) {
+  th *t = th_start(slow_writes);
+  wsc c;
+  ws_open(&c, t->port, "/chat/subscribe-websocket?stream_id=d&sender_id=a&receiver_id=b");
+  ck_assert_int_eq(c.status, 101);
+  publish_and_receive(t, &c, "d", "late", 300);
+}
+END_TEST
+
 static void small_messages(nd_config *c) { c->ws_max_message = 1024; }
 
 START_TEST(oversize_message_closes_1009) {
@@ -1582,6 +1683,8 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, subprotocols_subject_and_pause);
   tcase_add_test(tc, two_connections_one_key_and_close_removes);
   tcase_add_test(tc, slow_consumer_cut_off_fast_one_keeps_receiving);
+  tcase_add_test(tc, full_socket_then_drained_keeps_order);
+  tcase_add_test(tc, write_delay_holds_frames);
   tcase_add_test(tc, oversize_message_closes_1009);
   tcase_add_test(tc, echo_fragments_pings_and_protocol_errors);
   tcase_add_test(tc, frame_in_same_packet_as_request);
