@@ -122,7 +122,7 @@ export class Notifd {
 
   async close() {
     if (this.running()) await this.stop().catch(() => this.proc.kill("SIGKILL"));
-    if (!process.env.NOTIFD_TEST_LOG_DIR) fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
   logTail() {
