@@ -3,6 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import fs from "node:fs";
 import WebSocket from "ws";
 import { NotifdClient, NotifdError, backoffDelay, streamId, parseTime } from "../notifd.js";
 import { Notifd, skipReason, waitFor, sleep } from "./support.mjs";
@@ -59,6 +60,14 @@ test("stream ids and times as the contract has them", () => {
   assert.match(streamId("alice", "bob"), /^[0-9a-f]{16}$/);
   assert.equal(parseTime("2026-07-03T17:59:45.72Z"), Date.parse("2026-07-03T17:59:45.720Z"));
   assert.equal(parseTime("2026-07-03T17:59:45Z"), Date.parse("2026-07-03T17:59:45.000Z"));
+});
+
+test("notifd serves the library to pages as /client/notifd.js", { skip }, async () => {
+  const r = await fetch(notifd.base + "/client/notifd.js");
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-type"), /^text\/javascript/);
+  const served = await r.text();
+  assert.equal(served, fs.readFileSync(new URL("../notifd.js", import.meta.url), "utf8"));
 });
 
 test("auth: register, login, me, refresh, refused logins", { skip }, async () => {
