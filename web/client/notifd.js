@@ -147,7 +147,9 @@ export function streamId(a, b) {
 // twice with the same id is stored once (the server answers 200).
 export function newMessageId(prefix = "js") {
   const b = new Uint8Array(16);
-  globalThis.crypto.getRandomValues(b);
+  const c = globalThis.crypto;
+  if (c && c.getRandomValues) c.getRandomValues(b);
+  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256); // Node 18 without webcrypto global
   return prefix + "-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
