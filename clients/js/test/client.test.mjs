@@ -202,7 +202,18 @@ test("notifications: inbox, mark read, live socket", { skip }, async () => {
 
 test("recovery across a notifd restart: no duplicates, nothing missed", { skip }, async () => {
   const alice = await user("alice");
-  const bob = await user("bob");
+  const b0 = await user("bob");
+  // Bob's sockets cannot connect while `hold` is set, so what is sent
+  // right after the restart is certainly sent while they are down.
+  let hold = false;
+  class HeldWebSocket extends WebSocket {
+    constructor(...args) {
+      if (hold) throw new Error("held by the test");
+      super(...args);
+    }
+  }
+  const bob = newClient({ token: b0.token, userId: b0.userId, WebSocket: HeldWebSocket });
+  b0.close();
   const sock = bob.notifications({ since: 0 });
   const got = collect(sock, "notification");
   const chat = bob.chat(alice.userId);
@@ -214,12 +225,15 @@ test("recovery across a notifd restart: no duplicates, nothing missed", { skip }
   // The chat message also makes a chat notification in bob's inbox.
   await waitFor("before the restart", () => got.length === 4 && chatMsgs.length === 1);
 
+  hold = true;
   await notifd.stop();
   await waitFor("sockets down", () => !sock.connected && !chat.connected);
   await notifd.start();
   // Sent before the sockets are back (their backoff is running).
   const m2 = await alice.sendMessage(bob.userId, "while reconnecting");
   for (let i = 0; i < 2; i++) await notifd.notify(bob.userId, "shipping-update", shipping("b" + i));
+  assert.ok(!sock.connected && !chat.connected, "sent while bob's sockets were down");
+  hold = false;
   await waitFor("sockets back", () => sock.connected && chat.connected && opens.length === 2);
   for (let i = 0; i < 2; i++) await notifd.notify(bob.userId, "shipping-update", shipping("c" + i));
   const m3 = await alice.sendMessage(bob.userId, "after the restart");
