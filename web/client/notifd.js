@@ -645,7 +645,7 @@ export class NotifdClient extends Emitter {
     } catch (e) {
       return { mode: "offline" };
     }
-    if (r.status === 404) { const had = !!this.session; this.session = null; return { mode: "seed", valid: false, dropped: had }; }
+    if (r.status === 404) { const had = !!this.session; this.signOut(); return { mode: "seed", valid: false, dropped: had }; }
     if (r.status === 200 && this.session && body && typeof body.user_id === "string" && body.user_id) {
       this.session.userId = body.user_id;
       this._schedule();
@@ -739,6 +739,9 @@ export class NotifdClient extends Emitter {
 
   // ---- Web Push (plugins/webpush)
 
+  // Seed mode (no token): the user is the ?user_id= parameter.
+  _seedQuery() { return !this.session && this.userId ? { user_id: this.userId } : undefined; }
+
   async vapidPublicKey() {
     const b = await this.request("GET", "/push/vapid-public-key", { auth: false });
     return b.public_key;
@@ -746,13 +749,16 @@ export class NotifdClient extends Emitter {
 
   // sub: a PushSubscription or its toJSON().
   addPushSubscription(sub) {
-    return this.request("POST", "/push/subscriptions", { body: typeof sub.toJSON === "function" ? sub.toJSON() : sub });
+    const body = typeof sub.toJSON === "function" ? sub.toJSON() : sub;
+    return this.request("POST", "/push/subscriptions", { body, query: this._seedQuery() });
   }
   async listPushSubscriptions() {
-    const b = await this.request("GET", "/push/subscriptions");
+    const b = await this.request("GET", "/push/subscriptions", { query: this._seedQuery() });
     return (b && b.subscriptions) || [];
   }
-  removePushSubscription(endpoint) { return this.request("DELETE", "/push/subscriptions", { body: { endpoint } }); }
+  removePushSubscription(endpoint) {
+    return this.request("DELETE", "/push/subscriptions", { body: { endpoint }, query: this._seedQuery() });
+  }
 
   // Browser: subscribes `registration` (a ServiceWorkerRegistration) with
   // the server's VAPID key and registers the subscription; resolves it.

@@ -2,10 +2,10 @@
 // the test): node --test clients/js/test/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createECDH, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import WebSocket from "ws";
-import { NotifdClient, NotifdError, backoffDelay, streamId, parseTime } from "../notifd.js";
+import { NotifdClient, NotifdError, backoffDelay, streamId, parseTime, urlBase64ToBytes } from "../notifd.js";
 import { Notifd, skipReason, waitFor, sleep } from "./support.mjs";
 
 const skip = skipReason() || false;
@@ -197,6 +197,24 @@ test("notifications: inbox, mark read, live socket", { skip }, async () => {
   assert.equal(prefs.channels.default.email, false);
   assert.deepEqual(await c.getPreferences(), prefs);
   sock.close();
+  c.close();
+});
+
+test("push subscriptions: VAPID key, register, list, remove", { skip }, async () => {
+  const c = await user("frank");
+  const key = urlBase64ToBytes(await c.vapidPublicKey());
+  assert.equal(key.length, 65); // applicationServerKey: an uncompressed P-256 point
+  const ecdh = createECDH("prime256v1");
+  ecdh.generateKeys();
+  const endpoint = "https://push.example.invalid/" + randomBytes(8).toString("hex");
+  const sub = { endpoint, expirationTime: null,
+    keys: { p256dh: ecdh.getPublicKey().toString("base64url"), auth: randomBytes(16).toString("base64url") } };
+  // A PushSubscription object is sent as its toJSON().
+  assert.deepEqual(await c.addPushSubscription({ toJSON: () => sub }), { endpoint });
+  assert.deepEqual(await c.listPushSubscriptions(), [{ endpoint }]);
+  assert.equal(await c.removePushSubscription(endpoint), null); // 204
+  await assert.rejects(c.removePushSubscription(endpoint), (e) => e.status === 404);
+  await assert.rejects(c.addPushSubscription({ endpoint, keys: { p256dh: "AAAA", auth: "AAAA" } }), (e) => e.status === 400);
   c.close();
 });
 
