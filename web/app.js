@@ -434,6 +434,9 @@ import { CHAT_V2, newMessageId } from "./client/notifd.js";
       if (!state.historyLoaded || !Number.isFinite(sock.newest)) loadHistory();
       else markRead();
     }));
+    // The recovery after a reconnect could not read the history.
+    sock.on("error", mine((e) => showError(!e.status ? "Could not load the history (" + e.message + ")"
+      : "Could not load the history: " + session.describe(e, "read this conversation"))));
     sock.on("close", mine(() => {
       state.up.chat = false;
       showPresence(null);

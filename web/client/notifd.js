@@ -295,6 +295,7 @@ export class ReconnectingSocket extends Emitter {
 //   "typing"  ({user_id})                the peer is typing
 //   "presence"({user_id, online})        the peer's presence (sent at open, then on changes)
 //   "open"    (protocol)  "close" ({code, reason, opened})  "reset" (4001: reload the history)
+//   "error"   (NotifdError)          the recovery after a reconnect could not read the history
 //
 // Messages are deduplicated by message_id.  With `recover` (default true)
 // each reconnect asks the history for what came after the newest message
