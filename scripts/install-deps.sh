@@ -41,15 +41,18 @@ if [ ${#filtered[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
 fi
 
-# npm packages of the browser test: `npm ci` in tests/browser when
-# node_modules is missing or package-lock.json changed since the last run.
+# npm packages of the browser test and of the client library's tests:
+# `npm ci` in tests/browser and clients/js when node_modules is missing or
+# package-lock.json changed since the last run.
 if [ "${1:-build}" = "test" ]; then
-  browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-  lock_sum=$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)
-  stamp="$browser_dir/node_modules/.notifd-lock-sha256"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
-    echo "install-deps: npm ci in tests/browser" >&2
-    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    echo "$lock_sum" > "$stamp"
-  fi
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  for npm_dir in "$root/tests/browser" "$root/clients/js"; do
+    lock_sum=$(sha256sum "$npm_dir/package-lock.json" | cut -d' ' -f1)
+    stamp="$npm_dir/node_modules/.notifd-lock-sha256"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+      echo "install-deps: npm ci in ${npm_dir#"$root"/}" >&2
+      (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+      echo "$lock_sum" > "$stamp"
+    fi
+  done
 fi

@@ -18,18 +18,23 @@
 //
 // Everything a peer controls (ids, message text) is put in the page with
 // textContent or dataset, never as HTML.
+//
+// The sockets and calls are the client library's (client/notifd.js, the
+// npm package clients/js/): the chat socket is its ChatSocket (typed
+// events, and after a reconnect it fetches what came since the newest
+// message it saw, 60 s margin included, deduplicated by message id); the
+// notifications socket its NotificationSocket (inbox.js).
+import { CHAT_V2, newMessageId } from "./client/notifd.js";
+
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
   const util = window.notifdUtil, inbox = window.notifdInbox, settings = window.notifdSettings;
-  const { parseTime, formatWhen, wsUrl, resilientSocket, getJson, sendJson } = util;
+  const { parseTime, formatWhen } = util;
+  const client = window.notifdClient;
 
   const HISTORY_PAGE = 50;         // messages per history request
-  const MAX_CATCHUP_PAGES = 20;    // bound on one catch-up after a reconnect
-  const CATCHUP_MARGIN_MS = 60000; // refetch this far before the watermark:
-                                   // live frames may arrive out of order
   const CONVERSATIONS_PAGE = 50;
-  const CHAT_V2 = "notifd.chat.v2";
   const TYPING_SEND_MS = 2000;     // at most one typing event per 2 s
   const TYPING_SHOW_MS = 5000;     // "is typing" fades this long after the last one
   const { BACKOFF_FIRST_MS, BACKOFF_MAX_MS } = util;
@@ -41,7 +46,7 @@
     peer: null,
     streamId: null,
     seen: new Set(),          // message ids shown in the open conversation
-    watermark: null,          // newest created_at (ms) seen by a history fetch
+    historyLoaded: false,     // the newest page of the open conversation was shown
     older: null,              // next_before cursor of "load older", null = none left
     peers: new Set(),         // conversations opened in this browser (storage)
     convs: new Map(),         // peer -> {last: message|null, snapTs, unread, ids: Set}
@@ -161,15 +166,17 @@
   // keeps the list from storage and the badges the page counts itself.
   async function loadConversations() {
     const me = state.me;
-    // user_id: the token's subject anyway; without accounts (seed mode) the user.
-    const q = new URLSearchParams({ user_id: me, limit: String(CONVERSATIONS_PAGE) });
-    const { status, body } = await getJson("/chat/conversations?" + q);
+    let list;
+    try {
+      list = (await client.conversations({ limit: CONVERSATIONS_PAGE })).conversations;
+    } catch (e) {
+      if (state.me === me && e.status === 404) state.serverConvs = false;
+      return; // otherwise kept as it is; next reconnect
+    }
     if (state.me !== me) return;
-    if (status === 404) { state.serverConvs = false; return; }
-    if (status !== 200 || !body || !Array.isArray(body.conversations)) return; // kept as it is; next reconnect
     state.serverConvs = true;
     const fresh = new Map();
-    for (const x of body.conversations) {
+    for (const x of list) {
       if (!x || typeof x.peer_id !== "string" || !x.peer_id) continue;
       const last = x.last_message && typeof x.last_message === "object" ? x.last_message : null;
       const old = state.convs.get(x.peer_id);
@@ -231,6 +238,7 @@
 
   // A message of the open conversation from the socket or the send answer.
   function liveMessage(m) {
+    if (state.chatSocket && m && m.stream_id === state.streamId) state.chatSocket.note(m);
     if (!showMessage(m)) return;
     touchConversation(state.peer, m);
     renderConversations();
@@ -268,8 +276,14 @@
     if (!newest || newest === state.readSent) return;
     const stream = state.streamId, peer = state.peer;
     marking = true;
-    const { status, body } = await sendJson("POST", `/chat/streams/${encodeURIComponent(stream)}/read`,
-      { message_id: newest, user_id: state.me });
+    let status = 0, body = null;
+    try {
+      body = await client.markRead(peer, newest);
+      status = 200;
+    } catch (e) {
+      status = e.status;
+      body = e.body;
+    }
     marking = false;
     if (status === 404 && !(body && /message/i.test(String(body.error || "")))) { state.readApi = false; return; }
     if (stream !== state.streamId) return;
@@ -301,74 +315,41 @@
     el.dataset.state = online === true ? "online" : online === false ? "offline" : "unknown";
   }
 
-  // A frame of the chat socket: a typed event (notifd.chat.v2) or a bare
-  // message (no subprotocol).
-  function onChatFrame(f) {
-    if (!f || typeof f !== "object") return;
-    if (state.proto !== CHAT_V2 || f.type === undefined) { liveMessage(f); return; }
-    if (f.type === "message") liveMessage(f.message);
-    else if (f.type === "typing" && f.user_id === state.peer) showTyping(true);
-    else if (f.type === "presence" && f.user_id === state.peer) showPresence(f.online === true);
-    else if (f.type === "read" && typeof f.message_id === "string") {
-      if (f.user_id === state.peer) { state.peerRead = conv(state.peer).peerRead = f.message_id; renderSeen(); }
-      else if (f.user_id === state.me) { conv(state.peer).unread = 0; renderConversations(); } // another tab of mine
-    }
-  }
-
   function onInput() {
     if (state.proto !== CHAT_V2 || !state.chatSocket || !$("text").value) return;
     const now = Date.now();
     if (now - state.lastTyping < TYPING_SEND_MS) return;
-    if (state.chatSocket.send({ type: "typing" })) state.lastTyping = now;
+    if (state.chatSocket.typing()) state.lastTyping = now;
   }
 
-  // One history request: {page} or {error}.
-  async function historyPage(stream, peer, params) {
-    // peer_id: with token auth the server checks the caller is a participant.
-    const q = new URLSearchParams({ peer_id: peer, limit: String(HISTORY_PAGE), ...params });
-    let r, page;
+  // One history page of the open conversation: {page: {messages,
+  // nextBefore}} or {error}.
+  async function historyPage(peer, params) {
     try {
-      r = await session.fetch(`/chat/streams/${encodeURIComponent(stream)}/messages?${q}`);
-      page = await r.json().catch(() => null);
+      return { page: await client.history(peer, { limit: HISTORY_PAGE, ...params }) };
     } catch (e) {
-      return { error: "Could not load the history (" + e.message + ")" };
+      if (!e.status) return { error: "Could not load the history (" + e.message + ")" };
+      return { error: "Could not load the history: " + session.describe(e, "read this conversation") };
     }
-    if (!r.ok) return { error: "Could not load the history: " + session.describe(r, page, "read this conversation") };
-    return { page: page || {} };
   }
 
-  // First call for a conversation: the newest page (older ones by "load
-  // older").  After a reconnect: only what came since the watermark (minus
-  // a margin), following next_before until the window is exhausted;
-  // duplicates are dropped by message id.
+  // The newest page of the open conversation (older ones by "load older").
+  // What comes after it while the socket is down is the chat socket's
+  // recovery; this runs again only while nothing has been shown.
   async function loadHistory() {
-    const stream = state.streamId, peer = state.peer;
+    const stream = state.streamId, peer = state.peer, sock = state.chatSocket;
     if (!stream) return;
-    const since = state.watermark;
-    let before = null, newest = since;
-    for (let i = 0; i < MAX_CATCHUP_PAGES; i++) {
-      const params = {};
-      if (since !== null) params.after = new Date(since - CATCHUP_MARGIN_MS).toISOString();
-      if (before) params.before = before;
-      const { page, error } = await historyPage(stream, peer, params);
-      if (stream !== state.streamId) return; // switched conversation meanwhile
-      if (error) { showError(error); return; }
-      for (const m of [...(page.messages || [])].reverse()) { // newest first: shown oldest first
-        showMessage(m, false);
-        const t = parseTime(m && m.created_at);
-        if (!isNaN(t) && (newest === null || t > newest)) newest = t;
-      }
-      if (since === null) {
-        state.older = page.next_before || null;
-        const newestMsg = (page.messages || [])[0];
-        if (newestMsg) touchConversation(peer, newestMsg);
-        break;
-      }
-      if (!page.next_before) break;
-      before = page.next_before;
+    const { page, error } = await historyPage(peer, {});
+    if (stream !== state.streamId) return; // switched conversation meanwhile
+    if (error) { showError(error); return; }
+    for (const m of [...page.messages].reverse()) { // newest first: shown oldest first
+      if (sock) sock.note(m);
+      showMessage(m, false);
     }
+    state.historyLoaded = true;
+    state.older = page.nextBefore;
+    if (page.messages[0]) touchConversation(peer, page.messages[0]);
     $("older").classList.toggle("hidden", !state.older);
-    if (newest !== null && (state.watermark === null || newest > state.watermark)) state.watermark = newest;
     renderSeen();
     renderConversations();
     markRead();
@@ -377,18 +358,21 @@
   // "Load older": the page before the oldest one shown, keeping the view
   // where it was.
   async function loadOlder() {
-    const stream = state.streamId, peer = state.peer, cursor = state.older;
+    const stream = state.streamId, peer = state.peer, cursor = state.older, sock = state.chatSocket;
     if (!cursor) return;
     $("older").disabled = true;
-    const { page, error } = await historyPage(stream, peer, { before: cursor });
+    const { page, error } = await historyPage(peer, { before: cursor });
     $("older").disabled = false;
     if (stream !== state.streamId) return;
     if (error) { showError(error); return; }
     const list = $("messages");
     const fromBottom = list.scrollHeight - list.scrollTop;
-    for (const m of page.messages || []) showMessage(m, true); // newest first, each before the ones shown
+    for (const m of page.messages) { // newest first, each before the ones shown
+      if (sock) sock.note(m);
+      showMessage(m, true);
+    }
     list.scrollTop = list.scrollHeight - fromBottom;
-    state.older = page.next_before || null;
+    state.older = page.nextBefore;
     $("older").classList.toggle("hidden", !state.older);
     renderSeen();
   }
@@ -409,7 +393,7 @@
     if (!state.me || !peer || peer === state.peer) return;
     if (state.chatSocket) state.chatSocket.close();
     Object.assign(state, {
-      peer, streamId: window.notifdStreamId(state.me, peer), watermark: null, older: null,
+      peer, streamId: window.notifdStreamId(state.me, peer), historyLoaded: false, older: null,
       readSent: null, peerRead: null, proto: "", lastTyping: 0,
     });
     state.seen.clear();
@@ -429,36 +413,38 @@
     renderConversations();
     rememberInUrl();
     inbox.markChatRead(peer);
-    const params = { stream_id: state.streamId, sender_id: state.me, receiver_id: peer };
     state.up.chat = false;
-    let sock = null;
-    sock = resilientSocket(() => wsUrl("/chat/subscribe-websocket", params), {
-      onMessage: (f) => { if (state.chatSocket === sock) onChatFrame(f); },
-      // Subscribed first, history second: nothing falls in between.
-      onOpen: (proto) => {
-        if (state.chatSocket !== sock) return;
-        state.up.chat = true;
-        state.proto = proto;
-        showPresence(null);
-        updateStatus();
-        loadHistory();
-      },
-      onDown: () => {
-        if (state.chatSocket !== sock) return;
-        state.up.chat = false;
-        showPresence(null);
-        showTyping(false);
-        updateStatus();
-      },
-    }, CHAT_V2);
+    const sock = client.chat(peer, { me: state.me });
+    const mine = (fn) => (...a) => { if (state.chatSocket === sock) fn(...a); };
+    // Live messages, and after a reconnect the ones recovered from the history.
+    sock.on("message", mine((m) => liveMessage(m)));
+    sock.on("typing", mine((t) => { if (t.user_id === state.peer) showTyping(true); }));
+    sock.on("presence", mine((p) => { if (p.user_id === state.peer) showPresence(p.online); }));
+    sock.on("read", mine((r) => {
+      if (typeof r.message_id !== "string") return;
+      if (r.user_id === state.peer) { state.peerRead = conv(state.peer).peerRead = r.message_id; renderSeen(); }
+      else if (r.user_id === state.me) { conv(state.peer).unread = 0; renderConversations(); } // another tab of mine
+    }));
+    // Subscribed first, history second: nothing falls in between.
+    sock.on("open", mine((proto) => {
+      state.up.chat = true;
+      state.proto = proto;
+      showPresence(null);
+      updateStatus();
+      if (!state.historyLoaded || !Number.isFinite(sock.newest)) loadHistory();
+      else markRead();
+    }));
+    // The recovery after a reconnect could not read the history.
+    sock.on("error", mine((e) => showError(!e.status ? "Could not load the history (" + e.message + ")"
+      : "Could not load the history: " + session.describe(e, "read this conversation"))));
+    sock.on("close", mine(() => {
+      state.up.chat = false;
+      showPresence(null);
+      showTyping(false);
+      updateStatus();
+    }));
     state.chatSocket = sock;
     updateStatus();
-  }
-
-  function newMessageId() {
-    const b = new Uint8Array(16);
-    crypto.getRandomValues(b);
-    return "web-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
 
   async function send(ev) {
@@ -467,27 +453,20 @@
     if (!content.trim() || !state.peer || state.sending) return;
     const d = state.draft;
     if (!d || d.text !== content || d.stream !== state.streamId) {
-      state.draft = { text: content, stream: state.streamId, id: newMessageId() };
+      state.draft = { text: content, stream: state.streamId, id: newMessageId("web") };
     }
     const draft = state.draft;
-    const body = { message_id: draft.id, content, stream_id: state.streamId, sender_id: state.me, receiver_id: state.peer };
     state.sending = true;
     $("send").disabled = true;
     try {
-      const r = await session.fetch("/chat/messages", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-      });
-      const data = await r.json().catch(() => ({}));
-      if (r.status === 201 || r.status === 200) {
-        if (state.draft === draft) state.draft = null;
-        if ($("text").value === content) $("text").value = "";
-        showError("");
-        liveMessage(data); // ignored if the conversation changed meanwhile
-      } else if (r.status !== 401 || state.me) {
-        showError("Not sent: " + session.describe(r, data, "send messages in this conversation"));
-      }
+      const data = await client.sendMessage(state.peer, content, { messageId: draft.id, me: state.me });
+      if (state.draft === draft) state.draft = null;
+      if ($("text").value === content) $("text").value = "";
+      showError("");
+      liveMessage(data); // ignored if the conversation changed meanwhile
     } catch (e) {
-      showError("Not sent (connection problem): press Send to try again");
+      if (!e.status) showError("Not sent (connection problem): press Send to try again");
+      else if (e.status !== 401 || state.me) showError("Not sent: " + session.describe(e, "send messages in this conversation"));
     } finally {
       state.sending = false;
       $("send").disabled = !state.peer;
@@ -576,7 +555,7 @@
     settings.stop();
     const me = state.me;
     Object.assign(state, {
-      me: null, peer: null, streamId: null, watermark: null, older: null, chatSocket: null,
+      me: null, peer: null, streamId: null, historyLoaded: false, older: null, chatSocket: null,
       up: { chat: false, note: false }, draft: null, sending: false, convs: new Map(), serverConvs: null,
       readApi: true, readSent: null, peerRead: null, proto: "",
     });
@@ -624,7 +603,7 @@
     $("login-btn").disabled = $("register-btn").disabled = true;
     try {
       const { mode } = await probe();
-      if (mode === "seed") { enterChat(me); return; }
+      if (mode === "seed") { session.useUserId(me); enterChat(me); return; }
       if (mode === "offline") { loginMessage("Cannot reach the server, try again"); return; }
       const password = $("password").value;
       if (!password) { loginMessage("Type your password"); $("password").focus(); return; }
@@ -674,7 +653,7 @@
     else if (res.expired) loginMessage(session.EXPIRED);
     else if (res.mode === "seed") {
       const me = new URLSearchParams(location.search).get("me");
-      if (me) { $("me").value = me; enterChat(me); }
+      if (me) { $("me").value = me; session.useUserId(me); enterChat(me); }
     }
   }
   startup(BACKOFF_FIRST_MS * 2);

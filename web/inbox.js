@@ -11,10 +11,15 @@
 // A server without the inbox (GET /notifications is 404: an older
 // notifd) hides the bell; the socket then works as before (live frames
 // only), which is all the chat badges need.
+//
+// The socket is the client library's NotificationSocket (it reconnects
+// with backoff, remembers the newest id and asks since= it, and drops
+// what it has delivered already); the calls are the library's too.
 (function (global) {
   "use strict";
   const $ = (id) => document.getElementById(id);
   const util = global.notifdUtil;
+  const client = global.notifdClient;
   const PAGE = 20;
 
   let me = null, sock = null, hooks = null;
@@ -110,31 +115,36 @@
   // One page of the inbox (the newest, or older than `before`).
   async function fetchPage(before) {
     const g = gen;
-    // user_id: the token's subject anyway; without accounts (seed mode) the user.
-    const q = new URLSearchParams({ user_id: me, limit: String(PAGE) });
-    if (before !== null && before !== undefined) q.set("before", String(before));
-    const { status, body } = await util.getJson("/notifications?" + q);
-    if (g !== gen) return false;
-    if (status === 404) { enabled = false; $("inbox-btn").classList.add("hidden"); return true; }
-    if (status !== 200 || !body || !Array.isArray(body.notifications)) {
-      if (enabled) inboxMessage("Could not load the notifications (" + (status || "no answer") + ")");
+    let page;
+    try {
+      page = await client.inbox({ limit: PAGE, before: before ?? undefined });
+    } catch (e) {
+      if (g !== gen) return false;
+      if (e.status === 404) { enabled = false; $("inbox-btn").classList.add("hidden"); return true; }
+      if (enabled) inboxMessage("Could not load the notifications (" + (e.status || "no answer") + ")");
       return false;
     }
+    if (g !== gen) return false;
     inboxMessage("");
     enabled = true;
     $("inbox-btn").classList.remove("hidden");
-    for (const n of body.notifications) add(n, n.read === true);
-    nextBefore = body.next_before ?? null;
-    if (Number.isFinite(body.unread)) unread = body.unread;
+    for (const n of page.notifications) add(n, n.read === true);
+    if (sock) sock.seen(newest ?? 0); // the inbox is there: reconnects replay from here
+    nextBefore = page.nextBefore;
+    if (Number.isFinite(page.unread)) unread = page.unread;
     renderCount();
     renderEmpty();
     return true;
   }
 
   async function markRead(ids) {
-    const body = ids === "all" ? { all: true } : { ids };
-    const { status, body: ans } = await util.sendJson("POST", "/notifications/read?" + new URLSearchParams({ user_id: me }), body);
-    if (status !== 200) { inboxMessage("Not marked read (" + (status || "no answer") + ")"); return; }
+    let ans;
+    try {
+      ans = await client.markNotificationsRead(ids);
+    } catch (e) {
+      inboxMessage("Not marked read (" + (e.status || "no answer") + ")");
+      return;
+    }
     inboxMessage("");
     for (const [id, it] of items) {
       if (!it.read && (ids === "all" || ids.includes(id))) { it.read = true; renderItem(id); }
@@ -162,19 +172,13 @@
 
   function connect() {
     const g = gen;
-    sock = util.resilientSocket(() => {
-      // v=2: frames carry their inbox id (the same with since).
-      const q = { user_id: me, v: "2" };
-      // Recovery: replay what came after the newest id seen (the initial
-      // page, then every frame).
-      if (newest !== null) q.since = String(newest);
-      else if (enabled) q.since = "0";
-      return util.wsUrl("/notifications/subscribe", q);
-    }, {
-      onMessage: onFrame,
-      onOpen: () => { if (g === gen) { hooks.onUp(); if (enabled === null) fetchPage(null); } },
-      onDown: () => { if (g === gen) hooks.onDown(); },
-    });
+    // v=2: frames carry their inbox id.  Recovery: every connection asks
+    // since= the newest id seen (the initial page, then every frame); an
+    // empty inbox since=0; a server without one (404) live frames only.
+    sock = client.notifications({ userId: me, since: newest ?? (enabled ? 0 : null) });
+    sock.on("notification", (n) => { if (g === gen) onFrame(n); });
+    sock.on("open", () => { if (g === gen) { hooks.onUp(); if (enabled === null) fetchPage(null); } });
+    sock.on("close", () => { if (g === gen) hooks.onDown(); });
   }
 
   async function start(user, h) {

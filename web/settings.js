@@ -10,10 +10,18 @@
 // (/users/{id}/preferences is 404) gets the part greyed out with a reason,
 // and a browser without a push service (headless browsers, some privacy
 // settings) says so; none of this touches sign-in or chatting.
+//
+// The calls are the client library's (window.notifdClient, session.js).
+import { urlBase64ToBytes } from "./client/notifd.js";
+
 (function (global) {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const util = global.notifdUtil;
+  const client = global.notifdClient;
+  // A library call as {status, body, error}: status 200 when it succeeded,
+  // the refused status (0: no answer) otherwise.
+  const attempt = (p) => p.then((body) => ({ status: 200, body, error: null }),
+    (e) => ({ status: e.status || 0, body: e.body ?? null, error: e }));
   const CHANNELS = ["websocket", "push", "email"];
 
   let me = null;
@@ -45,18 +53,13 @@
     return registering;
   }
 
-  function b64urlBytes(s) {
-    const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
-    return Uint8Array.from(b, (c) => c.charCodeAt(0));
-  }
-
   async function vapidKey() {
-    const { status, body } = await util.getJson("/push/vapid-public-key");
+    const { status, body } = await attempt(client.vapidPublicKey());
     if (status === 404) return { missing: true };
-    if (status !== 200 || !body || typeof body.public_key !== "string" || !body.public_key) {
+    if (status !== 200 || typeof body !== "string" || !body) {
       return { error: "the server did not give its push key (" + (status || "no answer") + ")" };
     }
-    return { key: body.public_key };
+    return { key: body };
   }
 
   // The toggle's state at sign-in.
@@ -80,9 +83,9 @@
     if (sub && Notification.permission === "granted") {
       // Tell the server again: it may have dropped the subscription, or it
       // may belong to the user signed in before in this browser.
-      const { status } = await util.sendJson("POST", "/push/subscriptions", sub.toJSON());
+      const { status } = await attempt(client.addPushSubscription(sub));
       if (g !== gen) return;
-      if (status === 200 || status === 201) {
+      if (status === 200) {
         endpoint = sub.endpoint;
         toggle.checked = true;
         pushStatus("On: you are notified when this page is closed");
@@ -111,7 +114,7 @@
       if (!k.key) { fail(k.missing ? "This server does not send push notifications" : "Not turned on: " + k.error); return; }
       let sub;
       try {
-        sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlBytes(k.key) });
+        sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: urlBase64ToBytes(k.key) });
       } catch (e) {
         // Private windows and browsers without a push service refuse here.
         fail("This browser cannot receive push messages here (" + (e.message || e.name) +
@@ -119,10 +122,10 @@
         return;
       }
       if (g !== gen) return;
-      const { status, r, body } = await util.sendJson("POST", "/push/subscriptions", sub.toJSON());
-      if (status !== 200 && status !== 201) {
+      const { status, error } = await attempt(client.addPushSubscription(sub));
+      if (status !== 200) {
         await sub.unsubscribe().catch(() => {});
-        fail("Not turned on: " + (r ? global.notifdSession.describe(r, body, "register for push") : "cannot reach the server"));
+        fail("Not turned on: " + (status ? global.notifdSession.describe(error, "register for push") : "cannot reach the server"));
         return;
       }
       endpoint = sub.endpoint;
@@ -138,7 +141,7 @@
     const reg = await serviceWorker();
     const sub = reg ? await reg.pushManager.getSubscription().catch(() => null) : null;
     const ep = endpoint || (sub && sub.endpoint);
-    if (ep) await util.sendJson("DELETE", "/push/subscriptions", { endpoint: ep });
+    if (ep) await attempt(client.removePushSubscription(ep));
     if (sub) await sub.unsubscribe().catch(() => {});
     endpoint = null;
     toggle.disabled = false;
@@ -207,7 +210,7 @@
   async function loadPrefs() {
     const g = gen;
     $("prefs-form").classList.add("hidden");
-    const { status, body } = await util.getJson(`/users/${encodeURIComponent(me)}/preferences`);
+    const { status, body } = await attempt(client.getPreferences());
     if (g !== gen) return;
     if (status === 404) { prefsStatus("This server keeps no notification preferences"); return; }
     if (status !== 200 || !body || typeof body !== "object") {
@@ -224,13 +227,13 @@
     ev.preventDefault();
     if (!prefs) return;
     const g = gen;
-    const { status, body, r } = await util.sendJson("PUT", `/users/${encodeURIComponent(me)}/preferences`, prefs);
+    const { status, body, error } = await attempt(client.setPreferences(prefs));
     if (g !== gen) return;
-    if (status === 200 || status === 204) {
+    if (status === 200) {
       if (body && typeof body === "object" && body.channels) { prefs = body; renderPrefs(); }
       prefsStatus("Saved");
     } else {
-      prefsStatus("Not saved: " + (r ? global.notifdSession.describe(r, body, "change these preferences") : "cannot reach the server"), true);
+      prefsStatus("Not saved: " + (status ? global.notifdSession.describe(error, "change these preferences") : "cannot reach the server"), true);
     }
   }
 
@@ -259,7 +262,7 @@
   // to stop them.
   function stop(signOut) {
     gen++;
-    if (signOut && endpoint) util.sendJson("DELETE", "/push/subscriptions", { endpoint });
+    if (signOut && endpoint) attempt(client.removePushSubscription(endpoint));
     if (signOut && endpoint && registration) {
       registration.pushManager.getSubscription().then((s) => s && s.unsubscribe()).catch(() => {});
     }

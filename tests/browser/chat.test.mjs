@@ -59,7 +59,7 @@ await run("browser", async ({ step, screenshot, pages, startNotifd, launch, fini
   const tA = track(A), tB = track(B);
   const sidAB = streamId(ALICE, BOB);
 
-  await step("web/sha256.js computes the same stream ids as the server's algorithm", async () => {
+  await step("the page (client/notifd.js) computes the same stream ids as the server's algorithm", async () => {
     await A.goto(base + "/");
     const pairs = [[ALICE, BOB], [BOB, ALICE], ["a", "ab"], ["ab", "a"], ["", "x"],
       ["Zoë", "zoe"], ["日本", "\u{1F600}"], ["x".repeat(60), "y".repeat(70)]];

@@ -5,12 +5,14 @@
 //
 // Every check waits for a condition; nothing asserts on durations.
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { logTail, singleNode, sleep, startNotifd, waitFor, WAIT_MS } from "../lib/notifd_process.mjs";
+
+export { sleep, waitFor, WAIT_MS };
 
 export const [buildRoot, sourceRoot, artifactDir] = process.argv.slice(2).map((p) => path.resolve(p));
 if (!artifactDir) {
@@ -19,11 +21,9 @@ if (!artifactDir) {
 }
 const NOTIFD = path.join(buildRoot, "host", "notifd");
 const CHROMIUM = process.env.NOTIFD_CHROMIUM || "/usr/bin/chromium";
-export const WAIT_MS = 20000; // upper bound of every wait (the ASan build is slow)
 
 // ---------------------------------------------------------------- helpers
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export const log = (...a) => console.log("#", ...a);
 
 export function fail(msg) { throw new Error(msg); }
@@ -31,28 +31,6 @@ export function assert(cond, msg) { if (!cond) fail("assertion failed: " + msg);
 export function assertEq(actual, expected, msg) {
   const a = JSON.stringify(actual), e = JSON.stringify(expected);
   if (a !== e) fail(`${msg}\n  expected: ${e}\n  actual:   ${a}`);
-}
-
-export async function waitFor(what, fn, timeout = WAIT_MS) {
-  const end = Date.now() + timeout;
-  let last = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = null;
-    } catch (e) { last = e; }
-    if (Date.now() > end) fail(`timed out waiting for ${what}` + (last ? ` (${last.message})` : ""));
-    await sleep(50);
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
 }
 
 // The contract's stream id (Go ComputeStreamID): ids sorted bytewise,
@@ -81,22 +59,10 @@ export class Notifd {
   }
 
   async init() {
-    this.port = await freePort();
-    this.adminPort = await freePort();
-    const smtpPort = await freePort(); // nothing listens: the email role just retries
-    this.base = `http://127.0.0.1:${this.port}`;
-    this.env = {
-      ...process.env,
-      NOTIFD_ADDRESS: "127.0.0.1",
-      NOTIFD_PORT: String(this.port),
-      NOTIFD_ADMIN_PORT: String(this.adminPort),
-      NOTIFD_DATA_DIR: this.dataDir,
-      NOTIFD_PLUGIN_DIR: path.join(buildRoot, "plugins"),
-      NOTIFD_WEB_DIR: path.join(sourceRoot, "web"),
-      NOTIFD_TEMPLATES_DIR: path.join(sourceRoot, "config", "templates"),
-      NOTIFD_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
-      ...this.env,
-    };
+    const extra = this.env;
+    Object.assign(this, await singleNode({ buildRoot, sourceRoot, dataDir: this.dataDir }));
+    const smtpPort = this.smtpPort;
+    this.env = { ...this.env, ...extra };
     if (!this.auth) return this;
     const config = {
       listen: { address: "127.0.0.1", port: this.port },
@@ -123,20 +89,13 @@ export class Notifd {
   }
 
   async start() {
-    const logFd = fs.openSync(this.logPath, "a");
-    this.proc = spawn(NOTIFD, ["-c", this.config],
-      { cwd: this.dir, env: this.env, stdio: ["ignore", logFd, logFd] });
-    fs.closeSync(logFd);
-    const proc = this.proc;
-    this.exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
-    log(`notifd pid ${proc.pid} on 127.0.0.1:${this.port} (admin ${this.adminPort})`);
-    await waitFor("notifd /readyz", async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) {
-        fail(`notifd exited (${proc.exitCode ?? proc.signalCode}):\n${this.logTail()}`);
-      }
-      const r = await fetch(`http://127.0.0.1:${this.adminPort}/readyz`).catch(() => null);
-      return r && r.status === 200;
+    const { proc, exited } = await startNotifd({
+      bin: NOTIFD, config: this.config, cwd: this.dir, env: this.env, logPath: this.logPath,
+      adminPort: this.adminPort,
     });
+    this.proc = proc;
+    this.exited = exited;
+    log(`notifd pid ${proc.pid} on 127.0.0.1:${this.port} (admin ${this.adminPort})`);
   }
 
   running() { return this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
@@ -153,9 +112,7 @@ export class Notifd {
 
   kill() { if (this.running()) process.kill(this.proc.pid, "SIGKILL"); }
 
-  logTail() {
-    try { return fs.readFileSync(this.logPath, "utf8").split("\n").slice(-40).join("\n"); } catch { return ""; }
-  }
+  logTail() { return logTail(this.logPath); }
 
   async request(method, pathname, body, headers = {}) {
     const r = await fetch(this.base + pathname, {

@@ -59,6 +59,7 @@ has notifd usr/bin/notifd
 has notifd etc/notifd/notifd.yaml
 has notifd lib/systemd/system/notifd.service
 has notifd usr/share/notifd/web/index.html
+has notifd usr/share/notifd/web/client/notifd.js
 has notifd usr/share/notifd/templates/chat.tmpl
 grep -q '^\./usr/lib/.*/notifd/plugins/chat_ws\.so$' "$tmp/notifd.list" || fail "notifd lacks the plugins"
 grep -q '^\./usr/lib/.*/libnotifd\.so\.1' "$tmp/libnotifd1.list" || fail "libnotifd1 lacks libnotifd.so.1"

@@ -31,7 +31,7 @@ state="$(abs "$localstatedir")/lib/notifd"
 exe="$D$(abs "$bindir")/notifd"
 
 # -- the layout --
-for f in "$conf" "$share/web/index.html" "$share/templates/chat.tmpl" \
+for f in "$conf" "$share/web/index.html" "$share/web/client/notifd.js" "$share/templates/chat.tmpl" \
          "$plugins/chat_ws.so" "$plugins/chat_persistence.so" "$plugins/email.so"; do
   [ -f "$D$f" ] || fail "$f not installed"
 done
