@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "email_store.h"
+#include "pc_mongo.h"
 
 typedef struct mongo_store {
   email_store base;
@@ -86,19 +87,10 @@ static void mg_close(email_store *bs) {
 /* An index makes the per-mail lookup cheap. */
 static int mg_prepare(email_store *bs, char *err, size_t errlen) {
   mongo_store *s = (mongo_store *)bs;
-  mongoc_client_t *c = mongoc_client_pool_pop(s->pool);
-  bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(s->coll), "indexes", "[", "{", "key", "{",
-                         "user_id", BCON_INT32(1), "}", "name", BCON_UTF8("user_id_1"), "}", "]");
-  bson_t reply;
-  bson_error_t be;
-  int rc = 0;
-  if (!mongoc_client_command_simple(c, s->db, cmd, NULL, &reply, &be)) {
-    snprintf(err, errlen, "createIndexes on %s.%s: %s", s->db, s->coll, be.message);
-    rc = -1;
-  }
-  bson_destroy(&reply);
-  bson_destroy(cmd);
-  mongoc_client_pool_push(s->pool, c);
+  bson_t *indexes = BCON_NEW("0", "{", "key", "{", "user_id", BCON_INT32(1), "}", "name",
+                             BCON_UTF8("user_id_1"), "}");
+  int rc = pc_mongo_create_indexes(s->pool, s->db, s->coll, indexes, err, errlen);
+  bson_destroy(indexes);
   return rc;
 }
 
@@ -107,31 +99,23 @@ static const email_store_ops mongo_ops = {"mongodb", mg_lookup, mg_upsert, mg_pr
 int email_store_open_mongo(const char *uri, const char *database, const char *collection,
                            email_store **out, char *err, size_t errlen) {
   *out = NULL;
-  mongoc_init(); /* once per process (pthread_once inside); never cleaned up here */
-  bson_error_t be;
-  mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &be);
-  if (!u) {
-    snprintf(err, errlen, "backends.mongodb.uri: %s", be.message);
-    return -1;
-  }
   mongo_store *s = calloc(1, sizeof *s);
   if (!s) {
-    mongoc_uri_destroy(u);
     snprintf(err, errlen, "out of memory");
     return -1;
   }
   s->base.ops = &mongo_ops;
-  s->pool = mongoc_client_pool_new(u);
-  mongoc_uri_destroy(u);
-  s->db = strdup(database);
-  s->coll = strdup(collection);
-  if (!s->pool || !s->db || !s->coll) {
-    snprintf(err, errlen, "cannot create the MongoDB client pool");
+  if (pc_mongo_pool_new(uri, "notifd-email", &s->pool, err, errlen) < 0) {
     mg_close(&s->base);
     return -1;
   }
-  mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2);
-  mongoc_client_pool_set_appname(s->pool, "notifd-email");
+  s->db = strdup(database);
+  s->coll = strdup(collection);
+  if (!s->db || !s->coll) {
+    snprintf(err, errlen, "out of memory");
+    mg_close(&s->base);
+    return -1;
+  }
   *out = &s->base;
   return 0;
 }
