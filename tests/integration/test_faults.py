@@ -29,8 +29,8 @@ was delivered live, and records the time to catch up.  At the end:
   * every purchase notification is mailed exactly once after SMTP returns.
 
 Single node (config/single-node.yaml as shipped, embedded SQLite store, bus
-and kv): the same load loop on one notifd, kill -9 and restart, then SIGTERM
-and restart, with the same assertions.
+and kv): the same load loop on one notifd at SINGLE_RATE msg/s (100), kill -9
+and restart, then SIGTERM and restart, with the same assertions.
 
 The figures go to the test output (-s or the "FAULTS" lines in the log)
 and are recorded in docs/operations.md.  Durations are scaled down for CI
@@ -61,6 +61,7 @@ from test_distributed_stack import STACK_SH, Stack
 SERVICES = os.path.join(SOURCE, "tests", "services")
 CHAT_CHANNEL = "/chat/subscribe-websocket"
 LOAD_RATE = int(os.environ.get("NOTIFD_FAULTS_RATE", "8"))
+SINGLE_RATE = int(os.environ.get("NOTIFD_FAULTS_SINGLE_RATE", "100"))
 STREAMS = 8
 KAFKA_DOWN_S = int(os.environ.get("NOTIFD_FAULTS_KAFKA_DOWN", "20"))
 SMTP_DOWN_S = int(os.environ.get("NOTIFD_FAULTS_SMTP_DOWN", "20"))
@@ -80,8 +81,9 @@ class Load:
     """POSTs at a steady rate from a thread pool; chat sockets read by
     asyncio tasks that reconnect when their connection drops."""
 
-    def __init__(self, base_ws, post, token_of, users):
+    def __init__(self, base_ws, post, token_of, users, rate=LOAD_RATE):
         self.base_ws, self.post, self.token_of, self.users = base_ws, post, token_of, users
+        self.rate = rate
         self.acked = {}          # message_id -> (stream index, time of the 201)
         self.errors = 0          # POSTs not acknowledged
         self.seen = {}           # message_id -> first time a socket got it
@@ -135,7 +137,7 @@ class Load:
             pending.add(loop.run_in_executor(None, self.one_post, i, a, b, n))
             n += 1
             pending = {f for f in pending if not f.done()}
-            await asyncio.sleep(max(0.0, t0 + n / LOAD_RATE - time.time()))
+            await asyncio.sleep(max(0.0, t0 + n / self.rate - time.time()))
         if pending:
             await asyncio.wait(pending, timeout=30)
 
@@ -491,7 +493,7 @@ def test_single_node_kill9_and_sigterm_under_load():
                           headers={"Authorization": "Bearer " + tok_of(a)}, timeout=30)
         return st, raw
 
-    load = Load(f"ws://127.0.0.1:{n.port}", post, tok_of, users)
+    load = Load(f"ws://127.0.0.1:{n.port}", post, tok_of, users, SINGLE_RATE)
     figures = {}
 
     async def scenario():
@@ -524,7 +526,7 @@ def test_single_node_kill9_and_sigterm_under_load():
         acked = set(load.acked)
         not_live = [m for m in acked if m not in load.seen]
         unexcused = [m for m in not_live if not load.excused(m)]
-        report("single total", acknowledged=len(acked), not_acknowledged=load.errors,
+        report("single total", rate=SINGLE_RATE, acknowledged=len(acked), not_acknowledged=load.errors,
                stored=len(acked & history), delivered_live=len(acked & set(load.seen)),
                not_live_socket_down=len(not_live) - len(unexcused),
                not_live_other=len(unexcused), duplicate_frames=load.dups)
