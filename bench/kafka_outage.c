@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_bus.h"
 #include "bus/bus.h"
 #include "bus/bus_internal.h"
 #include "log/log.h"
@@ -49,33 +50,10 @@ typedef struct pctx {
   int64_t seq;
 } pctx;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int64_t wall_ms(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static nd_cfg_node *node(nd_cfg_kind k, const char *key, const char *str) {
-  nd_cfg_node *n = calloc(1, sizeof *n);
-  if (!n) abort();
-  n->kind = k;
-  n->file = "kafka_outage";
-  n->key = key ? strdup(key) : NULL;
-  n->str = str ? strdup(str) : NULL;
-  return n;
-}
-
-static nd_cfg_node *add(nd_cfg_node *map, nd_cfg_node *child) {
-  map->items = realloc(map->items, (map->n + 1) * sizeof *map->items);
-  if (!map->items) abort();
-  map->items[map->n++] = child;
-  return child;
 }
 
 static void add_prop(nd_cfg_node *k, const char *section, char *kv) {
@@ -88,8 +66,8 @@ static void add_prop(nd_cfg_node *k, const char *section, char *kv) {
   nd_cfg_node *m = NULL;
   for (size_t i = 0; i < k->n; i++)
     if (k->items[i]->key && strcmp(k->items[i]->key, section) == 0) m = k->items[i];
-  if (!m) m = add(k, node(ND_CFG_MAP, section, NULL));
-  add(m, node(ND_CFG_SCALAR, kv, eq + 1));
+  if (!m) m = bench_cfg_add(k, bench_cfg_node(ND_CFG_MAP, section, NULL));
+  bench_cfg_add(m, bench_cfg_node(ND_CFG_SCALAR, kv, eq + 1));
 }
 
 static void on_ack(int32_t status, void *ud) {
@@ -148,7 +126,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   probe *p = arg;
   if (!p->producing) return;
-  int64_t due = (int64_t)((now_s() - p->t0) * (double)p->rate) + 1;
+  int64_t due = (int64_t)((bench_now_s() - p->t0) * (double)p->rate) + 1;
   while (p->produced < due && p->produced < p->max) produce_one(p);
 }
 
@@ -170,7 +148,7 @@ int main(int argc, char **argv) {
   probe p;
   memset(&p, 0, sizeof p);
   p.rate = 1000;
-  nd_cfg_node *k = node(ND_CFG_MAP, NULL, NULL);
+  nd_cfg_node *k = bench_cfg_node(ND_CFG_MAP, NULL, NULL);
   static const struct option opts[] = {
       {"brokers", required_argument, NULL, 'b'},      {"rate", required_argument, NULL, 'r'},
       {"duration", required_argument, NULL, 'd'},     {"drain", required_argument, NULL, 'D'},
@@ -195,7 +173,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "kafka_outage: --brokers required; --rate 1..100000, --duration 1..3600\n");
     return 2;
   }
-  add(k, node(ND_CFG_SCALAR, "brokers", brokers));
+  bench_cfg_add(k, bench_cfg_node(ND_CFG_SCALAR, "brokers", brokers));
   p.max = p.rate * duration + 1;
   p.ack = calloc((size_t)p.max, 1);
   p.seen = calloc((size_t)p.max, sizeof *p.seen);
@@ -215,29 +193,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "kafka_outage: cannot open the bus\n");
     return 1;
   }
-  char topic[64], group[80];
-  snprintf(topic, sizeof topic, "outage-%ld-%lld", (long)getpid(), (long long)time(NULL));
-  snprintf(group, sizeof group, "%s-g", topic);
-  p.topic = topic;
-  const char *topics[] = {topic, NULL};
-  notifd_consumer_opts o = {.size = sizeof o, .topics = topics, .group = group,
-                            .handler = handler, .ud = &p, .max_attempts = 1};
-  notifd_consumer *c;
-  if (nd_bus_consume(p.bus, NULL, &o, &c) < 0 || (h->phase = ND_PHASE_RUNNING, 0) ||
-      nd_bus_start(p.bus) < 0) {
-    fprintf(stderr, "kafka_outage: cannot consume\n");
-    return 1;
-  }
-  (void)c;
+  char topic[64];
   /* Warm-up: creates the topic and comes back once the group has its
    * partitions. */
-  if (nd_bus_produce(p.bus, topic, NULL, 0, "w", 1, NULL, NULL, NULL) < 0) return 1;
-  double wait_end = now_s() + 60;
-  while (!p.warm && now_s() < wait_end) event_base_loop(p.base, EVLOOP_ONCE);
-  if (!p.warm) {
-    fprintf(stderr, "kafka_outage: the warm-up record did not come back within 60 s\n");
-    return 1;
-  }
+  if (bench_bus_fresh_topic(h, p.bus, "outage", handler, &p, topic, &p.warm) < 0) return 1;
+  p.topic = topic;
   printf("START %" PRId64 " topic=%s rate=%" PRId64 "\n", wall_ms(), topic, p.rate);
   fflush(stdout);
   struct event *tick = event_new(p.base, -1, EV_PERSIST, on_tick, &p);
@@ -246,21 +206,21 @@ int main(int argc, char **argv) {
   event_add(tick, &ms);
   event_add(report, &q);
   p.producing = 1;
-  p.t0 = now_s();
+  p.t0 = bench_now_s();
   double end = p.t0 + (double)duration;
-  while (now_s() < end) event_base_loop(p.base, EVLOOP_ONCE);
+  while (bench_now_s() < end) event_base_loop(p.base, EVLOOP_ONCE);
   p.producing = 0;
   printf("STOP %" PRId64 "\n", wall_ms());
-  double drain_end = now_s() + (double)drain;
-  while (now_s() < drain_end &&
+  double drain_end = bench_now_s() + (double)drain;
+  while (bench_now_s() < drain_end &&
          (p.acked + p.failed < p.produced || p.handled < p.acked))
     event_base_loop(p.base, EVLOOP_ONCE);
   on_report(-1, 0, &p);
   event_free(tick);
   event_free(report);
   nd_bus_stop(p.bus, on_stopped, &p);
-  double stop_end = now_s() + 15;
-  while (!p.stopped && now_s() < stop_end) event_base_loop(p.base, EVLOOP_ONCE);
+  double stop_end = bench_now_s() + 15;
+  while (!p.stopped && bench_now_s() < stop_end) event_base_loop(p.base, EVLOOP_ONCE);
   int64_t lost = 0, unacked_seen = 0;
   for (int64_t i = 0; i < p.produced; i++) {
     if (p.ack[i] && !p.seen[i]) lost++;

@@ -36,7 +36,7 @@ The figures go to the test output (-s or the "FAULTS" lines in the log)
 and are recorded in docs/operations.md.  Durations are scaled down for CI
 (KAFKA_DOWN_S 20 s as in the issue; SMTP_DOWN_S 20 s instead of 60 s; set
 NOTIFD_FAULTS_SMTP_DOWN=60 for the full one; NOTIFD_FAULTS_RATE sets the
-load, NOTIFD_FAULTS_KEEP=1 keeps the stack's directory with its logs).
+load, NOTIFD_STACK_KEEP=1 keeps the stack's directory with its logs).
 
 A service that cannot run here makes the tests SKIPPED with the reason.
 """
@@ -56,7 +56,7 @@ import pytest
 import websockets
 
 from conftest import BUILD, NOTIFD, SOURCE, free_port, http, stream_id, wait_until
-from test_distributed_stack import STACK_SH, Stack
+from test_distributed_stack import STACK_SH, stack  # noqa: F401 (the module's stack fixture)
 
 SERVICES = os.path.join(SOURCE, "tests", "services")
 CHAT_CHANNEL = "/chat/subscribe-websocket"
@@ -201,25 +201,28 @@ class Load:
 
 # ---- distributed ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def stack():
-    d = tempfile.mkdtemp(prefix="notifd-faults-")
-    env = dict(os.environ, NOTIFD_BUILD_ROOT=BUILD)
-    try:
-        r = subprocess.run([STACK_SH, "start", d], capture_output=True, timeout=1500, env=env)
-        if r.returncode == 2:
-            pytest.skip("SKIPPED: " + r.stderr.decode().strip()[-500:])
-        assert r.returncode == 0, f"stack.sh start failed:\n{r.stderr.decode()[-4000:]}"
-        yield Stack(d)
-    finally:
-        subprocess.run([STACK_SH, "stop", d], capture_output=True, timeout=180)
-        if not os.environ.get("NOTIFD_FAULTS_KEEP"):
-            shutil.rmtree(d, ignore_errors=True)
+def tokens_for(secret):
+    """user -> an HS256 JWT with sub=user (cached), as the identity provider
+    both deployments are configured with would issue it."""
+    cache = {}
+
+    def tok_of(user):
+        if user not in cache:
+            cache[user] = jwt.encode({"sub": user, "exp": int(time.time()) + 3600}, secret,
+                                     algorithm="HS256")
+        return cache[user]
+    return tok_of
 
 
-def tok(stack, user):
-    return jwt.encode({"sub": user, "exp": int(time.time()) + 3600},
-                      stack.env["STACK_JWT_SECRET"], algorithm="HS256")
+def poster(base, tok_of):
+    """post(a, b, content) -> (status, body): POST /chat/persist as a."""
+    def post(a, b, content):
+        st, raw, _ = http("POST", base + "/chat/persist",
+                          {"content": content, "stream_id": stream_id(a, b), "sender_id": a,
+                           "receiver_id": b},
+                          headers={"Authorization": "Bearer " + tok_of(a)}, timeout=30)
+        return st, raw
+    return post
 
 
 def in_history(base, tok_of, a, b):
@@ -236,6 +239,25 @@ def in_history(base, tok_of, a, b):
             return out
         before = "&before=" + page["next_before"]
     raise AssertionError("history paging did not end")
+
+
+def check_totals(name, load, base, tok_of, users, **extra):
+    """Reports the totals; asserts every acknowledged message is in the
+    history and was delivered live unless its socket was down after the
+    POST.  Returns the acknowledged ids."""
+    history = set()
+    for a, b in users:
+        history |= in_history(base, tok_of, a, b)
+    acked = set(load.acked)
+    not_live = [m for m in acked if m not in load.seen]
+    unexcused = [m for m in not_live if not load.excused(m)]
+    report(name + " total", **extra, acknowledged=len(acked), not_acknowledged=load.errors,
+           stored=len(acked & history), delivered_live=len(acked & set(load.seen)),
+           not_live_socket_down=len(not_live) - len(unexcused), not_live_other=len(unexcused),
+           duplicate_frames=load.dups)
+    assert acked <= history, f"{len(acked - history)} acknowledged messages not in the history"
+    assert not unexcused, f"{len(unexcused)} acknowledged messages never delivered live"
+    return acked
 
 
 def kill9(pidfile):
@@ -275,21 +297,8 @@ def start_smtp(stack, outdir):
 def test_distributed_faults_under_load(stack):
     tag = uuid.uuid4().hex[:6]
     users = [(f"fa{tag}{i}", f"fb{tag}{i}") for i in range(STREAMS)]
-    tokens = {}
-
-    def tok_of(u):
-        if u not in tokens:
-            tokens[u] = tok(stack, u)
-        return tokens[u]
-
-    def post(a, b, content):
-        st, raw, _ = http("POST", stack.public + "/chat/persist",
-                          {"content": content, "stream_id": stream_id(a, b), "sender_id": a,
-                           "receiver_id": b},
-                          headers={"Authorization": "Bearer " + tok_of(a)}, timeout=30)
-        return st, raw
-
-    load = Load(stack.ws, post, tok_of, users)
+    tok_of = tokens_for(stack.env["STACK_JWT_SECRET"])
+    load = Load(stack.ws, poster(stack.public, tok_of), tok_of, users)
     kdir = os.path.join(stack.dir, "kafka")
     figures = {}
 
@@ -410,18 +419,7 @@ def test_distributed_faults_under_load(stack):
 
     asyncio.run(asyncio.wait_for(scenario(), 900))
 
-    history = set()
-    for a, b in users:
-        history |= in_history(stack.public, tok_of, a, b)
-    acked = set(load.acked)
-    not_live = [m for m in acked if m not in load.seen]
-    unexcused = [m for m in not_live if not load.excused(m)]
-    report("distributed total", acknowledged=len(acked), not_acknowledged=load.errors,
-           stored=len(acked & history), delivered_live=len(acked & set(load.seen)),
-           not_live_socket_down=len(not_live) - len(unexcused), not_live_other=len(unexcused),
-           duplicate_frames=load.dups)
-    assert acked <= history, f"{len(acked - history)} acknowledged messages not in the history"
-    assert not unexcused, f"{len(unexcused)} acknowledged messages never delivered live"
+    acked = check_totals("distributed", load, stack.public, tok_of, users)
     for name in ("kafka", "redis", "chat_ws", "handler"):
         assert figures[name]["catch_up_s"] is not None, (name, figures)
     assert figures["redis"]["dups"] == 0, figures
@@ -469,31 +467,14 @@ class SingleNode:
         with open(os.path.join(self.dir, "notifd.log"), errors="replace") as f:
             return f.read()
 
-    def tok(self, u):
-        return jwt.encode({"sub": u, "exp": int(time.time()) + 3600}, self.secret,
-                          algorithm="HS256")
-
 
 def test_single_node_kill9_and_sigterm_under_load():
     d = tempfile.mkdtemp(prefix="notifd-faults-single-")
     n = SingleNode(d)
     tag = uuid.uuid4().hex[:6]
     users = [(f"sa{tag}{i}", f"sb{tag}{i}") for i in range(STREAMS)]
-    tokens = {}
-
-    def tok_of(u):
-        if u not in tokens:
-            tokens[u] = n.tok(u)
-        return tokens[u]
-
-    def post(a, b, content):
-        st, raw, _ = http("POST", n.url + "/chat/persist",
-                          {"content": content, "stream_id": stream_id(a, b), "sender_id": a,
-                           "receiver_id": b},
-                          headers={"Authorization": "Bearer " + tok_of(a)}, timeout=30)
-        return st, raw
-
-    load = Load(f"ws://127.0.0.1:{n.port}", post, tok_of, users, SINGLE_RATE)
+    tok_of = tokens_for(n.secret)
+    load = Load(f"ws://127.0.0.1:{n.port}", poster(n.url, tok_of), tok_of, users, SINGLE_RATE)
     figures = {}
 
     async def scenario():
@@ -520,18 +501,7 @@ def test_single_node_kill9_and_sigterm_under_load():
     try:
         n.start()
         asyncio.run(asyncio.wait_for(scenario(), 300))
-        history = set()
-        for a, b in users:
-            history |= in_history(n.url, tok_of, a, b)
-        acked = set(load.acked)
-        not_live = [m for m in acked if m not in load.seen]
-        unexcused = [m for m in not_live if not load.excused(m)]
-        report("single total", rate=SINGLE_RATE, acknowledged=len(acked), not_acknowledged=load.errors,
-               stored=len(acked & history), delivered_live=len(acked & set(load.seen)),
-               not_live_socket_down=len(not_live) - len(unexcused),
-               not_live_other=len(unexcused), duplicate_frames=load.dups)
-        assert acked <= history, f"{len(acked - history)} acknowledged messages not in the history"
-        assert not unexcused, f"{len(unexcused)} acknowledged messages never delivered live"
+        check_totals("single", load, n.url, tok_of, users, rate=SINGLE_RATE)
         for how in figures:
             assert figures[how]["catch_up_s"] is not None, figures
     finally:
