@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_bus.h"
 #include "bus/bus.h"
 #include "bus/bus_internal.h"
 #include "log/log.h"
@@ -41,29 +42,6 @@ typedef struct bench {
   int warm;          /* the warm-up record arrived */
 } bench;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static nd_cfg_node *node(nd_cfg_kind k, const char *key, const char *str) {
-  nd_cfg_node *n = calloc(1, sizeof *n);
-  if (!n) abort();
-  n->kind = k;
-  n->file = "bus_bench";
-  n->key = key ? strdup(key) : NULL;
-  n->str = str ? strdup(str) : NULL;
-  return n;
-}
-
-static nd_cfg_node *add(nd_cfg_node *map, nd_cfg_node *child) {
-  map->items = realloc(map->items, (map->n + 1) * sizeof *map->items);
-  if (!map->items) abort();
-  map->items[map->n++] = child;
-  return child;
-}
-
 static void on_confirm(int32_t status, void *ud) {
   bench *b = ud;
   if (status == 0) b->confirmed++;
@@ -71,7 +49,7 @@ static void on_confirm(int32_t status, void *ud) {
 }
 
 static void produce_one(bench *b) {
-  double t = now_s();
+  double t = bench_now_s();
   memcpy(b->payload, &t, sizeof t);
   char key[16];
   snprintf(key, sizeof key, "k%" PRId64, b->produced % 64);
@@ -92,7 +70,7 @@ static void handler(notifd_bus_msg *m, void *ud) {
   double t0;
   if (v && n >= sizeof t0 && b->handled < b->count) {
     memcpy(&t0, v, sizeof t0);
-    double now = now_s();
+    double now = bench_now_s();
     b->lat[b->handled++] = now - t0;
     b->t_last = now;
   }
@@ -105,7 +83,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   bench *b = arg;
   if (b->rate > 0) {
-    double elapsed = b->produced ? now_s() - b->t_first : 0;
+    double elapsed = b->produced ? bench_now_s() - b->t_first : 0;
     int64_t due = (int64_t)(elapsed * (double)b->rate) + 1;
     while (b->produced < due && b->produced < b->count) produce_one(b);
   } else {
@@ -171,56 +149,39 @@ int main(int argc, char **argv) {
   nd_errors_init(&h->errs);
   h->phase = ND_PHASE_INIT;
   if (strcmp(backend, "kafka") == 0) {
-    nd_cfg_node *k = node(ND_CFG_MAP, NULL, NULL);
-    add(k, node(ND_CFG_SCALAR, "brokers", brokers));
+    nd_cfg_node *k = bench_cfg_node(ND_CFG_MAP, NULL, NULL);
+    bench_cfg_add(k, bench_cfg_node(ND_CFG_SCALAR, "brokers", brokers));
     if (!kafka_defaults) {
-      nd_cfg_node *cp = add(k, node(ND_CFG_MAP, "consumer_properties", NULL));
-      add(cp, node(ND_CFG_SCALAR, "fetch.wait.max.ms", "5"));
-      nd_cfg_node *pp = add(k, node(ND_CFG_MAP, "producer_properties", NULL));
-      add(pp, node(ND_CFG_SCALAR, "linger.ms", "1"));
+      nd_cfg_node *cp = bench_cfg_add(k, bench_cfg_node(ND_CFG_MAP, "consumer_properties", NULL));
+      bench_cfg_add(cp, bench_cfg_node(ND_CFG_SCALAR, "fetch.wait.max.ms", "5"));
+      nd_cfg_node *pp = bench_cfg_add(k, bench_cfg_node(ND_CFG_MAP, "producer_properties", NULL));
+      bench_cfg_add(pp, bench_cfg_node(ND_CFG_SCALAR, "linger.ms", "1"));
     }
     h->cfg.kafka = k;
   } else if (sync) {
-    nd_cfg_node *bc = node(ND_CFG_MAP, NULL, NULL);
-    nd_cfg_node *em = add(bc, node(ND_CFG_MAP, "embedded", NULL));
-    add(em, node(ND_CFG_SCALAR, "synchronous", sync));
+    nd_cfg_node *bc = bench_cfg_node(ND_CFG_MAP, NULL, NULL);
+    nd_cfg_node *em = bench_cfg_add(bc, bench_cfg_node(ND_CFG_MAP, "embedded", NULL));
+    bench_cfg_add(em, bench_cfg_node(ND_CFG_SCALAR, "synchronous", sync));
     h->cfg.bus_cfg = bc;
   }
   if (nd_bus_open(h, &b.bus, &h->errs) < 0) {
     fprintf(stderr, "bus_bench: cannot open the %s bus\n", backend);
     return 1;
   }
-  char topic[64], group[80];
-  snprintf(topic, sizeof topic, "bench-%ld-%lld", (long)getpid(), (long long)time(NULL));
-  snprintf(group, sizeof group, "%s-g", topic);
-  b.topic = topic;
-  const char *topics[] = {topic, NULL};
-  notifd_consumer_opts o = {.size = sizeof o, .topics = topics, .group = group,
-                            .handler = handler, .ud = &b, .max_attempts = 1};
-  notifd_consumer *c;
-  if (nd_bus_consume(b.bus, NULL, &o, &c) < 0 || (h->phase = ND_PHASE_RUNNING, 0) ||
-      nd_bus_start(b.bus) < 0) {
-    fprintf(stderr, "bus_bench: cannot consume\n");
-    return 1;
-  }
+  char topic[64];
   /* Warm-up: one record creates the topic (Kafka auto-create) and comes
    * back once the group has its partitions; timing starts after that. */
-  (void)c;
-  if (nd_bus_produce(b.bus, topic, NULL, 0, "w", 1, NULL, NULL, NULL) < 0) return 1;
-  double wait_end = now_s() + 60;
-  while (!b.warm && now_s() < wait_end) {
-    event_base_loop(b.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    usleep(500);
-  }
+  if (bench_bus_fresh_topic(h, b.bus, "bench", handler, &b, topic, &b.warm) < 0) return 1;
+  b.topic = topic;
   b.tick = event_new(b.base, -1, EV_PERSIST, on_tick, &b);
   struct timeval ms = {0, 1000};
   event_add(b.tick, &ms);
-  double end = now_s() + (double)timeout_s;
-  while (b.handled < b.count && now_s() < end) event_base_loop(b.base, EVLOOP_ONCE);
+  double end = bench_now_s() + (double)timeout_s;
+  while (b.handled < b.count && bench_now_s() < end) event_base_loop(b.base, EVLOOP_ONCE);
   event_del(b.tick);
   nd_bus_stop(b.bus, on_stopped, &b);
-  double stop_end = now_s() + 10;
-  while (!b.stopped && now_s() < stop_end) event_base_loop(b.base, EVLOOP_ONCE);
+  double stop_end = bench_now_s() + 10;
+  while (!b.stopped && bench_now_s() < stop_end) event_base_loop(b.base, EVLOOP_ONCE);
 
   int64_t n = b.handled;
   qsort(b.lat, (size_t)n, sizeof *b.lat, cmp_d);

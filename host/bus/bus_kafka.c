@@ -16,7 +16,20 @@
  * One producer (idempotent) serves plugins' produces and dead letters; each
  * consumer (group) has its own rd_kafka_t.  Readiness = a metadata request
  * to the brokers succeeded recently (probed every 5 s on a small thread,
- * since rd_kafka_metadata blocks). */
+ * since rd_kafka_metadata blocks; every second while it fails).
+ *
+ * Recovery after a broker outage (bench/kafka_outage.py): librdkafka's
+ * defaults took up to a minute.  Its reconnect backoff grows to 10 s, and
+ * a consumer whose coordinator stays away longer than session.timeout.ms
+ * (45 s) drops its member id and rejoins as a new member; the restarted
+ * broker, which loaded the old member from __consumer_offsets, then holds
+ * the group in rebalance until that old member's session expires (another
+ * session timeout).  So the backend sets (backends.kafka, each overridable
+ * by a librdkafka property): session_timeout 10 s, heartbeat_interval 1 s,
+ * reconnect_backoff_max 1 s.  Lost partitions (session expired) are dropped
+ * like revoked ones, without storing anything: their records come again to
+ * whoever owns them next; commits refused for a stale generation are
+ * logged, never retried with it (the records are redelivered, not lost). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -35,6 +48,7 @@
 
 #define DRAIN_SLICE 1000
 #define PROBE_INTERVAL_S 5
+#define PROBE_RETRY_MS 1000 /* while not ready: /readyz turns 200 soon after */
 #define TICK_MS 500
 
 typedef struct kprop {
@@ -52,9 +66,21 @@ typedef struct kwake {
   struct event *ev;
 } kwake;
 
+/* Where a partition's finished records end (the offset last stored), kept
+ * across a lost assignment so that getting the partition back resumes
+ * there instead of at the last auto commit. */
+typedef struct kdone {
+  char *topic;
+  int32_t partition;
+  int64_t next;
+  int resume; /* the assignment was lost: apply `next` when it comes back */
+} kdone;
+
 typedef struct kcons {
   nd_bus *bus;
   notifd_consumer *c;
+  kdone *done;
+  size_t ndone;
   rd_kafka_t *rk;
   rd_kafka_queue_t *q, *closeq;
   kwake w;
@@ -71,6 +97,7 @@ typedef struct kprod_op {
 typedef struct kbus {
   nd_bus *bus;
   kprops common, producer_props, consumer_props;
+  int64_t session_timeout_ms, heartbeat_ms, reconnect_max_ms;
   char *brokers, *client_id;
   rd_kafka_t *producer;
   rd_kafka_queue_t *pq;
@@ -184,11 +211,26 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
   ND_WARN("bus", "kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
 }
 
+/* A default from backends.kafka unless a librdkafka property sets it. */
+static int conf_default(rd_kafka_conf_t *conf, kbus *k, const kprops *role, const char *key,
+                        int64_t v) {
+  if (props_has(&k->common, key) || (role && props_has(role, key))) return 0;
+  char num[32];
+  snprintf(num, sizeof num, "%" PRId64, v);
+  return conf_set(conf, key, num, NULL, NULL);
+}
+
 static rd_kafka_conf_t *conf_new(kbus *k, const kprops *role, nd_errors *errs) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (!conf) return NULL;
   int bad = conf_set(conf, "bootstrap.servers", k->brokers, NULL, errs) < 0;
   bad |= conf_set(conf, "client.id", k->client_id, NULL, errs) < 0;
+  /* librdkafka's reconnect backoff doubles to 10 s: a broker back after an
+   * outage was noticed up to 10 s late.  reconnect.backoff.ms must not
+   * exceed the max. */
+  bad |= conf_default(conf, k, role, "reconnect.backoff.max.ms", k->reconnect_max_ms) < 0;
+  if (k->reconnect_max_ms < 100)
+    bad |= conf_default(conf, k, role, "reconnect.backoff.ms", k->reconnect_max_ms) < 0;
   bad |= conf_apply(conf, &k->common, errs) < 0;
   bad |= conf_apply(conf, role, errs) < 0;
   if (bad) {
@@ -319,7 +361,7 @@ static void *probe_main(void *arg) {
     pthread_mutex_lock(&k->mu);
     if (k->probe_stop) break;
     struct timespec ts;
-    nd_mono_deadline(&ts, PROBE_INTERVAL_S * 1000LL);
+    nd_mono_deadline(&ts, ok ? PROBE_INTERVAL_S * 1000LL : PROBE_RETRY_MS);
     while (!k->probe_stop && pthread_cond_timedwait(&k->cv, &k->mu, &ts) != ETIMEDOUT) {
     }
   }
@@ -350,8 +392,33 @@ static void kafka_refill(nd_bus_stream *s) {
     pause_stream(kc, s, 0);
 }
 
+static kdone *done_find(kcons *kc, const char *topic, int32_t partition, int add) {
+  for (size_t i = 0; i < kc->ndone; i++)
+    if (kc->done[i].partition == partition && strcmp(kc->done[i].topic, topic) == 0)
+      return &kc->done[i];
+  if (!add) return NULL;
+  kdone *nv = realloc(kc->done, (kc->ndone + 1) * sizeof *nv);
+  if (!nv) return NULL;
+  kc->done = nv;
+  kdone *d = &nv[kc->ndone];
+  d->topic = strdup(topic);
+  if (!d->topic) return NULL;
+  d->partition = partition;
+  d->next = -1;
+  d->resume = 0;
+  kc->ndone++;
+  return d;
+}
+
 static void kafka_commit(nd_bus_stream *s, int64_t next) {
   kcons *kc = s->consumer->impl;
+  /* s->impl caches the kdone slot (index + 1; the array only grows). */
+  kdone *d = s->impl ? &kc->done[(uintptr_t)s->impl - 1] : done_find(kc, s->topic, s->partition, 1);
+  if (d) {
+    s->impl = (void *)(uintptr_t)(d - kc->done + 1);
+    d->next = next;
+    d->resume = 0;
+  }
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   if (!l) return; /* not stored: redelivered after a restart, never lost */
   rd_kafka_topic_partition_list_add(l, s->topic, s->partition)->offset = next;
@@ -377,26 +444,50 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   rd_kafka_error_t *e = NULL;
   rd_kafka_resp_err_t aerr = 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    int resumed = 0;
     for (int i = 0; i < parts->cnt; i++) {
       const char *t = parts->elems[i].topic;
       int32_t p = parts->elems[i].partition;
       if (!nd_bus_stream_find(kc->c, t, p) && !nd_bus_stream_add(kc->c, t, p))
         ND_ERROR("bus", "kafka: no memory for partition %s/%d", t, (int)p);
+      /* Ours before the assignment was lost: everything below d->next was
+       * finished here, so resume there (the commit of those offsets was
+       * refused with the old membership).  If another member went further
+       * meanwhile, this replays records (duplicates), never skips any. */
+      kdone *d = done_find(kc, t, p, 0);
+      if (d && d->resume && d->next >= 0) {
+        parts->elems[i].offset = d->next;
+        resumed++;
+      }
+      if (d) d->resume = 0;
     }
+    if (resumed)
+      ND_INFO("bus", "kafka group %s: %d partition(s) resume where this member left off",
+              kc->c->group, resumed);
     ND_INFO("bus", "kafka group %s: %d partition(s) assigned", kc->c->group, parts->cnt);
     if (coop) e = rd_kafka_incremental_assign(rk, parts);
     else aerr = rd_kafka_assign(rk, parts);
   } else {
+    int lost = rd_kafka_assignment_lost(rk);
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
       ND_ERROR("bus", "kafka group %s rebalance error: %s", kc->c->group, rd_kafka_err2str(err));
+    else if (lost)
+      ND_WARN("bus",
+              "kafka group %s: %d partition(s) lost (no contact with the group coordinator "
+              "within the session timeout); rejoining",
+              kc->c->group, parts->cnt);
     /* Queued records are dropped uncommitted; a record in flight is
      * orphaned, so finishing it later stores nothing past what is done. */
     for (int i = 0; i < parts->cnt; i++) {
       nd_bus_stream *s = nd_bus_stream_find(kc->c, parts->elems[i].topic, parts->elems[i].partition);
       if (s) nd_bus_stream_remove(s);
+      /* Revoked: librdkafka commits what is stored, the next owner starts
+       * there.  Lost: that commit is refused; remember where we were. */
+      kdone *d = done_find(kc, parts->elems[i].topic, parts->elems[i].partition, 0);
+      if (d) d->resume = lost;
     }
     if (!coop) remove_all_streams(kc);
-    ND_INFO("bus", "kafka group %s: %d partition(s) revoked", kc->c->group, parts->cnt);
+    if (!lost) ND_INFO("bus", "kafka group %s: %d partition(s) revoked", kc->c->group, parts->cnt);
     if (coop) e = rd_kafka_incremental_unassign(rk, parts);
     else aerr = rd_kafka_assign(rk, NULL);
   }
@@ -406,6 +497,27 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   } else if (aerr) {
     ND_ERROR("bus", "kafka assign: %s", rd_kafka_err2str(aerr));
   }
+}
+
+/* Auto commits.  A commit refused because the group moved on (the member
+ * was evicted, a rebalance started) is not retried with the old
+ * generation: the next owner of the partition starts at the last committed
+ * offset and gets those records again (redelivered, never lost; the
+ * handlers dedupe). */
+static void on_offset_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+  (void)rk;
+  kcons *kc = opaque;
+  /* Nothing to commit, or the coordinator is away (an outage: the error
+   * callback already says so; the stored offsets are sent once it is back). */
+  if (!err || err == RD_KAFKA_RESP_ERR__NO_OFFSET || err == RD_KAFKA_RESP_ERR__WAIT_COORD) return;
+  int stale = err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+              err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+              err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+              err == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+  ND_WARN_RL("bus", "kafka group %s: commit of %d partition(s) failed: %s%s", kc->c->group,
+             offsets ? offsets->cnt : 0, rd_kafka_err2str(err),
+             stale ? " (membership changed; those records will be delivered again)" : "");
 }
 
 static notifd_bus_msg *wrap_message(rd_kafka_message_t *rkm) {
@@ -507,6 +619,8 @@ static int consumer_open(kbus *k, notifd_consumer *c) {
   if (!props_has(&k->consumer_props, "auto.offset.reset") && !props_has(&k->common, "auto.offset.reset"))
     bad |= conf_set(conf, "auto.offset.reset", c->start_from_latest ? "latest" : "earliest", NULL,
                     NULL);
+  bad |= conf_default(conf, k, &k->consumer_props, "session.timeout.ms", k->session_timeout_ms) < 0;
+  bad |= conf_default(conf, k, &k->consumer_props, "heartbeat.interval.ms", k->heartbeat_ms) < 0;
   /* ... and what the delivery guarantees rely on. */
   bad |= conf_set(conf, "group.id", c->group, NULL, NULL);
   bad |= conf_set(conf, "enable.auto.offset.store", "false", NULL, NULL);
@@ -518,6 +632,7 @@ static int consumer_open(kbus *k, notifd_consumer *c) {
   }
   rd_kafka_conf_set_opaque(conf, kc);
   rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+  rd_kafka_conf_set_offset_commit_cb(conf, on_offset_commit);
   char err[256];
   kc->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!kc->rk) {
@@ -547,6 +662,8 @@ static int consumer_open(kbus *k, notifd_consumer *c) {
 
 static void consumer_free(kcons *kc) {
   if (!kc) return;
+  for (size_t i = 0; i < kc->ndone; i++) free(kc->done[i].topic);
+  free(kc->done);
   wake_close(&kc->w);
   if (kc->more_ev) event_free(kc->more_ev);
   if (kc->closeq) rd_kafka_queue_destroy(kc->closeq);
@@ -728,6 +845,20 @@ int nd_bus_kafka_open(nd_bus *b, nd_errors *errs) {
   const char *client_id;
   int bad = read_brokers(kc, &brokers, errs) < 0;
   bad |= nd_bus_cfg_str(kc, "client_id", "notifd", &client_id, errs) < 0;
+  /* Recovery settings (see the top of this file; docs/operations.md). */
+  bad |= nd_bus_cfg_dur(kc, "session_timeout", 10000, &k->session_timeout_ms, errs) < 0;
+  bad |= nd_bus_cfg_dur(kc, "heartbeat_interval", 1000, &k->heartbeat_ms, errs) < 0;
+  bad |= nd_bus_cfg_dur(kc, "reconnect_backoff_max", 1000, &k->reconnect_max_ms, errs) < 0;
+  if (!bad && (k->heartbeat_ms < 1 || k->heartbeat_ms >= k->session_timeout_ms)) {
+    nd_errors_add(errs, kc->file, kc->line, kc->col,
+                  "backends.kafka.heartbeat_interval must be > 0 and below session_timeout");
+    bad = 1;
+  }
+  if (!bad && k->reconnect_max_ms < 1) {
+    nd_errors_add(errs, kc->file, kc->line, kc->col,
+                  "backends.kafka.reconnect_backoff_max must be > 0");
+    bad = 1;
+  }
   bad |= props_read(kc, "properties", &k->common, errs) < 0;
   bad |= props_read(kc, "producer_properties", &k->producer_props, errs) < 0;
   bad |= props_read(kc, "consumer_properties", &k->consumer_props, errs) < 0;

@@ -111,7 +111,8 @@ def stack():
         yield Stack(d)
     finally:
         subprocess.run([STACK_SH, "stop", d], capture_output=True, timeout=180)
-        shutil.rmtree(d, ignore_errors=True)
+        if not os.environ.get("NOTIFD_STACK_KEEP"):  # keep the logs to debug a run
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run(coro, timeout=120):

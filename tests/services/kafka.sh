@@ -6,6 +6,10 @@
 #   kafka.sh start DIR          start a broker with its state in DIR; prints
 #                               "127.0.0.1:PORT" once it accepts connections
 #   kafka.sh stop DIR           stop the broker started in DIR (by pid)
+#   kafka.sh kill DIR           kill -9 the broker started in DIR (fault tests)
+#   kafka.sh restart DIR        start the broker of DIR again (same ports, same
+#                               data, no format) after a kill or stop; prints
+#                               "127.0.0.1:PORT" once it accepts connections
 #
 # Exit status 2 means "cannot run here" (no java/mvn, jars unobtainable); the
 # reason is on stderr so callers can report SKIPPED with it.
@@ -85,11 +89,19 @@ EOF
         -c "$dir/server.properties" >"$dir/format.log" 2>&1; then
     die_skip "kafka storage format failed (see $dir/format.log)"
   fi
+  echo "127.0.0.1:$port" >"$dir/kafka.addr"
+  launch "$dir" "$port"
+}
+
+# launch DIR PORT: runs the broker configured in DIR, waits until PORT listens.
+launch() {
+  local dir="$1" port="$2"
+  local jopts=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+               -Djava.awt.headless=true -Dlog4j.configuration="file:$dir/log4j.properties")
   setsid java "${jopts[@]}" -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
-      >"$dir/stdout.log" 2>&1 </dev/null &
+      >>"$dir/stdout.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$dir/kafka.pid"
-  echo "127.0.0.1:$port" >"$dir/kafka.addr"
   for _ in $(seq 1 600); do
     if ! kill -0 "$pid" 2>/dev/null; then
       die_skip "kafka exited during startup (see $dir/stdout.log, $dir/kafka.log)"
@@ -106,9 +118,28 @@ EOF
 
 stop() { stop_pidfile "$1/kafka.pid" 10; }
 
+kill9() {
+  [ -f "$1/kafka.pid" ] || return 0
+  kill -KILL "$(cat "$1/kafka.pid")" 2>/dev/null
+  for _ in $(seq 1 100); do alive "$(cat "$1/kafka.pid")" || break; sleep 0.05; done
+  rm -f "$1/kafka.pid"
+}
+
+restart() {
+  local dir="$1"
+  [ -f "$dir/server.properties" ] && [ -f "$dir/kafka.addr" ] || { echo "kafka: no broker in $dir" >&2; exit 1; }
+  fetch || exit $?
+  [ -f "$dir/kafka.pid" ] && alive "$(cat "$dir/kafka.pid")" && { echo "kafka: $dir still runs" >&2; exit 1; }
+  local addr
+  addr=$(cat "$dir/kafka.addr")
+  launch "$dir" "${addr##*:}"
+}
+
 case "${1:-}" in
   fetch) fetch ;;
   start) [ $# -eq 2 ] || { echo "usage: $0 start DIR" >&2; exit 1; }; start "$2" ;;
   stop) [ $# -eq 2 ] || { echo "usage: $0 stop DIR" >&2; exit 1; }; stop "$2" ;;
-  *) echo "usage: $0 fetch | start DIR | stop DIR" >&2; exit 1 ;;
+  kill) [ $# -eq 2 ] || { echo "usage: $0 kill DIR" >&2; exit 1; }; kill9 "$2" ;;
+  restart) [ $# -eq 2 ] || { echo "usage: $0 restart DIR" >&2; exit 1; }; restart "$2" ;;
+  *) echo "usage: $0 fetch | start DIR | stop DIR | kill DIR | restart DIR" >&2; exit 1 ;;
 esac

@@ -669,6 +669,31 @@ START_TEST(kafka_revoke_orphans_in_flight) {
 }
 END_TEST
 
+/* backends.kafka's recovery settings: a heartbeat that is not below the
+ * session timeout is refused at open with the key named; valid ones open. */
+START_TEST(kafka_recovery_settings_checked) {
+  env e = {0};
+  e.base = event_base_new();
+  e.h = thost_new(e.base, NULL);
+  e.h->cfg.kafka = kafka_cfg();
+  tcfg_set(e.h->cfg.kafka, "session_timeout", "2s");
+  tcfg_set(e.h->cfg.kafka, "heartbeat_interval", "2s");
+  ck_assert_int_lt(nd_bus_open(e.h, &e.b, &e.h->errs), 0);
+  e.b = NULL;
+  ck_assert_uint_ge(e.h->errs.n, 1);
+  ck_assert_ptr_nonnull(strstr(e.h->errs.msgs[0], "heartbeat_interval"));
+  thost_free(e.h);
+  e.h = thost_new(e.base, NULL);
+  e.h->cfg.kafka = kafka_cfg();
+  tcfg_set(e.h->cfg.kafka, "session_timeout", "8s");
+  tcfg_set(e.h->cfg.kafka, "heartbeat_interval", "500ms");
+  tcfg_set(e.h->cfg.kafka, "reconnect_backoff_max", "50ms");
+  ck_assert_int_eq(nd_bus_open(e.h, &e.b, &e.h->errs), 0);
+  env_close(&e);
+  env_done(&e);
+}
+END_TEST
+
 static void suite_add(Suite *s, const char *name, const TTest *tt, int timeout) {
   TCase *tc = tcase_create(name);
   tcase_set_timeout(tc, timeout);
@@ -685,5 +710,6 @@ Suite *nd_test_suite(void) {
   suite_add(s, "split", kafka_two_members_split_partitions, 120);
   suite_add(s, "commit", kafka_graceful_stop_commits, 120);
   suite_add(s, "revoke", kafka_revoke_orphans_in_flight, 120);
+  suite_add(s, "recovery_settings", kafka_recovery_settings_checked, 60);
   return s;
 }
