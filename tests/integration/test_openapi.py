@@ -252,7 +252,7 @@ def test_websocket_routes_answer_as_described(node):
 
 # ---- the fuzzer ----------------------------------------------------------------
 
-def schemathesis_toml(user, peer):
+def schemathesis_toml(user, peer, message_id):
     """The run's config: which answers are expected where the defaults
     would call them errors, and the parameters pinned to the signed-in
     user so that generated requests get past the 403 of "not your data"
@@ -287,20 +287,31 @@ parameters = {{ "path.stream_id" = "{sid}", "query.peer_id" = "{peer}", "query.u
 [[operations]]
 include-path = "/chat/streams/{{stream_id}}/read"
 parameters = {{ "path.stream_id" = "{sid}" }}
+
+[[operations]]
+include-path = "/chat/messages/{{message_id}}"
+parameters = {{ "path.message_id" = "{message_id}" }}
+
+# The config declares one type (Node): undeclared ones are only 404s.
+[[operations]]
+include-path = "/notifications/{{type}}"
+parameters = {{ "path.type" = "order-cancelled" }}
 """
 
 
 def test_fuzz_api_against_description(node, py, tmp_path):
     n = node()
-    tok = token_for(n, "fuzz-alice")
-    token_for(n, "fuzz-bob")
+    # The users of the description's examples (alice writes to bob).
+    tok = token_for(n, "alice")
+    token_for(n, "bob")
     # A conversation and an inbox entry, so reads have something to find.
     st, body, _ = http("POST", n.url + "/chat/messages",
-                       {"content": "hello", "stream_id": stream_id("fuzz-alice", "fuzz-bob"),
-                        "sender_id": "fuzz-alice", "receiver_id": "fuzz-bob"},
+                       {"content": "hello", "stream_id": stream_id("alice", "bob"),
+                        "sender_id": "alice", "receiver_id": "bob"},
                        {"Authorization": f"Bearer {tok}"})
     assert st == 201, body
-    st, body, _ = http("POST", n.url + "/notifications/purchase?user_id=fuzz-alice",
+    message_id = json.loads(body)["message_id"]
+    st, body, _ = http("POST", n.url + "/notifications/purchase?user_id=alice",
                        {"order_id": "o-1", "buyer_id": "b", "shop_owner_id": "s",
                         "product_name": "p", "amount": 1.5, "currency": "EUR",
                         "status": "paid"}, {"X-Notifd-Internal-Token": INTERNAL_TOKEN})
@@ -308,7 +319,7 @@ def test_fuzz_api_against_description(node, py, tmp_path):
 
     work = tmp_path / "fuzz"
     work.mkdir()
-    (work / "schemathesis.toml").write_text(schemathesis_toml("fuzz-alice", "fuzz-bob"))
+    (work / "schemathesis.toml").write_text(schemathesis_toml("alice", "bob", message_id))
     budget = int(os.environ.get("NOTIFD_FUZZ_SECONDS", "90"))
     cmd = [os.path.join(os.path.dirname(py), "schemathesis"), "run", f"{n.url}/openapi.json",
            "--url", n.url,
