@@ -10,10 +10,10 @@ tests/services/pyenv.sh keeps; when it cannot be made (no network) the
 suite reports SKIPPED with the reason.  The fuzzer's run is bounded
 (max examples per operation, a time budget) and seeded, so it repeats.
 """
-import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -352,6 +352,9 @@ def test_fuzz_api_against_description(node, py, tmp_path):
         f.write(out)
     print(out[-6000:])
     print(f"full output: {log}")
+    # And the daemon's log of the run: warnings there (dead letters,
+    # dropped events) are findings the HTTP answers do not show.
+    shutil.copyfile(n.log_path, os.path.join(BUILD, "meson-logs", "openapi-notifd.log"))
     print(f"schemathesis ran {took:.1f} s, exit {r.returncode}")
     assert r.returncode == 0, out[-12000:]
     assert n.proc.poll() is None, n.read_log()[-4000:]
