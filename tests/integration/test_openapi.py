@@ -21,10 +21,9 @@ import pytest
 import websockets
 import yaml
 
-from conftest import (NOTIFD, SOURCE, BUILD, SANITIZER_MARKS, free_port, http, run, stream_id,
-                      wait_until)
+from conftest import BUILD, SOURCE, checked_exits, http, run, stream_id
+from test_auth_users import SINGLE_NODE, SingleNode
 
-SINGLE_NODE = os.path.join(SOURCE, "config", "single-node.yaml")
 INTERNAL_TOKEN = "openapi-internal-token-0123456789"
 PASSWORD = "correct horse battery"
 # The fuzzer's bounds: examples per operation, and the run's wall clock
@@ -53,19 +52,19 @@ def load_spec():
         return yaml.safe_load(f)
 
 
-class Node:
+class Node(SingleNode):
     """notifd with config/single-node.yaml (every role, auth.mode users,
-    built-in accounts, open registration), changed only where a fuzzer
-    needs it: an internal token, a declared notification type to fuzz
-    /notifications/{type} with, and rate limits high enough that the
-    handlers, not the limiter, answer most requests."""
+    built-in accounts, open registration) and its documented environment,
+    changed only where a fuzzer needs it: an internal token, a declared
+    notification type to fuzz /notifications/{type} with, and rate limits
+    high enough that the handlers, not the limiter, answer most
+    requests."""
 
     def __init__(self, tmp_path, openapi=True):
-        self.port, self.admin_port = free_port(), free_port()
-        self.dir = tmp_path
         os.makedirs(tmp_path, exist_ok=True)
-        self.data_dir = str(tmp_path / "data")
-        self.log_path = str(tmp_path / "notifd.log")
+        super().__init__(tmp_path, NOTIFD_INTERNAL_TOKEN=INTERNAL_TOKEN,
+                         NOTIFD_EMAIL_RETRY_ATTEMPTS="1")
+        self.dir = tmp_path
         with open(SINGLE_NODE, encoding="utf-8") as f:
             cfg = yaml.safe_load(f)
         cfg["http"]["rate_limit"] = {"rate": 100000, "burst": 100000}
@@ -76,66 +75,17 @@ class Node:
             if p["name"] == "notifications_ws":
                 p["config"]["types"] = [{"name": "order-cancelled",
                                          "required": ["order_id", "reason"]}]
-        self.config_path = str(tmp_path / "notifd.yaml")
-        with open(self.config_path, "w", encoding="utf-8") as f:
+        self.config = str(tmp_path / "notifd.yaml")
+        with open(self.config, "w", encoding="utf-8") as f:
             yaml.safe_dump(cfg, f)
-        self.env = dict(os.environ, NOTIFD_ADDRESS="127.0.0.1", NOTIFD_PORT=str(self.port),
-                        NOTIFD_ADMIN_PORT=str(self.admin_port), NOTIFD_DATA_DIR=self.data_dir,
-                        NOTIFD_PLUGIN_DIR=os.path.join(BUILD, "plugins"),
-                        NOTIFD_WEB_DIR=os.path.join(SOURCE, "web"),
-                        NOTIFD_TEMPLATES_DIR=os.path.join(SOURCE, "config", "templates"),
-                        NOTIFD_SMTP_URL=f"smtp://127.0.0.1:{free_port()}",
-                        NOTIFD_INTERNAL_TOKEN=INTERNAL_TOKEN,
-                        NOTIFD_EMAIL_RETRY_ATTEMPTS="1")
-        self.proc = None
-
-    url = property(lambda self: f"http://127.0.0.1:{self.port}")
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([NOTIFD, "-c", self.config_path], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=self.env)
-        wait_until(self._ready, 30, "notifd /readyz")
-        return self
-
-    def _ready(self):
-        assert self.proc.poll() is None, self.read_log()
-        try:
-            return http("GET", f"http://127.0.0.1:{self.admin_port}/readyz", timeout=1)[0] == 200
-        except OSError:
-            return False
-
-    def read_log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
 def node(tmp_path):
-    started = []
-
     def make(**kw):
-        n = Node(tmp_path / f"n{len(started)}", **kw)
-        started.append(n)
-        return n.start()
+        return Node(tmp_path / f"n{len(os.listdir(tmp_path))}", **kw).start()
 
-    yield make
-    for n in started:
-        rc = n.stop()
-        log = n.read_log()
-        assert not any(m in log for m in SANITIZER_MARKS), log[-6000:]
-        assert rc == 0, f"notifd exited {rc}:\n{log[-4000:]}"
+    yield from checked_exits(make)
 
 
 def token_for(n, user):
