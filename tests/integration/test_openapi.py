@@ -277,7 +277,7 @@ def test_fuzz_api_against_description(node, py, tmp_path):
            "-H", f"X-Notifd-Internal-Token: {INTERNAL_TOKEN}",
            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                        "response_schema_conformance",
-           "--phases", "examples,coverage,fuzzing",
+           "--phases", "examples,coverage,fuzzing,stateful",
            "--max-examples", str(MAX_EXAMPLES),
            "--seed", str(SEED),
            "--max-time", str(budget),
