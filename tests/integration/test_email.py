@@ -552,6 +552,13 @@ def test_go_http_endpoints(notifd_factory, smtp):
         "Key: 'ChatMessage.ChatMetadata.SenderID' Error:Field validation for 'SenderID' failed "
         "on the 'required' tag\nKey: 'ChatMessage.ChatMetadata.ReceiverID' Error:Field "
         "validation for 'ReceiverID' failed on the 'required' tag")
+    # Two fields of the wrong type: the first is reported, as Go does (the
+    # second overwrote and leaked it; found by the API fuzzer under ASan).
+    st, body, _ = http("POST", n.url + "/email/chat",
+                       b'{"content": 1, "stream_id": [], "sender_id": "a", "receiver_id": "b"}',
+                       headers=AUTH)
+    assert (st, json.loads(body)) == (400, {"error": "json: cannot unmarshal number into Go "
+                                            "struct field ChatMessage.content of type string"})
     # Item 20: purchase email to the shop owner with the Go body.
     purchase = {"order_id": "ORD-001", "buyer_id": "buyer-1", "shop_owner_id": "shop-owner-2",
                 "product_name": "Premium Coffee", "amount": 15.99, "currency": "USD",
