@@ -27,8 +27,9 @@ from test_auth_users import SINGLE_NODE, SingleNode
 INTERNAL_TOKEN = "openapi-internal-token-0123456789"
 PASSWORD = "correct horse battery"
 # The fuzzer's bounds: examples per operation, and the run's wall clock
-# (schemathesis stops generating when it is spent).  Seeded: a failure
-# repeats with the same inputs.
+# (NOTIFD_FUZZ_SECONDS, default 90: schemathesis 4 repeats its fuzzing and
+# stateful phases until the budget is spent, so the run takes about that
+# long).  Seeded: a failure repeats with the same inputs.
 MAX_EXAMPLES = int(os.environ.get("NOTIFD_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("NOTIFD_FUZZ_SEED", "20261207"))
 WS_PATHS = ["/chat/subscribe-websocket", "/notifications/subscribe"]
