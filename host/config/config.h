@@ -152,6 +152,7 @@ typedef struct nd_config {
   int64_t http_keepalive_ms;        /* idle keep-alive, default 60 s */
   int64_t http_request_timeout_ms;  /* read a whole request, default 30 s */
   char *static_dir;                 /* http.static_dir or NULL */
+  int http_openapi;                 /* http.openapi: GET /openapi.json, default 1 */
   /* limits against anonymous clients (0 in a hand-built config: see
    * nd_http_server_new for which zero means "default" and which "off") */
   int64_t http_idle_timeout_ms;     /* a new connection's first byte, 10 s */

@@ -306,6 +306,7 @@ static void load_http(loader *L, nd_cfg_node *root, nd_config *c) {
   get_duration(L, http, "keepalive_timeout", 60000, 1, DAY_MS, &c->http_keepalive_ms);
   get_duration(L, http, "request_timeout", 30000, 1, DAY_MS, &c->http_request_timeout_ms);
   get_string(L, http, "static_dir", NULL, 0, &c->static_dir);
+  get_bool(L, http, "openapi", 1, &c->http_openapi);
   load_http_limits(L, http, c);
   nd_cfg_node *shutdown = section(L, root, "shutdown");
   get_duration(L, shutdown, "deadline", 10000, 1, DAY_MS, &c->shutdown_deadline_ms);

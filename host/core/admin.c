@@ -117,6 +117,7 @@ int nd_admin_register(notifd_host *h) {
   if (nd_router_add(h->admin_router, "GET", "/metrics", on_metrics, h, NOTIFD_AUTH_NONE, 0,
                     "host") < 0)
     return -1;
+  if (h->cfg.http_openapi && nd_openapi_register(h) < 0) return -1;
   if (h->cfg.admin_port < 0 &&
       nd_router_add(h->router, "GET", "/metrics", on_metrics, h, NOTIFD_AUTH_NONE, 0, "host") < 0)
     return -1;

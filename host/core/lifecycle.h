@@ -11,5 +11,7 @@ int nd_host_ensure_data_dir(notifd_host *h);
 void nd_host_teardown(notifd_host *h);
 /* Registers /healthz, /readyz and /metrics. */
 int nd_admin_register(notifd_host *h);
+/* GET /openapi.json on the public listener (openapi.c). */
+int nd_openapi_register(notifd_host *h);
 
 #endif

@@ -144,6 +144,30 @@ int email_event_from_purchase(email_event *ev, const email_purchase *p) {
   return bad ? -1 : 0;
 }
 
+/* A JSON string member as field text.  JSON may carry U+0000 ("\u0000",
+ * which the payload decoder allows); a mail cannot, and a C string would
+ * end there: each NUL becomes U+FFFD, the rest of the value is kept. */
+static int set_json_string(email_event *ev, const char *name, const json_t *v) {
+  const char *s = json_string_value(v);
+  size_t n = json_string_length(v), nul = 0;
+  for (size_t i = 0; i < n; i++) nul += s[i] == '\0';
+  if (!nul) return email_event_set(ev, name, s);
+  char *t = malloc(n + 2 * nul + 1), *o = t;
+  if (!t) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i]) {
+      *o++ = s[i];
+    } else {
+      memcpy(o, "\xEF\xBF\xBD", 3);
+      o += 3;
+    }
+  }
+  *o = '\0';
+  int rc = email_event_set(ev, name, t);
+  free(t);
+  return rc;
+}
+
 /* Copies one payload member into a field, leniently: strings as they are,
  * numbers in their shortest form, RFC 3339 times for *_at / *date / *delivery
  * fields rendered like the purchase body; absent or null = "". */
@@ -153,12 +177,11 @@ static int set_from_payload(email_event *ev, const json_t *payload, const char *
   char buf[64];
   const char *s = "";
   if (json_is_string(v)) {
-    s = json_string_value(v);
     email_time t;
-    if (is_time && email_time_parse_rfc3339(s, &t) == 0) {
-      email_time_format_plain(&t, buf, sizeof buf);
-      s = buf;
-    }
+    if (!is_time || email_time_parse_rfc3339(json_string_value(v), &t) < 0)
+      return set_json_string(ev, name, v);
+    email_time_format_plain(&t, buf, sizeof buf);
+    s = buf;
   } else if (json_is_integer(v)) {
     snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
     s = buf;
@@ -199,7 +222,7 @@ static int fill_builtin(email_event *ev, const json_t *payload) {
 /* A declared type's member as text: JSON text for anything but strings. */
 static int set_as_json_text(email_event *ev, const char *name, const json_t *v) {
   if (!v || json_is_null(v)) return email_event_set(ev, name, "");
-  if (json_is_string(v)) return email_event_set(ev, name, json_string_value(v));
+  if (json_is_string(v)) return set_json_string(ev, name, v);
   char buf[64];
   if (json_is_real(v)) {
     email_go_float(json_real_value(v), buf, sizeof buf);

@@ -150,8 +150,17 @@ static int bind(const go_struct *st, const json_t *body, void *obj, char **err) 
   json_object_foreach((json_t *)body, key, v) {
     for (size_t i = 0; i < st->nfields; i++) {
       if (strcasecmp(key, st->fields[i].json) != 0) continue;
-      int r = decode_field(st, &st->fields[i], v, obj, err);
-      if (r < 0 && rc == 0) rc = r; /* the first error is the one reported */
+      /* The first error is the one reported (as Go's decoder does); a
+       * later one is freed, not written over the first (that leaked it
+       * and reported the last). */
+      char *e = NULL;
+      int r = decode_field(st, &st->fields[i], v, obj, &e);
+      if (r < 0 && rc == 0) {
+        rc = r;
+        *err = e;
+      } else {
+        free(e);
+      }
       break;
     }
     if (rc == -2) break;

@@ -50,7 +50,11 @@ static const char *unusable(const pc_event *ev, const json_t *payload) {
 }
 
 static int decode(email_plugin *ep, notifd_bus_msg *m, email_op *op, const pc_event *ev) {
-  json_t *payload = json_loadb(ev->payload_v.p, ev->payload_v.n, JSON_DECODE_ANY, NULL);
+  /* JSON_ALLOW_NUL: "\u0000" is valid JSON (Go writes it for a NUL byte in
+   * a string); without it jansson refuses the payload and a valid event
+   * was dead-lettered as "payload is not a JSON object". */
+  json_t *payload =
+      json_loadb(ev->payload_v.p, ev->payload_v.n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
   const char *why = unusable(ev, payload);
   int type = type_of(ep, ev->type.data);
   const char *skip = why || type < 0 ? NULL : pc_event_skip_reason(ep->api, m, "email", 0);

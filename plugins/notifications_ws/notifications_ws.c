@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pc_event.h"
 #include "pc_jenc.h"
 
 static const char *const forward_labels[] = {"source", "type", "result", NULL};
@@ -50,6 +51,13 @@ void notif_count(notif_ws *s, const char *source, const pc_notification_kind *ki
 const char *notif_result(const pc_publish *pub) {
   if (pub->rc == 0 && pub->failed == 0) return pub->delivered ? "delivered" : "no_subscribers";
   return pub->delivered ? "partial" : "failed";
+}
+
+const char *notif_user_id_problem(const char *u, size_t n) {
+  if (n > PC_EVENT_USER_MAX) return "user_id: at most 256 bytes";
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f) return "user_id: no control characters";
+  return NULL;
 }
 
 int64_t notif_now_ms(void) {

@@ -157,6 +157,11 @@ const char *notif_result(const pc_publish *pub);
  * NULL after answering. */
 const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given);
 int64_t notif_now_ms(void);
+/* Why `u` (n bytes) cannot be a notification's user, NULL if it can: the
+ * event stream's consumers (pc_event: 1..256 bytes; email: no control
+ * characters) would dead-letter the event of any other, so it is refused
+ * before it is stored (400 over HTTP, invalid_user_id on the bus). */
+const char *notif_user_id_problem(const char *u, size_t n);
 int64_t notif_mono_ns(void);
 
 /* ---- inbox.c ---- */

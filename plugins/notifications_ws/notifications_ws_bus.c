@@ -109,6 +109,12 @@ void notif_on_record(notifd_bus_msg *m, void *ud) {
     else drop(s, m, kind, "missing_user_id", NULL);
     goto done;
   }
+  const char *bad = memchr(user.data, '\0', user.len) ? "user_id: no control characters"
+                                                      : notif_user_id_problem(user.data, user.len);
+  if (bad) {
+    drop(s, m, kind, "invalid_user_id", bad);
+    goto done;
+  }
   if (!payload.n) {
     drop(s, m, kind, "missing_payload", NULL);
     goto done;

@@ -90,6 +90,12 @@ void notif_http_submit(notif_ws *s, notifd_req *req, const pc_notification_kind 
     PC_RESPOND_ERROR_LIT(api, req, 400, "user_id query parameter required");
     return;
   }
+  const char *bad = notif_user_id_problem(user_id, strlen(user_id));
+  if (bad) {
+    notif_count(s, "http", kind, "invalid");
+    pc_respond_error(api, req, 400, bad, strlen(bad));
+    return;
+  }
   /* A chat notification is derived from a message already stored in the
    * chat store: chat_answer may answer it on arrival while the other
    * types still wait for their commit. */

@@ -61,6 +61,7 @@ has notifd lib/systemd/system/notifd.service
 has notifd usr/share/notifd/web/index.html
 has notifd usr/share/notifd/web/client/notifd.js
 has notifd usr/share/notifd/templates/chat.tmpl
+has notifd usr/share/notifd/openapi.json
 grep -q '^\./usr/lib/.*/notifd/plugins/chat_ws\.so$' "$tmp/notifd.list" || fail "notifd lacks the plugins"
 grep -q '^\./usr/lib/.*/libnotifd\.so\.1' "$tmp/libnotifd1.list" || fail "libnotifd1 lacks libnotifd.so.1"
 has libnotifd-dev usr/include/notifd/plugin.h

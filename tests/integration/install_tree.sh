@@ -32,6 +32,7 @@ exe="$D$(abs "$bindir")/notifd"
 
 # -- the layout --
 for f in "$conf" "$share/web/index.html" "$share/web/client/notifd.js" "$share/templates/chat.tmpl" \
+         "$share/openapi.json" \
          "$plugins/chat_ws.so" "$plugins/chat_persistence.so" "$plugins/email.so"; do
   [ -f "$D$f" ] || fail "$f not installed"
 done
@@ -65,6 +66,9 @@ pid=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$nd/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 [ "$(curl -fsS "http://127.0.0.1:$nd/hello?name=Ada")" = '{"message":"Hi, Ada!"}' ] \
   || { cat "$tmp/embed.log"; fail "installed embed_example did not answer"; }
+# The API description the library serves is the installed one.
+curl -fsS "http://127.0.0.1:$nd/openapi.json" | cmp -s - "$D$share/openapi.json" \
+  || fail "GET /openapi.json differs from the installed $share/openapi.json"
 kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=""
 [ "$rc" -eq 0 ] || fail "embed_example exited $rc"
 

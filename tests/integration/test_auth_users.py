@@ -45,10 +45,11 @@ class SingleNode:
 
     url = property(lambda self: f"http://127.0.0.1:{self.port}")
     ws_url = property(lambda self: f"ws://127.0.0.1:{self.port}")
+    config = SINGLE_NODE  # a subclass may run a changed copy
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([NOTIFD, "-c", SINGLE_NODE], stdout=self.log,
+        self.proc = subprocess.Popen([NOTIFD, "-c", self.config], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=self.env)
         wait_until(lambda: self._ready(), 30, "notifd /readyz")
         return self

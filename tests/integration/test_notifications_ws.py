@@ -337,6 +337,11 @@ def test_payload_is_go_serialized_with_zero_values(notifd_factory):
     # then user_id
     ("shipping-update", None, {"order_id": "o", "status": "s"}, "user_id query parameter required"),
     ("shipping-update", "", {"order_id": "o", "status": "s"}, "user_id query parameter required"),
+    # what the event stream's consumers would dead-letter (found by the
+    # API fuzzer, test_openapi.py): stored, pushed, then dropped by email
+    ("shipping-update", "u" * 257, {"order_id": "o", "status": "s"}, "user_id: at most 256 bytes"),
+    ("purchase", "a%09b", purchase("o", "p", 1), "user_id: no control characters"),
+    ("chat", "a%0Ab", chat_message(0, "x"), "user_id: no control characters"),
 ])
 def test_invalid_requests_get_400_naming_the_field(notifd_factory, kind, user, body, error):
     n = start(notifd_factory)
@@ -440,6 +445,19 @@ def test_bus_records_are_delivered_and_poison_is_dropped(notifd_factory):
         assert metric(n, "notifd_bus_dropped_total", reason=reason) == 1, reason
     log = n.read_log()
     assert "json: cannot unmarshal string into Go struct field PurchaseUpdate.amount" in log
+
+
+def test_user_ids_the_event_stream_cannot_carry_are_refused(notifd_factory):
+    n = start(notifd_factory)
+    ship = {"order_id": "o", "status": "s"}
+    assert notify(n, "shipping-update", "u" * 256, ship)[0] == 200
+    produce(n, {"type": "shipping-update", "user_id": "a\tb", "payload": ship}, key="k1")
+    produce(n, {"type": "shipping-update", "user_id": "v" * 300, "payload": ship}, key="k2")
+    produce(n, {"type": "shipping-update", "payload": ship}, key="k\x7f")
+    wait_until(lambda: metric(n, "notifd_bus_dropped_total", reason="invalid_user_id") == 3,
+               what="three records dropped as invalid_user_id")
+    log = n.read_log()
+    assert "user_id: no control characters" in log and "user_id: at most 256 bytes" in log
 
 
 def test_bus_record_without_subscriber_is_acked(notifd_factory):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Python virtual environment for tests that need packages Debian does not
-# ship: http_ece (RFC 8188 / RFC 8291 Web Push decryption) and py_vapid
-# (RFC 8292), from PyPI.  Built on Debian's /usr/bin/python3 with
+# ship, from PyPI: http_ece (RFC 8188 / RFC 8291 Web Push decryption) and
+# py_vapid (RFC 8292) for the Web Push suite; schemathesis (the API fuzzer)
+# and openapi-spec-validator for the OpenAPI suite.  Built on Debian's /usr/bin/python3 with
 # --system-site-packages, so pytest, cryptography and PyJWT still come from
 # Debian.  Created once and cached; idempotent; safe to call concurrently.
 #
@@ -16,7 +17,7 @@ set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${NOTIFD_PYVENV:-${XDG_CACHE_HOME:-$HOME/.cache}/notifd/pyvenv}"
 # The packages and the versions the suites were written against.
-packages="http_ece==1.2.1 py_vapid==1.9.2"
+packages="http_ece==1.2.1 py_vapid==1.9.2 schemathesis==4.32.5 openapi-spec-validator==0.9.0"
 
 # shellcheck source=service_lib.sh
 . "$here/service_lib.sh"

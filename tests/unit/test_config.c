@@ -700,6 +700,7 @@ START_TEST(load_defaults) {
     ck_assert_int_eq(c.http_keepalive_ms, 60000);
     ck_assert_int_eq(c.http_request_timeout_ms, 30000);
     ck_assert_ptr_null(c.static_dir);
+    ck_assert_int_eq(c.http_openapi, 1);
     ck_assert_int_eq(c.shutdown_deadline_ms, 10000);
     ck_assert_ptr_null(c.jwt_secret);
     ck_assert_ptr_null(c.internal_token);
@@ -869,6 +870,13 @@ START_TEST(load_type_and_range_errors) {
              "key 'http.request_timeout': expected duration, got 'soon'");
   load_fails("http: {max_connections: 0}\n", "key 'http.max_connections': must be between 1");
   load_fails("http: {static_dir: {a: 1}}\n", "key 'http.static_dir': expected string, got a map");
+  load_fails("http: {openapi: maybe}\n", "key 'http.openapi': expected boolean, got 'maybe'");
+  {
+    nd_config c;
+    load_ok("http: {openapi: false}\n", &c);
+    ck_assert_int_eq(c.http_openapi, 0);
+    nd_config_free(&c);
+  }
   load_fails("shutdown: {deadline: 0}\n", "key 'shutdown.deadline': must be between 1ms");
   load_fails("auth: {jwt_secret: [x]}\n", "key 'auth.jwt_secret': expected string, got a list");
   load_fails("websocket: {ping_interval: 1x}\n",
