@@ -223,8 +223,8 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
   *state = s; /* destroy() frees it even if init fails below */
   s->self = p;
   s->api = api;
-  nw_map_init(&s->users);
-  nw_map_init(&s->prefs);
+  pc_map_init(&s->users);
+  pc_map_init(&s->prefs);
   s->seed = pc_auth_seed_mode(api, p);
 
   const char *topic = NULL, *group = NULL;

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "inbox_store.h"
-#include "nw_map.h"
+#include "pc_map.h"
 #include "pc_bind.h"
 #include "pc_buf.h"
 #include "pc_models.h"
@@ -124,11 +124,11 @@ struct notif_ws {
   int64_t list_default, list_max, replay_max, pending_max;
 
   /* recovery: user -> nw_user (every open socket of this channel) */
-  nw_map users;
+  pc_map users;
   notif_upgrade up;
 
   /* preferences cache: user -> prefs_ent */
-  nw_map prefs;
+  pc_map prefs;
 
   /* the event stream (events.c); events_topic NULL = off */
   const char *events_topic;

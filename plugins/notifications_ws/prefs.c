@@ -54,21 +54,21 @@ static void ent_free(void *v) {
 }
 
 int prefs_cached(notif_ws *s, const char *user) {
-  prefs_ent *e = nw_map_get(&s->prefs, user);
+  prefs_ent *e = pc_map_get(&s->prefs, user);
   return e && notif_now_ms() - e->loaded_ms < PREFS_TTL_MS;
 }
 
 void prefs_cache_put(notif_ws *s, const char *user, const char *json) {
-  if (s->prefs.count >= PREFS_CACHE_MAX && !nw_map_get(&s->prefs, user)) {
-    nw_map_free(&s->prefs, ent_free); /* simple bound: start over */
-    nw_map_init(&s->prefs);
+  if (s->prefs.count >= PREFS_CACHE_MAX && !pc_map_get(&s->prefs, user)) {
+    pc_map_free(&s->prefs, ent_free); /* simple bound: start over */
+    pc_map_init(&s->prefs);
   }
   prefs_ent *e = calloc(1, sizeof *e);
   if (!e) return;
   e->doc = json ? json_loads(json, 0, NULL) : NULL;
   e->loaded_ms = notif_now_ms();
-  prefs_ent *old = nw_map_get(&s->prefs, user);
-  if (nw_map_put(&s->prefs, user, e) < 0) {
+  prefs_ent *old = pc_map_get(&s->prefs, user);
+  if (pc_map_put(&s->prefs, user, e) < 0) {
     ent_free(e);
     return;
   }
@@ -180,7 +180,7 @@ static int email_allowed(notif_ws *s, const json_t *doc, const char *type) {
 }
 
 int prefs_websocket_on(notif_ws *s, const char *user, const pc_notification_kind *kind) {
-  prefs_ent *e = nw_map_get(&s->prefs, user);
+  prefs_ent *e = pc_map_get(&s->prefs, user);
   if (!e || !e->doc) return 1;
   json_t *def;
   json_t *entry = type_entry(e->doc, kind->notification_type, kind->name, &def);
@@ -190,7 +190,7 @@ int prefs_websocket_on(notif_ws *s, const char *user, const pc_notification_kind
 void prefs_event_flags(notif_ws *s, const char *user, const char *type, const char *name,
                        pc_buf *muted, int *quiet) {
   *quiet = 0;
-  prefs_ent *e = nw_map_get(&s->prefs, user);
+  prefs_ent *e = pc_map_get(&s->prefs, user);
   if (!e || !e->doc) return;
   json_t *def, *v;
   json_t *entry = type_entry(e->doc, type, name, &def);
@@ -334,7 +334,7 @@ static void job_done(nw_job *j) {
   pc_buf_init(&b);
   pc_buf_puts(&b, doc ? doc : DEFAULT_DOC);
   if (pj->internal && b.len > 0) {
-    prefs_ent *e = nw_map_get(&s->prefs, pj->user);
+    prefs_ent *e = pc_map_get(&s->prefs, pj->user);
     const json_t *d = e ? e->doc : NULL;
     const char *type = api->req_query(pj->req, "type");
     b.len--; /* reopen the object */
@@ -447,4 +447,4 @@ int prefs_register(notif_ws *s) {
   return rc;
 }
 
-void prefs_destroy(notif_ws *s) { nw_map_free(&s->prefs, ent_free); }
+void prefs_destroy(notif_ws *s) { pc_map_free(&s->prefs, ent_free); }

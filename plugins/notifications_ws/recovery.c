@@ -197,11 +197,11 @@ static void on_open(notifd_ws_conn *c, void *ud) {
   notif_upgrade up = s->up;
   memset(&s->up, 0, sizeof s->up);
   const char *user = api->ws_conn_key(c);
-  nw_user *u = nw_map_get(&s->users, user);
+  nw_user *u = pc_map_get(&s->users, user);
   nw_conn *nc = calloc(1, sizeof *nc);
   if (!u) {
     u = calloc(1, sizeof *u);
-    if (!u || !nc || nw_map_put(&s->users, user, u) < 0) {
+    if (!u || !nc || pc_map_put(&s->users, user, u) < 0) {
       free(u);
       free(nc);
       api->ws_close(c, 1011, "out of memory");
@@ -256,7 +256,7 @@ static void on_close(notifd_ws_conn *c, int32_t code, void *ud) {
   else u->head = nc->next;
   if (nc->next) nc->next->prev = nc->prev;
   if (nc->v2) u->nv2--;
-  if (!u->head) free(nw_map_del(&s->users, s->api->ws_conn_key(c)));
+  if (!u->head) free(pc_map_del(&s->users, s->api->ws_conn_key(c)));
   nc->c = NULL;
   nc->u = NULL;
   if (!nc->job_pending) conn_free(nc);
@@ -293,7 +293,7 @@ void recovery_publish(notif_ws *s, const char *user, int64_t id, const char *fra
                       pc_publish *pub) {
   const notifd_api *api = s->api;
   memset(pub, 0, sizeof *pub);
-  nw_user *u = nw_map_get(&s->users, user);
+  nw_user *u = pc_map_get(&s->users, user);
   if (!u || u->nv2 == 0) {
     pc_publish_to(api, s->ch, user, strlen(user), frame, len, pub);
     return;
@@ -334,13 +334,13 @@ void recovery_publish(notif_ws *s, const char *user, int64_t id, const char *fra
 
 uint32_t recovery_sockets(notif_ws *s, const char *user) {
   uint32_t n = s->api->ws_key_count(s->ch, user);
-  nw_user *u = nw_map_get(&s->users, user);
+  nw_user *u = pc_map_get(&s->users, user);
   for (nw_conn *nc = u ? u->head : NULL; nc; nc = nc->next) n += nc->replaying;
   return n;
 }
 
 int recovery_register(notif_ws *s) {
-  nw_map_init(&s->users);
+  pc_map_init(&s->users);
   notifd_ws_channel_opts ch = {
       .size = sizeof ch,
       .auth = s->auth,
@@ -363,4 +363,4 @@ static void user_free(void *v) {
   free(u);
 }
 
-void recovery_destroy(notif_ws *s) { nw_map_free(&s->users, user_free); }
+void recovery_destroy(notif_ws *s) { pc_map_free(&s->users, user_free); }

@@ -210,6 +210,7 @@ static int webpush_init(notifd_plugin *p, const notifd_api *api, void **state) {
                           "muted, quiet, duplicate, invalid, failed).",
                           result_l, &wp->m_events) < 0)
     bad = 1;
+  pc_map_init(&wp->no_subs);
   if (!bad && !(wp->recent = pc_recent_new((size_t)wp->dedupe_entries, wp->dedupe_age_ms))) {
     LOGE(wp, "out of memory for the dedupe window");
     bad = 1;
@@ -321,6 +322,7 @@ static void webpush_destroy(void *state) {
   while (wp->deliveries) wp_delivery_free(wp->deliveries);
   if (wp->store) wp->store->ops->close(wp->store);
   pc_recent_free(wp->recent);
+  pc_map_free(&wp->no_subs, NULL);
   wp_vapid_free(&wp->vapid);
   free(wp);
 }

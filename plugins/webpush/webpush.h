@@ -10,6 +10,7 @@
 
 #include "pc_buf.h"
 #include "pc_event.h"
+#include "pc_map.h"
 #include "wp_crypto.h"
 #include "wp_store.h"
 
@@ -34,6 +35,10 @@ typedef struct webpush {
   wp_store *store;   /* opened in start() */
   notifd_timer *prepare_timer;
   pc_recent *recent; /* events seen lately: (user_id, id) */
+  /* Users a lookup just found without a subscription -> until when (ms,
+   * monotonic) events for them skip the store (wp_events.c). */
+  pc_map no_subs;
+  int64_t subs_changed_ms; /* the last subscription written here */
 
   notifd_metric *m_sends, *m_pending, *m_events;
 
@@ -52,6 +57,7 @@ struct wp_job {
   notifd_req *req;
   notifd_bus_msg *msg;  /* send for an event: finished in done */
   int64_t event_id;
+  int64_t submitted_ms; /* event sends: monotonic ms at submit */
   void (*run)(wp_job *j);
   void (*done)(wp_job *j);
   /* inputs */
@@ -106,5 +112,7 @@ int wp_events_register(webpush *wp);
 void wp_events_count(webpush *wp, const char *result);
 /* A send job for an event finished (queued, or failed: rc < 0). */
 void wp_events_send_done(wp_job *j, size_t queued);
+/* A subscription of `user` was stored: events for them look it up again. */
+void wp_events_subscribed(webpush *wp, const char *user);
 
 #endif

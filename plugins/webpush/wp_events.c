@@ -7,7 +7,12 @@
  *   notifd-quiet: 1           the user's quiet hours            "quiet"
  *   (user_id, id) seen lately at-least-once redelivery          "duplicate"
  *
- * (each acked and counted in webpush_events_total{result}).  An invalid
+ * (each acked and counted in webpush_events_total{result}).  A user a
+ * lookup found without any subscription is remembered for NO_SUBS_TTL_MS
+ * (forgotten at once when a subscription is stored through this process),
+ * so a busy node where few users subscribed does not read the store for
+ * every notification: with several webpush processes on one MongoDB, a
+ * subscription stored through another one is seen within that time.  An invalid
  * record is dropped to the dead-letter topic with the reason ("invalid").
  * Otherwise the send job is queued as for POST /push/send and the record
  * acked once its deliveries are started ("pushed", "no_subscriptions");
@@ -22,6 +27,9 @@
 #include "pc_event.h"
 #include "webpush.h"
 
+#define NO_SUBS_TTL_MS 10000
+#define NO_SUBS_MAX 100000 /* then the memory starts over */
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -31,6 +39,32 @@ static int64_t now_ms(void) {
 void wp_events_count(webpush *wp, const char *result) {
   const char *v[] = {result};
   wp->api->metric_add(wp->m_events, v, 1);
+}
+
+/* 1 while `user` is remembered without a subscription. */
+static int no_subs_known(webpush *wp, const char *user, int64_t now) {
+  void *v = pc_map_get(&wp->no_subs, user);
+  if (!v) return 0;
+  if ((int64_t)(uintptr_t)v > now) return 1;
+  pc_map_del(&wp->no_subs, user);
+  return 0;
+}
+
+/* The lookup of a job submitted before a subscription was stored here
+ * may have missed it: only later ones are remembered. */
+static void no_subs_remember(webpush *wp, const wp_job *j) {
+  if (j->submitted_ms <= wp->subs_changed_ms) return;
+  if (wp->no_subs.count >= NO_SUBS_MAX) {
+    pc_map_free(&wp->no_subs, NULL);
+    pc_map_init(&wp->no_subs);
+  }
+  /* Out of memory only costs a lookup next time. */
+  (void)pc_map_put(&wp->no_subs, j->user_id, (void *)(uintptr_t)(now_ms() + NO_SUBS_TTL_MS));
+}
+
+void wp_events_subscribed(webpush *wp, const char *user) {
+  wp->subs_changed_ms = now_ms();
+  pc_map_del(&wp->no_subs, user);
 }
 
 void wp_events_send_done(wp_job *j, size_t queued) {
@@ -43,6 +77,7 @@ void wp_events_send_done(wp_job *j, size_t queued) {
     wp->api->bus_retry(m, j->err);
     return;
   }
+  if (j->nsubs == 0) no_subs_remember(wp, j);
   wp_events_count(wp, queued ? "pushed" : "no_subscriptions");
   wp->api->bus_ack(m);
 }
@@ -88,6 +123,7 @@ static void queue_send(webpush *wp, notifd_bus_msg *m, const pc_event *ev) {
   }
   j->msg = m;
   j->event_id = ev->id;
+  j->submitted_ms = now_ms();
   if (wp_send_submit(j) < 0) { /* j is freed */
     pc_recent_forget(wp->recent, ev->user_id.data, ev->id);
     wp_events_count(wp, "failed");
@@ -114,6 +150,7 @@ static void on_event(notifd_bus_msg *m, void *ud) {
     return;
   }
   const char *skip = pc_event_skip_reason(api, m, "push", 1);
+  if (!skip && no_subs_known(wp, ev.user_id.data, now_ms())) skip = "no_subscriptions";
   int claim = skip ? 0 : pc_recent_claim(wp->recent, ev.user_id.data, ev.id, now_ms());
   if (skip || claim == 1) {
     wp_events_count(wp, skip ? skip : "duplicate");

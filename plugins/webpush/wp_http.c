@@ -110,6 +110,7 @@ static void put_done(wp_job *j) {
     respond_store_error(wp, j);
     return;
   }
+  wp_events_subscribed(wp, j->user_id);
   if (j->rc > 0)
     wp->api->log(wp->self, NOTIFD_LOG_INFO,
                  "user %s: %d oldest push subscription(s) replaced (limit %lld)", j->user_id,

@@ -532,6 +532,21 @@ def test_event_is_pushed_with_the_notification_bytes(notifd_factory, push):
     assert len(push.calls()) == 4
 
 
+def test_user_without_subscriptions_is_remembered_until_one_is_stored(notifd_factory, push):
+    """A user a lookup found without a subscription is remembered for a
+    while (events skip the store: no job per notification on a busy node),
+    and forgotten the moment a subscription is stored."""
+    n = seed(notifd_factory)
+    for i in range(1, 21):
+        produce_event(n, event_text(i, user="carol"), key="carol")
+    wait_until(lambda: events_metric(n, "no_subscriptions") == 20, what="20 events counted")
+    assert subscribe(n, "carol", push.subscription("carol"))[0] == 201
+    produce_event(n, event_text(21, user="carol"), key="carol")
+    wait_until(lambda: len(push.calls()) == 1, what="the push right after subscribing")
+    assert push.calls()[0]["plain"] == plaintext(21)
+    assert events_metric(n, "pushed") == 1
+
+
 def test_delivered_muted_and_quiet_events_are_not_pushed(notifd_factory, push):
     n = seed(notifd_factory)
     assert subscribe(n, "alice", push.subscription("ev-skip"))[0] == 201

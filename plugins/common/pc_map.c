@@ -1,5 +1,5 @@
 /* Chained hash map with FNV-1a hashing; doubles at a load factor of 1. */
-#include "nw_map.h"
+#include "pc_map.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,46 +10,46 @@ static uint64_t hash_str(const char *s) {
   return h;
 }
 
-void nw_map_init(nw_map *m) { memset(m, 0, sizeof *m); }
+void pc_map_init(pc_map *m) { memset(m, 0, sizeof *m); }
 
-void nw_map_free(nw_map *m, void (*free_value)(void *)) {
+void pc_map_free(pc_map *m, void (*free_value)(void *)) {
   for (size_t i = 0; i < m->nslots; i++) {
-    for (nw_map_ent *e = m->slots[i], *next; e; e = next) {
+    for (pc_map_ent *e = m->slots[i], *next; e; e = next) {
       next = e->next;
       if (free_value) free_value(e->value);
       free(e);
     }
   }
   free(m->slots);
-  nw_map_init(m);
+  pc_map_init(m);
 }
 
-static nw_map_ent **find(const nw_map *m, const char *key, uint64_t h) {
+static pc_map_ent **find(const pc_map *m, const char *key, uint64_t h) {
   if (!m->nslots) return NULL;
-  nw_map_ent **pp = &m->slots[h & (m->nslots - 1)];
+  pc_map_ent **pp = &m->slots[h & (m->nslots - 1)];
   for (; *pp; pp = &(*pp)->next)
     if ((*pp)->hash == h && strcmp((*pp)->key, key) == 0) return pp;
   return pp;
 }
 
-void *nw_map_get(const nw_map *m, const char *key) {
-  nw_map_ent **pp = find(m, key, hash_str(key));
+void *pc_map_get(const pc_map *m, const char *key) {
+  pc_map_ent **pp = find(m, key, hash_str(key));
   return pp && *pp ? (*pp)->value : NULL;
 }
 
-const char *nw_map_key(const nw_map *m, const char *key) {
-  nw_map_ent **pp = find(m, key, hash_str(key));
+const char *pc_map_key(const pc_map *m, const char *key) {
+  pc_map_ent **pp = find(m, key, hash_str(key));
   return pp && *pp ? (*pp)->key : NULL;
 }
 
-static int grow(nw_map *m) {
+static int grow(pc_map *m) {
   size_t n = m->nslots ? m->nslots * 2 : 64;
-  nw_map_ent **slots = calloc(n, sizeof *slots);
+  pc_map_ent **slots = calloc(n, sizeof *slots);
   if (!slots) return -1;
   for (size_t i = 0; i < m->nslots; i++) {
-    for (nw_map_ent *e = m->slots[i], *next; e; e = next) {
+    for (pc_map_ent *e = m->slots[i], *next; e; e = next) {
       next = e->next;
-      nw_map_ent **head = &slots[e->hash & (n - 1)];
+      pc_map_ent **head = &slots[e->hash & (n - 1)];
       e->next = *head;
       *head = e;
     }
@@ -60,31 +60,31 @@ static int grow(nw_map *m) {
   return 0;
 }
 
-int nw_map_put(nw_map *m, const char *key, void *value) {
+int pc_map_put(pc_map *m, const char *key, void *value) {
   uint64_t h = hash_str(key);
-  nw_map_ent **pp = find(m, key, h);
+  pc_map_ent **pp = find(m, key, h);
   if (pp && *pp) {
     (*pp)->value = value;
     return 0;
   }
   if (m->count >= m->nslots && grow(m) < 0 && !m->nslots) return -1;
   size_t len = strlen(key);
-  nw_map_ent *e = malloc(sizeof *e + len + 1);
+  pc_map_ent *e = malloc(sizeof *e + len + 1);
   if (!e) return -1;
   memcpy(e->key, key, len + 1);
   e->hash = h;
   e->value = value;
-  nw_map_ent **head = &m->slots[h & (m->nslots - 1)];
+  pc_map_ent **head = &m->slots[h & (m->nslots - 1)];
   e->next = *head;
   *head = e;
   m->count++;
   return 0;
 }
 
-void *nw_map_del(nw_map *m, const char *key) {
-  nw_map_ent **pp = find(m, key, hash_str(key));
+void *pc_map_del(pc_map *m, const char *key) {
+  pc_map_ent **pp = find(m, key, hash_str(key));
   if (!pp || !*pp) return NULL;
-  nw_map_ent *e = *pp;
+  pc_map_ent *e = *pp;
   void *v = e->value;
   *pp = e->next;
   free(e);
