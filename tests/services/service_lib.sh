@@ -42,3 +42,33 @@ stop_pidfile() {
   stop_pid "$(cat "$1")" $(($2 * 10))
   rm -f "$1"
 }
+
+# venv_ready DIR PACKAGES: DIR is a venv whose setup with PACKAGES finished.
+venv_ready() { [ "$(cat "$1/.complete" 2>/dev/null)" = "$2" ]; }
+
+# venv_setup DIR PACKAGES TIMEOUT [CHECK [VENV_ARGS...]]: a cached venv in
+# DIR with PACKAGES (space-separated pip requirements) from PyPI, built on
+# Debian's /usr/bin/python3 (python3 -m venv VENV_ARGS), one builder at a
+# time (flock on DIR.lock); CHECK, a function given DIR, must pass before
+# the venv counts as done (DIR/.complete holds PACKAGES).  Log: DIR.log.
+# Returns 0 when ready; exits 2 (die_skip) with the reason otherwise.
+venv_setup() {
+  local dir="$1" pkgs="$2" limit="$3" check="${4:-}"
+  shift 3
+  [ $# -gt 0 ] && shift
+  venv_ready "$dir" "$pkgs" && return 0
+  mkdir -p "$(dirname "$dir")" || die_skip "cannot create $(dirname "$dir")"
+  # One setup at a time (parallel suites may all ask at once).
+  exec 9>"$dir.lock"
+  flock 9
+  venv_ready "$dir" "$pkgs" && return 0
+  rm -rf "$dir"
+  /usr/bin/python3 -m venv "$@" "$dir" >"$dir.log" 2>&1 ||
+    die_skip "python3 -m venv failed (python3-venv missing?), see $dir.log"
+  # shellcheck disable=SC2086
+  timeout "$limit" "$dir/bin/python" -m pip install --disable-pip-version-check -q $pkgs \
+      >>"$dir.log" 2>&1 ||
+    die_skip "pip could not install $pkgs (offline?), see $dir.log"
+  if [ -n "$check" ]; then "$check" "$dir" >>"$dir.log" 2>&1 || die_skip "$check failed, see $dir.log"; fi
+  echo "$pkgs" >"$dir/.complete"
+}
