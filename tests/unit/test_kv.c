@@ -764,6 +764,16 @@ START_TEST(redis_restart_reconnects_and_timeouts) {
 }
 END_TEST
 
+/* 1 once Redis (run in s->dir) has written `key` to its append-only file:
+ * with appendfsync everysec the write can be postponed while a slow fsync
+ * runs (a loaded machine), and only what is written survives kill -9. */
+static int aof_has(const redis_srv *s, const char *key) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "grep -rqaF -- 'eventstore:chat-persistence-change:%s' '%s'", key,
+           s->dir);
+  return system(cmd) == 0;
+}
+
 /* The shipped config/distributed/redis.conf (append-only file): keys
  * survive kill -9 of Redis, and what fail-open answered while Redis was
  * down is written once it is back.  Without persistence the keys are gone
@@ -780,6 +790,7 @@ START_TEST(redis_kill9_keeps_keys_with_the_shipped_config) {
     ck_assert(run_until(base, ready_cond, kv, 5000));
     ck_assert_int_eq(CLAIM("before", 60000), 1);
     ck_assert_int_eq(MARK("marked", 0), 1);
+    for (int i = 0; aof && i < 400 && !aof_has(&s, "marked"); i++) usleep(50 * 1000);
     kill(s.pid, SIGKILL);
     ck_assert(run_until(base, not_ready_cond, kv, 5000));
     ck_assert_int_eq(CLAIM("during", 60000), 1); /* fail-open: delivered */
