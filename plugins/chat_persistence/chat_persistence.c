@@ -79,13 +79,7 @@ void cp_job_submit_or_503(cp_plugin *pl, notifd_req *req, cp_job *j) {
   }
 }
 
-int64_t cp_mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-double cp_elapsed_s(int64_t t0_ns) { return (double)(cp_mono_ns() - t0_ns) / 1e9; }
+double cp_elapsed_s(int64_t t0_ns) { return (double)(pc_mono_ns() - t0_ns) / 1e9; }
 
 /* ---- MongoDB setup (ping + indexes), retried until it works ---- */
 

@@ -307,6 +307,12 @@ int pc_time_put_json(pc_buf *b, const pc_time *t) {
   return 0;
 }
 
+int64_t pc_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void pc_time_now(pc_time *out) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

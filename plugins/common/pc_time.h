@@ -38,4 +38,7 @@ int pc_time_put_json(pc_buf *b, const pc_time *t);
 /* time.Now() in the process's local zone. */
 void pc_time_now(pc_time *out);
 
+/* CLOCK_MONOTONIC in nanoseconds, for durations and deadlines. */
+int64_t pc_mono_ns(void);
+
 #endif

@@ -68,12 +68,6 @@ int64_t notif_now_ms(void) {
 
 /* NotificationEnvelope's fields in declaration order; "id" first when the
  * subscriber asked for ids. */
-int64_t notif_mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void notif_frame(pc_buf *b, int64_t id, const char *type, const char *ts, const char *payload) {
   if (id >= 0) pc_buf_printf(b, "{\"id\":%lld,\"notification_type\":", (long long)id);
   else pc_buf_puts(b, "{\"notification_type\":");
