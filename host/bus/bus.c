@@ -277,6 +277,10 @@ int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *
     if (!(c->topics[i] = strdup(o.topics[i]))) oom = 1;
     else c->ntopics++;
   }
+  if (!oom && b->host->check_only) { /* validated; --check registers nothing */
+    consumer_free(c);
+    return 0;
+  }
   notifd_consumer **v = oom ? NULL : realloc(b->consumers, (b->nconsumers + 1) * sizeof *v);
   if (!v) {
     consumer_free(c);

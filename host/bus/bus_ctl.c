@@ -89,15 +89,6 @@ static nd_cfg_node *cfg_node(nd_cfg_kind kind, const char *key, const char *str)
   return n;
 }
 
-static void cfg_node_free(nd_cfg_node *n) {
-  if (!n) return;
-  for (size_t i = 0; i < n->n; i++) cfg_node_free(n->items[i]);
-  free(n->items);
-  free(n->key);
-  free(n->str);
-  free(n);
-}
-
 static void print_errors(const nd_errors *errs, const char *what) {
   char buf[4096];
   nd_errors_format(errs, buf, sizeof buf);
@@ -129,8 +120,8 @@ static int load_host(ctl *c, const char *config, const char *brokers, const char
     nd_cfg_node *b = cfg_node(ND_CFG_SCALAR, "brokers", brokers);
     nd_cfg_node **items = malloc(sizeof *items);
     if (!k || !b || !items) {
-      cfg_node_free(k);
-      cfg_node_free(b);
+      nd_cfg_node_free(k);
+      nd_cfg_node_free(b);
       free(items);
       return -1;
     }
@@ -161,7 +152,7 @@ static void free_host(ctl *c) {
     if (c->config_loaded) {
       nd_config_free(&h->cfg);
     } else {
-      cfg_node_free(h->cfg.kafka);
+      nd_cfg_node_free(h->cfg.kafka);
       free(h->cfg.data_dir);
     }
     nd_errors_free(&h->errs);

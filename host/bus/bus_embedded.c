@@ -936,6 +936,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
     emb_free(b);
     return NOTIFD_EINVAL;
   }
+  if (b->host->check_only) return 0; /* --check: settings validated, bus.db untouched */
   int rc = sqlite3_open_v2(e->path, &e->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {

@@ -340,7 +340,7 @@ START_TEST(report_unused_keys) {
   nd_errors e;
   nd_errors_init(&e);
   nd_cfg_report_unused(t.root, "", &e);
-  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot'\n"
+  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot' (did you mean 'port'?)\n"
                                 "t.yaml:3:1: unknown key 'unused_map'\n"
                                 "t.yaml:8:7: unknown key 'plugins[1].config.foo'");
   nd_errors_free(&e);
@@ -827,7 +827,7 @@ START_TEST(load_misspelt_key) {
   nd_errors e;
   nd_errors_init(&e);
   nd_cfg_report_unused(c.tree.root, "", &e);
-  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot'");
+  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot' (did you mean 'port'?)");
   nd_errors_free(&e);
   nd_config_free(&c);
   /* And at top level, from a fixture file. */
@@ -836,8 +836,9 @@ START_TEST(load_misspelt_key) {
   ck_assert_int_eq(nd_cfg_parse_file(FIXTURES "/misspelt.yaml", &t, &e), 0);
   ck_assert_int_eq(nd_config_load(&t, &c, &e), 0);
   nd_cfg_report_unused(c.tree.root, "", &e);
-  ck_assert_str_eq(text_of(&e), FIXTURES "/misspelt.yaml:5:3: unknown key 'logging.levle'\n"
-                                FIXTURES "/misspelt.yaml:7:1: unknown key 'worker'");
+  ck_assert_str_eq(text_of(&e),
+                   FIXTURES "/misspelt.yaml:5:3: unknown key 'logging.levle' (did you mean 'level'?)\n"
+                   FIXTURES "/misspelt.yaml:7:1: unknown key 'worker' (did you mean 'workers'?)");
   nd_errors_free(&e);
   nd_config_free(&c);
 }
@@ -1130,11 +1131,11 @@ START_TEST(report_unknown_host_keys) {
   nd_errors_free(&e);
   nd_errors_init(&e);
   nd_config_report_unknown_host_keys(&c, &e);
-  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot'\n"
-                                "t.yaml:2:1: unknown key 'wokers'\n"
+  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot' (did you mean 'port'?)\n"
+                                "t.yaml:2:1: unknown key 'wokers' (did you mean 'workers'?)\n"
                                 "t.yaml:5:3: unknown key 'backends.postgres'\n"
-                                "t.yaml:8:11: unknown key 'bus.retry.max_atempts'\n"
-                                "t.yaml:12:5: unknown key 'plugins[0].confg'");
+                                "t.yaml:8:11: unknown key 'bus.retry.max_atempts' (did you mean 'max_attempts'?)\n"
+                                "t.yaml:12:5: unknown key 'plugins[0].confg' (did you mean 'config'?)");
   nd_errors_free(&e);
   nd_config_free(&c);
   nd_errors_init(&e);

@@ -90,7 +90,11 @@ START_TEST(duplicate_route) {
            ND_TEST_PLUGIN_DIR, ND_TEST_PLUGIN_DIR);
   nd_test_host *t = start_with(entry);
   ck_assert_ptr_null(t);
-  ck_assert_msg(strstr(err, "tp_duproute") && strstr(err, "init failed (-17)"), "%s", err);
+  /* The message names the refused call, its reason and the code. */
+  ck_assert_msg(strstr(err, "tp_duproute") &&
+                    strstr(err, "init failed: http_route: GET /tp/hello: already registered "
+                                "(-17 EEXIST)"),
+                "%s", err);
 }
 END_TEST
 
