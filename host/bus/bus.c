@@ -222,7 +222,8 @@ int nd_bus_open(notifd_host *h, nd_bus **out, nd_errors *errs) {
     free(b);
     return rc;
   }
-  ND_INFO("bus", "bus backend %s opened", b->ops->name);
+  ND_INFO("bus", "bus backend %s %s", b->ops->name,
+          h->check_only ? "settings checked (--check opens nothing)" : "opened");
   *out = b;
   return 0;
 }

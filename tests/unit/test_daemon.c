@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nd_test.h"
@@ -80,6 +82,67 @@ START_TEST(check_ok_and_missing_file) {
 }
 END_TEST
 
+/* Entries of `path` other than . and .. (-1 when it cannot be read). */
+static int dir_entries(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
+}
+
+/* One run reports every problem: the host's own (a bad value, a misspelt
+ * key with its suggestion), a plugin whose init fails, and the config
+ * errors of two more plugins (an allowed-values error at its file:line:col,
+ * a misspelt key), and writes nothing into the data dir. */
+START_TEST(check_reports_everything_in_one_pass) {
+  char cfg[512], data[512], yaml[4096];
+  snprintf(cfg, sizeof cfg, "%s/many.yaml", dir);
+  snprintf(data, sizeof data, "%s/data", dir);
+  ck_assert_int_eq(mkdir(data, 0750), 0);
+  snprintf(yaml, sizeof yaml,
+           "listen: {address: 127.0.0.1, prot: 8080}\n"                        /* 1 */
+           "websocket:\n"                                                      /* 2 */
+           "  ping_interval: soon\n"                                           /* 3 */
+           "data_dir: %s\n"                                                    /* 4 */
+           "plugins:\n"                                                        /* 5 */
+           "  - name: tp_initfail\n"                                           /* 6 */
+           "    path: %s/tp_initfail.so\n"                                     /* 7 */
+           "  - name: notifications_ws\n"                                      /* 8 */
+           "    path: %s/plugins/notifications_ws/notifications_ws.so\n"       /* 9 */
+           "    config:\n"                                                     /* 10 */
+           "      answer: sometimes\n"                                         /* 11 */
+           "      store_pth: /tmp/elsewhere.db\n"                              /* 12 */
+           "  - name: chat_persistence\n"                                      /* 13 */
+           "    path: %s/plugins/chat_persistence/chat_persistence.so\n"       /* 14 */
+           "    config:\n"                                                     /* 15 */
+           "      sqlite_synchronous: fast\n",                                 /* 16 */
+           data, ND_TEST_PLUGIN_DIR, ND_BUILD_ROOT, ND_BUILD_ROOT);
+  nd_test_write_file(cfg, yaml);
+  char *out;
+  ck_assert_int_eq(run_notifd(&out, "--check", "-c", cfg), 1);
+  const char *want[] = {
+      ":3:18: key 'websocket.ping_interval': expected duration",
+      ":6:5: plugin 'tp_initfail' (",
+      "init failed (-5)",
+      ":11:15: key 'plugins[1].config.answer': expected one of stored|arrival, got 'sometimes'",
+      ":16:27: key 'plugins[2].config.sqlite_synchronous': expected one of full|normal, got "
+      "'fast'",
+      ":1:30: unknown key 'listen.prot' (did you mean 'port'?)",
+      ":12:7: unknown key 'plugins[1].config.store_pth' (did you mean 'store_path'?)",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    ck_assert_msg(strstr(out, want[i]), "want '%s' in: %s", want[i], out);
+  /* The plugins' failures add no "init failed" line of their own. */
+  ck_assert_msg(strstr(out, "'notifications_ws' (") == NULL, "%s", out);
+  ck_assert_msg(strstr(out, "'chat_persistence' (") == NULL, "%s", out);
+  ck_assert_int_eq(dir_entries(data), 0);
+  free(out);
+}
+END_TEST
+
 /* The README's run config: every role loads and inits from the build. */
 START_TEST(check_shipped_single_node_config) {
   char data[512];
@@ -91,6 +154,8 @@ START_TEST(check_shipped_single_node_config) {
   char *out;
   int rc = run_notifd(&out, "--check", "-c", ND_SOURCE_ROOT "/config/single-node.yaml");
   ck_assert_msg(rc == 0, "%s", out);
+  /* --check writes nothing: not even the data dir is created. */
+  ck_assert_msg(access(data, F_OK) != 0, "--check created %s: %s", data, out);
   const char *roles[] = {"chat_ws", "notifications_ws", "chat_persistence", "chat_change_handler",
                          "email"};
   for (size_t i = 0; i < sizeof roles / sizeof *roles; i++) {
@@ -170,6 +235,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, version_and_help);
   tcase_add_test(tc, check_reports_misspelt_key);
   tcase_add_test(tc, check_ok_and_missing_file);
+  tcase_add_test(tc, check_reports_everything_in_one_pass);
   tcase_add_test(tc, check_shipped_single_node_config);
   tcase_add_test(tc, serve_and_sigterm);
   suite_add_tcase(s, tc);
