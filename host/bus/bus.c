@@ -299,6 +299,15 @@ void nd_bus_consumer_set_ephemeral(notifd_consumer *c) {
   if (c) c->ephemeral = 1;
 }
 
+int nd_bus_consumer_caught_up(const notifd_consumer *c) {
+  if (!c || !c->nstreams) return 0; /* Kafka: not assigned yet */
+  for (size_t i = 0; i < c->nstreams; i++) {
+    const nd_bus_stream *s = c->streams[i];
+    if (!s->at_end || s->head || s->current) return 0;
+  }
+  return 1;
+}
+
 int nd_bus_start(nd_bus *b) {
   if (!b) return NOTIFD_EINVAL;
   if (b->started || b->stopping) return NOTIFD_ESTATE;
@@ -413,6 +422,7 @@ void nd_bus_stream_push(nd_bus_stream *s, notifd_bus_msg *m) {
   m->partition = s->partition;
   m->state = ND_MSG_QUEUED;
   m->next = NULL;
+  s->at_end = 0;
   if (s->tail) s->tail->next = m;
   else s->head = m;
   s->tail = m;

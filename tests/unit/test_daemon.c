@@ -29,6 +29,24 @@ static int run_notifd(char **out, const char *a1, const char *a2, const char *a3
   return rc;
 }
 
+/* Runs notifd with a NULL-terminated argv tail; exit code, *out = output. */
+static int run_args(char **out, const char *const *args) {
+  char log[512];
+  snprintf(log, sizeof log, "%s/out.log", dir);
+  char *argv[16] = {ND_TEST_NOTIFD};
+  for (size_t i = 0; args[i] && i + 2 < sizeof argv / sizeof *argv; i++) argv[i + 1] = (char *)args[i];
+  pid_t pid = nd_test_spawn(argv, log);
+  int rc = nd_test_wait_exit(pid, 30000); /* generous: a loaded machine */
+  *out = nd_test_read_file(log);
+  return rc;
+}
+
+static int count_lines(const char *s, const char *needle) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, needle)) != NULL; p++) n++;
+  return n;
+}
+
 START_TEST(version_and_help) {
   char *out;
   ck_assert_int_eq(run_notifd(&out, "--version", NULL, NULL), 0);
@@ -143,6 +161,60 @@ START_TEST(check_reports_everything_in_one_pass) {
 }
 END_TEST
 
+/* `bus tail -n 10` with fewer records prints what exists and exits (the
+ * README's example used to wait forever); -f waits for the rest. */
+START_TEST(bus_tail_prints_what_exists) {
+  char data[512];
+  snprintf(data, sizeof data, "%s/bus", dir);
+  char *out;
+  for (int i = 0; i < 3; i++) {
+    char key[8];
+    snprintf(key, sizeof key, "u%d", i);
+    const char *produce[] = {"bus", "produce", "-d", data, "-k", key, "t.dlq", "{\"n\":1}", NULL};
+    ck_assert_int_eq(run_args(&out, produce), 0);
+    free(out);
+  }
+  const char *from_start[] = {"bus", "tail", "-d", data, "-B", "-n", "10", "t.dlq", NULL};
+  ck_assert_int_eq(run_args(&out, from_start), 0);
+  ck_assert_msg(count_lines(out, "\"topic\":\"t.dlq\"") == 3, "%s", out);
+  free(out);
+  /* Without -B: the last records (each partition's), at most -n. */
+  const char *last[] = {"bus", "tail", "-d", data, "-n", "2", "t.dlq", NULL};
+  ck_assert_int_eq(run_args(&out, last), 0);
+  ck_assert_msg(count_lines(out, "\"topic\":\"t.dlq\"") == 2, "%s", out);
+  free(out);
+  /* An empty topic: nothing to print, exit at once. */
+  const char *empty[] = {"bus", "tail", "-d", data, "-B", "-n", "5", "none", NULL};
+  ck_assert_int_eq(run_args(&out, empty), 0);
+  ck_assert_msg(count_lines(out, "\"topic\"") == 0, "%s", out);
+  free(out);
+  /* --follow keeps waiting at the end: the 4th record, produced once the
+   * first 3 are printed, ends it. */
+  char log[512];
+  snprintf(log, sizeof log, "%s/follow.log", dir);
+  char *follow[] = {ND_TEST_NOTIFD, "bus", "tail", "-d", data, "-B", "-f", "-n", "4", "t.dlq", NULL};
+  pid_t pid = nd_test_spawn(follow, log);
+  int seen = 0;
+  for (int tries = 0; tries < 3000 && seen < 3; tries++) { /* up to 30 s */
+    char *so_far = nd_test_read_file(log);
+    seen = so_far ? count_lines(so_far, "\"topic\":\"t.dlq\"") : 0;
+    free(so_far);
+    if (seen < 3) usleep(10000);
+  }
+  ck_assert_msg(seen == 3, "tail -f printed %d of the 3 records", seen);
+  const char *fourth[] = {"bus", "produce", "-d", data, "t.dlq", "{\"n\":4}", NULL};
+  ck_assert_int_eq(run_args(&out, fourth), 0);
+  free(out);
+  ck_assert_int_eq(nd_test_wait_exit(pid, 30000), 0);
+  out = nd_test_read_file(log);
+  ck_assert_msg(out && count_lines(out, "\"topic\":\"t.dlq\"") == 4, "%s", out);
+  free(out);
+  const char *bad[] = {"bus", "tail", "-d", data, "-n", "ten", "t.dlq", NULL};
+  ck_assert_int_eq(run_args(&out, bad), 2);
+  free(out);
+}
+END_TEST
+
 /* The README's run config: every role loads and inits from the build. */
 START_TEST(check_shipped_single_node_config) {
   char data[512];
@@ -231,11 +303,12 @@ Suite *nd_test_suite(void) {
   Suite *s = suite_create("daemon");
   TCase *tc = tcase_create("daemon");
   tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 60);
+  tcase_set_timeout(tc, 240); /* the bounded waits inside fail first */
   tcase_add_test(tc, version_and_help);
   tcase_add_test(tc, check_reports_misspelt_key);
   tcase_add_test(tc, check_ok_and_missing_file);
   tcase_add_test(tc, check_reports_everything_in_one_pass);
+  tcase_add_test(tc, bus_tail_prints_what_exists);
   tcase_add_test(tc, check_shipped_single_node_config);
   tcase_add_test(tc, serve_and_sigterm);
   suite_add_tcase(s, tc);
