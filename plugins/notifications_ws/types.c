@@ -178,7 +178,7 @@ static int read_type(notif_ws *s, size_t i, nw_type *t) {
     if (api->config_list_string(s->self, key, k, &f) < 0) return NOTIFD_EINVAL;
     if (!*f || strlen(f) > 128) {
       char sub[48];
-      snprintf(sub, sizeof sub, "required[%zu]", k);
+      snprintf(sub, sizeof sub, "required.%zu", k); /* dotted: the host shows [k] */
       return cfg_err(s, i, sub, "a field name is 1-128 bytes", f);
     }
     t->required[t->nrequired++] = f;
