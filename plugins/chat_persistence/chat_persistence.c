@@ -221,8 +221,8 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
    * compatibility (auth.mode: none). */
   int seed = NOTIFD_API_HAS(api, auth_mode) && api->auth_mode(p) == NOTIFD_AUTH_MODE_NONE;
   bad |= api->config_string(p, "auth", seed ? "none" : "token", &auth) < 0;
-  if (bad) return NOTIFD_EINVAL;
-  /* Every value is checked, so --check reports them all in one pass. */
+  /* Every value is checked (a mistyped one holds its default), so --check
+   * reports them all in one pass. */
   if (strcmp(auth, "none") == 0) pl->auth = NOTIFD_AUTH_NONE;
   else if (strcmp(auth, "token") == 0) pl->auth = NOTIFD_AUTH_TOKEN;
   else if (strcmp(auth, "internal") == 0) pl->auth = NOTIFD_AUTH_INTERNAL;
@@ -250,9 +250,11 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
   return bad ? NOTIFD_EINVAL : 0;
 }
 
-static int open_store(cp_plugin *pl, const char *kind, const char *relay, const char *path,
-                      const char *sync, const char *coll, const char *conv_coll,
-                      const char *outbox_coll) {
+/* Checks the store and relay settings; opens the store when `open` (and
+ * not under --check). */
+static int open_store(cp_plugin *pl, int open, const char *kind, const char *relay,
+                      const char *path, const char *sync, const char *coll,
+                      const char *conv_coll, const char *outbox_coll) {
   const notifd_api *api = pl->api;
   const char *uri = NULL, *db = NULL;
   if (api->backend_string(pl->self, "mongodb", "uri", &uri) < 0 ||
@@ -284,7 +286,7 @@ static int open_store(cp_plugin *pl, const char *kind, const char *relay, const 
     if (!*outbox_coll || strcmp(outbox_coll, coll) == 0 || strcmp(outbox_coll, conv_coll) == 0)
       return cfg_fail(pl, "outbox_collection", "must differ from collection and "
                                                "conversations_collection");
-    if (pc_check_only(api, pl->self)) return 0; /* --check: open nothing */
+    if (!open || pc_check_only(api, pl->self)) return 0; /* --check: open nothing */
     cp_mongo_opts o = {uri, db ? db : "notifications", coll, conv_coll, outbox_coll,
                        pl->relay_mode == CP_RELAY_POLL};
     rc = cp_store_mongo_open(&o, &pl->store, err, sizeof err);
@@ -294,7 +296,7 @@ static int open_store(cp_plugin *pl, const char *kind, const char *relay, const 
       snprintf(def, sizeof def, "%s/chat.db", api->data_dir(pl->self));
       path = def;
     }
-    if (pc_check_only(api, pl->self)) return 0; /* --check: no chat.db */
+    if (!open || pc_check_only(api, pl->self)) return 0; /* --check: no chat.db */
     cp_sqlite_opts o = {path, strcmp(sync, "full") == 0, pl->relay_mode == CP_RELAY_OUTBOX};
     rc = cp_store_sqlite_open(&o, &pl->store, err, sizeof err);
   }
@@ -352,8 +354,13 @@ static int cp_init(notifd_plugin *p, const notifd_api *api, void **state) {
   }
   const char *kind, *relay, *path, *sync, *coll, *conv_coll, *outbox_coll;
   int rc = read_config(pl, &kind, &relay, &path, &sync, &coll, &conv_coll, &outbox_coll);
-  if (rc < 0) return rc;
-  if ((rc = open_store(pl, kind, relay, path, sync, coll, conv_coll, outbox_coll)) < 0) return rc;
+  if (rc < 0) {
+    if (rc == NOTIFD_EINVAL) /* the store's settings are checked too, nothing opened */
+      open_store(pl, 0, kind, relay, path, sync, coll, conv_coll, outbox_coll);
+    return rc;
+  }
+  if ((rc = open_store(pl, 1, kind, relay, path, sync, coll, conv_coll, outbox_coll)) < 0)
+    return rc;
   if ((rc = register_metrics(pl)) < 0) return rc;
   if (pl->store && pl->relay_mode != CP_RELAY_NONE && (rc = cp_relay_new(pl, &pl->relay)) < 0)
     return rc; /* (no store under --check) */

@@ -136,7 +136,8 @@ START_TEST(check_reports_everything_in_one_pass) {
            "  - name: chat_persistence\n"                                      /* 13 */
            "    path: %s/plugins/chat_persistence/chat_persistence.so\n"       /* 14 */
            "    config:\n"                                                     /* 15 */
-           "      sqlite_synchronous: fast\n",                                 /* 16 */
+           "      sqlite_synchronous: fast\n"                                  /* 16 */
+           "      store: nosql\n",                                             /* 17 */
            data, ND_TEST_PLUGIN_DIR, ND_BUILD_ROOT, ND_BUILD_ROOT);
   nd_test_write_file(cfg, yaml);
   char *out;
@@ -148,6 +149,7 @@ START_TEST(check_reports_everything_in_one_pass) {
       ":11:15: key 'plugins[1].config.answer': expected one of stored|arrival, got 'sometimes'",
       ":16:27: key 'plugins[2].config.sqlite_synchronous': expected one of full|normal, got "
       "'fast'",
+      ":17:14: key 'plugins[2].config.store': expected one of auto|sqlite|mongodb, got 'nosql'",
       ":1:30: unknown key 'listen.prot' (did you mean 'port'?)",
       ":12:7: unknown key 'plugins[1].config.store_pth' (did you mean 'store_path'?)",
   };
