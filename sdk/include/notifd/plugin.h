@@ -463,8 +463,9 @@ typedef struct notifd_api {
   /* Reports a problem with the value of the plugin's config key `key`
    * (dotted, as for config_*; NULL = the whole `config:` map) the way the
    * host reports its own: "<file>:<line>:<col>: key
-   * 'plugins[<i>].config.<key>': <message>", at the value's position, or at
-   * the `config:` map (else the plugin entry) when the key is absent.
+   * 'plugins[<i>].config.<key>': <message>" (list indexes as [n]), at the
+   * value's position, or when the key is absent at the deepest part of its
+   * path that exists (a list item, the `config:` map, else the entry).
    * The host fails startup and `notifd --check` once init returns; init
    * may go on checking and report every problem, then return
    * NOTIFD_EINVAL (no extra "init failed" line is printed then).  Init
