@@ -320,6 +320,37 @@ START_TEST(lookup_marks_used) {
 }
 END_TEST
 
+/* did-you-mean comes from the keys asked of the same map, present or not,
+ * within a few edits (transpositions count once); after a reader stopped
+ * early only those misspellings stay reported. */
+START_TEST(suggestions_and_forgiving) {
+  nd_cfg_tree t = parse_ok("cfg:\n"
+                           "  timout: 5s\n"    /* 1 edit from timeout (asked, absent) */
+                           "  Reytr: 3\n"      /* case and a swap: retry */
+                           "  wholly_else: 1\n" /* nothing close */
+                           "  later: 2\n");    /* a key the reader never reached */
+  nd_cfg_node *cfg = nd_cfg_get(t.root, "cfg");
+  ck_assert_ptr_null(nd_cfg_get(cfg, "timeout"));
+  ck_assert_ptr_null(nd_cfg_get(cfg, "retry"));
+  ck_assert_ptr_null(nd_cfg_get(cfg, "size"));
+  nd_errors e;
+  nd_errors_init(&e);
+  nd_cfg_report_unused(t.root, "", &e);
+  ck_assert_str_eq(text_of(&e), "t.yaml:2:3: unknown key 'cfg.timout' (did you mean 'timeout'?)\n"
+                                "t.yaml:3:3: unknown key 'cfg.Reytr' (did you mean 'retry'?)\n"
+                                "t.yaml:4:3: unknown key 'cfg.wholly_else'\n"
+                                "t.yaml:5:3: unknown key 'cfg.later'");
+  nd_errors_free(&e);
+  nd_cfg_forgive_unread(cfg);
+  nd_errors_init(&e);
+  nd_cfg_report_unused(t.root, "", &e);
+  ck_assert_str_eq(text_of(&e), "t.yaml:2:3: unknown key 'cfg.timout' (did you mean 'timeout'?)\n"
+                                "t.yaml:3:3: unknown key 'cfg.Reytr' (did you mean 'retry'?)");
+  nd_errors_free(&e);
+  nd_cfg_tree_free(&t);
+}
+END_TEST
+
 START_TEST(report_unused_keys) {
   nd_cfg_tree t = parse_ok("listen: {prot: 80, port: 1}\n"
                            "used: {inner: 1}\n"
@@ -1242,6 +1273,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, tree_parse_file);
   tcase_add_test(tc, lookup_marks_used);
   tcase_add_test(tc, report_unused_keys);
+  tcase_add_test(tc, suggestions_and_forgiving);
   suite_add_tcase(s, tc);
   tc = tcase_create("expand");
   tcase_add_test(tc, expand_variables);
