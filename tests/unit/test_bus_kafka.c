@@ -271,6 +271,13 @@ static int target;
 static notifd_consumer *wait_c1, *wait_c2;
 static int acked_cond(void *a) { return ((tstate *)a)->nacked >= target; }
 static int produced_cond(void *a) { return ((tstate *)a)->produced >= target; }
+
+/* Produces records 0..n-1 and waits until the broker acknowledged them. */
+static void produce_acked(env *e, const char *topic, int n, int nkeys, tstate *t) {
+  produce_n(e, topic, 0, n, nkeys, t);
+  target = n;
+  ck_assert(run_until(e->base, produced_cond, t, 30000));
+}
 static int dlq_cond(void *a) { return ((tstate *)a)->ndlq >= target; }
 static int assigned_cond(void *a) {
   (void)a;
@@ -490,9 +497,7 @@ START_TEST(kafka_at_least_once_across_kill9) {
   env e = {0};
   tstate *t = tnew();
   env_open(&e);
-  produce_n(&e, topic, 0, 300, 12, t);
-  target = 300;
-  ck_assert(run_until(e.base, produced_cond, t, 30000));
+  produce_acked(&e, topic, 300, 12, t);
   int64_t end = nd_now_ms() + 45000;
   while (nd_now_ms() < end && count_h(logpath, NULL) < 100) run_for(e.base, 20);
   kill(pid, SIGKILL);
@@ -723,14 +728,11 @@ static int tail_lines(const char *topic, const char *a1, const char *a2, const c
 START_TEST(kafka_tail_prints_what_exists) {
   char topic[96];
   unique(topic, sizeof topic, "tail");
-  const char *names[] = {topic, NULL};
-  create_topics(names, 3);
+  create_topics((const char *const[]){topic, NULL}, 3);
   env e = {0};
   tstate *t = tnew();
   env_open(&e);
-  produce_n(&e, topic, 0, 5, 5, t);
-  target = 5;
-  ck_assert(run_until(e.base, produced_cond, t, 30000));
+  produce_acked(&e, topic, 5, 5, t);
   env_close(&e);
   env_done(&e);
   free(t);
