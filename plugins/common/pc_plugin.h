@@ -25,10 +25,20 @@ const char *pc_auth_name(uint32_t policy);
 int pc_auth_seed_mode(const notifd_api *api, notifd_plugin *p);
 
 /* Reads config `key` ("none", "token" or "internal", default `def`) into a
- * NOTIFD_AUTH_* value.  A value outside `allowed` is logged and gives
- * NOTIFD_EINVAL. */
+ * NOTIFD_AUTH_* value.  A value outside `allowed` is reported with
+ * pc_config_error and gives NOTIFD_EINVAL. */
 int pc_config_auth(const notifd_api *api, notifd_plugin *p, const char *key, const char *def,
                    uint32_t allowed, uint32_t *out);
+
+/* Reports a problem with the plugin's config key `key` (dotted; NULL = the
+ * whole map): as file:line:column through config_error on a host with ABI
+ * 1.2, else as an error log line.  Returns NOTIFD_EINVAL, so a reader can
+ * `bad |= pc_config_error(...) < 0;`, go on checking, and fail at the end. */
+int pc_config_error(const notifd_api *api, notifd_plugin *p, const char *key, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+/* 1 under `notifd --check` (ABI 1.3 check_only): validate the config but
+ * open no store and write nothing. */
+int pc_check_only(const notifd_api *api, notifd_plugin *p);
 
 /* Answers with `body` as gin's c.JSON does (application/json;
  * charset=utf-8); a body that ran out of memory becomes a 500. */
