@@ -45,6 +45,7 @@ typedef struct mg_store {
   pthread_mutex_t mu;
   mg_touched *touched;
   size_t ntouched, cap_touched;
+  int64_t age_purged_ms; /* when the last purge by age ran (purge job only) */
 } mg_store;
 
 #define TOUCHED_MAX 100000
@@ -416,19 +417,27 @@ static int mg_purge(inbox_store *bs, int64_t older_than_ms, int64_t max_per_user
   *deleted = 0;
   mongoc_client_t *c;
   mongoc_collection_t *coll = coll_pop(s, s->coll, &c);
-  bson_t *filter = BCON_NEW("created_at", "{", "$lt", BCON_DATE_TIME(older_than_ms), "}");
   bson_t reply;
   bson_error_t be;
   int rc = 0;
-  if (mongoc_collection_delete_many(coll, filter, NULL, &reply, &be)) {
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, &reply, "deletedCount")) *deleted += bson_iter_as_int64(&it);
-  } else {
-    snprintf(err, errlen, "mongodb purge by age: %s", be.message);
-    rc = -1;
+  /* FerretDB v1 cannot push a $lt down to PostgreSQL, so this delete reads
+   * every document of the collection: it runs at most every max_age / 100
+   * (a notification outlives max_age by at most 1%; with 30 days, every
+   * 7.2 h) instead of every interval. */
+  int64_t now = notif_now_ms();
+  if (!s->age_purged_ms || now - s->age_purged_ms >= (now - older_than_ms) / 100) {
+    bson_t *filter = BCON_NEW("created_at", "{", "$lt", BCON_DATE_TIME(older_than_ms), "}");
+    if (mongoc_collection_delete_many(coll, filter, NULL, &reply, &be)) {
+      bson_iter_t it;
+      if (bson_iter_init_find(&it, &reply, "deletedCount")) *deleted += bson_iter_as_int64(&it);
+      s->age_purged_ms = now;
+    } else {
+      snprintf(err, errlen, "mongodb purge by age: %s", be.message);
+      rc = -1;
+    }
+    bson_destroy(&reply);
+    bson_destroy(filter);
   }
-  bson_destroy(&reply);
-  bson_destroy(filter);
 
   pthread_mutex_lock(&s->mu);
   mg_touched *users = s->touched;

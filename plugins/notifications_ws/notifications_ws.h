@@ -157,7 +157,6 @@ const char *notif_result(const pc_publish *pub);
  * must equal it: 403), else the user_id parameter (400 when missing).
  * NULL after answering. */
 const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given);
-int64_t notif_now_ms(void);
 /* Why `u` (n bytes) cannot be a notification's user, NULL if it can: the
  * event stream's consumers (pc_event: 1..256 bytes; email: no control
  * characters) would dead-letter the event of any other, so it is refused
