@@ -13,11 +13,12 @@
 # later runs start from it), crashing inputs in BUILD/fuzz-artifacts/.  A
 # crash or a fast/reference disagreement fails the run; replay one input
 # with BUILD/tests/fuzz/fuzz_NAME FILE.  Environment: FUZZ_BUILD (build-fuzz),
-# FUZZ_TIME.
+# FUZZ_TIME, FUZZ_CC (clang).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 build="${FUZZ_BUILD:-build-fuzz}"
+cc="${FUZZ_CC:-clang}"
 seconds=""
 long=0
 names=()
@@ -47,17 +48,17 @@ probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
 printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' \
   > "$probe/p.c"
-if ! command -v clang >/dev/null 2>&1; then
-  echo "fuzz: SKIPPED (clang is not installed; scripts/install-deps.sh test installs it)"
+if ! command -v "$cc" >/dev/null 2>&1; then
+  echo "fuzz: SKIPPED ($cc is not installed; scripts/install-deps.sh test installs clang)"
   exit 0
 fi
-if ! clang -fsanitize=fuzzer,address,undefined "$probe/p.c" -o "$probe/p" >"$probe/log" 2>&1; then
-  echo "fuzz: SKIPPED (clang cannot link -fsanitize=fuzzer,address,undefined: $(grep -m1 -i error "$probe/log"); the runtimes are in libclang-rt-dev)"
+if ! "$cc" -fsanitize=fuzzer,address,undefined "$probe/p.c" -o "$probe/p" >"$probe/log" 2>&1; then
+  echo "fuzz: SKIPPED ($cc cannot link -fsanitize=fuzzer,address,undefined: $(grep -m1 -i error "$probe/log"); the runtimes are in libclang-rt-dev)"
   exit 0
 fi
 
 if [ ! -f "$build/build.ninja" ]; then
-  CC=clang meson setup "$build" -Dfuzz=true -Dtests=false \
+  CC="$cc" meson setup "$build" -Dfuzz=true -Dtests=false \
     -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
 ninja -C "$build" fuzz >/dev/null
