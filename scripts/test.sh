@@ -28,7 +28,8 @@ run_suite build
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_odr_violation=0" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
-# Seeds once each, then 15 s per harness; SKIPPED with the reason without clang.
+# Seeds once each, then 15 s per harness, two at a time; SKIPPED with the
+# reason without clang.
 echo "=== fuzz (tests/fuzz/run.sh) ==="
 if ! tests/fuzz/run.sh; then status=1; fi
 

@@ -13,7 +13,7 @@
 # later runs start from it), crashing inputs in BUILD/fuzz-artifacts/.  A
 # crash or a fast/reference disagreement fails the run; replay one input
 # with BUILD/tests/fuzz/fuzz_NAME FILE.  Environment: FUZZ_BUILD (build-fuzz),
-# FUZZ_TIME, FUZZ_CC (clang).
+# FUZZ_TIME, FUZZ_JOBS (harnesses run at once, 2), FUZZ_CC (clang).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -84,21 +84,32 @@ if [ "$long" = 1 ]; then
 fi
 seconds="${seconds:-${FUZZ_TIME:-15}}"
 
-status=0
-for n in "${names[@]}"; do
-  log="$build/fuzz-logs/$n.log"
-  # The seeds once each (regressions: crashing inputs are kept as seeds),
-  # then a bounded run.
+# brief NAME: the seeds once each (regressions: crashing inputs are kept as
+# seeds), then a bounded run; one summary line, the first report on failure.
+brief() {
+  local n="$1" log="$build/fuzz-logs/$1.log"
   if "$build/tests/fuzz/fuzz_$n" "tests/fuzz/corpus/$n"/* >"$log" 2>&1 &&
      fuzz "$n" "$seconds" "${extra[@]}" >>"$log" 2>&1; then
+    local runs cov
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
     echo "fuzz: $n: ok (${runs:-?} executions in ${seconds}s, $cov)"
   else
-    status=1
     echo "fuzz: $n: FAILED (log $root/$log, inputs $root/$build/fuzz-artifacts/)"
-    # The first report: a sanitizer's, a failed check's, or libFuzzer's.
+    # A sanitizer's report, a failed check's, or libFuzzer's.
     sed -n '/ERROR: \|check failed\|runtime error/,$p' "$log" | head -30
+    return 1
   fi
+}
+
+# FUZZ_JOBS harnesses at a time (default 2, the test machine's cores);
+# each writes its summary to a file, printed in order at the end.
+jobs="${FUZZ_JOBS:-2}"
+status=0
+for n in "${names[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || status=1; done
+  brief "$n" >"$build/fuzz-logs/$n.summary" &
 done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || status=1; done
+for n in "${names[@]}"; do cat "$build/fuzz-logs/$n.summary"; done
 exit "$status"
