@@ -1,10 +1,13 @@
 /* Websocket frames from a client (host/ws/ws_frame.c nd_ws_parse).  Input:
- * a flags byte (mask required or not, message limit), a seed byte for the
- * piece lengths, then the bytes the peer sends.  The stream is parsed all
- * at once and in pieces (each piece in its own exact-size buffer, freed
- * once consumed, as the connection drains its input); both runs must give
- * the same events, and what they deliver must be valid: text messages and
- * close reasons UTF-8, close codes allowed on the wire, sizes in bounds. */
+ * a flags byte (mask required or not, message limit, mode), a seed byte
+ * for the piece lengths, then the bytes the peer sends.  The stream is
+ * parsed all at once and in pieces (each piece in its own exact-size
+ * buffer, freed once consumed, as the connection drains its input); both
+ * runs must give the same events, and what they deliver must be valid:
+ * text messages and close reasons UTF-8, close codes allowed on the wire,
+ * sizes in bounds.  In the second mode (flag 8) the bytes are a payload
+ * instead, framed by the encoders (nd_ws_frame_header, nd_ws_mask,
+ * nd_ws_close_payload), which must parse back to what was sent. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -82,6 +85,57 @@ static void feed(nd_ws_parser *p, const uint8_t *buf, size_t n, run *r, uint64_t
 
 static run whole, pieces;
 
+/* Appends one frame (masked when `mask` is set) to wire + *w. */
+static void put_frame(uint8_t *wire, size_t *w, int op, int fin, const uint8_t *p, size_t n,
+                      const uint8_t *mask) {
+  *w += nd_ws_frame_header(wire + *w, op, fin, n, mask);
+  if (n) memcpy(wire + *w, p, n);
+  if (mask) nd_ws_mask(wire + *w, n, mask, 0);
+  *w += n;
+}
+
+/* The payload as a message in two fragments with a ping between them,
+ * then a close frame whose reason is the payload's first bytes, cut to
+ * fit by nd_ws_close_payload: the parser gives back exactly that. */
+static void round_trip(const uint8_t *payload, size_t n, int require_mask, uint64_t max_message) {
+  static const uint8_t mask[4] = {0x5a, 0x00, 0xff, 0x13};
+  const uint8_t *m = require_mask ? mask : NULL;
+  if (n > max_message) n = (size_t)max_message;
+  int text = nd_ws_utf8_feed(ND_UTF8_ACCEPT, payload, n) == ND_UTF8_ACCEPT;
+  char reason[200];
+  size_t rn = text ? strnlen((const char *)payload, n < sizeof reason - 1 ? n : sizeof reason - 1)
+                   : 0;
+  memcpy(reason, payload, rn);
+  reason[rn] = '\0';
+  uint8_t close[125];
+  size_t cn = nd_ws_close_payload(close, ND_WS_CLOSE_NORMAL, reason);
+  uint8_t *wire = malloc(4 * 14 + n + sizeof close);
+  FUZZ_CHECK(wire != NULL, "out of memory");
+  size_t w = 0, half = n / 2;
+  put_frame(wire, &w, text ? ND_WS_OP_TEXT : ND_WS_OP_BINARY, 0, payload, half, m);
+  put_frame(wire, &w, ND_WS_OP_PING, 1, NULL, 0, m);
+  put_frame(wire, &w, ND_WS_OP_CONT, 1, payload + half, n - half, m);
+  put_frame(wire, &w, ND_WS_OP_CLOSE, 1, close, cn, m);
+  nd_ws_parser p;
+  nd_ws_parser_init(&p, max_message, require_mask);
+  memset(&whole, 0, sizeof whole);
+  feed(&p, wire, w, &whole, max_message);
+  nd_ws_parser_free(&p);
+  free(wire);
+  FUZZ_CHECK(whole.n == 3 && whole.ev[0].type == ND_WS_EV_PING &&
+                 whole.ev[1].type == ND_WS_EV_MESSAGE && whole.ev[2].type == ND_WS_EV_CLOSE,
+             "%zu events, the first %d (%s)", whole.n, whole.ev[0].type,
+             whole.ev[0].why ? whole.ev[0].why : "");
+  FUZZ_CHECK(whole.ev[1].is_text == text && whole.ev[1].len == n &&
+                 whole.ev[1].hash == (n ? fuzz_hash(payload, n) : 0),
+             "message of %zu bytes came back as %zu", n, whole.ev[1].len);
+  FUZZ_CHECK(whole.ev[2].code == ND_WS_CLOSE_NORMAL && whole.ev[2].len == cn - 2 &&
+                 whole.ev[2].hash == (cn > 2 ? fuzz_hash(close + 2, cn - 2) : 0),
+             "close reason of %zu bytes came back as %zu", cn - 2, whole.ev[2].len);
+  FUZZ_CHECK(cn - 2 <= 123 && cn - 2 <= rn && memcmp(close + 2, reason, cn - 2) == 0,
+             "reason of %zu bytes sent as %zu", rn, cn - 2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
   static const uint64_t limits[4] = {125, 1024, 65536, 1u << 20};
@@ -89,6 +143,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint64_t max_message = limits[(data[0] >> 1) & 3];
   fuzz_split sp = {data[1]};
   data += 2, size -= 2;
+  if (data[-2] & 8) {
+    round_trip(data, size, require_mask, max_message);
+    return 0;
+  }
 
   nd_ws_parser p;
   memset(&whole, 0, sizeof whole);
