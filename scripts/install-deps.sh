@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages notifd needs, only when something is missing
 # (fast and idempotent).  Usage: scripts/install-deps.sh [build|test|bench]
-# (test adds the test services, and debhelper for the .deb test; bench adds
-# the tracers bench/run_request_cost.sh uses).
+# (test adds the test services, debhelper for the .deb test, and clang with
+# its sanitizer and libFuzzer runtimes (libclang-rt-dev, only recommended by
+# clang) for tests/fuzz; bench adds the tracers bench/run_request_cost.sh
+# uses).
 set -euo pipefail
 
 build_pkgs=(build-essential pkg-config meson ninja-build
@@ -12,7 +14,8 @@ build_pkgs=(build-essential pkg-config meson ninja-build
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
   python3-jwt python3-cryptography python3-argon2
   openjdk-17-jre-headless maven nginx-light chromium nodejs npm
-  debhelper dpkg-dev fakeroot postgresql)
+  debhelper dpkg-dev fakeroot postgresql
+  clang libclang-rt-dev)
 bench_pkgs=(strace heaptrack gdb)
 
 want=("${build_pkgs[@]}")
