@@ -290,7 +290,10 @@ typedef struct notifd_api {
                     notifd_ws_channel **out);
   /* Queues one text frame (encoded once) to every connection of `key`.
    * delivered/failed may be NULL.  Slow consumers over their outbound
-   * limit are closed and counted as failed. */
+   * limit are closed and counted as failed.  A frame larger than
+   * websocket.max_queue_bytes goes only to connections with nothing
+   * queued; the others are counted as failed but stay open.  (ws_send:
+   * NOTIFD_ETOOBIG in that case.) */
   int (*ws_publish)(notifd_ws_channel *ch, const char *key, const void *data,
                     size_t len, uint32_t *delivered, uint32_t *failed);
   /* Closes every connection of `key`; returns the count closed (>= 0). */
