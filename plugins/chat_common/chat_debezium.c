@@ -38,7 +38,7 @@ static void set_op(chat_change *c, const char *op) {
  * without them could never be delivered, so it is dropped, not retried. */
 static int doc_complete(chat_change *c) {
   const chat_message *m = &c->msg;
-  const char *missing = !*m->content     ? "content"
+  const char *missing = !m->content_len ? "content"
                         : !*m->stream_id ? "stream_id"
                         : !*m->sender_id ? "sender_id"
                         : !*m->receiver_id ? "receiver_id"
@@ -129,7 +129,9 @@ void chat_change_parse_slow(const void *value, size_t len, const chat_change_opt
     return;
   }
   json_error_t je;
-  json_t *root = json_loadb(value, len, JSON_DECODE_ANY, &je);
+  /* NUL allowed: "\u0000" is valid JSON, and Go stores it in content
+   * (other strings are checked for it where they are read). */
+  json_t *root = json_loadb(value, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (!root) {
     set_drop(c, "value is not JSON: %s at offset %d", je.text, je.position);
     return;
@@ -274,6 +276,7 @@ static int fast_doc(const chat_jw_val *after, chat_change *c) {
     chat_message_free(&m);
     return 0;
   }
+  chat_message_set_content_strlen(&m); /* the walker meets no \u escape */
   c->msg = m;
   take_doc(c, CHAT_DOC_OK, NULL);
   return 1;
