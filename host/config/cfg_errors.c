@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include <notifd/plugin.h>
 #include "util/buf.h"
 
 void nd_errors_init(nd_errors *e) { memset(e, 0, sizeof *e); }
@@ -62,4 +63,14 @@ void nd_errors_free(nd_errors *e) {
   for (size_t i = 0; i < e->n; i++) free(e->msgs[i]);
   free(e->msgs);
   nd_errors_init(e);
+}
+
+int nd_errors_backend_missing(nd_errors *e, const nd_cfg_node *section, const char *name,
+                              const char *what) {
+  nd_errors_add(e, section ? section->file : NULL, section ? section->line : 0,
+                section ? section->col : 0,
+                "backends.%s: this notifd was built without %s (meson -D%s=enabled with its "
+                "library installed)",
+                name, what, name);
+  return NOTIFD_ENOTSUP;
 }

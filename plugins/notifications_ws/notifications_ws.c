@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "pc_event.h"
+#include "pc_build.h"
 #include "pc_jenc.h"
 
 static const char *const forward_labels[] = {"source", "type", "result", NULL};
@@ -173,9 +174,13 @@ static int open_store(notif_ws *s) {
     rc = inbox_store_sqlite_open(path, strcmp(sync, "full") == 0, &s->store, err, sizeof err);
   } else if (strcmp(kind, "mongodb") == 0) {
     if (!uri) return cfg_fail(s, "store: mongodb needs backends.mongodb.uri");
+#if NOTIFD_WITH_MONGODB
     s->mongo = 1;
     rc = inbox_store_mongo_open(uri, db ? db : "notifications", coll, &s->store, err,
                                 sizeof err);
+#else
+    return cfg_fail(s, "store: mongodb: %s", PC_MONGODB_MISSING);
+#endif
   } else {
     return cfg_fail(s, "store: expected auto, sqlite, mongodb or none, got '%s'", kind);
   }
