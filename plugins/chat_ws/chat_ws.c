@@ -29,9 +29,8 @@
  *                               # true [false]
  *   forward_auth: none|internal # forward endpoint: internal [none]
  *   close_auth: none|internal   # close endpoint: internal [internal]
- *   forward_max_body: 104857600 # forward endpoint's body limit in bytes,
- *                               # not http.max_body: a message Go accepted
- *                               # (16 MiB content, escaped) must get through
+ *   forward_max_body: 104857600 # forward endpoints' body limit in bytes
+ *                               # (pc_config_forward_max_body)
  *   typing_interval: 2s         # at most one typing relayed per v2 socket
  *   presence_grace: 5s          # offline told only if still gone after it
  *   presence_topic: chat-presence  # bus topic between instances ("" = off)
@@ -50,10 +49,6 @@
 
 #include "pc_plugin.h"
 #include "pc_stream_id.h"
-
-/* chat_persistence's largest max_content_bytes (16 MiB), every byte
- * escaped as \u00XX by Go's encoder, and room for the other fields. */
-#define CHAT_WS_FORWARD_MAX_BODY ((int64_t)100 << 20)
 
 static const char *const chat_params[] = {"sender_id", "receiver_id", NULL};
 static const char *const result_label[] = {"result", NULL};
@@ -92,7 +87,7 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
 
   uint32_t auth = NOTIFD_AUTH_NONE, forward_auth = NOTIFD_AUTH_NONE,
            close_auth = NOTIFD_AUTH_INTERNAL;
-  int64_t forward_max = 0;
+  uint64_t forward_max = 0;
   int seed = pc_auth_seed_mode(api, p);
   int rc;
   if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
@@ -105,13 +100,8 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
       (rc = api->config_bool(p, "verify_stream_id", !seed, &s->verify_stream_id)) < 0 ||
       (rc = api->config_duration_ms(p, "typing_interval", 2000, &s->typing_interval_ms)) < 0 ||
       (rc = api->config_duration_ms(p, "presence_grace", 5000, &s->grace_ms)) < 0 ||
-      (rc = api->config_int(p, "forward_max_body", CHAT_WS_FORWARD_MAX_BODY, &forward_max)) < 0)
+      (rc = pc_config_forward_max_body(api, p, &forward_max)) < 0)
     return rc;
-  if (forward_max < 1024 || forward_max > (int64_t)4 << 30) {
-    api->log(p, NOTIFD_LOG_ERROR, "config key 'forward_max_body': expected 1024 to 4294967296 "
-             "bytes, got %lld", (long long)forward_max);
-    return NOTIFD_EINVAL;
-  }
   if ((rc = cw_registry_init(s)) < 0) return rc;
   if (auth == NOTIFD_AUTH_TOKEN && !s->verify_stream_id)
     api->log(p, NOTIFD_LOG_WARN,
@@ -159,7 +149,7 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
   if ((rc = api->ws_channel(p, &ch, &s->ch)) < 0) return rc;
 
   notifd_route_opts fwd = {.size = sizeof fwd, .auth = forward_auth,
-                           .max_body = (uint64_t)forward_max};
+                           .max_body = forward_max};
   notifd_route_opts cls = {.size = sizeof cls, .auth = close_auth};
   if ((rc = api->http_route(p, "POST", "/chat/forward-to-websocket", chat_ws_on_forward, s,
                             &fwd)) < 0)

@@ -35,6 +35,20 @@ int pc_config_auth(const notifd_api *api, notifd_plugin *p, const char *key, con
   return NOTIFD_EINVAL;
 }
 
+int pc_config_forward_max_body(const notifd_api *api, notifd_plugin *p, uint64_t *out) {
+  int64_t v = 0;
+  int rc = api->config_int(p, "forward_max_body", (int64_t)PC_FORWARD_MAX_BODY, &v);
+  if (rc < 0) return rc;
+  if (v < 1024 || v > (int64_t)4 << 30) {
+    api->log(p, NOTIFD_LOG_ERROR,
+             "config key 'forward_max_body': expected 1024 to 4294967296 bytes, got %lld",
+             (long long)v);
+    return NOTIFD_EINVAL;
+  }
+  *out = (uint64_t)v;
+  return 0;
+}
+
 int pc_respond_json(const notifd_api *api, notifd_req *r, int32_t status, pc_buf *body) {
   if (body->oom || !pc_buf_cstr(body)) {
     static const char oom[] = "{\"error\":\"out of memory\"}";

@@ -234,6 +234,7 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
 
   const char *topic = NULL, *group = NULL;
   int32_t from_latest = 0;
+  uint64_t forward_max = 0;
   int rc;
   if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
                            PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &s->auth)) < 0 ||
@@ -242,14 +243,15 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
                            PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &s->forward_auth)) < 0 ||
       (rc = api->config_string(p, "topic", "notifications", &topic)) < 0 ||
       (rc = api->config_string(p, "group", "notifications_ws", &group)) < 0 ||
-      (rc = api->config_bool(p, "start_from_latest", 0, &from_latest)) < 0)
+      (rc = api->config_bool(p, "start_from_latest", 0, &from_latest)) < 0 ||
+      (rc = pc_config_forward_max_body(api, p, &forward_max)) < 0)
     return rc;
   if ((rc = open_store(s)) < 0 || (rc = register_metrics(s)) < 0 ||
       (rc = events_init(s)) < 0 || (rc = forward_init(s)) < 0 || (rc = recovery_register(s)) < 0)
     return rc;
   if (s->store && ((rc = inbox_http_register(s)) < 0 || (rc = prefs_register(s)) < 0)) return rc;
 
-  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth};
+  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth, .max_body = forward_max};
   for (size_t i = 0; i < PC_NOTIFICATION_KINDS; i++) {
     s->routes[i].s = s;
     s->routes[i].kind = &pc_notification_kinds[i];
