@@ -188,7 +188,7 @@ static void register_metrics(nd_bus *b) {
                      &b->m.handler_seconds);
 }
 
-static int open_kafka(nd_bus *b, const nd_cfg_node *section, nd_errors *errs) {
+static int open_kafka(nd_bus *b, nd_cfg_node *section, nd_errors *errs) {
 #if NOTIFD_WITH_KAFKA
   (void)section;
   return nd_bus_kafka_open(b, errs);

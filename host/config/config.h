@@ -43,9 +43,9 @@ struct nd_cfg_node {
 
 /* A backends.<name> section this build cannot serve: adds "<where>:
  * backends.<name>: this notifd was built without <what> (meson
- * -D<name>=enabled with its library installed)" and returns
- * NOTIFD_ENOTSUP. */
-int nd_errors_backend_missing(nd_errors *e, const nd_cfg_node *section, const char *name,
+ * -D<name>=enabled with its library installed)", marks the section's keys
+ * read (the one error says it all) and returns NOTIFD_ENOTSUP. */
+int nd_errors_backend_missing(nd_errors *e, nd_cfg_node *section, const char *name,
                               const char *what);
 
 

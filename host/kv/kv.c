@@ -21,7 +21,7 @@ static int cfg_str(nd_cfg_node *map, const char *key, const char *def, const cha
   return nd_cfg_as_string(n, e, out);
 }
 
-static int open_redis(nd_kv *kv, const nd_cfg_node *section, nd_errors *errs) {
+static int open_redis(nd_kv *kv, nd_cfg_node *section, nd_errors *errs) {
 #if NOTIFD_WITH_REDIS
   (void)section;
   return nd_kv_redis_open(kv, errs);

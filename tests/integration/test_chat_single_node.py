@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import NOTIFD, apost, free_port, http, metric, run, wait_until
+from conftest import NOTIFD, apost, built_backends, free_port, http, metric, run, wait_until
 
 TOKEN = "chat-single-node-internal-token"
 HOST_YAML = f"auth: {{internal_token: {TOKEN}}}\n"
@@ -484,3 +484,31 @@ def test_a_message_above_the_public_body_limit_is_forwarded(notifd_factory):
                               event_type="c") == 2, what="both records delivered")
     assert metric(n, "chat_persistence_change_consumer_failed_event_total") == 0
     assert metric(n, "chat_persistence_change_consumer_exhausted_event_total") == 0
+
+
+# ---- a build without some backends (meson -Dkafka/-Dredis/-Dmongodb) -----
+
+def test_a_backend_left_out_of_the_build_is_a_config_error_at_its_line(tmp_path):
+    missing = sorted({"kafka", "redis", "mongodb"} - built_backends())
+    if not missing:
+        pytest.skip("this build has every backend (-Dkafka/-Dredis/-Dmongodb)")
+    sections = {"kafka": '  kafka: {brokers: "127.0.0.1:9"}\n',
+                "redis": '  redis: {address: "127.0.0.1:9"}\n',
+                "mongodb": '  mongodb: {uri: "mongodb://127.0.0.1:9"}\n'}
+    text = (f"listen: {{address: 127.0.0.1, port: {free_port()}}}\ndata_dir: {tmp_path}\n"
+            "backends:\n" + "".join(sections[b] for b in missing))
+    if "mongodb" in missing:
+        text += "plugins:\n  - name: chat_persistence\n    config: {store: mongodb}\n"
+    cfg = tmp_path / "notifd.yaml"
+    cfg.write_text(text)
+    r = subprocess.run([NOTIFD, "--check", "-c", str(cfg)], capture_output=True, timeout=30)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode != 0, out
+    what = {"kafka": "Kafka", "redis": "Redis", "mongodb": "MongoDB"}
+    for b in missing:
+        assert f"built without {what[b]}" in out, out
+    for b in ("kafka", "redis"):
+        if b in missing:
+            line = 4 + sorted(missing).index(b)
+            assert f"notifd.yaml:{line}:" in out and f"backends.{b}:" in out, out
+    assert "unknown key" not in out, out
