@@ -250,6 +250,7 @@ def notifd_factory(tmp_path):
 # The fixtures that start a distributed backend, and what they need.
 BACKEND_FIXTURES = {
     "ferretdb": {"mongodb"},
+    "ferretdb_sqlite": {"mongodb"},
     "kafka": {"kafka"},
     "redis": {"redis"},
     "cluster": {"kafka", "redis", "mongodb"},

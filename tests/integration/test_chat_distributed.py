@@ -33,7 +33,7 @@ from datetime import datetime
 import pytest
 import websockets
 
-from conftest import NOTIFD, SOURCE, free_port, http, metric, wait_until
+from conftest import NOTIFD, SOURCE, free_port, http, metric, stream_id, wait_until
 
 TOKEN = "chat-distributed-internal-token"
 A, B = "sender-a", "receiver-b"
@@ -63,15 +63,31 @@ def ferretdb():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _service(script, name):
+def _service(script, name, env=None):
     d = tempfile.mkdtemp(prefix=f"notifd-{name}-")
     r = subprocess.run([os.path.join(SERVICES, script), "start", d], capture_output=True,
-                       timeout=900)
+                       timeout=900, env=dict(os.environ, **(env or {})))
     if r.returncode != 0:
         subprocess.run([os.path.join(SERVICES, script), "stop", d], capture_output=True)
         reason = r.stderr.decode().strip() or f"{script} exited {r.returncode}"
         return d, None, reason
     return d, r.stdout.decode().strip().splitlines()[-1], None
+
+
+@pytest.fixture(scope="module")
+def ferretdb_sqlite():
+    """FerretDB on its SQLite handler: PostgreSQL's jsonb (the default
+    handler's storage) cannot hold a NUL in a string (SQLSTATE 22P05),
+    which MongoDB and the Go service store."""
+    d, uri, why = _service("ferretdb.sh", "ferretdb-sqlite", {"NOTIFD_FERRETDB_BACKEND": "sqlite"})
+    try:
+        if not uri:
+            pytest.skip(f"SKIPPED: ferretdb (sqlite): {why}")
+        yield uri
+    finally:
+        subprocess.run([os.path.join(SERVICES, "ferretdb.sh"), "stop", d], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +273,34 @@ def test_end_to_end_and_duplicate_delivered_once(cluster):
     time.sleep(1.0)
     assert metric(p, "chat_persistence_relay_published_total") == 1
     assert metric(h, "chat_persistence_change_consumer_success_event_total", event_type="c") == 1
+
+
+def test_nul_in_content_is_stored_and_delivered_byte_exact_on_mongodb(
+        notifd_factory, kafka, redis, ferretdb_sqlite):
+    """The MongoDB path of "\\u0000" in content: BSON string with its length,
+    the poll relay's change record, the forwards over HTTP, the frames."""
+    cluster = Cluster(notifd_factory, kafka, redis, ferretdb_sqlite)
+    w1, w2 = cluster.ws_roles()
+    p = cluster.persistence()
+    cluster.handler(w1.url, w2.url)
+    a, b = "nul-sender", "nul-receiver"
+    stream = stream_id(a, b)
+    content = "a\x00b\x00 nul\x00"
+    body = {"content": content, "stream_id": stream, "sender_id": a, "receiver_id": b}
+
+    async def scenario():
+        async with chat_ws(w1, a, b, stream) as sa, notif_ws(w2, b) as nb:
+            st, raw, _ = await in_thread(lambda: http("POST", p.url + "/chat/messages", body))
+            assert st == 201, raw
+            stored = json.loads(raw)
+            assert stored["content"] == content
+            assert same_message(await recv_json(sa), stored)
+            assert (await recv_json(nb))["payload"]["content"] == content
+            return stored
+
+    stored = run(scenario())
+    st, raw, _ = http("GET", f"{p.url}/chat/messages/{stored['message_id']}")
+    assert st == 200 and json.loads(raw)["content"] == content
 
 
 def test_history_pages_on_mongodb(cluster):
