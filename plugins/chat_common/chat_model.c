@@ -306,16 +306,16 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, pc_buf *er
     size_t limit;
   } checks[] = {
       {"message_id", m->message_id, lim->max_id_bytes},
+      {"content", m->content, lim->max_content_bytes},
       {"stream_id", m->stream_id, lim->max_id_bytes},
       {"sender_id", m->sender_id, lim->max_id_bytes},
       {"receiver_id", m->receiver_id, lim->max_id_bytes},
   };
-  if (check_text("content", m->content ? m->content : "", m->content ? m->content_len : 0,
-                 lim->max_content_bytes, err) < 0)
-    return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
     const char *v = checks[i].val ? checks[i].val : "";
-    if (check_text(checks[i].name, v, strlen(v), checks[i].limit, err) < 0)
+    /* content may hold NULs: its own length; ids cannot (bind refuses) */
+    size_t n = checks[i].val && checks[i].val == m->content ? m->content_len : strlen(v);
+    if (check_text(checks[i].name, v, n, checks[i].limit, err) < 0)
       return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
   }
   /* Ids are routing keys and path segments: no control characters. */
