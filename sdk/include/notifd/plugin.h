@@ -201,7 +201,9 @@ typedef struct notifd_http_client_req {
   uint32_t size;                   /* sizeof(notifd_http_client_req) */
   uint32_t internal_auth;          /* 1 = add the internal token header */
   const char *method;              /* "POST" */
-  const char *url;                 /* absolute; "local:/path" = this process */
+  const char *url;                 /* absolute; "local:/path" = this process
+                                      (the route's own max_body applies,
+                                      http.max_body does not) */
   const char *const *headers;      /* NULL-terminated "Name: value" lines */
   const void *body;
   size_t body_len;
