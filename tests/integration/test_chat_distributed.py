@@ -48,21 +48,6 @@ def _port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture(scope="module")
-def ferretdb():
-    # tests/services/ferretdb.sh builds the binary on first use (Go module
-    # download + go build, a minute or two), then caches it.
-    d, uri, why = _service("ferretdb.sh", "ferretdb")
-    try:
-        if not uri:
-            pytest.skip(f"SKIPPED: ferretdb: {why}")
-        yield uri
-    finally:
-        subprocess.run([os.path.join(SERVICES, "ferretdb.sh"), "stop", d], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _service(script, name, env=None):
     d = tempfile.mkdtemp(prefix=f"notifd-{name}-")
     r = subprocess.run([os.path.join(SERVICES, script), "start", d], capture_output=True,
@@ -74,46 +59,43 @@ def _service(script, name, env=None):
     return d, r.stdout.decode().strip().splitlines()[-1], None
 
 
+def _running(script, name, env=None):
+    """A module fixture's body: the service's address, stopped by pid after
+    the module; SKIPPED with the reason when it cannot start."""
+    d, addr, why = _service(script, name, env)
+    try:
+        if not addr:
+            pytest.skip(f"SKIPPED: {name}: {why}")
+        yield addr
+    finally:
+        subprocess.run([os.path.join(SERVICES, script), "stop", d], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ferretdb():
+    # tests/services/ferretdb.sh builds the binary on first use (Go module
+    # download + go build, a minute or two), then caches it.
+    yield from _running("ferretdb.sh", "ferretdb")
+
+
 @pytest.fixture(scope="module")
 def ferretdb_sqlite():
     """FerretDB on its SQLite handler: PostgreSQL's jsonb (the default
     handler's storage) cannot hold a NUL in a string (SQLSTATE 22P05),
     which MongoDB and the Go service store."""
-    d, uri, why = _service("ferretdb.sh", "ferretdb-sqlite", {"NOTIFD_FERRETDB_BACKEND": "sqlite"})
-    try:
-        if not uri:
-            pytest.skip(f"SKIPPED: ferretdb (sqlite): {why}")
-        yield uri
-    finally:
-        subprocess.run([os.path.join(SERVICES, "ferretdb.sh"), "stop", d], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
+    yield from _running("ferretdb.sh", "ferretdb-sqlite", {"NOTIFD_FERRETDB_BACKEND": "sqlite"})
 
 
 @pytest.fixture(scope="module")
 def kafka():
-    d, addr, why = _service("kafka.sh", "kafka")
-    try:
-        if not addr:
-            pytest.skip(f"SKIPPED: kafka: {why}")
-        yield addr
-    finally:
-        subprocess.run([os.path.join(SERVICES, "kafka.sh"), "stop", d], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
+    yield from _running("kafka.sh", "kafka")
 
 
 @pytest.fixture(scope="module")
 def redis():
-    d, addr, why = _service("redis.sh", "redis")
-    try:
-        if not addr:
-            pytest.skip(f"SKIPPED: redis: {why}")
-        yield addr
-    finally:
-        subprocess.run([os.path.join(SERVICES, "redis.sh"), "stop", d], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
+    yield from _running("redis.sh", "redis")
 
 
 # ---- notifd processes -------------------------------------------------------
