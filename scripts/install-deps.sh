@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages notifd needs, only when something is missing
-# (fast and idempotent).  Usage: scripts/install-deps.sh [build|test]
-# (test adds the test services, and debhelper for the .deb test).
+# (fast and idempotent).  Usage: scripts/install-deps.sh [build|test|bench]
+# (test adds the test services, and debhelper for the .deb test; bench adds
+# the tracers bench/run_request_cost.sh uses).
 set -euo pipefail
 
 build_pkgs=(build-essential pkg-config meson ninja-build
@@ -12,9 +13,11 @@ test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-
   python3-jwt python3-cryptography python3-argon2
   openjdk-17-jre-headless maven nginx-light chromium nodejs npm
   debhelper dpkg-dev fakeroot postgresql)
+bench_pkgs=(strace heaptrack gdb)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
+if [ "${1:-build}" = "bench" ]; then want+=("${bench_pkgs[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -233,7 +233,8 @@ int nd_bus_open(notifd_host *h, nd_bus **out, nd_errors *errs) {
     free(b);
     return rc;
   }
-  ND_INFO("bus", "bus backend %s opened", b->ops->name);
+  ND_INFO("bus", "bus backend %s %s", b->ops->name,
+          h->check_only ? "settings checked (--check opens nothing)" : "opened");
   *out = b;
   return 0;
 }
@@ -288,6 +289,10 @@ int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *
     if (!(c->topics[i] = strdup(o.topics[i]))) oom = 1;
     else c->ntopics++;
   }
+  if (!oom && b->host->check_only) { /* validated; --check registers nothing */
+    consumer_free(c);
+    return 0;
+  }
   notifd_consumer **v = oom ? NULL : realloc(b->consumers, (b->nconsumers + 1) * sizeof *v);
   if (!v) {
     consumer_free(c);
@@ -303,6 +308,15 @@ int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *
 
 void nd_bus_consumer_set_ephemeral(notifd_consumer *c) {
   if (c) c->ephemeral = 1;
+}
+
+int nd_bus_consumer_caught_up(const notifd_consumer *c) {
+  if (!c || !c->nstreams) return 0; /* Kafka: not assigned yet */
+  for (size_t i = 0; i < c->nstreams; i++) {
+    const nd_bus_stream *s = c->streams[i];
+    if (!s->at_end || s->head || s->current) return 0;
+  }
+  return 1;
 }
 
 int nd_bus_start(nd_bus *b) {
@@ -419,6 +433,7 @@ void nd_bus_stream_push(nd_bus_stream *s, notifd_bus_msg *m) {
   m->partition = s->partition;
   m->state = ND_MSG_QUEUED;
   m->next = NULL;
+  s->at_end = 0;
   if (s->tail) s->tail->next = m;
   else s->head = m;
   s->tail = m;

@@ -78,7 +78,8 @@ int nd_kv_open(notifd_host *h, nd_kv **out, nd_errors *errs) {
     free(kv);
     return rc;
   }
-  ND_INFO("kv", "kv backend %s opened (prefix %s, %s)", kv->ops->name, kv->prefix,
+  ND_INFO("kv", "kv backend %s %s (prefix %s, %s)", kv->ops->name,
+          h->check_only ? "settings checked (--check opens nothing)" : "opened", kv->prefix,
           kv->fail_closed ? "fail-closed" : "fail-open");
   *out = kv;
   return 0;

@@ -21,12 +21,6 @@
 
 static const char *const target_names[CH_TARGETS] = {"chat_ws", "notifications"};
 
-int64_t ch_mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 char *ch_url_encode(const char *s) {
   pc_buf b;
   pc_buf_init(&b);
@@ -65,7 +59,7 @@ static void on_reply(int32_t status, notifd_http_resp *resp, void *ud) {
   ch_plugin *pl = ev->pl;
   int ok = status >= 200 && status < 300 && !(c->target == CH_TARGET_CHAT_WS && status == 206);
   const char *labels[] = {target_names[c->target], ok ? "ok" : "error"};
-  pl->api->metric_observe(pl->m.forward, labels, (double)(ch_mono_ns() - c->t0_ns) / 1e9);
+  pl->api->metric_observe(pl->m.forward, labels, (double)(pc_mono_ns() - c->t0_ns) / 1e9);
   if (ok) {
     ev->done |= 1u << c->target;
   } else if (status == 413) {
@@ -122,7 +116,7 @@ void ch_forward(ch_event *ev) {
     };
     ev->call[t].ev = ev;
     ev->call[t].target = t;
-    ev->call[t].t0_ns = ch_mono_ns();
+    ev->call[t].t0_ns = pc_mono_ns();
     ev->pending++; /* before the call: its callback may run inside it */
     int rc = pl->api->http_call(pl->self, &req, on_reply, &ev->call[t]);
     free(url);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "chat_debezium.h"
+#include "pc_time.h"
 
 enum { CH_TARGET_CHAT_WS = 0, CH_TARGET_NOTIFICATIONS, CH_TARGETS };
 #define CH_ALL_TARGETS ((1u << CH_TARGETS) - 1)
@@ -98,6 +99,5 @@ unsigned ch_memo_get(ch_memo *mm, notifd_bus_msg *m, const notifd_api *api);
 void ch_memo_put(ch_memo *mm, notifd_bus_msg *m, const notifd_api *api, unsigned done);
 void ch_memo_forget(ch_memo *mm, notifd_bus_msg *m, const notifd_api *api);
 
-int64_t ch_mono_ns(void);
 
 #endif

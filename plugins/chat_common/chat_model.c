@@ -239,12 +239,10 @@ validate:
  * a \u escape, a real number, a nested value, OOM) is left to the jansson
  * path, which is then the only one to answer. */
 
-#define FAST_MAX_OTHER 16
-
 int chat_message_bind_fast(const void *body, size_t len, chat_message *out) {
   chat_message_init(out);
   chat_jw w;
-  chat_jw_val k, v, other[FAST_MAX_OTHER];
+  chat_jw_val k, v, other[CHAT_FAST_MAX_OTHER];
   size_t nother = 0;
   unsigned seen = 0;
   int r;
@@ -256,7 +254,7 @@ int chat_message_bind_fast(const void *body, size_t len, chat_message *out) {
     if (!k.plain) goto unsure;
     int f = find_field(key, kn);
     if (f < 0) { /* ignored, but jansson refuses a duplicate anywhere */
-      if (v.type == '{' || v.type == '[' || nother == FAST_MAX_OTHER) goto unsure;
+      if (v.type == '{' || v.type == '[' || nother == CHAT_FAST_MAX_OTHER) goto unsure;
       for (size_t i = 0; i < nother; i++)
         if (chat_jw_same(&other[i], &k)) goto unsure;
       other[nother++] = k;

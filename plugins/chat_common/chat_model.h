@@ -52,7 +52,9 @@ int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err);
  * req_json_or_400) followed by chat_message_bind certainly gives
  * CHAT_BIND_OK and the same message.  Otherwise (malformed or unusual
  * JSON, any bind error, OOM) it returns 0 with `out` empty, and the caller
- * takes that path. */
+ * takes that path.  Members beyond the known ones: at most
+ * CHAT_FAST_MAX_OTHER (scalars) on the fast path. */
+#define CHAT_FAST_MAX_OTHER 16
 int chat_message_bind_fast(const void *body, size_t len, chat_message *out);
 
 typedef struct chat_limits {

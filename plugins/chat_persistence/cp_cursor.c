@@ -5,62 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pc_b64.h"
 #include "pc_buf.h"
 #include "chat_extjson.h"
 #include "chat_oid.h"
 #include "chat_time.h"
 #include "cp_store.h"
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64_val(char c) {
-  const char *p = c ? strchr(b64url, c) : NULL;
-  return p ? (int)(p - b64url) : -1;
-}
-
-static char *b64_encode(const char *in, size_t n) {
-  char *out = malloc((n + 2) / 3 * 4 + 1);
-  if (!out) return NULL;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
-    if (i + 1 < n) v |= (uint32_t)(unsigned char)in[i + 1] << 8;
-    if (i + 2 < n) v |= (unsigned char)in[i + 2];
-    out[o++] = b64url[v >> 18];
-    out[o++] = b64url[(v >> 12) & 63];
-    if (i + 1 < n) out[o++] = b64url[(v >> 6) & 63];
-    if (i + 2 < n) out[o++] = b64url[v & 63];
-  }
-  out[o] = '\0';
-  return out;
-}
-
-/* NULL if malformed or on OOM. */
-static char *b64_decode(const char *in, size_t *outlen) {
-  size_t n = strlen(in);
-  if (n % 4 == 1) return NULL;
-  char *out = malloc(n / 4 * 3 + 3);
-  if (!out) return NULL;
-  size_t o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; i++) {
-    int v = b64_val(in[i]);
-    if (v < 0) {
-      free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char)((acc >> bits) & 0xFF);
-    }
-  }
-  out[o] = '\0';
-  *outlen = o;
-  return out;
-}
 
 int cp_cursor_parse(const char *text, cp_cursor *out) {
   memset(out, 0, sizeof *out);
@@ -70,11 +20,17 @@ int cp_cursor_parse(const char *text, cp_cursor *out) {
     out->ms = ms;
     return 0;
   }
-  size_t n = 0;
-  char *raw = b64_decode(text, &n);
+  size_t tlen = strlen(text);
+  char *raw = malloc(tlen / 4 * 3 + 3);
   if (!raw) return -1;
+  long n = pc_b64url_decode(text, tlen, (unsigned char *)raw, tlen / 4 * 3 + 2);
+  if (n < 0) {
+    free(raw);
+    return -1;
+  }
+  raw[n] = '\0';
   int rc = -1;
-  char *c1 = strlen(raw) == n ? strchr(raw, ':') : NULL;
+  char *c1 = strlen(raw) == (size_t)n ? strchr(raw, ':') : NULL;
   char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
   if (c1 == raw + 1 && c2) {
     *c2 = '\0';
@@ -114,12 +70,12 @@ char *cp_cursor_format(const cp_cursor *c) {
   case CP_CUR_STR_ID: pc_buf_printf(&b, "i:%" PRId64 ":%s", c->ms, c->id ? c->id : ""); break;
   default: pc_buf_free(&b); return NULL;
   }
-  size_t n = 0;
-  char *raw = pc_buf_steal(&b, &n);
-  if (!raw) return NULL;
-  char *tok = b64_encode(raw, n);
-  free(raw);
-  return tok;
+  pc_buf tok;
+  pc_buf_init(&tok);
+  if (!b.oom) pc_b64url_put(&tok, b.data, b.len);
+  else tok.oom = 1;
+  pc_buf_free(&b);
+  return pc_buf_steal(&tok, NULL);
 }
 
 void cp_cursor_free(cp_cursor *c) {

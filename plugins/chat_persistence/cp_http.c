@@ -523,7 +523,7 @@ static void on_post(notifd_req *req, void *ud) {
     return;
   }
   pj->req = req;
-  pj->t0 = cp_mono_ns();
+  pj->t0 = pc_mono_ns();
   pj->base.work = post_work;
   pj->base.done = post_done;
   pj->base.release = post_release;
@@ -602,7 +602,7 @@ static void on_get_message(notifd_req *req, void *ud) {
     return;
   }
   gj->req = req;
-  gj->t0 = cp_mono_ns();
+  gj->t0 = pc_mono_ns();
   gj->base.work = get_work;
   gj->base.done = get_done;
   gj->base.release = get_release;
@@ -754,7 +754,7 @@ static void on_history(notifd_req *req, void *ud) {
   }
   hj->limit = limit;
   hj->req = req;
-  hj->t0 = cp_mono_ns();
+  hj->t0 = pc_mono_ns();
   hj->base.work = hist_work;
   hj->base.done = hist_done;
   hj->base.release = hist_release;

@@ -8,6 +8,7 @@
 
 #include "chat_oid.h"
 #include "cp_store.h"
+#include "pc_time.h"
 
 enum { CP_RELAY_NONE = 0, CP_RELAY_OUTBOX, CP_RELAY_POLL };
 
@@ -131,6 +132,5 @@ void cp_relay_free(cp_relay *r);
 
 /* Seconds since `t0` (monotonic), for the store histogram. */
 double cp_elapsed_s(int64_t t0_ns);
-int64_t cp_mono_ns(void);
 
 #endif

@@ -641,7 +641,7 @@ static void on_poll(notifd_timer *t, void *ud) {
   (void)t;
   cp_relay *r = ud;
   if (r->live) {
-    int64_t now = cp_mono_ns();
+    int64_t now = pc_mono_ns();
     if (r->qn || r->inflight || r->busy || r->deleting || r->ndel || r->timer ||
         now - r->last_sweep_ns < (int64_t)RELAY_SWEEP_MS * 1000000)
       return;
@@ -670,7 +670,7 @@ int cp_relay_new(cp_plugin *pl, cp_relay **out) {
   r->can_live = pl->relay_mode != CP_RELAY_NONE && pl->store->ops->insert_batch != NULL &&
                 pl->store->ops->changes_fetch != NULL;
   r->dels_in_batches = !pl->mongo;
-  r->last_sweep_ns = cp_mono_ns();
+  r->last_sweep_ns = pc_mono_ns();
   *out = r;
   return 0;
 }

@@ -137,7 +137,7 @@ static void on_conversations(notifd_req *req, void *ud) {
   }
   cj->limit = limit;
   cj->req = req;
-  cj->t0 = cp_mono_ns();
+  cj->t0 = pc_mono_ns();
   cj->base.work = conv_work;
   cj->base.done = conv_done;
   cj->base.release = conv_release;
@@ -375,7 +375,7 @@ static void on_read(notifd_req *req, void *ud) {
     return;
   }
   rj->req = req;
-  rj->t0 = cp_mono_ns();
+  rj->t0 = pc_mono_ns();
   rj->base.work = read_work;
   rj->base.done = read_done;
   rj->base.release = read_release;

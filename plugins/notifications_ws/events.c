@@ -339,8 +339,7 @@ int events_init(notif_ws *s) {
                                  &s->replay_window_ms);
   if (rc < 0) return rc;
   if (s->replay_window_ms < 0) {
-    api->log(s->self, NOTIFD_LOG_ERROR, "config: events_replay_window: must not be negative");
-    return NOTIFD_EINVAL;
+    return pc_config_error(api, s->self, "events_replay_window", "must not be negative");
   }
   s->events_topic = topic && *topic && s->store ? topic : NULL;
   return api->metric_counter(s->self, "notifications_ws_events_total",

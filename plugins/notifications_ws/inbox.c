@@ -213,7 +213,7 @@ static void batch_submit(notif_ws *s);
 static void batch_publish(notif_ws *s, batch_job *bj) {
   for (size_t i = 0; i < bj->n; i++) {
     notif_item *it = bj->items[i];
-    s->api->metric_observe(s->m_commit, NULL, (double)(notif_mono_ns() - it->t0_ns) / 1e9);
+    s->api->metric_observe(s->m_commit, NULL, (double)(pc_mono_ns() - it->t0_ns) / 1e9);
     item_publish(s, it);
     item_free(it);
   }
@@ -316,7 +316,7 @@ static void batch_submit_one(notif_ws *s) {
 }
 
 static void inbox_enqueue(notif_ws *s, notif_item *it) {
-  it->t0_ns = notif_mono_ns();
+  it->t0_ns = pc_mono_ns();
   if (s->q_tail) s->q_tail->qnext = it;
   else s->q_head = it;
   s->q_tail = it;

@@ -26,6 +26,7 @@
 #include "pc_buf.h"
 #include "pc_models.h"
 #include "pc_plugin.h"
+#include "pc_time.h"
 
 typedef struct notif_ws notif_ws;
 typedef struct nw_job nw_job;
@@ -162,7 +163,6 @@ int64_t notif_now_ms(void);
  * characters) would dead-letter the event of any other, so it is refused
  * before it is stored (400 over HTTP, invalid_user_id on the bus). */
 const char *notif_user_id_problem(const char *u, size_t n);
-int64_t notif_mono_ns(void);
 
 /* ---- inbox.c ---- */
 /* Renders, stores and publishes one notification; `done` runs once it is

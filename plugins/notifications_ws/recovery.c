@@ -180,7 +180,7 @@ static void replay_done(nw_job *j) {
     if (nc->pend[i].id > nc->replayed) nc->replayed = nc->pend[i].id;
   pending_free(nc);
   nc->replaying = 0;
-  api->metric_observe(s->m_replay, NULL, (double)(notif_mono_ns() - nc->t0_ns) / 1e9);
+  api->metric_observe(s->m_replay, NULL, (double)(pc_mono_ns() - nc->t0_ns) / 1e9);
   if (!ok) {
     api->ws_close(nc->c, 1011, "cannot send the replay");
   } else if (overflow) {
@@ -231,7 +231,7 @@ static void on_open(notifd_ws_conn *c, void *ud) {
   }
   nc->replaying = 1;
   nc->job_pending = 1;
-  nc->t0_ns = notif_mono_ns();
+  nc->t0_ns = pc_mono_ns();
   rj->nc = nc;
   rj->since = up.since;
   rj->base.work = replay_work;

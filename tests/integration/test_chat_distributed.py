@@ -171,7 +171,7 @@ def produce(brokers, topic, value, key=None):
 
 
 def tail(brokers, topic, count=1, idle="15s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-b", brokers, "-B", "-n", str(count), "-t", idle,
+    r = subprocess.run([NOTIFD, "bus", "tail", "-b", brokers, "-B", "-f", "-n", str(count), "-t", idle,
                         topic], capture_output=True, timeout=120)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 

@@ -86,7 +86,7 @@ def produce(n, value, key=None, topic=TOPIC):
 
 
 def tail(n, topic, count=1, idle="8s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t",
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-f", "-n", str(count), "-t",
                         idle, topic], capture_output=True, timeout=60)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 

@@ -84,7 +84,7 @@ def produce(n, topic, value, key=None, headers=None):
 
 
 def tail(n, topic, count=1, idle="8s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t", idle,
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-f", "-n", str(count), "-t", idle,
                         topic], capture_output=True, timeout=60)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 

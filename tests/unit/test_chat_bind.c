@@ -14,7 +14,15 @@
 #include "nd_test.h"
 
 /* The unit loop links libnotifd only; chat_common is plugin-side code. */
-#include "../../plugins/chat_common/chat_common_sources.inc"
+#include "pc_buf.h"
+#include "pc_stream_id.h"
+#include "chat_json.h"
+#include "chat_time.h"
+#include "chat_oid.h"
+#include "chat_model.h"
+#include "chat_extjson.h"
+#include "chat_jwalk.h"
+#include "chat_debezium.h"
 
 /* The flags of host/http/request.c nd_req_json_or_400. */
 #define HOST_JSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
@@ -260,12 +268,12 @@ START_TEST(unusual_bodies_fall_back) {
   }
   /* Many unknown members: up to the fast path's bound, then jansson's. */
   char buf[1024];
-  for (int extra = 0; extra <= FAST_MAX_OTHER + 1; extra++) {
+  for (int extra = 0; extra <= CHAT_FAST_MAX_OTHER + 1; extra++) {
     int k = snprintf(buf, sizeof buf, "{\"content\":\"x\"");
     for (int e = 0; e < extra; e++)
       k += snprintf(buf + k, sizeof buf - (size_t)k, ",\"u%d\":%d", e, e);
     k += snprintf(buf + k, sizeof buf - (size_t)k, "," TAIL "}");
-    ck_assert_int_eq(fast_agrees_str(buf), extra <= FAST_MAX_OTHER);
+    ck_assert_int_eq(fast_agrees_str(buf), extra <= CHAT_FAST_MAX_OTHER);
   }
 }
 END_TEST

@@ -8,7 +8,15 @@
 #include "nd_test.h"
 
 /* The unit loop links libnotifd only; chat_common is plugin-side code. */
-#include "../../plugins/chat_common/chat_common_sources.inc"
+#include "pc_buf.h"
+#include "pc_stream_id.h"
+#include "chat_json.h"
+#include "chat_time.h"
+#include "chat_oid.h"
+#include "chat_model.h"
+#include "chat_extjson.h"
+#include "chat_jwalk.h"
+#include "chat_debezium.h"
 
 /* ---- stream_id ---- */
 

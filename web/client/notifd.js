@@ -203,6 +203,7 @@ export class ReconnectingSocket extends Emitter {
     this._stableTimer = null;
     this.connected = false;
     this.negotiated = "";
+    client._sockets?.add(this); // client.close() closes it
   }
 
   start() { if (!this.ws && !this.timer && !this.stopped) this._connect(); return this; }
@@ -278,6 +279,7 @@ export class ReconnectingSocket extends Emitter {
   close() {
     this.stopped = true;
     this.connected = false;
+    this.client._sockets?.delete(this);
     clearTimeout(this.timer);
     clearTimeout(this._stableTimer);
     this.timer = null;
@@ -469,6 +471,7 @@ export class NotifdClient extends Emitter {
     this._timer = null;
     this._inflight = null;
     this._seedUser = null;
+    this._sockets = new Set(); // open ReconnectingSockets, for close()
     if (opts.token) this.setSession({ token: opts.token, userId: opts.userId || null, expiresAt: opts.expiresAt });
     else if (opts.userId) this._seedUser = opts.userId;
   }
@@ -780,8 +783,13 @@ export class NotifdClient extends Emitter {
     return true;
   }
 
-  // Stops the refresh timer (sockets are closed by their own close()).
-  close() { clearTimeout(this._timer); this._timer = null; }
+  // Stops the refresh timer and closes every socket of this client (a
+  // socket closed here does not reconnect).
+  close() {
+    clearTimeout(this._timer);
+    this._timer = null;
+    for (const s of [...this._sockets]) s.close();
+  }
 }
 
 // base64url (a VAPID key) to bytes, for applicationServerKey.

@@ -1,6 +1,6 @@
 // The library against a real notifd (config/single-node.yaml, started by
 // the test): node --test clients/js/test/
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { createECDH, randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -13,10 +13,17 @@ const uid = (p) => p + "-" + randomBytes(4).toString("hex");
 const PASSWORD = "correct horse battery";
 let notifd = null;
 
+// Every client a test made, closed after the test even when it failed: a
+// failed test must not leave reconnecting sockets that keep node running.
+const clients = new Set();
+afterEach(() => { for (const c of clients) c.close(); clients.clear(); });
+
 // Fast reconnects, so a restart is noticed within the test's waits.
-const newClient = (opts = {}) => new NotifdClient({
-  baseUrl: notifd.base, WebSocket, backoff: { initialMs: 50, maxMs: 500 }, ...opts,
-});
+const newClient = (opts = {}) => {
+  const c = new NotifdClient({ baseUrl: notifd.base, WebSocket, backoff: { initialMs: 50, maxMs: 500 }, ...opts });
+  clients.add(c);
+  return c;
+};
 
 async function user(name) {
   const c = newClient();
@@ -196,8 +203,14 @@ test("notifications: inbox, mark read, live socket", { skip }, async () => {
   const prefs = await c.setPreferences({ channels: { default: { email: false } }, quiet_hours: null });
   assert.equal(prefs.channels.default.email, false);
   assert.deepEqual(await c.getPreferences(), prefs);
-  sock.close();
+  // Closing the client closes its sockets: none reconnects (the backoff
+  // here is 50 ms).
+  const retries = collect(sock, "retry");
   c.close();
+  assert.equal(sock.connected, false);
+  await sleep(500);
+  assert.equal(retries.length, 0);
+  assert.equal(sock.connected, false);
 });
 
 test("push subscriptions: VAPID key, register, list, remove", { skip }, async () => {
@@ -256,7 +269,12 @@ test("recovery across a notifd restart: no duplicates, nothing missed", { skip }
   for (let i = 0; i < 2; i++) await notifd.notify(bob.userId, "shipping-update", shipping("c" + i));
   const m3 = await alice.sendMessage(bob.userId, "after the restart");
 
-  const inbox = await bob.inbox({ limit: 200 });
+  // The chat message's notification reaches the inbox through the bus,
+  // after the POST was answered.
+  const inbox = await waitFor("10 notifications in the inbox", async () => {
+    const page = await bob.inbox({ limit: 200 });
+    return page.notifications.length >= 10 && page;
+  });
   const want = inbox.notifications.map((n) => n.id).reverse();
   assert.equal(want.length, 10);
   await waitFor("every notification", () => got.length >= 10);
