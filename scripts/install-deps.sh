@@ -10,7 +10,7 @@ set -euo pipefail
 build_pkgs=(build-essential pkg-config meson ninja-build
   libevent-dev libyaml-dev libjansson-dev libsqlite3-dev libssl-dev
   librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
-  libwebsockets-dev libargon2-dev curl python3-yaml)
+  libargon2-dev curl python3-yaml)
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
   python3-jwt python3-cryptography python3-argon2
   openjdk-17-jre-headless maven nginx-light chromium nodejs npm

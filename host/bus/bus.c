@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "bus/bus_internal.h"
+#include "notifd_build_config.h"
 #include "config/cfg_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
@@ -187,6 +188,16 @@ static void register_metrics(nd_bus *b) {
                      &b->m.handler_seconds);
 }
 
+static int open_kafka(nd_bus *b, nd_cfg_node *section, nd_errors *errs) {
+#if NOTIFD_WITH_KAFKA
+  (void)section;
+  return nd_bus_kafka_open(b, errs);
+#else
+  (void)b;
+  return nd_errors_backend_missing(errs, section, "kafka", "Kafka");
+#endif
+}
+
 int nd_bus_open(notifd_host *h, nd_bus **out, nd_errors *errs) {
   if (!h || !out) return NOTIFD_EINVAL;
   *out = NULL;
@@ -215,7 +226,7 @@ int nd_bus_open(notifd_host *h, nd_bus **out, nd_errors *errs) {
   }
   register_metrics(b);
   int rc = bad ? NOTIFD_EINVAL : 0;
-  if (rc == 0) rc = h->cfg.kafka ? nd_bus_kafka_open(b, errs) : nd_bus_embedded_open(b, errs);
+  if (rc == 0) rc = h->cfg.kafka ? open_kafka(b, h->cfg.kafka, errs) : nd_bus_embedded_open(b, errs);
   if (rc < 0) {
     event_free(b->stop_ev);
     free(b->dlq_suffix);

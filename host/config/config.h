@@ -44,6 +44,14 @@ struct nd_cfg_node {
   size_t nasked;
 };
 
+/* A backends.<name> section this build cannot serve: adds "<where>:
+ * backends.<name>: this notifd was built without <what> (meson
+ * -D<name>=enabled with its library installed)", marks the section's keys
+ * read (the one error says it all) and returns NOTIFD_ENOTSUP. */
+int nd_errors_backend_missing(nd_errors *e, nd_cfg_node *section, const char *name,
+                              const char *what);
+
+
 typedef struct nd_cfg_tree {
   nd_cfg_node *root;  /* a map (or NULL for an empty document) */
   char *file;

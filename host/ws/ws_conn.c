@@ -266,9 +266,9 @@ void nd_ws_conn_send_ping(notifd_ws_conn *c) {
 /* ---- outbound queue ---------------------------------------------------- */
 
 static void frame_written(const void *data, size_t len, void *extra) {
-  (void)len;
   notifd_ws_conn *c = extra;
   c->q_frames--;
+  if (c->q_big == len) c->q_big = 0;
   nd_ws_chunk_unref((uint8_t *)(uintptr_t)data);
 }
 
@@ -285,17 +285,25 @@ int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
   if (c->state != ND_WS_OPEN) return -1;
   const nd_config *cfg = &c->ch->hub->host->cfg;
   struct evbuffer *out = bufferevent_get_output(c->bev);
-  size_t queued = evbuffer_get_length(out);
+  /* The byte limit bounds a backlog, not a message: one message larger
+   * than it (Go delivered any size) is queued outside the limit, one such
+   * message at a time. */
+  int big = cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes;
+  if (big && c->q_big) return NOTIFD_ETOOBIG;
+  size_t total = evbuffer_get_length(out); /* the big frame may be partly written */
+  size_t queued = total > c->q_big ? total - c->q_big : 0;
   if ((cfg->ws_max_queue_frames && c->q_frames >= cfg->ws_max_queue_frames) ||
-      (cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
+      (!big && cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
     slow_consumer(c, queued);
     return -1;
   }
   /* The queued copy holds its own reference, dropped by frame_written. */
   nd_ws_chunk_ref(frame);
   c->q_frames++;
+  if (big) c->q_big = len;
   if (evbuffer_add_reference(out, frame, len, frame_written, c) < 0) {
     c->q_frames--;
+    if (big) c->q_big = 0;
     nd_ws_chunk_unref(frame);
     return -1;
   }
@@ -469,15 +477,12 @@ int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text)
   if (!c || (!data && len)) return NOTIFD_EINVAL;
   if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
   if (is_text && !nd_utf8_valid(data, len)) return NOTIFD_EINVAL;
-  /* A frame that could never fit the queue is the caller's problem, not
-   * the client's: refuse it without closing anything. */
-  const nd_config *cfg = &c->ch->hub->host->cfg;
-  if (cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes) return NOTIFD_ETOOBIG;
   size_t flen = 0;
   uint8_t *frame = nd_ws_chunk_new(is_text ? ND_WS_OP_TEXT : ND_WS_OP_BINARY, data, len, &flen);
   if (!frame) return NOTIFD_ENOMEM;
   int rc = nd_ws_conn_queue(c, frame, flen);
   nd_ws_chunk_unref(frame);
+  if (rc == NOTIFD_ETOOBIG) return rc;
   if (rc < 0) return c->state == ND_WS_OPEN ? NOTIFD_ENOMEM : NOTIFD_ECLOSED;
   nd_ws_hub *hub = c->ch->hub;
   nd_ws_metric_add(hub->m_frames, c->ch, 1);

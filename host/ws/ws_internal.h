@@ -71,6 +71,7 @@ struct notifd_ws_conn {
   char *params;              /* values of ch->param_names, NUL-separated */
   struct nd_ipent *peer;     /* hold on the address's connection count */
   uint32_t q_frames;         /* data frames queued and not yet written */
+  size_t q_big;              /* bytes of the queued frame above max_queue_bytes (0: none) */
   uint32_t dirty_idx;        /* 1 + index in hub->dirty; 0 = not listed */
   uint16_t close_code;       /* reported to on_close */
   uint8_t state;
@@ -179,7 +180,10 @@ void nd_ws_conn_flush(notifd_ws_conn *c);
 void nd_ws_conn_destroy(notifd_ws_conn *c);
 /* Queues a pre-encoded data frame (a chunk from nd_ws_chunk_new) within
  * the connection's outbound limits.  0 queued; -1 over the limit (the
- * connection is being closed as a slow consumer) or not open. */
+ * connection is being closed as a slow consumer) or not open;
+ * NOTIFD_ETOOBIG for a frame larger than websocket.max_queue_bytes while
+ * another such frame is queued (one at a time, outside the byte limit;
+ * the connection stays open, the caller may try again). */
 int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len);
 const char *nd_ws_conn_peer(notifd_ws_conn *c, char *buf, size_t len);
 

@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "cp_internal.h"
+#include "pc_build.h"
 #include "pc_plugin.h"
 
 /* ---- worker jobs ---- */
@@ -92,7 +93,11 @@ typedef struct setup_job {
 
 static void setup_work(cp_job *j) {
   setup_job *sj = (setup_job *)j;
+#if NOTIFD_WITH_MONGODB
   sj->rc = cp_store_mongo_setup(j->pl->store, sj->err, sizeof sj->err);
+#else
+  sj->rc = -1; /* never submitted: the store cannot be MongoDB */
+#endif
 }
 
 static void setup_release(cp_job *j) { free(j); }
@@ -280,10 +285,14 @@ static int open_store(cp_plugin *pl, int open, const char *kind, const char *rel
     if (!*outbox_coll || strcmp(outbox_coll, coll) == 0 || strcmp(outbox_coll, conv_coll) == 0)
       return cfg_fail(pl, "outbox_collection", "must differ from collection and "
                                                "conversations_collection");
+#if NOTIFD_WITH_MONGODB
     if (!open || pc_check_only(api, pl->self)) return 0; /* --check: open nothing */
     cp_mongo_opts o = {uri, db ? db : "notifications", coll, conv_coll, outbox_coll,
                        pl->relay_mode == CP_RELAY_POLL};
     rc = cp_store_mongo_open(&o, &pl->store, err, sizeof err);
+#else
+    return cfg_fail(pl, "store", "mongodb: %s", PC_MONGODB_MISSING);
+#endif
   } else {
     char def[4096];
     if (!path) {

@@ -56,6 +56,17 @@ int pc_check_only(const notifd_api *api, notifd_plugin *p) {
   return NOTIFD_API_HAS(api, check_only) && api->check_only(p);
 }
 
+int pc_config_forward_max_body(const notifd_api *api, notifd_plugin *p, uint64_t *out) {
+  int64_t v = 0;
+  int rc = api->config_int(p, "forward_max_body", (int64_t)PC_FORWARD_MAX_BODY, &v);
+  if (rc < 0) return rc;
+  if (v < 1024 || v > (int64_t)4 << 30)
+    return pc_config_error(api, p, "forward_max_body", "expected 1024 to 4294967296 bytes, got %lld",
+                           (long long)v);
+  *out = (uint64_t)v;
+  return 0;
+}
+
 int pc_respond_json(const notifd_api *api, notifd_req *r, int32_t status, pc_buf *body) {
   if (body->oom || !pc_buf_cstr(body)) {
     static const char oom[] = "{\"error\":\"out of memory\"}";

@@ -39,6 +39,13 @@ int pc_config_error(const notifd_api *api, notifd_plugin *p, const char *key, co
 /* 1 under `notifd --check` (ABI 1.3 check_only): validate the config but
  * open no store and write nothing. */
 int pc_check_only(const notifd_api *api, notifd_plugin *p);
+/* Reads `forward_max_body` (bytes, 1 KiB..4 GiB), the body limit of the
+ * routes other services forward messages to.  Not http.max_body: a chat
+ * message Go accepted (chat_persistence's largest max_content_bytes,
+ * 16 MiB, every byte escaped as \u00XX) must get through; default
+ * PC_FORWARD_MAX_BODY.  Out of range: pc_config_error, NOTIFD_EINVAL. */
+#define PC_FORWARD_MAX_BODY ((uint64_t)100 << 20)
+int pc_config_forward_max_body(const notifd_api *api, notifd_plugin *p, uint64_t *out);
 
 /* Answers with `body` as gin's c.JSON does (application/json;
  * charset=utf-8); a body that ran out of memory becomes a 500. */

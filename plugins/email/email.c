@@ -13,6 +13,7 @@
 
 #include "email.h"
 #include "email_util.h"
+#include "pc_build.h"
 #include "pc_plugin.h"
 
 #ifndef EMAIL_DEFAULT_TEMPLATES_DIR
@@ -358,8 +359,13 @@ static int email_start(void *state) {
   char err[512] = "";
   int rc;
   if (ep->mongo_uri) {
+#if NOTIFD_WITH_MONGODB
     rc = email_store_open_mongo(ep->mongo_uri, ep->mongo_db ? ep->mongo_db : "notifications",
                                 ep->mongo_collection, &ep->store, err, sizeof err);
+#else
+    snprintf(err, sizeof err, "backends.mongodb: %s", PC_MONGODB_MISSING);
+    rc = -1;
+#endif
   } else {
     char path[4096];
     if (*ep->store_path)

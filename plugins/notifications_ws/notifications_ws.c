@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "pc_event.h"
+#include "pc_build.h"
 #include "pc_jenc.h"
 
 static const char *const forward_labels[] = {"source", "type", "result", NULL};
@@ -167,10 +168,14 @@ static int open_store(notif_ws *s, int open) {
     rc = inbox_store_sqlite_open(path, strcmp(sync, "full") == 0, &s->store, err, sizeof err);
   } else if (strcmp(kind, "mongodb") == 0) {
     if (!uri) return cfg_fail(s, "store", "mongodb needs backends.mongodb.uri");
+#if NOTIFD_WITH_MONGODB
     if (!open || pc_check_only(api, p)) return 0; /* --check: open nothing */
     s->mongo = 1;
     rc = inbox_store_mongo_open(uri, db ? db : "notifications", coll, &s->store, err,
                                 sizeof err);
+#else
+    return cfg_fail(s, "store", "mongodb: %s", PC_MONGODB_MISSING);
+#endif
   } else {
     return cfg_fail(s, "store", "expected one of auto|sqlite|mongodb|none, got '%s'", kind);
   }
@@ -224,6 +229,7 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
 
   const char *topic = NULL, *group = NULL;
   int32_t from_latest = 0;
+  uint64_t forward_max = 0;
   int rc, bad = 0;
   /* Read every setting before failing, so --check lists every problem. */
   bad |= pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
@@ -234,6 +240,7 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
   bad |= api->config_string(p, "topic", "notifications", &topic) < 0;
   bad |= api->config_string(p, "group", "notifications_ws", &group) < 0;
   bad |= api->config_bool(p, "start_from_latest", 0, &from_latest) < 0;
+  bad |= pc_config_forward_max_body(api, p, &forward_max) < 0;
   if (bad) {
     open_store(s, 0); /* for its config problems too */
     return NOTIFD_EINVAL;
@@ -243,7 +250,7 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
     return rc;
   if (s->store && ((rc = inbox_http_register(s)) < 0 || (rc = prefs_register(s)) < 0)) return rc;
 
-  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth};
+  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth, .max_body = forward_max};
   for (size_t i = 0; i < PC_NOTIFICATION_KINDS; i++) {
     s->routes[i].s = s;
     s->routes[i].kind = &pc_notification_kinds[i];

@@ -10,6 +10,7 @@
  *
  * Every configuration key is documented in plugins/webpush/README.md. */
 #include "webpush.h"
+#include "pc_build.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,7 +269,12 @@ static int open_store(webpush *wp, char *where, size_t wherelen, char *err, size
   if (strcmp(wp->store_kind, "mongodb") == 0) {
     const char *db = wp->mongo_db ? wp->mongo_db : "notifications";
     snprintf(where, wherelen, "mongodb %s.%s", db, wp->collection);
+#if NOTIFD_WITH_MONGODB
     return wp_store_open_mongo(wp->mongo_uri, db, wp->collection, &wp->store, err, errlen);
+#else
+    snprintf(err, errlen, "%s", PC_MONGODB_MISSING);
+    return -1;
+#endif
   }
   if (*wp->store_path) snprintf(where, wherelen, "%s", wp->store_path);
   else snprintf(where, wherelen, "%s/webpush.db", wp->api->data_dir(wp->self));

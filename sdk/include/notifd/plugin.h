@@ -255,7 +255,9 @@ typedef struct notifd_http_client_req {
   uint32_t size;                   /* sizeof(notifd_http_client_req) */
   uint32_t internal_auth;          /* 1 = add the internal token header */
   const char *method;              /* "POST" */
-  const char *url;                 /* absolute; "local:/path" = this process */
+  const char *url;                 /* absolute; "local:/path" = this process
+                                      (the route's own max_body applies,
+                                      http.max_body does not) */
   const char *const *headers;      /* NULL-terminated "Name: value" lines */
   const void *body;
   size_t body_len;
@@ -345,7 +347,10 @@ typedef struct notifd_api {
                     notifd_ws_channel **out);
   /* Queues one text frame (encoded once) to every connection of `key`.
    * delivered/failed may be NULL.  Slow consumers over their outbound
-   * limit are closed and counted as failed. */
+   * limit are closed and counted as failed.  A frame larger than
+   * websocket.max_queue_bytes goes only to connections with nothing
+   * queued; the others are counted as failed but stay open.  (ws_send:
+   * NOTIFD_ETOOBIG in that case.) */
   int (*ws_publish)(notifd_ws_channel *ch, const char *key, const void *data,
                     size_t len, uint32_t *delivered, uint32_t *failed);
   /* Closes every connection of `key`; returns the count closed (>= 0). */
