@@ -1019,6 +1019,19 @@ START_TEST(stop_waits_for_handlers_in_flight) {
 }
 END_TEST
 
+/* Two connections to one file (`b` opened on `a`'s directory): closes both
+ * and frees their states. */
+static void shared_file_done(env *a, tstate *ta, env *b, tstate *tb) {
+  env_close(b, tb);
+  env_close(a, ta);
+  nd_test_rmrf(b->dir);
+  free(b->dir);
+  event_base_free(b->base);
+  env_done(a);
+  free(ta);
+  free(tb);
+}
+
 /* Small batches reach caught-up streams from memory; a record another
  * connection committed between two of ours must still be delivered, in
  * offset order, without waiting for the poll (set to a minute here). */
@@ -1043,14 +1056,7 @@ START_TEST(interleaved_writer_not_skipped) {
                 t->nacked);
   for (int i = 0; i < 3; i++) ck_assert_int_eq(t->acks[i], i);
   ck_assert(t->d[0].off < t->d[1].off && t->d[1].off < t->d[2].off);
-  env_close(&b, p);
-  env_close(&a, t);
-  nd_test_rmrf(b.dir);
-  free(b.dir);
-  event_base_free(b.base);
-  env_done(&a);
-  free(t);
-  free(p);
+  shared_file_done(&a, t, &b, p);
   free(q);
 }
 END_TEST
@@ -1070,14 +1076,7 @@ START_TEST(other_process_commits_are_noticed) {
   int64_t t0 = nd_now_ms();
   ck_assert(run_until(a.base, acked_cond, t, 5000));
   ck_assert_int_lt(nd_now_ms() - t0, 1000); /* the data_version poll, not retention */
-  env_close(&b, p);
-  env_close(&a, t);
-  nd_test_rmrf(b.dir);
-  free(b.dir);
-  event_base_free(b.base);
-  env_done(&a);
-  free(t);
-  free(p);
+  shared_file_done(&a, t, &b, p);
 }
 END_TEST
 
