@@ -13,7 +13,7 @@
  *   bus.embedded.fetch_batch   256     records read per partition at once
  *   bus.embedded.batch_max     4096    records written per transaction
  *   bus.embedded.checkpoint_interval 200ms
- *   bus.embedded.cursor_commit_delay 5ms  a lone cursor move waits for company
+ *   bus.embedded.cursor_commit_delay 20ms cursor moves are written at most this often
  *   bus.retention.max_age      168h    embedded retention (0 = off)
  *   bus.retention.max_records  0       per partition (0 = off)
  *   bus.retention.max_bytes    1GiB    embedded: bus.db's used pages (0 = off)

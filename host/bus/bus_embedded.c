@@ -8,9 +8,13 @@
  * uses it, so every process agrees.  Consumer groups are stored cursors
  * (next offset) per (group, topic, partition).
  *
- * Writes are batched: produced records and cursor moves of one loop
- * iteration go into one transaction (flush_ev, activated by the first of
- * them); produce callbacks run after COMMIT.  Durability: WAL with
+ * Writes are batched: produced records of one loop iteration go into one
+ * transaction (flush_ev, activated by the first of them); produce callbacks
+ * run after COMMIT.  Cursor moves are written at most once per
+ * bus.embedded.cursor_commit_delay (20ms), in the flush running then or in
+ * one of their own: at 1 000 records/s a cursor row in every record's
+ * transaction cost a page write each.  After a crash a group is redelivered
+ * at most that window of finished records (at-least-once either way).  Durability: WAL with
  * synchronous=NORMAL by default - a committed transaction is in the OS page
  * cache before COMMIT returns, so kill -9 of the process loses nothing that
  * was confirmed; only a power loss or kernel crash can lose the last
@@ -19,7 +23,12 @@
  *
  * Wake-up: a commit in this process wakes the streams of the partitions it
  * touched at once; commits by other processes sharing the file are noticed
- * by polling PRAGMA data_version (bus.embedded.poll_interval).
+ * by polling PRAGMA data_version (bus.embedded.poll_interval).  A small
+ * batch (DIRECT_MAX records) is handed to caught-up streams from memory
+ * after COMMIT, without a fetch query per stream and record, unless
+ * another connection committed since the last look (data_version read
+ * inside the write transaction): then its records may lie in between and
+ * the streams fetch.
  *
  * One process owns a consumer group: consumers of one group inside this
  * process split the partitions; two processes consuming the same group from
@@ -55,6 +64,7 @@
 #define TRIM_CHUNK 5000
 #define TRIM_BYTES_ROWS 20000 /* records one size-retention pass deletes at most */
 #define TRIM_AGAIN_MS 50
+#define DIRECT_MAX 64 /* batches up to this size go to caught-up streams from memory */
 
 typedef struct emb_topic {
   char *name;
@@ -84,12 +94,15 @@ typedef struct emb {
   int64_t max_bytes; /* retention by size; 0 = off */
   int trim_again;    /* the size pass stopped early: run again soon */
   int64_t trim_period_ms; /* trim_ev's current period */
-  int64_t cursor_delay_ms; /* cursor-only commits wait this long for company */
+  int64_t cursor_delay_ms; /* cursor moves are written at most this often */
   int sync_full;
   int64_t data_version;
   int cursors_dirty;
+  int cursors_due; /* cursor_ev fired (or stopping): write the dirty cursors */
   int in_flush;
   nd_buf scratch;
+  struct placed *placed; /* where the running flush's records landed */
+  size_t cap_placed;
   int64_t checkpoint_ms;
   nd_sqlite_ckpt *ckpt; /* background checkpointer */
 } emb;
@@ -216,7 +229,14 @@ static int bind_blob_or_null(sqlite3_stmt *st, int i, const void *p, size_t n) {
   return n ? sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC) : sqlite3_bind_zeroblob(st, i, 0);
 }
 
-static int insert_record(emb *e, nd_bus_record *r, int32_t *part_out) {
+/* Where a flushed record landed, for handing it to streams from memory. */
+typedef struct placed {
+  nd_bus_record *r;
+  int32_t part;
+  int64_t seq, ts;
+} placed;
+
+static int insert_record(emb *e, nd_bus_record *r, placed *out) {
   emb_topic *t = topic_get(e, r->topic);
   if (!t) return -1;
   int32_t part = r->key ? (int32_t)(fnv1a(r->key, r->key_len) % (uint32_t)t->nparts)
@@ -226,15 +246,19 @@ static int insert_record(emb *e, nd_bus_record *r, int32_t *part_out) {
   sqlite3_stmt *st = e->ins;
   sqlite3_reset(st);
   sqlite3_bind_text(st, 1, r->topic, -1, SQLITE_STATIC);
+  int64_t ts = nd_wall_ms();
   sqlite3_bind_int(st, 2, part);
-  sqlite3_bind_int64(st, 3, nd_wall_ms());
+  sqlite3_bind_int64(st, 3, ts);
   bind_blob_or_null(st, 4, r->key, r->key_len);
   bind_blob_or_null(st, 5, r->value, r->value_len);
   if (r->nhdrs) sqlite3_bind_blob64(st, 6, e->scratch.data, e->scratch.len, SQLITE_STATIC);
   else sqlite3_bind_null(st, 6);
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
-  *part_out = part;
+  out->r = r;
+  out->part = part;
+  out->ts = ts;
+  out->seq = sqlite3_last_insert_rowid(e->db);
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -293,7 +317,22 @@ static void fail_batch(nd_bus_record *r) {
   }
 }
 
-/* One transaction: pending records (up to batch_max) and dirty cursors. */
+static void hand_over(emb *e, size_t np);
+static void wake_all(emb *e);
+static int64_t data_version(emb *e);
+static void cursor_timer(emb *e);
+
+static int places_reserve(emb *e, size_t n) {
+  if (n <= e->cap_placed) return 0;
+  placed *v = realloc(e->placed, n * sizeof *v);
+  if (!v) return -1;
+  e->placed = v;
+  e->cap_placed = n;
+  return 0;
+}
+
+/* One transaction: pending records (up to batch_max), and the dirty
+ * cursors when they are due. */
 static void flush(emb *e) {
   nd_bus *b = e->bus;
   nd_bus_record *batch = e->pend_head, *last = NULL;
@@ -302,7 +341,6 @@ static void flush(emb *e) {
     last = r;
     n++;
   }
-  if (!n && !e->cursors_dirty) return;
   if (last) {
     e->pend_head = last->next;
     if (!e->pend_head) e->pend_tail = NULL;
@@ -311,18 +349,34 @@ static void flush(emb *e) {
   } else {
     batch = NULL;
   }
+  int write_cursors = e->cursors_dirty && e->cursors_due;
+  if (!n && !write_cursors) return;
   touched stackt[16];
   touched *tp = stackt;
   size_t ntp = 0, cap_tp = 16;
+  /* A small batch goes to caught-up streams from memory (hand_over). */
+  int direct = n > 0 && n <= DIRECT_MAX && b->nconsumers > 0 && places_reserve(e, n) == 0;
+  int others_wrote = 0;
   int ok = run_stmt(e, e->begin) == 0;
   int began = ok;
+  if (ok && direct) {
+    int64_t v = data_version(e);
+    if (v != e->data_version) { /* another connection committed: fetch */
+      e->data_version = v;
+      others_wrote = 1;
+      direct = 0;
+    }
+  }
+  size_t np = 0;
   for (nd_bus_record *r = batch; ok && r; r = r->next) {
-    int32_t part;
-    if (insert_record(e, r, &part) < 0) {
+    placed where;
+    if (insert_record(e, r, &where) < 0) {
       ND_ERROR_RL("bus", "embedded bus: insert into %s failed: %s", r->topic, sqlite3_errmsg(e->db));
       ok = 0;
       break;
     }
+    if (direct) e->placed[np++] = where;
+    int32_t part = where.part;
     size_t k = 0;
     while (k < ntp && !(tp[k].part == part && strcmp(tp[k].topic, r->topic) == 0)) k++;
     if (k == ntp) {
@@ -340,7 +394,7 @@ static void flush(emb *e) {
     }
   }
   int wrote_cursors = 0;
-  if (ok && e->cursors_dirty) {
+  if (ok && write_cursors) {
     for (size_t i = 0; ok && i < b->nconsumers; i++) {
       notifd_consumer *c = b->consumers[i];
       for (size_t j = 0; ok && j < c->nstreams; j++) {
@@ -354,7 +408,7 @@ static void flush(emb *e) {
   if (ok && run_stmt(e, e->commit) < 0) ok = 0;
   if (!ok && began) run_stmt(e, e->rollback);
   if (ok && wrote_cursors) {
-    e->cursors_dirty = 0;
+    e->cursors_dirty = e->cursors_due = 0;
     for (size_t i = 0; i < b->nconsumers; i++) {
       notifd_consumer *c = b->consumers[i];
       for (size_t j = 0; j < c->nstreams; j++) {
@@ -365,7 +419,9 @@ static void flush(emb *e) {
     }
   }
   if (ok) {
-    wake_partitions(e, tp, ntp);
+    if (others_wrote) wake_all(e);
+    else if (direct) hand_over(e, np);
+    else wake_partitions(e, tp, ntp);
     while (batch) {
       nd_bus_record *r = batch->next;
       if (batch->cb) batch->cb(0, batch->ud);
@@ -377,6 +433,7 @@ static void flush(emb *e) {
   }
   if (tp != stackt) free(tp);
   if (e->pend_head) flush_soon(e);
+  else if (!ok && e->cursors_dirty) cursor_timer(e); /* try the cursors again later */
   nd_bus_check_stop(b);
 }
 
@@ -402,10 +459,18 @@ static int emb_produce(nd_bus *b, nd_bus_record *r) {
 
 static size_t emb_pending(nd_bus *b) { return E(b)->npend; }
 
-/* A cursor move alone does not need its own transaction at once: it rides
- * along with the next produced batch, or commits after cursor_delay_ms.
- * Under load this halves the commits; after a crash at most that much more
- * work is redelivered (at-least-once either way). */
+static void cursor_timer(emb *e) {
+  if (evtimer_pending(e->cursor_ev, NULL)) return;
+  struct timeval tv = {(time_t)(e->cursor_delay_ms / 1000),
+                       (suseconds_t)((e->cursor_delay_ms % 1000) * 1000)};
+  evtimer_add(e->cursor_ev, &tv);
+}
+
+/* Cursor moves are written once per cursor_delay_ms (cursor_ev), with the
+ * records flushed then or alone: not one cursor row per record transaction
+ * at low rates, and under load at most that many small writes a second.
+ * After a crash at most that window of finished work is redelivered
+ * (at-least-once either way). */
 static void emb_commit(nd_bus_stream *s, int64_t next) {
   emb *e = E(s->consumer->bus);
   emb_stream *es = s->impl;
@@ -413,43 +478,45 @@ static void emb_commit(nd_bus_stream *s, int64_t next) {
   es->commit_next = next;
   es->dirty = 1;
   e->cursors_dirty = 1;
-  if (e->pend_head || e->cursor_delay_ms <= 0) {
+  if (e->cursor_delay_ms <= 0) {
+    e->cursors_due = 1;
     flush_soon(e);
-  } else if (!evtimer_pending(e->cursor_ev, NULL)) {
-    struct timeval tv = {(time_t)(e->cursor_delay_ms / 1000),
-                         (suseconds_t)((e->cursor_delay_ms % 1000) * 1000)};
-    evtimer_add(e->cursor_ev, &tv);
+  } else {
+    cursor_timer(e);
   }
+}
+
+static void on_cursor_due(evutil_socket_t fd, short what, void *arg) {
+  emb *e = arg;
+  e->cursors_due = 1;
+  on_flush(fd, what, arg);
 }
 
 /* ---- fetch ---- */
 
-static notifd_bus_msg *row_to_msg(sqlite3_stmt *st) {
-  int kt = sqlite3_column_type(st, 3), vt = sqlite3_column_type(st, 4);
-  const void *k = sqlite3_column_blob(st, 3);
-  size_t kl = (size_t)sqlite3_column_bytes(st, 3);
-  const void *v = sqlite3_column_blob(st, 4);
-  size_t vl = (size_t)sqlite3_column_bytes(st, 4);
-  const unsigned char *h = sqlite3_column_blob(st, 5);
-  size_t hl = (size_t)sqlite3_column_bytes(st, 5);
+/* A message from a record as stored: key and value (has_* = not null) and
+ * the headers blob. */
+static notifd_bus_msg *msg_new(int64_t offset, int64_t ts, int has_key, const void *k, size_t kl,
+                               int has_value, const void *v, size_t vl, const unsigned char *h,
+                               size_t hl) {
   size_t nh = 0, hbytes = 0;
   if (h && scan_headers(h, hl, &nh, &hbytes) < 0) nh = hbytes = 0; /* corrupt: no headers */
   /* +2: key and value get a NUL after them so text payloads are strings. */
   void *extra;
   notifd_bus_msg *m = nd_bus_msg_alloc(nh * sizeof(nd_bus_hdr) + kl + vl + 2 + hbytes, &extra);
   if (!m) return NULL;
-  m->offset = sqlite3_column_int64(st, 0);
-  m->timestamp_ms = sqlite3_column_int64(st, 1);
+  m->offset = offset;
+  m->timestamp_ms = ts;
   nd_bus_hdr *hdrs = extra;
   char *p = (char *)extra + nh * sizeof(nd_bus_hdr);
-  if (kt != SQLITE_NULL) {
+  if (has_key) {
     if (kl) memcpy(p, k, kl);
     p[kl] = '\0';
     m->key = p;
     m->key_len = kl;
     p += kl + 1;
   }
-  if (vt != SQLITE_NULL) {
+  if (has_value) {
     if (vl) memcpy(p, v, vl);
     p[vl] = '\0';
     m->value = p;
@@ -480,6 +547,58 @@ static notifd_bus_msg *row_to_msg(sqlite3_stmt *st) {
   m->hdrs = nh ? hdrs : NULL;
   m->nhdrs = nh;
   return m;
+}
+
+static notifd_bus_msg *row_to_msg(sqlite3_stmt *st) {
+  return msg_new(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                 sqlite3_column_type(st, 3) != SQLITE_NULL, sqlite3_column_blob(st, 3),
+                 (size_t)sqlite3_column_bytes(st, 3), sqlite3_column_type(st, 4) != SQLITE_NULL,
+                 sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4),
+                 sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5));
+}
+
+static notifd_bus_msg *placed_to_msg(emb *e, const placed *pl) {
+  const nd_bus_record *r = pl->r;
+  encode_headers(&e->scratch, r);
+  if (e->scratch.oom) return NULL;
+  return msg_new(pl->seq, pl->ts, r->key != NULL, r->key, r->key_len, r->value != NULL, r->value,
+                 r->value_len, r->nhdrs ? (const unsigned char *)e->scratch.data : NULL,
+                 r->nhdrs ? e->scratch.len : 0);
+}
+
+/* After COMMIT of a small batch no other connection wrote into: a stream
+ * that had fetched everything gets its partition's new records appended
+ * from memory (no fetch query); any other stream of those partitions is
+ * woken to fetch. */
+static void hand_over(emb *e, size_t np) {
+  nd_bus *b = e->bus;
+  for (size_t i = 0; i < b->nconsumers; i++) {
+    notifd_consumer *c = b->consumers[i];
+    for (size_t j = 0; j < c->nstreams; j++) {
+      nd_bus_stream *s = c->streams[j];
+      emb_stream *es = s->impl;
+      size_t mine = 0;
+      for (size_t k = 0; k < np; k++)
+        mine += e->placed[k].part == s->partition && strcmp(e->placed[k].r->topic, s->topic) == 0;
+      if (!mine) continue;
+      int fetch = b->stopping || !es->caught_up || (int64_t)(s->queued + mine) > e->fetch_batch;
+      for (size_t k = 0; !fetch && k < np; k++) {
+        const placed *pl = &e->placed[k];
+        if (pl->part != s->partition || strcmp(pl->r->topic, s->topic) != 0) continue;
+        notifd_bus_msg *m = pl->seq >= es->next_fetch ? placed_to_msg(e, pl) : NULL;
+        if (!m) {
+          fetch = 1; /* OOM (or an offset already fetched): read it from the file */
+          break;
+        }
+        es->next_fetch = pl->seq + 1;
+        nd_bus_stream_push(s, m);
+      }
+      if (fetch) {
+        es->caught_up = 0;
+        nd_bus_stream_wake(s);
+      }
+    }
+  }
 }
 
 static void emb_refill(nd_bus_stream *s) {
@@ -823,6 +942,7 @@ static void emb_stop_fetching(nd_bus *b) {
 
 static void emb_finish_stop(nd_bus *b) {
   emb *e = E(b);
+  e->cursors_due = 1;
   while (e->pend_head || e->cursors_dirty) {
     size_t before = e->npend;
     int dirty = e->cursors_dirty;
@@ -860,6 +980,7 @@ static void emb_free(nd_bus *b) {
   if (e->db) sqlite3_close(e->db);
   for (size_t i = 0; i < e->ntopics; i++) free(e->topics[i].name);
   free(e->topics);
+  free(e->placed);
   nd_buf_free(&e->scratch);
   free(e->path);
   free(e);
@@ -911,7 +1032,7 @@ static int read_config(emb *e, nd_cfg_node *bc, nd_errors *errs) {
   bad |= nd_bus_cfg_int(emb_cfg, "fetch_batch", 256, &e->fetch_batch, errs) < 0;
   bad |= nd_bus_cfg_int(emb_cfg, "batch_max", 4096, &e->batch_max, errs) < 0;
   bad |= nd_bus_cfg_dur(emb_cfg, "checkpoint_interval", 200, &e->checkpoint_ms, errs) < 0;
-  bad |= nd_bus_cfg_dur(emb_cfg, "cursor_commit_delay", 5, &e->cursor_delay_ms, errs) < 0;
+  bad |= nd_bus_cfg_dur(emb_cfg, "cursor_commit_delay", 20, &e->cursor_delay_ms, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "max_age", 168LL * 3600 * 1000, &e->max_age_ms, errs) < 0;
   bad |= nd_bus_cfg_int(ret, "max_records", 0, &e->max_records, errs) < 0;
   bad |= nd_bus_cfg_dur(ret, "interval", 60000, &e->trim_ms, errs) < 0;
@@ -1005,7 +1126,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
   e->poll_ev = event_new(b->base, -1, EV_PERSIST, on_poll, e);
   e->trim_ev = event_new(b->base, -1, EV_PERSIST, on_trim, e);
   e->lag_ev = event_new(b->base, -1, EV_PERSIST, on_lag, e);
-  e->cursor_ev = evtimer_new(b->base, on_flush, e);
+  e->cursor_ev = evtimer_new(b->base, on_cursor_due, e);
   if (!e->flush_ev || !e->poll_ev || !e->trim_ev || !e->lag_ev || !e->cursor_ev) {
     emb_free(b);
     return NOTIFD_ENOMEM;
