@@ -154,6 +154,15 @@ static void pipe_take(nd_ws_pipe *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
+typedef void (*msg_fn)(nd_ws_loop *l, nd_ws_msg *m, void *arg);
+
+/* Takes everything waiting and handles it in order (consumer's thread). */
+static void pipe_consume(nd_ws_pipe *p, nd_ws_loop *l, msg_fn fn, void *arg) {
+  pipe_take(p);
+  for (size_t i = 0; i < p->work.n; i++) fn(l, &p->work.v[i], arg);
+  p->work.n = 0;
+}
+
 static int pipe_init(nd_ws_pipe *p, struct event_base *consumer, struct event_base *producer,
                      event_callback_fn on_wake, void *arg) {
   memset(p, 0, sizeof *p);
@@ -233,7 +242,8 @@ static void io_unthrottle(nd_ws_loop *l, notifd_ws_conn *c) {
   c->throttled = 0;
 }
 
-static void io_handle(nd_ws_loop *l, nd_ws_msg *m) {
+static void io_handle(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
+  (void)arg;
   notifd_ws_conn *c = m->c;
   switch (m->type) {
   case ND_WS_MSG_START: io_start(l, c, m->data); break;
@@ -256,10 +266,7 @@ static void on_io_wake(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   nd_ws_loop *l = arg;
-  nd_ws_pipe *p = &l->to_io;
-  pipe_take(p);
-  for (size_t i = 0; i < p->work.n; i++) io_handle(l, &p->work.v[i]);
-  p->work.n = 0;
+  pipe_consume(&l->to_io, l, io_handle, NULL);
   /* The batch is main's loop turn: write it now, one sendmsg per socket,
    * unless websocket.write_delay asks to hold frames longer. */
   if (l->hub->host->cfg.ws_write_delay_ms == 0 && l->hub->write_mode == ND_WS_WRITE_NEXT) {
@@ -276,12 +283,13 @@ static void *io_thread(void *arg) {
 
 /* ---- the main thread's side -------------------------------------------- */
 
-static void main_handle(nd_ws_loop *l, nd_ws_msg *m, size_t *handled_bytes) {
+static void main_handle(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
+  size_t *handled_bytes = arg;
   notifd_ws_conn *c = m->c;
   switch (m->type) {
   case ND_WS_MSG_MESSAGE:
     /* A plugin call from on_message may stop the loops (host shutdown):
-     * the rest of the batch is then dropped by drain_to_main. */
+     * the rest of the batch is then dropped (drop_to_main). */
     if (!l->stopped) nd_ws_conn_deliver(c, m->data, m->len, m->flag);
     *handled_bytes += m->len;
     free(m->data);
@@ -296,11 +304,8 @@ static void on_main_wake(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   nd_ws_loop *l = arg;
-  nd_ws_pipe *p = &l->to_main;
-  pipe_take(p);
   size_t bytes = 0;
-  for (size_t i = 0; i < p->work.n; i++) main_handle(l, &p->work.v[i], &bytes);
-  p->work.n = 0;
+  pipe_consume(&l->to_main, l, main_handle, &bytes);
   if (bytes) {
     size_t limit = inbound_limit(l->hub);
     size_t before = __atomic_fetch_sub(&l->inbound, bytes, __ATOMIC_ACQ_REL);
@@ -383,50 +388,40 @@ nd_ws_loop *nd_ws_loop_pick(nd_ws_hub *hub, int tls) {
 
 /* What main had queued but the loop never took: frames hold chunk
  * references, FREE is the struct's last word. */
-static void drain_to_io(nd_ws_loop *l) {
-  nd_ws_pipe *p = &l->to_io;
-  pipe_push(p);
-  pipe_take(p);
-  for (size_t i = 0; i < p->work.n; i++) {
-    nd_ws_msg *m = &p->work.v[i];
-    switch (m->type) {
-    case ND_WS_MSG_START: { /* never had a socket on the loop */
-      handover *ho = m->data;
-      close(ho->fd);
-      evbuffer_free(ho->in);
-      evbuffer_free(ho->out);
-      free(ho);
-      m->c->state = ND_WS_DEAD;
-      nd_ws_conn_detach(m->c, ND_WS_CLOSE_GOING_AWAY, 0);
-      nd_ws_conn_gone(m->c);
-      break;
-    }
-    case ND_WS_MSG_FRAME:
-      __atomic_fetch_sub(&m->c->q_frames, 1, __ATOMIC_RELAXED);
-      __atomic_fetch_sub(&m->c->q_bytes, m->len, __ATOMIC_RELAXED);
-      nd_ws_chunk_unref(m->data);
-      break;
-    case ND_WS_MSG_CLOSE: free(m->data); break;
-    case ND_WS_MSG_FREE: nd_ws_io_free(m->c, 1); break;
-    default: break;
-    }
+static void drop_to_io(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
+  (void)l;
+  (void)arg;
+  switch (m->type) {
+  case ND_WS_MSG_START: { /* never had a socket on the loop */
+    handover *ho = m->data;
+    close(ho->fd);
+    evbuffer_free(ho->in);
+    evbuffer_free(ho->out);
+    free(ho);
+    m->c->state = ND_WS_DEAD;
+    nd_ws_conn_detach(m->c, ND_WS_CLOSE_GOING_AWAY, 0);
+    nd_ws_conn_gone(m->c);
+    break;
   }
-  p->work.n = 0;
+  case ND_WS_MSG_FRAME:
+    __atomic_fetch_sub(&m->c->q_frames, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&m->c->q_bytes, m->len, __ATOMIC_RELAXED);
+    nd_ws_chunk_unref(m->data);
+    break;
+  case ND_WS_MSG_CLOSE: free(m->data); break;
+  case ND_WS_MSG_FREE: nd_ws_io_free(m->c, 1); break;
+  default: break;
+  }
 }
 
 /* What the loop reported and main did not see yet: DETACH and GONE still
  * count (the connection's state), messages are dropped. */
-static void drain_to_main(nd_ws_loop *l) {
-  nd_ws_pipe *p = &l->to_main;
-  pipe_push(p);
-  pipe_take(p);
-  for (size_t i = 0; i < p->work.n; i++) {
-    nd_ws_msg *m = &p->work.v[i];
-    if (m->type == ND_WS_MSG_MESSAGE) free(m->data);
-    else if (m->type == ND_WS_MSG_DETACH) nd_ws_conn_detach(m->c, m->code, m->flag);
-    else if (m->type == ND_WS_MSG_GONE) nd_ws_conn_gone(m->c);
-  }
-  p->work.n = 0;
+static void drop_to_main(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
+  (void)l;
+  (void)arg;
+  if (m->type == ND_WS_MSG_MESSAGE) free(m->data);
+  else if (m->type == ND_WS_MSG_DETACH) nd_ws_conn_detach(m->c, m->code, m->flag);
+  else if (m->type == ND_WS_MSG_GONE) nd_ws_conn_gone(m->c);
 }
 
 void nd_ws_loops_stop(nd_ws_hub *hub) {
@@ -443,8 +438,10 @@ void nd_ws_loops_stop(nd_ws_hub *hub) {
     }
     l->stopped = 1;
     /* From here the loop's state is main's: the bridge calls through. */
-    drain_to_io(l);
-    drain_to_main(l);
+    pipe_push(&l->to_io);
+    pipe_consume(&l->to_io, l, drop_to_io, NULL);
+    pipe_push(&l->to_main);
+    pipe_consume(&l->to_main, l, drop_to_main, NULL);
   }
 }
 

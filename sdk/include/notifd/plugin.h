@@ -290,7 +290,11 @@ typedef struct notifd_api {
                     notifd_ws_channel **out);
   /* Queues one text frame (encoded once) to every connection of `key`.
    * delivered/failed may be NULL.  Slow consumers over their outbound
-   * limit are closed and counted as failed. */
+   * limit are closed and counted as failed.  `delivered` counts frames
+   * queued to open connections, not yet written; with websocket.io_threads
+   * a connection whose peer has just closed can still be counted (its I/O
+   * thread drops the frame), as one whose close is not read yet always
+   * could. */
   int (*ws_publish)(notifd_ws_channel *ch, const char *key, const void *data,
                     size_t len, uint32_t *delivered, uint32_t *failed);
   /* Closes every connection of `key`; returns the count closed (>= 0). */
