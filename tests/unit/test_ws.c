@@ -70,6 +70,7 @@ static void on_echo(notifd_ws_conn *c, const void *data, size_t len, int32_t is_
   pthread_mutex_lock(&t->mu);
   t->messages++;
   pthread_mutex_unlock(&t->mu);
+  if (len >= 2 && memcmp(data, "q:", 2) == 0) return; /* counted, not echoed */
   if (len == 5 && memcmp(data, "close", 5) == 0) {
     nd_ws_close(c, 4001, "asked to");
     return;
@@ -850,6 +851,117 @@ static void read_wstate(void *arg) {
   on_loop(w->t, find_wstate, w);
   if (w->found) on_base(w->c->loop->base, read_io_state, w);
 }
+
+/* ---- back pressure from a loop thread that is behind -------------------- */
+
+/* The loop thread waits here while the test keeps the gate shut. */
+typedef struct gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int open, entered;
+} gate;
+
+static void gate_wait(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  gate *g = arg;
+  pthread_mutex_lock(&g->mu);
+  g->entered = 1;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+}
+
+typedef struct flood {
+  wsc *c;
+  int n;
+  size_t len;
+} flood;
+
+static void *send_flood(void *arg) {
+  flood *f = arg;
+  char *msg = malloc(f->len);
+  ck_assert_ptr_nonnull(msg);
+  for (int i = 0; i < f->n; i++) {
+    memset(msg, 'a' + i % 26, f->len);
+    memcpy(msg, "q:", 2);
+    ws_send(f->c, ND_WS_OP_BINARY, 1, msg, f->len);
+  }
+  free(msg);
+  return NULL;
+}
+
+typedef struct echo_conn {
+  th *t;
+  notifd_ws_conn *c;
+  int throttled;
+} echo_conn;
+
+static void find_echo_conn(void *arg) {
+  echo_conn *e = arg;
+  nd_ws_keyent *k = nd_ws_keymap_find(&e->t->echo->keys, "bp");
+  e->c = k ? k->head : NULL;
+}
+
+static void read_throttled(void *arg) {
+  echo_conn *e = arg;
+  e->throttled = e->c->throttled;
+}
+
+static int messages_seen(th *t) {
+  pthread_mutex_lock(&t->mu);
+  int n = t->messages;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+/* With the sockets on I/O threads, messages wait for the loop thread; when
+ * it is behind by more than the bound, its I/O thread stops reading the
+ * sender (TCP pushes back) and starts again once the loop caught up.
+ * Nothing is lost either way.  (With io_threads 0 the loop thread does the
+ * reading itself, so only the last part applies.) */
+START_TEST(reading_stops_while_main_is_behind) {
+  th *t = th_start(NULL);
+  wsc c;
+  ws_open(&c, t->port, "/echo?k=bp");
+  ck_assert_int_eq(c.status, 101);
+  echo_conn e = {t, NULL, 0};
+  on_loop(t, find_echo_conn, &e);
+  ck_assert_ptr_nonnull(e.c);
+  gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+  struct timeval zero = {0, 0};
+  ck_assert_int_eq(event_base_once(t->h->base, -1, EV_TIMEOUT, gate_wait, &g, &zero), 0);
+  pthread_mutex_lock(&g.mu);
+  while (!g.entered) pthread_cond_wait(&g.cv, &g.mu);
+  pthread_mutex_unlock(&g.mu);
+
+  /* 96 x 60 000 bytes: more than the 4 MiB + max_message bound. */
+  flood f = {&c, 96, 60000};
+  pthread_t sender;
+  ck_assert_int_eq(pthread_create(&sender, NULL, send_flood, &f), 0);
+  if (e.c->loop->threaded) {
+    for (int i = 0; i < 2000 && !e.throttled; i++) {
+      on_base(e.c->loop->base, read_throttled, &e);
+      if (!e.throttled) sleep_ms(10);
+    }
+    ck_assert_msg(e.throttled, "the I/O thread did not stop reading within 20 s");
+  }
+  pthread_mutex_lock(&g.mu);
+  g.open = 1;
+  pthread_cond_broadcast(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  pthread_join(sender, NULL);
+  int seen = 0;
+  for (int i = 0; i < 3000 && (seen = messages_seen(t)) < f.n; i++) sleep_ms(10);
+  ck_assert_msg(seen == f.n, "on_message saw %d of %d messages within 30 s", seen, f.n);
+  if (e.c->loop->threaded) {
+    on_base(e.c->loop->base, read_throttled, &e);
+    ck_assert_int_eq(e.throttled, 0);
+  }
+  ws_close_fd(&c);
+  th_stop(t);
+}
+END_TEST
 
 /* Plain sockets are written directly; a full socket hands the rest to the
  * bufferevent's write event, and once that drained, writing is direct
@@ -1701,6 +1813,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, slow_consumer_cut_off_fast_one_keeps_receiving);
   tcase_add_test(tc, full_socket_then_drained_keeps_order);
   tcase_add_test(tc, write_delay_holds_frames);
+  tcase_add_test(tc, reading_stops_while_main_is_behind);
   tcase_add_test(tc, oversize_message_closes_1009);
   tcase_add_test(tc, echo_fragments_pings_and_protocol_errors);
   tcase_add_test(tc, frame_in_same_packet_as_request);
