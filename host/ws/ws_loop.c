@@ -159,8 +159,15 @@ typedef void (*msg_fn)(nd_ws_loop *l, nd_ws_msg *m, void *arg);
 /* Takes everything waiting and handles it in order (consumer's thread). */
 static void pipe_consume(nd_ws_pipe *p, nd_ws_loop *l, msg_fn fn, void *arg) {
   pipe_take(p);
-  for (size_t i = 0; i < p->work.n; i++) fn(l, &p->work.v[i], arg);
+  size_t n = p->work.n;
+  for (size_t i = 0; i < n; i++) fn(l, &p->work.v[i], arg);
   p->work.n = 0;
+  /* The three buffers rotate; let one that a burst grew go again. */
+  if (p->work.cap > 4096 && n < p->work.cap / 8) {
+    free(p->work.v);
+    p->work.v = NULL;
+    p->work.cap = 0;
+  }
 }
 
 static int pipe_init(nd_ws_pipe *p, struct event_base *consumer, struct event_base *producer,
