@@ -169,6 +169,7 @@ typedef struct nd_ws_pipe {
   int efd;                   /* eventfd the consumer's loop watches */
   struct event *wake_ev;     /* consumer: efd readable */
   struct event *push_ev;     /* producer: end of turn, hand the stage over */
+  int inited;                /* mu initialised */
 } nd_ws_pipe;
 
 struct nd_ws_loop {
@@ -190,6 +191,7 @@ struct nd_ws_loop {
   pthread_t thread;
   int started;               /* thread running */
   int stopped;               /* thread joined: main may touch everything */
+  int piped;                 /* both pipes set up */
   nd_ws_pipe to_io, to_main;
   size_t inbound;            /* atomic: message bytes read, not yet handled by main */
   notifd_ws_conn *throttled; /* I/O thread: connections not read meanwhile */

@@ -172,9 +172,8 @@ static void pipe_consume(nd_ws_pipe *p, nd_ws_loop *l, msg_fn fn, void *arg) {
 
 static int pipe_init(nd_ws_pipe *p, struct event_base *consumer, struct event_base *producer,
                      event_callback_fn on_wake, void *arg) {
-  memset(p, 0, sizeof *p);
-  p->efd = -1;
   if (pthread_mutex_init(&p->mu, NULL) != 0) return -1;
+  p->inited = 1;
   p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (p->efd < 0) return -1;
   p->wake_ev = event_new(consumer, p->efd, EV_READ | EV_PERSIST, on_wake, arg);
@@ -190,7 +189,8 @@ static void pipe_free(nd_ws_pipe *p) {
   free(p->shared.v);
   free(p->stage.v);
   free(p->work.v);
-  pthread_mutex_destroy(&p->mu);
+  if (p->inited) pthread_mutex_destroy(&p->mu);
+  p->inited = 0;
   p->wake_ev = p->push_ev = NULL;
   p->efd = -1;
 }
@@ -331,6 +331,7 @@ static nd_ws_loop *loop_new(nd_ws_hub *hub, unsigned index) {
   l->hub = hub;
   l->index = index;
   l->threaded = index > 0;
+  l->to_io.efd = l->to_main.efd = -1; /* (what pipe_free may see) */
   hub->loops[hub->nloops++] = l;
   l->base = l->threaded ? event_base_new() : hub->host->base;
   if (!l->base) return NULL;
@@ -340,6 +341,7 @@ static nd_ws_loop *loop_new(nd_ws_hub *hub, unsigned index) {
   if (pipe_init(&l->to_io, l->base, hub->host->base, on_io_wake, l) < 0 ||
       pipe_init(&l->to_main, hub->host->base, l->base, on_main_wake, l) < 0)
     return NULL;
+  l->piped = 1;
   /* Signals are the main thread's (libevent's signal events run there). */
   sigset_t all, old;
   sigfillset(&all);
@@ -444,6 +446,7 @@ void nd_ws_loops_stop(nd_ws_hub *hub) {
       l->started = 0;
     }
     l->stopped = 1;
+    if (!l->piped) continue; /* failed to start: nothing in flight */
     /* From here the loop's state is main's: the bridge calls through. */
     pipe_push(&l->to_io);
     pipe_consume(&l->to_io, l, drop_to_io, NULL);
