@@ -258,7 +258,32 @@ static void io_close_code(notifd_ws_conn *c, int code, const char *why, int slow
   uint8_t pl[125];
   size_t n = nd_ws_close_payload(pl, code, why);
   nd_ws_io_close(c, pl, n);
-  nd_ws_to_main_detach(c, code, slow);
+  nd_ws_to_main_detach(c, code, slow ? ND_WS_DETACH_SLOW : 0);
+}
+
+/* On an I/O thread, the close frame that answers the peer's close (or a
+ * protocol error) waits until main has handled the messages read before
+ * it, so that the plugin's replies to them go out first, as they do on the
+ * main loop: reading stops, main is told, and its acknowledgement
+ * (nd_ws_io_close_ack) writes the frame.  `why` is static. */
+static void close_after_main(notifd_ws_conn *c, int send_code, const char *why, int code) {
+  c->ack_wait = 1;
+  c->ack_code = (uint16_t)send_code;
+  c->ack_why = why;
+  nd_ws_timer_set(c, ND_WS_TL_GRACE); /* main never answering ends it too */
+  nd_ws_io_pause_reading(c);
+  nd_ws_to_main_detach(c, code, ND_WS_DETACH_ACK);
+}
+
+void nd_ws_io_close_ack(notifd_ws_conn *c) {
+  if (!c->ack_wait) return;
+  c->ack_wait = 0;
+  if (c->state == ND_WS_OPEN) { /* main did not close it meanwhile */
+    uint8_t pl[125];
+    send_close_frame(c, pl, nd_ws_close_payload(pl, c->ack_code, c->ack_why));
+    c->state = ND_WS_CLOSE_SENT; /* the grace deadline runs already */
+  }
+  enter_linger(c);
 }
 
 /* Protocol violation: close frame with `code`, then linger. */
@@ -266,6 +291,10 @@ static void conn_fail(notifd_ws_conn *c, int code, const char *why) {
   char peer[64];
   ND_INFO("ws", "closing %s on %s: %s (close %d)", nd_ws_conn_peer(c, peer, sizeof peer),
           c->ch->path, why, code);
+  if (c->state == ND_WS_OPEN && nd_ws_remote(c)) {
+    close_after_main(c, code, why, code);
+    return;
+  }
   if (c->state == ND_WS_OPEN) io_close_code(c, code, why, 0);
   enter_linger(c);
 }
@@ -334,7 +363,7 @@ void nd_ws_io_pause_reading(notifd_ws_conn *c) {
 }
 
 void nd_ws_io_resume_reading(notifd_ws_conn *c) {
-  if (c->state == ND_WS_DEAD || !c->bev) return;
+  if (c->state == ND_WS_DEAD || !c->bev || c->ack_wait) return;
   bufferevent_enable(c->bev, EV_READ);
   if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
     bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -464,6 +493,10 @@ static void handle_event(notifd_ws_conn *c, const nd_ws_event *ev) {
     if (c->state == ND_WS_OPEN && c->tlist == ND_WS_TL_PONG) nd_ws_timer_set(c, ND_WS_TL_PING);
     break;
   case ND_WS_EV_CLOSE:
+    if (c->state == ND_WS_OPEN && nd_ws_remote(c)) {
+      close_after_main(c, ev->code == ND_WS_CLOSE_NO_STATUS ? 0 : ev->code, NULL, ev->code);
+      break;
+    }
     if (c->state == ND_WS_OPEN) {
       /* Echo the peer's code (an empty close is answered empty). */
       uint8_t pl[2] = {(uint8_t)(ev->code >> 8), (uint8_t)ev->code};
@@ -482,7 +515,7 @@ static void handle_event(notifd_ws_conn *c, const nd_ws_event *ev) {
 static void conn_readcb(struct bufferevent *bev, void *arg) {
   notifd_ws_conn *c = arg;
   struct evbuffer *in = bufferevent_get_input(bev);
-  while (c->state != ND_WS_DEAD && !c->throttled && evbuffer_get_length(in) > 0) {
+  while (c->state != ND_WS_DEAD && !c->throttled && !c->ack_wait && evbuffer_get_length(in) > 0) {
     if (c->state == ND_WS_LINGER) {
       evbuffer_drain(in, evbuffer_get_length(in));
       break;

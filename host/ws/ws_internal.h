@@ -111,6 +111,9 @@ struct notifd_ws_conn {
   uint8_t wr_armed;          /* direct, and the socket was full: the
                                 bufferevent's write event drains the rest */
   uint8_t throttled;         /* reading stopped: main is behind (ws_loop.c) */
+  uint8_t ack_wait;          /* close frame waits for main (close_after_main) */
+  uint16_t ack_code;         /* ... with this code (0 = empty) */
+  const char *ack_why;       /* ... and reason (static) */
   nd_ws_parser parser;
 };
 
@@ -256,6 +259,9 @@ int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len);
 /* ws_conn.c, the connection's I/O loop */
 /* Takes over `bev`: callbacks, reading, the heartbeat. */
 void nd_ws_io_begin(notifd_ws_conn *c, struct bufferevent *bev);
+/* Main has handled everything read before the peer's close (or a protocol
+ * error): the close frame goes out now. */
+void nd_ws_io_close_ack(notifd_ws_conn *c);
 /* Sends a close frame and waits for the peer's; no-op unless OPEN. */
 void nd_ws_io_close(notifd_ws_conn *c, const uint8_t *payload, size_t len);
 /* Appends a data frame main queued (and counted).  0, or -1 (dropped:
@@ -298,7 +304,10 @@ int nd_ws_to_io_start(notifd_ws_conn *c, int fd, struct evbuffer *in, struct evb
 void nd_ws_to_io_release(notifd_ws_conn *c);
 /* I/O -> main */
 void nd_ws_to_main_message(notifd_ws_conn *c, const void *data, size_t len, int is_text);
-void nd_ws_to_main_detach(notifd_ws_conn *c, int code, int slow);
+/* flags: */
+#define ND_WS_DETACH_SLOW 1 /* a slow consumer (metric) */
+#define ND_WS_DETACH_ACK 2  /* answer with nd_ws_io_close_ack */
+void nd_ws_to_main_detach(notifd_ws_conn *c, int code, int flags);
 void nd_ws_to_main_gone(notifd_ws_conn *c);
 
 /* Publishes to the open, unpaused connections of `key` whose proto

@@ -41,6 +41,7 @@ enum {
   ND_WS_MSG_FRAME,     /* data: chunk frame, len */
   ND_WS_MSG_CLOSE,     /* data: close payload copy, len */
   ND_WS_MSG_FREE,
+  ND_WS_MSG_CLOSE_ACK, /* main handled what came before the peer's close */
   ND_WS_MSG_RESUME,    /* c NULL: read the throttled connections again */
   ND_WS_MSG_STOP,      /* c NULL: leave the loop */
   /* I/O -> main */
@@ -263,6 +264,7 @@ static void io_handle(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
     io_unthrottle(l, c);
     nd_ws_io_free(c, 1);
     break;
+  case ND_WS_MSG_CLOSE_ACK: nd_ws_io_close_ack(c); break;
   case ND_WS_MSG_RESUME: io_resume(l); break;
   case ND_WS_MSG_STOP: event_base_loopbreak(l->base); break;
   default: break;
@@ -301,7 +303,15 @@ static void main_handle(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
     *handled_bytes += m->len;
     free(m->data);
     break;
-  case ND_WS_MSG_DETACH: nd_ws_conn_detach(c, m->code, m->flag); break;
+  case ND_WS_MSG_DETACH:
+    nd_ws_conn_detach(c, m->code, m->flag & ND_WS_DETACH_SLOW);
+    if ((m->flag & ND_WS_DETACH_ACK) && !l->stopped) {
+      /* Replies to what came before are staged already: the ack follows. */
+      nd_ws_msg ack = {.c = c, .type = ND_WS_MSG_CLOSE_ACK};
+      if (pipe_send(&l->to_io, &ack) < 0)
+        ND_ERROR("ws", "cannot acknowledge a close: out of memory (the grace timer ends it)");
+    }
+    break;
   case ND_WS_MSG_GONE: nd_ws_conn_gone(c); break;
   default: break;
   }
@@ -429,7 +439,7 @@ static void drop_to_main(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
   (void)l;
   (void)arg;
   if (m->type == ND_WS_MSG_MESSAGE) free(m->data);
-  else if (m->type == ND_WS_MSG_DETACH) nd_ws_conn_detach(m->c, m->code, m->flag);
+  else if (m->type == ND_WS_MSG_DETACH) nd_ws_conn_detach(m->c, m->code, m->flag & ND_WS_DETACH_SLOW);
   else if (m->type == ND_WS_MSG_GONE) nd_ws_conn_gone(m->c);
 }
 
@@ -566,9 +576,13 @@ static void to_main(notifd_ws_conn *c, int type, int code, int flag) {
   }
 }
 
-void nd_ws_to_main_detach(notifd_ws_conn *c, int code, int slow) {
-  if (!nd_ws_remote(c)) nd_ws_conn_detach(c, code, slow);
-  else to_main(c, ND_WS_MSG_DETACH, code, slow);
+void nd_ws_to_main_detach(notifd_ws_conn *c, int code, int flags) {
+  if (nd_ws_remote(c)) {
+    to_main(c, ND_WS_MSG_DETACH, code, flags);
+    return;
+  }
+  nd_ws_conn_detach(c, code, flags & ND_WS_DETACH_SLOW);
+  if (flags & ND_WS_DETACH_ACK) nd_ws_io_close_ack(c);
 }
 
 void nd_ws_to_main_gone(notifd_ws_conn *c) {

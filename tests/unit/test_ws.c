@@ -852,6 +852,51 @@ static void read_wstate(void *arg) {
   if (w->found) on_base(w->c->loop->base, read_io_state, w);
 }
 
+/* A message and, in the same packet, a close (or a protocol error): the
+ * plugin's reply to the message goes out before the close frame, also
+ * when an I/O thread reads the socket and the reply comes from the loop
+ * thread. */
+static void reply_then_close(const uint8_t *second, size_t second_len, int want_code) {
+  th *t = th_start(NULL);
+  wsc c;
+  ws_open(&c, t->port, "/echo?k=ord");
+  ck_assert_int_eq(c.status, 101);
+  static const uint8_t mask[4] = {9, 8, 7, 6};
+  uint8_t buf[64];
+  size_t h = nd_ws_frame_header(buf, ND_WS_OP_TEXT, 1, 2, mask);
+  memcpy(buf + h, "hi", 2);
+  nd_ws_mask(buf + h, 2, mask, 0);
+  memcpy(buf + h + 2, second, second_len);
+  write_all(c.fd, buf, h + 2 + second_len);
+  frame f;
+  ck_assert_int_eq(ws_recv_data(&c, &f, 5000), 1);
+  ck_assert_int_eq(f.op, ND_WS_OP_TEXT);
+  ck_assert_str_eq((char *)f.data, "hi");
+  free(f.data);
+  ck_assert_int_eq(ws_recv_data(&c, &f, 5000), 1);
+  ck_assert_int_eq(f.op, ND_WS_OP_CLOSE);
+  ck_assert_int_eq(close_code(&f), want_code);
+  free(f.data);
+  ws_close_fd(&c);
+  th_stop(t);
+}
+
+START_TEST(reply_goes_before_close_answer) {
+  uint8_t close[16];
+  static const uint8_t mask[4] = {1, 2, 3, 4};
+  uint8_t pl[2] = {0x03, 0xe8}; /* 1000 */
+  size_t h = nd_ws_frame_header(close, ND_WS_OP_CLOSE, 1, 2, mask);
+  memcpy(close + h, pl, 2);
+  nd_ws_mask(close + h, 2, mask, 0);
+  reply_then_close(close, h + 2, 1000);
+  /* An unmasked frame breaks the protocol: answered 1002, after the reply. */
+  uint8_t bad[16];
+  size_t bh = nd_ws_frame_header(bad, ND_WS_OP_TEXT, 1, 1, NULL);
+  bad[bh] = 'x';
+  reply_then_close(bad, bh + 1, 1002);
+}
+END_TEST
+
 /* ---- back pressure from a loop thread that is behind -------------------- */
 
 /* The loop thread waits here while the test keeps the gate shut. */
@@ -1814,6 +1859,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, full_socket_then_drained_keeps_order);
   tcase_add_test(tc, write_delay_holds_frames);
   tcase_add_test(tc, reading_stops_while_main_is_behind);
+  tcase_add_test(tc, reply_goes_before_close_answer);
   tcase_add_test(tc, oversize_message_closes_1009);
   tcase_add_test(tc, echo_fragments_pings_and_protocol_errors);
   tcase_add_test(tc, frame_in_same_packet_as_request);
