@@ -20,7 +20,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential debhelper meson ninja-build pkg-config python3 python3-yaml \
       libevent-dev libyaml-dev libjansson-dev libsqlite3-dev libssl-dev librdkafka-dev \
-      libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev libwebsockets-dev \
+      libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev \
       libargon2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src/notifd

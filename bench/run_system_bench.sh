@@ -369,9 +369,16 @@ stack_run() {
     extra=(--email-token "$STACK_INTERNAL_TOKEN" --email-port "$STACK_INTERNAL_PORT")
   fi
   [ "$auth_mode" = users ] && extra+=(--jwt-secret "$STACK_JWT_SECRET")
+  local warm="$((rate > 0 && rate < 1000 ? rate : 1000))"
+  # CPU of every server of the stack over the run, warm-up included:
+  # $name.cpu (bench/stack_cpu.py).
+  $py "$root/bench/stack_cpu.py" snapshot "$sd" >"$out/$name.cpu0" 2>/dev/null
   "$cb" --port "$STACK_PUBLIC_PORT" --server-pid "$spids" "${extra[@]}" --rate "$rate" \
-    --count "$count" --warmup "$((rate > 0 && rate < 1000 ? rate : 1000))" --streams 100 \
+    --count "$count" --warmup "$warm" --streams 100 \
     --http-conns "$conns" >"$out/$name.json" 2>"$out/$name.err"
+  $py "$root/bench/stack_cpu.py" snapshot "$sd" >"$out/$name.cpu1" 2>/dev/null &&
+    $py "$root/bench/stack_cpu.py" diff "$out/$name.cpu0" "$out/$name.cpu1" \
+      --messages "$((count + warm))" >"$out/$name.cpu" 2>/dev/null
   $py "$root/bench/sysbench_summary.py" --line "$out/$name.json" "$name" >&2
 }
 

@@ -13,6 +13,7 @@
 #include "auth/user_ctl.h"
 #include "bus/bus_ctl.h"
 #include "config/config_default.h"
+#include "core/host.h"
 
 typedef struct daemon_state {
   struct event_base *base;
@@ -98,8 +99,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "notifd: cannot create the event loop\n");
     return 1;
   }
-  static char err[16384];
-  int rc = notifd_host_new_from_file(config, d.base, &d.host, err, sizeof err);
+  static char err[65536];
+  /* --check reports the host config's errors together with the plugins'. */
+  int rc = check ? nd_host_new_for_check(config, d.base, &d.host, err, sizeof err)
+                 : notifd_host_new_from_file(config, d.base, &d.host, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "%s\n", err);
     event_base_free(d.base);

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Installs the Debian packages notifd needs, only when something is missing
-# (fast and idempotent).  Usage: scripts/install-deps.sh [build|test]
-# (test adds the test services, and debhelper for the .deb test).
+# (fast and idempotent).  Usage: scripts/install-deps.sh [build|test|bench]
+# (test adds the test services, debhelper for the .deb test, and clang with
+# its sanitizer and libFuzzer runtimes (libclang-rt-dev, only recommended by
+# clang) for tests/fuzz; bench adds the tracers bench/run_request_cost.sh
+# uses).
 set -euo pipefail
 
 build_pkgs=(build-essential pkg-config meson ninja-build
   libevent-dev libyaml-dev libjansson-dev libsqlite3-dev libssl-dev
   librdkafka-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
-  libwebsockets-dev libargon2-dev curl python3-yaml)
+  libargon2-dev curl python3-yaml)
 test_pkgs=(check redis-server python3 python3-pytest python3-websockets python3-aiosmtpd python3-venv
   python3-jwt python3-cryptography python3-argon2
   openjdk-17-jre-headless maven nginx-light chromium nodejs npm
-  debhelper dpkg-dev fakeroot postgresql)
+  debhelper dpkg-dev fakeroot postgresql
+  clang libclang-rt-dev)
+bench_pkgs=(strace heaptrack gdb)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then want+=("${test_pkgs[@]}"); fi
+if [ "${1:-build}" = "bench" ]; then want+=("${bench_pkgs[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do

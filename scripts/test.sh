@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: install what is missing, build, run every test
-# suite, then again in an AddressSanitizer + UBSan build.
+# suite, then again in an AddressSanitizer + UBSan build, then each libFuzzer
+# harness briefly (clang, build-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -27,6 +28,10 @@ run_suite build
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:detect_odr_violation=0" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+# Seeds once each, then 15 s per harness, two at a time; SKIPPED with the
+# reason without clang.
+echo "=== fuzz (tests/fuzz/run.sh) ==="
+if ! tests/fuzz/run.sh; then status=1; fi
 
 if [ "$status" -ne 0 ]; then echo "TESTS FAILED" >&2; fi
 exit "$status"

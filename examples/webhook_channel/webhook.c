@@ -235,7 +235,7 @@ static void on_event(notifd_bus_msg *m, void *ud) {
     /* A failed call never calls back: the record is still ours. */
     free(d);
     char why[96];
-    snprintf(why, sizeof why, "webhook call not started (%d)", rc);
+    snprintf(why, sizeof why, "webhook call not started: %s (%d)", notifd_strerror(rc), rc);
     retry(w, m, why);
     return;
   }
@@ -373,9 +373,11 @@ static int webhook_init(notifd_plugin *p, const notifd_api *api, void **state) {
   o.handler = on_event;
   o.ud = w;
   o.on_exhausted = on_exhausted;
-  notifd_consumer *consumer = NULL;
-  if ((rc = api->bus_consume(p, &o, &consumer)) < 0) {
-    api->log(p, NOTIFD_LOG_ERROR, "cannot consume %s as group %s (%d)", w->topic, w->group, rc);
+  /* The handle is not needed: out may be NULL.  A refusal is named in
+   * the host's "init failed" message; the log line adds the topic. */
+  if ((rc = api->bus_consume(p, &o, NULL)) < 0) {
+    api->log(p, NOTIFD_LOG_ERROR, "cannot consume %s as group %s: %s (%d)", w->topic, w->group,
+             notifd_strerror(rc), rc);
     return rc;
   }
   api->log(p, NOTIFD_LOG_INFO, "webhook %s: %s -> %s", WEBHOOK_VERSION, w->topic, w->url);

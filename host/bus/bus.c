@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "bus/bus_internal.h"
+#include "notifd_build_config.h"
 #include "config/cfg_internal.h"
 #include "log/log.h"
 #include "util/buf.h"
@@ -187,6 +188,16 @@ static void register_metrics(nd_bus *b) {
                      &b->m.handler_seconds);
 }
 
+static int open_kafka(nd_bus *b, nd_cfg_node *section, nd_errors *errs) {
+#if NOTIFD_WITH_KAFKA
+  (void)section;
+  return nd_bus_kafka_open(b, errs);
+#else
+  (void)b;
+  return nd_errors_backend_missing(errs, section, "kafka", "Kafka");
+#endif
+}
+
 int nd_bus_open(notifd_host *h, nd_bus **out, nd_errors *errs) {
   if (!h || !out) return NOTIFD_EINVAL;
   *out = NULL;
@@ -215,14 +226,15 @@ int nd_bus_open(notifd_host *h, nd_bus **out, nd_errors *errs) {
   }
   register_metrics(b);
   int rc = bad ? NOTIFD_EINVAL : 0;
-  if (rc == 0) rc = h->cfg.kafka ? nd_bus_kafka_open(b, errs) : nd_bus_embedded_open(b, errs);
+  if (rc == 0) rc = h->cfg.kafka ? open_kafka(b, h->cfg.kafka, errs) : nd_bus_embedded_open(b, errs);
   if (rc < 0) {
     event_free(b->stop_ev);
     free(b->dlq_suffix);
     free(b);
     return rc;
   }
-  ND_INFO("bus", "bus backend %s opened", b->ops->name);
+  ND_INFO("bus", "bus backend %s %s", b->ops->name,
+          h->check_only ? "settings checked (--check opens nothing)" : "opened");
   *out = b;
   return 0;
 }
@@ -277,6 +289,10 @@ int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *
     if (!(c->topics[i] = strdup(o.topics[i]))) oom = 1;
     else c->ntopics++;
   }
+  if (!oom && b->host->check_only) { /* validated; --check registers nothing */
+    consumer_free(c);
+    return 0;
+  }
   notifd_consumer **v = oom ? NULL : realloc(b->consumers, (b->nconsumers + 1) * sizeof *v);
   if (!v) {
     consumer_free(c);
@@ -292,6 +308,15 @@ int nd_bus_consume(nd_bus *b, notifd_plugin *owner, const notifd_consumer_opts *
 
 void nd_bus_consumer_set_ephemeral(notifd_consumer *c) {
   if (c) c->ephemeral = 1;
+}
+
+int nd_bus_consumer_caught_up(const notifd_consumer *c) {
+  if (!c || !c->nstreams) return 0; /* Kafka: not assigned yet */
+  for (size_t i = 0; i < c->nstreams; i++) {
+    const nd_bus_stream *s = c->streams[i];
+    if (!s->at_end || s->head || s->current) return 0;
+  }
+  return 1;
 }
 
 int nd_bus_start(nd_bus *b) {
@@ -408,6 +433,7 @@ void nd_bus_stream_push(nd_bus_stream *s, notifd_bus_msg *m) {
   m->partition = s->partition;
   m->state = ND_MSG_QUEUED;
   m->next = NULL;
+  s->at_end = 0;
   if (s->tail) s->tail->next = m;
   else s->head = m;
   s->tail = m;

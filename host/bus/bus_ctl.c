@@ -37,9 +37,13 @@ static const char usage_text[] =
     "tail: prints records as JSON lines {topic,partition,offset,timestamp,key,\n"
     "headers,value} (key/value as key_base64/value_base64 when not UTF-8).\n"
     "Reads with a private group that commits nothing.\n"
-    "  -n, --count N          exit after N records\n"
+    "  -n, --count N          print at most N records: the last N of each partition\n"
+    "                         (or the oldest with -B), and exit once those that exist\n"
+    "                         are printed, even if fewer than N\n"
+    "  -f, --follow           with -n: wait for new records until N were printed\n"
+    "                         (without -n tail always follows, until -t or a signal)\n"
     "  -t, --idle DURATION    exit after DURATION without a record (e.g. 5s)\n"
-    "  -B, --from-beginning   start at the oldest retained record (default: new ones)\n"
+    "  -B, --from-beginning   start at the oldest retained record (default: the end)\n"
     "\n"
     "Exit status: 0 ok, 1 bus error, 2 usage or config error.\n";
 
@@ -50,7 +54,9 @@ typedef struct ctl {
   int status;        /* exit code */
   int done, config_loaded;
   int64_t count, max_count, idle_ms;
-  struct event *idle_ev, *sigint_ev, *sigterm_ev;
+  int follow;        /* keep waiting at the end of the partitions */
+  notifd_consumer *tail_consumer;
+  struct event *idle_ev, *sigint_ev, *sigterm_ev, *end_ev;
 } ctl;
 
 static int usage(const char *msg) {
@@ -89,15 +95,6 @@ static nd_cfg_node *cfg_node(nd_cfg_kind kind, const char *key, const char *str)
   return n;
 }
 
-static void cfg_node_free(nd_cfg_node *n) {
-  if (!n) return;
-  for (size_t i = 0; i < n->n; i++) cfg_node_free(n->items[i]);
-  free(n->items);
-  free(n->key);
-  free(n->str);
-  free(n);
-}
-
 static void print_errors(const nd_errors *errs, const char *what) {
   char buf[4096];
   nd_errors_format(errs, buf, sizeof buf);
@@ -129,8 +126,8 @@ static int load_host(ctl *c, const char *config, const char *brokers, const char
     nd_cfg_node *b = cfg_node(ND_CFG_SCALAR, "brokers", brokers);
     nd_cfg_node **items = malloc(sizeof *items);
     if (!k || !b || !items) {
-      cfg_node_free(k);
-      cfg_node_free(b);
+      nd_cfg_node_free(k);
+      nd_cfg_node_free(b);
       free(items);
       return -1;
     }
@@ -161,7 +158,7 @@ static void free_host(ctl *c) {
     if (c->config_loaded) {
       nd_config_free(&h->cfg);
     } else {
-      cfg_node_free(h->cfg.kafka);
+      nd_cfg_node_free(h->cfg.kafka);
       free(h->cfg.data_dir);
     }
     nd_errors_free(&h->errs);
@@ -332,6 +329,17 @@ static void on_idle(evutil_socket_t fd, short what, void *arg) {
   stop_bus(arg);
 }
 
+/* Without --follow, tail exits once it printed every record that exists
+ * (the backends say when a partition was read to its end). */
+#define TAIL_END_CHECK_MS 20
+
+static void on_end_check(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  ctl *c = arg;
+  if (nd_bus_consumer_caught_up(c->tail_consumer)) stop_bus(c);
+}
+
 static int cmd_tail(ctl *c, char **topics, int from_beginning) {
   char group[96];
   snprintf(group, sizeof group, "notifd-tail-%ld-%" PRId64, (long)getpid(), nd_wall_ms());
@@ -347,10 +355,20 @@ static int cmd_tail(ctl *c, char **topics, int from_beginning) {
   notifd_consumer *cons;
   int rc = nd_bus_consume(c->bus, NULL, &o, &cons);
   if (rc < 0) {
-    fprintf(stderr, "notifd bus: cannot consume (%d)\n", rc);
+    fprintf(stderr, "notifd bus: cannot consume (%d %s)\n", rc, notifd_strerror(rc));
     return 1;
   }
   nd_bus_consumer_set_ephemeral(cons);
+  if (!from_beginning && c->max_count > 0) cons->tail_last = c->max_count;
+  c->tail_consumer = cons;
+  if (c->max_count > 0 && !c->follow) {
+    struct timeval every = {0, TAIL_END_CHECK_MS * 1000};
+    c->end_ev = event_new(c->base, -1, EV_PERSIST, on_end_check, c);
+    if (!c->end_ev || event_add(c->end_ev, &every) < 0) {
+      fprintf(stderr, "notifd bus: out of memory\n");
+      return 1;
+    }
+  }
   c->host->phase = ND_PHASE_RUNNING;
   if (c->idle_ms > 0) {
     c->idle_ev = evtimer_new(c->base, on_idle, c);
@@ -363,7 +381,8 @@ static int cmd_tail(ctl *c, char **topics, int from_beginning) {
   }
   run_until_stopped(c);
   if (c->idle_ev) event_free(c->idle_ev);
-  c->idle_ev = NULL;
+  if (c->end_ev) event_free(c->end_ev);
+  c->idle_ev = c->end_ev = NULL;
   return 0;
 }
 
@@ -380,6 +399,7 @@ int nd_bus_ctl_main(int argc, char **argv) {
       {"data-dir", required_argument, NULL, 'd'}, {"key", required_argument, NULL, 'k'},
       {"header", required_argument, NULL, 'H'}, {"count", required_argument, NULL, 'n'},
       {"idle", required_argument, NULL, 't'}, {"from-beginning", no_argument, NULL, 'B'},
+      {"follow", no_argument, NULL, 'f'},
       {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
   const char *config = NULL, *brokers = NULL, *data_dir = NULL, *key = NULL;
   char **headers = calloc((size_t)argc * 2 + 1, sizeof *headers);
@@ -390,7 +410,7 @@ int nd_bus_ctl_main(int argc, char **argv) {
   if (!headers) return 1;
   optind = 1;
   int ch;
-  while ((ch = getopt_long(argc - 1, argv + 1, "+c:b:d:k:H:n:t:Bh", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc - 1, argv + 1, "+c:b:d:k:H:n:t:Bfh", longopts, NULL)) != -1) {
     switch (ch) {
     case 'c': config = optarg; break;
     case 'b': brokers = optarg; break;
@@ -407,7 +427,15 @@ int nd_bus_ctl_main(int argc, char **argv) {
       headers[nh++] = eq + 1;
       break;
     }
-    case 'n': c.max_count = strtoll(optarg, NULL, 10); break;
+    case 'n': {
+      char *end = NULL;
+      c.max_count = strtoll(optarg, &end, 10);
+      if (!*optarg || *end || c.max_count < 1) {
+        rc = usage("--count wants a positive number");
+        goto out;
+      }
+      break;
+    }
     case 't':
       if (nd_parse_duration_ms(optarg, &c.idle_ms) < 0 || c.idle_ms <= 0) {
         rc = usage("--idle wants a duration such as 5s");
@@ -415,6 +443,7 @@ int nd_bus_ctl_main(int argc, char **argv) {
       }
       break;
     case 'B': from_beginning = 1; break;
+    case 'f': c.follow = 1; break;
     case 'h': usage(NULL); rc = 0; goto out;
     default: rc = usage(NULL); goto out;
     }

@@ -506,7 +506,7 @@ static void emb_refill(nd_bus_stream *s) {
     ND_ERROR_RL("bus", "embedded bus: fetch %s/%d: %s", s->topic, (int)s->partition,
              sqlite3_errmsg(e->db));
   sqlite3_reset(st);
-  if (rc == SQLITE_DONE && rows < e->fetch_batch) es->caught_up = 1;
+  if (rc == SQLITE_DONE && rows < e->fetch_batch) es->caught_up = s->at_end = 1;
 }
 
 /* ---- timers ---- */
@@ -517,6 +517,7 @@ static void wake_all(emb *e) {
     notifd_consumer *c = b->consumers[i];
     for (size_t j = 0; j < c->nstreams; j++) {
       ((emb_stream *)c->streams[j]->impl)->caught_up = 0;
+      c->streams[j]->at_end = 0; /* another process may have added records */
       nd_bus_stream_wake(c->streams[j]);
     }
   }
@@ -710,6 +711,27 @@ static int add_timer(struct event *ev, int64_t ms) {
 
 /* ---- lifecycle ---- */
 
+/* The offset `last` records before the end of s's partition (0 when it
+ * holds fewer): offsets are global sequence numbers, so count rows.  Only
+ * the operator tail asks, once per partition: not a prepared statement. */
+static int64_t tail_cursor(emb *e, nd_bus_stream *s, int64_t last) {
+  sqlite3_stmt *st = NULL;
+  int64_t next = 0;
+  if (sqlite3_prepare_v2(e->db,
+                         "SELECT seq FROM records WHERE topic=?1 AND part=?2 ORDER BY seq DESC "
+                         "LIMIT 1 OFFSET ?3",
+                         -1, &st, NULL) != SQLITE_OK) {
+    sqlite3_finalize(st);
+    return 0;
+  }
+  sqlite3_bind_text(st, 1, s->topic, -1, SQLITE_STATIC);
+  sqlite3_bind_int(st, 2, s->partition);
+  sqlite3_bind_int64(st, 3, last - 1);
+  if (sqlite3_step(st) == SQLITE_ROW) next = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return next;
+}
+
 static int64_t initial_cursor(emb *e, notifd_consumer *c, nd_bus_stream *s, int *found) {
   *found = 0;
   int64_t next = 0;
@@ -723,6 +745,7 @@ static int64_t initial_cursor(emb *e, notifd_consumer *c, nd_bus_stream *s, int 
   }
   sqlite3_reset(e->cur_get);
   if (*found || !c->start_from_latest) return next;
+  if (c->tail_last > 0) return tail_cursor(e, s, c->tail_last);
   sqlite3_reset(e->max_seq);
   sqlite3_bind_text(e->max_seq, 1, s->topic, -1, SQLITE_STATIC);
   sqlite3_bind_int(e->max_seq, 2, s->partition);
@@ -936,6 +959,7 @@ int nd_bus_embedded_open(nd_bus *b, nd_errors *errs) {
     emb_free(b);
     return NOTIFD_EINVAL;
   }
+  if (b->host->check_only) return 0; /* --check: settings validated, bus.db untouched */
   int rc = sqlite3_open_v2(e->path, &e->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {

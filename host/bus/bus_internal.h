@@ -105,6 +105,9 @@ struct nd_bus_stream {
   struct event *retry_ev;    /* the current record's backoff */
   int pumping;
   int paused;                /* backend flow control (Kafka pause) */
+  int at_end;                /* the backend read the partition to its end
+                                (embedded: a short fetch; Kafka: EOF, for
+                                the operator tail only); a push clears it */
   void *impl;                /* backend per-stream state */
 };
 
@@ -121,6 +124,8 @@ struct notifd_consumer {
   char *dead_letter_topic;   /* NULL = "<topic><bus suffix>" */
   int start_from_latest;
   int ephemeral;             /* operator tail: never commits */
+  int64_t tail_last;         /* operator tail without -B: a new stream starts
+                                this many records before the end (0 = at it) */
   nd_bus_stream **streams;
   size_t nstreams, cap_streams;
   notifd_bus_msg *orphans;   /* finished-later records of revoked streams */
@@ -201,6 +206,9 @@ void nd_bus_check_stop(nd_bus *b);
 void nd_bus_set_lag(nd_bus_stream *s, int64_t lag);
 /* Operator tail: the consumer never commits. */
 void nd_bus_consumer_set_ephemeral(notifd_consumer *c);
+/* 1 when every partition of c was read to its end and everything fetched
+ * was finished (the operator tail's "print what exists and exit"). */
+int nd_bus_consumer_caught_up(const notifd_consumer *c);
 /* Produce with headers that may hold binary values (dead letters). */
 int nd_bus_produce_hdrs(nd_bus *b, const char *topic, const void *key, size_t key_len,
                         const void *value, size_t value_len, const nd_bus_hdr *hdrs,

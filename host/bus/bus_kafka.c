@@ -460,6 +460,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         resumed++;
       }
       if (d) d->resume = 0;
+      /* Operator tail without -B: the last records, not only new ones. */
+      if (kc->c->tail_last > 0) parts->elems[i].offset = RD_KAFKA_OFFSET_TAIL(kc->c->tail_last);
     }
     if (resumed)
       ND_INFO("bus", "kafka group %s: %d partition(s) resume where this member left off",
@@ -567,6 +569,11 @@ static void consumer_drain(kcons *kc) {
       return;
     }
     if (rkm->err) {
+      nd_bus_stream *eof = rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && rkm->rkt
+                               ? nd_bus_stream_find(kc->c, rd_kafka_topic_name(rkm->rkt),
+                                                    rkm->partition)
+                               : NULL;
+      if (eof) eof->at_end = 1; /* the operator tail asked for EOF events */
       if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
         ND_WARN("bus", "kafka group %s: %s", kc->c->group, rd_kafka_message_errstr(rkm));
       rd_kafka_message_destroy(rkm);
@@ -617,15 +624,16 @@ static int consumer_open(kbus *k, notifd_consumer *c) {
   int bad = 0;
   /* Defaults a user property may override ... */
   if (!props_has(&k->consumer_props, "auto.offset.reset") && !props_has(&k->common, "auto.offset.reset"))
-    bad |= conf_set(conf, "auto.offset.reset", c->start_from_latest ? "latest" : "earliest", NULL,
-                    NULL);
+    bad |= conf_set(conf, "auto.offset.reset",
+                    c->start_from_latest && !c->tail_last ? "latest" : "earliest", NULL, NULL);
   bad |= conf_default(conf, k, &k->consumer_props, "session.timeout.ms", k->session_timeout_ms) < 0;
   bad |= conf_default(conf, k, &k->consumer_props, "heartbeat.interval.ms", k->heartbeat_ms) < 0;
   /* ... and what the delivery guarantees rely on. */
   bad |= conf_set(conf, "group.id", c->group, NULL, NULL);
   bad |= conf_set(conf, "enable.auto.offset.store", "false", NULL, NULL);
   bad |= conf_set(conf, "enable.auto.commit", c->ephemeral ? "false" : "true", NULL, NULL);
-  bad |= conf_set(conf, "enable.partition.eof", "false", NULL, NULL);
+  /* Only the operator tail needs to know where a partition ends. */
+  bad |= conf_set(conf, "enable.partition.eof", c->ephemeral ? "true" : "false", NULL, NULL);
   if (bad) {
     rd_kafka_conf_destroy(conf);
     return NOTIFD_EBACKEND;

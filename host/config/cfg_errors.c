@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include <notifd/plugin.h>
 #include "util/buf.h"
 
 void nd_errors_init(nd_errors *e) { memset(e, 0, sizeof *e); }
@@ -62,4 +63,20 @@ void nd_errors_free(nd_errors *e) {
   for (size_t i = 0; i < e->n; i++) free(e->msgs[i]);
   free(e->msgs);
   nd_errors_init(e);
+}
+
+static void mark_used(nd_cfg_node *n) {
+  n->used = 1;
+  for (size_t i = 0; i < n->n; i++) mark_used(n->items[i]);
+}
+
+int nd_errors_backend_missing(nd_errors *e, nd_cfg_node *section, const char *name,
+                              const char *what) {
+  if (section) mark_used(section);
+  nd_errors_add(e, section ? section->file : NULL, section ? section->line : 0,
+                section ? section->col : 0,
+                "backends.%s: this notifd was built without %s (meson -D%s=enabled with its "
+                "library installed)",
+                name, what, name);
+  return NOTIFD_ENOTSUP;
 }

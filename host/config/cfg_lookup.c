@@ -1,5 +1,7 @@
-/* Lookups that mark keys used, key paths for messages, and the report of
- * keys nobody read. */
+/* Lookups that mark keys used (and remember what each map was asked for),
+ * key paths for messages, and the report of keys nobody read, with
+ * did-you-mean suggestions from the keys asked. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +22,21 @@ static nd_cfg_node *get_item(nd_cfg_node *seq, const char *key, size_t len) {
   return seq->items[i];
 }
 
+/* Remembers `key` as one the map's reader knows (once; memory failures
+ * only cost a suggestion). */
+static void remember_asked(nd_cfg_node *map, const char *key, size_t len) {
+  for (size_t i = 0; i < map->nasked; i++)
+    if (strlen(map->asked[i]) == len && memcmp(map->asked[i], key, len) == 0) return;
+  char **v = realloc(map->asked, (map->nasked + 1) * sizeof *v);
+  if (!v) return;
+  map->asked = v;
+  if ((v[map->nasked] = strndup(key, len)) != NULL) map->nasked++;
+}
+
 static nd_cfg_node *get_n(nd_cfg_node *map, const char *key, size_t len) {
   if (map && key && map->kind == ND_CFG_SEQ) return get_item(map, key, len);
   if (!map || !key || map->kind != ND_CFG_MAP) return NULL;
+  remember_asked(map, key, len);
   for (size_t i = 0; i < map->n; i++) {
     nd_cfg_node *c = map->items[i];
     if (c->key && strlen(c->key) == len && memcmp(c->key, key, len) == 0) {
@@ -100,6 +114,73 @@ void nd_cfg_error_at(nd_errors *e, const nd_cfg_node *n, const char *fmt, ...) {
   free(msg);
 }
 
+/* Optimal string alignment distance (insertions, deletions, substitutions,
+ * adjacent transpositions), case-insensitive; stops counting past `max`. */
+static size_t edit_distance(const char *a, const char *b, size_t max) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return max + 1;
+  if ((la > lb ? la - lb : lb - la) > max) return max + 1;
+  size_t d[65][65];
+  for (size_t i = 0; i <= la; i++) d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int same = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+      size_t v = d[i - 1][j - 1] + !same;
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+          tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) &&
+          d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[la][lb];
+}
+
+/* The key asked of k's map that k most likely misspells, or NULL: within
+ * 1 edit for keys up to 4 characters, 2 up to 8, 3 beyond. */
+static const char *suggestion(const nd_cfg_node *k) {
+  const nd_cfg_node *map = k->parent;
+  if (!k->key || !map || map->kind != ND_CFG_MAP) return NULL;
+  size_t len = strlen(k->key), max = len <= 4 ? 1 : len <= 8 ? 2 : 3, best_d = max + 1;
+  const char *best = NULL;
+  for (size_t i = 0; i < map->nasked; i++) {
+    size_t d = edit_distance(k->key, map->asked[i], max);
+    if (d > 0 && d < best_d) {
+      best_d = d;
+      best = map->asked[i];
+    }
+  }
+  return best;
+}
+
+void nd_cfg_report_unknown_key(const nd_cfg_node *k, const char *path, nd_errors *e) {
+  int kl = k->key_line ? k->key_line : k->line, kc = k->key_line ? k->key_col : k->col;
+  const char *hint = suggestion(k);
+  if (hint)
+    nd_errors_add(e, k->file, kl, kc, "unknown key '%s' (did you mean '%s'?)", path, hint);
+  else
+    nd_errors_add(e, k->file, kl, kc, "unknown key '%s'", path);
+}
+
+void nd_cfg_mark_used(nd_cfg_node *n) {
+  if (!n) return;
+  n->used = 1;
+  for (size_t i = 0; i < n->n; i++) nd_cfg_mark_used(n->items[i]);
+}
+
+void nd_cfg_forgive_unread(nd_cfg_node *n) {
+  if (!n) return;
+  n->used = 1;
+  for (size_t i = 0; i < n->n; i++) {
+    nd_cfg_node *c = n->items[i];
+    if (n->kind == ND_CFG_MAP && !c->used && suggestion(c))
+      continue; /* stays unused: reported with its suggestion */
+    nd_cfg_forgive_unread(c);
+  }
+}
+
 static void report(nd_cfg_node *n, nd_buf *path, nd_errors *e) {
   if (!n) return;
   size_t base = path->len;
@@ -108,12 +189,10 @@ static void report(nd_cfg_node *n, nd_buf *path, nd_errors *e) {
     if (n->kind == ND_CFG_MAP) {
       if (base) nd_buf_puts(path, ".");
       nd_buf_puts(path, c->key ? c->key : "?");
-      if (!c->used) {
-        int kl = c->key_line ? c->key_line : c->line, kc = c->key_line ? c->key_col : c->col;
-        nd_errors_add(e, c->file, kl, kc, "unknown key '%s'", path->data ? path->data : "?");
-      } else {
+      if (!c->used)
+        nd_cfg_report_unknown_key(c, path->data ? path->data : "?", e);
+      else
         report(c, path, e);
-      }
     } else if (n->kind == ND_CFG_SEQ) {
       nd_buf_printf(path, "[%zu]", i);
       report(c, path, e);

@@ -34,9 +34,11 @@ typedef struct parse_state {
   int documents;
 } parse_state;
 
-static void node_free(nd_cfg_node *n) {
+void nd_cfg_node_free(nd_cfg_node *n) {
   if (!n) return;
-  for (size_t i = 0; i < n->n; i++) node_free(n->items[i]);
+  for (size_t i = 0; i < n->n; i++) nd_cfg_node_free(n->items[i]);
+  for (size_t i = 0; i < n->nasked; i++) free(n->asked[i]);
+  free(n->asked);
   free(n->items);
   free(n->str);
   free(n->key);
@@ -45,7 +47,7 @@ static void node_free(nd_cfg_node *n) {
 
 void nd_cfg_tree_free(nd_cfg_tree *t) {
   if (!t) return;
-  node_free(t->root);
+  nd_cfg_node_free(t->root);
   free(t->file);
   memset(t, 0, sizeof *t);
 }
@@ -226,7 +228,7 @@ static void on_scalar(parse_state *ps, const yaml_event_t *ev) {
     n->is_null = !n->quoted && is_null_text(n->str);
   }
   if (placed < 0) oom(ps);
-  if (placed != 1) node_free(n);
+  if (placed != 1) nd_cfg_node_free(n);
 }
 
 static void on_alias(parse_state *ps, const yaml_event_t *ev) {
@@ -248,7 +250,7 @@ static void on_alias(parse_state *ps, const yaml_event_t *ev) {
   n->is_null = 1;
   int placed = attach(ps, n);
   if (placed < 0) oom(ps);
-  if (placed != 1) node_free(n);
+  if (placed != 1) nd_cfg_node_free(n);
 }
 
 static int on_open(parse_state *ps, const yaml_event_t *ev, nd_cfg_kind kind) {
@@ -289,7 +291,7 @@ static int on_open(parse_state *ps, const yaml_event_t *ev, nd_cfg_kind kind) {
   } else {
     int placed = attach(ps, n);
     if (placed < 0) {
-      node_free(n);
+      nd_cfg_node_free(n);
       oom(ps);
       return -1;
     }
@@ -311,7 +313,7 @@ static void on_close(parse_state *ps) {
       p->drop_value = 1;
     }
   }
-  if (f.orphan) node_free(f.node);
+  if (f.orphan) nd_cfg_node_free(f.node);
 }
 
 /* libyaml reader errors carry a byte offset, not a mark. */
@@ -390,7 +392,7 @@ int nd_cfg_parse(const char *text, size_t len, const char *name, nd_cfg_tree *ou
   while (ps.depth) on_close(&ps);
   free(ps.stack);
   if (ps.failed) {
-    node_free(out->root);
+    nd_cfg_node_free(out->root);
     out->root = NULL;
     return -1;
   }

@@ -39,7 +39,18 @@ struct nd_cfg_node {
   int used;           /* set by lookups; unread keys are "unknown" */
   nd_cfg_node *parent;/* enclosing map/seq (NULL for the root or for nodes
                        * built by hand); gives messages the full key path */
+  char **asked;       /* maps: every key looked up in it, present or not
+                       * (the known keys did-you-mean suggests from) */
+  size_t nasked;
 };
+
+/* A backends.<name> section this build cannot serve: adds "<where>:
+ * backends.<name>: this notifd was built without <what> (meson
+ * -D<name>=enabled with its library installed)", marks the section's keys
+ * read (the one error says it all) and returns NOTIFD_ENOTSUP. */
+int nd_errors_backend_missing(nd_errors *e, nd_cfg_node *section, const char *name,
+                              const char *what);
+
 
 typedef struct nd_cfg_tree {
   nd_cfg_node *root;  /* a map (or NULL for an empty document) */
@@ -65,8 +76,11 @@ int nd_cfg_parse(const char *text, size_t len, const char *name,
                  nd_cfg_tree *out, nd_errors *errs);
 int nd_cfg_parse_file(const char *path, nd_cfg_tree *out, nd_errors *errs);
 void nd_cfg_tree_free(nd_cfg_tree *t);
+/* Frees a node and its children (for nodes built by hand). */
+void nd_cfg_node_free(nd_cfg_node *n);
 
-/* Child of a map by key (marks it used), or NULL. */
+/* Child of a map by key (marks it used), or NULL.  The key is remembered
+ * as one the map's reader knows, present or not (for did-you-mean). */
 nd_cfg_node *nd_cfg_get(nd_cfg_node *map, const char *key);
 /* Dotted path lookup ("a.b.c") through maps, marking each step used; a
  * decimal segment indexes a list ("types.0.name"). */
@@ -103,9 +117,20 @@ int nd_parse_bool(const char *s, int *out);
 
 /* Adds "unknown key" errors for every map key under `n` never marked used,
  * with its key's file:line:column and full dotted path (prefix + key, e.g.
- * "plugins[2].config.foo").  A used key whose value is a map or a list is
- * searched inside; list items are always searched. */
+ * "plugins[2].config.foo") and, when a key the map's reader asked for is
+ * close (edit distance), "(did you mean 'port'?)".  A used key whose value
+ * is a map or a list is searched inside; list items are always searched. */
 void nd_cfg_report_unused(nd_cfg_node *n, const char *prefix, nd_errors *e);
+/* The "unknown key" error for one unused map entry `k` whose full path is
+ * `path`, with its did-you-mean. */
+void nd_cfg_report_unknown_key(const nd_cfg_node *k, const char *path, nd_errors *e);
+/* Marks n and everything under it used (nobody will read it). */
+void nd_cfg_mark_used(nd_cfg_node *n);
+/* For a subtree whose reader stopped early (a plugin's init failed): marks
+ * every unread key used, so it is not reported as unknown, except a key
+ * with a did-you-mean among the keys its map's reader asked for: that one
+ * is misspelt whatever else the reader would have read. */
+void nd_cfg_forgive_unread(nd_cfg_node *n);
 
 /* Adds "file:line:col: key 'path': <msg>" at n's value position (path
  * from the document root, e.g. plugins[2].config.url). */

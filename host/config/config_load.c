@@ -499,7 +499,10 @@ static int load_plugin(loader *L, nd_cfg_node *item, nd_plugin_cfg *pc) {
     bad = 1;
   }
   nd_cfg_node *conf = section(L, item, "config");
-  if (bad) return -1;
+  if (bad) {
+    nd_cfg_mark_used(conf); /* no plugin will read it */
+    return -1;
+  }
   pc->name = strdup(name);
   pc->path = path ? strdup(path) : NULL;
   if (!pc->name || (path && !pc->path)) {
@@ -543,6 +546,7 @@ static void load_plugins(loader *L, nd_cfg_node *root, nd_config *c) {
       nd_cfg_error_at(L->e, nd_cfg_get(list->items[i], "name"),
                       "duplicate plugin name '%s' (first at line %d, column %d)", pc->name,
                       first->line, first->col);
+      nd_cfg_mark_used(pc->config); /* this entry is never loaded */
       free(pc->name);
       free(pc->path);
       memset(pc, 0, sizeof *pc);
@@ -607,9 +611,11 @@ void nd_config_free(nd_config *c) {
 }
 
 static void unknown_key(const nd_cfg_node *n, const char *prefix, nd_errors *e) {
-  int line = n->key_line ? n->key_line : n->line, col = n->key_line ? n->key_col : n->col;
-  nd_errors_add(e, n->file, line, col, "unknown key '%s%s%s'", prefix, *prefix ? "." : "",
-                n->key ? n->key : "?");
+  nd_buf path;
+  nd_buf_init(&path);
+  nd_buf_printf(&path, "%s%s%s", prefix, *prefix ? "." : "", n->key ? n->key : "?");
+  nd_cfg_report_unknown_key(n, path.data ? path.data : "?", e);
+  nd_buf_free(&path);
 }
 
 void nd_config_report_unknown_host_keys(const nd_config *c, nd_errors *errs) {

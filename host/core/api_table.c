@@ -1,7 +1,9 @@
 /* The host API table handed to plugins.  Thin wrappers here add what the
- * subsystems do not know about: the calling plugin, the registration phase
- * and the host's lazily opened backends. */
+ * subsystems do not know about: the calling plugin, the registration phase,
+ * the host's lazily opened backends, and a record of the last call refused
+ * and why, so an init failure's message names it. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "auth/auth.h"
@@ -16,6 +18,43 @@
 #include "ws/ws.h"
 
 static const char *api_host_version(void) { return NOTIFD_VERSION; }
+
+/* Remembers that `call` refused with rc < 0 because of fmt... (loop thread
+ * only: every caller but post, which records only during init); returns rc
+ * unchanged so wrappers can `return refused(...)`. */
+static int refused(notifd_plugin *p, const char *call, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refused(notifd_plugin *p, const char *call, int rc, const char *fmt, ...) {
+  if (!p || rc >= 0) return rc;
+  p->refused.call = call;
+  p->refused.rc = rc;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p->refused.why, sizeof p->refused.why, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+void nd_api_refusal_clear(notifd_plugin *p) { memset(&p->refused, 0, sizeof p->refused); }
+
+void nd_api_refusal_text(const notifd_plugin *p, char *buf, size_t len) {
+  if (!len) return;
+  buf[0] = '\0';
+  if (!p || !p->refused.call) return;
+  const char *name = notifd_strerror_name(p->refused.rc);
+  snprintf(buf, len, "%s: %s (%d%s%s)", p->refused.call, p->refused.why, p->refused.rc,
+           name ? " " : "", name ? name : "");
+}
+
+/* Refusal for a call made outside init that may only be made in it. */
+static int init_only(notifd_plugin *p, const char *call, const char *what) {
+  return refused(p, call, NOTIFD_ESTATE, "%s are registered in init only", what);
+}
+
+/* Refusal for a backend call under --check, which writes nothing. */
+static int not_checking(notifd_plugin *p, const char *call) {
+  return refused(p, call, NOTIFD_ESTATE, "not available under --check (check_only)");
+}
 
 /* While serving, errors and warnings are rate-limited per call site (the
  * format string): a plugin that logs one line per failed message (a full
@@ -37,6 +76,8 @@ static void *api_get_feature(notifd_plugin *p, const char *name) {
   return NULL; /* no optional features in ABI 1.0 */
 }
 
+static int32_t api_check_only(notifd_plugin *p) { return p && p->host->check_only; }
+
 static int32_t api_auth_mode(notifd_plugin *p) {
   return p ? p->host->cfg.auth_mode : NOTIFD_AUTH_MODE_USERS;
 }
@@ -46,103 +87,161 @@ static const char *api_data_dir(notifd_plugin *p) { return p->host->cfg.data_dir
 
 static int api_http_route(notifd_plugin *p, const char *method, const char *pattern,
                           notifd_http_handler h, void *ud, const notifd_route_opts *opts) {
-  if (!p || !method || !pattern || !h) return NOTIFD_EINVAL;
-  if (!nd_host_registering(p->host)) return NOTIFD_ESTATE;
+  static const char call[] = "http_route";
+  if (!p) return NOTIFD_EINVAL;
+  if (!method || !pattern || !h)
+    return refused(p, call, NOTIFD_EINVAL, "method, pattern and handler must not be NULL");
+  if (!nd_host_registering(p->host)) return init_only(p, call, "routes");
   notifd_route_opts o = {sizeof o, NOTIFD_AUTH_NONE, 0};
   if (opts) memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
-  if (o.auth > NOTIFD_AUTH_INTERNAL) return NOTIFD_EINVAL;
-  return nd_router_add(p->host->router, method, pattern, h, ud, o.auth, o.max_body, p->cfg->name);
+  if (o.auth > NOTIFD_AUTH_INTERNAL)
+    return refused(p, call, NOTIFD_EINVAL, "opts->auth %u is not a NOTIFD_AUTH_* policy", o.auth);
+  int rc = nd_router_add(p->host->router, method, pattern, h, ud, o.auth, o.max_body, p->cfg->name);
+  return refused(p, call, rc, "%s %s: %s", method, pattern, notifd_strerror(rc));
 }
 
 static int api_ws_channel(notifd_plugin *p, const notifd_ws_channel_opts *opts,
                           notifd_ws_channel **out) {
-  if (!p || !opts || !out) return NOTIFD_EINVAL;
-  if (!nd_host_registering(p->host)) return NOTIFD_ESTATE;
-  if (!p->host->ws) return NOTIFD_ENOTSUP;
-  return nd_ws_channel_add(p->host->ws, p, opts, out);
+  static const char call[] = "ws_channel";
+  if (!p) return NOTIFD_EINVAL;
+  if (!opts || !out) return refused(p, call, NOTIFD_EINVAL, "opts and out must not be NULL");
+  if (!nd_host_registering(p->host)) return init_only(p, call, "websocket channels");
+  if (!p->host->ws) return refused(p, call, NOTIFD_ENOTSUP, "no websocket hub in this host");
+  int rc = nd_ws_channel_add(p->host->ws, p, opts, out);
+  const char *path = opts->size >= offsetof(notifd_ws_channel_opts, key_param) ? opts->path : NULL;
+  return refused(p, call, rc, "channel %s: %s", path ? path : "(no path)", notifd_strerror(rc));
 }
 
 static int api_bus_consume(notifd_plugin *p, const notifd_consumer_opts *opts,
                            notifd_consumer **out) {
-  if (!p || !opts || !out) return NOTIFD_EINVAL;
-  if (!nd_host_registering(p->host)) return NOTIFD_ESTATE;
+  static const char call[] = "bus_consume";
+  if (out) *out = NULL;
+  if (!p) return NOTIFD_EINVAL;
+  if (!opts) return refused(p, call, NOTIFD_EINVAL, "opts must not be NULL");
+  if (!nd_host_registering(p->host)) return init_only(p, call, "bus consumers");
   nd_bus *b = nd_host_bus(p->host);
-  if (!b) return NOTIFD_EBACKEND;
-  return nd_bus_consume(b, p, opts, out);
+  if (!b) return refused(p, call, NOTIFD_EBACKEND, "the bus could not be opened (see above)");
+  int rc = nd_bus_consume(b, p, opts, out);
+  return refused(p, call, rc,
+                 rc == NOTIFD_EINVAL ? "group '%s': opts need size, topics (non-empty, each "
+                                       "once), group, handler and a valid retry policy"
+                                     : "group '%s': %s",
+                 opts->size >= offsetof(notifd_consumer_opts, handler) && opts->group
+                     ? opts->group
+                     : "?",
+                 notifd_strerror(rc));
 }
 
 static int api_bus_produce(notifd_plugin *p, const char *topic, const void *key, size_t key_len,
                            const void *value, size_t value_len, const char *const *headers,
                            notifd_produce_cb cb, void *ud) {
-  if (!p || !topic) return NOTIFD_EINVAL;
+  static const char call[] = "bus_produce";
+  if (!p) return NOTIFD_EINVAL;
+  if (!topic) return refused(p, call, NOTIFD_EINVAL, "topic must not be NULL");
+  if (p->host->check_only) return not_checking(p, call);
   nd_bus *b = nd_host_bus(p->host);
-  if (!b) return NOTIFD_EBACKEND;
-  return nd_bus_produce(b, topic, key, key_len, value, value_len, headers, cb, ud);
+  if (!b) return refused(p, call, NOTIFD_EBACKEND, "the bus could not be opened (see above)");
+  int rc = nd_bus_produce(b, topic, key, key_len, value, value_len, headers, cb, ud);
+  return refused(p, call, rc, "topic '%s': %s", topic, notifd_strerror(rc));
+}
+
+/* The kv for a kv_* call, or NULL after recording why not. */
+static nd_kv *kv_for(notifd_plugin *p, const char *call) {
+  if (!p) return NULL;
+  if (p->host->check_only) {
+    not_checking(p, call);
+    return NULL;
+  }
+  nd_kv *kv = nd_host_kv(p->host);
+  if (!kv) refused(p, call, NOTIFD_EBACKEND, "the kv store could not be opened (see above)");
+  return kv;
+}
+
+/* What a kv_* call returns when kv_for found no kv. */
+static int kv_rc(notifd_plugin *p) {
+  return !p ? NOTIFD_EINVAL : p->host->check_only ? NOTIFD_ESTATE : NOTIFD_EBACKEND;
 }
 
 static int api_kv_claim(notifd_plugin *p, const char *key, int64_t ttl_ms, notifd_kv_cb cb,
                         void *ud) {
-  nd_kv *kv = p ? nd_host_kv(p->host) : NULL;
-  return kv ? nd_kv_claim(kv, key, ttl_ms, cb, ud) : NOTIFD_EBACKEND;
+  nd_kv *kv = kv_for(p, "kv_claim");
+  return kv ? nd_kv_claim(kv, key, ttl_ms, cb, ud) : kv_rc(p);
 }
 
 static int api_kv_mark(notifd_plugin *p, const char *key, int64_t ttl_ms, notifd_kv_cb cb,
                        void *ud) {
-  nd_kv *kv = p ? nd_host_kv(p->host) : NULL;
-  return kv ? nd_kv_mark(kv, key, ttl_ms, cb, ud) : NOTIFD_EBACKEND;
+  nd_kv *kv = kv_for(p, "kv_mark");
+  return kv ? nd_kv_mark(kv, key, ttl_ms, cb, ud) : kv_rc(p);
 }
 
 static int api_kv_exists(notifd_plugin *p, const char *key, notifd_kv_cb cb, void *ud) {
-  nd_kv *kv = p ? nd_host_kv(p->host) : NULL;
-  return kv ? nd_kv_exists(kv, key, cb, ud) : NOTIFD_EBACKEND;
+  nd_kv *kv = kv_for(p, "kv_exists");
+  return kv ? nd_kv_exists(kv, key, cb, ud) : kv_rc(p);
 }
 
 static int api_http_call(notifd_plugin *p, const notifd_http_client_req *req,
                          notifd_http_client_cb cb, void *ud) {
-  if (!p || !req) return NOTIFD_EINVAL;
-  return nd_http_call(p->host, req, cb, ud);
+  if (!p) return NOTIFD_EINVAL;
+  if (!req) return refused(p, "http_call", NOTIFD_EINVAL, "req must not be NULL");
+  int rc = nd_http_call(p->host, req, cb, ud);
+  return refused(p, "http_call", rc, "%s: %s",
+                 req->size >= offsetof(notifd_http_client_req, headers) && req->url ? req->url
+                                                                                   : "?",
+                 notifd_strerror(rc));
 }
 
 static int api_timer_start(notifd_plugin *p, int64_t after_ms, int64_t repeat_ms,
                            notifd_timer_cb cb, void *ud, notifd_timer **out) {
+  static const char call[] = "timer_start";
   if (!p) return NOTIFD_EINVAL;
-  if (p->host->phase >= ND_PHASE_STOPPING) return NOTIFD_ECLOSED;
-  return nd_timer_start(p->timers, after_ms, repeat_ms, cb, ud, out);
+  if (p->host->phase >= ND_PHASE_STOPPING)
+    return refused(p, call, NOTIFD_ECLOSED, "the host is stopping");
+  int rc = nd_timer_start(p->timers, after_ms, repeat_ms, cb, ud, out);
+  return refused(p, call, rc, "after %lld ms, every %lld ms: %s", (long long)after_ms,
+                 (long long)repeat_ms, notifd_strerror(rc));
 }
 
+/* Thread-safe: records a refusal only while init runs (on the loop). */
 static int api_post(notifd_plugin *p, notifd_post_cb cb, void *ud) {
   if (!p) return NOTIFD_EINVAL;
-  return nd_poster_post(p->host->poster, cb, ud);
+  int rc = nd_poster_post(p->host->poster, cb, ud);
+  if (rc < 0 && nd_host_registering(p->host)) refused(p, "post", rc, "%s", notifd_strerror(rc));
+  return rc;
 }
 
 static int api_work_submit(notifd_plugin *p, notifd_work_cb work, notifd_work_done_cb done,
                            void *ud) {
+  static const char call[] = "work_submit";
   if (!p) return NOTIFD_EINVAL;
-  if (!p->host->workers) return NOTIFD_ECLOSED;
-  return nd_workers_submit(p->host->workers, work, done, ud);
+  if (!p->host->workers)
+    return refused(p, call, NOTIFD_ECLOSED, "no worker pool (not started, or stopping)");
+  int rc = nd_workers_submit(p->host->workers, work, done, ud);
+  return refused(p, call, rc, "%s", notifd_strerror(rc));
 }
 
-static int metric_reg(notifd_plugin *p, int type, const char *name, const char *help,
-                      const char *const *labels, const double *buckets, size_t nb,
-                      notifd_metric **out) {
+static int metric_reg(notifd_plugin *p, const char *call, int type, const char *name,
+                      const char *help, const char *const *labels, const double *buckets,
+                      size_t nb, notifd_metric **out) {
   if (!p) return NOTIFD_EINVAL;
-  return nd_metric_register(p->host->metrics, type, name, help, labels, buckets, nb, out);
+  if (!nd_host_registering(p->host)) return init_only(p, call, "metrics");
+  int rc = nd_metric_register(p->host->metrics, type, name, help, labels, buckets, nb, out);
+  return refused(p, call, rc, "'%s': %s", name ? name : "(null)", notifd_strerror(rc));
 }
 
 static int api_metric_counter(notifd_plugin *p, const char *name, const char *help,
                               const char *const *labels, notifd_metric **out) {
-  return metric_reg(p, ND_METRIC_COUNTER, name, help, labels, NULL, 0, out);
+  return metric_reg(p, "metric_counter", ND_METRIC_COUNTER, name, help, labels, NULL, 0, out);
 }
 
 static int api_metric_gauge(notifd_plugin *p, const char *name, const char *help,
                             const char *const *labels, notifd_metric **out) {
-  return metric_reg(p, ND_METRIC_GAUGE, name, help, labels, NULL, 0, out);
+  return metric_reg(p, "metric_gauge", ND_METRIC_GAUGE, name, help, labels, NULL, 0, out);
 }
 
 static int api_metric_histogram(notifd_plugin *p, const char *name, const char *help,
                                 const char *const *labels, const double *buckets,
                                 size_t nbuckets, notifd_metric **out) {
-  return metric_reg(p, ND_METRIC_HISTOGRAM, name, help, labels, buckets, nbuckets, out);
+  return metric_reg(p, "metric_histogram", ND_METRIC_HISTOGRAM, name, help, labels, buckets, nbuckets, out);
 }
 
 void nd_api_fill(notifd_api *a) {
@@ -233,4 +332,6 @@ void nd_api_fill(notifd_api *a) {
   a->ws_conn_resume = nd_ws_conn_resume;
 
   a->config_error = nd_plugin_config_error;
+
+  a->check_only = api_check_only;
 }

@@ -41,8 +41,10 @@ static void warn_exposure(const nd_config *c) {
             "or turn on auth.accounts): user routes and channels will refuse every request");
 }
 
-static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **out, char *err,
-                    size_t errlen) {
+/* for_check: a config with errors still gives a host, holding them, so
+ * notifd_host_check adds the plugins' problems to the same report. */
+static int host_new(nd_cfg_tree *tree, struct event_base *base, int for_check,
+                    notifd_host **out, char *err, size_t errlen) {
   *out = NULL;
   notifd_host *h = calloc(1, sizeof *h);
   if (!h) {
@@ -53,11 +55,15 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
   h->base = base;
   nd_errors_init(&h->errs);
   if (nd_config_load(tree, &h->cfg, &h->errs) < 0) {
-    /* Name misspelt keys too: they often explain the value errors. */
-    nd_config_report_unknown_host_keys(&h->cfg, &h->errs);
-    nd_errors_format(&h->errs, err, errlen);
-    notifd_host_free(h);
-    return NOTIFD_EINVAL;
+    if (for_check) {
+      h->config_bad = 1; /* the check reports unknown keys of the whole tree */
+    } else {
+      /* Name misspelt keys too: they often explain the value errors. */
+      nd_config_report_unknown_host_keys(&h->cfg, &h->errs);
+      nd_errors_format(&h->errs, err, errlen);
+      notifd_host_free(h);
+      return NOTIFD_EINVAL;
+    }
   }
   nd_log_configure(h->cfg.log_level, h->cfg.log_json);
   warn_exposure(&h->cfg);
@@ -77,37 +83,43 @@ static int host_new(nd_cfg_tree *tree, struct event_base *base, notifd_host **ou
   return 0;
 }
 
-int notifd_host_new_from_file(const char *path, struct event_base *base, notifd_host **out,
-                              char *err, size_t errlen) {
-  if (!path || !base || !out) return NOTIFD_EINVAL;
+/* Parses `yaml` (or the file `path` when yaml is NULL) and creates the host. */
+static int host_from(const char *path, const char *yaml, size_t len, const char *name,
+                     struct event_base *base, int for_check, notifd_host **out, char *err,
+                     size_t errlen) {
+  if (!base || !out || (!path && !yaml)) return NOTIFD_EINVAL;
   nd_errors e;
   nd_errors_init(&e);
   nd_cfg_tree tree = {0};
-  if (nd_cfg_parse_file(path, &tree, &e) < 0) {
+  int rc = path ? nd_cfg_parse_file(path, &tree, &e)
+                : nd_cfg_parse(yaml, len, name ? name : "<string>", &tree, &e);
+  if (rc < 0) {
     nd_errors_format(&e, err, errlen);
     nd_errors_free(&e);
     nd_cfg_tree_free(&tree);
     return NOTIFD_EINVAL;
   }
   nd_errors_free(&e);
-  return host_new(&tree, base, out, err, errlen);
+  return host_new(&tree, base, for_check, out, err, errlen);
+}
+
+int notifd_host_new_from_file(const char *path, struct event_base *base, notifd_host **out,
+                              char *err, size_t errlen) {
+  if (!path) return NOTIFD_EINVAL;
+  return host_from(path, NULL, 0, NULL, base, 0, out, err, errlen);
 }
 
 int notifd_host_new_from_string(const char *yaml, size_t len, const char *name,
                                 struct event_base *base, notifd_host **out, char *err,
                                 size_t errlen) {
-  if (!yaml || !base || !out) return NOTIFD_EINVAL;
-  nd_errors e;
-  nd_errors_init(&e);
-  nd_cfg_tree tree = {0};
-  if (nd_cfg_parse(yaml, len, name ? name : "<string>", &tree, &e) < 0) {
-    nd_errors_format(&e, err, errlen);
-    nd_errors_free(&e);
-    nd_cfg_tree_free(&tree);
-    return NOTIFD_EINVAL;
-  }
-  nd_errors_free(&e);
-  return host_new(&tree, base, out, err, errlen);
+  if (!yaml) return NOTIFD_EINVAL;
+  return host_from(NULL, yaml, len, name, base, 0, out, err, errlen);
+}
+
+int nd_host_new_for_check(const char *path, struct event_base *base, notifd_host **out,
+                          char *err, size_t errlen) {
+  if (!path) return NOTIFD_EINVAL;
+  return host_from(path, NULL, 0, NULL, base, 1, out, err, errlen);
 }
 
 int notifd_host_add_builtin(notifd_host *h, const notifd_plugin_def *def) {

@@ -42,6 +42,13 @@ struct notifd_plugin {
   int init_called; /* init ran (even if it failed): destroy gets the state */
   int inited, started;
   nd_timer_list *timers;       /* owned; stopped at plugin stop */
+  /* The last API call the table refused on the loop thread (api_table.c):
+   * an init failure's message names it.  call NULL = none yet. */
+  struct {
+    const char *call;          /* static: "bus_consume" */
+    int rc;
+    char why[256];
+  } refused;
 };
 
 struct notifd_host {
@@ -49,6 +56,8 @@ struct notifd_host {
   nd_config cfg;
   nd_errors errs;              /* startup problems */
   int phase;                   /* enum nd_phase */
+  int check_only;              /* notifd --check: validate, write nothing */
+  int config_bad;              /* the host config had errors (check only) */
 
   nd_metrics *metrics;
   nd_router *router;           /* public routes */
@@ -87,6 +96,13 @@ static inline int nd_host_registering(const notifd_host *h) {
   return h->phase == ND_PHASE_INIT;
 }
 
+/* A host for notifd_host_check only: unlike notifd_host_new_from_file it
+ * is created when the config has errors (a YAML syntax error still fails),
+ * holding them, so the check reports them with every plugin's problems.
+ * notifd_host_start refuses it. */
+int nd_host_new_for_check(const char *path, struct event_base *base, notifd_host **out,
+                          char *err, size_t errlen);
+
 /* Lazily opened backends; return NULL (and log) if they cannot open. */
 nd_bus *nd_host_bus(notifd_host *h);
 nd_kv *nd_host_kv(notifd_host *h);
@@ -94,5 +110,10 @@ nd_httpc *nd_host_httpc(notifd_host *h);
 
 /* Fills the API table (host/core/api_table.c). */
 void nd_api_fill(notifd_api *api);
+/* "<call>: <why> (<rc> <NAME>)" of p's last refused call into buf, or ""
+ * when none was refused (api_table.c). */
+void nd_api_refusal_text(const notifd_plugin *p, char *buf, size_t len);
+/* Forgets p's last refused call (before its init runs). */
+void nd_api_refusal_clear(notifd_plugin *p);
 
 #endif

@@ -25,7 +25,7 @@
 
 int nd_host_ensure_data_dir(notifd_host *h) {
   const char *dir = h->cfg.data_dir;
-  if (!dir || !*dir) return 0;
+  if (!dir || !*dir || h->check_only) return 0; /* --check writes nothing */
   char *tmp = strdup(dir);
   if (!tmp) return -1;
   for (char *p = tmp + 1; *p; p++) {
@@ -44,18 +44,33 @@ int nd_host_ensure_data_dir(notifd_host *h) {
   return 0;
 }
 
-static void mark_used(nd_cfg_node *n) {
-  if (!n) return;
-  n->used = 1;
-  for (size_t i = 0; i < n->n; i++) mark_used(n->items[i]);
-}
-
 static int add_plugin(notifd_host *h, notifd_plugin *p) {
   notifd_plugin **v = realloc(h->plugins, (h->nplugins + 1) * sizeof *v);
   if (!v) return NOTIFD_ENOMEM;
   v[h->nplugins++] = p;
   h->plugins = v;
   return 0;
+}
+
+/* The error for an init that returned rc < 0 without reporting config
+ * errors: names the last API call the host refused during it, if any. */
+static void init_failed(notifd_host *h, notifd_plugin *p, int rc) {
+  const nd_plugin_cfg *pc = p->cfg;
+  char call[384];
+  nd_api_refusal_text(p, call, sizeof call);
+  const char *name = notifd_strerror_name(rc);
+  char code[48];
+  snprintf(code, sizeof code, "%d%s%s", rc, name ? " " : "", name ? name : "");
+  if (call[0] && p->refused.rc == rc)
+    nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
+                  "plugin '%s' (%s): init failed: %s", pc->name, p->path, call);
+  else if (call[0])
+    nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
+                  "plugin '%s' (%s): init failed (%s); the last call the host refused: %s",
+                  pc->name, p->path, code, call);
+  else
+    nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
+                  "plugin '%s' (%s): init failed (%s)", pc->name, p->path, code);
 }
 
 /* Loads and inits every configured plugin.  fail_fast: stop at the first
@@ -71,21 +86,22 @@ static size_t load_and_init(notifd_host *h, int fail_fast) {
     size_t errs_now = h->errs.n;
     if (nd_plugin_load(h, pc, &p, &h->errs) < 0 || add_plugin(h, p) < 0) {
       if (p) nd_plugin_unload(p);
-      mark_used(pc->config);
+      nd_cfg_mark_used(pc->config); /* nothing read it */
       if (fail_fast) break;
       continue;
     }
     p->init_called = 1;
+    nd_api_refusal_clear(p);
     int rc = p->def.init(p, &h->api, &p->state);
     /* NOTIFD_EINVAL after config errors (its own or a config_* type
      * error): those messages already say what is wrong. */
     int explained = rc == NOTIFD_EINVAL && h->errs.n > errs_now;
     if (rc < 0) {
-      if (!explained)
-        nd_errors_add(&h->errs, h->cfg.tree.file, pc->line, pc->col,
-                      "plugin '%s' (%s): init failed (%d)", pc->name, p->path, rc);
-      /* A failed init owns nothing: its registrations die with the host. */
-      mark_used(pc->config);
+      if (!explained) init_failed(h, p, rc);
+      /* A failed init owns nothing: its registrations die with the host.
+       * It may have stopped before reading every key: only keys that are
+       * surely misspelt (close to one it asked for) are still reported. */
+      nd_cfg_forgive_unread(pc->config);
     } else {
       p->inited = 1;
       ND_INFO("host", "plugin %s %s loaded from %s", pc->name,
@@ -107,9 +123,11 @@ static size_t load_and_init(notifd_host *h, int fail_fast) {
 int notifd_host_check(notifd_host *h, char *err, size_t errlen) {
   if (!h) return NOTIFD_EINVAL;
   if (h->phase != ND_PHASE_NEW) return NOTIFD_ESTATE;
-  size_t problems = load_and_init(h, 0);
-  if (nd_tls_check(&h->cfg, &h->errs) < 0) problems++; /* the listener opens them at start */
-  if (problems) {
+  h->check_only = 1;
+  load_and_init(h, 0);
+  nd_tls_check(&h->cfg, &h->errs); /* the listener opens them at start */
+  /* h->errs may already hold the host config's errors (nd_host_new_for_check). */
+  if (h->errs.n) {
     nd_errors_format(&h->errs, err, errlen);
     return NOTIFD_EINVAL;
   }
@@ -164,7 +182,7 @@ static void on_stop_request(void *arg) {
 }
 
 int notifd_host_start(notifd_host *h, char *err, size_t errlen) {
-  if (!h) return NOTIFD_EINVAL;
+  if (!h || h->config_bad) return NOTIFD_EINVAL;
   if (h->phase != ND_PHASE_NEW) return NOTIFD_ESTATE;
   int rc = NOTIFD_EINVAL;
   h->workers = nd_workers_new(h->poster, h->cfg.workers);

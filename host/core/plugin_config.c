@@ -109,12 +109,32 @@ int nd_plugin_config_error(notifd_plugin *p, const char *key, const char *fmt, .
   if (n) {
     nd_cfg_error_at(&p->host->errs, n, "%s", text);
   } else {
-    /* Absent key: at the config map, else at the plugin entry. */
-    const nd_cfg_node *at = p->cfg->config;
-    size_t i = (size_t)(p->cfg - p->host->cfg.plugins);
+    /* Absent key: at the deepest part of its path that exists (the list
+     * item, the config map, else the plugin entry), named the way present
+     * keys are ("types[0].name"). */
+    nd_cfg_node *at = p->cfg->config, *deepest = at;
+    nd_buf path;
+    nd_buf_init(&path);
+    nd_buf_printf(&path, "plugins[%zu].config", (size_t)(p->cfg - p->host->cfg.plugins));
+    for (const char *seg = key;;) {
+      size_t len = strcspn(seg, ".");
+      int index = len > 0 && strspn(seg, "0123456789") >= len;
+      nd_buf_printf(&path, index ? "[%.*s]" : ".%.*s", (int)len, seg);
+      char part[128];
+      if (at && len >= sizeof part) {
+        at = NULL; /* no key is that long */
+      } else if (at) {
+        memcpy(part, seg, len);
+        part[len] = '\0';
+        if ((at = nd_cfg_path(at, part)) != NULL) deepest = at;
+      }
+      if (!seg[len]) break;
+      seg += len + 1;
+    }
+    at = deepest;
     nd_errors_add(&p->host->errs, p->host->cfg.tree.file, at ? at->line : p->cfg->line,
-                  at ? at->col : p->cfg->col, "key 'plugins[%zu].config%s%s': %s", i,
-                  key ? "." : "", key ? key : "", text);
+                  at ? at->col : p->cfg->col, "key '%s': %s", path.data ? path.data : "?", text);
+    nd_buf_free(&path);
   }
   nd_buf_free(&msg);
   return 0;

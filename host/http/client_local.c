@@ -1,6 +1,7 @@
 /* "local:/path?query" calls: the request goes straight to this host's
- * public router, with no socket, through the same routing, auth, body
- * limit and handler code as a network request, and the answer comes back
+ * public router, with no socket, through the same routing, auth and
+ * handler code as a network request (a route's own body limit applies,
+ * the listener's http.max_body does not), and the answer comes back
  * as a notifd_http_resp.  Both the handler and the caller's callback run
  * from their own loop callbacks, never nested inside nd_http_call or
  * inside the handler's respond call. */
@@ -12,8 +13,6 @@
 #include "auth/auth.h"
 #include "http/client_internal.h"
 #include "log/log.h"
-
-#define DEFAULT_MAX_BODY (1024 * 1024)
 
 typedef struct local_resp {
   char *body;
@@ -138,10 +137,10 @@ static void start(local_call *lc) {
     nd_respond_error(r, 401, why);
     return;
   }
-  uint64_t limit = r->route->max_body      ? r->route->max_body
-                   : h->cfg.http_max_body ? h->cfg.http_max_body
-                                          : DEFAULT_MAX_BODY;
-  if (r->body_len > limit) {
+  /* http.max_body guards the listener against what strangers send; a
+   * local call's body was made in this process and is already in memory,
+   * so only a limit the route itself declares applies. */
+  if (r->route->max_body && r->body_len > r->route->max_body) {
     nd_respond_error(r, 413, "request body too large");
     return;
   }

@@ -252,6 +252,10 @@ int nd_chunked_feed(nd_chunked *c, struct evbuffer *in, nd_buf *out, uint64_t li
         return 0;
       }
       size_t n = (size_t)e.pos;
+      /* The trailer limit first: had the line arrived in pieces, its first
+       * n + eol_len - 1 bytes would already have been refused above, and
+       * the answer must not depend on how the bytes were split. */
+      if (c->state == CH_TRAILER && c->trailer_bytes + n + eol_len - 1 > max_trailer) return 431;
       if (eol_len != 2) return bare(c, "bare LF in chunked body");
       if (evbuffer_search_range(in, "\r", 1, NULL, &e).pos >= 0)
         return bare(c, "bare CR in chunked body");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kv/kv_internal.h"
+#include "notifd_build_config.h"
 #include "log/log.h"
 #include "util/buf.h"
 
@@ -18,6 +19,16 @@ static int cfg_str(nd_cfg_node *map, const char *key, const char *def, const cha
   nd_cfg_node *n = map ? nd_cfg_get(map, key) : NULL;
   if (!n || n->is_null) return 0;
   return nd_cfg_as_string(n, e, out);
+}
+
+static int open_redis(nd_kv *kv, nd_cfg_node *section, nd_errors *errs) {
+#if NOTIFD_WITH_REDIS
+  (void)section;
+  return nd_kv_redis_open(kv, errs);
+#else
+  (void)kv;
+  return nd_errors_backend_missing(errs, section, "redis", "Redis");
+#endif
 }
 
 int nd_kv_open(notifd_host *h, nd_kv **out, nd_errors *errs) {
@@ -61,13 +72,14 @@ int nd_kv_open(notifd_host *h, nd_kv **out, nd_errors *errs) {
     nd_metric_register(h->metrics, ND_METRIC_COUNTER, "notifd_kv_errors_total",
                        "kv operations the backend could not answer.", l, NULL, 0, &kv->errors);
   }
-  int rc = h->cfg.redis ? nd_kv_redis_open(kv, errs) : nd_kv_sqlite_open(kv, errs);
+  int rc = h->cfg.redis ? open_redis(kv, h->cfg.redis, errs) : nd_kv_sqlite_open(kv, errs);
   if (rc < 0) {
     free(kv->prefix);
     free(kv);
     return rc;
   }
-  ND_INFO("kv", "kv backend %s opened (prefix %s, %s)", kv->ops->name, kv->prefix,
+  ND_INFO("kv", "kv backend %s %s (prefix %s, %s)", kv->ops->name,
+          h->check_only ? "settings checked (--check opens nothing)" : "opened", kv->prefix,
           kv->fail_closed ? "fail-closed" : "fail-open");
   *out = kv;
   return 0;

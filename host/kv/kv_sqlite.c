@@ -605,6 +605,7 @@ int nd_kv_sqlite_open(nd_kv *kv, nd_errors *errs) {
     sqlite_free(kv);
     return NOTIFD_ENOMEM;
   }
+  if (kv->host->check_only) return 0; /* --check: settings validated, kv.db untouched */
   int rc = open_conns(d);
   if (rc != SQLITE_OK) {
     sqlite3 *db = d->db ? d->db : d->wdb;

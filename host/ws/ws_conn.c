@@ -182,10 +182,17 @@ static size_t queued_bytes(notifd_ws_conn *c) {
 int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
   if (!c->m_open) return -1;
   const nd_config *cfg = &c->ch->hub->host->cfg;
-  size_t queued = queued_bytes(c);
+  /* The byte limit bounds a backlog, not a message: one message larger
+   * than it (Go delivered any size) is queued outside the limit, one such
+   * message at a time. */
+  int big = cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes;
+  size_t q_big = __atomic_load_n(&c->q_big, __ATOMIC_RELAXED);
+  if (big && q_big) return NOTIFD_ETOOBIG;
+  size_t total = queued_bytes(c); /* the big frame may be partly written */
+  size_t queued = total > q_big ? total - q_big : 0;
   uint32_t frames = __atomic_load_n(&c->q_frames, __ATOMIC_RELAXED);
   if ((cfg->ws_max_queue_frames && frames >= cfg->ws_max_queue_frames) ||
-      (cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
+      (!big && cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
     notifd_ws_channel *ch = c->ch;
     char peer[64] = "?";
     if (!nd_ws_remote(c)) nd_ws_conn_peer(c, peer, sizeof peer);
@@ -196,8 +203,7 @@ int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
   }
   /* The queued copy holds its own reference, dropped once written. */
   nd_ws_chunk_ref(frame);
-  __atomic_fetch_add(&c->q_frames, 1, __ATOMIC_RELAXED);
-  __atomic_fetch_add(&c->q_bytes, len, __ATOMIC_RELAXED);
+  if (big) __atomic_store_n(&c->q_big, len, __ATOMIC_RELAXED);
   return nd_ws_to_io_frame(c, frame, len);
 }
 
@@ -284,6 +290,7 @@ void nd_ws_io_close_ack(notifd_ws_conn *c) {
     c->state = ND_WS_CLOSE_SENT; /* the grace deadline runs already */
   }
   enter_linger(c);
+  nd_ws_io_resume_reading(c); /* lingering reads on, to see the peer's EOF */
 }
 
 /* Protocol violation: close frame with `code`, then linger. */
@@ -363,7 +370,7 @@ void nd_ws_io_pause_reading(notifd_ws_conn *c) {
 }
 
 void nd_ws_io_resume_reading(notifd_ws_conn *c) {
-  if (c->state == ND_WS_DEAD || !c->bev || c->ack_wait) return;
+  if (c->state == ND_WS_DEAD || !c->bev || c->ack_wait || c->throttled) return;
   bufferevent_enable(c->bev, EV_READ);
   if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
     bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -371,21 +378,34 @@ void nd_ws_io_resume_reading(notifd_ws_conn *c) {
 
 /* ---- outbound queue ---------------------------------------------------- */
 
-static void frame_written(const void *data, size_t len, void *extra) {
+void nd_ws_frame_done(const void *data, size_t len, void *extra) {
   notifd_ws_conn *c = extra;
   __atomic_fetch_sub(&c->q_frames, 1, __ATOMIC_RELAXED);
   __atomic_fetch_sub(&c->q_bytes, len, __ATOMIC_RELAXED);
+  size_t big = len;
+  __atomic_compare_exchange_n(&c->q_big, &big, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   nd_ws_chunk_unref((uint8_t *)(uintptr_t)data);
 }
 
+void nd_ws_frame_unsent(uint8_t *frame, size_t len, notifd_ws_conn *c) {
+  size_t big = len;
+  __atomic_compare_exchange_n(&c->q_big, &big, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  nd_ws_chunk_unref(frame);
+}
+
 int nd_ws_io_add_frame(notifd_ws_conn *c, uint8_t *frame, size_t len) {
+  /* Counted from here, in the socket's output, to its write: main's limits
+   * see what the socket holds back, not frames on their way between
+   * threads (a thread scheduled late is not a slow consumer). */
+  __atomic_fetch_add(&c->q_frames, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&c->q_bytes, len, __ATOMIC_RELAXED);
   if (c->state == ND_WS_OPEN && c->bev &&
-      evbuffer_add_reference(bufferevent_get_output(c->bev), frame, len, frame_written, c) == 0) {
+      evbuffer_add_reference(bufferevent_get_output(c->bev), frame, len, nd_ws_frame_done, c) == 0) {
     nd_ws_conn_kick(c);
     return 0;
   }
   /* Closed meanwhile (or no memory): not sent, no longer queued. */
-  frame_written(frame, len, c);
+  nd_ws_frame_done(frame, len, c);
   return -1;
 }
 
@@ -559,15 +579,12 @@ int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text)
   if (!c || (!data && len)) return NOTIFD_EINVAL;
   if (!c->m_open) return NOTIFD_ECLOSED;
   if (is_text && !nd_utf8_valid(data, len)) return NOTIFD_EINVAL;
-  /* A frame that could never fit the queue is the caller's problem, not
-   * the client's: refuse it without closing anything. */
-  const nd_config *cfg = &c->ch->hub->host->cfg;
-  if (cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes) return NOTIFD_ETOOBIG;
   size_t flen = 0;
   uint8_t *frame = nd_ws_chunk_new(is_text ? ND_WS_OP_TEXT : ND_WS_OP_BINARY, data, len, &flen);
   if (!frame) return NOTIFD_ENOMEM;
   int rc = nd_ws_conn_queue(c, frame, flen);
   nd_ws_chunk_unref(frame);
+  if (rc == NOTIFD_ETOOBIG) return rc;
   if (rc < 0) return c->m_open ? NOTIFD_ENOMEM : NOTIFD_ECLOSED;
   nd_ws_hub *hub = c->ch->hub;
   nd_ws_metric_add(hub->m_frames, c->ch, 1);

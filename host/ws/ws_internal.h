@@ -95,9 +95,11 @@ struct notifd_ws_conn {
                                 subject matched; 0 = anonymous */
   uint8_t proto;             /* 1 + index of the negotiated subprotocol */
   uint8_t paused;            /* open, but out of its key (ws_conn_pause) */
-  /* ---- both (atomics): data frames queued by main, not yet written ---- */
+  /* ---- both (atomics): data frames in the socket's output, not yet
+   * written (counted by the I/O side, read by main's limits) ---- */
   uint32_t q_frames;
   size_t q_bytes;
+  size_t q_big;              /* bytes of the queued frame above max_queue_bytes (0: none) */
   /* ---- the I/O loop's thread ---- */
   struct bufferevent *bev;
   notifd_ws_conn *tprev, *tnext;   /* timer list */
@@ -253,7 +255,10 @@ void nd_ws_conn_deliver(notifd_ws_conn *c, const void *data, size_t len, int is_
 void nd_ws_conn_destroy(notifd_ws_conn *c);
 /* Queues a pre-encoded data frame (a chunk from nd_ws_chunk_new) within
  * the connection's outbound limits.  0 queued; -1 over the limit (the
- * connection is being closed as a slow consumer) or not open. */
+ * connection is being closed as a slow consumer) or not open;
+ * NOTIFD_ETOOBIG for a frame larger than websocket.max_queue_bytes while
+ * another such frame is queued (one at a time, outside the byte limit;
+ * the connection stays open, the caller may try again). */
 int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len);
 
 /* ws_conn.c, the connection's I/O loop */
@@ -267,6 +272,12 @@ void nd_ws_io_close(notifd_ws_conn *c, const uint8_t *payload, size_t len);
 /* Appends a data frame main queued (and counted).  0, or -1 (dropped:
  * not open, or no memory; the count is undone). */
 int nd_ws_io_add_frame(notifd_ws_conn *c, uint8_t *frame, size_t len);
+/* A queued data frame is written or dropped: the counts main keeps go
+ * down and the chunk reference goes (any thread; the evbuffer cleanup). */
+void nd_ws_frame_done(const void *data, size_t len, void *extra);
+/* A frame main queued never reached the socket's output: its reference
+ * (and the large-frame mark) go, nothing was counted. */
+void nd_ws_frame_unsent(uint8_t *frame, size_t len, notifd_ws_conn *c);
 /* Drops the TCP connection now (no close frame); on_close gets `code`. */
 void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why);
 void nd_ws_conn_send_ping(notifd_ws_conn *c);

@@ -422,11 +422,7 @@ static void drop_to_io(nd_ws_loop *l, nd_ws_msg *m, void *arg) {
     nd_ws_conn_gone(m->c);
     break;
   }
-  case ND_WS_MSG_FRAME:
-    __atomic_fetch_sub(&m->c->q_frames, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_sub(&m->c->q_bytes, m->len, __ATOMIC_RELAXED);
-    nd_ws_chunk_unref(m->data);
-    break;
+  case ND_WS_MSG_FRAME: nd_ws_frame_unsent(m->data, m->len, m->c); break;
   case ND_WS_MSG_CLOSE: free(m->data); break;
   case ND_WS_MSG_FREE: nd_ws_io_free(m->c, 1); break;
   default: break;
@@ -493,9 +489,7 @@ int nd_ws_to_io_frame(notifd_ws_conn *c, uint8_t *frame, size_t len) {
   if (!nd_ws_remote(c)) return nd_ws_io_add_frame(c, frame, len);
   nd_ws_msg m = {.c = c, .data = frame, .len = len, .type = ND_WS_MSG_FRAME};
   if (pipe_send(&c->loop->to_io, &m) == 0) return 0;
-  __atomic_fetch_sub(&c->q_frames, 1, __ATOMIC_RELAXED);
-  __atomic_fetch_sub(&c->q_bytes, len, __ATOMIC_RELAXED);
-  nd_ws_chunk_unref(frame);
+  nd_ws_frame_unsent(frame, len, c);
   return -1;
 }
 

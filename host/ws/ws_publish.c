@@ -74,8 +74,6 @@ int nd_ws_publish_where(notifd_ws_channel *ch, const char *key, int want, const 
   nd_ws_metric_add(hub->m_publishes, ch, 1);
   nd_ws_keyent *e = nd_ws_keymap_find(&ch->keys, key);
   if (!e) return 0;
-  const nd_config *cfg = &hub->host->cfg;
-  if (cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes) return NOTIFD_ETOOBIG;
   size_t flen = 0;
   uint8_t *frame = NULL; /* encoded for the first receiver */
   uint32_t d = 0, f = 0;

@@ -62,6 +62,9 @@ static void on_reply(int32_t status, notifd_http_resp *resp, void *ud) {
   pl->api->metric_observe(pl->m.forward, labels, (double)(pc_mono_ns() - c->t0_ns) / 1e9);
   if (ok) {
     ev->done |= 1u << c->target;
+  } else if (status == 413) {
+    ev->too_large |= 1u << c->target; /* the same answer on every retry */
+    add_error(ev, c->target, "HTTP 413: the record is larger than the target accepts");
   } else if (!resp) {
     add_error(ev, c->target, "transport error or timeout (%d)", (int)status);
   } else {

@@ -41,6 +41,7 @@ struct ch_event {
   char *body;            /* ChatMessage as Go JSON, the forwarded body */
   size_t body_len;
   unsigned done;         /* targets delivered (this or an earlier attempt) */
+  unsigned too_large;    /* targets that answered 413 to this record */
   int pending;           /* forwards in flight, +1 while starting them */
   char err[600];         /* aggregated errors of this attempt */
   ch_call call[CH_TARGETS];

@@ -91,8 +91,26 @@ static void on_marked(int32_t result, void *ud) {
   ack_success(ev);
 }
 
+/* A target refused the record for its size: retries would get the same
+ * answer, and closing the conversation would punish every other message
+ * in it, so the record goes to the dead-letter topic at once. */
+static void refuse_too_large(ch_event *ev) {
+  ch_plugin *pl = ev->pl;
+  const notifd_api *api = pl->api;
+  count(pl->m.failed, pl, ev->change.op);
+  api->log(pl->self, NOTIFD_LOG_ERROR, "delivery of %s refused, dead-lettered: %s",
+           ev->change.msg.message_id, ev->err);
+  ch_memo_forget(pl->memo, ev->m, api);
+  api->bus_drop(ev->m, ev->err);
+  retire(ev);
+}
+
 void ch_forward_finished(ch_event *ev) {
   ch_plugin *pl = ev->pl;
+  if (ev->too_large && (ev->done | ev->too_large) == CH_ALL_TARGETS) {
+    refuse_too_large(ev);
+    return;
+  }
   if (ev->done != CH_ALL_TARGETS) {
     fail_attempt(ev, ev->err[0] ? ev->err : "delivery failed");
     return;

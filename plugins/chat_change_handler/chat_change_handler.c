@@ -36,6 +36,10 @@
 #include <string.h>
 
 #include "ch_internal.h"
+#include "pc_plugin.h"
+
+/* A config problem at `key`, as file:line:column on a host that can. */
+#define cfg_fail(pl, key, ...) pc_config_error((pl)->api, (pl)->self, (key), __VA_ARGS__)
 
 #define MEMO_CAP 4096
 
@@ -118,23 +122,24 @@ static int ch_init(notifd_plugin *p, const notifd_api *api, void **state) {
   bad |= api->config_double(p, "retry.multiplier", 0, &multiplier) < 0;
   bad |= api->config_double(p, "retry.jitter", 0, &jitter) < 0;
   bad |= api->config_string(p, "metric_prefix", "chat_persistence_change_consumer", &prefix) < 0;
+  /* Every value is checked (a mistyped one holds its default), so --check
+   * reports them all in one pass. */
+  if (!*pl->topic) bad |= cfg_fail(pl, "change_topic", "must not be empty") < 0;
+  if (!*pl->group) bad |= cfg_fail(pl, "group", "must not be empty") < 0;
+  if (pl->chat_ws_timeout_ms <= 0) bad |= cfg_fail(pl, "chat_ws_timeout", "must be positive") < 0;
+  if (pl->notifications_timeout_ms <= 0)
+    bad |= cfg_fail(pl, "notifications_timeout", "must be positive") < 0;
+  if (pl->close_timeout_ms <= 0) bad |= cfg_fail(pl, "close_timeout", "must be positive") < 0;
+  if (pl->dedupe_ttl_ms < 0) bad |= cfg_fail(pl, "dedupe_ttl", "must not be negative") < 0;
+  if (pl->max_key_bytes < 16 || pl->max_key_bytes > 65536)
+    bad |= cfg_fail(pl, "max_key_bytes", "must be between 16 and 65536") < 0;
+  if (max_attempts == 0 || max_attempts < -1 || max_attempts > 1000)
+    bad |= cfg_fail(pl, "retry.max_attempts", "must be between 1 and 1000") < 0;
+  if (initial_ms < 0) bad |= cfg_fail(pl, "retry.initial_interval", "must not be negative") < 0;
+  if (max_ms < 0) bad |= cfg_fail(pl, "retry.max_interval", "must not be negative") < 0;
+  if (multiplier < 0) bad |= cfg_fail(pl, "retry.multiplier", "must not be negative") < 0;
+  if (jitter < 0 || jitter > 1) bad |= cfg_fail(pl, "retry.jitter", "must be between 0 and 1") < 0;
   if (bad) return NOTIFD_EINVAL;
-  const char *problem = NULL;
-  if (!*pl->topic || !*pl->group) problem = "change_topic and group must not be empty";
-  else if (pl->chat_ws_timeout_ms <= 0 || pl->notifications_timeout_ms <= 0 ||
-           pl->close_timeout_ms <= 0)
-    problem = "timeouts must be positive";
-  else if (pl->dedupe_ttl_ms < 0) problem = "dedupe_ttl must not be negative";
-  else if (pl->max_key_bytes < 16 || pl->max_key_bytes > 65536)
-    problem = "max_key_bytes must be between 16 and 65536";
-  else if (max_attempts == 0 || max_attempts < -1 || max_attempts > 1000)
-    problem = "retry.max_attempts must be between 1 and 1000";
-  else if (initial_ms < 0 || max_ms < 0 || multiplier < 0 || jitter < 0 || jitter > 1)
-    problem = "retry settings out of range";
-  if (problem) {
-    api->log(p, NOTIFD_LOG_ERROR, "config: %s", problem);
-    return NOTIFD_EINVAL;
-  }
   pl->chat_ws_base = trim_base(pl->chat_ws_url);
   pl->notifications_base = trim_base(pl->notifications_url);
   if (!pl->chat_ws_base || !pl->notifications_base) return NOTIFD_ENOMEM;

@@ -19,18 +19,26 @@ static void set_drop(chat_change *c, const char *fmt, ...) {
   va_end(ap);
 }
 
-static const char *op_label(const char *op) {
-  static const char *const known[] = {"c", "u", "d", "r", "t", "m"};
-  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-    if (strcmp(op, known[i]) == 0) return known[i];
-  return "other";
+/* The metric label of an op: the op itself (c, u, d, r, t, m or one a
+ * newer Debezium adds), as Go counted it; "other" only for one that is not
+ * a short token of letters, digits, '_', '-' or '.', which no connector
+ * sends, so a broken producer cannot make labels of arbitrary bytes. */
+static void set_op(chat_change *c, const char *op) {
+  size_t n = strlen(op);
+  int token = n > 0 && n < sizeof c->op;
+  for (size_t i = 0; token && i < n; i++) {
+    unsigned char ch = (unsigned char)op[i];
+    token = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '_' || ch == '-' || ch == '.';
+  }
+  snprintf(c->op, sizeof c->op, "%s", token ? op : "other");
 }
 
 /* The chat_ws and notifications endpoints require these; a document
  * without them could never be delivered, so it is dropped, not retried. */
 static int doc_complete(chat_change *c) {
   const chat_message *m = &c->msg;
-  const char *missing = !*m->content     ? "content"
+  const char *missing = !m->content_len ? "content"
                         : !*m->stream_id ? "stream_id"
                         : !*m->sender_id ? "sender_id"
                         : !*m->receiver_id ? "receiver_id"
@@ -58,7 +66,7 @@ static void envelope(const json_t *v, const chat_change_opts *o, chat_change *c)
     set_drop(c, "op: expected a non-empty short string");
     return;
   }
-  c->op = op_label(json_string_value(op));
+  set_op(c, json_string_value(op));
   int forward = strcmp(c->op, "c") == 0 || (o && o->forward_reads && strcmp(c->op, "r") == 0);
   if (!forward) {
     c->kind = CHAT_CHANGE_SKIP;
@@ -88,14 +96,14 @@ static int is_true(const json_t *v) {
 static void unwrapped(const json_t *v, const chat_change_opts *o, chat_change *c) {
   if (is_true(json_object_get(v, "__deleted"))) {
     c->kind = CHAT_CHANGE_SKIP;
-    c->op = "d";
+    set_op(c, "d");
     return;
   }
   const json_t *op = json_object_get(v, "__op");
   if (json_is_string(op) && strlen(json_string_value(op)) == json_string_length(op)) {
-    c->op = op_label(json_string_value(op));
+    set_op(c, json_string_value(op));
   } else {
-    c->op = "c"; /* without add.fields=op a create cannot be told from a read */
+    set_op(c, "c"); /* without add.fields=op a create cannot be told from a read */
   }
   if (strcmp(c->op, "c") != 0 && !(o && o->forward_reads && strcmp(c->op, "r") == 0)) {
     c->kind = CHAT_CHANGE_SKIP;
@@ -109,7 +117,6 @@ static void unwrapped(const json_t *v, const chat_change_opts *o, chat_change *c
 static void change_init(chat_change *c) {
   memset(c, 0, sizeof *c);
   chat_message_init(&c->msg);
-  c->op = "";
   c->what = "";
 }
 
@@ -122,7 +129,9 @@ void chat_change_parse_slow(const void *value, size_t len, const chat_change_opt
     return;
   }
   json_error_t je;
-  json_t *root = json_loadb(value, len, JSON_DECODE_ANY, &je);
+  /* NUL allowed: "\u0000" is valid JSON, and Go stores it in content
+   * (other strings are checked for it where they are read). */
+  json_t *root = json_loadb(value, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (!root) {
     set_drop(c, "value is not JSON: %s at offset %d", je.text, je.position);
     return;
@@ -267,6 +276,7 @@ static int fast_doc(const chat_jw_val *after, chat_change *c) {
     chat_message_free(&m);
     return 0;
   }
+  chat_message_set_content_strlen(&m); /* the walker meets no \u escape */
   c->msg = m;
   take_doc(c, CHAT_DOC_OK, NULL);
   return 1;
@@ -285,10 +295,12 @@ int chat_change_parse_fast(const void *value, size_t len, const chat_change_opts
   const chat_jw_val *op = fast_get(&ob, "op"), *after = fast_get(&ob, "after");
   char opbuf[17];
   if (!op || chat_jw_copy(op, opbuf, sizeof opbuf) < 0 || !opbuf[0]) return 0;
-  const char *label = op_label(opbuf);
-  int forward = strcmp(label, "c") == 0 || (o && o->forward_reads && strcmp(label, "r") == 0);
-  if (forward && !(after && after->type == '"')) return 0;
-  c->op = label;
+  set_op(c, opbuf);
+  int forward = strcmp(c->op, "c") == 0 || (o && o->forward_reads && strcmp(c->op, "r") == 0);
+  if (forward && !(after && after->type == '"')) {
+    change_init(c);
+    return 0;
+  }
   if (!forward) {
     c->kind = CHAT_CHANGE_SKIP;
     return 1;

@@ -25,9 +25,9 @@ typedef enum chat_change_kind {
 
 typedef struct chat_change {
   int kind;             /* chat_change_kind */
-  /* Metric label for FORWARD and SKIP: c, u, d, r, t, m or "other" (raw
-   * ops are not used as labels, to bound the series). */
-  const char *op;
+  /* Metric label for FORWARD and SKIP: the op (c, u, d, r, t, m, or any
+   * other short token as sent), "other" for an op that is not a token. */
+  char op[17];
   const char *what;     /* IGNORE: tombstone | heartbeat | transaction */
   char detail[200];     /* DROP: human-readable reason */
   chat_message msg;     /* FORWARD only; free with chat_change_free */

@@ -96,6 +96,17 @@ static int read_str(const json_t *doc, const char *name, char **slot, char *reas
   return *slot ? CHAT_DOC_OK : CHAT_DOC_NOMEM;
 }
 
+/* content, which may hold NUL bytes (Go stores them): its length too. */
+static int read_content(const json_t *doc, chat_message *m, char *reason, size_t rlen) {
+  const json_t *v = json_object_get(doc, "content");
+  if (v && !json_is_null(v) && !json_is_string(v))
+    return doc_fail(reason, rlen, "content: expected a string");
+  const char *s = json_is_string(v) ? json_string_value(v) : "";
+  m->content_len = json_is_string(v) ? json_string_length(v) : 0;
+  m->content = chat_strndup(s, m->content_len);
+  return m->content ? CHAT_DOC_OK : CHAT_DOC_NOMEM;
+}
+
 /* An integral JSON number as milliseconds (a real only when exact). */
 static int number_ms(const json_t *v, int64_t *ms) {
   if (json_is_integer(v)) {
@@ -141,7 +152,7 @@ int chat_doc_from_json(const json_t *doc, chat_message *out, char *reason, size_
   chat_message_init(out);
   if (!json_is_object(doc)) return doc_fail(reason, rlen, "document is not an object");
   int rc = read_id(json_object_get(doc, "_id"), out, reason, rlen);
-  if (rc == CHAT_DOC_OK) rc = read_str(doc, "content", &out->content, reason, rlen);
+  if (rc == CHAT_DOC_OK) rc = read_content(doc, out, reason, rlen);
   if (rc == CHAT_DOC_OK) rc = read_str(doc, "stream_id", &out->stream_id, reason, rlen);
   if (rc == CHAT_DOC_OK) rc = read_str(doc, "sender_id", &out->sender_id, reason, rlen);
   if (rc == CHAT_DOC_OK) rc = read_str(doc, "receiver_id", &out->receiver_id, reason, rlen);
@@ -154,7 +165,7 @@ int chat_doc_from_extjson(const char *text, size_t len, chat_message *out, char 
                           size_t rlen) {
   chat_message_init(out);
   json_error_t je;
-  json_t *doc = json_loadb(text, len, JSON_DECODE_ANY, &je);
+  json_t *doc = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (!doc) return doc_fail(reason, rlen, "Extended JSON: %s at offset %d", je.text, je.position);
   int rc = chat_doc_from_json(doc, out, reason, rlen);
   json_decref(doc);
@@ -178,7 +189,8 @@ int chat_doc_to_extjson(const chat_message *m, pc_buf *b) {
     put_str(b, m->message_id);
   }
   pc_buf_puts(b, ",\"content\":");
-  put_str(b, m->content);
+  chat_json_str(b, m->content ? m->content : "", m->content ? m->content_len : 0,
+                CHAT_JSON_PLAIN);
   pc_buf_printf(b, ",\"created_at\":{\"$date\":{\"$numberLong\":\"%" PRId64 "\"}}",
                 m->created_at_ms);
   pc_buf_puts(b, ",\"stream_id\":");

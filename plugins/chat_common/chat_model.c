@@ -51,11 +51,20 @@ static int dup1(char **dst, const char *src) {
   return *dst ? 0 : -1;
 }
 
+void chat_message_set_content_strlen(chat_message *m) {
+  m->content_len = m->content ? strlen(m->content) : 0;
+}
+
 int chat_message_copy(chat_message *dst, const chat_message *src) {
   chat_message_init(dst);
   dst->created_at_ms = src->created_at_ms;
   dst->id_is_oid = src->id_is_oid;
-  if (dup1(&dst->message_id, src->message_id) || dup1(&dst->content, src->content) ||
+  if (src->content && !(dst->content = chat_strndup(src->content, src->content_len))) {
+    chat_message_free(dst);
+    return -1;
+  }
+  dst->content_len = src->content ? src->content_len : 0;
+  if (dup1(&dst->message_id, src->message_id) ||
       dup1(&dst->stream_id, src->stream_id) || dup1(&dst->sender_id, src->sender_id) ||
       dup1(&dst->receiver_id, src->receiver_id)) {
     chat_message_free(dst);
@@ -93,6 +102,13 @@ static char **field_slot(chat_message *m, int f) {
   case F_RECEIVER_ID: return &m->receiver_id;
   default: return NULL;
   }
+}
+
+/* Go's `required` on a string: length 0 (content may start with a NUL). */
+static int field_empty(const chat_message *m, int f) {
+  if (f == F_CONTENT) return m->content_len == 0;
+  char **slot = field_slot((chat_message *)m, f);
+  return slot && !**slot;
 }
 
 /* Whether key[0..n) equals the NUL-terminated `name`, ignoring ASCII case. */
@@ -174,6 +190,11 @@ int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err) {
       }
       continue;
     }
+    if (f != F_CONTENT && memchr(s, '\0', n)) { /* ids: chat_message_check's rule */
+      if (!type_error) pc_buf_printf(err, "%s: contains a control character", fields[f].json);
+      type_error = 1;
+      continue;
+    }
     char **slot = field_slot(out, f);
     char *copy = chat_strndup(s, n);
     if (!copy) {
@@ -182,6 +203,7 @@ int chat_message_bind(const json_t *body, chat_message *out, pc_buf *err) {
     }
     free(*slot);
     *slot = copy;
+    if (f == F_CONTENT) out->content_len = n;
   }
   if (type_error) {
     chat_message_free(out);
@@ -194,8 +216,7 @@ validate:
   }
   int first = 1;
   for (int f = 0; f < F_COUNT; f++) {
-    char **slot = field_slot(out, f);
-    if (!fields[f].required || !slot || **slot) continue;
+    if (!fields[f].required || !field_slot(out, f) || !field_empty(out, f)) continue;
     if (!first) pc_buf_putc(err, '\n');
     first = 0;
     pc_buf_printf(err, "Key: '%s' Error:Field validation for '%s' failed on the 'required' tag",
@@ -253,9 +274,9 @@ int chat_message_bind_fast(const void *body, size_t len, chat_message *out) {
     if (!(*slot = chat_jw_strdup(&v))) goto unsure;
   }
   if (r < 0 || chat_jw_finish(&w) < 0 || chat_message_fill(out) < 0) goto unsure;
+  chat_message_set_content_strlen(out); /* no \u escapes here, so no NUL */
   for (int f = 0; f < F_COUNT; f++) {
-    char **slot = field_slot(out, f);
-    if (fields[f].required && slot && !**slot) goto unsure;
+    if (fields[f].required && field_slot(out, f) && field_empty(out, f)) goto unsure;
   }
   return 1;
 unsure:
@@ -265,8 +286,7 @@ unsure:
 
 /* ---- extra checks ---- */
 
-static int check_text(const char *name, const char *s, size_t limit, pc_buf *err) {
-  size_t n = strlen(s);
+static int check_text(const char *name, const char *s, size_t n, size_t limit, pc_buf *err) {
   if (limit && n > limit) {
     pc_buf_printf(err, "%s: too long (%zu bytes, limit %zu)", name, n, limit);
     return -1;
@@ -289,9 +309,13 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, pc_buf *er
       {"sender_id", m->sender_id, lim->max_id_bytes},
       {"receiver_id", m->receiver_id, lim->max_id_bytes},
   };
-  for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
-    if (check_text(checks[i].name, checks[i].val ? checks[i].val : "", checks[i].limit, err) < 0)
+  for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+    const char *v = checks[i].val ? checks[i].val : "";
+    /* content may hold NULs: its own length; ids cannot (bind refuses) */
+    size_t n = checks[i].val && checks[i].val == m->content ? m->content_len : strlen(v);
+    if (check_text(checks[i].name, v, n, checks[i].limit, err) < 0)
       return err->oom ? CHAT_BIND_NOMEM : CHAT_BIND_INVALID;
+  }
   /* Ids are routing keys and path segments: no control characters. */
   const char *ids[] = {m->message_id, m->stream_id, m->sender_id, m->receiver_id};
   const char *names[] = {"message_id", "stream_id", "sender_id", "receiver_id"};
@@ -317,10 +341,14 @@ int chat_message_check(const chat_message *m, const chat_limits *lim, pc_buf *er
 
 /* ---- output ---- */
 
-static void go_field(pc_buf *b, const char *name, const char *val, int comma) {
+static void go_field_n(pc_buf *b, const char *name, const char *val, size_t n, int comma) {
   if (comma) pc_buf_putc(b, ',');
   chat_json_key(b, name);
-  chat_json_str(b, val ? val : "", val ? strlen(val) : 0, CHAT_JSON_GO);
+  chat_json_str(b, val ? val : "", val ? n : 0, CHAT_JSON_GO);
+}
+
+static void go_field(pc_buf *b, const char *name, const char *val, int comma) {
+  go_field_n(b, name, val, val ? strlen(val) : 0, comma);
 }
 
 int chat_message_gojson(const chat_message *m, pc_buf *b) {
@@ -328,7 +356,7 @@ int chat_message_gojson(const chat_message *m, pc_buf *b) {
   if (chat_time_format(m->created_at_ms, when) < 0) return -1;
   pc_buf_putc(b, '{');
   go_field(b, "message_id", m->message_id, 0);
-  go_field(b, "content", m->content, 1);
+  go_field_n(b, "content", m->content, m->content_len, 1);
   go_field(b, "created_at", when, 1);
   go_field(b, "stream_id", m->stream_id, 1);
   go_field(b, "sender_id", m->sender_id, 1);

@@ -14,7 +14,8 @@ typedef struct chat_message {
   /* Owned, NUL-terminated; "" when absent (never NULL after a successful
    * bind, parse or chat_message_fill). */
   char *message_id;
-  char *content;
+  char *content;         /* may hold NUL bytes (Go strings do): */
+  size_t content_len;    /* its length, always set with it */
   char *stream_id;
   char *sender_id;
   char *receiver_id;
@@ -27,6 +28,8 @@ char *chat_strndup(const char *s, size_t n);
 
 void chat_message_init(chat_message *m);
 void chat_message_free(chat_message *m);
+/* content_len = strlen(content), for content read where no NUL can be. */
+void chat_message_set_content_strlen(chat_message *m);
 /* Replaces NULL strings with "": 0, or -1 on OOM. */
 int chat_message_fill(chat_message *m);
 /* Deep copy into an initialised dst: 0, or -1 on OOM (dst left freed). */

@@ -39,6 +39,8 @@
 #include <time.h>
 
 #include "cp_internal.h"
+#include "pc_build.h"
+#include "pc_plugin.h"
 
 /* ---- worker jobs ---- */
 
@@ -91,7 +93,11 @@ typedef struct setup_job {
 
 static void setup_work(cp_job *j) {
   setup_job *sj = (setup_job *)j;
+#if NOTIFD_WITH_MONGODB
   sj->rc = cp_store_mongo_setup(j->pl->store, sj->err, sizeof sj->err);
+#else
+  sj->rc = -1; /* never submitted: the store cannot be MongoDB */
+#endif
 }
 
 static void setup_release(cp_job *j) { free(j); }
@@ -173,16 +179,8 @@ static void ckpt_submit(cp_plugin *pl) {
 
 /* ---- configuration ---- */
 
-static int cfg_fail(cp_plugin *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int cfg_fail(cp_plugin *pl, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  pl->api->log(pl->self, NOTIFD_LOG_ERROR, "config: %s", msg);
-  return NOTIFD_EINVAL;
-}
+/* A config problem at `key`, as file:line:column on a host that can. */
+#define cfg_fail(pl, key, ...) pc_config_error((pl)->api, (pl)->self, (key), __VA_ARGS__)
 
 static int read_config(cp_plugin *pl, const char **store_kind, const char **relay,
                        const char **path, const char **sync, const char **coll,
@@ -222,33 +220,40 @@ static int read_config(cp_plugin *pl, const char **store_kind, const char **rela
    * compatibility (auth.mode: none). */
   int seed = NOTIFD_API_HAS(api, auth_mode) && api->auth_mode(p) == NOTIFD_AUTH_MODE_NONE;
   bad |= api->config_string(p, "auth", seed ? "none" : "token", &auth) < 0;
-  if (bad) return NOTIFD_EINVAL;
+  /* Every value is checked (a mistyped one holds its default), so --check
+   * reports them all in one pass. */
   if (strcmp(auth, "none") == 0) pl->auth = NOTIFD_AUTH_NONE;
   else if (strcmp(auth, "token") == 0) pl->auth = NOTIFD_AUTH_TOKEN;
   else if (strcmp(auth, "internal") == 0) pl->auth = NOTIFD_AUTH_INTERNAL;
-  else return cfg_fail(pl, "auth: expected none, token or internal, got '%s'", auth);
+  else bad |= cfg_fail(pl, "auth", "expected one of none|token|internal, got '%s'", auth) < 0;
   if (strcmp(*sync, "full") != 0 && strcmp(*sync, "normal") != 0)
-    return cfg_fail(pl, "sqlite_synchronous: expected full or normal, got '%s'", *sync);
-  if (!*pl->change_topic) return cfg_fail(pl, "change_topic: must not be empty");
+    bad |= cfg_fail(pl, "sqlite_synchronous", "expected one of full|normal, got '%s'", *sync) < 0;
+  if (!*pl->change_topic) bad |= cfg_fail(pl, "change_topic", "must not be empty") < 0;
   if (pl->relay_batch < 0 || pl->relay_batch > 100000)
-    return cfg_fail(pl, "relay_batch: must be between 1 and 100000");
-  if (pl->relay_retry_ms < 1 || pl->relay_poll_ms < 1 || pl->relay_delay_ms < 0)
-    return cfg_fail(pl, "relay intervals: must be positive");
+    bad |= cfg_fail(pl, "relay_batch", "must be between 1 and 100000") < 0;
+  if (pl->relay_retry_ms < 1)
+    bad |= cfg_fail(pl, "relay_retry_interval", "must be positive") < 0;
+  if (pl->relay_poll_ms < 1) bad |= cfg_fail(pl, "relay_poll_interval", "must be positive") < 0;
+  if (pl->relay_delay_ms < 0) bad |= cfg_fail(pl, "relay_delay", "must not be negative") < 0;
   if (pl->max_content_bytes < 1 || pl->max_content_bytes > 16 * 1024 * 1024)
-    return cfg_fail(pl, "max_content_bytes: must be between 1 and 16 MiB");
+    bad |= cfg_fail(pl, "max_content_bytes", "must be between 1 and 16 MiB") < 0;
   if (pl->max_id_bytes < 16 || pl->max_id_bytes > 4096)
-    return cfg_fail(pl, "max_id_bytes: must be between 16 and 4096");
+    bad |= cfg_fail(pl, "max_id_bytes", "must be between 16 and 4096") < 0;
   if (!**conv_coll || strcmp(*conv_coll, *coll) == 0)
-    return cfg_fail(pl, "conversations_collection: must be set and differ from collection");
-  if (pl->history_max_limit < 1 || pl->history_max_limit > 10000 ||
-      pl->history_default_limit < 1 || pl->history_default_limit > pl->history_max_limit)
-    return cfg_fail(pl, "history limits: need 1 <= default <= max <= 10000");
-  return 0;
+    bad |= cfg_fail(pl, "conversations_collection", "must be set and differ from collection") < 0;
+  if (pl->history_max_limit < 1 || pl->history_max_limit > 10000)
+    bad |= cfg_fail(pl, "history_max_limit", "must be between 1 and 10000") < 0;
+  else if (pl->history_default_limit < 1 || pl->history_default_limit > pl->history_max_limit)
+    bad |= cfg_fail(pl, "history_default_limit", "must be between 1 and history_max_limit (%lld)",
+                    (long long)pl->history_max_limit) < 0;
+  return bad ? NOTIFD_EINVAL : 0;
 }
 
-static int open_store(cp_plugin *pl, const char *kind, const char *relay, const char *path,
-                      const char *sync, const char *coll, const char *conv_coll,
-                      const char *outbox_coll) {
+/* Checks the store and relay settings; opens the store when `open` (and
+ * not under --check). */
+static int open_store(cp_plugin *pl, int open, const char *kind, const char *relay,
+                      const char *path, const char *sync, const char *coll,
+                      const char *conv_coll, const char *outbox_coll) {
   const notifd_api *api = pl->api;
   const char *uri = NULL, *db = NULL;
   if (api->backend_string(pl->self, "mongodb", "uri", &uri) < 0 ||
@@ -257,16 +262,16 @@ static int open_store(cp_plugin *pl, const char *kind, const char *relay, const 
   if (strcmp(kind, "auto") == 0) kind = uri ? "mongodb" : "sqlite";
   if (strcmp(kind, "sqlite") == 0) pl->mongo = 0;
   else if (strcmp(kind, "mongodb") == 0) pl->mongo = 1;
-  else return cfg_fail(pl, "store: expected auto, sqlite or mongodb, got '%s'", kind);
-  if (pl->mongo && !uri) return cfg_fail(pl, "store: mongodb needs backends.mongodb.uri");
+  else return cfg_fail(pl, "store", "expected one of auto|sqlite|mongodb, got '%s'", kind);
+  if (pl->mongo && !uri) return cfg_fail(pl, "store", "mongodb needs backends.mongodb.uri");
 
   if (strcmp(relay, "auto") == 0) pl->relay_mode = pl->mongo ? CP_RELAY_POLL : CP_RELAY_OUTBOX;
   else if (strcmp(relay, "none") == 0) pl->relay_mode = CP_RELAY_NONE;
   else if (strcmp(relay, "outbox") == 0 && !pl->mongo) pl->relay_mode = CP_RELAY_OUTBOX;
   else if (strcmp(relay, "poll") == 0 && pl->mongo) pl->relay_mode = CP_RELAY_POLL;
   else
-    return cfg_fail(pl, "relay: '%s' does not fit the store (sqlite: auto|outbox|none, "
-                        "mongodb: auto|poll|none)", relay);
+    return cfg_fail(pl, "relay", "'%s' does not fit the store (sqlite: auto|outbox|none, "
+                                 "mongodb: auto|poll|none)", relay);
 
   if (pl->relay_batch == 0) pl->relay_batch = pl->mongo ? 2000 : 256;
   char err[512];
@@ -278,17 +283,23 @@ static int open_store(cp_plugin *pl, const char *kind, const char *relay, const 
       outbox_coll = outbox_def;
     }
     if (!*outbox_coll || strcmp(outbox_coll, coll) == 0 || strcmp(outbox_coll, conv_coll) == 0)
-      return cfg_fail(pl, "outbox_collection: must differ from collection and "
-                          "conversations_collection");
+      return cfg_fail(pl, "outbox_collection", "must differ from collection and "
+                                               "conversations_collection");
+#if NOTIFD_WITH_MONGODB
+    if (!open || pc_check_only(api, pl->self)) return 0; /* --check: open nothing */
     cp_mongo_opts o = {uri, db ? db : "notifications", coll, conv_coll, outbox_coll,
                        pl->relay_mode == CP_RELAY_POLL};
     rc = cp_store_mongo_open(&o, &pl->store, err, sizeof err);
+#else
+    return cfg_fail(pl, "store", "mongodb: %s", PC_MONGODB_MISSING);
+#endif
   } else {
     char def[4096];
     if (!path) {
       snprintf(def, sizeof def, "%s/chat.db", api->data_dir(pl->self));
       path = def;
     }
+    if (!open || pc_check_only(api, pl->self)) return 0; /* --check: no chat.db */
     cp_sqlite_opts o = {path, strcmp(sync, "full") == 0, pl->relay_mode == CP_RELAY_OUTBOX};
     rc = cp_store_sqlite_open(&o, &pl->store, err, sizeof err);
   }
@@ -346,10 +357,16 @@ static int cp_init(notifd_plugin *p, const notifd_api *api, void **state) {
   }
   const char *kind, *relay, *path, *sync, *coll, *conv_coll, *outbox_coll;
   int rc = read_config(pl, &kind, &relay, &path, &sync, &coll, &conv_coll, &outbox_coll);
-  if (rc < 0) return rc;
-  if ((rc = open_store(pl, kind, relay, path, sync, coll, conv_coll, outbox_coll)) < 0) return rc;
+  if (rc < 0) {
+    if (rc == NOTIFD_EINVAL) /* the store's settings are checked too, nothing opened */
+      open_store(pl, 0, kind, relay, path, sync, coll, conv_coll, outbox_coll);
+    return rc;
+  }
+  if ((rc = open_store(pl, 1, kind, relay, path, sync, coll, conv_coll, outbox_coll)) < 0)
+    return rc;
   if ((rc = register_metrics(pl)) < 0) return rc;
-  if (pl->relay_mode != CP_RELAY_NONE && (rc = cp_relay_new(pl, &pl->relay)) < 0) return rc;
+  if (pl->store && pl->relay_mode != CP_RELAY_NONE && (rc = cp_relay_new(pl, &pl->relay)) < 0)
+    return rc; /* (no store under --check) */
   return cp_http_register(pl);
 }
 

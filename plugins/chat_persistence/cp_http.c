@@ -84,7 +84,8 @@ static void post_release(cp_job *j) {
 }
 
 static int same_message(const chat_message *a, const chat_message *b) {
-  return strcmp(a->content, b->content) == 0 && strcmp(a->stream_id, b->stream_id) == 0 &&
+  return a->content_len == b->content_len &&
+         memcmp(a->content, b->content, a->content_len) == 0 && strcmp(a->stream_id, b->stream_id) == 0 &&
          strcmp(a->sender_id, b->sender_id) == 0 && strcmp(a->receiver_id, b->receiver_id) == 0;
 }
 
@@ -463,14 +464,21 @@ static void on_post(notifd_req *req, void *ud) {
   const void *raw = api->req_body(req, &len);
   chat_message fast;
   int bound = raw && chat_message_bind_fast(raw, len, &fast);
+  /* The body is read here with JSON_ALLOW_NUL: Go stores "\u0000" in a
+   * message's content.  What this reading refuses the host's refuses too,
+   * and answers 400 with its own text. */
   json_t *body = NULL;
-  if (!bound && !(body = api->req_json_or_400(req))) {
+  if (!bound && !(body = json_loadb(raw ? raw : "", len,
+                                    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                                    NULL))) {
+    if (api->req_json_or_400(req)) api->respond_error(req, 400, "invalid JSON");
     count(pl, "invalid");
-    return; /* answered 400 by the host */
+    return;
   }
   post_job *pj = calloc(1, sizeof *pj);
   if (!pj) {
     if (bound) chat_message_free(&fast);
+    json_decref(body);
     count(pl, "error");
     api->respond_error(req, 500, "out of memory");
     return;
@@ -481,6 +489,7 @@ static void on_post(notifd_req *req, void *ud) {
   int rc = CHAT_BIND_OK;
   if (bound) pj->msg = fast;
   else rc = chat_message_bind(body, &pj->msg, &err);
+  json_decref(body);
   if (rc == CHAT_BIND_OK) {
     chat_limits lim = {(size_t)pl->max_content_bytes, (size_t)pl->max_id_bytes,
                        pl->verify_stream_id};

@@ -91,6 +91,13 @@ static char *iter_dup_utf8(const bson_iter_t *it) {
   return chat_strndup(s, len);
 }
 
+/* A BSON string's length, NUL bytes included (content may hold them). */
+static size_t strlen_utf8_iter(const bson_iter_t *it) {
+  uint32_t len = 0;
+  bson_iter_utf8(it, &len);
+  return len;
+}
+
 /* Reads a stored document; -1 on OOM. Missing or odd fields read as empty,
  * as the Go driver's decoder would leave them. */
 static int doc_to_msg(const bson_t *doc, chat_message *m) {
@@ -129,6 +136,7 @@ static int doc_to_msg(const bson_t *doc, chat_message *m) {
       if (slot && BSON_ITER_HOLDS_UTF8(&it)) {
         free(*slot);
         *slot = iter_dup_utf8(&it);
+        if (slot == &m->content) m->content_len = *slot ? strlen_utf8_iter(&it) : 0;
       }
     }
   }
@@ -195,7 +203,7 @@ static int find_one(mg_store *s, const bson_t *filter, chat_message *out, char *
 
 static void msg_doc(bson_t *doc, const chat_message *m) {
   append_id(doc, "_id", m->message_id, m->id_is_oid);
-  BSON_APPEND_UTF8(doc, "content", m->content);
+  bson_append_utf8(doc, "content", -1, m->content, (int)m->content_len);
   BSON_APPEND_DATE_TIME(doc, "created_at", m->created_at_ms);
   BSON_APPEND_UTF8(doc, "stream_id", m->stream_id);
   BSON_APPEND_UTF8(doc, "sender_id", m->sender_id);

@@ -114,6 +114,7 @@ static int row_to_msg(sqlite3_stmt *st, chat_message *m, int64_t *seq) {
   m->message_id = col_dup(st, 1);
   m->id_is_oid = sqlite3_column_int(st, 2);
   m->content = col_dup(st, 3);
+  m->content_len = m->content ? (size_t)sqlite3_column_bytes(st, 3) : 0; /* NULs included */
   m->created_at_ms = sqlite3_column_int64(st, 4);
   m->stream_id = col_dup(st, 5);
   m->sender_id = col_dup(st, 6);
@@ -237,7 +238,7 @@ static int insert_locked(sq_store *s, chat_message *m, int64_t *seq, pc_buf *key
   m->created_at_ms = chat_time_now_ms();
   bind_text(s->ins, 1, m->message_id);
   sqlite3_bind_int(s->ins, 2, m->id_is_oid);
-  bind_text(s->ins, 3, m->content);
+  sqlite3_bind_text(s->ins, 3, m->content, (int)m->content_len, SQLITE_STATIC);
   sqlite3_bind_int64(s->ins, 4, m->created_at_ms);
   bind_text(s->ins, 5, m->stream_id);
   bind_text(s->ins, 6, m->sender_id);

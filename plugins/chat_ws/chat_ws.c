@@ -29,6 +29,8 @@
  *                               # true [false]
  *   forward_auth: none|internal # forward endpoint: internal [none]
  *   close_auth: none|internal   # close endpoint: internal [internal]
+ *   forward_max_body: 104857600 # forward endpoints' body limit in bytes
+ *                               # (pc_config_forward_max_body)
  *   typing_interval: 2s         # at most one typing relayed per v2 socket
  *   presence_grace: 5s          # offline told only if still gone after it
  *   presence_topic: chat-presence  # bus topic between instances ("" = off)
@@ -85,6 +87,7 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
 
   uint32_t auth = NOTIFD_AUTH_NONE, forward_auth = NOTIFD_AUTH_NONE,
            close_auth = NOTIFD_AUTH_INTERNAL;
+  uint64_t forward_max = 0;
   int seed = pc_auth_seed_mode(api, p);
   int rc;
   if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
@@ -96,7 +99,8 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
                            PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &close_auth)) < 0 ||
       (rc = api->config_bool(p, "verify_stream_id", !seed, &s->verify_stream_id)) < 0 ||
       (rc = api->config_duration_ms(p, "typing_interval", 2000, &s->typing_interval_ms)) < 0 ||
-      (rc = api->config_duration_ms(p, "presence_grace", 5000, &s->grace_ms)) < 0)
+      (rc = api->config_duration_ms(p, "presence_grace", 5000, &s->grace_ms)) < 0 ||
+      (rc = pc_config_forward_max_body(api, p, &forward_max)) < 0)
     return rc;
   if ((rc = cw_registry_init(s)) < 0) return rc;
   if (auth == NOTIFD_AUTH_TOKEN && !s->verify_stream_id)
@@ -144,7 +148,8 @@ static int chat_ws_init(notifd_plugin *p, const notifd_api *api, void **state) {
   };
   if ((rc = api->ws_channel(p, &ch, &s->ch)) < 0) return rc;
 
-  notifd_route_opts fwd = {.size = sizeof fwd, .auth = forward_auth};
+  notifd_route_opts fwd = {.size = sizeof fwd, .auth = forward_auth,
+                           .max_body = forward_max};
   notifd_route_opts cls = {.size = sizeof cls, .auth = close_auth};
   if ((rc = api->http_route(p, "POST", "/chat/forward-to-websocket", chat_ws_on_forward, s,
                             &fwd)) < 0)

@@ -1,5 +1,7 @@
 #include "pc_plugin.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pc_jenc.h"
@@ -28,11 +30,41 @@ int pc_config_auth(const notifd_api *api, notifd_plugin *p, const char *key, con
     *out = i;
     return 0;
   }
-  api->log(p, NOTIFD_LOG_ERROR, "config %s: '%s' is not one of the allowed policies (%s%s%s)",
-           key, v, (allowed & PC_AUTH_ALLOW_NONE) ? "none " : "",
-           (allowed & PC_AUTH_ALLOW_TOKEN) ? "token " : "",
-           (allowed & PC_AUTH_ALLOW_INTERNAL) ? "internal" : "");
+  char names[32] = "";
+  for (uint32_t i = 0; i < 3; i++)
+    if (allowed & (1u << i))
+      snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", names[0] ? "|" : "",
+               auth_names[i]);
+  return pc_config_error(api, p, key, "expected one of %s, got '%s'", names, v);
+}
+
+int pc_config_error(const notifd_api *api, notifd_plugin *p, const char *key, const char *fmt,
+                    ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (NOTIFD_API_HAS(api, config_error))
+    api->config_error(p, key, "%s", msg);
+  else
+    api->log(p, NOTIFD_LOG_ERROR, "config %s: %s", key ? key : "", msg);
   return NOTIFD_EINVAL;
+}
+
+int pc_check_only(const notifd_api *api, notifd_plugin *p) {
+  return NOTIFD_API_HAS(api, check_only) && api->check_only(p);
+}
+
+int pc_config_forward_max_body(const notifd_api *api, notifd_plugin *p, uint64_t *out) {
+  int64_t v = 0;
+  int rc = api->config_int(p, "forward_max_body", (int64_t)PC_FORWARD_MAX_BODY, &v);
+  if (rc < 0) return rc;
+  if (v < 1024 || v > (int64_t)4 << 30)
+    return pc_config_error(api, p, "forward_max_body", "expected 1024 to 4294967296 bytes, got %lld",
+                           (long long)v);
+  *out = (uint64_t)v;
+  return 0;
 }
 
 int pc_respond_json(const notifd_api *api, notifd_req *r, int32_t status, pc_buf *body) {

@@ -25,10 +25,27 @@ const char *pc_auth_name(uint32_t policy);
 int pc_auth_seed_mode(const notifd_api *api, notifd_plugin *p);
 
 /* Reads config `key` ("none", "token" or "internal", default `def`) into a
- * NOTIFD_AUTH_* value.  A value outside `allowed` is logged and gives
- * NOTIFD_EINVAL. */
+ * NOTIFD_AUTH_* value.  A value outside `allowed` is reported with
+ * pc_config_error and gives NOTIFD_EINVAL. */
 int pc_config_auth(const notifd_api *api, notifd_plugin *p, const char *key, const char *def,
                    uint32_t allowed, uint32_t *out);
+
+/* Reports a problem with the plugin's config key `key` (dotted; NULL = the
+ * whole map): as file:line:column through config_error on a host with ABI
+ * 1.2, else as an error log line.  Returns NOTIFD_EINVAL, so a reader can
+ * `bad |= pc_config_error(...) < 0;`, go on checking, and fail at the end. */
+int pc_config_error(const notifd_api *api, notifd_plugin *p, const char *key, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+/* 1 under `notifd --check` (ABI 1.3 check_only): validate the config but
+ * open no store and write nothing. */
+int pc_check_only(const notifd_api *api, notifd_plugin *p);
+/* Reads `forward_max_body` (bytes, 1 KiB..4 GiB), the body limit of the
+ * routes other services forward messages to.  Not http.max_body: a chat
+ * message Go accepted (chat_persistence's largest max_content_bytes,
+ * 16 MiB, every byte escaped as \u00XX) must get through; default
+ * PC_FORWARD_MAX_BODY.  Out of range: pc_config_error, NOTIFD_EINVAL. */
+#define PC_FORWARD_MAX_BODY ((uint64_t)100 << 20)
+int pc_config_forward_max_body(const notifd_api *api, notifd_plugin *p, uint64_t *out);
 
 /* Answers with `body` as gin's c.JSON does (application/json;
  * charset=utf-8); a body that ran out of memory becomes a 500. */

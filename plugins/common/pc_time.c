@@ -6,12 +6,100 @@
 
 #define LAYOUT "2006-01-02T15:04:05Z07:00"
 
-static int is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+int pc_is_leap_year(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
-static int days_in(int m, int y) {
+int pc_days_in_month(int64_t y, int m) {
   static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (m == 2 && is_leap(y)) return 29;
+  if (m == 2 && pc_is_leap_year(y)) return 29;
   return d[m - 1];
+}
+
+/* H. Hinnant's days_from_civil / civil_from_days (public-domain
+ * algorithms), in 400-year eras. */
+int64_t pc_days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+void pc_civil_from_unix(int64_t t, pc_civil *c) {
+  int64_t days = t / 86400, rem = t % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    days--;
+  }
+  c->hour = (int)(rem / 3600);
+  c->min = (int)(rem % 3600 / 60);
+  c->sec = (int)(rem % 60);
+  int64_t wd = (days + 4) % 7; /* 1970-01-01 was a Thursday */
+  c->wday = (int)(wd < 0 ? wd + 7 : wd);
+  int64_t z = days + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  c->day = (int)(doy - (153 * mp + 2) / 5 + 1);
+  c->month = (int)(mp < 10 ? mp + 3 : mp - 9);
+  c->year = yoe + era * 400 + (c->month <= 2);
+}
+
+static int fixed_digits(const char *s, int n, int *out) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+int pc_rfc3339_scan(const char *s, pc_rfc3339 *out) {
+  int y, mo, d, h, mi, sec;
+  if (!s || strlen(s) < 20) return -1;
+  if (fixed_digits(s, 4, &y) || s[4] != '-' || fixed_digits(s + 5, 2, &mo) || s[7] != '-' ||
+      fixed_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+      fixed_digits(s + 11, 2, &h) || s[13] != ':' || fixed_digits(s + 14, 2, &mi) ||
+      s[16] != ':' || fixed_digits(s + 17, 2, &sec))
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 || d > pc_days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
+    return -1;
+  const char *p = s + 19;
+  int32_t nsec = 0;
+  if (*p == '.' || *p == ',') {
+    p++;
+    int nd = 0;
+    while (*p >= '0' && *p <= '9') {
+      if (nd < 9) nsec = nsec * 10 + (*p - '0');
+      nd++;
+      p++;
+    }
+    if (nd == 0 || nd > 9) return -1;
+    for (int i = nd; i < 9; i++) nsec *= 10;
+  }
+  int32_t off = 0;
+  if (*p == 'Z' || *p == 'z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    int sign = *p == '-' ? -1 : 1, oh, om;
+    p++;
+    if (fixed_digits(p, 2, &oh)) return -1;
+    p += 2;
+    if (*p == ':') p++;
+    if (fixed_digits(p, 2, &om) || oh > 23 || om > 59) return -1;
+    p += 2;
+    off = sign * (oh * 3600 + om * 60);
+  } else {
+    return -1;
+  }
+  if (*p) return -1;
+  out->unix_s = pc_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+  out->nsec = nsec;
+  out->offset_s = off;
+  return 0;
 }
 
 /* Go's time.quote: "..." with \xHH for control and non-ASCII bytes. */
@@ -217,7 +305,7 @@ int pc_time_parse_rfc3339(const char *s, size_t n, pc_time *out, pc_buf *err) {
     pc_buf_free(&buf);
     return rc;
   }
-  if (day < 1 || day > days_in(month, year)) return msg_error(err, s, n, ": day out of range");
+  if (day < 1 || day > pc_days_in_month(year, month)) return msg_error(err, s, n, ": day out of range");
   out->year = year;
   out->month = month;
   out->day = day;
@@ -231,21 +319,10 @@ int pc_time_parse_rfc3339(const char *s, size_t n, pc_time *out, pc_buf *err) {
   return 0;
 }
 
-/* Days from 0001-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t days_from_epoch1(int64_t y, int m, int d) {
-  /* days_from_civil relative to 1970, then shift to year 1 */
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  int64_t unix_days = era * 146097 + doe - 719468;
-  return unix_days + 719162; /* 0001-01-01 is 719162 days before 1970-01-01 */
-}
-
 int64_t pc_time_abs_seconds(const pc_time *t) {
   if (!t->set) return 0;
-  int64_t days = days_from_epoch1(t->year, t->month, t->day);
+  /* 0001-01-01 is 719162 days before 1970-01-01 */
+  int64_t days = pc_days_from_civil(t->year, t->month, t->day) + 719162;
   return days * 86400 + t->hour * 3600 + t->min * 60 + t->sec - t->offset_s;
 }
 

@@ -41,4 +41,36 @@ void pc_time_now(pc_time *out);
 /* CLOCK_MONOTONIC in nanoseconds, for durations and deadlines. */
 int64_t pc_mono_ns(void);
 
+/* ---- Civil dates (proleptic Gregorian), pure arithmetic: no libc time
+ * zones, so results never depend on TZ or locale. */
+
+int pc_is_leap_year(int64_t y);
+int pc_days_in_month(int64_t y, int m); /* m 1..12 */
+/* Days since 1970-01-01 of y-m-d (any y; m 1..12). */
+int64_t pc_days_from_civil(int64_t y, int m, int d);
+
+typedef struct pc_civil {
+  int64_t year;
+  int month, day, hour, min, sec;
+  int wday; /* 0 = Sunday */
+} pc_civil;
+
+/* The UTC wall clock of `unix_s` seconds since the epoch (any sign). */
+void pc_civil_from_unix(int64_t unix_s, pc_civil *out);
+
+/* ---- A lenient RFC 3339 reader for stored and generated times (Extended
+ * JSON dates, history cursors, event timestamps) where Go's exact
+ * time.Parse errors are not needed (pc_time_parse_rfc3339 has those):
+ * YYYY-MM-DD, 'T' or 't', hh:mm:ss, an optional fraction after '.' or ','
+ * (at most 9 digits), then 'Z', 'z', +hh:mm or +hhmm.  The whole string
+ * must match. */
+typedef struct pc_rfc3339 {
+  int64_t unix_s;   /* the instant, seconds since 1970-01-01T00:00:00Z */
+  int32_t nsec;     /* 0..999999999 */
+  int32_t offset_s; /* the zone offset it was written with, east of UTC */
+} pc_rfc3339;
+
+/* 0, or -1 when malformed or out of range. */
+int pc_rfc3339_scan(const char *s, pc_rfc3339 *out);
+
 #endif

@@ -13,6 +13,8 @@
 
 #include "email.h"
 #include "email_util.h"
+#include "pc_build.h"
+#include "pc_plugin.h"
 
 #ifndef EMAIL_DEFAULT_TEMPLATES_DIR
 #define EMAIL_DEFAULT_TEMPLATES_DIR "/usr/local/share/notifd/templates"
@@ -42,7 +44,7 @@ static int parse_auth(email_plugin *ep, const char *v) {
   else if (strcmp(v, "internal") == 0) ep->auth = NOTIFD_AUTH_INTERNAL;
   else if (strcmp(v, "token") == 0) ep->auth = NOTIFD_AUTH_TOKEN;
   else {
-    LOGE(ep, "config key 'auth': expected none, internal or token, got '%s'", v);
+    pc_config_error(ep->api, ep->self, "auth", "expected none, internal or token, got '%s'", v);
     return -1;
   }
   return 0;
@@ -62,7 +64,7 @@ static int read_events(cfg_state *c) {
     if (ep->api->config_list_string(ep->self, "events", i, &s) < 0) return -1;
     int t = email_type_from_name(s);
     if (t < 0) {
-      LOGE(ep, "config key 'events': unknown event type '%s' (chat, purchase, payment-reminder, "
+      pc_config_error(ep->api, ep->self, "events", "unknown event type '%s' (chat, purchase, payment-reminder, "
                "shipping-update)", s);
       return -1;
     }
@@ -159,7 +161,7 @@ static int read_smtp(cfg_state *c) {
   email_smtp_cfg sc = {.url = url, .username = user, .password = pass,
                        .from_addr = ep->from_address, .ca_file = ca, .insecure = insecure};
   if (strncmp(url, "smtp://", 7) != 0 && strncmp(url, "smtps://", 8) != 0) {
-    LOGE(ep, "config key 'smtp_url': expected smtp://host:port or smtps://host:port, got '%s'",
+    pc_config_error(ep->api, ep->self, "smtp_url", "expected smtp://host:port or smtps://host:port, got '%s'",
          url);
     return -1;
   }
@@ -167,7 +169,7 @@ static int read_smtp(cfg_state *c) {
   else if (strcmp(starttls, "try") == 0) sc.starttls = EMAIL_STARTTLS_TRY;
   else if (strcmp(starttls, "required") == 0) sc.starttls = EMAIL_STARTTLS_REQUIRED;
   else {
-    LOGE(ep, "config key 'starttls': expected none, try or required, got '%s'", starttls);
+    pc_config_error(ep->api, ep->self, "starttls", "expected none, try or required, got '%s'", starttls);
     return -1;
   }
   if (timeout <= 0) timeout = 15000;
@@ -212,7 +214,7 @@ static int register_consumer(cfg_state *c) {
   if (c->bad) return -1;
   if (attempts == 0) attempts = -1; /* the host's policy */
   if (attempts < -1 || attempts > 1000000) {
-    LOGE(ep, "config key 'retry.max_attempts': expected 1..1000000");
+    pc_config_error(ep->api, ep->self, "retry.max_attempts", "expected 1..1000000");
     return -1;
   }
   const char *topics[4] = {NULL, NULL, NULL, NULL};
@@ -298,20 +300,20 @@ static int init_config(email_plugin *ep) {
   if (c.bad) return -1;
   if (parse_auth(ep, auth) < 0) return -1;
   if (strcmp(unknown, "skip") != 0 && strcmp(unknown, "dead_letter") != 0) {
-    LOGE(ep, "config key 'unknown_recipients': expected skip or dead_letter, got '%s'", unknown);
+    pc_config_error(ep->api, ep->self, "unknown_recipients", "expected skip or dead_letter, got '%s'", unknown);
     return -1;
   }
   ep->dead_letter_unknown = strcmp(unknown, "dead_letter") == 0;
   if (!email_addr_valid(ep->from_address)) {
-    LOGE(ep, "config key 'from_address': '%s' is not an address (local@domain)", ep->from_address);
+    pc_config_error(ep->api, ep->self, "from_address", "'%s' is not an address (local@domain)", ep->from_address);
     return -1;
   }
   if (!email_utf8_printable(ep->from_name, strlen(ep->from_name))) {
-    LOGE(ep, "config key 'from_name': must be one line of UTF-8 text");
+    pc_config_error(ep->api, ep->self, "from_name", "must be one line of UTF-8 text");
     return -1;
   }
   if (ep->max_concurrent < 1 || ep->max_concurrent > 256) {
-    LOGE(ep, "config key 'max_concurrent': expected 1..256");
+    pc_config_error(ep->api, ep->self, "max_concurrent", "expected 1..256");
     return -1;
   }
   if (ep->dedupe_ttl_ms == 0) ep->dedupe_ttl_ms = 24LL * 3600 * 1000;
@@ -357,8 +359,13 @@ static int email_start(void *state) {
   char err[512] = "";
   int rc;
   if (ep->mongo_uri) {
+#if NOTIFD_WITH_MONGODB
     rc = email_store_open_mongo(ep->mongo_uri, ep->mongo_db ? ep->mongo_db : "notifications",
                                 ep->mongo_collection, &ep->store, err, sizeof err);
+#else
+    snprintf(err, sizeof err, "backends.mongodb: %s", PC_MONGODB_MISSING);
+    rc = -1;
+#endif
   } else {
     char path[4096];
     if (*ep->store_path)

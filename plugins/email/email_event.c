@@ -144,12 +144,8 @@ int email_event_from_purchase(email_event *ev, const email_purchase *p) {
   return bad ? -1 : 0;
 }
 
-/* A JSON string member as field text.  JSON may carry U+0000 ("\u0000",
- * which the payload decoder allows); a mail cannot, and a C string would
- * end there: each NUL becomes U+FFFD, the rest of the value is kept. */
-static int set_json_string(email_event *ev, const char *name, const json_t *v) {
-  const char *s = json_string_value(v);
-  size_t n = json_string_length(v), nul = 0;
+int email_event_set_n(email_event *ev, const char *name, const char *s, size_t n) {
+  size_t nul = 0;
   for (size_t i = 0; i < n; i++) nul += s[i] == '\0';
   if (!nul) return email_event_set(ev, name, s);
   char *t = malloc(n + 2 * nul + 1), *o = t;
@@ -166,6 +162,11 @@ static int set_json_string(email_event *ev, const char *name, const json_t *v) {
   int rc = email_event_set(ev, name, t);
   free(t);
   return rc;
+}
+
+/* A JSON string member as field text (it may carry "\u0000"). */
+static int set_json_string(email_event *ev, const char *name, const json_t *v) {
+  return email_event_set_n(ev, name, json_string_value(v), json_string_length(v));
 }
 
 /* Copies one payload member into a field, leniently: strings as they are,

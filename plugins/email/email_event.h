@@ -64,6 +64,10 @@ void email_event_init_fields(email_event *ev, int type, const char *const *field
 /* Copies `value` (NULL = empty) into the named field: 0, or -1 on OOM or
  * when the type has no such field. */
 int email_event_set(email_event *ev, const char *name, const char *value);
+/* The same for n bytes that may hold NULs (Go strings can: "\u0000"): a
+ * mail cannot carry them and a C string would end there, so each NUL
+ * becomes U+FFFD and the rest of the value is kept. */
+int email_event_set_n(email_event *ev, const char *name, const char *value, size_t n);
 const char *email_event_get(const email_event *ev, const char *name); /* "" if unset */
 void email_event_free(email_event *ev);
 

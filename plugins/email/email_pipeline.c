@@ -317,7 +317,8 @@ static int event_from_change(email_event *ev, const chat_message *cm) {
                       .stream_id = cm->stream_id, .sender_id = cm->sender_id,
                       .receiver_id = cm->receiver_id};
   email_time_from_unix_ms(cm->created_at_ms, &m.created_at);
-  return email_event_from_chat(ev, &m);
+  if (email_event_from_chat(ev, &m) < 0) return -1;
+  return email_event_set_n(ev, "content", cm->content, cm->content_len);
 }
 
 /* Decodes a record into op->ev.  1 = mail it; 0 = finished here (acked or

@@ -14,7 +14,8 @@ typedef struct email_time {
   int32_t set;         /* 0 = Go's zero time (0001-01-01T00:00:00Z) */
 } email_time;
 
-/* Parses RFC 3339 ("2006-01-02T15:04:05.999999999Z07:00").  0 or -1. */
+/* Parses RFC 3339 ("2006-01-02T15:04:05.999999999Z07:00") as pc_rfc3339_scan
+ * does.  0 or -1. */
 int email_time_parse_rfc3339(const char *s, email_time *out);
 /* From Unix milliseconds, UTC. */
 void email_time_from_unix_ms(int64_t ms, email_time *out);

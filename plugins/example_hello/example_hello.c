@@ -41,11 +41,21 @@ static int hello_init(notifd_plugin *p, const notifd_api *api, void **state) {
   *state = h; /* destroy() frees it even if init fails below */
   h->self = p;
   h->api = api;
+  /* A wrong type is reported by the host with file:line:column. */
   if (api->config_string(p, "greeting", "Hello", &h->greeting) < 0) return NOTIFD_EINVAL;
-  if (api->metric_counter(p, "example_hello_echoes_total", "Bodies echoed.", NULL, &h->echoes) < 0)
+  if (!*h->greeting) {
+    /* A value of the right type that is still wrong: report it the same
+     * way (ABI 1.2; this plugin asks for 1.0, so it checks first). */
+    if (NOTIFD_API_HAS(api, config_error)) api->config_error(p, "greeting", "must not be empty");
+    else api->log(p, NOTIFD_LOG_ERROR, "config key 'greeting': must not be empty");
     return NOTIFD_EINVAL;
-  if (api->http_route(p, "GET", "/hello", on_hello, h, NULL) < 0) return NOTIFD_EINVAL;
-  return api->http_route(p, "POST", "/hello/echo", on_echo, h, NULL);
+  }
+  /* Return a refused call's code as it came: the host's "init failed"
+   * message then names the call and why it was refused. */
+  int rc = api->metric_counter(p, "example_hello_echoes_total", "Bodies echoed.", NULL, &h->echoes);
+  if (rc == 0) rc = api->http_route(p, "GET", "/hello", on_hello, h, NULL);
+  if (rc == 0) rc = api->http_route(p, "POST", "/hello/echo", on_echo, h, NULL);
+  return rc;
 }
 
 static void hello_destroy(void *state) { free(state); }

@@ -122,24 +122,20 @@ int forward_init(notif_ws *s) {
   if (url && !*url) url = NULL;
   if (strcmp(mode, "store") == 0) {
     if (url) {
-      api->log(s->self, NOTIFD_LOG_ERROR, "config: forward_url: only with bus_input: forward");
-      return NOTIFD_EINVAL;
+      return pc_config_error(api, s->self, "forward_url", "only with bus_input: forward");
     }
     return 0;
   }
   if (strcmp(mode, "forward") != 0) {
-    api->log(s->self, NOTIFD_LOG_ERROR, "config: bus_input: expected store or forward, got '%s'",
-             mode);
-    return NOTIFD_EINVAL;
+    return pc_config_error(api, s->self, "bus_input", "expected one of store|forward, got '%s'",
+                           mode);
   }
   if (!url) {
-    api->log(s->self, NOTIFD_LOG_ERROR,
-             "config: forward_url: required with bus_input: forward (e.g. http://proxy:8080)");
-    return NOTIFD_EINVAL;
+    return pc_config_error(api, s->self, "forward_url",
+                           "required with bus_input: forward (e.g. http://proxy:8080)");
   }
   if (s->forward_timeout_ms < 1) {
-    api->log(s->self, NOTIFD_LOG_ERROR, "config: forward_timeout: must be positive");
-    return NOTIFD_EINVAL;
+    return pc_config_error(api, s->self, "forward_timeout", "must be positive");
   }
   size_t n = strlen(url);
   while (n > 0 && url[n - 1] == '/') n--; /* forward_url: http://proxy:8080/ works too */

@@ -13,7 +13,11 @@
  * At least once, by an outbox: a row is stored with event_sent = 0; a
  * produce the bus confirmed puts (user, id) on a list that the next group
  * commit marks sent in its own transaction (or, when no batch comes, a
- * marks-only batch from the EV_TICK_MS timer).  At start, and after a
+ * marks-only batch from the EV_TICK_MS timer).  On MongoDB the marks are
+ * one more command per batch, which FerretDB v1 runs as a read of the whole
+ * collection, so there they ride on the first batch after each tick (or
+ * once EV_MARKS_MAX are waiting): a crash replays at most about a tick more
+ * of events (consumers dedupe).  At start, and after a
  * produce failed (EV_RETRY_MS later), the unsent rows of the last
  * `events_replay_window` are produced again, oldest first, in rounds of
  * EV_ROUND_MAX: a round's produces are confirmed and marked before the next
@@ -29,6 +33,7 @@
 #define EV_TICK_MS 500
 #define EV_RETRY_MS 5000
 #define EV_ROUND_MAX 500
+#define EV_MARKS_MAX 1024
 
 static const char *const result_labels[] = {"result", NULL};
 
@@ -73,6 +78,15 @@ static void add_sent(notif_ws *s, inbox_sent *sent, size_t n) {
   }
   memcpy(s->ev_sent + s->ev_nsent, sent, n * sizeof *sent);
   s->ev_nsent += n;
+}
+
+inbox_sent *events_take_due(notif_ws *s, size_t *n) {
+  if (s->mongo && !s->ev_marks_due && s->ev_nsent < EV_MARKS_MAX) {
+    *n = 0;
+    return NULL;
+  }
+  s->ev_marks_due = 0;
+  return events_take_sent(s, n);
 }
 
 void events_return_sent(notif_ws *s, inbox_sent *sent, size_t n) {
@@ -300,6 +314,7 @@ static void round_step(notif_ws *s) {
 static void on_tick(notifd_timer *t, void *ud) {
   (void)t;
   notif_ws *s = ud;
+  s->ev_marks_due = 1;
   if (s->q_inflight == 0 && !s->q_head) flush_sent(s);
   if (s->ev_failed && !s->ev_replaying && notif_now_ms() >= s->ev_retry_at_ms &&
       (!s->mongo || s->mongo_ready)) {
@@ -339,8 +354,7 @@ int events_init(notif_ws *s) {
                                  &s->replay_window_ms);
   if (rc < 0) return rc;
   if (s->replay_window_ms < 0) {
-    api->log(s->self, NOTIFD_LOG_ERROR, "config: events_replay_window: must not be negative");
-    return NOTIFD_EINVAL;
+    return pc_config_error(api, s->self, "events_replay_window", "must not be negative");
   }
   s->events_topic = topic && *topic && s->store ? topic : NULL;
   return api->metric_counter(s->self, "notifications_ws_events_total",

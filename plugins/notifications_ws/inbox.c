@@ -300,7 +300,7 @@ static void batch_submit_one(notif_ws *s) {
     return;
   }
   bj->n = n;
-  bj->sent = events_take_sent(s, &bj->nsent);
+  bj->sent = events_take_due(s, &bj->nsent);
   bj->base.work = batch_work;
   bj->base.done = batch_done;
   bj->base.release = batch_release;

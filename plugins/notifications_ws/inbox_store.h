@@ -91,5 +91,6 @@ int inbox_store_mongo_open(const char *uri, const char *database, const char *co
 
 void inbox_rec_free(inbox_rec *r);            /* the fields, not r */
 void inbox_recs_free(inbox_rec *r, size_t n); /* the fields and the array */
+int64_t notif_now_ms(void);                   /* wall clock (notifications_ws.c) */
 
 #endif

@@ -15,8 +15,13 @@
  * a process (which recovery relies on: a user's sockets are served by one
  * process).
  *
- * Outbox marks: one bulk write per batch, an update_many per user
- * ({user_id, id: {$in: [...]}}), after the batch's insert_many. */
+ * Outbox marks: one update_many per call, {event_sent: false, $or:
+ * [{user_id, id: {$in: [...]}}, ...]} (one clause per user), before the
+ * batch's insert_many.  FerretDB v1 evaluates a filter by reading the
+ * collection once per statement (PostgreSQL filters on the fields it can
+ * push down, here event_sent; FerretDB decodes the rest and evaluates the
+ * $or): one statement rather than one per user.  The plugin sends marks
+ * about twice a second (events.c), not with every batch. */
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,14 +31,21 @@
 
 #include "inbox_store.h"
 
+typedef struct mg_touched {
+  char *user;
+  int64_t last; /* an id stored for the user (the newest of a batch) */
+} mg_touched;
+
 typedef struct mg_store {
   inbox_store base;
   mongoc_client_pool_t *pool;
   char *db, *coll, *counters, *prefs;
-  /* Users with inserts since the last purge (per-user cap). */
+  /* Users with inserts since the last purge, with their newest id then
+   * (per-user cap). */
   pthread_mutex_t mu;
-  char **touched;
+  mg_touched *touched;
   size_t ntouched, cap_touched;
+  int64_t age_purged_ms; /* when the last purge by age ran (purge job only) */
 } mg_store;
 
 #define TOUCHED_MAX 100000
@@ -91,12 +103,12 @@ static int doc_to_rec(const bson_t *doc, inbox_rec *r) {
   return 0;
 }
 
-static void touch(mg_store *s, const char *user) {
+static void touch(mg_store *s, const char *user, int64_t last) {
   pthread_mutex_lock(&s->mu);
   if (s->ntouched < TOUCHED_MAX) {
     if (s->ntouched == s->cap_touched) {
       size_t cap = s->cap_touched ? s->cap_touched * 2 : 256;
-      char **t = realloc(s->touched, cap * sizeof *t);
+      mg_touched *t = realloc(s->touched, cap * sizeof *t);
       if (t) {
         s->touched = t;
         s->cap_touched = cap;
@@ -104,7 +116,7 @@ static void touch(mg_store *s, const char *user) {
     }
     if (s->ntouched < s->cap_touched) {
       char *u = strdup(user);
-      if (u) s->touched[s->ntouched++] = u;
+      if (u) s->touched[s->ntouched++] = (mg_touched){u, last};
     }
   }
   pthread_mutex_unlock(&s->mu);
@@ -206,31 +218,38 @@ static int mg_insert_batch(inbox_store *bs, inbox_rec *const *r, size_t n,
   free(docs);
   mongoc_collection_destroy(coll);
   coll_push(s, c, counters);
-  if (result == 0)
+  if (result == 0) /* the end of each run of one user's records: its newest id there */
     for (size_t i = 0; i < n; i++)
-      if (i == 0 || strcmp(r[i]->user_id, r[i - 1]->user_id) != 0) touch(s, r[i]->user_id);
+      if (i + 1 == n || strcmp(r[i]->user_id, r[i + 1]->user_id) != 0)
+        touch(s, r[i]->user_id, r[i]->id);
   return result;
 }
 
-/* {user_id: U, id: {$in: [...]}} -> event_sent: true, one update per user
- * of `sent` (grouped in order of first appearance), in one bulk write. */
+/* event_sent: true on every (user, id) of `sent`, in one update_many whose
+ * filter has one {user_id: U, id: {$in: [...]}} clause per user (grouped in
+ * order of first appearance). */
 static int mark_sent(mg_store *s, mongoc_collection_t *coll, const inbox_sent *sent, size_t n,
                      char *err, size_t errlen) {
   (void)s;
   char *done = calloc(n, 1);
-  mongoc_bulk_operation_t *bulk =
-      done ? mongoc_collection_create_bulk_operation_with_opts(coll, NULL) : NULL;
-  if (!bulk) {
-    free(done);
+  if (!done) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  bson_t *set = BCON_NEW("$set", "{", "event_sent", BCON_BOOL(true), "}");
+  /* event_sent: false is pushed down to PostgreSQL by FerretDB v1, so it
+   * decodes only the unsent documents to evaluate the $or. */
+  bson_t filter = BSON_INITIALIZER, or;
+  BSON_APPEND_BOOL(&filter, "event_sent", false);
+  BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
+  size_t clauses = 0;
   for (size_t i = 0; i < n; i++) {
     if (done[i]) continue;
-    bson_t filter = BSON_INITIALIZER, in, arr;
-    BSON_APPEND_UTF8(&filter, "user_id", sent[i].user_id);
-    BSON_APPEND_DOCUMENT_BEGIN(&filter, "id", &in);
+    char ckey[24];
+    snprintf(ckey, sizeof ckey, "%zu", clauses++);
+    bson_t clause, in, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&or, ckey, &clause);
+    BSON_APPEND_UTF8(&clause, "user_id", sent[i].user_id);
+    BSON_APPEND_DOCUMENT_BEGIN(&clause, "id", &in);
     BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
     size_t k = 0;
     for (size_t j = i; j < n; j++) {
@@ -241,18 +260,19 @@ static int mark_sent(mg_store *s, mongoc_collection_t *coll, const inbox_sent *s
       done[j] = 1;
     }
     bson_append_array_end(&in, &arr);
-    bson_append_document_end(&filter, &in);
-    mongoc_bulk_operation_update_many_with_opts(bulk, &filter, set, NULL, NULL);
-    bson_destroy(&filter);
+    bson_append_document_end(&clause, &in);
+    bson_append_document_end(&or, &clause);
   }
+  bson_append_array_end(&filter, &or);
+  bson_t *set = BCON_NEW("$set", "{", "event_sent", BCON_BOOL(true), "}");
   bson_error_t be;
   int rc = 0;
-  if (!mongoc_bulk_operation_execute(bulk, NULL, &be)) {
+  if (!mongoc_collection_update_many(coll, &filter, set, NULL, NULL, &be)) {
     snprintf(err, errlen, "mongodb mark event sent: %s", be.message);
     rc = -1;
   }
-  mongoc_bulk_operation_destroy(bulk);
   bson_destroy(set);
+  bson_destroy(&filter);
   free(done);
   return rc;
 }
@@ -387,8 +407,8 @@ static int mg_mark_read(inbox_store *bs, const char *user, const int64_t *ids, s
   return rc;
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
+static int cmp_touched(const void *a, const void *b) {
+  return strcmp(((const mg_touched *)a)->user, ((const mg_touched *)b)->user);
 }
 
 static int mg_purge(inbox_store *bs, int64_t older_than_ms, int64_t max_per_user,
@@ -397,63 +417,60 @@ static int mg_purge(inbox_store *bs, int64_t older_than_ms, int64_t max_per_user
   *deleted = 0;
   mongoc_client_t *c;
   mongoc_collection_t *coll = coll_pop(s, s->coll, &c);
-  bson_t *filter = BCON_NEW("created_at", "{", "$lt", BCON_DATE_TIME(older_than_ms), "}");
   bson_t reply;
   bson_error_t be;
   int rc = 0;
-  if (mongoc_collection_delete_many(coll, filter, NULL, &reply, &be)) {
-    bson_iter_t it;
-    if (bson_iter_init_find(&it, &reply, "deletedCount")) *deleted += bson_iter_as_int64(&it);
-  } else {
-    snprintf(err, errlen, "mongodb purge by age: %s", be.message);
-    rc = -1;
+  /* FerretDB v1 cannot push a $lt down to PostgreSQL, so this delete reads
+   * every document of the collection: it runs at most every max_age / 100
+   * (a notification outlives max_age by at most 1%; with 30 days, every
+   * 7.2 h) instead of every interval. */
+  int64_t now = notif_now_ms();
+  if (!s->age_purged_ms || now - s->age_purged_ms >= (now - older_than_ms) / 100) {
+    bson_t *filter = BCON_NEW("created_at", "{", "$lt", BCON_DATE_TIME(older_than_ms), "}");
+    if (mongoc_collection_delete_many(coll, filter, NULL, &reply, &be)) {
+      bson_iter_t it;
+      if (bson_iter_init_find(&it, &reply, "deletedCount")) *deleted += bson_iter_as_int64(&it);
+      s->age_purged_ms = now;
+    } else {
+      snprintf(err, errlen, "mongodb purge by age: %s", be.message);
+      rc = -1;
+    }
+    bson_destroy(&reply);
+    bson_destroy(filter);
   }
-  bson_destroy(&reply);
-  bson_destroy(filter);
 
   pthread_mutex_lock(&s->mu);
-  char **users = s->touched;
+  mg_touched *users = s->touched;
   size_t n = s->ntouched;
   s->touched = NULL;
   s->ntouched = s->cap_touched = 0;
   pthread_mutex_unlock(&s->mu);
-  if (n) qsort(users, n, sizeof *users, cmp_str);
+  if (n) qsort(users, n, sizeof *users, cmp_touched);
+  /* A user's ids come from one counter, one apart, so the newest
+   * max_per_user records are those above (newest id - max_per_user): no
+   * read needed, and a user whose newest id is within the cap has nothing
+   * to delete (FerretDB v1 reads all of a user's records for either).  A
+   * failed batch leaves unused ids, so such a user may keep a few fewer. */
   for (size_t i = 0; rc == 0 && max_per_user > 0 && i < n; i++) {
-    if (i && strcmp(users[i], users[i - 1]) == 0) continue;
-    /* The id of the newest record past the cap; everything up to it goes. */
-    bson_t *q = BCON_NEW("user_id", BCON_UTF8(users[i]));
-    bson_t *opts = BCON_NEW("sort", "{", "id", BCON_INT32(-1), "}", "skip",
-                            BCON_INT64(max_per_user), "limit", BCON_INT64(1), "projection", "{",
-                            "id", BCON_INT32(1), "}");
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, q, opts, NULL);
-    const bson_t *doc;
-    int64_t cut = -1;
-    if (mongoc_cursor_next(cur, &doc)) {
-      bson_iter_t it;
-      if (bson_iter_init_find(&it, doc, "id")) cut = bson_iter_as_int64(&it);
+    int64_t last = users[i].last;
+    while (i + 1 < n && strcmp(users[i + 1].user, users[i].user) == 0) {
+      i++;
+      if (users[i].last > last) last = users[i].last;
     }
-    if (mongoc_cursor_error(cur, &be)) {
+    if (last <= max_per_user) continue;
+    bson_t *d = BCON_NEW("user_id", BCON_UTF8(users[i].user), "id", "{", "$lte",
+                         BCON_INT64(last - max_per_user), "}");
+    if (mongoc_collection_delete_many(coll, d, NULL, &reply, &be)) {
+      bson_iter_t it;
+      if (bson_iter_init_find(&it, &reply, "deletedCount")) *deleted += bson_iter_as_int64(&it);
+    } else {
       snprintf(err, errlen, "mongodb purge by count: %s", be.message);
       rc = -1;
     }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(opts);
-    bson_destroy(q);
-    if (rc == 0 && cut >= 0) {
-      bson_t *d = BCON_NEW("user_id", BCON_UTF8(users[i]), "id", "{", "$lte", BCON_INT64(cut),
-                           "}");
-      if (mongoc_collection_delete_many(coll, d, NULL, &reply, &be)) {
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, &reply, "deletedCount")) *deleted += bson_iter_as_int64(&it);
-      } else {
-        snprintf(err, errlen, "mongodb purge by count: %s", be.message);
-        rc = -1;
-      }
-      bson_destroy(&reply);
-      bson_destroy(d);
-    }
+    bson_destroy(&reply);
+    bson_destroy(d);
   }
-  for (size_t i = 0; i < n; i++) free(users[i]);
+  for (size_t i = 0; i < n; i++) free(users[i].user);
   free(users);
   coll_push(s, c, coll);
   return rc;
@@ -565,7 +582,7 @@ static void mg_close(inbox_store *bs) {
   mg_store *s = (mg_store *)bs;
   if (!s) return;
   if (s->pool) mongoc_client_pool_destroy(s->pool);
-  for (size_t i = 0; i < s->ntouched; i++) free(s->touched[i]);
+  for (size_t i = 0; i < s->ntouched; i++) free(s->touched[i].user);
   free(s->touched);
   pthread_mutex_destroy(&s->mu);
   free(s->db);

@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "pc_event.h"
+#include "pc_build.h"
 #include "pc_jenc.h"
 
 static const char *const forward_labels[] = {"source", "type", "result", NULL};
@@ -99,18 +100,12 @@ const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given) {
 
 /* ---- configuration ---- */
 
-static int cfg_fail(notif_ws *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int cfg_fail(notif_ws *s, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  s->api->log(s->self, NOTIFD_LOG_ERROR, "config: %s", msg);
-  return NOTIFD_EINVAL;
-}
+/* A config problem at `key`, as file:line:column on a host that can. */
+#define cfg_fail(s, key, ...) pc_config_error((s)->api, (s)->self, (key), __VA_ARGS__)
 
-static int open_store(notif_ws *s) {
+/* Reads and checks the store settings; opens the store when `open` (and
+ * not under --check). */
+static int open_store(notif_ws *s, int open) {
   const notifd_api *api = s->api;
   notifd_plugin *p = s->self;
   const char *kind = NULL, *path = NULL, *sync = NULL, *coll = NULL, *uri = NULL, *db = NULL;
@@ -133,24 +128,29 @@ static int open_store(notif_ws *s) {
   bad |= api->backend_string(p, "mongodb", "uri", &uri) < 0;
   bad |= api->backend_string(p, "mongodb", "database", &db) < 0;
   if (bad) return NOTIFD_EINVAL;
-  if (s->max_age_ms < 1000) return cfg_fail(s, "retention.max_age: at least 1s");
-  if (s->max_per_user < 0) return cfg_fail(s, "retention.max_per_user: 0 (no cap) or more");
-  if (s->purge_ms < 10) return cfg_fail(s, "retention.interval: at least 10ms");
-  if (s->list_max < 1 || s->list_max > 10000 || s->list_default < 1 ||
-      s->list_default > s->list_max)
-    return cfg_fail(s, "list limits: need 1 <= list_default_limit <= list_max_limit <= 10000");
+  /* Every value is checked, so --check reports them all in one pass. */
+  if (s->max_age_ms < 1000) bad |= cfg_fail(s, "retention.max_age", "at least 1s") < 0;
+  if (s->max_per_user < 0)
+    bad |= cfg_fail(s, "retention.max_per_user", "0 (no cap) or more") < 0;
+  if (s->purge_ms < 10) bad |= cfg_fail(s, "retention.interval", "at least 10ms") < 0;
+  if (s->list_max < 1 || s->list_max > 10000)
+    bad |= cfg_fail(s, "list_max_limit", "must be between 1 and 10000") < 0;
+  else if (s->list_default < 1 || s->list_default > s->list_max)
+    bad |= cfg_fail(s, "list_default_limit", "must be between 1 and list_max_limit (%lld)",
+                    (long long)s->list_max) < 0;
   if (s->replay_max < 1 || s->replay_max > 100000)
-    return cfg_fail(s, "recovery.max_replay: between 1 and 100000");
+    bad |= cfg_fail(s, "recovery.max_replay", "must be between 1 and 100000") < 0;
   if (s->pending_max < 1 || s->pending_max > 1000000)
-    return cfg_fail(s, "recovery.max_pending: between 1 and 1000000");
+    bad |= cfg_fail(s, "recovery.max_pending", "must be between 1 and 1000000") < 0;
   if (strcmp(sync, "full") != 0 && strcmp(sync, "normal") != 0)
-    return cfg_fail(s, "sqlite_synchronous: expected full or normal, got '%s'", sync);
+    bad |= cfg_fail(s, "sqlite_synchronous", "expected one of full|normal, got '%s'", sync) < 0;
   if (strcmp(answer, "arrival") == 0) s->answer_on_arrival = 1;
   else if (strcmp(answer, "stored") != 0)
-    return cfg_fail(s, "answer: expected stored or arrival, got '%s'", answer);
+    bad |= cfg_fail(s, "answer", "expected one of stored|arrival, got '%s'", answer) < 0;
   if (strcmp(chat_answer, "arrival") == 0) s->chat_answer_on_arrival = 1;
   else if (strcmp(chat_answer, "stored") != 0)
-    return cfg_fail(s, "chat_answer: expected stored or arrival, got '%s'", chat_answer);
+    bad |= cfg_fail(s, "chat_answer", "expected one of stored|arrival, got '%s'", chat_answer) < 0;
+  if (bad) return NOTIFD_EINVAL;
   if (strcmp(kind, "auto") == 0) kind = uri ? "mongodb" : "sqlite";
   if (strcmp(kind, "none") == 0) {
     api->log(p, NOTIFD_LOG_INFO, "inbox off (store: none): notifications are not stored");
@@ -159,6 +159,7 @@ static int open_store(notif_ws *s) {
   char err[512];
   int rc;
   if (strcmp(kind, "sqlite") == 0) {
+    if (!open || pc_check_only(api, p)) return 0; /* --check: no notifications.db */
     char def[4096];
     if (!path) {
       snprintf(def, sizeof def, "%s/notifications.db", api->data_dir(p));
@@ -166,12 +167,17 @@ static int open_store(notif_ws *s) {
     }
     rc = inbox_store_sqlite_open(path, strcmp(sync, "full") == 0, &s->store, err, sizeof err);
   } else if (strcmp(kind, "mongodb") == 0) {
-    if (!uri) return cfg_fail(s, "store: mongodb needs backends.mongodb.uri");
+    if (!uri) return cfg_fail(s, "store", "mongodb needs backends.mongodb.uri");
+#if NOTIFD_WITH_MONGODB
+    if (!open || pc_check_only(api, p)) return 0; /* --check: open nothing */
     s->mongo = 1;
     rc = inbox_store_mongo_open(uri, db ? db : "notifications", coll, &s->store, err,
                                 sizeof err);
+#else
+    return cfg_fail(s, "store", "mongodb: %s", PC_MONGODB_MISSING);
+#endif
   } else {
-    return cfg_fail(s, "store: expected auto, sqlite, mongodb or none, got '%s'", kind);
+    return cfg_fail(s, "store", "expected one of auto|sqlite|mongodb|none, got '%s'", kind);
   }
   if (rc < 0) {
     api->log(p, NOTIFD_LOG_ERROR, "cannot open the notification inbox: %s", err);
@@ -223,22 +229,28 @@ static int notifications_ws_init(notifd_plugin *p, const notifd_api *api, void *
 
   const char *topic = NULL, *group = NULL;
   int32_t from_latest = 0;
-  int rc;
-  if ((rc = pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
-                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &s->auth)) < 0 ||
-      (rc = pc_config_auth(api, p, "forward_auth",
-                           pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_INTERNAL)),
-                           PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &s->forward_auth)) < 0 ||
-      (rc = api->config_string(p, "topic", "notifications", &topic)) < 0 ||
-      (rc = api->config_string(p, "group", "notifications_ws", &group)) < 0 ||
-      (rc = api->config_bool(p, "start_from_latest", 0, &from_latest)) < 0)
-    return rc;
-  if ((rc = open_store(s)) < 0 || (rc = register_metrics(s)) < 0 ||
+  uint64_t forward_max = 0;
+  int rc, bad = 0;
+  /* Read every setting before failing, so --check lists every problem. */
+  bad |= pc_config_auth(api, p, "auth", pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_TOKEN)),
+                        PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_TOKEN, &s->auth) < 0;
+  bad |= pc_config_auth(api, p, "forward_auth",
+                        pc_auth_name(pc_auth_default(api, p, NOTIFD_AUTH_INTERNAL)),
+                        PC_AUTH_ALLOW_NONE | PC_AUTH_ALLOW_INTERNAL, &s->forward_auth) < 0;
+  bad |= api->config_string(p, "topic", "notifications", &topic) < 0;
+  bad |= api->config_string(p, "group", "notifications_ws", &group) < 0;
+  bad |= api->config_bool(p, "start_from_latest", 0, &from_latest) < 0;
+  bad |= pc_config_forward_max_body(api, p, &forward_max) < 0;
+  if (bad) {
+    open_store(s, 0); /* for its config problems too */
+    return NOTIFD_EINVAL;
+  }
+  if ((rc = open_store(s, 1)) < 0 || (rc = register_metrics(s)) < 0 ||
       (rc = events_init(s)) < 0 || (rc = forward_init(s)) < 0 || (rc = recovery_register(s)) < 0)
     return rc;
   if (s->store && ((rc = inbox_http_register(s)) < 0 || (rc = prefs_register(s)) < 0)) return rc;
 
-  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth};
+  notifd_route_opts ro = {.size = sizeof ro, .auth = s->forward_auth, .max_body = forward_max};
   for (size_t i = 0; i < PC_NOTIFICATION_KINDS; i++) {
     s->routes[i].s = s;
     s->routes[i].kind = &pc_notification_kinds[i];

@@ -137,6 +137,7 @@ struct notif_ws {
   inbox_sent *ev_sent;       /* confirmed, to be marked by the next batch */
   size_t ev_nsent, ev_capsent;
   int ev_flush_busy;         /* a marks-only batch is committing */
+  int ev_marks_due;          /* a tick passed since marks were last taken */
   int ev_failed;             /* a produce failed since the last replay */
   int64_t ev_retry_at_ms;    /* replay after a failure no sooner than this */
   int ev_replaying;          /* a replay round is reading or producing */
@@ -157,7 +158,6 @@ const char *notif_result(const pc_publish *pub);
  * must equal it: 403), else the user_id parameter (400 when missing).
  * NULL after answering. */
 const char *notif_req_user(notif_ws *s, notifd_req *req, const char *given);
-int64_t notif_now_ms(void);
 /* Why `u` (n bytes) cannot be a notification's user, NULL if it can: the
  * event stream's consumers (pc_event: 1..256 bytes; email: no control
  * characters) would dead-letter the event of any other, so it is refused
@@ -248,6 +248,9 @@ void events_publish(notif_ws *s, const inbox_rec *rec, const pc_notification_kin
 /* The confirmed events for the next batch to mark (ownership moves; NULL
  * with *n = 0 when none), and their return when that batch failed. */
 inbox_sent *events_take_sent(notif_ws *s, size_t *n);
+/* The marks a batch should carry now: all of them, except on MongoDB,
+ * where only after a tick or once many are waiting (events.c). */
+inbox_sent *events_take_due(notif_ws *s, size_t *n);
 void events_return_sent(notif_ws *s, inbox_sent *sent, size_t n);
 void inbox_sent_free(inbox_sent *sent, size_t n);
 /* Replays the outbox (at start, once the store is reachable). */

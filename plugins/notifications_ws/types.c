@@ -22,9 +22,10 @@
 #define REQUIRED_MAX 32
 
 static int cfg_err(notif_ws *s, size_t i, const char *key, const char *msg, const char *v) {
-  s->api->log(s->self, NOTIFD_LOG_ERROR, "config: types[%zu]%s%s: %s%s%s%s", i, key ? "." : "",
-              key ? key : "", msg, v ? " (got '" : "", v ? v : "", v ? "')" : "");
-  return NOTIFD_EINVAL;
+  char at[256];
+  snprintf(at, sizeof at, "types.%zu%s%s", i, key ? "." : "", key ? key : "");
+  return pc_config_error(s->api, s->self, at, "%s%s%s%s", msg, v ? " (got '" : "", v ? v : "",
+                         v ? "')" : "");
 }
 
 static int name_ok(const char *n, size_t max, int dash, int underscore) {
@@ -177,7 +178,7 @@ static int read_type(notif_ws *s, size_t i, nw_type *t) {
     if (api->config_list_string(s->self, key, k, &f) < 0) return NOTIFD_EINVAL;
     if (!*f || strlen(f) > 128) {
       char sub[48];
-      snprintf(sub, sizeof sub, "required[%zu]", k);
+      snprintf(sub, sizeof sub, "required.%zu", k); /* dotted: the host shows [k] */
       return cfg_err(s, i, sub, "a field name is 1-128 bytes", f);
     }
     t->required[t->nrequired++] = f;
@@ -190,8 +191,7 @@ int types_init(notif_ws *s) {
   if (s->api->config_list_len(s->self, "types", &n) < 0) return NOTIFD_EINVAL;
   if (n == 0) return 0;
   if (n > TYPES_MAX) {
-    s->api->log(s->self, NOTIFD_LOG_ERROR, "config: types: at most %d entries", TYPES_MAX);
-    return NOTIFD_EINVAL;
+    return pc_config_error(s->api, s->self, "types", "at most %d entries", TYPES_MAX);
   }
   s->types = calloc(n, sizeof *s->types);
   if (!s->types) return NOTIFD_ENOMEM;

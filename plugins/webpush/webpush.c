@@ -10,6 +10,7 @@
  *
  * Every configuration key is documented in plugins/webpush/README.md. */
 #include "webpush.h"
+#include "pc_build.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,26 +161,26 @@ static int read_config(webpush *wp) {
   if (c.bad) return -1;
   if (strcmp(wp->store_kind, "auto") == 0) wp->store_kind = wp->mongo_uri ? "mongodb" : "sqlite";
   if (strcmp(wp->store_kind, "mongodb") == 0 && !wp->mongo_uri) {
-    LOGE(wp, "config key 'store': mongodb needs backends.mongodb.uri");
+    pc_config_error(wp->api, wp->self, "store", "mongodb needs backends.mongodb.uri");
     c.bad = 1;
   } else if (strcmp(wp->store_kind, "mongodb") != 0 && strcmp(wp->store_kind, "sqlite") != 0) {
-    LOGE(wp, "config key 'store': expected auto, sqlite or mongodb, got '%s'", wp->store_kind);
+    pc_config_error(wp->api, wp->self, "store", "expected auto, sqlite or mongodb, got '%s'", wp->store_kind);
     c.bad = 1;
   }
   if (*wp->events_topic && !*wp->events_group) {
-    LOGE(wp, "config key 'events_group': must not be empty");
+    pc_config_error(wp->api, wp->self, "events_group", "must not be empty");
     c.bad = 1;
   }
   if (wp->retry_max_ms < wp->retry_initial_ms) wp->retry_max_ms = wp->retry_initial_ms;
   /* Push services want a way to reach the sender (RFC 8292 section 2.1). */
   if (wp->subject && strncmp(wp->subject, "mailto:", 7) != 0 &&
       strncmp(wp->subject, "https://", 8) != 0) {
-    LOGE(wp, "config key 'subject': expected a mailto: or https: URI, got '%s'", wp->subject);
+    pc_config_error(wp->api, wp->self, "subject", "expected a mailto: or https: URI, got '%s'", wp->subject);
     c.bad = 1;
   }
   for (const unsigned char *s = (const unsigned char *)wp->subject; s && *s; s++) {
     if (*s < 0x20 || *s == 0x7f) {
-      LOGE(wp, "config key 'subject': control characters are not allowed");
+      pc_config_error(wp->api, wp->self, "subject", "control characters are not allowed");
       c.bad = 1;
       break;
     }
@@ -268,7 +269,12 @@ static int open_store(webpush *wp, char *where, size_t wherelen, char *err, size
   if (strcmp(wp->store_kind, "mongodb") == 0) {
     const char *db = wp->mongo_db ? wp->mongo_db : "notifications";
     snprintf(where, wherelen, "mongodb %s.%s", db, wp->collection);
+#if NOTIFD_WITH_MONGODB
     return wp_store_open_mongo(wp->mongo_uri, db, wp->collection, &wp->store, err, errlen);
+#else
+    snprintf(err, errlen, "%s", PC_MONGODB_MISSING);
+    return -1;
+#endif
   }
   if (*wp->store_path) snprintf(where, wherelen, "%s", wp->store_path);
   else snprintf(where, wherelen, "%s/webpush.db", wp->api->data_dir(wp->self));

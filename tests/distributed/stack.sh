@@ -35,7 +35,8 @@
 #
 # Environment: NOTIFD_BUILD_ROOT (default <source>/build; notifd and the
 # plugins are taken from there), NOTIFD_STACK_NO_EMAIL=1 leaves the email
-# role out.
+# role out, NOTIFD_STACK_PARTITIONS (default 16) is the partition count of
+# every topic the stack's Kafka creates.
 # Exit status 2 means "cannot run here" (a service or tool is missing); the
 # reason is on stderr so callers can report SKIPPED with it.
 set -u
@@ -161,7 +162,11 @@ start() {
   # Backends in parallel; Kafka is the slow one.
   mkdir -p "$dir/kafka" "$dir/redis" "$dir/ferretdb" "$dir/smtp/mail" "$dir/nginx/run" \
            "$dir/nginx/logs" || exit 1
-  "$services/kafka.sh" start "$dir/kafka" >"$dir/kafka/start.out" 2>"$dir/kafka/start.err" &
+  # Topics get 16 partitions (NOTIFD_STACK_PARTITIONS): a consumer takes one
+  # record per partition at a time, so the change handler forwards at most
+  # that many messages at once (docs/operations.md, "Partitions").
+  NOTIFD_KAFKA_PARTITIONS="${NOTIFD_STACK_PARTITIONS:-16}" \
+    "$services/kafka.sh" start "$dir/kafka" >"$dir/kafka/start.out" 2>"$dir/kafka/start.err" &
   local kafka_job=$!
   # Ports: nginx public + internal, SMTP, FerretDB, Redis, then port and
   # admin port per instance.

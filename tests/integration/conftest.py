@@ -243,3 +243,34 @@ def notifd_factory(tmp_path):
             n.stop()
         except Exception:
             pass
+
+
+# ---- backends this build has (meson -Dkafka/-Dredis/-Dmongodb) ----------
+
+# The fixtures that start a distributed backend, and what they need.
+BACKEND_FIXTURES = {
+    "ferretdb": {"mongodb"},
+    "ferretdb_sqlite": {"mongodb"},
+    "kafka": {"kafka"},
+    "redis": {"redis"},
+    "cluster": {"kafka", "redis", "mongodb"},
+    "stack": {"kafka", "redis", "mongodb"},
+}
+
+
+def built_backends():
+    """The backends compiled in (NOTIFD_BACKENDS from meson; all when unset)."""
+    env = os.environ.get("NOTIFD_BACKENDS")
+    return {"kafka", "redis", "mongodb"} if env is None else set(filter(None, env.split(",")))
+
+
+def pytest_collection_modifyitems(config, items):
+    have = built_backends()
+    for item in items:
+        need = set()
+        for name in getattr(item, "fixturenames", ()):
+            need |= BACKEND_FIXTURES.get(name, set())
+        missing = sorted(need - have)
+        if missing:
+            item.add_marker(pytest.mark.skip(
+                reason=f"built without {', '.join(missing)} (meson -D<backend>=disabled)"))

@@ -33,7 +33,7 @@ from datetime import datetime
 import pytest
 import websockets
 
-from conftest import NOTIFD, SOURCE, free_port, http, metric, wait_until
+from conftest import NOTIFD, SOURCE, free_port, http, metric, stream_id, wait_until
 
 TOKEN = "chat-distributed-internal-token"
 A, B = "sender-a", "receiver-b"
@@ -48,25 +48,10 @@ def _port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture(scope="module")
-def ferretdb():
-    # tests/services/ferretdb.sh builds the binary on first use (Go module
-    # download + go build, a minute or two), then caches it.
-    d, uri, why = _service("ferretdb.sh", "ferretdb")
-    try:
-        if not uri:
-            pytest.skip(f"SKIPPED: ferretdb: {why}")
-        yield uri
-    finally:
-        subprocess.run([os.path.join(SERVICES, "ferretdb.sh"), "stop", d], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _service(script, name):
+def _service(script, name, env=None):
     d = tempfile.mkdtemp(prefix=f"notifd-{name}-")
     r = subprocess.run([os.path.join(SERVICES, script), "start", d], capture_output=True,
-                       timeout=900)
+                       timeout=900, env=dict(os.environ, **(env or {})))
     if r.returncode != 0:
         subprocess.run([os.path.join(SERVICES, script), "stop", d], capture_output=True)
         reason = r.stderr.decode().strip() or f"{script} exited {r.returncode}"
@@ -74,30 +59,43 @@ def _service(script, name):
     return d, r.stdout.decode().strip().splitlines()[-1], None
 
 
-@pytest.fixture(scope="module")
-def kafka():
-    d, addr, why = _service("kafka.sh", "kafka")
+def _running(script, name, env=None):
+    """A module fixture's body: the service's address, stopped by pid after
+    the module; SKIPPED with the reason when it cannot start."""
+    d, addr, why = _service(script, name, env)
     try:
         if not addr:
-            pytest.skip(f"SKIPPED: kafka: {why}")
+            pytest.skip(f"SKIPPED: {name}: {why}")
         yield addr
     finally:
-        subprocess.run([os.path.join(SERVICES, "kafka.sh"), "stop", d], capture_output=True,
+        subprocess.run([os.path.join(SERVICES, script), "stop", d], capture_output=True,
                        timeout=60)
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ferretdb():
+    # tests/services/ferretdb.sh builds the binary on first use (Go module
+    # download + go build, a minute or two), then caches it.
+    yield from _running("ferretdb.sh", "ferretdb")
+
+
+@pytest.fixture(scope="module")
+def ferretdb_sqlite():
+    """FerretDB on its SQLite handler: PostgreSQL's jsonb (the default
+    handler's storage) cannot hold a NUL in a string (SQLSTATE 22P05),
+    which MongoDB and the Go service store."""
+    yield from _running("ferretdb.sh", "ferretdb-sqlite", {"NOTIFD_FERRETDB_BACKEND": "sqlite"})
+
+
+@pytest.fixture(scope="module")
+def kafka():
+    yield from _running("kafka.sh", "kafka")
 
 
 @pytest.fixture(scope="module")
 def redis():
-    d, addr, why = _service("redis.sh", "redis")
-    try:
-        if not addr:
-            pytest.skip(f"SKIPPED: redis: {why}")
-        yield addr
-    finally:
-        subprocess.run([os.path.join(SERVICES, "redis.sh"), "stop", d], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
+    yield from _running("redis.sh", "redis")
 
 
 # ---- notifd processes -------------------------------------------------------
@@ -173,7 +171,7 @@ def produce(brokers, topic, value, key=None):
 
 
 def tail(brokers, topic, count=1, idle="15s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-b", brokers, "-B", "-n", str(count), "-t", idle,
+    r = subprocess.run([NOTIFD, "bus", "tail", "-b", brokers, "-B", "-f", "-n", str(count), "-t", idle,
                         topic], capture_output=True, timeout=120)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 
@@ -257,6 +255,34 @@ def test_end_to_end_and_duplicate_delivered_once(cluster):
     time.sleep(1.0)
     assert metric(p, "chat_persistence_relay_published_total") == 1
     assert metric(h, "chat_persistence_change_consumer_success_event_total", event_type="c") == 1
+
+
+def test_nul_in_content_is_stored_and_delivered_byte_exact_on_mongodb(
+        notifd_factory, kafka, redis, ferretdb_sqlite):
+    """The MongoDB path of "\\u0000" in content: BSON string with its length,
+    the poll relay's change record, the forwards over HTTP, the frames."""
+    cluster = Cluster(notifd_factory, kafka, redis, ferretdb_sqlite)
+    w1, w2 = cluster.ws_roles()
+    p = cluster.persistence()
+    cluster.handler(w1.url, w2.url)
+    a, b = "nul-sender", "nul-receiver"
+    stream = stream_id(a, b)
+    content = "a\x00b\x00 nul\x00"
+    body = {"content": content, "stream_id": stream, "sender_id": a, "receiver_id": b}
+
+    async def scenario():
+        async with chat_ws(w1, a, b, stream) as sa, notif_ws(w2, b) as nb:
+            st, raw, _ = await in_thread(lambda: http("POST", p.url + "/chat/messages", body))
+            assert st == 201, raw
+            stored = json.loads(raw)
+            assert stored["content"] == content
+            assert same_message(await recv_json(sa), stored)
+            assert (await recv_json(nb))["payload"]["content"] == content
+            return stored
+
+    stored = run(scenario())
+    st, raw, _ = http("GET", f"{p.url}/chat/messages/{stored['message_id']}")
+    assert st == 200 and json.loads(raw)["content"] == content
 
 
 def test_history_pages_on_mongodb(cluster):

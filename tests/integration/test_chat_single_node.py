@@ -19,7 +19,7 @@ import subprocess
 import pytest
 import websockets
 
-from conftest import NOTIFD, apost, free_port, http, metric, run, wait_until
+from conftest import NOTIFD, apost, built_backends, free_port, http, metric, run, wait_until
 
 TOKEN = "chat-single-node-internal-token"
 HOST_YAML = f"auth: {{internal_token: {TOKEN}}}\n"
@@ -48,12 +48,13 @@ def start(notifd_factory, name="notifd", **kw):
 
 def chat_ws(n, sender=A, receiver=B, stream=STREAM_AB):
     q = f"stream_id={stream}&sender_id={sender}&receiver_id={receiver}"
-    return websockets.connect(f"{n.ws_url}/chat/subscribe-websocket?{q}", open_timeout=10)
+    return websockets.connect(f"{n.ws_url}/chat/subscribe-websocket?{q}", open_timeout=10,
+                              max_size=None)
 
 
 def notif_ws(n, user):
     return websockets.connect(f"{n.ws_url}/notifications/subscribe?user_id={user}",
-                              open_timeout=10)
+                              open_timeout=10, max_size=None)
 
 
 async def recv_json(ws, timeout=8):
@@ -85,7 +86,7 @@ def produce(n, value, key=None, topic=TOPIC):
 
 
 def tail(n, topic, count=1, idle="8s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t",
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-f", "-n", str(count), "-t",
                         idle, topic], capture_output=True, timeout=60)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 
@@ -413,3 +414,101 @@ def test_exhausted_retries_close_the_stream_and_dead_letter(notifd_factory):
     # The history still has it for the clients that reload.
     st, raw, _ = http("GET", f"{n.url}/chat/messages/{stored['message_id']}")
     assert st == 200
+
+
+# ---- seed compatibility: what Go stores and delivers, byte for byte ------
+
+NUL_CONTENT = "a\x00b\x00\x00 nul \U0001F389\x00"
+
+
+def test_nul_in_content_is_stored_and_delivered_byte_exact(notifd_factory):
+    """Go stores "\\u0000" in a message's content and delivers it; so must
+    notifd, through the POST, the store, the change record, the forward
+    and the frame (and a record produced by Debezium with it)."""
+    n = start(notifd_factory)
+    key = json.dumps({"id": json.dumps("nul-1")})
+
+    async def scenario():
+        async with chat_ws(n, A, B) as sa, chat_ws(n, B, A) as sb, notif_ws(n, B) as nb:
+            st, stored, _ = await apost(n.url + "/chat/messages", msg(NUL_CONTENT))
+            assert st == 201, stored
+            assert b"\\u0000" in stored
+            stored = json.loads(stored)
+            assert stored["content"] == NUL_CONTENT
+            for ws in (sa, sb):
+                assert same_message(await recv_json(ws), stored)
+            assert (await recv_json(nb))["payload"]["content"] == NUL_CONTENT
+            record = change_record("nul-1", NUL_CONTENT)
+            await asyncio.get_running_loop().run_in_executor(None, lambda: produce(n, record, key))
+            got = await recv_json(sa)
+            assert got["message_id"] == "nul-1" and got["content"] == NUL_CONTENT
+            return stored
+
+    stored = run(scenario())
+    st, raw, _ = http("GET", f"{n.url}/chat/messages/{stored['message_id']}")
+    assert st == 200 and json.loads(raw)["content"] == NUL_CONTENT
+    st, raw, _ = http("GET", f"{n.url}/chat/streams/{STREAM_AB}/messages")
+    assert st == 200 and json.loads(raw)["messages"][0]["content"] == NUL_CONTENT
+    # Idempotency compares the whole content, not up to its first NUL.
+    body = msg(NUL_CONTENT, message_id="nul-2")
+    assert post(n, body)[0] == 201
+    assert post(n, body)[0] == 200
+    assert post(n, msg("a", message_id="nul-2"))[0] == 409
+    wait_until(lambda: metric(n, "chat_persistence_change_consumer_success_event_total",
+                              event_type="c") == 3, what="three records delivered")
+    assert metric(n, "chat_persistence_change_consumer_dropped_event_total") == 0
+    assert metric(n, "chat_persistence_change_consumer_exhausted_event_total") == 0
+
+
+def test_a_message_above_the_public_body_limit_is_forwarded(notifd_factory):
+    """The in-process forwards are not the public listener: a message whose
+    forward body exceeds http.max_body (1 MiB) is delivered, as Go did,
+    and no socket of its conversation is closed."""
+    n = start(notifd_factory, persist={"max_content_bytes": 3 * 1024 * 1024})
+    big = "x" * (1024 * 1024 + 1000)
+
+    async def scenario():
+        async with chat_ws(n, A, B) as sa, notif_ws(n, B) as nb:
+            st, stored, _ = await apost(n.url + "/chat/messages", msg(big))
+            assert st == 201
+            stored = json.loads(stored)
+            got = json.loads(await asyncio.wait_for(sa.recv(), 30))
+            assert same_message(got, stored)
+            assert (await recv_json(nb, 30))["payload"]["content"] == big
+            st, small, _ = await apost(n.url + "/chat/messages", msg("after the big one"))
+            assert st == 201
+            assert (await recv_json(sa, 30))["content"] == "after the big one"
+
+    run(scenario())
+    wait_until(lambda: metric(n, "chat_persistence_change_consumer_success_event_total",
+                              event_type="c") == 2, what="both records delivered")
+    assert metric(n, "chat_persistence_change_consumer_failed_event_total") == 0
+    assert metric(n, "chat_persistence_change_consumer_exhausted_event_total") == 0
+
+
+# ---- a build without some backends (meson -Dkafka/-Dredis/-Dmongodb) -----
+
+def test_a_backend_left_out_of_the_build_is_a_config_error_at_its_line(tmp_path):
+    missing = sorted({"kafka", "redis", "mongodb"} - built_backends())
+    if not missing:
+        pytest.skip("this build has every backend (-Dkafka/-Dredis/-Dmongodb)")
+    sections = {"kafka": '  kafka: {brokers: "127.0.0.1:9"}\n',
+                "redis": '  redis: {address: "127.0.0.1:9"}\n',
+                "mongodb": '  mongodb: {uri: "mongodb://127.0.0.1:9"}\n'}
+    text = (f"listen: {{address: 127.0.0.1, port: {free_port()}}}\ndata_dir: {tmp_path}\n"
+            "backends:\n" + "".join(sections[b] for b in missing))
+    if "mongodb" in missing:
+        text += "plugins:\n  - name: chat_persistence\n    config: {store: mongodb}\n"
+    cfg = tmp_path / "notifd.yaml"
+    cfg.write_text(text)
+    r = subprocess.run([NOTIFD, "--check", "-c", str(cfg)], capture_output=True, timeout=30)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode != 0, out
+    what = {"kafka": "Kafka", "redis": "Redis", "mongodb": "MongoDB"}
+    for b in missing:
+        assert f"built without {what[b]}" in out, out
+    for b in ("kafka", "redis"):
+        if b in missing:
+            line = 4 + sorted(missing).index(b)
+            assert f"notifd.yaml:{line}:" in out and f"backends.{b}:" in out, out
+    assert "unknown key" not in out, out

@@ -385,7 +385,7 @@ def test_email_over_smtp_with_the_directory_in_mongodb(stack):
 def tail_events(stack, n, idle="20s"):
     """The first n records of the notification-events topic (from the
     beginning, a private group), as (key, headers, value) tuples."""
-    r = subprocess.run([NOTIFD, "bus", "tail", "-b", stack.kafka, "-B", "-n", str(n),
+    r = subprocess.run([NOTIFD, "bus", "tail", "-b", stack.kafka, "-B", "-f", "-n", str(n),
                         "-t", idle, "notification-events"], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr.decode()
     out = []

@@ -84,7 +84,7 @@ def produce(n, topic, value, key=None, headers=None):
 
 
 def tail(n, topic, count=1, idle="8s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t", idle,
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-f", "-n", str(count), "-t", idle,
                         topic], capture_output=True, timeout=60)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 
@@ -723,6 +723,18 @@ def test_nul_in_a_payload_string_is_mailed_not_dead_lettered(notifd_factory, smt
     assert parse(msgs[0])["Subject"] == "Shipping update for order N-\ufffd-1: ship\ufffdped"
     assert tail(n, EVENTS + ".dlq", idle="1s") == []
     assert metric(n, "email_failed_total", type="other", reason="invalid_record") == 0
+
+
+def test_nul_in_chat_content_of_a_change_record_is_mailed_whole(notifd_factory, smtp):
+    """A change record whose content holds "\\u0000" (Go stores it): the
+    whole content is mailed, each NUL as U+FFFD, not cut at the first."""
+    srv = smtp()
+    n = start(notifd_factory, f"smtp://127.0.0.1:{srv.port}", LEGACY_CHAT)
+    put_user(n, "u1", "u1@example.com", "User One")
+    put_user(n, "u2", "u2@example.com", "User Two")
+    produce(n, CHAT_TOPIC, chat_record("nul-1", "before\x00after", "u1", "u2"), key="nul-1")
+    body = parse(srv.wait_for(1)[0]).get_body(preferencelist=("plain",)).get_content()
+    assert "before\ufffdafter" in body, body
 
 
 def test_malformed_events_are_dead_lettered_with_a_reason(notifd_factory, smtp):

@@ -191,7 +191,7 @@ def produce(n, user, value, headers=None):
 
 
 def dead_letters(n, count, idle="5s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t",
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-f", "-n", str(count), "-t",
                         idle, TOPIC + ".dlq"], capture_output=True, timeout=60)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 

@@ -595,7 +595,7 @@ def test_redelivered_event_is_pushed_once(notifd_factory, push):
 
 
 def tail(n, topic, count, idle="8s"):
-    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-n", str(count), "-t", idle,
+    r = subprocess.run([NOTIFD, "bus", "tail", "-d", n.data_dir, "-B", "-f", "-n", str(count), "-t", idle,
                         topic], capture_output=True, timeout=60)
     return [json.loads(line) for line in r.stdout.decode().splitlines() if line.strip()]
 

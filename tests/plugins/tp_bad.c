@@ -10,6 +10,7 @@
 #define CASE_NAME 6        /* calls itself something else */
 #define CASE_DUPROUTE 7    /* registers a route tp_ok already has */
 #define CASE_CFGERR 8      /* reports config errors with api->config_error */
+#define CASE_BADCONSUME 9  /* a consumer without out (fine), then one without handler */
 
 static int ok_init(notifd_plugin *p, const notifd_api *api, void **st) {
   (void)p;
@@ -23,9 +24,24 @@ static void noop_req(notifd_req *r, void *ud) {
   (void)ud;
 }
 
+static void noop_msg(notifd_bus_msg *m, void *ud) {
+  (void)m;
+  (void)ud;
+}
+
 static int fail_init(notifd_plugin *p, const notifd_api *api, void **st) {
   *st = NULL;
-#if TP_CASE == CASE_CFGERR
+  (void)noop_msg;
+#if TP_CASE == CASE_BADCONSUME
+  (void)noop_req;
+  static const char *const topics[] = {"tp-topic", NULL};
+  notifd_consumer_opts o = {.size = sizeof o, .topics = topics, .group = "tp_group",
+                            .handler = noop_msg, .max_attempts = -1};
+  if (api->bus_consume(p, &o, NULL) != 0) return -99; /* out may be NULL */
+  o.group = "tp_group2";
+  o.handler = NULL;
+  return api->bus_consume(p, &o, NULL);
+#elif TP_CASE == CASE_CFGERR
   (void)noop_req;
   const char *url = NULL;
   if (api->config_string(p, "url", NULL, &url) < 0) return NOTIFD_EINVAL;
@@ -48,7 +64,8 @@ static const notifd_plugin_def def = {
     .abi_minor = TP_CASE == CASE_MINOR ? NOTIFD_ABI_MINOR + 1 : TP_CASE == CASE_CFGERR ? 2 : 0,
     .name = TP_CASE == CASE_NAME ? "someone_else" : TP_NAME,
     .version = "0.0.1",
-    .init = (TP_CASE == CASE_INITFAIL || TP_CASE == CASE_DUPROUTE || TP_CASE == CASE_CFGERR)
+    .init = (TP_CASE == CASE_INITFAIL || TP_CASE == CASE_DUPROUTE || TP_CASE == CASE_CFGERR ||
+             TP_CASE == CASE_BADCONSUME)
                 ? fail_init
                 : ok_init,
 };

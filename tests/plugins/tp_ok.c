@@ -161,6 +161,13 @@ static int tp_start(void *st) {
   /* Registration is refused after init. */
   if (s->api->http_route(s->self, "GET", "/tp/late", on_hello, s, NULL) != NOTIFD_ESTATE)
     return NOTIFD_EINVAL;
+  /* Metrics too; timers are not (one-shot timers are how plugins wait). */
+  notifd_metric *late = NULL;
+  if (s->api->metric_counter(s->self, "tp_ok_late_total", "late", NULL, &late) != NOTIFD_ESTATE)
+    return NOTIFD_EINVAL;
+  notifd_timer *t = NULL;
+  if (s->api->timer_start(s->self, 3600 * 1000, 0, on_tick, s, &t) != 0) return NOTIFD_EINVAL;
+  s->api->timer_stop(t);
   /* So are config errors (ABI 1.2; this plugin asks for 1.0, so it checks). */
   if (NOTIFD_API_HAS(s->api, config_error) &&
       s->api->config_error(s->self, "greeting", "too late") != NOTIFD_ESTATE)

@@ -13,6 +13,7 @@
 #
 # Exit status 2 means "cannot run here" (no java/mvn, jars unobtainable); the
 # reason is on stderr so callers can report SKIPPED with it.
+# NOTIFD_KAFKA_PARTITIONS (default 4): partitions of each auto-created topic.
 # Cache: $NOTIFD_KAFKA_CACHE or ${XDG_CACHE_HOME:-$HOME/.cache}/notifd/kafka.
 set -u
 
@@ -65,7 +66,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
-num.partitions=4
+num.partitions=${NOTIFD_KAFKA_PARTITIONS:-4}
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4

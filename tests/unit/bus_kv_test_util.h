@@ -39,14 +39,7 @@ static inline nd_cfg_node *tcfg_set(nd_cfg_node *map, const char *key, const cha
   return tcfg_add(map, key, tcfg_node(ND_CFG_SCALAR, value));
 }
 
-static inline void tcfg_free(nd_cfg_node *n) {
-  if (!n) return;
-  for (size_t i = 0; i < n->n; i++) tcfg_free(n->items[i]);
-  free(n->items);
-  free(n->str);
-  free(n->key);
-  free(n);
-}
+static inline void tcfg_free(nd_cfg_node *n) { nd_cfg_node_free(n); }
 
 /* The parts of a host the bus and kv read; phase INIT so consumers can
  * register (set h->phase = ND_PHASE_RUNNING before nd_bus_start). */

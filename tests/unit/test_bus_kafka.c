@@ -271,6 +271,13 @@ static int target;
 static notifd_consumer *wait_c1, *wait_c2;
 static int acked_cond(void *a) { return ((tstate *)a)->nacked >= target; }
 static int produced_cond(void *a) { return ((tstate *)a)->produced >= target; }
+
+/* Produces records 0..n-1 and waits until the broker acknowledged them. */
+static void produce_acked(env *e, const char *topic, int n, int nkeys, tstate *t) {
+  produce_n(e, topic, 0, n, nkeys, t);
+  target = n;
+  ck_assert(run_until(e->base, produced_cond, t, 30000));
+}
 static int dlq_cond(void *a) { return ((tstate *)a)->ndlq >= target; }
 static int assigned_cond(void *a) {
   (void)a;
@@ -490,9 +497,7 @@ START_TEST(kafka_at_least_once_across_kill9) {
   env e = {0};
   tstate *t = tnew();
   env_open(&e);
-  produce_n(&e, topic, 0, 300, 12, t);
-  target = 300;
-  ck_assert(run_until(e.base, produced_cond, t, 30000));
+  produce_acked(&e, topic, 300, 12, t);
   int64_t end = nd_now_ms() + 45000;
   while (nd_now_ms() < end && count_h(logpath, NULL) < 100) run_for(e.base, 20);
   kill(pid, SIGKILL);
@@ -694,6 +699,52 @@ START_TEST(kafka_recovery_settings_checked) {
 }
 END_TEST
 
+/* Lines of `notifd bus tail -b broker ARGS... topic` (exit status in *rc). */
+static int tail_lines(const char *topic, const char *a1, const char *a2, const char *a3,
+                      int *rc) {
+  char *dir = nd_test_tmpdir(), log[600];
+  snprintf(log, sizeof log, "%s/tail.log", dir);
+  char *argv[10] = {ND_TEST_NOTIFD, "bus", "tail", "-b", broker};
+  size_t k = 5;
+  const char *rest[] = {a1, a2, a3};
+  for (size_t i = 0; i < 3; i++)
+    if (rest[i]) argv[k++] = (char *)rest[i];
+  argv[k++] = (char *)topic;
+  argv[k] = NULL;
+  pid_t pid = nd_test_spawn(argv, log);
+  *rc = nd_test_wait_exit(pid, 60000); /* joining the group takes seconds */
+  char *out = nd_test_read_file(log);
+  int n = 0;
+  for (const char *p = out; p && (p = strstr(p, "\"offset\":")) != NULL; p++) n++;
+  if (*rc != 0) fprintf(stderr, "tail: %s\n", out ? out : "");
+  free(out);
+  nd_test_rmrf(dir);
+  free(dir);
+  return n;
+}
+
+/* `bus tail -n 10` with 5 records in 3 partitions prints them and exits
+ * (partition EOF), without -B the last ones of each partition. */
+START_TEST(kafka_tail_prints_what_exists) {
+  char topic[96];
+  unique(topic, sizeof topic, "tail");
+  create_topics((const char *const[]){topic, NULL}, 3);
+  env e = {0};
+  tstate *t = tnew();
+  env_open(&e);
+  produce_acked(&e, topic, 5, 5, t);
+  env_close(&e);
+  env_done(&e);
+  free(t);
+  int rc;
+  ck_assert_int_eq(tail_lines(topic, "-B", "-n", "10", &rc), 5);
+  ck_assert_int_eq(rc, 0);
+  int last = tail_lines(topic, "-n", "1", NULL, &rc);
+  ck_assert_int_eq(rc, 0);
+  ck_assert_int_eq(last, 1);
+}
+END_TEST
+
 static void suite_add(Suite *s, const char *name, const TTest *tt, int timeout) {
   TCase *tc = tcase_create(name);
   tcase_set_timeout(tc, timeout);
@@ -711,5 +762,6 @@ Suite *nd_test_suite(void) {
   suite_add(s, "commit", kafka_graceful_stop_commits, 120);
   suite_add(s, "revoke", kafka_revoke_orphans_in_flight, 120);
   suite_add(s, "recovery_settings", kafka_recovery_settings_checked, 60);
+  suite_add(s, "tail", kafka_tail_prints_what_exists, 180);
   return s;
 }

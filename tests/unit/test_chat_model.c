@@ -235,6 +235,7 @@ static chat_message make_msg(const char *id, const char *content, const char *st
   chat_message_init(&m);
   m.message_id = strdup(id);
   m.content = strdup(content);
+  chat_message_set_content_strlen(&m);
   m.stream_id = strdup(stream);
   m.sender_id = strdup(sender);
   m.receiver_id = strdup(receiver);
@@ -266,16 +267,19 @@ START_TEST(extra_checks) {
   free(err);
   free(m.content);
   m.content = strdup("seventeen bytes!!");
+  chat_message_set_content_strlen(&m);
   ck_assert_int_eq(check_msg(&m, &lim, &err), CHAT_BIND_INVALID);
   ck_assert_str_eq(err, "content: too long (17 bytes, limit 16)");
   free(err);
   free(m.content);
   m.content = strdup("bad \xff utf8");
+  chat_message_set_content_strlen(&m);
   ck_assert_int_eq(check_msg(&m, &lim, &err), CHAT_BIND_INVALID);
   ck_assert_str_eq(err, "content: not valid UTF-8");
   free(err);
   free(m.content);
   m.content = strdup("ok");
+  chat_message_set_content_strlen(&m);
   free(m.sender_id);
   m.sender_id = strdup("tab\there");
   ck_assert_int_eq(check_msg(&m, &lim, &err), CHAT_BIND_INVALID);

@@ -320,6 +320,37 @@ START_TEST(lookup_marks_used) {
 }
 END_TEST
 
+/* did-you-mean comes from the keys asked of the same map, present or not,
+ * within a few edits (transpositions count once); after a reader stopped
+ * early only those misspellings stay reported. */
+START_TEST(suggestions_and_forgiving) {
+  nd_cfg_tree t = parse_ok("cfg:\n"
+                           "  timout: 5s\n"    /* 1 edit from timeout (asked, absent) */
+                           "  Reytr: 3\n"      /* case and a swap: retry */
+                           "  wholly_else: 1\n" /* nothing close */
+                           "  later: 2\n");    /* a key the reader never reached */
+  nd_cfg_node *cfg = nd_cfg_get(t.root, "cfg");
+  ck_assert_ptr_null(nd_cfg_get(cfg, "timeout"));
+  ck_assert_ptr_null(nd_cfg_get(cfg, "retry"));
+  ck_assert_ptr_null(nd_cfg_get(cfg, "size"));
+  nd_errors e;
+  nd_errors_init(&e);
+  nd_cfg_report_unused(t.root, "", &e);
+  ck_assert_str_eq(text_of(&e), "t.yaml:2:3: unknown key 'cfg.timout' (did you mean 'timeout'?)\n"
+                                "t.yaml:3:3: unknown key 'cfg.Reytr' (did you mean 'retry'?)\n"
+                                "t.yaml:4:3: unknown key 'cfg.wholly_else'\n"
+                                "t.yaml:5:3: unknown key 'cfg.later'");
+  nd_errors_free(&e);
+  nd_cfg_forgive_unread(cfg);
+  nd_errors_init(&e);
+  nd_cfg_report_unused(t.root, "", &e);
+  ck_assert_str_eq(text_of(&e), "t.yaml:2:3: unknown key 'cfg.timout' (did you mean 'timeout'?)\n"
+                                "t.yaml:3:3: unknown key 'cfg.Reytr' (did you mean 'retry'?)");
+  nd_errors_free(&e);
+  nd_cfg_tree_free(&t);
+}
+END_TEST
+
 START_TEST(report_unused_keys) {
   nd_cfg_tree t = parse_ok("listen: {prot: 80, port: 1}\n"
                            "used: {inner: 1}\n"
@@ -340,7 +371,7 @@ START_TEST(report_unused_keys) {
   nd_errors e;
   nd_errors_init(&e);
   nd_cfg_report_unused(t.root, "", &e);
-  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot'\n"
+  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot' (did you mean 'port'?)\n"
                                 "t.yaml:3:1: unknown key 'unused_map'\n"
                                 "t.yaml:8:7: unknown key 'plugins[1].config.foo'");
   nd_errors_free(&e);
@@ -827,7 +858,7 @@ START_TEST(load_misspelt_key) {
   nd_errors e;
   nd_errors_init(&e);
   nd_cfg_report_unused(c.tree.root, "", &e);
-  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot'");
+  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot' (did you mean 'port'?)");
   nd_errors_free(&e);
   nd_config_free(&c);
   /* And at top level, from a fixture file. */
@@ -836,8 +867,9 @@ START_TEST(load_misspelt_key) {
   ck_assert_int_eq(nd_cfg_parse_file(FIXTURES "/misspelt.yaml", &t, &e), 0);
   ck_assert_int_eq(nd_config_load(&t, &c, &e), 0);
   nd_cfg_report_unused(c.tree.root, "", &e);
-  ck_assert_str_eq(text_of(&e), FIXTURES "/misspelt.yaml:5:3: unknown key 'logging.levle'\n"
-                                FIXTURES "/misspelt.yaml:7:1: unknown key 'worker'");
+  ck_assert_str_eq(text_of(&e),
+                   FIXTURES "/misspelt.yaml:5:3: unknown key 'logging.levle' (did you mean 'level'?)\n"
+                   FIXTURES "/misspelt.yaml:7:1: unknown key 'worker' (did you mean 'workers'?)");
   nd_errors_free(&e);
   nd_config_free(&c);
 }
@@ -1130,11 +1162,11 @@ START_TEST(report_unknown_host_keys) {
   nd_errors_free(&e);
   nd_errors_init(&e);
   nd_config_report_unknown_host_keys(&c, &e);
-  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot'\n"
-                                "t.yaml:2:1: unknown key 'wokers'\n"
+  ck_assert_str_eq(text_of(&e), "t.yaml:1:10: unknown key 'listen.prot' (did you mean 'port'?)\n"
+                                "t.yaml:2:1: unknown key 'wokers' (did you mean 'workers'?)\n"
                                 "t.yaml:5:3: unknown key 'backends.postgres'\n"
-                                "t.yaml:8:11: unknown key 'bus.retry.max_atempts'\n"
-                                "t.yaml:12:5: unknown key 'plugins[0].confg'");
+                                "t.yaml:8:11: unknown key 'bus.retry.max_atempts' (did you mean 'max_attempts'?)\n"
+                                "t.yaml:12:5: unknown key 'plugins[0].confg' (did you mean 'config'?)");
   nd_errors_free(&e);
   nd_config_free(&c);
   nd_errors_init(&e);
@@ -1241,6 +1273,7 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, tree_parse_file);
   tcase_add_test(tc, lookup_marks_used);
   tcase_add_test(tc, report_unused_keys);
+  tcase_add_test(tc, suggestions_and_forgiving);
   suite_add_tcase(s, tc);
   tc = tcase_create("expand");
   tcase_add_test(tc, expand_variables);

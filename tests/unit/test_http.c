@@ -1190,6 +1190,19 @@ START_TEST(strict_crlf) {
              chunked[i][0]);
     expect_error(t, req, 400, chunked[i][1]);
   }
+  /* A trailer line over the 16 KiB limit is 431 whether or not it ends in
+   * a bare LF: the answer must not depend on how the bytes arrive (in
+   * pieces, the limit is reached before the line's end). */
+  static const char trailer_head[] =
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: ";
+  size_t tn = sizeof trailer_head - 1, big = 17 * 1024;
+  char *req = malloc(tn + big + 2);
+  ck_assert_ptr_nonnull(req);
+  memcpy(req, trailer_head, tn);
+  memset(req + tn, 'a', big);
+  strcpy(req + tn + big, "\n");
+  expect_error(t, req, 431, NULL);
+  free(req);
   th_free(t);
 }
 END_TEST

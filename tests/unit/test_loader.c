@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/host.h"
 #include "nd_test.h"
 
 static char err[8192];
@@ -62,6 +63,31 @@ END_TEST
 START_TEST(init_failure) { expect_refused("tp_initfail", "init failed (-5)"); }
 END_TEST
 
+/* bus_consume takes a NULL out; a refused call is named with its reason. */
+START_TEST(refused_call_named) {
+  expect_refused("tp_badconsume", "init failed: bus_consume: group 'tp_group2': opts need");
+  ck_assert_msg(strstr(err, "(-22 EINVAL)") != NULL, "%s", err);
+}
+END_TEST
+
+/* The SDK's error texts, and NOTIFD_API_HAS against an older host's table
+ * (one that ends before ABI 1.3's check_only). */
+START_TEST(strerror_and_api_has) {
+  ck_assert_str_eq(notifd_strerror(NOTIFD_EINVAL), "invalid argument");
+  ck_assert_str_eq(notifd_strerror(NOTIFD_ESTATE), "wrong lifecycle phase");
+  ck_assert_str_eq(notifd_strerror_name(NOTIFD_EBACKEND), "EBACKEND");
+  ck_assert_str_eq(notifd_strerror(-5), "unknown error");
+  ck_assert_ptr_null(notifd_strerror_name(-5));
+  notifd_api a;
+  nd_api_fill(&a);
+  ck_assert(NOTIFD_API_HAS(&a, check_only));
+  ck_assert(NOTIFD_API_HAS(&a, config_error));
+  a.size = (uint32_t)offsetof(notifd_api, check_only); /* a 1.2 host */
+  ck_assert(!NOTIFD_API_HAS(&a, check_only));
+  ck_assert(NOTIFD_API_HAS(&a, config_error));
+}
+END_TEST
+
 START_TEST(name_mismatch) { expect_refused("tp_name", "calls itself 'someone_else'"); }
 END_TEST
 
@@ -90,7 +116,11 @@ START_TEST(duplicate_route) {
            ND_TEST_PLUGIN_DIR, ND_TEST_PLUGIN_DIR);
   nd_test_host *t = start_with(entry);
   ck_assert_ptr_null(t);
-  ck_assert_msg(strstr(err, "tp_duproute") && strstr(err, "init failed (-17)"), "%s", err);
+  /* The message names the refused call, its reason and the code. */
+  ck_assert_msg(strstr(err, "tp_duproute") &&
+                    strstr(err, "init failed: http_route: GET /tp/hello: already registered "
+                                "(-17 EEXIST)"),
+                "%s", err);
 }
 END_TEST
 
@@ -207,6 +237,8 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, missing_symbol);
   tcase_add_test(tc, future_major_symbol);
   tcase_add_test(tc, init_failure);
+  tcase_add_test(tc, refused_call_named);
+  tcase_add_test(tc, strerror_and_api_has);
   tcase_add_test(tc, name_mismatch);
   tcase_add_test(tc, not_found);
   tcase_add_test(tc, duplicate_name);

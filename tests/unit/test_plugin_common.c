@@ -5,6 +5,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pc_b64.h"
 #include "pc_bind.h"
@@ -971,6 +972,59 @@ START_TEST(event_skip_reasons) {
 }
 END_TEST
 
+/* The civil-date arithmetic against glibc's gmtime_r / timegm (an
+ * independent implementation), over years 1..9999 and around the epoch. */
+START_TEST(civil_dates_match_libc) {
+  const int64_t lo = -62135596800LL, hi = 253402300799LL; /* 0001-01-01 .. 9999-12-31 */
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 5000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int64_t t = i < 1000 ? (int64_t)i * 86399 - 43200000 : lo + (int64_t)(x % (uint64_t)(hi - lo + 1));
+    time_t tt = (time_t)t;
+    struct tm tm;
+    ck_assert_ptr_nonnull(gmtime_r(&tt, &tm));
+    pc_civil c;
+    pc_civil_from_unix(t, &c);
+    ck_assert_msg(c.year == tm.tm_year + 1900 && c.month == tm.tm_mon + 1 && c.day == tm.tm_mday &&
+                      c.hour == tm.tm_hour && c.min == tm.tm_min && c.sec == tm.tm_sec &&
+                      c.wday == tm.tm_wday,
+                  "t=%lld", (long long)t);
+    ck_assert_int_eq(pc_days_from_civil(c.year, c.month, c.day) * 86400 + c.hour * 3600 +
+                         c.min * 60 + c.sec,
+                     (int64_t)timegm(&tm));
+    ck_assert_int_eq(pc_days_in_month(c.year, 2), pc_is_leap_year(c.year) ? 29 : 28);
+  }
+}
+END_TEST
+
+START_TEST(rfc3339_scan_forms) {
+  pc_rfc3339 t;
+  ck_assert_int_eq(pc_rfc3339_scan("1970-01-01T00:00:00Z", &t), 0);
+  ck_assert_int_eq(t.unix_s, 0);
+  ck_assert_int_eq(pc_rfc3339_scan("2026-12-08T02:03:04.5+01:30", &t), 0);
+  ck_assert_int_eq(t.unix_s, 1796695384 - 5400);
+  ck_assert_int_eq(t.nsec, 500000000);
+  ck_assert_int_eq(t.offset_s, 5400);
+  /* ',' fraction, lower-case separators, +hhmm, nine digits */
+  ck_assert_int_eq(pc_rfc3339_scan("2026-12-08t02:03:04,123456789-0030", &t), 0);
+  ck_assert_int_eq(t.unix_s, 1796695384 + 1800);
+  ck_assert_int_eq(t.nsec, 123456789);
+  ck_assert_int_eq(t.offset_s, -1800);
+  ck_assert_int_eq(pc_rfc3339_scan("0001-01-01T00:00:00z", &t), 0);
+  ck_assert_int_eq(t.unix_s, -62135596800LL);
+  const char *bad[] = {
+      "", "2026-12-08", "2026-12-08T02:03:04", "2026-12-08T02:03:04.Z",
+      "2026-12-08T02:03:04.1234567890Z", "2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z",
+      "2026-12-08T24:00:00Z", "2026-12-08T02:60:00Z", "2026-12-08T02:03:60Z",
+      "2026-12-08T02:03:04+24:00", "2026-12-08T02:03:04+01", "2026-12-08T02:03:04Zx",
+      "2026-12-08 02:03:04Z", "2O26-12-08T02:03:04Z",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    ck_assert_msg(pc_rfc3339_scan(bad[i], &t) == -1, "accepted %s", bad[i]);
+  ck_assert_int_eq(pc_rfc3339_scan("2024-02-29T00:00:00Z", &t), 0);
+}
+END_TEST
+
 START_TEST(recent_window) {
   pc_recent *r = pc_recent_new(3, 1000);
   ck_assert_ptr_nonnull(r);
@@ -1030,6 +1084,8 @@ static Suite *suite(void) {
   tcase_add_test(t, event_parse_refusals);
   tcase_add_test(t, event_skip_reasons);
   tcase_add_test(t, recent_window);
+  tcase_add_test(t, civil_dates_match_libc);
+  tcase_add_test(t, rfc3339_scan_forms);
   suite_add_tcase(s, t);
   return s;
 }

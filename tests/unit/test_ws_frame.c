@@ -27,10 +27,17 @@ typedef struct collected {
   int n;
 } collected;
 
+/* collect()'s step that feeds a frame's first 14 bytes (the longest
+ * header and mask) one at a time and the rest at once: every header split
+ * without a parse call per payload byte. */
+#define STEP_HEADER_BYTES ((size_t)-1)
+
 static void collect(nd_ws_parser *p, const uint8_t *in, size_t n, size_t step, collected *c) {
   size_t off = 0;
   while (off < n && c->n < 16) {
-    size_t piece = step ? (n - off < step ? n - off : step) : n - off;
+    size_t piece = step == STEP_HEADER_BYTES ? (off < 14 ? 1 : n - off)
+                   : step                    ? (n - off < step ? n - off : step)
+                                             : n - off;
     size_t used = 0;
     while (used < piece && c->n < 16) {
       nd_ws_event ev;
@@ -124,7 +131,10 @@ END_TEST
 START_TEST(length_boundaries) {
   static const size_t lens[] = {0, 1, 125, 126, 127, 65535, 65536, 100000};
   static const size_t hdr[] = {2, 2, 2, 4, 4, 4, 10, 10};
-  static const size_t steps[] = {0, 1, 7, 4093};
+  /* Byte by byte only where the frame is short: a parse call per byte of
+   * a 64 KiB payload is 10^5 calls, seconds under ASan on a loaded machine,
+   * and tests nothing the header-byte split does not. */
+  static const size_t steps[] = {0, 1, STEP_HEADER_BYTES, 7, 4093};
   for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
     size_t len = lens[li];
     uint8_t *payload = malloc(len + 1), *buf = malloc(len + 14);
@@ -136,7 +146,7 @@ START_TEST(length_boundaries) {
     size_t n = frame(buf, ND_WS_OP_BINARY, 1, payload, len, 0);
     ck_assert_uint_eq(n, hdr[li] + 4 + len);
     for (size_t si = 0; si < sizeof steps / sizeof steps[0]; si++) {
-      if (steps[si] == 1 && len > 70000) continue; /* keep it quick */
+      if (steps[si] == 1 && len > 127) continue;
       nd_ws_parser p;
       nd_ws_parser_init(&p, 1 << 20, 1);
       collected c = {0};

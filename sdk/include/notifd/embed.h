@@ -52,7 +52,11 @@ int notifd_host_new_from_string(const char *yaml, size_t len,
 int notifd_host_add_builtin(notifd_host *h, const notifd_plugin_def *def);
 
 /* Loads and initialises every plugin without serving, collecting every
- * problem into `err`; returns < 0 if there was any.  (notifd --check) */
+ * problem into `err` (one per line, each plugin's even after another's init
+ * failed, unknown keys with did-you-mean suggestions); returns < 0 if there
+ * was any.  Writes nothing: no data dir, no embedded bus or kv file, and
+ * plugins see check_only() == 1.  The host can only be freed afterwards.
+ * (notifd --check) */
 int notifd_host_check(notifd_host *h, char *err, size_t errlen);
 
 /* Loads, inits and starts every plugin, opens the listeners and backends.

@@ -8,11 +8,15 @@
  *     entry -> init -> start -> ... -> stop -> destroy
  *
  * `init` receives the host API table (notifd_api) and an opaque handle for
- * this plugin instance (notifd_plugin).  Everything a plugin registers -
- * HTTP routes, websocket channels, bus consumers, timers, metrics - must be
- * registered inside `init`; the host owns those registrations and drops them
- * itself at stop.  A plugin keeps no mutable globals: the host library may be
- * created twice in one process, so keep state in the pointer `init` returns.
+ * this plugin instance (notifd_plugin).  HTTP routes, websocket channels, bus
+ * consumers and metrics are registered inside `init` only (later calls get
+ * NOTIFD_ESTATE): the host builds its router, consumer groups and /metrics
+ * families once, before serving.  Timers are the exception: they may be
+ * started at any time on the loop thread until `stop`, because one-shot
+ * timers are how a plugin waits (a retry backoff, a grace period).  The host
+ * owns every registration and timer and drops them itself at stop.  A plugin
+ * keeps no mutable globals: the host library may be created twice in one
+ * process, so keep state in the pointer `init` returns.
  *
  * Rules that hold for every function below unless its comment says otherwise:
  *  - Threads: call it on the loop thread only (inside a callback).  Only
@@ -29,7 +33,16 @@
  * bump NOTIFD_ABI_MINOR.  A plugin states the minor it needs in its def; the
  * host refuses a plugin that needs a newer minor or another major.  Every
  * struct a plugin hands to the host begins with a uint32_t `size` and the
- * host reads only what that size covers, so old plugins keep working.
+ * host reads only what that size covers, so old plugins keep working.  A
+ * plugin that declares an older minor can still use a newer function when
+ * the host has it: test with NOTIFD_API_HAS(api, member) first.
+ *
+ * jansson is part of the ABI: json_t pointers cross it (req_json_or_400,
+ * respond_json), so host and plugin must share one jansson.  Link it
+ * dynamically (-ljansson, soname libjansson.so.4, jansson 2.x >= 2.10,
+ * as pkg-config notifd-sdk says), never statically: the dynamic linker then
+ * gives the plugin the host's copy.  A json_t the host hands over is
+ * borrowed as the function says; never call json_object_seed().
  */
 #ifndef NOTIFD_PLUGIN_H
 #define NOTIFD_PLUGIN_H
@@ -43,7 +56,7 @@ extern "C" {
 #endif
 
 #define NOTIFD_ABI_MAJOR 1
-#define NOTIFD_ABI_MINOR 2
+#define NOTIFD_ABI_MINOR 3
 
 /* The one exported entry symbol; the ABI major is part of its name. */
 #define NOTIFD_PLUGIN_ENTRY_SYMBOL "notifd_plugin_entry_v1"
@@ -69,6 +82,47 @@ extern "C" {
 #define NOTIFD_ECLOSED  (-1005) /* connection or host already closed */
 #define NOTIFD_ETIMEDOUT (-110)
 #define NOTIFD_ENOTSUP   (-95)  /* feature not available in this build/backend */
+
+/* Text for a NOTIFD_E* code (or "unknown error" for any other), e.g. for
+ * log lines: "%s (%d)", notifd_strerror(rc), rc.  Static inline, so a
+ * plugin uses it on every host without linking anything from notifd. */
+static inline const char *notifd_strerror(int code) {
+  switch (code) {
+    case NOTIFD_OK: return "success";
+    case NOTIFD_EINVAL: return "invalid argument";
+    case NOTIFD_ENOMEM: return "out of memory";
+    case NOTIFD_ENOENT: return "no such key, route or topic";
+    case NOTIFD_EEXIST: return "already registered";
+    case NOTIFD_ESTATE: return "wrong lifecycle phase";
+    case NOTIFD_EBACKEND: return "backend failed";
+    case NOTIFD_EBADJSON: return "not valid JSON";
+    case NOTIFD_ETOOBIG: return "over a size limit";
+    case NOTIFD_ECLOSED: return "closed";
+    case NOTIFD_ETIMEDOUT: return "timed out";
+    case NOTIFD_ENOTSUP: return "not supported";
+    default: return "unknown error";
+  }
+}
+
+/* The code's symbolic name ("EINVAL"), or NULL for a code notifd does not
+ * define. */
+static inline const char *notifd_strerror_name(int code) {
+  switch (code) {
+    case NOTIFD_OK: return "OK";
+    case NOTIFD_EINVAL: return "EINVAL";
+    case NOTIFD_ENOMEM: return "ENOMEM";
+    case NOTIFD_ENOENT: return "ENOENT";
+    case NOTIFD_EEXIST: return "EEXIST";
+    case NOTIFD_ESTATE: return "ESTATE";
+    case NOTIFD_EBACKEND: return "EBACKEND";
+    case NOTIFD_EBADJSON: return "EBADJSON";
+    case NOTIFD_ETOOBIG: return "ETOOBIG";
+    case NOTIFD_ECLOSED: return "ECLOSED";
+    case NOTIFD_ETIMEDOUT: return "ETIMEDOUT";
+    case NOTIFD_ENOTSUP: return "ENOTSUP";
+    default: return NULL;
+  }
+}
 
 /* ---- log levels -------------------------------------------------------- */
 #define NOTIFD_LOG_ERROR 0
@@ -201,7 +255,9 @@ typedef struct notifd_http_client_req {
   uint32_t size;                   /* sizeof(notifd_http_client_req) */
   uint32_t internal_auth;          /* 1 = add the internal token header */
   const char *method;              /* "POST" */
-  const char *url;                 /* absolute; "local:/path" = this process */
+  const char *url;                 /* absolute; "local:/path" = this process
+                                      (the route's own max_body applies,
+                                      http.max_body does not) */
   const char *const *headers;      /* NULL-terminated "Name: value" lines */
   const void *body;
   size_t body_len;
@@ -269,7 +325,8 @@ typedef struct notifd_api {
   const char *(*req_query)(notifd_req *r, const char *name); /* decoded */
   const char *(*req_header)(notifd_req *r, const char *name);
   const void *(*req_body)(notifd_req *r, size_t *len);
-  /* Parses the body once; the result is owned by the request (borrowed).
+  /* Parses the body once; the result is owned by the request (borrowed;
+   * a jansson value, see "jansson is part of the ABI" above).
    * On malformed JSON returns NULL after answering 400 {"error": "..."}
    * itself, so the handler just returns. */
   json_t *(*req_json_or_400)(notifd_req *r);
@@ -290,9 +347,12 @@ typedef struct notifd_api {
                     notifd_ws_channel **out);
   /* Queues one text frame (encoded once) to every connection of `key`.
    * delivered/failed may be NULL.  Slow consumers over their outbound
-   * limit are closed and counted as failed.  `delivered` counts frames
-   * queued to open connections, not yet written; with websocket.io_threads
-   * a connection whose peer has just closed can still be counted (its I/O
+   * limit are closed and counted as failed.  A frame larger than
+   * websocket.max_queue_bytes goes only to connections with nothing
+   * queued; the others are counted as failed but stay open.  (ws_send:
+   * NOTIFD_ETOOBIG in that case.)  `delivered` counts frames queued to
+   * open connections, not yet written; with websocket.io_threads a
+   * connection whose peer has just closed can still be counted (its I/O
    * thread drops the frame), as one whose close is not read yet always
    * could. */
   int (*ws_publish)(notifd_ws_channel *ch, const char *key, const void *data,
@@ -311,8 +371,9 @@ typedef struct notifd_api {
   uint32_t (*ws_key_count)(notifd_ws_channel *ch, const char *key);
 
   /* -- bus (Kafka or embedded) -- */
-  /* Registers a consumer (init only; copies opts).  *out, when out is not
-   * NULL, gets a handle owned by the host, valid until destroy. */
+  /* Registers a consumer (init only; copies opts).  `out` may be NULL;
+   * otherwise *out gets a handle owned by the host, valid until destroy
+   * (NULL under --check, see check_only). */
   int (*bus_consume)(notifd_plugin *p, const notifd_consumer_opts *opts,
                      notifd_consumer **out);
   /* Copies everything; `headers` is NULL-terminated name,value,... pairs. */
@@ -351,8 +412,10 @@ typedef struct notifd_api {
   const char *(*http_resp_header)(notifd_http_resp *r, const char *name);
 
   /* -- timers, cross-thread post, worker pool -- */
-  /* First fire after `after_ms`, then every `repeat_ms` (0 = once).
-   * Stopped automatically at plugin stop. */
+  /* First fire after `after_ms`, then every `repeat_ms` (0 = once).  Any
+   * time on the loop thread (not only in init: one-shot timers are how a
+   * plugin waits); NOTIFD_ECLOSED once the host is stopping.  Stopped
+   * automatically at plugin stop. */
   int (*timer_start)(notifd_plugin *p, int64_t after_ms, int64_t repeat_ms,
                      notifd_timer_cb cb, void *ud, notifd_timer **out);
   void (*timer_stop)(notifd_timer *t);  /* frees `t`; safe inside its cb */
@@ -365,7 +428,8 @@ typedef struct notifd_api {
 
   /* -- metrics (Prometheus on the admin listener) --
    * Names get no prefix; `labels` is NULL-terminated (or NULL).
-   * Registration during init; updates on the loop thread. */
+   * Registration in init only (NOTIFD_ESTATE afterwards); updates on the
+   * loop thread. */
   int (*metric_counter)(notifd_plugin *p, const char *name, const char *help,
                         const char *const *labels, notifd_metric **out);
   int (*metric_gauge)(notifd_plugin *p, const char *name, const char *help,
@@ -408,19 +472,31 @@ typedef struct notifd_api {
   /* Reports a problem with the value of the plugin's config key `key`
    * (dotted, as for config_*; NULL = the whole `config:` map) the way the
    * host reports its own: "<file>:<line>:<col>: key
-   * 'plugins[<i>].config.<key>': <message>", at the value's position, or at
-   * the `config:` map (else the plugin entry) when the key is absent.
+   * 'plugins[<i>].config.<key>': <message>" (list indexes as [n]), at the
+   * value's position, or when the key is absent at the deepest part of its
+   * path that exists (a list item, the `config:` map, else the entry).
    * The host fails startup and `notifd --check` once init returns; init
    * may go on checking and report every problem, then return
    * NOTIFD_EINVAL (no extra "init failed" line is printed then).  Init
    * only: NOTIFD_ESTATE afterwards. */
   int (*config_error)(notifd_plugin *p, const char *key, const char *fmt, ...)
       NOTIFD_PRINTF(3, 4);
+
+  /* -- ABI 1.3 (check with NOTIFD_API_HAS before calling) -- */
+  /* 1 while `notifd --check` runs this init, else 0.  A checking init
+   * reads and validates all of its config (reporting every problem) and
+   * registers as usual, but writes nothing: it opens no store or file in
+   * the data directory (which the host does not create then) and starts
+   * no connection that changes state.  Under --check the host's bus and kv
+   * only validate their config: bus_consume registers nothing (*out is
+   * NULL), bus_produce and kv_* return NOTIFD_ESTATE. */
+  int32_t (*check_only)(notifd_plugin *p);
 } notifd_api;
 
 /* 1 when the host's table has `member` (a function added in a later minor
  * than the plugin requires): the host fills api->size with its own
- * sizeof(notifd_api), so an older host's table ends before it. */
+ * sizeof(notifd_api), so an older host's table ends before it.  E.g.
+ *   if (NOTIFD_API_HAS(api, check_only) && api->check_only(p)) ... */
 #define NOTIFD_API_HAS(api, member)                                          \
   ((api)->size >= offsetof(notifd_api, member) + sizeof((api)->member) &&    \
    (api)->member != NULL)
@@ -436,7 +512,10 @@ typedef struct notifd_plugin_def {
   const char *version;        /* plugin's own version string */
   /* Register everything here; store the plugin's state in *state.
    * Return < 0 to fail startup; destroy(*state) is still called, so set
-   * *state before anything that can fail. */
+   * *state before anything that can fail.  When init fails, the host's
+   * message names the last API call it refused during this init and why
+   * ("init failed: bus_consume: ... (-22 EINVAL)"), so returning that
+   * call's code as it came is enough. */
   int (*init)(notifd_plugin *p, const notifd_api *api, void **state);
   /* After every plugin's init succeeded; may be NULL. */
   int (*start)(void *state);
