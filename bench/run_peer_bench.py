@@ -282,6 +282,7 @@ def main():
                 print(f"round {rnd + 1} {sc_name:28s} {server.name:12s} "
                       f"{r['server_us_per_publish']:9.1f} us/publish  "
                       f"{r['received']}/{r['expected']} messages  {r['seconds']:.2f} s  "
+                      f"{r['received'] / max(r['seconds'], 1e-9):9.0f} deliveries/s  "
                       f"http errors {r['http_errors']}", flush=True)
 
     print()
@@ -296,6 +297,15 @@ def main():
             row[s.name] = statistics.median(vals) if vals else float("nan")
         summary[sc_name] = row
         cells = "  ".join(f"{n} {v:.1f} ({v / row[base]:.2f}x)" for n, v in row.items())
+        print(f"  {sc_name:28s} {cells}")
+    print(f"medians, deliveries per wall-second (ratio = other / {base})")
+    for sc_name, *_ in scenarios:
+        row = {}
+        for s in servers:
+            vals = [r["received"] / max(r["seconds"], 1e-9) for r in results[s.name][sc_name]
+                    if r["complete"]]
+            row[s.name] = statistics.median(vals) if vals else float("nan")
+        cells = "  ".join(f"{n} {v:.0f} ({v / row[base]:.2f}x)" for n, v in row.items())
         print(f"  {sc_name:28s} {cells}")
     if skipped:
         print(f"centrifugo: SKIPPED ({skipped})")

@@ -27,6 +27,8 @@
 #                closed loop (256 connections), same stack script and
 #                configs (this tree's), then the ratios; --rev-build DIR
 #                reuses a build of REV
+#   iothreads    the latency and closed-loop ingest runs of compare, this tree
+#                with websocket.io_threads 0 and 2 alternating
 #   compare      needs --compare REV: builds REV (git archive) and runs the
 #                latency and closed-loop ingest runs alternately for REV and this
 #                tree, then prints the ratios (same machine, same minutes)
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --rev-build) rev_build="$(cd "$2" && pwd)"; shift 2 ;;
     --dist-count) dist_count_opt="$2"; shift 2 ;;
     -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
-    latency | ingest | ws | distributed | compare | distcompare) parts+=("$1"); shift ;;
+    latency | ingest | ws | distributed | compare | distcompare | iothreads) parts+=("$1"); shift ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -506,21 +508,39 @@ part_compare() {
         b="$rdir/build" cfg_root="$rdir/src"
         grep -q '"mode"' "$rdir/src/host/config/config_load.c" || auth_args=()
       fi
-      single_start all "$b" || return 1
-      run_cb "compare-$v-latency-r$r" all --rate 1000 --count "$lat_count" --warmup 1000 \
-        --streams 100 --http-conns 32
-      single_stop
-      single_start all "$b" || return 1
-      run_cb "compare-$v-max-all-r$r" all --rate 0 --count "$max_count" --warmup 2000 \
-        --streams 100 --http-conns "$ingest_conns"
-      single_stop
-      single_start chat "$b" || return 1
-      run_cb "compare-$v-max-chat-r$r" chat --rate 0 --count "$max_count" --warmup 2000 \
-        --streams 100 --http-conns "$ingest_conns"
-      single_stop
+      ab_side "compare-$v" "$b" "$r" || return 1
     done
   done
   cfg_root="$root" auth_args=("${cur_auth[@]}")
+}
+
+# ab_side TAG BUILD ROUND: one side of an A/B round: latency at 1 000 msg/s
+# (all roles), closed-loop ingest (all roles; the chat path alone).
+ab_side() {
+  local tag="$1" b="$2" r="$3"
+  single_start all "$b" || return 1
+  run_cb "$tag-latency-r$r" all --rate 1000 --count "$lat_count" --warmup 1000 \
+    --streams 100 --http-conns 32
+  single_stop
+  single_start all "$b" || return 1
+  run_cb "$tag-max-all-r$r" all --rate 0 --count "$max_count" --warmup 2000 \
+    --streams 100 --http-conns "$ingest_conns"
+  single_stop
+  single_start chat "$b" || return 1
+  run_cb "$tag-max-chat-r$r" chat --rate 0 --count "$max_count" --warmup 2000 \
+    --streams 100 --http-conns "$ingest_conns"
+  single_stop
+}
+
+# iothreads: the same runs with websocket.io_threads 0 and 2 alternating
+# (NOTIFD_WS_IO_THREADS, read by the server), this tree only.
+part_iothreads() {
+  local r v
+  for r in $(seq 1 "$rounds"); do
+    for v in 0 2; do
+      NOTIFD_WS_IO_THREADS=$v ab_side "io$v" "$build" "$r" || return 1
+    done
+  done
 }
 
 for p in "${parts[@]}"; do "part_$p"; done

@@ -222,6 +222,8 @@ typedef struct nd_config {
   int64_t ws_write_delay_ms;        /* 0: frames go out after the next poll;
                                        more batches broadcasts (a latency
                                        for CPU trade, bench/README.md) */
+  uint32_t ws_io_threads;           /* 0: sockets on the loop thread;
+                                       N: on N I/O threads (ws_loop.c) */
   uint32_t ws_max_connections;      /* 100000 */
   uint32_t ws_max_per_key;          /* 64 */
   char **ws_allowed_origins;        /* NULL-terminated; the Host's own

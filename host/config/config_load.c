@@ -424,6 +424,7 @@ static void load_websocket(loader *L, nd_cfg_node *root, nd_config *c) {
   get_size(L, ws, "max_queue_bytes", MIB, 1, 64 * GIB, &c->ws_max_queue_bytes);
   get_u32(L, ws, "max_queue_frames", 1024, 1, 100000000, &c->ws_max_queue_frames);
   get_duration(L, ws, "write_delay", 0, 0, 1000, &c->ws_write_delay_ms);
+  get_u32(L, ws, "io_threads", 0, 0, 64, &c->ws_io_threads);
   get_u32(L, ws, "max_connections", 100000, 1, 100000000, &c->ws_max_connections);
   get_u32(L, ws, "max_connections_per_key", 64, 1, 100000000, &c->ws_max_per_key);
   get_string_list(L, ws, "allowed_origins", &c->ws_allowed_origins);

@@ -1,5 +1,7 @@
 /* Websocket layer: channels, connection registry keyed by a query
- * parameter, RFC 6455 framing, heartbeat, limits.  Loop thread only. */
+ * parameter, RFC 6455 framing, heartbeat, limits.  Every function here is
+ * for the host's loop thread (sockets may live on websocket.io_threads
+ * I/O threads: ws_loop.c). */
 #ifndef ND_WS_H
 #define ND_WS_H
 
@@ -24,7 +26,8 @@ uint32_t nd_ws_channel_auth(const notifd_ws_channel *ch);
 /* Called by the HTTP server for a GET on a channel's path.  Validates the
  * handshake, params, origin, auth, limits and the plugin's on_upgrade.
  * On success writes the 101 response, takes ownership of `bev` (its input
- * may hold bytes after the request) and returns 0; `req` is not answered
+ * may hold bytes after the request; when the connection goes to an I/O
+ * thread its socket and buffers move there and `bev` is freed) and returns 0; `req` is not answered
  * and the HTTP layer frees it.  On refusal returns the HTTP status to
  * answer with, `*msg` (static or owned by `req`) as the error text, and
  * touches nothing. */

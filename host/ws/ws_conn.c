@@ -45,8 +45,9 @@ const char *nd_ws_conn_peer(notifd_ws_conn *c, char *buf, size_t len) {
   return buf;
 }
 
-notifd_ws_conn *nd_ws_conn_new(notifd_ws_channel *ch, struct bufferevent *bev,
-                               const char *const *values) {
+/* ==== main thread =========================================================== */
+
+notifd_ws_conn *nd_ws_conn_new(notifd_ws_channel *ch, const char *const *values) {
   size_t total = 0;
   for (size_t i = 0; i < ch->nparams; i++) total += (values[i] ? strlen(values[i]) : 0) + 1;
   notifd_ws_conn *c = calloc(1, sizeof *c);
@@ -65,7 +66,6 @@ notifd_ws_conn *nd_ws_conn_new(notifd_ws_channel *ch, struct bufferevent *bev,
   }
   c->params = params;
   c->ch = ch;
-  c->bev = bev;
   c->state = ND_WS_OPEN;
   const nd_config *cfg = &ch->hub->host->cfg;
   nd_ws_parser_init(&c->parser, cfg->ws_max_message, 1);
@@ -105,38 +105,28 @@ static void key_unlink(notifd_ws_conn *c) {
   if (--e->count == 0) nd_ws_keymap_remove(&c->ch->keys, e);
 }
 
-int nd_ws_conn_start(notifd_ws_conn *c) {
+int nd_ws_conn_register(notifd_ws_conn *c) {
   notifd_ws_channel *ch = c->ch;
   nd_ws_hub *hub = ch->hub;
   if (key_link(c) < 0) return -1;
+  c->m_open = 1;
   ch->nopen++;
   c->next = hub->conns;
+  c->prev = NULL;
   if (hub->conns) hub->conns->prev = c;
   hub->conns = c;
   hub->nconns++;
-
-  struct bufferevent *bev = c->bev;
-  bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
-  bufferevent_set_timeouts(bev, NULL, NULL);
-  bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
-  /* A plain socket is written by nd_ws_conn_flush; its bufferevent only
-   * watches for writability after the kernel buffer filled up. */
-  c->direct = hub->write_mode != ND_WS_WRITE_BEV && !nd_tls_bev_is_tls(bev);
-  /* (A new bufferevent starts with EV_WRITE enabled.) */
-  if (c->direct) bufferevent_disable(bev, EV_WRITE);
-  bufferevent_enable(bev, c->direct ? EV_READ : EV_READ | EV_WRITE);
-  nd_ws_timer_set(hub, c, ND_WS_TL_PING);
   nd_ws_metric_conns(ch);
   return 0;
 }
 
-/* Leaves the key registry (publish stops counting it) and owes the plugin
- * its on_close, run on the next loop turn. */
-static void detach(notifd_ws_conn *c, int code) {
-  if (!c->kent && !c->paused) return; /* closed before */
+void nd_ws_conn_detach(notifd_ws_conn *c, int code, int slow) {
+  if (!c->m_open) return; /* closed before */
   notifd_ws_channel *ch = c->ch;
+  if (slow) nd_ws_metric_add(ch->hub->m_slow, ch, 1);
   key_unlink(c);
   c->paused = 0;
+  c->m_open = 0;
   ch->nopen--;
   nd_ws_metric_conns(ch);
   c->close_code = (uint16_t)code;
@@ -154,6 +144,81 @@ static void detach(notifd_ws_conn *c, int code) {
   }
 }
 
+void nd_ws_conn_gone(notifd_ws_conn *c) {
+  if (c->gone) return;
+  c->gone = 1;
+  nd_ws_hub_unlink(c->ch->hub, c);
+  nd_ws_hub_defer(c->ch->hub, c);
+}
+
+static void close_conn(notifd_ws_conn *c, int code, const char *reason, int slow) {
+  if (!c->m_open) return;
+  nd_ws_conn_detach(c, code, slow);
+  nd_ws_to_io_close(c, code, reason);
+}
+
+void nd_ws_conn_close(notifd_ws_conn *c, int code, const char *reason) {
+  close_conn(c, code, reason, 0);
+}
+
+void nd_ws_conn_deliver(notifd_ws_conn *c, const void *data, size_t len, int is_text) {
+  notifd_ws_channel *ch = c->ch;
+  if (c->m_open && ch->on_message) ch->on_message(c, data, len, is_text, ch->ud);
+}
+
+void nd_ws_conn_destroy(notifd_ws_conn *c) {
+  nd_ipcount_release(c->peer);
+  c->peer = NULL;
+  nd_ws_to_io_release(c); /* the I/O side frees the rest */
+}
+
+/* Bytes waiting to be written: the output itself where main may look at
+ * it, otherwise the data frames counted on their way. */
+static size_t queued_bytes(notifd_ws_conn *c) {
+  if (!nd_ws_remote(c)) return evbuffer_get_length(bufferevent_get_output(c->bev));
+  return __atomic_load_n(&c->q_bytes, __ATOMIC_RELAXED);
+}
+
+int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
+  if (!c->m_open) return -1;
+  const nd_config *cfg = &c->ch->hub->host->cfg;
+  /* The byte limit bounds a backlog, not a message: one message larger
+   * than it (Go delivered any size) is queued outside the limit, one such
+   * message at a time. */
+  int big = cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes;
+  size_t q_big = __atomic_load_n(&c->q_big, __ATOMIC_RELAXED);
+  if (big && q_big) return NOTIFD_ETOOBIG;
+  size_t total = queued_bytes(c); /* the big frame may be partly written */
+  size_t queued = total > q_big ? total - q_big : 0;
+  uint32_t frames = __atomic_load_n(&c->q_frames, __ATOMIC_RELAXED);
+  if ((cfg->ws_max_queue_frames && frames >= cfg->ws_max_queue_frames) ||
+      (!big && cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
+    notifd_ws_channel *ch = c->ch;
+    char peer[64] = "?";
+    if (!nd_ws_remote(c)) nd_ws_conn_peer(c, peer, sizeof peer);
+    ND_WARN("ws", "slow consumer %s on %s key=%s: %zu bytes / %u frames queued, closing", peer,
+            ch->path, c->params, queued, frames);
+    close_conn(c, ND_WS_CLOSE_POLICY, "slow consumer: outbound queue limit reached", 1);
+    return -1;
+  }
+  /* The queued copy holds its own reference, dropped once written. */
+  nd_ws_chunk_ref(frame);
+  if (big) __atomic_store_n(&c->q_big, len, __ATOMIC_RELAXED);
+  return nd_ws_to_io_frame(c, frame, len);
+}
+
+/* ==== the connection's I/O loop ============================================== */
+
+void nd_ws_io_begin(notifd_ws_conn *c, struct bufferevent *bev) {
+  c->bev = bev;
+  bufferevent_setcb(bev, conn_readcb, conn_writecb, conn_eventcb, c);
+  c->direct = c->ch->hub->write_mode != ND_WS_WRITE_BEV && !nd_tls_bev_is_tls(bev);
+  /* (A new bufferevent starts with EV_WRITE enabled.) */
+  if (c->direct) bufferevent_disable(bev, EV_WRITE);
+  bufferevent_enable(bev, c->direct ? EV_READ : EV_READ | EV_WRITE);
+  nd_ws_timer_set(c, ND_WS_TL_PING);
+}
+
 /* Control frames and close frames bypass the queue accounting (but not
  * the byte limit check done by their callers where it matters). */
 static int write_control(notifd_ws_conn *c, int opcode, const void *payload, size_t len) {
@@ -165,10 +230,8 @@ static int write_control(notifd_ws_conn *c, int opcode, const void *payload, siz
   return 0;
 }
 
-static void send_close_frame(notifd_ws_conn *c, int code, const char *reason) {
-  uint8_t pl[125];
-  size_t n = nd_ws_close_payload(pl, code, reason);
-  if (write_control(c, ND_WS_OP_CLOSE, pl, n) < 0)
+static void send_close_frame(notifd_ws_conn *c, const uint8_t *payload, size_t len) {
+  if (write_control(c, ND_WS_OP_CLOSE, payload, len) < 0)
     ND_WARN("ws", "cannot queue a close frame");
 }
 
@@ -183,18 +246,51 @@ static void linger_flushed(notifd_ws_conn *c) {
 
 static void enter_linger(notifd_ws_conn *c) {
   if (c->state == ND_WS_LINGER || c->state == ND_WS_DEAD) return;
-  if (c->state == ND_WS_OPEN) nd_ws_timer_set(c->ch->hub, c, ND_WS_TL_GRACE);
+  if (c->state == ND_WS_OPEN) nd_ws_timer_set(c, ND_WS_TL_GRACE);
   /* From CLOSE_SENT the grace deadline already runs. */
   c->state = ND_WS_LINGER;
   if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) linger_flushed(c);
 }
 
-void nd_ws_conn_close(notifd_ws_conn *c, int code, const char *reason) {
+void nd_ws_io_close(notifd_ws_conn *c, const uint8_t *payload, size_t len) {
   if (c->state != ND_WS_OPEN) return;
-  send_close_frame(c, code, reason);
+  send_close_frame(c, payload, len);
   c->state = ND_WS_CLOSE_SENT;
-  nd_ws_timer_set(c->ch->hub, c, ND_WS_TL_GRACE);
-  detach(c, code);
+  nd_ws_timer_set(c, ND_WS_TL_GRACE);
+}
+
+/* Closes from the I/O side (a protocol error, a ping flood) and tells main. */
+static void io_close_code(notifd_ws_conn *c, int code, const char *why, int slow) {
+  uint8_t pl[125];
+  size_t n = nd_ws_close_payload(pl, code, why);
+  nd_ws_io_close(c, pl, n);
+  nd_ws_to_main_detach(c, code, slow ? ND_WS_DETACH_SLOW : 0);
+}
+
+/* On an I/O thread, the close frame that answers the peer's close (or a
+ * protocol error) waits until main has handled the messages read before
+ * it, so that the plugin's replies to them go out first, as they do on the
+ * main loop: reading stops, main is told, and its acknowledgement
+ * (nd_ws_io_close_ack) writes the frame.  `why` is static. */
+static void close_after_main(notifd_ws_conn *c, int send_code, const char *why, int code) {
+  c->ack_wait = 1;
+  c->ack_code = (uint16_t)send_code;
+  c->ack_why = why;
+  nd_ws_timer_set(c, ND_WS_TL_GRACE); /* main never answering ends it too */
+  nd_ws_io_pause_reading(c);
+  nd_ws_to_main_detach(c, code, ND_WS_DETACH_ACK);
+}
+
+void nd_ws_io_close_ack(notifd_ws_conn *c) {
+  if (!c->ack_wait) return;
+  c->ack_wait = 0;
+  if (c->state == ND_WS_OPEN) { /* main did not close it meanwhile */
+    uint8_t pl[125];
+    send_close_frame(c, pl, nd_ws_close_payload(pl, c->ack_code, c->ack_why));
+    c->state = ND_WS_CLOSE_SENT; /* the grace deadline runs already */
+  }
+  enter_linger(c);
+  nd_ws_io_resume_reading(c); /* lingering reads on, to see the peer's EOF */
 }
 
 /* Protocol violation: close frame with `code`, then linger. */
@@ -202,39 +298,45 @@ static void conn_fail(notifd_ws_conn *c, int code, const char *why) {
   char peer[64];
   ND_INFO("ws", "closing %s on %s: %s (close %d)", nd_ws_conn_peer(c, peer, sizeof peer),
           c->ch->path, why, code);
-  if (c->state == ND_WS_OPEN) {
-    send_close_frame(c, code, why);
-    detach(c, code);
+  if (c->state == ND_WS_OPEN && nd_ws_remote(c)) {
+    close_after_main(c, code, why, code);
+    return;
   }
+  if (c->state == ND_WS_OPEN) io_close_code(c, code, why, 0);
   enter_linger(c);
 }
 
 void nd_ws_conn_abort(notifd_ws_conn *c, int code, const char *why) {
   if (c->state == ND_WS_DEAD) return;
-  nd_ws_hub *hub = c->ch->hub;
   if (why) {
     char peer[64];
     ND_INFO("ws", "dropping %s on %s: %s", nd_ws_conn_peer(c, peer, sizeof peer), c->ch->path,
             why);
   }
-  detach(c, code);
+  int was_open = c->state == ND_WS_OPEN;
   c->state = ND_WS_DEAD;
+  if (was_open) nd_ws_to_main_detach(c, code, 0);
   if (c->dirty_idx) {
-    hub->dirty[c->dirty_idx - 1] = NULL;
+    c->loop->dirty[c->dirty_idx - 1] = NULL;
     c->dirty_idx = 0;
   }
-  nd_ws_timer_set(hub, c, ND_WS_TL_NONE);
-  bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-  bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-  nd_ws_hub_unlink(hub, c);
-  nd_ws_hub_defer(hub, c);
+  nd_ws_timer_set(c, ND_WS_TL_NONE);
+  if (c->bev) {
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+  }
+  /* On a thread of its own the socket goes now; on the main loop it goes
+   * with the struct (nd_ws_conn_destroy). */
+  if (nd_ws_remote(c)) nd_ws_io_free(c, 0);
+  nd_ws_to_main_gone(c);
 }
 
-void nd_ws_conn_destroy(notifd_ws_conn *c) {
+void nd_ws_io_free(notifd_ws_conn *c, int whole) {
   if (c->dirty_idx) {
-    c->ch->hub->dirty[c->dirty_idx - 1] = NULL;
+    c->loop->dirty[c->dirty_idx - 1] = NULL;
     c->dirty_idx = 0;
   }
+  nd_ws_timer_set(c, ND_WS_TL_NONE);
   if (c->bev) {
     /* Queued frames reference c in their cleanup: release them now, before
      * libevent possibly finalizes the bufferevent later. */
@@ -245,70 +347,66 @@ void nd_ws_conn_destroy(notifd_ws_conn *c) {
     c->bev = NULL;
   }
   nd_ws_parser_free(&c->parser);
-  nd_ipcount_release(c->peer);
+  if (!whole) return;
   free(c->params);
   free(c);
 }
 
 void nd_ws_conn_send_ping(notifd_ws_conn *c) {
-  nd_ws_hub *hub = c->ch->hub;
+  nd_ws_loop *l = c->loop;
   if (c->state != ND_WS_OPEN) {
-    nd_ws_timer_set(hub, c, ND_WS_TL_NONE);
+    nd_ws_timer_set(c, ND_WS_TL_NONE);
     return;
   }
   if (write_control(c, ND_WS_OP_PING, NULL, 0) < 0) {
     nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot queue a ping");
     return;
   }
-  nd_ws_timer_set(hub, c, hub->tl[ND_WS_TL_PONG].delay_ms > 0 ? ND_WS_TL_PONG : ND_WS_TL_PING);
+  nd_ws_timer_set(c, l->tl[ND_WS_TL_PONG].delay_ms > 0 ? ND_WS_TL_PONG : ND_WS_TL_PING);
+}
+
+void nd_ws_io_pause_reading(notifd_ws_conn *c) {
+  if (c->bev) bufferevent_disable(c->bev, EV_READ);
+}
+
+void nd_ws_io_resume_reading(notifd_ws_conn *c) {
+  if (c->state == ND_WS_DEAD || !c->bev || c->ack_wait || c->throttled) return;
+  bufferevent_enable(c->bev, EV_READ);
+  if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* ---- outbound queue ---------------------------------------------------- */
 
-static void frame_written(const void *data, size_t len, void *extra) {
+void nd_ws_frame_done(const void *data, size_t len, void *extra) {
   notifd_ws_conn *c = extra;
-  c->q_frames--;
-  if (c->q_big == len) c->q_big = 0;
+  __atomic_fetch_sub(&c->q_frames, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_sub(&c->q_bytes, len, __ATOMIC_RELAXED);
+  size_t big = len;
+  __atomic_compare_exchange_n(&c->q_big, &big, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   nd_ws_chunk_unref((uint8_t *)(uintptr_t)data);
 }
 
-static void slow_consumer(notifd_ws_conn *c, size_t queued) {
-  notifd_ws_channel *ch = c->ch;
-  char peer[64];
-  ND_WARN("ws", "slow consumer %s on %s key=%s: %zu bytes / %u frames queued, closing",
-          nd_ws_conn_peer(c, peer, sizeof peer), ch->path, c->params, queued, c->q_frames);
-  nd_ws_metric_add(ch->hub->m_slow, ch, 1);
-  nd_ws_conn_close(c, ND_WS_CLOSE_POLICY, "slow consumer: outbound queue limit reached");
+void nd_ws_frame_unsent(uint8_t *frame, size_t len, notifd_ws_conn *c) {
+  size_t big = len;
+  __atomic_compare_exchange_n(&c->q_big, &big, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  nd_ws_chunk_unref(frame);
 }
 
-int nd_ws_conn_queue(notifd_ws_conn *c, uint8_t *frame, size_t len) {
-  if (c->state != ND_WS_OPEN) return -1;
-  const nd_config *cfg = &c->ch->hub->host->cfg;
-  struct evbuffer *out = bufferevent_get_output(c->bev);
-  /* The byte limit bounds a backlog, not a message: one message larger
-   * than it (Go delivered any size) is queued outside the limit, one such
-   * message at a time. */
-  int big = cfg->ws_max_queue_bytes && len > cfg->ws_max_queue_bytes;
-  if (big && c->q_big) return NOTIFD_ETOOBIG;
-  size_t total = evbuffer_get_length(out); /* the big frame may be partly written */
-  size_t queued = total > c->q_big ? total - c->q_big : 0;
-  if ((cfg->ws_max_queue_frames && c->q_frames >= cfg->ws_max_queue_frames) ||
-      (!big && cfg->ws_max_queue_bytes && queued + len > cfg->ws_max_queue_bytes)) {
-    slow_consumer(c, queued);
-    return -1;
+int nd_ws_io_add_frame(notifd_ws_conn *c, uint8_t *frame, size_t len) {
+  /* Counted from here, in the socket's output, to its write: main's limits
+   * see what the socket holds back, not frames on their way between
+   * threads (a thread scheduled late is not a slow consumer). */
+  __atomic_fetch_add(&c->q_frames, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&c->q_bytes, len, __ATOMIC_RELAXED);
+  if (c->state == ND_WS_OPEN && c->bev &&
+      evbuffer_add_reference(bufferevent_get_output(c->bev), frame, len, nd_ws_frame_done, c) == 0) {
+    nd_ws_conn_kick(c);
+    return 0;
   }
-  /* The queued copy holds its own reference, dropped by frame_written. */
-  nd_ws_chunk_ref(frame);
-  c->q_frames++;
-  if (big) c->q_big = len;
-  if (evbuffer_add_reference(out, frame, len, frame_written, c) < 0) {
-    c->q_frames--;
-    if (big) c->q_big = 0;
-    nd_ws_chunk_unref(frame);
-    return -1;
-  }
-  nd_ws_conn_kick(c);
-  return 0;
+  /* Closed meanwhile (or no memory): not sent, no longer queued. */
+  nd_ws_frame_done(frame, len, c);
+  return -1;
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -351,36 +449,38 @@ void nd_ws_conn_flush(notifd_ws_conn *c) {
 
 void nd_ws_conn_kick(notifd_ws_conn *c) {
   if (!c->direct || c->wr_armed || c->state == ND_WS_DEAD) return;
-  nd_ws_hub *hub = c->ch->hub;
-  if (hub->write_mode == ND_WS_WRITE_NOW) {
+  nd_ws_loop *l = c->loop;
+  int mode = l->hub->write_mode;
+  if (mode == ND_WS_WRITE_NOW) {
     nd_ws_conn_flush(c);
     return;
   }
   if (c->dirty_idx) return; /* listed for the coming flush already */
-  if (hub->ndirty == hub->dirty_cap) {
-    size_t cap = hub->dirty_cap ? hub->dirty_cap * 2 : 256;
-    notifd_ws_conn **d = realloc(hub->dirty, cap * sizeof *d);
+  if (l->ndirty == l->dirty_cap) {
+    size_t cap = l->dirty_cap ? l->dirty_cap * 2 : 256;
+    notifd_ws_conn **d = realloc(l->dirty, cap * sizeof *d);
     if (!d) {
       nd_ws_conn_flush(c); /* no room to remember it: write now */
       return;
     }
-    hub->dirty = d;
-    hub->dirty_cap = cap;
+    l->dirty = d;
+    l->dirty_cap = cap;
   }
-  hub->dirty[hub->ndirty++] = c;
-  c->dirty_idx = (uint32_t)hub->ndirty;
+  l->dirty[l->ndirty++] = c;
+  c->dirty_idx = (uint32_t)l->ndirty;
   /* Everything queued for c until the flush goes out in one sendmsg. */
-  if (hub->ndirty == 1) {
-    if (hub->write_mode == ND_WS_WRITE_NEXT) {
+  if (l->ndirty == 1) {
+    if (mode == ND_WS_WRITE_NEXT) {
       /* A zero-delay timer runs after the I/O callbacks of the next poll
        * (which does not block while it is pending): requests that were
        * already waiting publish into the same writes.  websocket.
-       * write_delay holds the writes longer, for bigger batches. */
-      int64_t d = hub->host->cfg.ws_write_delay_ms; /* websocket.write_delay */
+       * write_delay holds the writes longer, for bigger batches.  (A
+       * threaded loop also flushes at the end of each batch from main.) */
+      int64_t d = l->hub->host->cfg.ws_write_delay_ms; /* websocket.write_delay */
       struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
-      event_add(hub->flush_ev, &tv);
+      event_add(l->flush_ev, &tv);
     } else {
-      event_active(hub->flush_ev, EV_TIMEOUT, 0); /* after this turn's callbacks */
+      event_active(l->flush_ev, EV_TIMEOUT, 0); /* after this turn's callbacks */
     }
   }
 }
@@ -388,19 +488,21 @@ void nd_ws_conn_kick(notifd_ws_conn *c) {
 /* ---- inbound ------------------------------------------------------------ */
 
 static void handle_event(notifd_ws_conn *c, const nd_ws_event *ev) {
-  notifd_ws_channel *ch = c->ch;
   switch (ev->type) {
   case ND_WS_EV_MESSAGE:
-    if (c->state == ND_WS_OPEN && ch->on_message)
-      ch->on_message(c, ev->data, ev->len, ev->is_text, ch->ud);
+    if (c->state == ND_WS_OPEN) nd_ws_to_main_message(c, ev->data, ev->len, ev->is_text);
     break;
   case ND_WS_EV_PING:
     if (c->state != ND_WS_OPEN) break;
     {
-      const nd_config *cfg = &ch->hub->host->cfg;
+      const nd_config *cfg = &c->ch->hub->host->cfg;
       size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
       if (cfg->ws_max_queue_bytes && queued + 2 + ev->len > cfg->ws_max_queue_bytes) {
-        slow_consumer(c, queued); /* pings faster than it reads our pongs */
+        /* Pings faster than it reads our pongs. */
+        char peer[64];
+        ND_WARN("ws", "slow consumer %s on %s key=%s: %zu bytes queued (pongs), closing",
+                nd_ws_conn_peer(c, peer, sizeof peer), c->ch->path, c->params, queued);
+        io_close_code(c, ND_WS_CLOSE_POLICY, "slow consumer: outbound queue limit reached", 1);
         break;
       }
       if (write_control(c, ND_WS_OP_PONG, ev->data, ev->len) < 0)
@@ -408,15 +510,18 @@ static void handle_event(notifd_ws_conn *c, const nd_ws_event *ev) {
     }
     break;
   case ND_WS_EV_PONG:
-    if (c->state == ND_WS_OPEN && c->tlist == ND_WS_TL_PONG)
-      nd_ws_timer_set(ch->hub, c, ND_WS_TL_PING);
+    if (c->state == ND_WS_OPEN && c->tlist == ND_WS_TL_PONG) nd_ws_timer_set(c, ND_WS_TL_PING);
     break;
   case ND_WS_EV_CLOSE:
+    if (c->state == ND_WS_OPEN && nd_ws_remote(c)) {
+      close_after_main(c, ev->code == ND_WS_CLOSE_NO_STATUS ? 0 : ev->code, NULL, ev->code);
+      break;
+    }
     if (c->state == ND_WS_OPEN) {
       /* Echo the peer's code (an empty close is answered empty). */
       uint8_t pl[2] = {(uint8_t)(ev->code >> 8), (uint8_t)ev->code};
       write_control(c, ND_WS_OP_CLOSE, pl, ev->code == ND_WS_CLOSE_NO_STATUS ? 0 : 2);
-      detach(c, ev->code);
+      nd_ws_to_main_detach(c, ev->code, 0);
     }
     enter_linger(c);
     break;
@@ -430,7 +535,7 @@ static void handle_event(notifd_ws_conn *c, const nd_ws_event *ev) {
 static void conn_readcb(struct bufferevent *bev, void *arg) {
   notifd_ws_conn *c = arg;
   struct evbuffer *in = bufferevent_get_input(bev);
-  while (c->state != ND_WS_DEAD && evbuffer_get_length(in) > 0) {
+  while (c->state != ND_WS_DEAD && !c->throttled && !c->ack_wait && evbuffer_get_length(in) > 0) {
     if (c->state == ND_WS_LINGER) {
       evbuffer_drain(in, evbuffer_get_length(in));
       break;
@@ -441,8 +546,8 @@ static void conn_readcb(struct bufferevent *bev, void *arg) {
     size_t used = nd_ws_parse(&c->parser, v.iov_base, v.iov_len, &ev);
     /* Handle before draining: the event may point into this chunk. */
     if (ev.type != ND_WS_EV_NONE) handle_event(c, &ev);
-    nd_ws_parser_release(&c->parser);
     if (c->state == ND_WS_DEAD) break;
+    nd_ws_parser_release(&c->parser);
     evbuffer_drain(in, used);
   }
 }
@@ -461,21 +566,18 @@ static void conn_writecb(struct bufferevent *bev, void *arg) {
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg) {
   (void)bev;
   notifd_ws_conn *c = arg;
-  if (what & BEV_EVENT_EOF) {
-    /* A peer that closed after the handshake, or one that just vanished. */
-    nd_ws_conn_abort(c, c->state == ND_WS_OPEN ? ND_WS_CLOSE_ABNORMAL : c->close_code,
-                     c->state == ND_WS_OPEN ? "peer closed the connection" : NULL);
-  } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-    nd_ws_conn_abort(c, c->state == ND_WS_OPEN ? ND_WS_CLOSE_ABNORMAL : c->close_code,
-                     c->state == ND_WS_OPEN ? "connection error" : NULL);
-  }
+  /* A peer that closed after the handshake, or one that just vanished (a
+   * connection already closing only loses its socket: main has its code). */
+  const char *why = what & BEV_EVENT_EOF ? "peer closed the connection" : "connection error";
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+    nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, c->state == ND_WS_OPEN ? why : NULL);
 }
 
 /* ---- API table functions ---------------------------------------------- */
 
 int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text) {
   if (!c || (!data && len)) return NOTIFD_EINVAL;
-  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (!c->m_open) return NOTIFD_ECLOSED;
   if (is_text && !nd_utf8_valid(data, len)) return NOTIFD_EINVAL;
   size_t flen = 0;
   uint8_t *frame = nd_ws_chunk_new(is_text ? ND_WS_OP_TEXT : ND_WS_OP_BINARY, data, len, &flen);
@@ -483,7 +585,7 @@ int nd_ws_send(notifd_ws_conn *c, const void *data, size_t len, int32_t is_text)
   int rc = nd_ws_conn_queue(c, frame, flen);
   nd_ws_chunk_unref(frame);
   if (rc == NOTIFD_ETOOBIG) return rc;
-  if (rc < 0) return c->state == ND_WS_OPEN ? NOTIFD_ENOMEM : NOTIFD_ECLOSED;
+  if (rc < 0) return c->m_open ? NOTIFD_ENOMEM : NOTIFD_ECLOSED;
   nd_ws_hub *hub = c->ch->hub;
   nd_ws_metric_add(hub->m_frames, c->ch, 1);
   nd_ws_metric_add(hub->m_bytes, c->ch, (double)flen);
@@ -494,7 +596,7 @@ int nd_ws_close(notifd_ws_conn *c, int32_t code, const char *reason) {
   if (!c) return NOTIFD_EINVAL;
   if (!nd_ws_close_code_valid(code)) return NOTIFD_EINVAL;
   if (reason && !nd_utf8_valid(reason, strlen(reason))) return NOTIFD_EINVAL;
-  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (!c->m_open) return NOTIFD_ECLOSED;
   nd_ws_conn_close(c, code, reason);
   return 0;
 }
@@ -524,7 +626,7 @@ const char *nd_ws_conn_subject(notifd_ws_conn *c) {
 
 int nd_ws_conn_pause(notifd_ws_conn *c) {
   if (!c) return NOTIFD_EINVAL;
-  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (!c->m_open) return NOTIFD_ECLOSED;
   if (c->paused) return 0;
   key_unlink(c);
   c->paused = 1;
@@ -533,7 +635,7 @@ int nd_ws_conn_pause(notifd_ws_conn *c) {
 
 int nd_ws_conn_resume(notifd_ws_conn *c) {
   if (!c) return NOTIFD_EINVAL;
-  if (c->state != ND_WS_OPEN) return NOTIFD_ECLOSED;
+  if (!c->m_open) return NOTIFD_ECLOSED;
   if (!c->paused) return 0;
   if (key_link(c) < 0) return NOTIFD_ENOMEM; /* still paused */
   c->paused = 0;

@@ -16,6 +16,7 @@
 
 #include "auth/auth.h"
 #include "http/http.h"
+#include "http/tls.h"
 #include "log/access.h"
 #include "log/log.h"
 #include "util/buf.h"
@@ -134,6 +135,48 @@ static int refuse(notifd_ws_channel *ch, const char *reason_label, int status, c
   return status;
 }
 
+/* Gives the connection its socket with the 101 queued: on the main loop
+ * the HTTP layer's bufferevent as it is; for an I/O thread the socket and
+ * copies of the bufferevent's buffers, the bufferevent freed here (the
+ * loop makes its own on its base).  0, or -1 with `bev` untouched (the
+ * HTTP layer answers the refusal on it). */
+static int hand_over(notifd_ws_conn *c, struct bufferevent *bev, const char *resp, size_t n) {
+  if (!c->loop->threaded) {
+    if (bufferevent_write(bev, resp, n) < 0) return -1;
+    nd_ws_io_begin(c, bev);
+    nd_ws_conn_kick(c);
+    return 0;
+  }
+  struct evbuffer *bin = bufferevent_get_input(bev), *bout = bufferevent_get_output(bev);
+  struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+  int fd = bufferevent_getfd(bev), rc = -1;
+  if (!in || !out || fd < 0) goto done;
+  /* A socket bufferevent keeps its input's end and its output's start
+   * frozen (only it may touch them): thaw for the move. */
+  evbuffer_unfreeze(bin, 0);
+  evbuffer_unfreeze(bout, 1);
+  if (evbuffer_add_buffer(in, bin) == 0 && evbuffer_add_buffer(out, bout) == 0) {
+    if (evbuffer_add(out, resp, n) == 0) {
+      if (nd_ws_to_io_start(c, fd, in, out) == 0) rc = 0;
+      else evbuffer_remove_buffer(out, bout, evbuffer_get_length(out) - n);
+    } else {
+      evbuffer_add_buffer(bout, out);
+    }
+  }
+  if (rc < 0) evbuffer_add_buffer(bin, in); /* both as they were */
+  evbuffer_freeze(bin, 0);
+  evbuffer_freeze(bout, 1);
+  if (rc == 0) {
+    bufferevent_setfd(bev, -1); /* the socket is the loop's now */
+    bufferevent_free(bev);
+    return 0;
+  }
+done:
+  if (in) evbuffer_free(in);
+  if (out) evbuffer_free(out);
+  return -1;
+}
+
 int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *bev,
                   const char **msg) {
   static const char *dummy;
@@ -219,16 +262,16 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
   char accept[29];
   if (accept_value(key, keylen, accept) < 0)
     return refuse(ch, "internal", 500, "cannot compute Sec-WebSocket-Accept", msg);
-  notifd_ws_conn *c = nd_ws_conn_new(ch, bev, values);
+  notifd_ws_conn *c = nd_ws_conn_new(ch, values);
   if (!c) return refuse(ch, "internal", 500, "out of memory", msg);
-  if (nd_ws_conn_start(c) < 0) {
+  c->loop = nd_ws_loop_pick(hub, nd_tls_bev_is_tls(bev));
+  c->subj = subj;
+  c->proto = negotiate(ch, nd_req_header(req, "Sec-WebSocket-Protocol"));
+  if (nd_ws_conn_register(c) < 0) {
+    c->loop->nassigned--;
     nd_ws_conn_discard(c);
     return refuse(ch, "internal", 500, "out of memory", msg);
   }
-  c->subj = subj;
-  c->proto = negotiate(ch, nd_req_header(req, "Sec-WebSocket-Protocol"));
-  c->peer = nd_req_peer(req); /* the HTTP connection hands its count over */
-  /* From here on the bufferevent is ours, whatever happens. */
   char resp[256];
   const char *proto = nd_ws_conn_subprotocol(c);
   int n = snprintf(resp, sizeof resp,
@@ -238,11 +281,15 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
                    "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
                    accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
                    proto ? "\r\n" : "");
-  if (n < 0 || (size_t)n >= sizeof resp || bufferevent_write(bev, resp, (size_t)n) < 0) {
-    nd_ws_conn_abort(c, ND_WS_CLOSE_ABNORMAL, "cannot write the 101 response");
-    return 0;
+  if (n < 0 || (size_t)n >= sizeof resp || hand_over(c, bev, resp, (size_t)n) < 0) {
+    nd_ws_conn_detach(c, ND_WS_CLOSE_ABNORMAL, 0);
+    nd_ws_hub_unlink(hub, c);
+    c->loop->nassigned--;
+    nd_ws_conn_discard(c);
+    return refuse(ch, "internal", 500, "out of memory", msg);
   }
-  nd_ws_conn_kick(c);
+  /* From here on the socket is the websocket layer's, whatever happens. */
+  c->peer = nd_req_peer(req); /* the HTTP connection hands its count over */
   ND_DEBUG("ws", "open %s key=%s", ch->path, c->params);
   c->open_ms = nd_now_ms();
   if (cfg->log_access) {
@@ -255,7 +302,8 @@ int nd_ws_upgrade(notifd_ws_channel *ch, notifd_req *req, struct bufferevent *be
   if (ch->on_open) ch->on_open(c, ch->ud);
   /* Bytes the client sent right after its request are parsed on the next
    * loop turn, once the HTTP layer has let go of the bufferevent. */
-  if (c->state != ND_WS_DEAD && evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+  if (!nd_ws_remote(c) && c->state != ND_WS_DEAD &&
+      evbuffer_get_length(bufferevent_get_input(bev)) > 0)
     bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
   return 0;
 }

@@ -88,7 +88,7 @@ static void run_pending(nd_ws_hub *hub) {
       notifd_ws_channel *ch = c->ch;
       if (ch->on_close) ch->on_close(c, c->close_code, ch->ud);
     }
-    if (c->state == ND_WS_DEAD && !c->in_pending) nd_ws_conn_destroy(c);
+    if (c->gone && !c->in_pending) nd_ws_conn_destroy(c);
   }
 }
 
@@ -96,24 +96,6 @@ static void on_pending(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   run_pending(arg);
-}
-
-/* ---- the dirty connections' writes ------------------------------------- */
-
-static void on_flush(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
-  (void)what;
-  nd_ws_hub *hub = arg;
-  /* Flushing queues nothing new, but a connection aborted meanwhile left
-   * a NULL behind. */
-  for (size_t i = 0; i < hub->ndirty; i++) {
-    notifd_ws_conn *c = hub->dirty[i];
-    if (!c) continue;
-    hub->dirty[i] = NULL;
-    c->dirty_idx = 0;
-    nd_ws_conn_flush(c);
-  }
-  hub->ndirty = 0;
 }
 
 static int write_mode_from_env(void) {
@@ -151,9 +133,8 @@ nd_ws_hub *nd_ws_hub_new(notifd_host *h) {
   if (!hub) return NULL;
   hub->host = h;
   hub->pending_ev = event_new(h->base, -1, 0, on_pending, hub);
-  hub->flush_ev = event_new(h->base, -1, 0, on_flush, hub);
   hub->write_mode = write_mode_from_env();
-  if (!hub->pending_ev || !hub->flush_ev || nd_ws_timers_init(hub) < 0) {
+  if (!hub->pending_ev || nd_ws_loops_init(hub) < 0) {
     nd_ws_hub_free(hub);
     return NULL;
   }
@@ -180,15 +161,16 @@ static void channel_free(notifd_ws_channel *ch) {
 
 void nd_ws_hub_free(nd_ws_hub *hub) {
   if (!hub) return;
-  while (hub->conns)
-    nd_ws_conn_abort(hub->conns, hub->conns->state == ND_WS_OPEN ? ND_WS_CLOSE_GOING_AWAY
-                                                                 : hub->conns->close_code,
-                     NULL);
+  /* With the I/O threads joined every connection is main's to end. */
+  if (hub->loops) nd_ws_loops_stop(hub);
+  while (hub->conns) {
+    notifd_ws_conn *c = hub->conns;
+    if (c->state == ND_WS_DEAD) nd_ws_conn_gone(c); /* unlinks it */
+    else nd_ws_conn_abort(c, ND_WS_CLOSE_GOING_AWAY, NULL);
+  }
   run_pending(hub); /* on_close for each, then frees */
-  nd_ws_timers_free(hub);
+  nd_ws_loops_free(hub);
   if (hub->pending_ev) event_free(hub->pending_ev);
-  if (hub->flush_ev) event_free(hub->flush_ev);
-  free(hub->dirty);
   notifd_ws_channel *ch = hub->channels;
   while (ch) {
     notifd_ws_channel *next = ch->next;
@@ -203,7 +185,7 @@ void nd_ws_hub_close_all(nd_ws_hub *hub, int32_t code, const char *reason) {
   hub->shutting_down = 1;
   size_t n = 0;
   for (notifd_ws_conn *c = hub->conns; c; c = c->next) {
-    if (c->state != ND_WS_OPEN) continue;
+    if (!c->m_open) continue;
     nd_ws_conn_close(c, code, reason);
     n++;
   }

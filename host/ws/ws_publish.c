@@ -32,11 +32,14 @@ uint8_t *nd_ws_chunk_new(int opcode, const void *data, size_t len, size_t *frame
   return k->frame;
 }
 
-void nd_ws_chunk_ref(uint8_t *frame) { chunk_of(frame)->refs++; }
+/* Atomic: the main thread queues references, I/O threads drop them. */
+void nd_ws_chunk_ref(uint8_t *frame) {
+  __atomic_fetch_add(&chunk_of(frame)->refs, 1, __ATOMIC_RELAXED);
+}
 
 void nd_ws_chunk_unref(uint8_t *frame) {
   chunk *k = chunk_of(frame);
-  if (--k->refs == 0) free(k);
+  if (__atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) == 0) free(k);
 }
 
 int nd_ws_publish(notifd_ws_channel *ch, const char *key, const void *data, size_t len,

@@ -70,6 +70,7 @@ static void on_echo(notifd_ws_conn *c, const void *data, size_t len, int32_t is_
   pthread_mutex_lock(&t->mu);
   t->messages++;
   pthread_mutex_unlock(&t->mu);
+  if (len >= 2 && memcmp(data, "q:", 2) == 0) return; /* counted, not echoed */
   if (len == 5 && memcmp(data, "close", 5) == 0) {
     nd_ws_close(c, 4001, "asked to");
     return;
@@ -265,14 +266,16 @@ static void job_run(evutil_socket_t fd, short what, void *arg) {
   pthread_mutex_unlock(&j->mu);
 }
 
-static void on_loop(th *t, void (*fn)(void *), void *arg) {
+static void on_base(struct event_base *base, void (*fn)(void *), void *arg) {
   job j = {fn, arg, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
   struct timeval zero = {0, 0};
-  ck_assert_int_eq(event_base_once(t->h->base, -1, EV_TIMEOUT, job_run, &j, &zero), 0);
+  ck_assert_int_eq(event_base_once(base, -1, EV_TIMEOUT, job_run, &j, &zero), 0);
   pthread_mutex_lock(&j.mu);
   while (!j.done) pthread_cond_wait(&j.cv, &j.mu);
   pthread_mutex_unlock(&j.mu);
 }
+
+static void on_loop(th *t, void (*fn)(void *), void *arg) { on_base(t->h->base, fn, arg); }
 
 static void teardown_on_loop(void *arg) {
   th *t = arg;
@@ -707,6 +710,9 @@ START_TEST(two_connections_one_key_and_close_removes) {
   ck_assert_int_eq(f.op, ND_WS_OP_CLOSE);
   ck_assert_int_eq(close_code(&f), 1000);
   free(f.data);
+  /* (With I/O threads the echo may reach the client before main learned
+   * of the close: wait for the registry.) */
+  ck_assert_uint_eq(wait_key_count(t, t->chat, "s1", 1), 1);
   p = publish(t, t->chat, "s1", "m2");
   ck_assert_uint_eq(p.delivered, 1);
   ck_assert_uint_eq(p.failed, 0);
@@ -834,18 +840,200 @@ typedef struct wstate {
   const char *key;
   int found, direct, armed;
   size_t queued;
+  notifd_ws_conn *c;
 } wstate;
+
+static void find_wstate(void *arg) {
+  wstate *w = arg;
+  nd_ws_keyent *e = nd_ws_keymap_find(&w->t->chat->keys, w->key);
+  w->c = e ? e->head : NULL;
+  w->found = w->c != NULL;
+}
+
+/* On the connection's I/O loop (the main loop, or an I/O thread's). */
+static void read_io_state(void *arg) {
+  wstate *w = arg;
+  w->direct = w->c->direct;
+  w->armed = w->c->wr_armed;
+  w->queued = evbuffer_get_length(bufferevent_get_output(w->c->bev));
+}
 
 static void read_wstate(void *arg) {
   wstate *w = arg;
-  nd_ws_keyent *e = nd_ws_keymap_find(&w->t->chat->keys, w->key);
-  w->found = e && e->head;
-  if (!w->found) return;
-  notifd_ws_conn *c = e->head;
-  w->direct = c->direct;
-  w->armed = c->wr_armed;
-  w->queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+  on_loop(w->t, find_wstate, w);
+  if (w->found) on_base(w->c->loop->base, read_io_state, w);
 }
+
+typedef struct hubcount {
+  th *t;
+  size_t n;
+} hubcount;
+
+static void read_hub_count(void *arg) {
+  hubcount *h = arg;
+  h->n = nd_ws_hub_count(h->t->h->ws);
+}
+
+/* A message and, in the same packet, a close (or a protocol error): the
+ * plugin's reply to the message goes out before the close frame, also
+ * when an I/O thread reads the socket and the reply comes from the loop
+ * thread. */
+static void reply_then_close(const uint8_t *second, size_t second_len, int want_code) {
+  th *t = th_start(NULL);
+  wsc c;
+  ws_open(&c, t->port, "/echo?k=ord");
+  ck_assert_int_eq(c.status, 101);
+  static const uint8_t mask[4] = {9, 8, 7, 6};
+  uint8_t buf[64];
+  size_t h = nd_ws_frame_header(buf, ND_WS_OP_TEXT, 1, 2, mask);
+  memcpy(buf + h, "hi", 2);
+  nd_ws_mask(buf + h, 2, mask, 0);
+  memcpy(buf + h + 2, second, second_len);
+  write_all(c.fd, buf, h + 2 + second_len);
+  expect_text(&c, "hi");
+  frame f;
+  ck_assert_int_eq(ws_recv_data(&c, &f, 5000), 1);
+  ck_assert_int_eq(f.op, ND_WS_OP_CLOSE);
+  ck_assert_int_eq(close_code(&f), want_code);
+  free(f.data);
+  ws_close_fd(&c);
+  /* The server sees our EOF while it lingers: the connection is gone
+   * before its close grace (5 s here) would have ended it. */
+  hubcount hc = {t, 1};
+  for (int i = 0; i < 150 && hc.n; i++) {
+    on_loop(t, read_hub_count, &hc);
+    if (hc.n) sleep_ms(10);
+  }
+  ck_assert_msg(hc.n == 0, "%zu connection(s) still there 1.5 s after the client's EOF", hc.n);
+  th_stop(t);
+}
+
+START_TEST(reply_goes_before_close_answer) {
+  uint8_t close[16];
+  static const uint8_t mask[4] = {1, 2, 3, 4};
+  uint8_t pl[2] = {0x03, 0xe8}; /* 1000 */
+  size_t h = nd_ws_frame_header(close, ND_WS_OP_CLOSE, 1, 2, mask);
+  memcpy(close + h, pl, 2);
+  nd_ws_mask(close + h, 2, mask, 0);
+  reply_then_close(close, h + 2, 1000);
+  /* An unmasked frame breaks the protocol: answered 1002, after the reply. */
+  uint8_t bad[16];
+  size_t bh = nd_ws_frame_header(bad, ND_WS_OP_TEXT, 1, 1, NULL);
+  bad[bh] = 'x';
+  reply_then_close(bad, bh + 1, 1002);
+}
+END_TEST
+
+/* ---- back pressure from a loop thread that is behind -------------------- */
+
+/* The loop thread waits here while the test keeps the gate shut. */
+typedef struct gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int open, entered;
+} gate;
+
+static void gate_wait(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  gate *g = arg;
+  pthread_mutex_lock(&g->mu);
+  g->entered = 1;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+}
+
+typedef struct flood {
+  wsc *c;
+  int n;
+  size_t len;
+} flood;
+
+static void *send_flood(void *arg) {
+  flood *f = arg;
+  char *msg = malloc(f->len);
+  ck_assert_ptr_nonnull(msg);
+  for (int i = 0; i < f->n; i++) {
+    memset(msg, 'a' + i % 26, f->len);
+    memcpy(msg, "q:", 2);
+    ws_send(f->c, ND_WS_OP_BINARY, 1, msg, f->len);
+  }
+  free(msg);
+  return NULL;
+}
+
+typedef struct echo_conn {
+  th *t;
+  notifd_ws_conn *c;
+  int throttled;
+} echo_conn;
+
+static void find_echo_conn(void *arg) {
+  echo_conn *e = arg;
+  nd_ws_keyent *k = nd_ws_keymap_find(&e->t->echo->keys, "bp");
+  e->c = k ? k->head : NULL;
+}
+
+static void read_throttled(void *arg) {
+  echo_conn *e = arg;
+  e->throttled = e->c->throttled;
+}
+
+static int messages_seen(th *t) {
+  pthread_mutex_lock(&t->mu);
+  int n = t->messages;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
+/* With the sockets on I/O threads, messages wait for the loop thread; when
+ * it is behind by more than the bound, its I/O thread stops reading the
+ * sender (TCP pushes back) and starts again once the loop caught up.
+ * Nothing is lost either way.  (With io_threads 0 the loop thread does the
+ * reading itself, so only the last part applies.) */
+START_TEST(reading_stops_while_main_is_behind) {
+  th *t = th_start(NULL);
+  wsc c;
+  ws_open(&c, t->port, "/echo?k=bp");
+  ck_assert_int_eq(c.status, 101);
+  echo_conn e = {t, NULL, 0};
+  on_loop(t, find_echo_conn, &e);
+  ck_assert_ptr_nonnull(e.c);
+  gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+  struct timeval zero = {0, 0};
+  ck_assert_int_eq(event_base_once(t->h->base, -1, EV_TIMEOUT, gate_wait, &g, &zero), 0);
+  pthread_mutex_lock(&g.mu);
+  while (!g.entered) pthread_cond_wait(&g.cv, &g.mu);
+  pthread_mutex_unlock(&g.mu);
+
+  /* 96 x 60 000 bytes: more than the 4 MiB + max_message bound. */
+  flood f = {&c, 96, 60000};
+  pthread_t sender;
+  ck_assert_int_eq(pthread_create(&sender, NULL, send_flood, &f), 0);
+  if (e.c->loop->threaded) {
+    for (int i = 0; i < 2000 && !e.throttled; i++) {
+      on_base(e.c->loop->base, read_throttled, &e);
+      if (!e.throttled) sleep_ms(10);
+    }
+    ck_assert_msg(e.throttled, "the I/O thread did not stop reading within 20 s");
+  }
+  pthread_mutex_lock(&g.mu);
+  g.open = 1;
+  pthread_cond_broadcast(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  pthread_join(sender, NULL);
+  int seen = 0;
+  for (int i = 0; i < 3000 && (seen = messages_seen(t)) < f.n; i++) sleep_ms(10);
+  ck_assert_msg(seen == f.n, "on_message saw %d of %d messages within 30 s", seen, f.n);
+  if (e.c->loop->threaded) {
+    on_base(e.c->loop->base, read_throttled, &e);
+    ck_assert_int_eq(e.throttled, 0);
+  }
+  ws_close_fd(&c);
+  th_stop(t);
+}
+END_TEST
 
 /* Plain sockets are written directly; a full socket hands the rest to the
  * bufferevent's write event, and once that drained, writing is direct
@@ -861,8 +1049,8 @@ START_TEST(full_socket_then_drained_keeps_order) {
   ws_open_ex(&c, t->port, "/chat/subscribe-websocket?stream_id=f&sender_id=a&receiver_id=b",
              NULL, 4096);
   ck_assert_int_eq(c.status, 101);
-  wstate w = {t, "f", 0, 0, 0, 0};
-  on_loop(t, read_wstate, &w);
+  wstate w = {t, "f", 0, 0, 0, 0, NULL};
+  read_wstate(&w);
   ck_assert(w.found && w.direct && !w.armed);
   enum { N = 2000, LEN = 3999 };
   static char msg[LEN + 1];
@@ -876,7 +1064,7 @@ START_TEST(full_socket_then_drained_keeps_order) {
   /* The client has not read: 8 MB do not fit its 4 KB receive buffer
    * and the server's send buffer (at most tcp_wmem's 4 MB) together. */
   for (int i = 0; i < POLL_STEPS; i++) {
-    on_loop(t, read_wstate, &w);
+    read_wstate(&w);
     if (w.armed) break;
     sleep_ms(10);
   }
@@ -891,7 +1079,7 @@ START_TEST(full_socket_then_drained_keeps_order) {
     free(f.data);
   }
   for (int i = 0; i < POLL_STEPS; i++) {
-    on_loop(t, read_wstate, &w);
+    read_wstate(&w);
     if (!w.armed) break;
     sleep_ms(10);
   }
@@ -1700,6 +1888,8 @@ Suite *nd_test_suite(void) {
   tcase_add_test(tc, two_connections_one_key_and_close_removes);
   tcase_add_test(tc, full_socket_then_drained_keeps_order);
   tcase_add_test(tc, write_delay_holds_frames);
+  tcase_add_test(tc, reading_stops_while_main_is_behind);
+  tcase_add_test(tc, reply_goes_before_close_answer);
   tcase_add_test(tc, oversize_message_closes_1009);
   tcase_add_test(tc, echo_fragments_pings_and_protocol_errors);
   tcase_add_test(tc, frame_in_same_packet_as_request);

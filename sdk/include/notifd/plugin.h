@@ -350,7 +350,11 @@ typedef struct notifd_api {
    * limit are closed and counted as failed.  A frame larger than
    * websocket.max_queue_bytes goes only to connections with nothing
    * queued; the others are counted as failed but stay open.  (ws_send:
-   * NOTIFD_ETOOBIG in that case.) */
+   * NOTIFD_ETOOBIG in that case.)  `delivered` counts frames queued to
+   * open connections, not yet written; with websocket.io_threads a
+   * connection whose peer has just closed can still be counted (its I/O
+   * thread drops the frame), as one whose close is not read yet always
+   * could. */
   int (*ws_publish)(notifd_ws_channel *ch, const char *key, const void *data,
                     size_t len, uint32_t *delivered, uint32_t *failed);
   /* Closes every connection of `key`; returns the count closed (>= 0). */
