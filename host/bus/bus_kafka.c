@@ -738,7 +738,12 @@ static void kafka_finish_stop(nd_bus *b) {
     kcons *kc = b->consumers[i]->impl;
     if (!kc || !kc->rk) continue;
     kc->closing = 1;
-    kc->closeq = rd_kafka_queue_new(kc->rk);
+    /* The operator tail's consumer gets partition-EOF events, which would
+     * be forwarded to a close queue too, and serving a fetch op there with
+     * rd_kafka_queue_poll_callback aborts inside librdkafka 2.0
+     * (rd_kafka_q_serve: res != RD_KAFKA_OP_RES_PASS).  It holds no
+     * offsets and ends the command, so it closes blocking. */
+    kc->closeq = kc->c->ephemeral ? NULL : rd_kafka_queue_new(kc->rk);
     if (!kc->closeq) {
       rd_kafka_consumer_close(kc->rk); /* fall back to the blocking close */
       kc->closed = 1;
