@@ -611,6 +611,17 @@ static void on_consumer_more(evutil_socket_t fd, short what, void *arg) {
   consumer_drain(arg);
 }
 
+/* Records fetched after the last drain reach the close queue, which is
+ * served with rd_kafka_queue_poll_callback; without a consume callback
+ * librdkafka 2.0 aborts on them (rd_kafka_q_serve: res !=
+ * RD_KAFKA_OP_RES_PASS).  They were never handed out or stored, so the
+ * next owner of the partition fetches them again: drop them.
+ * rd_kafka_consumer_poll returns records as before (it never calls this). */
+static void drop_fetched_while_closing(rd_kafka_message_t *rkm, void *opaque) {
+  (void)rkm;
+  (void)opaque;
+}
+
 static int consumer_open(kbus *k, notifd_consumer *c) {
   nd_bus *b = k->bus;
   kcons *kc = calloc(1, sizeof *kc);
@@ -634,6 +645,7 @@ static int consumer_open(kbus *k, notifd_consumer *c) {
   bad |= conf_set(conf, "enable.auto.commit", c->ephemeral ? "false" : "true", NULL, NULL);
   /* Only the operator tail needs to know where a partition ends. */
   bad |= conf_set(conf, "enable.partition.eof", c->ephemeral ? "true" : "false", NULL, NULL);
+  rd_kafka_conf_set_consume_cb(conf, drop_fetched_while_closing);
   if (bad) {
     rd_kafka_conf_destroy(conf);
     return NOTIFD_EBACKEND;
@@ -738,12 +750,7 @@ static void kafka_finish_stop(nd_bus *b) {
     kcons *kc = b->consumers[i]->impl;
     if (!kc || !kc->rk) continue;
     kc->closing = 1;
-    /* The operator tail's consumer gets partition-EOF events, which would
-     * be forwarded to a close queue too, and serving a fetch op there with
-     * rd_kafka_queue_poll_callback aborts inside librdkafka 2.0
-     * (rd_kafka_q_serve: res != RD_KAFKA_OP_RES_PASS).  It holds no
-     * offsets and ends the command, so it closes blocking. */
-    kc->closeq = kc->c->ephemeral ? NULL : rd_kafka_queue_new(kc->rk);
+    kc->closeq = rd_kafka_queue_new(kc->rk);
     if (!kc->closeq) {
       rd_kafka_consumer_close(kc->rk); /* fall back to the blocking close */
       kc->closed = 1;
